@@ -1,0 +1,25 @@
+"""Kafka topic names. Every event is keyed by lead id, so one lead's events stay ordered."""
+
+from __future__ import annotations
+
+CAPTURED = "leads.captured"
+ENRICHED = "leads.enriched"
+SCORED = "leads.scored"
+ROUTED = "leads.routed"
+ACTIVITY = "leads.activity"
+TOUCHED = "leads.touched"
+SLA = "leads.sla"
+DELIVERED = "leads.delivered"
+
+LEAD_TOPICS: tuple[str, ...] = (CAPTURED, ENRICHED, SCORED, ROUTED, ACTIVITY, TOUCHED, SLA, DELIVERED)
+DLQ_SUFFIX = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+def all_topics(prefix: str = "") -> list[str]:
+    """Every topic the pipeline needs, dead-letter topics included, with an optional test prefix."""
+    names = [*LEAD_TOPICS, *(dead_letter_topic(t) for t in LEAD_TOPICS)]
+    return [f"{prefix}{name}" for name in names]
