@@ -1,0 +1,58 @@
+"""The command line every service shares: ``python -m leadflow_<svc> [serve|migrate|seed-demo]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from leadflow_kit.db import Database
+from leadflow_kit.logging import configure_logging
+from leadflow_kit.migrations import upgrade
+from leadflow_kit.settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+SeedDemo = Callable[[S, Database], Awaitable[None]]
+
+
+def run_service_cli(
+    settings_factory: Callable[[], S],
+    app_factory: Callable[[S], FastAPI],
+    migrations: Path,
+    seed_demo: SeedDemo[S] | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "seed-demo"])
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    configure_logging(settings.service_name, settings.log_level)
+    if args.command == "migrate":
+        upgrade(migrations, settings.database_url)
+    elif args.command == "seed-demo":
+        if seed_demo is not None:
+            asyncio.run(_seed(seed_demo, settings))
+    else:
+        uvicorn.run(
+            app_factory(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    sys.exit(0)
+
+
+async def _seed(seed_demo: SeedDemo[S], settings: S) -> None:
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        await seed_demo(settings, db)
+    finally:
+        await db.dispose()

@@ -1,0 +1,58 @@
+"""One Kafka producer per process, started lazily and rebuilt after the broker goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from leadflow_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ProducerHolder:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    client_id=f"{self._settings.service_name}-producer",
+                    acks="all",
+                    enable_idempotence=True,
+                    # Produce at once: batching would add its linger to every lead's journey.
+                    linger_ms=0,
+                    request_timeout_ms=self._settings.kafka_request_timeout_ms,
+                )
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def reset(self) -> None:
+        """Drop the producer after a failure; the next ``get`` connects afresh."""
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=5)
+            except (TimeoutError, Exception):
+                log.warning("kafka producer did not stop cleanly", exc_info=True)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        producer = await asyncio.wait_for(self.get(), timeout=timeout)
+        ok = await asyncio.wait_for(producer.client.force_metadata_update(), timeout=timeout)
+        if not ok:
+            raise ConnectionError("kafka metadata update failed")
+
+    async def close(self) -> None:
+        await self.reset()

@@ -1,0 +1,227 @@
+"""Transactional outbox: events are written with the state change, then relayed to Kafka.
+
+Only one relay per service database publishes at a time (a PostgreSQL advisory lock), so a
+lead's events leave in the order they were written even with several replicas running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from leadflow_contracts import Event, EventData, encode_body, encode_headers
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_kit.clock import Clock, SystemClock
+from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, new_metadata
+from leadflow_kit.kafka import ProducerHolder
+from leadflow_kit.metrics import ServiceMetrics
+from leadflow_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+_platform = new_metadata()
+outbox_table = _platform.tables["outbox"]
+processed_event_table = _platform.tables["processed_event"]
+
+RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service has its own database
+PUBLISHED_RETENTION = timedelta(hours=1)
+PROCESSED_EVENT_RETENTION = timedelta(days=7)
+
+
+class Outbox:
+    """Writes events into the outbox inside the caller's transaction."""
+
+    def __init__(self, topic_prefix: str = "") -> None:
+        self.topic_prefix = topic_prefix
+
+    async def add(self, session: AsyncSession, event: Event[Any]) -> None:
+        typed: Event[EventData] = event
+        await session.execute(
+            insert(outbox_table).values(
+                event_id=typed.id,
+                topic=f"{self.topic_prefix}{typed.topic}",
+                key=typed.subject,
+                headers=[[name, value.decode()] for name, value in encode_headers(typed)],
+                body=encode_body(typed).decode(),
+            )
+        )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        db: Database,
+        producers: ProducerHolder,
+        metrics: ServiceMetrics,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.producers = producers
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._lead_while_holding_lock()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("outbox relay lost its database connection; retrying", exc_info=True)
+                await self._sleep(1.0)
+
+    async def _lead_while_holding_lock(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(self.db.url))
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                # Another replica relays this database; stand by in case it dies.
+                await self._refresh_backlog_metrics()
+                if await self._sleep(2.0):
+                    return
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            log.info("outbox relay is leading")
+            housekeeping_due = 0.0
+            loop = asyncio.get_running_loop()
+            while not self._stopping.is_set():
+                published = await self._publish_pending()
+                if loop.time() >= housekeeping_due:
+                    await self._housekeeping()
+                    housekeeping_due = loop.time() + 30
+                if published:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval_seconds)
+                if conn.is_closed():
+                    raise ConnectionError("listener connection closed")
+        finally:
+            await conn.close()
+
+    async def _publish_pending(self) -> int:
+        """Publish everything pending; returns how many rows went out."""
+        total = 0
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                sent = await self.publish_batch()
+            except Exception as exc:
+                log.warning("outbox publish failed; rows stay pending: %s", exc)
+                await self._record_failure(str(exc))
+                await self.producers.reset()
+                if await self._sleep(backoff + random.uniform(0, backoff)):
+                    break
+                backoff = min(backoff * 2, 5.0)
+                continue
+            total += sent
+            if sent < self.settings.outbox_batch_size:
+                break
+        if total:
+            await self._refresh_backlog_metrics()
+        return total
+
+    async def publish_batch(self) -> int:
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key,
+                           outbox_table.c.headers, outbox_table.c.body)
+                    .where(outbox_table.c.published_at.is_(None))
+                    .order_by(outbox_table.c.id)
+                    .limit(self.settings.outbox_batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            producer = await self.producers.get()
+            deliveries = []
+            for row in rows:
+                headers = [(name, value.encode()) for name, value in row.headers]
+                deliveries.append(
+                    await producer.send(row.topic, value=row.body.encode(), key=row.key.encode(), headers=headers)
+                )
+            # The idempotent producer never expires a batch by itself, so bound the wait here.
+            await asyncio.wait_for(
+                asyncio.gather(*deliveries), timeout=self.settings.kafka_request_timeout_ms / 1000 + 5
+            )
+            await session.execute(
+                update(outbox_table)
+                .where(outbox_table.c.id.in_([row.id for row in rows]))
+                .values(published_at=self.clock.now())
+            )
+        for row in rows:
+            self.metrics.events_published.labels(self.settings.service_name, row.topic).inc()
+        return len(rows)
+
+    async def _record_failure(self, error: str) -> None:
+        try:
+            async with self.db.transaction() as session:
+                oldest = (
+                    select(outbox_table.c.id)
+                    .where(outbox_table.c.published_at.is_(None))
+                    .order_by(outbox_table.c.id)
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id == oldest)
+                    .values(attempts=outbox_table.c.attempts + 1, last_error=error[:2000])
+                )
+        except Exception:
+            log.debug("could not record the outbox failure", exc_info=True)
+        await self._refresh_backlog_metrics()
+
+    async def _refresh_backlog_metrics(self) -> None:
+        try:
+            async with self.db.transaction() as session:
+                count, oldest = (
+                    await session.execute(
+                        select(func.count(), func.min(outbox_table.c.created_at)).where(
+                            outbox_table.c.published_at.is_(None)
+                        )
+                    )
+                ).one()
+        except Exception:
+            log.debug("could not read the outbox backlog", exc_info=True)
+            return
+        service = self.settings.service_name
+        self.metrics.outbox_backlog.labels(service).set(count)
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        self.metrics.outbox_oldest_age.labels(service).set(max(age, 0.0))
+
+    async def _housekeeping(self) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            await session.execute(
+                delete(outbox_table).where(outbox_table.c.published_at < now - PUBLISHED_RETENTION)
+            )
+            await session.execute(
+                delete(processed_event_table).where(
+                    processed_event_table.c.processed_at < now - PROCESSED_EVENT_RETENTION
+                )
+            )
+        await self._refresh_backlog_metrics()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the relay is stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,59 @@
+"""Settings every service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-admin-key", "admin"})
+
+
+class ServiceSettings(BaseSettings):
+    """Subclasses set ``model_config = service_config("CAPTURE_")`` and a default ``port``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "service"
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    database_url: str = "postgresql+asyncpg://leadflow:leadflow@127.0.0.1:15432/leadflow"
+    database_pool_size: int = 10
+
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    # aiokafka waits 500 ms per fetch by default, which would dominate a lead's journey.
+    kafka_fetch_max_wait_ms: int = 10
+    kafka_max_poll_records: int = 200
+    kafka_session_timeout_ms: int = 10000
+    kafka_request_timeout_ms: int = 5000
+
+    consumer_max_attempts: int = 4
+    consumer_retry_backoff_seconds: float = 0.05
+    outbox_poll_interval_seconds: float = 0.25
+    outbox_batch_size: int = 500
+
+    admin_api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
+        if self.environment == "production":
+            key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
+            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 16):
+                raise ValueError("admin_api_key is a placeholder or shorter than 16 characters")
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}{self.service_name}"
+
+
+def service_config(env_prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", env_file=None)
