@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from leadflow_contracts import (
     Event,
     LeadCaptured,

@@ -21,11 +21,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from leadflow_contracts import Event, EventData, MalformedEvent, decode
-from leadflow_contracts.topics import dead_letter_topic
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_contracts import Event, EventData, MalformedEvent, decode
+from leadflow_contracts.topics import dead_letter_topic
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
 from leadflow_kit.kafka import ProducerHolder

@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, new_metadata
 from leadflow_kit.kafka import ProducerHolder
