@@ -1,0 +1,5 @@
+import sys
+
+from leadflow_stack.cli import main
+
+sys.exit(main())
