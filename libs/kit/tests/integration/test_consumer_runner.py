@@ -1,0 +1,141 @@
+"""The idempotent consumer against the real broker and database: once-only effects, dead letters."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
+
+from leadflow_contracts import Event, LeadCaptured, LeadContact, encode_body, encode_headers, new_event
+from leadflow_contracts.topics import CAPTURED, dead_letter_topic
+from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
+from leadflow_kit.db import Database, new_metadata
+from leadflow_kit.kafka import ProducerHolder
+from leadflow_kit.metrics import ServiceMetrics
+from leadflow_kit.outbox import Outbox
+from leadflow_kit.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+def captured(lead_id: str, key: str | None = None) -> Event[LeadCaptured]:
+    now = datetime.now(UTC)
+    data = LeadCaptured(lead_id=lead_id, form_key="demo", submitted_at=now, contact=LeadContact(email="a@b.co"))
+    return new_event(data, source="capture", subject=key or lead_id, lead_captured_at=now)
+
+
+async def produce(bootstrap: str, topic: str, events: list[Event[Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topic, encode_body(event), key=event.subject.encode(), headers=encode_headers(event)
+            )
+    finally:
+        await producer.stop()
+
+
+async def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def harness(infra: Any) -> Any:
+    prefix = infra.new_topic_prefix()
+    await infra.create_topics(prefix, partitions=3)
+    db = Database(await infra.new_database("kit"))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(new_metadata().create_all)
+        await conn.execute(text("CREATE TABLE effect (lead_id text, event_id text)"))
+    settings = ServiceSettings(
+        service_name="kit-test", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
+        consumer_max_attempts=3, consumer_retry_backoff_seconds=0.01,
+    )
+    consumer = EventConsumer("kit-test")
+
+    @consumer.subscribe(CAPTURED)
+    async def record_effect(event: Event[Any], uow: UnitOfWork) -> None:
+        if event.data.lead_id.startswith("poison"):
+            raise RuntimeError("this lead always fails")
+        await uow.session.execute(
+            text("INSERT INTO effect VALUES (:lead, :event)"), {"lead": event.data.lead_id, "event": event.id}
+        )
+
+    metrics = ServiceMetrics("kit-test")
+    producers = ProducerHolder(settings)
+    runner = ConsumerRunner(consumer, settings, db, producers, Outbox(prefix), metrics)
+    task = asyncio.create_task(runner.run())
+    yield settings, db, metrics
+    runner.stop()
+    await asyncio.wait_for(task, 30)
+    await producers.close()
+    await db.dispose()
+
+
+async def effects(db: Database) -> list[tuple[str, str]]:
+    async with db.transaction() as session:
+        return [tuple(r) for r in (await session.execute(text("SELECT lead_id, event_id FROM effect"))).all()]
+
+
+async def test_an_event_delivered_twice_has_its_effect_once(harness: Any) -> None:
+    settings, db, metrics = harness
+    event = captured("lead-twice")
+    await produce(settings.kafka_bootstrap_servers, settings.topic(CAPTURED), [event, event])
+
+    async def both_seen() -> bool:
+        consumed = metrics.events_consumed.labels("kit-test", settings.topic(CAPTURED), "duplicate")._value.get()
+        return consumed >= 1
+
+    await wait_for(both_seen)
+    assert await effects(db) == [("lead-twice", event.id)]
+
+
+async def test_a_failing_event_is_dead_lettered_and_the_consumer_moves_on(harness: Any) -> None:
+    settings, db, _ = harness
+    # One key, so one partition: the healthy event queues behind the poison one.
+    poison, healthy = captured("poison-1", key="k1"), captured("after-poison", key="k1")
+    await produce(settings.kafka_bootstrap_servers, settings.topic(CAPTURED), [poison, healthy])
+
+    async def healthy_processed() -> bool:
+        return any(lead == "after-poison" for lead, _ in await effects(db))
+
+    await wait_for(healthy_processed)
+    dlq = AIOKafkaConsumer(
+        dead_letter_topic(settings.topic(CAPTURED)), bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest", group_id=f"dlq-reader-{uuid.uuid4()}",
+    )
+    await dlq.start()
+    try:
+        record = await asyncio.wait_for(dlq.getone(), 30)
+    finally:
+        await dlq.stop()
+    headers = {k: v.decode() for k, v in record.headers}
+    assert headers["ce_id"] == poison.id
+    assert headers["dlq_error_type"] == "RuntimeError"
+    assert headers["dlq_error_message"] == "this lead always fails"
+    assert headers["dlq_attempts"] == "3"
+    assert headers["dlq_original_topic"] == settings.topic(CAPTURED)
+    assert all(lead != "poison-1" for lead, _ in await effects(db))
+
+
+async def test_a_malformed_record_is_dead_lettered_without_retries(harness: Any) -> None:
+    settings, _, metrics = harness
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(CAPTURED), b"not json", key=b"junk", headers=[("ce_type", b"x")])
+    finally:
+        await producer.stop()
+
+    async def dead_lettered() -> bool:
+        return metrics.dead_lettered.labels("kit-test", settings.topic(CAPTURED))._value.get() >= 1
+
+    await wait_for(dead_lettered)
