@@ -1,0 +1,111 @@
+"""The test infrastructure itself: a real broker and a real PostgreSQL, started by the suite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from leadflow_contracts.topics import all_topics
+from leadflow_stack import procs
+from leadflow_stack.pytest_plugin import Infra
+
+pytestmark = pytest.mark.integration
+
+
+async def _produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000)
+    await producer.start()
+    try:
+        await asyncio.wait_for(producer.send_and_wait(topic, value, key=key), 15)
+    finally:
+        await producer.stop()
+
+
+async def _consume_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    got: list[tuple[bytes | None, bytes | None]] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < expected:
+                batches = await consumer.getmany(timeout_ms=200)
+                got.extend((m.key, m.value) for msgs in batches.values() for m in msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_topics_are_created_with_partitions_and_dead_letter_twins(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("stack")
+    created = await infra.create_topics(prefix, partitions=3)
+
+    assert created == all_topics(prefix)
+    assert f"{prefix}leads.captured.dlq" in created
+    # Creating them again is harmless.
+    await infra.create_topics(prefix, partitions=3)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+    await producer.start()
+    try:
+        assert await producer.partitions_for(f"{prefix}leads.captured") == {0, 1, 2}
+    finally:
+        await producer.stop()
+
+
+async def test_a_produced_message_is_consumed_back(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("roundtrip")
+    await infra.create_topics(prefix, partitions=3)
+    topic = f"{prefix}leads.captured"
+
+    await _produce(infra.bootstrap_servers, topic, b"lead-1", b'{"hello": "kafka"}')
+
+    assert await _consume_all(infra.bootstrap_servers, topic, 1) == [(b"lead-1", b'{"hello": "kafka"}')]
+
+
+async def test_a_fresh_database_is_created_and_queried(infra: Infra) -> None:
+    url = await infra.new_database("stack_test")
+    other = await infra.new_database("stack_test")
+    assert url != other
+    assert url.startswith("postgresql+asyncpg://leadflow:leadflow@127.0.0.1:")
+
+    conn = await asyncpg.connect(Infra.asyncpg_dsn(url))
+    try:
+        await conn.execute("CREATE TABLE lead (id text PRIMARY KEY, email text NOT NULL)")
+        await conn.execute("INSERT INTO lead VALUES ('l1', 'ada@example.com')")
+        assert await conn.fetchval("SELECT email FROM lead WHERE id = 'l1'") == "ada@example.com"
+        assert await conn.fetchval("SELECT current_user") == "leadflow"
+    finally:
+        await conn.close()
+    # Idempotent: the same name again returns the same database, data intact.
+    name = url.rsplit("/", 1)[1]
+    assert await infra.stack.postgres.create_database(name) == url
+    conn = await asyncpg.connect(Infra.asyncpg_dsn(url))
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM lead") == 1
+    finally:
+        await conn.close()
+
+
+async def test_kafka_restart_keeps_topics_and_messages(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("restart")
+    await infra.create_topics(prefix, partitions=3)
+    topic = f"{prefix}leads.routed"
+    await _produce(infra.bootstrap_servers, topic, b"lead-before", b"before")
+
+    await infra.stop_kafka()
+    assert not procs.port_is_open(int(infra.bootstrap_servers.rsplit(":", 1)[1]))
+    await infra.start_kafka()
+
+    await _produce(infra.bootstrap_servers, topic, b"lead-after", b"after")
+    got = await _consume_all(infra.bootstrap_servers, topic, 2)
+    assert sorted(got) == [(b"lead-after", b"after"), (b"lead-before", b"before")]
