@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Their per-request INFO lines drown the few lines that matter; failures still surface.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         stack = Stack.open(args.root) if args.root else Stack.dev()
         if args.command == "up":

@@ -194,7 +194,8 @@ class Stack:
                 else:
                     log.warning("service %s skipped: module leadflow_%s.__main__ is not importable yet", name, name)
                     skipped.append(name)
-        for name in startable:
+        # Every service's database exists from the first `up`, even for services not written yet.
+        for name in SERVICE_NAMES:
             await self.postgres.create_database(service_database(name))
         results = await asyncio.gather(
             *(self.services.start(self.service_config(name), seed_demo=True) for name in startable),

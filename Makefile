@@ -1,0 +1,62 @@
+# LeadFlow developer commands. `make up` then `make demo`; `make down` when done.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv: on PATH, else where `bootstrap` installed it (pip --user, or a private venv in .tools/).
+# Recursive (=) on purpose: re-evaluated after `bootstrap` has installed it.
+UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),$(wildcard .tools/uv/bin/uv),uv)
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help bootstrap deps up down status logs demo lint test
+
+help:
+	@echo "make up      install Python deps, start Kafka + PostgreSQL + the five services (idempotent)"
+	@echo "make demo    post sample form fills and print each lead's journey"
+	@echo "make status  what runs where;  make logs  tails of every log (ARGS='-f capture' to follow)"
+	@echo "make down    stop everything make up started"
+	@echo "make test    lint + unit, integration and e2e tests on real Kafka and PostgreSQL"
+
+bootstrap:
+	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(HOME)/.local/bin/uv" ] && [ ! -x .tools/uv/bin/uv ]; then \
+		echo "installing uv"; \
+		python3 -m pip install --quiet --user uv 2>/dev/null \
+		|| { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv; }; \
+	fi
+	$(UV) sync --all-packages --locked --quiet
+
+# System packages the test suite needs; each is installed only when missing.
+deps:
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) $(APT_GET) update && $(SUDO) $(APT_GET) install -y --no-install-recommends $$missing >/dev/null; \
+	fi
+
+up: bootstrap
+	$(UV) run python -m leadflow_stack up
+
+down:
+	$(UV) run python -m leadflow_stack down
+
+status:
+	$(UV) run python -m leadflow_stack status
+
+logs:
+	$(UV) run python -m leadflow_stack logs $(ARGS)
+
+demo:
+	$(UV) run python -m leadflow_stack demo
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run mypy libs services
+
+test: bootstrap deps lint
+	$(UV) run pytest
