@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -75,6 +77,7 @@ class Infra:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -85,8 +88,10 @@ class Infra:
         base.chmod(0o755)
         await asyncio.to_thread(reap_abandoned_sessions, base)
         root = Path(tempfile.mkdtemp(prefix="session-", dir=base))
-        procs.write_pidfile(root / _OWNER_FILE, procs.PidRecord.of(os.getpid()))
+        owner = procs.PidRecord.of(os.getpid())
+        procs.write_pidfile(root / _OWNER_FILE, owner)
         infra = cls(Stack.for_tests(root))
+        infra._start_watchdog(owner)
         try:
             await infra.stack.start_infra()
         except BaseException:
@@ -94,8 +99,31 @@ class Infra:
             raise
         return infra
 
+    def _start_watchdog(self, owner: procs.PidRecord) -> None:
+        log_path = self.stack.log_dir / "watchdog.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            self._watchdog = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "leadflow_stack.watchdog",
+                    str(owner.pid),
+                    repr(owner.create_time),
+                    str(self.stack.root),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     async def close(self, *, keep_logs: bool = True) -> None:
         """Stop everything; remove the data, keep the logs until the next session reaps them."""
+        if self._watchdog is not None:
+            self._watchdog.terminate()
+            await asyncio.to_thread(self._watchdog.wait)
+            self._watchdog = None
         await self.stack.down()
         for sub in ("kafka", "postgres"):
             shutil.rmtree(self.stack.root / sub, ignore_errors=True)
