@@ -39,7 +39,13 @@ def _print_status(status: StackStatus, *, header: str) -> None:
 
 async def _up(stack: Stack, with_services: bool) -> int:
     started = time.monotonic()
-    status = await stack.up(with_services=with_services)
+    try:
+        status = await stack.up(with_services=with_services)
+    except StackError as exc:
+        # Show what did come up: a broken service should not hide a working broker and database.
+        _print_status(await stack.status(), header=f"LeadFlow stack PARTLY up ({stack.root})")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _print_status(status, header=f"LeadFlow stack up in {time.monotonic() - started:.1f}s ({stack.root})")
     return 0
 
