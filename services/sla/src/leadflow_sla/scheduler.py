@@ -1,0 +1,175 @@
+"""Fires SLA warnings and breaches when their time comes, exactly once per clock and threshold.
+
+Each tick reads only clocks whose ``next_fire_at`` has passed (a partial index holds just the
+clocks with something left to fire), so 100,000 open clocks cost nothing until they fall due.
+Due rows are claimed with ``FOR UPDATE SKIP LOCKED``: replicas split the work instead of
+doubling it, and the ``lead.sla`` event is written to the outbox in the same transaction that
+marks the threshold as fired. The ``sla_notice`` primary key backs that up in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_contracts import Event, LeadSla, new_event
+from leadflow_kit.clock import Clock
+from leadflow_kit.db import Database
+from leadflow_kit.outbox import Outbox
+from leadflow_sla import domain
+from leadflow_sla.handlers import after_commit
+from leadflow_sla.metrics import SlaMetrics
+from leadflow_sla.tables import lead, sla_clock, sla_notice
+
+log = logging.getLogger(__name__)
+
+# Called inside the firing transaction, e.g. to enqueue webhook notifications with the event.
+Notify = Callable[[AsyncSession, Event[LeadSla]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Fired:
+    clock_id: str
+    lead_id: str
+    kind: Literal["warning", "breach"]
+    event_id: str
+
+
+class SlaScheduler:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        clock: Clock,
+        metrics: SlaMetrics,
+        *,
+        batch_size: int = 200,
+        notify: Notify | None = None,
+        source: str = "sla",
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.clock = clock
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.notify = notify
+        self.source = source
+
+    async def run(self, interval_seconds: float, stopping: asyncio.Event | None = None) -> None:
+        stopping = stopping or asyncio.Event()
+        while not stopping.is_set():
+            try:
+                await self.fire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("SLA scheduler tick failed; retrying next tick", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval_seconds)
+
+    async def fire_due(self) -> list[Fired]:
+        """Fire every threshold that has passed; returns what this replica fired."""
+        fired: list[Fired] = []
+        while True:
+            batch, claimed = await self._fire_batch()
+            fired += batch
+            if claimed < self.batch_size:
+                return fired
+
+    async def _fire_batch(self) -> tuple[list[Fired], int]:
+        now = self.clock.now()
+        fired: list[Fired] = []
+        async with self.db.transaction() as session:
+            due = (
+                await session.execute(
+                    select(sla_clock)
+                    .where(sla_clock.c.next_fire_at <= now)
+                    .order_by(sla_clock.c.next_fire_at)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for clock in due:
+                fired += await self._fire_clock(session, clock, now)
+        return fired, len(due)
+
+    async def _fire_clock(self, session: AsyncSession, clock: Row[Any], now: datetime) -> list[Fired]:
+        fired: list[Fired] = []
+        warned, breached = clock.warned_at is not None, clock.breached_at is not None
+        changes: dict[str, Any] = {}
+        for kind in domain.due_thresholds(now, clock.warning_at, clock.due_at, warned, breached):
+            breach_number = 0
+            if kind == "breach":
+                breach_number = (
+                    await session.execute(
+                        update(lead)
+                        .where(lead.c.lead_id == clock.lead_id)
+                        .values(breach_count=lead.c.breach_count + 1,
+                                sla_outcome=func.coalesce(lead.c.sla_outcome, "breached"))
+                        .returning(lead.c.breach_count)
+                    )
+                ).scalar_one_or_none() or 1
+            data = LeadSla(
+                lead_id=clock.lead_id, clock_id=clock.id, kind=kind, tier=clock.tier,
+                owner_rep_id=clock.owner_rep_id, team_id=clock.team_id, started_at=clock.started_at,
+                due_at=clock.due_at, breach_count=breach_number,
+                escalate=kind == "breach" and domain.should_escalate(breach_number, clock.breach_limit),
+            )
+            sla_event = new_event(data, source=self.source, subject=clock.lead_id,
+                                  correlation_id=clock.correlation_id, lead_captured_at=clock.lead_captured_at,
+                                  time=now)
+            threshold_at = clock.warning_at if kind == "warning" else clock.due_at
+            recorded = (
+                await session.execute(
+                    insert(sla_notice)
+                    .values(clock_id=clock.id, kind=kind, event_id=sla_event.id, lead_id=clock.lead_id,
+                            threshold_at=threshold_at, emitted_at=now)
+                    .on_conflict_do_nothing()
+                    .returning(sla_notice.c.event_id)
+                )
+            ).first()
+            if recorded is None:
+                log.error("SLA %s for clock %s was already emitted; not emitting again", kind, clock.id)
+                continue
+            await self.outbox.add(session, sla_event)
+            if self.notify is not None:
+                await self.notify(session, sla_event)
+            if kind == "warning":
+                changes["warned_at"] = now
+                warned = True
+            else:
+                changes.update(breached_at=now, breach_number=breach_number)
+                breached = True
+            fired.append(Fired(clock.id, clock.lead_id, kind, sla_event.id))
+            counter = self.metrics.warnings if kind == "warning" else self.metrics.breaches
+            labels = (clock.tier, domain.team_label(clock.team_id))
+            after_commit(session, counter.labels(*labels).inc)
+            log.info("SLA %s for lead %s (tier %s, due %s)", kind, clock.lead_id, clock.tier, clock.due_at)
+        changes["next_fire_at"] = domain.next_fire_at(clock.warning_at, clock.due_at, warned, breached)
+        await session.execute(update(sla_clock).where(sla_clock.c.id == clock.id).values(**changes))
+        return fired
+
+    async def refresh_open_clocks(self) -> dict[str, int]:
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(sla_clock.c.tier, func.count())
+                    .where(sla_clock.c.status == "open")
+                    .group_by(sla_clock.c.tier)
+                )
+            ).all()
+        counts: dict[str, int] = dict.fromkeys(domain.TIERS, 0)
+        counts.update({row[0]: int(row[1]) for row in rows})
+        for tier, count in counts.items():
+            self.metrics.open_clocks.labels(tier).set(count)
+        return counts

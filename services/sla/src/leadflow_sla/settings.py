@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from leadflow_kit.settings import ServiceSettings, service_config
+
+
+class Settings(ServiceSettings):
+    model_config = service_config("SLA_")
+
+    service_name: str = "sla"
+    port: int = 8005
+    database_url: str = "postgresql+asyncpg://leadflow:leadflow@127.0.0.1:15432/leadflow_sla"
+
+    # How often the scheduler looks for clocks whose warning or deadline has come.
+    scheduler_interval_seconds: float = 1.0
+    # Due clocks claimed per transaction; several replicas each claim their own batch.
+    scheduler_batch_size: int = 200
+    open_clocks_refresh_seconds: float = 15.0

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from leadflow_kit.db import new_metadata
+
+metadata = new_metadata()
+
+# One row per event a lead went through, from every service: the timeline.
+lead_event = Table(
+    "lead_event",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("lead_captured_at", DateTime(timezone=True)),
+    Column("details", JSONB, nullable=False, server_default="{}"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("lead_id", "event_id", name="uq_lead_event_lead_id_event_id"),
+    Index("ix_lead_event_lead_id_at", "lead_id", "at"),
+)
+
+# What the funnel needs to know about each lead, kept current from the events.
+lead = Table(
+    "lead",
+    metadata,
+    Column("lead_id", String(64), primary_key=True),
+    Column("captured_at", DateTime(timezone=True)),
+    Column("form_key", String(100)),
+    Column("source", String(255)),
+    Column("utm_campaign", String(255)),
+    Column("tier", String(8)),
+    Column("score", Float),
+    Column("team_id", String(64)),
+    Column("rep_id", String(64)),
+    Column("stage_rank", Integer, nullable=False, server_default=text("0")),
+    Column("mql_at", DateTime(timezone=True)),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("sql_at", DateTime(timezone=True)),
+    Column("opportunity_at", DateTime(timezone=True)),
+    Column("converted_at", DateTime(timezone=True)),
+    Column("disqualified_at", DateTime(timezone=True)),
+    Column("first_routed_at", DateTime(timezone=True)),
+    Column("first_touch_at", DateTime(timezone=True)),
+    Column("speed_to_lead_seconds", Float),
+    Column("sla_outcome", String(16)),
+    Column("breach_count", Integer, nullable=False, server_default=text("0")),
+    # The latest clock-stopping touch, so a routed event that arrives after it opens no running clock.
+    Column("last_stop_touch_at", DateTime(timezone=True)),
+    Column("last_stop_touch_type", String(32)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_lead_captured_at", "captured_at"),
+)
+
+sla_policy = Table(
+    "sla_policy",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("tier", String(8), nullable=False),
+    Column("team_id", String(64)),
+    Column("target_seconds", Integer, nullable=False),
+    Column("warning_ratio", Float, nullable=False, server_default=text("0.8")),
+    Column("breach_limit", Integer, nullable=False, server_default=text("2")),
+    Column("business_hours", JSONB),
+    Column("use_owner_hours", Boolean, nullable=False, server_default="false"),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # One policy per tier and team; team_id NULL is the tier's default.
+    Index("uq_sla_policy_tier_team", "tier", func.coalesce(text("team_id"), ""), unique=True),
+)
+
+# A rep's own working hours, for policies counted in the owner's business hours.
+rep_calendar = Table(
+    "rep_calendar",
+    metadata,
+    Column("rep_id", String(64), primary_key=True),
+    Column("business_hours", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sla_clock = Table(
+    "sla_clock",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("lead_id", String(64), nullable=False, index=True),
+    Column("routed_event_id", String(64), nullable=False, unique=True),
+    Column("tier", String(8), nullable=False),
+    Column("team_id", String(64)),
+    Column("owner_rep_id", String(64)),
+    Column("policy_id", String(64)),
+    Column("correlation_id", String(64)),
+    Column("lead_captured_at", DateTime(timezone=True)),
+    Column("target_seconds", Integer, nullable=False),
+    Column("warning_ratio", Float, nullable=False),
+    Column("breach_limit", Integer, nullable=False),
+    Column("business_hours", JSONB),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("warning_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # open | stopped | superseded
+    Column("warned_at", DateTime(timezone=True)),
+    Column("breached_at", DateTime(timezone=True)),
+    Column("breach_number", Integer),
+    # The next threshold to fire; NULL once nothing is left to fire. The scheduler reads only this index.
+    Column("next_fire_at", DateTime(timezone=True)),
+    Column("stopped_at", DateTime(timezone=True)),
+    Column("stop_reason", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_sla_clock_next_fire_at", "next_fire_at", postgresql_where=text("next_fire_at IS NOT NULL")),
+    Index("ix_sla_clock_open_tier", "tier", postgresql_where=text("status = 'open'")),
+)
+
+# Each warning and breach, once per clock and kind: the primary key makes a second emission impossible.
+sla_notice = Table(
+    "sla_notice",
+    metadata,
+    Column("clock_id", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("lead_id", String(64), nullable=False),
+    Column("threshold_at", DateTime(timezone=True), nullable=False),
+    Column("emitted_at", DateTime(timezone=True), nullable=False),
+)
