@@ -1,20 +1,45 @@
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from fastapi import FastAPI
 
-from leadflow_capture.api import router
+from leadflow_capture import activities, admin, api, handlers
+from leadflow_capture.runtime import CaptureRuntime
 from leadflow_capture.settings import Settings
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
 
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_SECONDS = 600.0
+
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="LeadFlow capture",
-        description="Takes form fills and behavioral events in, stores them durably, publishes lead.captured.",
-        routers=[router],
+        description="Takes form fills and behavioral events in, stores them durably, publishes lead.captured "
+        "and lead.activity. Form submissions and activities are public; `/v1/admin/*` needs an API key.",
+        routers=[api.router, admin.router, activities.router],
         clock=clock,
         # Capture keeps accepting leads while Kafka is down: the outbox holds them.
         broker_needed_for_readiness=False,
+        background=[forget_idempotency_keys],
     )
+    app.state.capture = CaptureRuntime.build(settings, app.state.metrics.registry)
+    return app
+
+
+async def forget_idempotency_keys(app: FastAPI) -> None:
+    """Idempotency keys answer retries for a day; older ones only take space."""
+    while True:
+        try:
+            async with app.state.db.transaction() as session:
+                removed = await handlers.forget_old_idempotency_keys(session, app.state.clock.now())
+            if removed:
+                log.info("forgot %d idempotency keys older than a day", removed)
+        except Exception:
+            log.warning("idempotency key housekeeping failed", exc_info=True)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)

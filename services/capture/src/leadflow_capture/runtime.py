@@ -1,0 +1,85 @@
+"""What capture keeps in process next to the kit's app state: limits, metrics, known forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from fastapi import Request
+from prometheus_client import CollectorRegistry, Counter
+
+from leadflow_capture import domain
+from leadflow_capture.ratelimit import SubmissionLimiter
+from leadflow_capture.settings import Settings
+
+OUTCOMES = ("accepted", "invalid", "spam", "rate_limited", "duplicate")
+UNKNOWN_FORM_LABEL = "unknown"
+
+
+class CaptureMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.submissions = Counter(
+            "leadflow_submissions_total", "Form submissions by form and outcome", ["form", "outcome"],
+            registry=registry,
+        )
+        self.leads_captured = Counter(
+            "leadflow_leads_captured_total", "Leads stored (and queued for lead.captured) by form", ["form"],
+            registry=registry,
+        )
+        self.activities = Counter(
+            "leadflow_activities_total", "Behavioral events accepted, by type family", ["kind"], registry=registry,
+        )
+
+
+@dataclass
+class CaptureRuntime:
+    settings: Settings
+    metrics: CaptureMetrics
+    limiter: SubmissionLimiter
+    # key -> allowed origins of forms seen to exist; lets a rate-limited answer carry CORS headers
+    # without a database read, and keeps metric labels to real form keys.
+    known_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, registry: CollectorRegistry) -> CaptureRuntime:
+        return cls(
+            settings=settings,
+            metrics=CaptureMetrics(registry),
+            limiter=SubmissionLimiter(
+                ip_per_minute=settings.rate_limit_ip_per_minute,
+                ip_burst=settings.rate_limit_ip_burst,
+                form_per_minute=settings.rate_limit_form_per_minute,
+                form_burst=settings.rate_limit_form_burst,
+                exempt_ips=frozenset(settings.rate_limit_exempt_ips),
+            ),
+        )
+
+    @property
+    def limits(self) -> domain.Limits:
+        s = self.settings
+        return domain.Limits(s.max_fields, s.max_field_name_length, s.max_field_length, s.max_message_length)
+
+    @property
+    def double_submit_window(self) -> timedelta:
+        return timedelta(seconds=self.settings.double_submit_window_seconds)
+
+    def remember(self, form: domain.FormDefinition) -> None:
+        self.known_forms[form.key] = form.allowed_origins
+
+    def form_label(self, form_key: str) -> str:
+        return form_key if form_key in self.known_forms else UNKNOWN_FORM_LABEL
+
+    def count(self, form_key: str, outcome: str) -> None:
+        self.metrics.submissions.labels(self.form_label(form_key), outcome).inc()
+
+    def client_ip(self, request: Request) -> str | None:
+        if self.settings.trust_forwarded_for:
+            forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+            if forwarded:
+                return forwarded[:64]
+        return request.client.host if request.client else None
+
+
+def runtime_of(request: Request) -> CaptureRuntime:
+    runtime: CaptureRuntime = request.app.state.capture
+    return runtime

@@ -1,0 +1,106 @@
+"""HTTP plumbing shared by capture's routes: body limits, CORS, content negotiation, HTML pages."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from leadflow_capture import bodies, domain
+from leadflow_kit.errors import FieldError
+
+ALLOWED_REQUEST_HEADERS = "Content-Type, Accept, Idempotency-Key, X-Correlation-Id, X-Requested-With"
+EXPOSED_HEADERS = "Retry-After, X-Correlation-Id, Idempotency-Replayed, Location"
+PREFLIGHT_MAX_AGE = "600"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing to hold more than ``limit`` bytes whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks.extend(chunk)
+        if len(chunks) > limit:
+            raise BodyTooLarge()
+    return bytes(chunks)
+
+
+def prefers_html(accept: str, media_type: str) -> bool:
+    """A browser's own form post (no script) wants a page back; a fetch or API client wants JSON."""
+    accept = accept.lower()
+    if "application/json" in accept:
+        return False
+    if "text/html" in accept:
+        return True
+    return media_type in bodies.FORM_TYPES
+
+
+def cors_headers(origin: str | None, allowed: Iterable[str]) -> dict[str, str]:
+    if not origin or not domain.origin_allowed(allowed, origin):
+        return {"Vary": "Origin"} if origin else {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+        "Vary": "Origin",
+    }
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Origin",
+    }
+
+
+def json_error(status: int, detail: str, errors: list[FieldError] | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail, "errors": [e.model_dump() for e in (errors or [])]}, status_code=status, headers=headers
+    )
+
+
+def page(title: str, body_html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1f2933}}
+li{{margin:.3rem 0}}</style></head>
+<body><h1>{html.escape(title)}</h1>{body_html}</body></html>"""
+    return HTMLResponse(document, status_code=status, headers=headers)
+
+
+def error_page(status: int, detail: str, errors: list[FieldError] | None = None,
+               headers: dict[str, str] | None = None) -> HTMLResponse:
+    items = "".join(f"<li><strong>{html.escape(e.field)}</strong>: {html.escape(e.message)}</li>"
+                    for e in errors or [])
+    body = f"<p>{html.escape(detail)}</p>" + (f"<ul>{items}</ul>" if items else "")
+    body += '<p><a href="javascript:history.back()">Go back and try again</a></p>'
+    return page("We could not take your submission", body, status, headers)
+
+
+def error_response(wants_html: bool, status: int, detail: str, errors: list[FieldError] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    if wants_html:
+        return error_page(status, detail, errors, headers)
+    return json_error(status, detail, errors, headers)
+
+
+def response_body_text(response: Response) -> str:
+    body = response.body
+    return bytes(body).decode() if body else ""
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))

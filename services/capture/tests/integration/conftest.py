@@ -1,0 +1,163 @@
+"""Capture in-process (its real lifespan) against the suite's real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+import leadflow_capture
+from leadflow_capture.app import create_app
+from leadflow_capture.seed import seed_demo
+from leadflow_capture.settings import Settings
+from leadflow_contracts import Event, EventData, decode, topics
+from leadflow_kit.db import Database
+from leadflow_kit.migrations import upgrade
+
+MIGRATIONS = Path(leadflow_capture.__file__).parent / "migrations"
+ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass
+class Capture:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    bootstrap_servers: str
+
+    def topic(self, name: str) -> str:
+        return f"{self.settings.topic_prefix}{name}"
+
+    async def create_form(self, **fields: Any) -> dict[str, Any]:
+        body = {"key": f"f-{uuid.uuid4().hex[:10]}", "name": "Test form", "allowed_origins": ["*"], **fields}
+        response = await self.client.post("/v1/admin/forms", json=body, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def events(
+        self, topic: str, until: Callable[[list[Event[EventData]]], bool], timeout: float = 20.0
+    ) -> list[Event[EventData]]:
+        """Read ``topic`` from the start until ``until(events)`` holds."""
+        return await read_events(self.bootstrap_servers, self.topic(topic), until, timeout)
+
+    async def captured(self, lead_id: str, timeout: float = 20.0) -> Event[EventData]:
+        found = await self.events(
+            topics.CAPTURED, lambda evs: any(e.subject == lead_id for e in evs), timeout=timeout
+        )
+        return next(e for e in found if e.subject == lead_id)
+
+
+async def read_events(
+    bootstrap_servers: str, topic: str, until: Callable[[list[Event[EventData]]], bool], timeout: float
+) -> list[Event[EventData]]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    seen: list[Event[EventData]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                seen += [decode(r.value, r.headers) for r in records]
+            if until(seen):
+                return seen
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition not met on {topic} within {timeout}s; saw {len(seen)} events")
+
+
+def capture_settings(database_url: str, bootstrap_servers: str, prefix: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": bootstrap_servers,
+        "topic_prefix": prefix,
+        "environment": "test",
+        "admin_api_key": ADMIN_KEY,
+        "rate_limit_ip_per_minute": 0,
+        "rate_limit_form_per_minute": 0,
+        "database_pool_size": 4,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running(settings: Settings, base_url: str = "http://capture.test") -> AsyncIterator[Capture]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield Capture(app, client, settings, settings.kafka_bootstrap_servers)
+
+
+@dataclass
+class Env:
+    database_url: str
+    bootstrap_servers: str
+    prefix: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def capture_env(infra: Any) -> Env:
+    database_url = await infra.new_database("capture")
+    await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
+    prefix = infra.new_topic_prefix("capture")
+    await infra.create_topics(prefix, partitions=1)
+    settings = capture_settings(database_url, infra.bootstrap_servers, prefix)
+    db = Database(database_url, pool_size=1)
+    try:
+        await seed_demo(settings, db)
+    finally:
+        await db.dispose()
+    return Env(database_url, infra.bootstrap_servers, prefix)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def capture(capture_env: Env) -> AsyncIterator[Capture]:
+    settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix)
+    async with running(settings) as running_capture:
+        yield running_capture
+
+
+def as_json(response: httpx.Response) -> Any:
+    return json.loads(response.text)
+
+
+StartCapture = Callable[..., Any]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def start_capture(capture_env: Env) -> StartCapture:
+    """Another capture on the module's database and topics, with settings overridden."""
+
+    def start(**overrides: Any) -> Any:
+        settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix,
+                                    **overrides)
+        return running(settings)
+
+    return start
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def admin_headers() -> dict[str, str]:
+    return dict(ADMIN)
