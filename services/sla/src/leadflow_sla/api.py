@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from leadflow_kit.auth import require_scope
-from leadflow_sla import handlers
+from leadflow_sla import handlers, reports
 
 router = APIRouter(tags=["timeline"])
 
@@ -45,3 +47,42 @@ async def get_timeline(lead_id: str, request: Request) -> TimelinePublic:
     if timeline is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no events for lead '{lead_id}' yet")
     return TimelinePublic.model_validate(timeline, from_attributes=True)
+
+
+reports_router = APIRouter(tags=["reports"])
+
+
+@reports_router.get(
+    "/v1/reports/funnel",
+    dependencies=[Depends(require_scope("reports:read"))],
+    summary="Funnel KPIs for leads captured in [from, to): stage counts, conversion rates, speed to lead, "
+            "SLA compliance",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+async def get_funnel(
+    request: Request,
+    start: datetime | None = Query(default=None, alias="from", description="Inclusive; default 30 days ago"),
+    end: datetime | None = Query(default=None, alias="to", description="Exclusive; default now"),
+    group_by: reports.GroupBy | None = Query(default=None),
+    format: Literal["json", "csv"] | None = Query(default=None, description="Or send Accept: text/csv"),
+) -> Response:
+    state = request.app.state
+    end = _utc(end) if end else state.clock.now()
+    start = _utc(start) if start else end - timedelta(days=30)
+    if start >= end:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": "The request is invalid; see errors.",
+            "errors": [{"field": "from", "code": "range", "message": "from must be before to"}],
+        })
+    async with state.db.transaction() as session:
+        report = await reports.funnel_report(session, start, end, group_by)
+    wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
+    if wants_csv:
+        return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="funnel.csv"'})
+    return JSONResponse(jsonable_encoder(report))
+
+
+def _utc(value: datetime) -> datetime:
+    # A time without a zone is read as UTC, the zone every timestamp here is kept in.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

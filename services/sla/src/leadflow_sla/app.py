@@ -7,7 +7,8 @@ from fastapi import FastAPI
 
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
-from leadflow_sla.api import router
+from leadflow_sla.admin import router as admin_router
+from leadflow_sla.api import reports_router, router
 from leadflow_sla.consumer import build_consumer
 from leadflow_sla.metrics import SlaMetrics
 from leadflow_sla.scheduler import SlaScheduler
@@ -46,7 +47,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         settings,
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
-        routers=[router],
+        routers=[router, reports_router, admin_router],
         consumer=build_consumer(lambda: holder[0]),
         clock=clock,
         on_startup=[start_scheduler],

@@ -1,0 +1,170 @@
+"""Admin API: SLA policies per tier (and optionally per team), and reps' own business hours."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+
+from leadflow_kit.auth import require_scope
+from leadflow_sla import domain
+from leadflow_sla.tables import rep_calendar, sla_policy
+
+router = APIRouter(prefix="/v1/admin", tags=["sla policies"])
+
+READ = [Depends(require_scope("sla:read"))]
+WRITE = [Depends(require_scope("sla:write"))]
+
+
+class SlaPolicyBase(BaseModel):
+    name: str | None = Field(default=None, max_length=255, examples=["Hot leads, EMEA"])
+    target_seconds: int = Field(gt=0, le=90 * 24 * 3600, description="Time to first touch", examples=[300])
+    warning_ratio: float = Field(default=domain.DEFAULT_WARNING_RATIO, gt=0, lt=1,
+                                 description="Warn when this share of the target has passed")
+    breach_limit: int = Field(default=domain.DEFAULT_BREACH_LIMIT, ge=0,
+                              description="From this many breaches of one lead on, ask routing to escalate "
+                                          "(0: never escalate)")
+    business_hours: domain.BusinessHours | None = Field(
+        default=None, description="Count only working time; without it the clock runs around the clock")
+    use_owner_hours: bool = Field(default=False,
+                                  description="Prefer the owning rep's calendar (PUT /v1/admin/sla-calendars/{rep})")
+    active: bool = True
+
+
+class SlaPolicyCreate(SlaPolicyBase):
+    tier: domain.Tier
+    team_id: str | None = Field(default=None, max_length=64, description="Omit for the tier's default policy")
+
+
+class SlaPolicyUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=255)
+    target_seconds: int | None = Field(default=None, gt=0, le=90 * 24 * 3600)
+    warning_ratio: float | None = Field(default=None, gt=0, lt=1)
+    breach_limit: int | None = Field(default=None, ge=0)
+    business_hours: domain.BusinessHours | None = None
+    use_owner_hours: bool | None = None
+    active: bool | None = None
+
+
+class SlaPolicyPublic(SlaPolicyCreate):
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class RepCalendarPublic(BaseModel):
+    rep_id: str
+    business_hours: domain.BusinessHours
+    updated_at: datetime
+
+
+def _public(row: Any) -> SlaPolicyPublic:
+    return SlaPolicyPublic.model_validate(row, from_attributes=True)
+
+
+def _conflict(tier: str, team_id: str | None) -> HTTPException:
+    scope = f"team '{team_id}'" if team_id else "the default"
+    return HTTPException(status.HTTP_409_CONFLICT, detail={
+        "detail": f"{scope} already has a {tier} policy; update it instead",
+        "errors": [{"field": "tier", "code": "duplicate", "message": "one policy per tier and team"}],
+    })
+
+
+@router.get("/sla-policies", response_model=list[SlaPolicyPublic], dependencies=READ)
+async def list_policies(request: Request) -> list[SlaPolicyPublic]:
+    async with request.app.state.db.transaction() as session:
+        rows = (await session.execute(select(sla_policy).order_by(sla_policy.c.tier, sla_policy.c.team_id))).all()
+    return [_public(r) for r in rows]
+
+
+@router.post("/sla-policies", response_model=SlaPolicyPublic, status_code=201, dependencies=WRITE)
+async def create_policy(body: SlaPolicyCreate, request: Request) -> SlaPolicyPublic:
+    values = body.model_dump(mode="json")
+    values["name"] = body.name or f"{body.tier} {body.team_id or 'default'}"
+    try:
+        async with request.app.state.db.transaction() as session:
+            row = (
+                await session.execute(
+                    insert(sla_policy).values(id=str(uuid.uuid4()), **values).returning(*sla_policy.c)
+                )
+            ).one()
+    except IntegrityError:
+        raise _conflict(body.tier, body.team_id) from None
+    return _public(row)
+
+
+@router.get("/sla-policies/{policy_id}", response_model=SlaPolicyPublic, dependencies=READ)
+async def get_policy(policy_id: str, request: Request) -> SlaPolicyPublic:
+    async with request.app.state.db.transaction() as session:
+        row = (await session.execute(select(sla_policy).where(sla_policy.c.id == policy_id))).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
+    return _public(row)
+
+
+@router.patch("/sla-policies/{policy_id}", response_model=SlaPolicyPublic, dependencies=WRITE)
+async def update_policy(policy_id: str, body: SlaPolicyUpdate, request: Request) -> SlaPolicyPublic:
+    """Changes apply to clocks opened from now on; running clocks keep the deadline they started with."""
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    async with request.app.state.db.transaction() as session:
+        statement = update(sla_policy).where(sla_policy.c.id == policy_id)
+        if changes:
+            statement = statement.values(**changes, updated_at=request.app.state.clock.now())
+        else:
+            statement = statement.values(updated_at=sla_policy.c.updated_at)
+        row = (await session.execute(statement.returning(*sla_policy.c))).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
+    return _public(row)
+
+
+@router.delete("/sla-policies/{policy_id}", status_code=204, dependencies=WRITE)
+async def delete_policy(policy_id: str, request: Request) -> Response:
+    """Without a policy for its tier, a lead gets the built-in default (hot 5 min, warm 1 h, cold 24 h)."""
+    async with request.app.state.db.transaction() as session:
+        deleted = (
+            await session.execute(delete(sla_policy).where(sla_policy.c.id == policy_id).returning(sla_policy.c.id))
+        ).first()
+    if deleted is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
+    return Response(status_code=204)
+
+
+@router.put("/sla-calendars/{rep_id}", response_model=RepCalendarPublic, dependencies=WRITE)
+async def put_rep_calendar(rep_id: str, body: domain.BusinessHours, request: Request) -> RepCalendarPublic:
+    now = request.app.state.clock.now()
+    hours = body.model_dump(mode="json")
+    async with request.app.state.db.transaction() as session:
+        row = (
+            await session.execute(
+                insert(rep_calendar)
+                .values(rep_id=rep_id, business_hours=hours, updated_at=now)
+                .on_conflict_do_update(index_elements=[rep_calendar.c.rep_id],
+                                       set_={"business_hours": hours, "updated_at": now})
+                .returning(*rep_calendar.c)
+            )
+        ).one()
+    return RepCalendarPublic.model_validate(row, from_attributes=True)
+
+
+@router.get("/sla-calendars/{rep_id}", response_model=RepCalendarPublic, dependencies=READ)
+async def get_rep_calendar(rep_id: str, request: Request) -> RepCalendarPublic:
+    async with request.app.state.db.transaction() as session:
+        row = (await session.execute(select(rep_calendar).where(rep_calendar.c.rep_id == rep_id))).first()
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no calendar for rep '{rep_id}'")
+    return RepCalendarPublic.model_validate(row, from_attributes=True)
+
+
+@router.delete("/sla-calendars/{rep_id}", status_code=204, dependencies=WRITE)
+async def delete_rep_calendar(rep_id: str, request: Request) -> Response:
+    async with request.app.state.db.transaction() as session:
+        await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
+    return Response(status_code=204)
