@@ -87,8 +87,10 @@ def create_service_app(
             if state.runner is not None:
                 state.runner.stop()
             state.relay.stop()
-            _, pending = await asyncio.wait(tasks[:2], timeout=10)
-            for task in [*pending, *tasks[2:]]:
+            # Only the relay and the runner stop by themselves; background loops are cancelled.
+            stoppable = 1 if state.runner is None else 2
+            _, pending = await asyncio.wait(tasks[:stoppable], timeout=10)
+            for task in [*pending, *tasks[stoppable:]]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await state.producers.close()
