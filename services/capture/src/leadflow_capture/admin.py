@@ -70,7 +70,7 @@ async def update_form(form_key: str, body: FormUpdate, request: Request) -> Form
     for required in ("name", "field_mapping", "required_fields", "allowed_origins", "consent_required",
                      "honeypot_field", "min_fill_seconds"):
         if required in values and values[required] is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            raise HTTPException(422, detail={
                 "detail": "The request is invalid; see errors.",
                 "errors": [{"field": required, "code": "null_not_allowed", "message": f"{required} cannot be null"}],
             })
@@ -85,7 +85,7 @@ async def update_form(form_key: str, body: FormUpdate, request: Request) -> Form
             text = values.get("consent_text", current.consent_text)
             version = values.get("consent_version", current.consent_version)
             if consent_required and not (text and version):
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+                raise HTTPException(422, detail={
                     "detail": "The request is invalid; see errors.",
                     "errors": [{"field": "consent_required", "code": "consent_text_missing",
                                 "message": "a form that requires consent needs consent_text and consent_version"}],
