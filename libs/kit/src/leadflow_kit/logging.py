@@ -24,8 +24,16 @@ _PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().\-]{6,}\d(?![\w-])")
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+_NOT_A_PHONE = re.compile(r"\d{1,3}(\.\d{1,3}){3}(:\d+)?|\d{4}-\d{2}-\d{2}.*")
+
+
+def _phone_or_keep(match: re.Match[str]) -> str:
+    # IP addresses and dates look like digit runs too; they are not personal data.
+    return match.group(0) if _NOT_A_PHONE.fullmatch(match.group(0)) else "[phone]"
+
+
 def redact_text(text: str) -> str:
-    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+    return _PHONE.sub(_phone_or_keep, _EMAIL.sub("[email]", text))
 
 
 def redact(value: Any, key: str | None = None) -> Any:

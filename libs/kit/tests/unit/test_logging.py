@@ -24,3 +24,8 @@ def test_log_lines_are_json_with_lead_and_correlation_ids() -> None:
     assert line["lead_id"] == "L1" and line["correlation_id"] == "C1" and line["service"] == "routing"
     assert line["message"] == "routed [email]"
     assert line["phone"] == "[redacted]"
+
+
+def test_addresses_and_dates_are_not_mistaken_for_phone_numbers() -> None:
+    text = "capture started on 127.0.0.1:8001 at 2026-11-23 09:30:01"
+    assert redact_text(text) == text
