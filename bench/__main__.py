@@ -1,0 +1,297 @@
+"""``uv run python -m bench``: the floor, then the pipeline, at the same fixed rates; a report.
+
+Every knob has an environment variable (for `make bench BENCH_RATES=...`) and a flag:
+
+    BENCH_RATES=10,50,100,200,400   open-loop steps, leads/s
+    BENCH_DURATION=20               seconds per step
+    BENCH_MAX_SECONDS=20            the saturation step ('max'); 0 leaves it out
+    BENCH_MAX_CONCURRENCY=64        requests outstanding during 'max'
+    BENCH_ACTIVITY_SHARE=0.2        activities posted per form fill
+    BENCH_DUPLICATE_SHARE=0.08      form fills that repeat an earlier person
+    BENCH_PROFILE=auto              py-spy the busiest service (auto), a named one, or none
+    BENCH_OUT=.bench                where the JSON, PNG and logs go
+
+This is a terminal entrypoint: its stdout is the report, so it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import children, profile, report
+from bench.analysis import ObservationTail
+from bench.floor import STAGES, FloorSource, floor_topics
+from bench.loadgen import CaptureLoad, FormFillFactory
+from bench.resources import ResourceMonitor
+from bench.stackctl import BenchStack
+from bench.steps import FloorLoad, Step, run_step
+
+log = logging.getLogger("bench")
+
+PIPELINE_STAGES = (*STAGES, "delivered")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="LeadFlow speed and capacity benchmark")
+    parser.add_argument("--rates", default=_env("BENCH_RATES", "10,50,100,200,400"))
+    parser.add_argument("--duration", type=float, default=float(_env("BENCH_DURATION", "20")))
+    parser.add_argument("--max-seconds", type=float, default=float(_env("BENCH_MAX_SECONDS", "20")))
+    parser.add_argument("--max-concurrency", type=int, default=int(_env("BENCH_MAX_CONCURRENCY", "64")))
+    parser.add_argument("--activity-share", type=float, default=float(_env("BENCH_ACTIVITY_SHARE", "0.2")))
+    parser.add_argument("--duplicate-share", type=float, default=float(_env("BENCH_DUPLICATE_SHARE", "0.08")))
+    parser.add_argument("--profile", default=_env("BENCH_PROFILE", "auto"),
+                        help="auto | none | capture | enrichment | scoring | routing | sla")
+    parser.add_argument("--profile-rate", type=float, default=float(_env("BENCH_PROFILE_RATE", "200")))
+    parser.add_argument("--out", type=Path, default=Path(_env("BENCH_OUT", ".bench")))
+    parser.add_argument("--floor-only", action="store_true", help="measure the floor only (no services)")
+    parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--drain-timeout", type=float, default=float(_env("BENCH_DRAIN_TIMEOUT", "60")))
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def build_steps(args: argparse.Namespace) -> list[Step]:
+    steps = [Step(f"{float(r):g}", float(r), args.duration) for r in args.rates.split(",") if r.strip()]
+    if args.max_seconds > 0:
+        steps.append(Step("max", None, args.max_seconds, args.max_concurrency))
+    return steps
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = psutil.virtual_memory().total / 2**30
+    cores = psutil.cpu_count() or 0
+    load = os.getloadavg()
+    return {
+        "summary": f"{cores} cores {model}, {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "cpu_model": model,
+        "cores": cores,
+        "memory_gib": round(mem, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def _tmp_workdir(run_id: str) -> Path:
+    # Not under the repo: a private PostgreSQL runs as the postgres OS user and must reach it.
+    base = Path(tempfile.gettempdir()) / f"leadflow-bench-{os.getuid()}"
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    work = base / run_id
+    work.mkdir()
+    work.chmod(0o755)
+    return work
+
+
+async def run_floor(
+    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    prefix = f"bench-floor-{stack.run_id}."
+    topics = floor_topics(prefix)
+    await stack.create_topics(list(topics.values()))
+    relays: list[children.Child] = []
+    observer: children.Child | None = None
+    source = FloorSource(stack.bootstrap_servers, topics["captured"])
+    results: list[dict[str, Any]] = []
+    try:
+        for i in range(len(STAGES) - 1):
+            relays.append(await children.spawn(
+                f"relay{i + 1}", "bench.floor", "--bootstrap", stack.bootstrap_servers,
+                "--src", topics[STAGES[i]], "--dst", topics[STAGES[i + 1]], "--group", f"{prefix}relay{i + 1}",
+                log_path=str(workdir / f"floor-relay{i + 1}.log"),
+            ))
+        obs_file = workdir / "floor-observations.jsonl"
+        observer = await children.spawn(
+            "observer", "bench.observer", "--bootstrap", stack.bootstrap_servers, "--out", str(obs_file),
+            *[a for stage, topic in topics.items() for a in ("--topic", f"{stage}={topic}")],
+            log_path=str(workdir / "floor-observer.log"),
+        )
+        await source.start()
+        tail = ObservationTail(obs_file)
+        monitor = ResourceMonitor()
+        for relay in relays:
+            monitor.add(f"floor-{relay.name}", relay.pid)
+        monitor.add("observer", observer.pid)
+        monitor.add("loadgen", os.getpid())
+        for name, pid in stack.infra_pids().items():
+            if name == "kafka":
+                monitor.add(name, pid)
+        load = FloorLoad(source)
+        # Warm-up: connections, metadata and group assignments settle before anything is measured.
+        await run_step(Step("warmup", 20, 2), load, tail, monitor, STAGES, with_webhooks=False, drain_timeout=15)
+        for step in steps:
+            print(f"floor step {step.name} ...", file=sys.stderr, flush=True)
+            results.append(await run_step(step, load, tail, monitor, STAGES, with_webhooks=False,
+                                          drain_timeout=args.drain_timeout))
+            await asyncio.sleep(1)
+    finally:
+        await source.stop()
+        for child in [*relays, *([observer] if observer else [])]:
+            await child.stop()
+    return results
+
+
+async def run_pipeline(
+    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    await stack.create_pipeline_topics()
+    obs_file = workdir / "observations.jsonl"
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    observer = await children.spawn(
+        "observer", "bench.observer", "--bootstrap", stack.bootstrap_servers, "--out", str(obs_file),
+        *[a for stage in PIPELINE_STAGES for a in ("--topic", f"{stage}={stack.topic(f'leads.{stage}')}")],
+        "--webhook-port", "0", "--webhook-secret", secret,
+        log_path=str(workdir / "observer.log"),
+    )
+    results: list[dict[str, Any]] = []
+    profiled: dict[str, Any] | None = None
+    load: CaptureLoad | None = None
+    try:
+        port = int(observer.ready_line.split()[1])
+        print("starting the services ...", file=sys.stderr, flush=True)
+        await stack.start_services(f"http://127.0.0.1:{port}/crm/leads", secret)
+        tail = ObservationTail(obs_file)
+        monitor = ResourceMonitor()
+        for name, pid in stack.service_pids().items():
+            monitor.add(name, pid)
+        for name, pid in stack.infra_pids().items():
+            monitor.add(name, pid, with_children=name == "postgres")
+        monitor.add("observer", observer.pid)
+        monitor.add("loadgen", os.getpid())
+        factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)
+        load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share)
+        warm = await run_step(Step("warmup", 10, 3), load, tail, monitor, PIPELINE_STAGES,
+                              with_webhooks=True, drain_timeout=30)
+        if warm["routed"] == 0:
+            raise RuntimeError(f"no lead reached leads.routed during the warm-up: {warm['errors'] or warm}; "
+                               f"logs in {workdir / 'logs'}")
+        for step in steps:
+            print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
+            results.append(await run_step(step, load, tail, monitor, PIPELINE_STAGES, with_webhooks=True,
+                                          drain_timeout=args.drain_timeout))
+            await asyncio.sleep(2)
+        if args.profile != "none":
+            profiled = await profile_busiest(stack, load, tail, monitor, results, workdir, args)
+    finally:
+        if load is not None:
+            await load.close()
+        await observer.stop()
+    return results, profiled
+
+
+async def profile_busiest(
+    stack: BenchStack, load: CaptureLoad, tail: ObservationTail, monitor: ResourceMonitor,
+    results: list[dict[str, Any]], workdir: Path, args: argparse.Namespace,
+) -> dict[str, Any] | None:
+    pids = stack.service_pids()
+    if args.profile == "auto":
+        rated = [s for s in results if s["offered_rate"]] or results
+        nearest = min(rated, key=lambda s: abs((s["offered_rate"] or 0) - args.profile_rate)) if rated else None
+        usage = nearest["resources"] if nearest else {}
+        service = max(pids, key=lambda n: usage.get(n, {}).get("cpu_cores", 0.0))
+    else:
+        service = args.profile
+    if service not in pids:
+        return {"service": service, "error": "not running"}
+    seconds = max(args.duration, 10.0)
+    raw = workdir / f"profile-{service}.txt"
+    print(f"profiling {service} at {args.profile_rate:g} leads/s for {seconds:.0f}s ...", file=sys.stderr, flush=True)
+    sampler = asyncio.create_task(profile.record(pids[service], seconds, raw))
+    step = await run_step(Step("profile", args.profile_rate, seconds), load, tail, monitor, PIPELINE_STAGES,
+                          with_webhooks=True, drain_timeout=args.drain_timeout)
+    ok = await sampler
+    result: dict[str, Any] = {"service": service, "rate": args.profile_rate, "seconds": seconds,
+                              "raw": str(raw), "step": step}
+    if ok:
+        result["summary"] = profile.summarize(raw, expected_samples=int(seconds * 200))
+    else:
+        result["error"] = f"py-spy failed; see {raw.with_suffix('.err')}"
+    return result
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    run_id = uuid.uuid4().hex[:6]
+    workdir = _tmp_workdir(run_id)
+    steps = build_steps(args)
+    stack = BenchStack(workdir, run_id)
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "workdir": str(workdir),
+    }
+    started = time.monotonic()
+    try:
+        print("starting Kafka and PostgreSQL (or using make up's) ...", file=sys.stderr, flush=True)
+        result["infrastructure"] = await stack.start_infra()
+        result["partitions"] = stack.partitions
+        if not args.skip_floor:
+            result["floor"] = await run_floor(stack, steps, workdir, args)
+        if not args.floor_only:
+            result["pipeline"], result["profile"] = await run_pipeline(stack, steps, workdir, args)
+    finally:
+        print("cleaning up ...", file=sys.stderr, flush=True)
+        await stack.close()
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if result.get("pipeline") and result.get("floor"):
+        result["floor_multiples"] = report.floor_multiples(result["pipeline"], result["floor"])
+    if result.get("pipeline"):
+        result["verdicts"] = report.verdicts(result["pipeline"], result.get("floor_multiples", {}))
+    out: Path = args.out
+    json_path = out / f"bench-{run_id}.json"
+    png_path = out / f"bench-{run_id}.png"
+    report.write_json(result, json_path)
+    report.write_json(result, out / "bench-latest.json")
+    plotted = report.plot(result, png_path)
+    if plotted:
+        report.plot(result, out / "bench-latest.png")
+    report.print_tables(result)
+    print(f"JSON: {json_path}" + (f"   plot: {png_path}" if plotted else "") + f"   logs: {workdir}")
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Turn submissions and observations into per-step figures."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    """p50/p95/p99/max in milliseconds (nearest-rank), plus the sample count."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+    return {
+        "n": len(ordered),
+        "p50": round(rank(50) * 1000, 1),
+        "p95": round(rank(95) * 1000, 1),
+        "p99": round(rank(99) * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+    }
+
+
+@dataclass
+class Submission:
+    lead_id: str | None
+    due: float  # when the open-loop schedule wanted it sent (epoch s)
+    done: float  # when the answer came back
+    status: int  # HTTP status; 0 for a transport error
+    kind: str = "lead"  # lead | duplicate | activity
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass
+class Observations:
+    """What the observer saw, indexed by lead id."""
+
+    events: dict[str, dict[str, list[tuple[float | None, float | None, float]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )  # lead -> stage -> [(ce_time, captured_at, arrival)]
+    webhooks: dict[str, list[tuple[float, bool]]] = field(default_factory=lambda: defaultdict(list))
+    unattributed_webhooks: int = 0
+
+    def feed(self, line: str) -> None:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return  # a line cut short when the observer stopped
+        if rec.get("k") == "ev" and rec.get("lead"):
+            self.events[rec["lead"]][rec["stage"]].append((rec["time"], rec["cap"], rec["arr"]))
+        elif rec.get("k") == "wh":
+            if rec.get("lead"):
+                self.webhooks[rec["lead"]].append((rec["arr"], bool(rec.get("ok"))))
+            else:
+                self.unattributed_webhooks += 1
+
+    def reached(self, lead: str, stage: str) -> bool:
+        return bool(self.events.get(lead, {}).get(stage))
+
+    def captured_at(self, lead: str) -> float | None:
+        for records in self.events.get(lead, {}).values():
+            for _time, cap, _arr in records:
+                if cap is not None:
+                    return cap
+        return None
+
+
+class ObservationTail:
+    """Follows the observer's output file as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.obs = Observations()
+        self._offset = 0
+        self._partial = ""
+
+    def poll(self) -> Observations:
+        if not self.path.exists():
+            return self.obs
+        with self.path.open() as fh:
+            fh.seek(self._offset)
+            chunk = fh.read()
+            self._offset = fh.tell()
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line:
+                self.obs.feed(line)
+        return self.obs
+
+
+def summarize_step(
+    name: str,
+    rate: float | None,
+    submissions: list[Submission],
+    window: tuple[float, float],
+    obs: Observations,
+    stages: tuple[str, ...],
+    *,
+    end_stage: str = "routed",
+    with_webhooks: bool = True,
+) -> dict[str, Any]:
+    started, ended = window
+    leads = [s for s in submissions if s.kind != "activity"]
+    activities = [s for s in submissions if s.kind == "activity"]
+    accepted = [s for s in leads if s.ok]
+    lead_ids = sorted({s.lead_id for s in accepted if s.lead_id})
+    errors: dict[str, int] = defaultdict(int)
+    for s in submissions:
+        if not s.ok:
+            errors[f"{s.kind}:{s.status or s.error}"] += 1
+
+    per_stage: dict[str, Any] = {}
+    hop_prev: str | None = None
+    for stage in stages:
+        event_lat: list[float] = []
+        seen_lat: list[float] = []
+        hop_lat: list[float] = []
+        reached = 0
+        for lead in lead_ids:
+            records = obs.events.get(lead, {}).get(stage)
+            if not records:
+                continue
+            reached += 1
+            t, cap, arr = records[0]
+            cap = cap if cap is not None else obs.captured_at(lead)
+            if cap is None:
+                continue
+            if t is not None:
+                event_lat.append(t - cap)
+            seen_lat.append(arr - cap)
+            if hop_prev is not None:
+                prev = obs.events[lead].get(hop_prev)
+                if prev:
+                    hop_lat.append(arr - prev[0][2])
+        per_stage[stage] = {
+            "reached": reached,
+            "event_time_since_capture_ms": percentiles(event_lat),
+            "observed_since_capture_ms": percentiles(seen_lat),
+            "hop_from_previous_ms": percentiles(hop_lat) if hop_prev else None,
+        }
+        hop_prev = stage
+
+    end = per_stage.get(end_stage, {})
+    routed_arrivals = [obs.events[lead][end_stage][0][2] for lead in lead_ids if obs.reached(lead, end_stage)]
+    caps = [c for c in (obs.captured_at(lead) for lead in lead_ids) if c is not None]
+
+    webhook: dict[str, Any] | None = None
+    if with_webhooks:
+        wh_lat: list[float] = []
+        delivered = 0
+        bad_signatures = 0
+        for lead in lead_ids:
+            deliveries = obs.webhooks.get(lead)
+            if not deliveries:
+                continue
+            delivered += 1
+            bad_signatures += sum(1 for _arr, ok in deliveries if not ok)
+            cap = obs.captured_at(lead)
+            if cap is not None:
+                wh_lat.append(deliveries[0][0] - cap)
+        webhook = {
+            "delivered": delivered,
+            "bad_signatures": bad_signatures,
+            "capture_to_webhook_ms": percentiles(wh_lat),
+        }
+
+    duration = max(ended - started, 1e-9)
+    pipeline_span = (max(routed_arrivals) - min(caps)) if routed_arrivals and caps else None
+    return {
+        "step": name,
+        "offered_rate": rate,
+        "duration_s": round(duration, 2),
+        "offered": len(leads),
+        "accepted": len(accepted),
+        "distinct_leads": len(lead_ids),
+        "duplicates_posted": sum(1 for s in leads if s.kind == "duplicate"),
+        "activities_posted": len(activities),
+        "activities_accepted": sum(1 for s in activities if s.ok),
+        "errors": dict(errors),
+        "achieved_capture_rate": round(len(accepted) / duration, 1),
+        "routed": len(routed_arrivals),
+        # Leads routed per second over the span from the first capture to the last routing.
+        "achieved_routed_rate": round(len(routed_arrivals) / pipeline_span, 1) if pipeline_span else None,
+        "capture_http_ms": percentiles([s.done - s.due for s in leads]),
+        "capture_to_routed_ms": end.get("event_time_since_capture_ms"),
+        "capture_to_routed_observed_ms": end.get("observed_since_capture_ms"),
+        "stages": per_stage,
+        "webhook": webhook,
+    }

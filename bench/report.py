@@ -1,0 +1,214 @@
+"""The benchmark's outputs: tables on stdout, one JSON document, a PNG of latency against rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "routed_p50_ms_at_100": 50.0,
+    "routed_p99_ms_at_100": 250.0,
+    "sustained_rate": 300.0,
+    "webhook_p99_ms_at_sustained": 1000.0,
+    "floor_multiple_p50": 3.0,
+}
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _pct(block: dict[str, Any] | None, key: str) -> Any:
+    return None if not block else block.get(key)
+
+
+def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per step name: our capture->routed p50 (as the observer saw it) over the floor's."""
+    by_name = {s["step"]: s for s in floor}
+    out: dict[str, dict[str, Any]] = {}
+    for step in pipeline:
+        base = by_name.get(step["step"])
+        if base is None:
+            continue
+        ours = _pct(step["capture_to_routed_observed_ms"], "p50")
+        theirs = _pct(base["capture_to_routed_observed_ms"], "p50")
+        ours99 = _pct(step["capture_to_routed_observed_ms"], "p99")
+        theirs99 = _pct(base["capture_to_routed_observed_ms"], "p99")
+        out[step["step"]] = {
+            "floor_p50_ms": theirs,
+            "ours_p50_ms": ours,
+            "multiple_p50": round(ours / theirs, 2) if ours and theirs else None,
+            "floor_p99_ms": theirs99,
+            "multiple_p99": round(ours99 / theirs99, 2) if ours99 and theirs99 else None,
+        }
+    return out
+
+
+def verdicts(pipeline: list[dict[str, Any]], multiples: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and how far off it is."""
+    found: list[dict[str, Any]] = []
+    at100 = next((s for s in pipeline if s.get("offered_rate") == 100), None)
+    if at100:
+        for key, pct in (("routed_p50_ms_at_100", "p50"), ("routed_p99_ms_at_100", "p99")):
+            value = _pct(at100["capture_to_routed_ms"], pct)
+            found.append({"target": f"capture->routed {pct} at 100 leads/s <= {TARGETS[key]:.0f} ms",
+                          "measured": value, "met": value is not None and value <= TARGETS[key]})
+        mult = multiples.get(at100["step"], {}).get("multiple_p50")
+        found.append({"target": f"p50 within {TARGETS['floor_multiple_p50']:.0f}x the floor at 100 leads/s",
+                      "measured": mult, "met": mult is not None and mult <= TARGETS["floor_multiple_p50"]})
+    # Sustained: every lead of the step routed and webhooked, throughput kept up with the offer.
+    best: dict[str, Any] | None = None
+    for step in pipeline:
+        if step.get("offered_rate") is None:
+            continue
+        wh = step.get("webhook") or {}
+        p99 = _pct(wh.get("capture_to_webhook_ms"), "p99")
+        kept_up = step["accepted"] >= 0.99 * step["offered"] and step["not_completed"] == 0
+        if kept_up and p99 is not None and p99 <= TARGETS["webhook_p99_ms_at_sustained"] and (
+            best is None or step["offered_rate"] > best["offered_rate"]
+        ):
+            best = step
+    rate = best["offered_rate"] if best else None
+    found.append({"target": ">= 300 leads/s sustained with p99 capture->webhook <= 1 s",
+                  "measured": rate, "met": rate is not None and rate >= TARGETS["sustained_rate"]})
+    return found
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    pipeline: list[dict[str, Any]] = result.get("pipeline", [])
+    floor: list[dict[str, Any]] = result.get("floor", [])
+    multiples = result.get("floor_multiples", {})
+    print()
+    print(f"LeadFlow benchmark {result['run_id']}  ({result['machine']['summary']})")
+    print(f"infrastructure: {result['infrastructure']}")
+    if floor:
+        print("\nFLOOR (bare aiokafka, 4 topics / 3 relays, no logic, no DB), latency in ms since produce")
+        print(f"{'step':>6} {'offer/s':>8} {'got/s':>7} {'e2e/s':>7} {'prod p50':>8} {'p99':>6} "
+              f"{'end p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'lost':>5}")
+        for s in floor:
+            e2e = s["capture_to_routed_observed_ms"] or {}
+            http = s["capture_http_ms"]
+            print(f"{s['step']:>6} {_ms(s['offered_rate']):>8} {s['achieved_capture_rate']:>7} "
+                  f"{_ms(s['achieved_routed_rate']):>7} {_ms(http['p50']):>8} {_ms(http['p99']):>6} "
+                  f"{_ms(e2e.get('p50')):>8} {_ms(e2e.get('p95')):>6} {_ms(e2e.get('p99')):>6} "
+                  f"{_ms(e2e.get('max')):>6} {s['not_completed']:>5}")
+    if pipeline:
+        print("\nPIPELINE, latency in ms since the lead's capture (routed: leads.routed ce_time; "
+              "webhook: arrival at the receiver)")
+        print(f"{'step':>6} {'offer/s':>8} {'cap/s':>6} {'rout/s':>6} {'http p50':>8} {'p95':>5} {'p99':>5} "
+              f"{'rout p50':>8} {'p95':>5} {'p99':>5} {'max':>6} {'hook p50':>8} {'p95':>5} {'p99':>5} {'max':>6} "
+              f"{'x floor':>7} {'err':>4} {'open':>4}")
+        for s in pipeline:
+            routed = s["capture_to_routed_ms"] or {}
+            http = s["capture_http_ms"]
+            hook = (s.get("webhook") or {}).get("capture_to_webhook_ms") or {}
+            mult = multiples.get(s["step"], {}).get("multiple_p50")
+            errors = sum(s["errors"].values())
+            print(f"{s['step']:>6} {_ms(s['offered_rate']):>8} {s['achieved_capture_rate']:>6} "
+                  f"{_ms(s['achieved_routed_rate']):>6} {_ms(http['p50']):>8} {_ms(http['p95']):>5} "
+                  f"{_ms(http['p99']):>5} {_ms(routed.get('p50')):>8} {_ms(routed.get('p95')):>5} "
+                  f"{_ms(routed.get('p99')):>5} {_ms(routed.get('max')):>6} {_ms(hook.get('p50')):>8} "
+                  f"{_ms(hook.get('p95')):>5} {_ms(hook.get('p99')):>5} {_ms(hook.get('max')):>6} "
+                  f"{'-' if mult is None else f'{mult:.1f}x':>7} {errors:>4} {s['not_completed']:>4}")
+        print("\nper stage: hop p50 / p99 ms (observer arrival after the previous stage's arrival)")
+        stages = list(pipeline[0]["stages"])
+        print(f"{'step':>6} " + " ".join(f"{name:>15}" for name in stages))
+        for s in pipeline:
+            cells = []
+            for name in stages:
+                hop = s["stages"][name]["hop_from_previous_ms"] or s["stages"][name]["observed_since_capture_ms"]
+                cells.append(f"{_ms(hop.get('p50'))}/{_ms(hop.get('p99'))}")
+            print(f"{s['step']:>6} " + " ".join(f"{c:>15}" for c in cells))
+        print("\nCPU (cores used) / peak RSS (MB) per process, over each step and its drain")
+        names = sorted({n for s in pipeline for n in s["resources"]})
+        print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names))
+        for s in pipeline:
+            cells = []
+            for n in names:
+                r = s["resources"].get(n)
+                cells.append("-" if r is None else f"{r['cpu_cores']:.2f}/{r['rss_max_mb']:.0f}")
+            print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
+        errs = {s["step"]: s["errors"] for s in pipeline if s["errors"]}
+        if errs:
+            print(f"\nerrors: {errs}")
+    if result.get("verdicts"):
+        print("\nTARGETS")
+        for v in result["verdicts"]:
+            print(f"  [{'met' if v['met'] else 'MISSED'}] {v['target']}: measured {v['measured']}")
+    prof = result.get("profile")
+    if prof and prof.get("summary"):
+        summary = prof["summary"]
+        print(f"\nPROFILE of {prof['service']} at {prof['rate']} leads/s ({summary['samples']} samples, "
+              f"busy {summary['busy_pct']}%)")
+        print("  inclusive by package: " + ", ".join(f"{n} {p}%" for n, p in summary["inclusive_pct_by_package"][:10]))
+        print("  self by function:     " + ", ".join(f"{n} {p}%" for n, p in summary["self_pct_by_function"][:8]))
+    print()
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    pipeline = [s for s in result.get("pipeline", []) if s.get("offered_rate")]
+    floor = [s for s in result.get("floor", []) if s.get("offered_rate")]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+
+    def series(
+        steps: list[dict[str, Any]], key: str, pct: str, sub: str | None = None
+    ) -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for s in steps:
+            block = (s.get(sub) or {}).get(key) if sub else s.get(key)
+            value = _pct(block, pct)
+            if value is not None:
+                xs.append(s["offered_rate"])
+                ys.append(value)
+        return xs, ys
+
+    for label, steps, key, sub, color in (
+        ("capture->routed", pipeline, "capture_to_routed_ms", None, "tab:blue"),
+        ("capture->webhook", pipeline, "capture_to_webhook_ms", "webhook", "tab:orange"),
+        ("floor (4 hops, bare Kafka)", floor, "capture_to_routed_observed_ms", None, "tab:gray"),
+        ("capture HTTP", pipeline, "capture_http_ms", None, "tab:green"),
+    ):
+        for pct, style in (("p50", "-o"), ("p99", "--^")):
+            xs, ys = series(steps, key, pct, sub)
+            if xs:
+                ax.plot(xs, ys, style, color=color, label=f"{label} {pct}")
+    ax.axhline(50, color="tab:blue", lw=0.6, ls=":")
+    ax.axhline(1000, color="tab:orange", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered leads/s (open loop)")
+    ax.set_ylabel("latency, ms")
+    ax.set_title("latency vs. rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    xs = [s["offered_rate"] for s in pipeline]
+    ax2.plot(xs, xs, ":", color="black", label="offered")
+    ax2.plot(xs, [s["achieved_capture_rate"] for s in pipeline], "-o", label="captured/s")
+    ax2.plot(xs, [s["achieved_routed_rate"] or 0 for s in pipeline], "-s", label="routed/s")
+    if floor:
+        ax2.plot([s["offered_rate"] for s in floor], [s["achieved_routed_rate"] or 0 for s in floor], "-^",
+                 color="tab:gray", label="floor end-to-end/s")
+    ax2.set_xlabel("offered leads/s")
+    ax2.set_ylabel("achieved leads/s")
+    ax2.set_title("throughput")
+    ax2.grid(True, alpha=0.3)
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"LeadFlow bench {result['run_id']} — {result['machine']['summary']}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

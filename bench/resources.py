@@ -1,0 +1,94 @@
+"""CPU and memory of every process taking part, sampled with psutil while a step runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass
+class Usage:
+    cpu_seconds: float = 0.0
+    rss_max_bytes: int = 0
+
+    def as_dict(self, wall: float) -> dict[str, float]:
+        return {
+            "cpu_cores": round(self.cpu_seconds / wall, 3) if wall > 0 else 0.0,
+            "cpu_seconds": round(self.cpu_seconds, 2),
+            "rss_max_mb": round(self.rss_max_bytes / 2**20, 1),
+        }
+
+
+@dataclass
+class _Group:
+    root: psutil.Process
+    with_children: bool
+    last: dict[int, float] = field(default_factory=dict)
+
+    def members(self) -> list[psutil.Process]:
+        found = [self.root]
+        if self.with_children:
+            with contextlib.suppress(psutil.Error):
+                found += self.root.children(recursive=True)
+        return found
+
+
+class ResourceMonitor:
+    """Samples named process groups (a PostgreSQL postmaster counts with its backends)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._groups: dict[str, _Group] = {}
+        self._usage: dict[str, Usage] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+
+    def add(self, name: str, pid: int, *, with_children: bool = False) -> None:
+        with contextlib.suppress(psutil.Error):
+            self._groups[name] = _Group(psutil.Process(pid), with_children)
+
+    def _sample(self) -> None:
+        for name, group in self._groups.items():
+            usage = self._usage.setdefault(name, Usage())
+            rss = 0
+            for proc in group.members():
+                try:
+                    with proc.oneshot():
+                        times = proc.cpu_times()
+                        cpu = times.user + times.system
+                        rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                previous = group.last.get(proc.pid)
+                if previous is not None:
+                    usage.cpu_seconds += max(cpu - previous, 0.0)
+                group.last[proc.pid] = cpu
+            usage.rss_max_bytes = max(usage.rss_max_bytes, rss)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self._sample()
+
+    def start(self) -> None:
+        """Begin a measurement window (a step): counters restart from now."""
+        self._usage = {}
+        for group in self._groups.values():
+            group.last = {}
+        self._sample()
+        self._usage = {}
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> dict[str, dict[str, float]]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample()
+        wall = time.monotonic() - self._started
+        return {name: usage.as_dict(wall) for name, usage in sorted(self._usage.items())}

@@ -1,0 +1,101 @@
+"""One load step: drive, let the pipeline drain, summarize."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bench.analysis import ObservationTail, Submission, summarize_step
+from bench.floor import FloorSource
+from bench.resources import ResourceMonitor
+from bench.schedule import open_loop, saturate
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    rate: float | None  # None: saturate with ``concurrency`` requests outstanding
+    duration: float
+    concurrency: int = 64
+
+
+class Load(Protocol):
+    async def fire(self, i: int, due: float) -> None: ...
+
+    def take(self) -> list[Submission]: ...
+
+
+class FloorLoad:
+    def __init__(self, source: FloorSource) -> None:
+        self.source = source
+        self.submissions: list[Submission] = []
+
+    async def fire(self, _i: int, due: float) -> None:
+        lead_id = str(uuid.uuid4())
+        try:
+            await self.source.send(lead_id)
+            self.submissions.append(Submission(lead_id, due, time.time(), 200))
+        except Exception as exc:
+            self.submissions.append(Submission(None, due, time.time(), 0, error=type(exc).__name__))
+
+    def take(self) -> list[Submission]:
+        taken, self.submissions = self.submissions, []
+        return taken
+
+
+async def run_step(
+    step: Step,
+    load: Load,
+    tail: ObservationTail,
+    monitor: ResourceMonitor,
+    stages: tuple[str, ...],
+    *,
+    end_stage: str = "routed",
+    with_webhooks: bool,
+    drain_timeout: float,
+    quiet_timeout: float = 5.0,
+) -> dict[str, Any]:
+    monitor.start()
+    if step.rate is not None:
+        schedule = await open_loop(step.rate, step.duration, load.fire)
+    else:
+        schedule = await saturate(step.concurrency, step.duration, load.fire)
+    submissions = load.take()
+    wanted = {s.lead_id for s in submissions if s.ok and s.kind != "activity" and s.lead_id}
+
+    def pending() -> int:
+        obs = tail.poll()
+        return sum(
+            1 for lead in wanted
+            if not obs.reached(lead, end_stage) or (with_webhooks and lead not in obs.webhooks)
+        )
+
+    drain_started = time.monotonic()
+    last_progress, last_pending = drain_started, pending()
+    while last_pending:
+        await asyncio.sleep(0.2)
+        now_pending = pending()
+        now = time.monotonic()
+        if now_pending < last_pending:
+            last_progress, last_pending = now, now_pending
+        if now - last_progress > quiet_timeout or now - drain_started > drain_timeout:
+            break
+    drained_in = time.monotonic() - drain_started
+    resources = await monitor.stop()
+    summary = summarize_step(
+        step.name, step.rate, submissions, (schedule.started_at, schedule.ended_at), tail.obs, stages,
+        end_stage=end_stage, with_webhooks=with_webhooks,
+    )
+    summary["schedule"] = {
+        "max_inflight": schedule.max_inflight,
+        "generator_max_behind_ms": round(schedule.max_behind_s * 1000, 1),
+        "shed_by_generator": schedule.shed,
+        "concurrency": None if step.rate is not None else step.concurrency,
+    }
+    summary["drain_s"] = round(drained_in, 2)
+    summary["not_completed"] = last_pending
+    summary["resources"] = resources
+    return summary
