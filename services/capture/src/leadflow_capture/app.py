@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from leadflow_capture import activities, admin, api, handlers
 from leadflow_capture.runtime import CaptureRuntime
+from leadflow_capture.schemas import ActivityBatch, ActivityIn
 from leadflow_capture.settings import Settings
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
@@ -29,7 +33,25 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         background=[forget_idempotency_keys],
     )
     app.state.capture = CaptureRuntime.build(settings, app.state.metrics.registry)
+    _document_schemas(app, [ActivityIn, ActivityBatch])
     return app
+
+
+def _document_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    """Put models that routes read by hand (not through FastAPI's body parsing) into the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            _, definitions = models_json_schema(
+                [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+            )
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(definitions.get("$defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def forget_idempotency_keys(app: FastAPI) -> None:

@@ -68,7 +68,8 @@ async def test_per_ip_rate_limit_answers_429_with_retry_after(start_capture):
 
 
 async def test_per_form_rate_limit_holds_across_addresses(start_capture):
-    async with start_capture(rate_limit_form_per_minute=60, rate_limit_form_burst=2, trust_forwarded_for=True) as capture:
+    limits = {"rate_limit_form_per_minute": 60, "rate_limit_form_burst": 2, "trust_forwarded_for": True}
+    async with start_capture(**limits) as capture:
         form = await capture.create_form()
         url = f"/v1/forms/{form['key']}/submissions"
         codes = [(await capture.client.post(url, json={"email": f"f{i}@example.com"},

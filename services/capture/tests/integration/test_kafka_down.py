@@ -1,0 +1,37 @@
+"""A lead posted while Kafka is down is accepted at once and published once Kafka is back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+
+from leadflow_contracts import topics
+
+pytestmark = pytest.mark.integration
+
+
+async def test_lead_posted_while_kafka_is_down_is_published_when_it_is_back(capture, infra):
+    form = await capture.create_form()
+    url = f"/v1/forms/{form['key']}/submissions"
+    await infra.stop_kafka()
+    try:
+        started = time.monotonic()
+        response = await capture.client.post(url, json={"email": "offline@example.com", "utm_source": "outage"})
+        assert response.status_code == 202
+        assert time.monotonic() - started < 5, "accepting a lead must not wait on the broker"
+        lead_id = response.json()["lead_id"]
+        async with capture.app.state.db.transaction() as session:
+            pending = (await session.execute(
+                text("SELECT count(*) FROM outbox WHERE key = :k AND published_at IS NULL"), {"k": lead_id}
+            )).scalar_one()
+        assert pending == 1
+        ready = await capture.client.get("/readyz")
+        assert ready.status_code == 200, "capture stays ready without Kafka: the outbox holds leads"
+    finally:
+        await infra.start_kafka()
+    event = await capture.captured(lead_id, timeout=90)
+    assert event.data.attribution.utm_source == "outage"
+    events = await capture.events(topics.CAPTURED, lambda evs: any(e.subject == lead_id for e in evs))
+    assert [e.subject for e in events].count(lead_id) == 1
