@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
 def py_spy() -> str | None:
@@ -25,7 +22,8 @@ async def record(pid: int, seconds: float, out: Path, *, rate: int = 200) -> boo
         return False
     proc = await asyncio.create_subprocess_exec(
         exe, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", str(rate),
-        "--format", "raw", "--output", str(out), "--nonblocking",
+        # --gil: only samples holding the GIL, i.e. Python work; a loop idling in epoll is not time spent.
+        "--format", "raw", "--output", str(out), "--nonblocking", "--gil",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     _out, err = await proc.communicate()
@@ -35,22 +33,27 @@ async def record(pid: int, seconds: float, out: Path, *, rate: int = 200) -> boo
     return await asyncio.to_thread(out.exists)
 
 
+def _split(frame: str) -> tuple[str, str]:
+    """'func (path/file.py:12)' -> ('func', 'path/file.py')."""
+    func, sep, rest = frame.partition(" (")
+    if not sep:
+        return frame, frame
+    return func, rest.removesuffix(")").rsplit(":", 1)[0]
+
+
 def _package(path: str) -> str:
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    match = re.search(r"(leadflow_[a-z]+)/", path)
-    if match:
-        return match.group(1)
-    if "/python3" in path or path.startswith("<"):
-        return "stdlib:" + Path(path).stem
-    return Path(path).stem
+    # py-spy shortens paths to what follows sys.path: "sqlalchemy/orm/session.py", "asyncio/runners.py".
+    if path.startswith("<"):
+        # "<sqlalchemy generated ... wrapper>" belongs to sqlalchemy; "<frozen runpy>" to Python.
+        return "sqlalchemy" if path.startswith("<sqlalchemy") else "python"
+    return path.split("/", 1)[0].removesuffix(".py") if "/" in path else Path(path).stem
 
 
 def summarize(raw: Path, expected_samples: int, top: int = 15) -> dict[str, Any]:
     """Share of busy samples by package (inclusive: anywhere on the stack; self: the running frame).
 
-    py-spy leaves out samples where the process sleeps (waiting on sockets), so the samples
-    are the time it was on a CPU; ``busy_pct`` relates them to the samples asked for.
+    Samples are taken only while the process holds the GIL (running Python), so ``busy_pct``
+    (samples over samples asked for) is the share of wall time it spent running Python code.
     """
     inclusive: Counter[str] = Counter()
     self_pkg: Counter[str] = Counter()
@@ -65,10 +68,7 @@ def summarize(raw: Path, expected_samples: int, top: int = 15) -> dict[str, Any]
         frames = [f for f in stack.split(";") if f]
         if not frames:
             continue
-        parsed = []
-        for frame in frames:
-            match = _FRAME.match(frame)
-            parsed.append((match.group("func"), match.group("file")) if match else (frame, frame))
+        parsed = [_split(frame) for frame in frames]
         total += count
         leaf_func, leaf_file = parsed[-1]
         for package in {_package(file) for _func, file in parsed}:

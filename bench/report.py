@@ -94,8 +94,9 @@ def print_tables(result: dict[str, Any]) -> None:
                   f"{_ms(e2e.get('p50')):>8} {_ms(e2e.get('p95')):>6} {_ms(e2e.get('p99')):>6} "
                   f"{_ms(e2e.get('max')):>6} {s['not_completed']:>5}")
     if pipeline:
-        print("\nPIPELINE, latency in ms since the lead's capture (routed: leads.routed ce_time; "
-              "webhook: arrival at the receiver)")
+        end = pipeline[0].get("end_stage", "routed")
+        print(f"\nPIPELINE, latency in ms since the lead's capture (rout = leads.{end} ce_time; "
+              "hook = arrival at the webhook receiver)")
         print(f"{'step':>6} {'offer/s':>8} {'cap/s':>6} {'rout/s':>6} {'http p50':>8} {'p95':>5} {'p99':>5} "
               f"{'rout p50':>8} {'p95':>5} {'p99':>5} {'max':>6} {'hook p50':>8} {'p95':>5} {'p99':>5} {'max':>6} "
               f"{'x floor':>7} {'err':>4} {'open':>4}")

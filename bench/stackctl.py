@@ -22,7 +22,13 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from leadflow_stack import procs
-from leadflow_stack.services import DEV_ADMIN_API_KEY, SERVICE_NAMES, ServiceConfig, ServiceSupervisor
+from leadflow_stack.services import (
+    DEV_ADMIN_API_KEY,
+    SERVICE_NAMES,
+    ServiceConfig,
+    ServiceSupervisor,
+    service_available,
+)
 from leadflow_stack.stack import Stack, StackConfig
 
 log = logging.getLogger(__name__)
@@ -79,7 +85,8 @@ class BenchStack:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    async def start_services(self, webhook_url: str, webhook_secret: str) -> None:
+    async def start_services(self, webhook_url: str, webhook_secret: str) -> list[str]:
+        """Start every service that exists yet; returns those missing (not importable)."""
         assert self.infra is not None
         self.supervisor = ServiceSupervisor(
             self.workdir / "run", self.workdir / "logs", self.workdir, die_with_parent=True
@@ -92,8 +99,9 @@ class BenchStack:
             },
             "routing": {"DEMO_WEBHOOK_URL": webhook_url, "DEMO_WEBHOOK_SECRET": webhook_secret},
         }
-        ports = procs.free_ports(len(SERVICE_NAMES))
-        for name, port in zip(SERVICE_NAMES, ports, strict=True):
+        present = [name for name in SERVICE_NAMES if service_available(name)]
+        ports = procs.free_ports(len(present))
+        for name, port in zip(present, ports, strict=True):
             database = f"bench_{self.run_id}_{name}"
             url = await self.infra.postgres.create_database(database)
             self.databases.append(database)
@@ -110,6 +118,7 @@ class BenchStack:
         await asyncio.gather(
             *(supervisor.start(config, seed_demo=True, timeout=120) for config in self.configs.values())
         )
+        return [name for name in SERVICE_NAMES if name not in present]
 
     def service_pids(self) -> dict[str, int]:
         found: dict[str, int] = {}
