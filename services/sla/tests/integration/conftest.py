@@ -10,13 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from leadflow_contracts import Event, EventData, encode_body, encode_headers, new_event
+from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers, new_event
 from leadflow_kit.clock import Clock
 from leadflow_kit.migrations import upgrade
 from leadflow_sla.app import create_app
@@ -71,6 +72,39 @@ class SlaEnv:
                 return last
             await asyncio.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+    async def collect(self, topic: str, match: Callable[[Event[Any]], bool], count: int,
+                      timeout: float = 20.0, settle: float = 0.5) -> list[Event[Any]]:
+        """Read ``topic`` from the beginning until ``count`` matching events arrived, then a little longer,
+        so a duplicate would show up too."""
+        consumer = AIOKafkaConsumer(f"{self.topic_prefix}{topic}", bootstrap_servers=self.infra.bootstrap_servers,
+                                    group_id=f"reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+                                    enable_auto_commit=False, fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            found: list[Event[Any]] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            settle_until: float | None = None
+            while loop.time() < (settle_until or deadline):
+                batches = await consumer.getmany(timeout_ms=100)
+                for records in batches.values():
+                    for record in records:
+                        event = decode(record.value, list(record.headers))
+                        if match(event):
+                            found.append(event)
+                if len(found) >= count and settle_until is None:
+                    settle_until = loop.time() + settle
+            return found
+        finally:
+            await consumer.stop()
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        conn = await asyncpg.connect(self.infra.asyncpg_dsn(self.database_url))
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
 
     @staticmethod
     def sample(metrics_text: str, name: str, **labels: str) -> float | None:
