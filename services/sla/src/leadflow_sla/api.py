@@ -70,7 +70,7 @@ async def get_funnel(
     end = _utc(end) if end else state.clock.now()
     start = _utc(start) if start else end - timedelta(days=30)
     if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(422, detail={
             "detail": "The request is invalid; see errors.",
             "errors": [{"field": "from", "code": "range", "message": "from must be before to"}],
         })
