@@ -8,9 +8,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -40,9 +41,13 @@ class Principal:
         return ALL_SCOPES in self.scopes or scope in self.scopes or f"{scope.split(':')[0]}:*" in self.scopes
 
 
+# What fits the api_key columns: scopes are printable ASCII words, names have no control characters.
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+
+
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=255, examples=["hubspot-integration"])
-    scopes: list[str] = Field(min_length=1, examples=[["crm:events"]])
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["hubspot-integration"])
+    scopes: list[Scope] = Field(min_length=1, max_length=100, examples=[["crm:events"]])
 
 
 class ApiKeyPublic(BaseModel):
