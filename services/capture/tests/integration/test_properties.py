@@ -1,0 +1,164 @@
+"""Property-based: whatever schemathesis or hypothesis sends, capture never answers 5xx.
+
+Capture runs under uvicorn in a thread (its own event loop) so the synchronous hypothesis
+engine can drive it over real HTTP while the suite's loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from leadflow_capture.app import create_app
+from leadflow_capture.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789"}
+QUICK = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                 suppress_health_check=list(HealthCheck))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(app_settings: Settings) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="capture-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("capture did not start under uvicorn")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def fuzz_operation(operation: schemathesis.APIOperation, mode: GenerationMode, base_url: str,
+                   failures: list[str]) -> int:
+    calls = 0
+
+    @QUICK
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case: schemathesis.Case) -> None:
+        nonlocal calls
+        calls += 1
+        if mode is GenerationMode.POSITIVE and "form_key" in (case.path_parameters or {}) and calls % 2:
+            # Half the time aim at a real form so the body is really parsed.
+            case.path_parameters["form_key"] = "fuzz"
+        response = case.call(base_url=base_url, headers=ADMIN, timeout=10)
+        if response.status_code >= 500:
+            failures.append(f"{operation.label} [{mode.value}] -> {response.status_code}: "
+                            f"{response.text[:300]} for {case.body!r:.300}")
+
+    try:
+        check()
+    except Unsatisfiable:
+        # Operations without parameters or body have nothing to make invalid.
+        if mode is GenerationMode.POSITIVE:
+            raise
+    return calls
+
+
+def fuzz_with_schemathesis(base_url: str) -> list[str]:
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    failures: list[str] = []
+    with httpx.Client(base_url=base_url) as client:
+        client.post("/v1/admin/forms", headers=ADMIN, json={"key": "fuzz", "name": "Fuzz", "allowed_origins": ["*"]})
+    calls = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/metrics":
+            continue
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            calls += fuzz_operation(operation, mode, base_url, failures)
+    assert calls > 200, calls
+    return failures
+
+
+async def test_schemathesis_finds_no_server_error(capture_env):
+    app_settings = Settings(
+        database_url=capture_env.database_url, kafka_bootstrap_servers=capture_env.bootstrap_servers,
+        topic_prefix=capture_env.prefix, environment="test", admin_api_key="test-admin-key-0123456789",
+        rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0, database_pool_size=4,
+    )
+    with serving(app_settings) as base_url:
+        failures = await asyncio.to_thread(fuzz_with_schemathesis, base_url)
+    assert failures == [], "\n".join(failures)
+
+
+CONTENT_TYPES = st.sampled_from([
+    "application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b",
+    "multipart/form-data", "text/plain", "application/json; charset=latin-1", "", "application/merge-patch+json",
+])
+FIELD_NAMES = st.sampled_from(["email", "first_name", "company", "utm_source", "consent", "_hp", "_rendered_at",
+                               "visitor_id", "landing_page", "message"]) | st.text(max_size=30)
+FIELD_VALUES = st.one_of(st.text(max_size=300), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                         st.booleans(), st.none(),
+                         st.lists(st.text(max_size=10), max_size=3), st.dictionaries(st.text(max_size=5), st.text()))
+JSON_BODIES = st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=12)
+
+
+def fuzz_raw_bodies(base_url: str) -> list[str]:
+    failures: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        client.post("/v1/admin/forms", headers=ADMIN, json={
+            "key": "raw", "name": "Raw", "allowed_origins": ["*"], "consent_required": True,
+            "consent_text": "ok", "consent_version": "1", "min_fill_seconds": 1})
+
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(content_type=CONTENT_TYPES, body=st.binary(max_size=2000) | JSON_BODIES,
+               accept=st.sampled_from(["application/json", "text/html", "*/*", ""]),
+               origin=st.sampled_from([None, "https://x.example", "null", "::bad::"]))
+        def check(content_type: str, body: bytes | dict[str, object], accept: str, origin: str | None) -> None:
+            headers = {"Content-Type": content_type, "Accept": accept}
+            if origin is not None:
+                headers["Origin"] = origin
+            if isinstance(body, dict):
+                response = client.post("/v1/forms/raw/submissions", json=body, headers={"Accept": accept})
+            else:
+                response = client.post("/v1/forms/raw/submissions", content=body, headers=headers)
+            if response.status_code >= 500:
+                failures.append(f"{response.status_code} for {content_type!r} {body!r:.200}: {response.text[:200]}")
+            activity = client.post("/v1/activities", content=body if isinstance(body, bytes) else b"{}",
+                                   headers=headers)
+            if activity.status_code >= 500:
+                failures.append(f"activities {activity.status_code} for {body!r:.200}")
+
+        check()
+    return failures
+
+
+async def test_random_bodies_never_cause_a_server_error(capture_env):
+    app_settings = Settings(
+        database_url=capture_env.database_url, kafka_bootstrap_servers=capture_env.bootstrap_servers,
+        topic_prefix=capture_env.prefix, environment="test", admin_api_key="test-admin-key-0123456789",
+        rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0, database_pool_size=4,
+    )
+    with serving(app_settings) as base_url:
+        failures = await asyncio.to_thread(fuzz_raw_bodies, base_url)
+    assert failures == [], "\n".join(failures)
