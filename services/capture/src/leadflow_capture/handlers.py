@@ -164,12 +164,15 @@ async def capture_submission(
     if errors:
         raise InvalidSubmission(errors)
     submission = domain.map_submission(form, posted)
-    reason = domain.spam_reason(form, submission, now)
-    if reason is not None:
-        return Outcome("spam", str(uuid.uuid4()), reason)
+    if submission.honeypot:
+        return Outcome("spam", str(uuid.uuid4()), "honeypot")
+    # Field errors before the fill-time check: a quick person with a typo must see the typo.
     errors = domain.validate_submission(form, submission, context.limits)
     if errors:
         raise InvalidSubmission(errors)
+    reason = domain.spam_reason(form, submission, now)
+    if reason is not None:
+        return Outcome("spam", str(uuid.uuid4()), reason)
     attribution = domain.with_page_attribution(submission.attribution, context.page_url)
     submission = domain.Submission(**{**submission.__dict__, "attribution": attribution})
 

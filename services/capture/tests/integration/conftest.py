@@ -161,3 +161,46 @@ async def start_capture(capture_env: Env) -> StartCapture:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def admin_headers() -> dict[str, str]:
     return dict(ADMIN)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def read_topic(capture_env: Env) -> Callable[..., Any]:
+    """``await read_topic(topics.CAPTURED, until)`` on the module's topic prefix."""
+
+    async def read(name: str, until: Callable[[list[Event[EventData]]], bool],
+                   timeout: float = 20.0) -> list[Event[EventData]]:
+        return await read_events(capture_env.bootstrap_servers, f"{capture_env.prefix}{name}", until, timeout)
+
+    return read
+
+
+@asynccontextmanager
+async def serving_http(settings: Settings) -> AsyncIterator[str]:
+    """Capture under uvicorn on a free port, in this event loop; yields its base URL."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise AssertionError("capture did not start under uvicorn")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def live_capture(capture_env: Env) -> AsyncIterator[str]:
+    settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix)
+    async with serving_http(settings) as base_url:
+        yield base_url
