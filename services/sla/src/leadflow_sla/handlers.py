@@ -62,8 +62,12 @@ async def record_event(session: AsyncSession, evt: Event[EventData], metrics: Sl
     at = occurred_at(evt)
     captured_at = captured_at_of(evt)
     details = domain.stage_details(data)
+    # The pipeline ends at the CRM webhook of the routed lead; SLA notifications are deliveries too, but later.
+    measured = stage in domain.PIPELINE_STAGES and (
+        not isinstance(data, LeadDelivered) or data.event_type_delivered.startswith("lead.routed")
+    )
     for lead_id in domain.lead_ids_of(evt.subject, data):
-        first_time = stage in domain.PIPELINE_STAGES and not await _has_stage(session, lead_id, stage)
+        first_time = measured and not await _has_stage(session, lead_id, stage)
         inserted = (
             await session.execute(
                 insert(lead_event)
@@ -80,10 +84,10 @@ async def record_event(session: AsyncSession, evt: Event[EventData], metrics: Sl
 
 
 async def _has_stage(session: AsyncSession, lead_id: str, stage: str) -> bool:
-    found = await session.execute(
-        select(lead_event.c.id).where(lead_event.c.lead_id == lead_id, lead_event.c.stage == stage).limit(1)
-    )
-    return found.first() is not None
+    query = select(lead_event.c.id).where(lead_event.c.lead_id == lead_id, lead_event.c.stage == stage)
+    if stage == "webhook_delivered":
+        query = query.where(lead_event.c.details["event_type"].astext.startswith("lead.routed"))
+    return (await session.execute(query.limit(1))).first() is not None
 
 
 async def _lock_lead(session: AsyncSession, lead_id: str, captured_at: datetime | None) -> Row[Any]:
