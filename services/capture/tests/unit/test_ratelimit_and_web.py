@@ -1,0 +1,79 @@
+"""Token buckets, content negotiation and activity keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from leadflow_capture import handlers, web
+from leadflow_capture.ratelimit import SubmissionLimiter, TokenBuckets
+from leadflow_contracts import LeadActivity
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_allows_its_burst_then_refills_at_its_rate():
+    clock = FakeTime()
+    buckets = TokenBuckets(rate_per_minute=60, burst=3, monotonic=clock)
+    assert [buckets.take("ip") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("ip") == 1.0
+    clock.now += 0.5
+    assert buckets.take("ip") == 0.5
+    clock.now += 0.5
+    assert buckets.take("ip") == 0.0
+    assert buckets.take("other") == 0.0
+
+
+def test_buckets_forget_the_least_recently_used_keys():
+    buckets = TokenBuckets(rate_per_minute=1, burst=1, max_keys=2, monotonic=FakeTime())
+    buckets.take("a")
+    buckets.take("b")
+    buckets.take("c")
+    assert buckets.take("a") == 0.0  # forgotten, so it starts full again
+
+
+def test_a_zero_rate_disables_the_limit():
+    buckets = TokenBuckets(rate_per_minute=0, burst=1)
+    assert all(buckets.take("x") == 0.0 for _ in range(100))
+
+
+def test_the_limiter_checks_ip_then_form_and_rounds_retry_after_up():
+    clock = FakeTime()
+    limiter = SubmissionLimiter(ip_per_minute=6, ip_burst=1, form_per_minute=60, form_burst=1,
+                                exempt_ips=frozenset({"10.0.0.1"}), monotonic=clock)
+    assert limiter.check("1.1.1.1", "f") == 0
+    assert limiter.check("1.1.1.1", "g") == 10
+    assert limiter.check("2.2.2.2", "f") == 1
+    assert limiter.check("10.0.0.1", "g") == 0
+    assert limiter.check("10.0.0.1", "g") == 1
+
+
+def test_browsers_get_pages_and_scripts_get_json():
+    assert web.prefers_html("text/html,application/xhtml+xml,*/*;q=0.8", "application/x-www-form-urlencoded")
+    assert web.prefers_html("", "multipart/form-data")
+    assert web.prefers_html("*/*", "application/x-www-form-urlencoded")
+    assert not web.prefers_html("application/json", "application/x-www-form-urlencoded")
+    assert not web.prefers_html("", "application/json")
+    assert web.prefers_html("text/html", "application/json")
+
+
+def test_cors_headers_only_for_allowed_origins():
+    assert web.cors_headers("https://a.example", ["https://a.example"])["Access-Control-Allow-Origin"] == \
+        "https://a.example"
+    assert "Access-Control-Allow-Origin" not in web.cors_headers("https://b.example", ["https://a.example"])
+    assert web.cors_headers(None, ["*"]) == {}
+
+
+def activity(**ids) -> LeadActivity:
+    return LeadActivity(activity_id="a", activity_type="page_view", occurred_at=datetime.now(UTC), **ids)
+
+
+def test_activities_are_keyed_by_lead_then_visitor_then_email():
+    assert handlers.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co")) == "L"
+    assert handlers.activity_key(activity(visitor_id="V", email="e@x.co")) == "V"
+    assert handlers.activity_key(activity(email="E@X.co")) == "e@x.co"
