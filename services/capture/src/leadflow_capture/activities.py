@@ -110,8 +110,11 @@ async def post_activities(request: Request) -> Response:
         )
         for item in items
     ]
-    async with state.db.transaction() as session:
-        ids = await handlers.record_activities(session, state.outbox, events)
+    try:
+        async with state.db.transaction() as session:
+            ids = await handlers.record_activities(session, state.outbox, events)
+    except handlers.InvalidSubmission as exc:
+        return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
     for event in events:
         runtime.metrics.activities.labels(event.activity_type if event.activity_type in KNOWN else "custom").inc()
     body = {"activity_ids": ids} if isinstance(parsed, ActivityBatch) else {"activity_id": ids[0]}

@@ -18,6 +18,7 @@ from leadflow_capture.tables import form as form_table
 from leadflow_capture.tables import idempotency_key as idempotency_table
 from leadflow_capture.tables import lead as lead_table
 from leadflow_contracts import LeadActivity, new_event
+from leadflow_contracts.envelope import MAX_EVENT_BYTES
 from leadflow_kit.errors import FieldError
 from leadflow_kit.outbox import Outbox
 
@@ -200,6 +201,10 @@ async def capture_submission(
         )
     )
     data = domain.lead_captured(lead_id, form, submission, now, consent)
+    if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
+        # Rolls the lead back with the rest of the transaction: an event Kafka would refuse must not be stored.
+        raise InvalidSubmission([FieldError(field="body", code="too_large",
+                                            message=f"the fields add up to more than {MAX_EVENT_BYTES} bytes")])
     await outbox.add(session, new_event(data, source="capture", subject=lead_id, lead_captured_at=now, time=now))
     return Outcome("accepted", lead_id)
 
@@ -286,7 +291,10 @@ def activity_key(data: LeadActivity) -> str:
 
 async def record_activities(session: AsyncSession, outbox: Outbox, activities: list[LeadActivity]) -> list[str]:
     """Store each activity and its ``lead.activity`` event; a retried activity id is recorded once."""
-    for data in activities:
+    for index, data in enumerate(activities):
+        if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
+            raise InvalidSubmission([FieldError(field=f"activities.{index}", code="too_large",
+                                                message=f"the activity exceeds {MAX_EVENT_BYTES} bytes")])
         inserted = (
             await session.execute(
                 pg_insert(activity_table)

@@ -95,3 +95,12 @@ async def test_unreadable_activity_bodies(capture, content, headers, status):
     response = await capture.client.post("/v1/activities", content=content, headers=headers)
     assert response.status_code == status
     assert response.json()["detail"]
+
+
+
+async def test_the_largest_activity_allowed_fits_in_one_event(capture):
+    properties = {f"p{i:02d}" + "n" * 97: "x" * 1000 for i in range(50)}
+    response = await capture.client.post("/v1/activities", json={
+        "type": "page_view", "visitor_id": "v" * 128, "page_url": "https://x.example/" + "p" * 1980,
+        "properties": properties})
+    assert response.status_code == 202, response.text

@@ -164,3 +164,13 @@ async def test_idempotency_key_too_long_is_400(capture, form):
                                          headers={"Idempotency-Key": "k" * 256})
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "invalid_idempotency_key"
+
+
+async def test_fields_that_would_make_an_oversized_event_are_refused(start_capture):
+    async with start_capture(max_body_bytes=256 * 1024, max_field_length=5000) as capture:
+        form = await capture.create_form()
+        fields = {f"field_{i}": "x" * 4000 for i in range(20)}
+        response = await capture.client.post(f"/v1/forms/{form['key']}/submissions",
+                                             json={"email": "big@example.com", **fields})
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["code"] == "too_large"
