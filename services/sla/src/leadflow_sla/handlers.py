@@ -201,6 +201,9 @@ async def open_clock(session: AsyncSession, evt: Event[EventData], data: LeadRou
     # The touch can overtake the routed event (they travel on different topics).
     if lead_row.last_stop_touch_at is not None and lead_row.last_stop_touch_at >= started_at:
         status, stopped_at, stop_reason = "stopped", lead_row.last_stop_touch_at, lead_row.last_stop_touch_type
+        if lead_row.sla_outcome is None:
+            outcome = "met" if stopped_at <= plan.due_at else "breached"
+            await session.execute(update(lead).where(lead.c.lead_id == data.lead_id).values(sla_outcome=outcome))
     await session.execute(
         insert(sla_clock)
         .values(

@@ -182,3 +182,27 @@ async def test_a_touch_before_the_warning_means_nothing_fires(sla_env: Any, apps
     assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
     body = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
     assert body["sla"]["outcome"] == "met" and body["sla"]["current"]["met"] is True
+
+
+async def test_a_touch_that_overtakes_its_routed_event_leaves_no_running_clock(sla_env: Any, apps: Any) -> None:
+    t0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    clock = FrozenClock(t0)
+    app, client = await apps.start(clock, scheduler_interval_seconds=3600)
+    lead_id = sla_env.new_lead_id()
+    # Touches and routings travel on different topics, so the touch may be consumed first.
+    await sla_env.send(touched(sla_env, lead_id, t0 + 60 * SECOND))
+
+    async def touch_recorded() -> Any:
+        response = await client.get(f"/v1/leads/{lead_id}/timeline")
+        return response.status_code == 200 and response.json()["stages"]
+
+    await sla_env.eventually(touch_recorded)
+    await sla_env.send(routed(sla_env, lead_id, t0, "hot", "rep-fay", "team-emea"))
+    stopped = await open_clock_of(sla_env, lead_id, status="stopped")
+    assert (stopped["stopped_at"], stopped["stop_reason"], stopped["next_fire_at"]) == (
+        t0 + 60 * SECOND, "contacted", None)
+    clock.set(t0 + 3600 * SECOND)
+    assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
+    body = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
+    assert [s["stage"] for s in body["stages"]] == ["routed", "touched"]
+    assert body["sla"]["outcome"] == "met"
