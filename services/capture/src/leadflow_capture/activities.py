@@ -68,7 +68,7 @@ async def post_activities(request: Request) -> Response:
     cors = web.cors_headers(origin, runtime.settings.activity_allowed_origins)
     if origin is not None and not cors.get("Access-Control-Allow-Origin"):
         return web.json_error(403, f"origin {origin[:200]} may not post activities", headers=cors)
-    retry_after = runtime.limiter.check(runtime.client_ip(request), None)
+    retry_after = runtime.activity_limiter.check(runtime.client_ip(request), None)
     if retry_after:
         return web.json_error(429, f"too many requests; retry after {retry_after} seconds",
                               [FieldError(field="body", code="rate_limited", message="rate limit reached")],

@@ -290,7 +290,6 @@ async def embed_script(form_key: str, request: Request) -> Response:
         "formKey": form.key,
         "endpoint": f"{base}/v1/forms/{form.key}/submissions",
         "honeypotField": form.honeypot_field,
-        "consentRequired": form.consent_required,
     }
     script = embed_template().replace("__LEADFLOW_CONFIG__", json.dumps(config).replace("</", "<\\/"))
     return Response(

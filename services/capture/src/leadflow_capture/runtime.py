@@ -36,6 +36,7 @@ class CaptureRuntime:
     settings: Settings
     metrics: CaptureMetrics
     limiter: SubmissionLimiter
+    activity_limiter: SubmissionLimiter
     # key -> allowed origins of forms seen to exist; lets a rate-limited answer carry CORS headers
     # without a database read, and keeps metric labels to real form keys.
     known_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -50,6 +51,13 @@ class CaptureRuntime:
                 ip_burst=settings.rate_limit_ip_burst,
                 form_per_minute=settings.rate_limit_form_per_minute,
                 form_burst=settings.rate_limit_form_burst,
+                exempt_ips=frozenset(settings.rate_limit_exempt_ips),
+            ),
+            activity_limiter=SubmissionLimiter(
+                ip_per_minute=settings.rate_limit_activity_ip_per_minute,
+                ip_burst=settings.rate_limit_activity_ip_burst,
+                form_per_minute=0,
+                form_burst=1,
                 exempt_ips=frozenset(settings.rate_limit_exempt_ips),
             ),
         )

@@ -23,8 +23,12 @@ class Settings(ServiceSettings):
     double_submit_window_seconds: float = Field(default=600.0, ge=0)
 
     # Token buckets, per replica (see ratelimit.py); 0 disables a limit.
-    rate_limit_ip_per_minute: float = Field(default=60.0, ge=0)
-    rate_limit_ip_burst: int = Field(default=20, ge=1)
+    # Generous per address: offices and campuses post from behind one NAT address.
+    rate_limit_ip_per_minute: float = Field(default=120.0, ge=0)
+    rate_limit_ip_burst: int = Field(default=60, ge=1)
+    # Activities (page views while browsing) have their own, larger per-address budget.
+    rate_limit_activity_ip_per_minute: float = Field(default=600.0, ge=0)
+    rate_limit_activity_ip_burst: int = Field(default=200, ge=1)
     rate_limit_form_per_minute: float = Field(default=12000.0, ge=0)
     rate_limit_form_burst: int = Field(default=1000, ge=1)
     rate_limit_exempt_ips: list[str] = Field(default_factory=list)

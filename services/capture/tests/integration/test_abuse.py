@@ -88,3 +88,15 @@ async def test_exempt_addresses_are_not_limited(start_capture):
         url = f"/v1/forms/{form['key']}/submissions"
         codes = {(await capture.client.post(url, json={"email": f"e{i}@example.com"})).status_code for i in range(3)}
         assert codes == {202}
+
+
+async def test_activities_have_their_own_per_ip_budget(start_capture):
+    async with start_capture(rate_limit_activity_ip_per_minute=60, rate_limit_activity_ip_burst=2,
+                             rate_limit_ip_per_minute=60, rate_limit_ip_burst=1) as capture:
+        codes = [(await capture.client.post("/v1/activities", json={"type": "page_view", "visitor_id": "v"}))
+                 for _ in range(3)]
+        assert [r.status_code for r in codes] == [202, 202, 429]
+        assert codes[-1].headers["retry-after"] == "1"
+        form = await capture.create_form()
+        submitted = await capture.client.post(f"/v1/forms/{form['key']}/submissions", json={"email": "a@example.com"})
+        assert submitted.status_code == 202
