@@ -121,11 +121,20 @@ def _log_crash(task: asyncio.Task[Any]) -> None:
 def platform_router() -> APIRouter:
     router = APIRouter(tags=["platform"])
 
-    @router.get("/healthz", summary="Liveness: the process is up")
+    @router.get("/healthz", summary="Liveness: the process is up",
+                responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable")
+    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable",
+                responses={
+                    200: {"content": {"application/json": {"example": {
+                        "status": "ready", "checks": {"database": "ok", "kafka": "ok"}}}}},
+                    503: {"description": "A critical dependency is unreachable",
+                          "content": {"application/json": {"example": {
+                              "status": "not_ready",
+                              "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok"}}}}},
+                })
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         checks: dict[str, str] = {}
@@ -143,7 +152,9 @@ def platform_router() -> APIRouter:
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": (
+                    '# TYPE leadflow_outbox_backlog gauge\nleadflow_outbox_backlog{service="capture"} 0.0\n')}}}})
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

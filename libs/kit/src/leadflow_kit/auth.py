@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -51,6 +51,12 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "key_prefix": "lf_Xy7Q9",
+        "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
+        "last_used_at": "2026-11-23T09:30:00Z",
+    }]})
+
     id: str
     name: str
     key_prefix: str
@@ -124,7 +130,7 @@ def api_key_router() -> APIRouter:
     def public(row: object) -> ApiKeyPublic:
         return ApiKeyPublic.model_validate(row, from_attributes=True)
 
-    @router.post("", status_code=201, response_model=ApiKeyCreated,
+    @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key (shown once)",
                  dependencies=[Depends(require_scope("api-keys:write"))])
     async def create_api_key(body: ApiKeyCreate, request: Request) -> ApiKeyCreated:
         key = generate_key()
@@ -139,13 +145,16 @@ def api_key_router() -> APIRouter:
             ).one()
         return ApiKeyCreated(**public(row).model_dump(), key=key)
 
-    @router.get("", response_model=list[ApiKeyPublic], dependencies=[Depends(require_scope("api-keys:read"))])
+    @router.get("", response_model=list[ApiKeyPublic], summary="List API keys (never the keys themselves)",
+                dependencies=[Depends(require_scope("api-keys:read"))])
     async def list_api_keys(request: Request) -> list[ApiKeyPublic]:
         async with request.app.state.db.transaction() as session:
             rows = (await session.execute(select(api_key_table).order_by(api_key_table.c.created_at))).all()
         return [public(r) for r in rows]
 
-    @router.delete("/{key_id}", status_code=204, dependencies=[Depends(require_scope("api-keys:write"))])
+    @router.delete("/{key_id}", status_code=204, dependencies=[Depends(require_scope("api-keys:write"))],
+                   summary="Revoke an API key", responses={404: {"description": "No such key", "content": {
+                       "application/json": {"example": {"detail": "no active API key 'k1'"}}}}})
     async def revoke_api_key(key_id: str, request: Request) -> None:
         async with request.app.state.db.transaction() as session:
             revoked = (
