@@ -139,7 +139,18 @@ def _has_control_characters(value: Any) -> bool:
     return False
 
 
-@router.options("/v1/activities", status_code=204, summary="CORS preflight for activities from web pages")
+@router.options(
+    "/v1/activities",
+    status_code=204,
+    summary="CORS preflight for activities from web pages",
+    responses={
+        204: {"description": "Allowed", "headers": {"Access-Control-Allow-Origin": {
+            "schema": {"type": "string"}, "example": "https://www.example.com"}}},
+        403: {"description": "Origin not allowed", "model": ErrorBody,
+              "content": {"application/json": {"example": {"detail": "origin https://evil.example is not allowed",
+                                                           "errors": []}}}},
+    },
+)
 async def activities_preflight(request: Request) -> Response:
     origin = request.headers.get("origin")
     allowed = runtime_of(request).settings.activity_allowed_origins

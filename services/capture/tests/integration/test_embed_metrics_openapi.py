@@ -61,3 +61,19 @@ async def test_every_endpoint_is_documented_with_examples(capture):
     activities = paths["/v1/activities"]["post"]["requestBody"]["content"]["application/json"]
     assert set(activities["examples"]) == {"single", "batch"}
     assert all(operation.get("summary") for item in paths.values() for operation in item.values())
+
+
+async def test_every_operation_carries_an_example(capture):
+    doc = (await capture.client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+
+    def has_example(part: object) -> bool:
+        text = json.dumps(part)
+        if '"example' in text:
+            return True
+        refs = [chunk.split('"')[0] for chunk in text.split("#/components/schemas/")[1:]]
+        return any('"example' in json.dumps(schemas[ref]) for ref in refs)
+
+    missing = [f"{method.upper()} {path}" for path, item in doc["paths"].items() for method, op in item.items()
+               if not (has_example(op.get("requestBody", {})) or has_example(op.get("responses", {})))]
+    assert missing == []
