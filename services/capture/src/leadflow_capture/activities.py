@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from leadflow_capture.schemas import (
 )
 from leadflow_contracts import LeadActivity
 from leadflow_kit.errors import FieldError, field_errors
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["activities"])
 
@@ -55,6 +58,7 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
         415: {"description": "Not JSON", "model": ErrorBody},
         422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": ErrorBody},
         429: {"description": "Rate limited per IP; see Retry-After", "model": ErrorBody},
+        503: {"description": "The database is unreachable; retry after Retry-After", "model": ErrorBody},
     },
     summary="Record behavioral events by lead id, email or anonymous visitor id",
     description="Types: page_view, content_download, webinar_registered, webinar_attended, pricing_page_view, "
@@ -115,6 +119,9 @@ async def post_activities(request: Request) -> Response:
             ids = await handlers.record_activities(session, state.outbox, events)
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
+    except web.STORAGE_ERRORS:
+        log.warning("activities not stored: the database is unreachable", exc_info=True)
+        return web.storage_unavailable(False, cors)
     for event in events:
         runtime.metrics.activities.labels(event.activity_type if event.activity_type in KNOWN else "custom").inc()
     body = {"activity_ids": ids} if isinstance(parsed, ActivityBatch) else {"activity_id": ids[0]}

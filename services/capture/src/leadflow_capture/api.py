@@ -85,6 +85,8 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
           "model": ErrorBody},
     429: _error_doc("Rate limited (per IP or per form); see Retry-After", "rate_limited",
                     "too many submissions; retry after 3 seconds"),
+    503: _error_doc("The database is unreachable; nothing was stored, retry after Retry-After",
+                    "storage_unavailable", "submissions cannot be stored right now; retry shortly"),
 }
 
 
@@ -101,6 +103,18 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     "answered like a success and dropped; a double submit of the same email returns the first lead id.",
 )
 async def submit(form_key: str, request: Request) -> Response:
+    try:
+        return await _submit(form_key, request)
+    except web.STORAGE_ERRORS:
+        log.warning("submission to form %s not stored: the database is unreachable", form_key, exc_info=True)
+        media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
+        wants_html = web.prefers_html(request.headers.get("accept", ""), media_type)
+        origin = request.headers.get("origin")
+        return web.storage_unavailable(wants_html, web.cors_headers(origin, runtime_of(request).known_forms.get(
+            form_key, ())))
+
+
+async def _submit(form_key: str, request: Request) -> Response:
     runtime = runtime_of(request)
     state = request.app.state
     media_type, _ = bodies.media_type_of(request.headers.get("content-type"))

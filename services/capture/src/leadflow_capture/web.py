@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from leadflow_capture import bodies, domain
 from leadflow_kit.errors import FieldError
@@ -17,8 +18,21 @@ EXPOSED_HEADERS = "Retry-After, X-Correlation-Id, Idempotency-Replayed, Location
 PREFLIGHT_MAX_AGE = "600"
 
 
+# The database being unreachable is the one failure a client should simply retry.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError)
+STORAGE_RETRY_AFTER = "5"
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+def storage_unavailable(wants_html: bool, headers: dict[str, str] | None = None) -> Response:
+    return error_response(
+        wants_html, 503, "submissions cannot be stored right now; retry shortly",
+        [FieldError(field="body", code="storage_unavailable", message="the database is unreachable")],
+        {**(headers or {}), "Retry-After": STORAGE_RETRY_AFTER},
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

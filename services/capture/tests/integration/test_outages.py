@@ -1,9 +1,11 @@
-"""A lead posted while Kafka is down is accepted at once and published once Kafka is back."""
+"""Outages: a lead posted while Kafka is down is accepted at once and published once Kafka is back;
+with the database unreachable capture answers 503 + Retry-After, never a 500."""
 
 from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -35,3 +37,25 @@ async def test_lead_posted_while_kafka_is_down_is_published_when_it_is_back(capt
     assert event.data.attribution.utm_source == "outage"
     events = await capture.events(topics.CAPTURED, lambda evs: any(e.subject == lead_id for e in evs))
     assert [e.subject for e in events].count(lead_id) == 1
+
+
+async def test_an_unreachable_database_is_a_503_to_retry_never_a_500(capture_env):
+    import socket
+
+    from leadflow_capture.app import create_app
+    from leadflow_capture.settings import Settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    settings = Settings(database_url=f"postgresql+asyncpg://leadflow:leadflow@127.0.0.1:{closed_port}/nowhere",
+                        kafka_bootstrap_servers=capture_env.bootstrap_servers, environment="test")
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as client:
+        response = await client.post("/v1/forms/demo/submissions", json={"email": "a@example.com"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["errors"][0]["code"] == "storage_unavailable"
+        activity = await client.post("/v1/activities", json={"type": "page_view", "visitor_id": "v"})
+        assert activity.status_code == 503
