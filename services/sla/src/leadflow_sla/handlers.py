@@ -23,6 +23,7 @@ from leadflow_contracts import (
     LeadEnriched,
     LeadRouted,
     LeadScored,
+    LeadSla,
     LeadTouched,
 )
 from leadflow_sla import domain
@@ -143,6 +144,11 @@ async def update_lead(session: AsyncSession, evt: Event[EventData], metrics: Sla
             changes["tier"] = data.tier
         if row.first_routed_at is None:
             changes["first_routed_at"] = at
+    elif isinstance(data, LeadSla):
+        if data.kind == "breach":
+            changes["sla_outcome"] = "breached"
+            if data.breach_count > row.breach_count:
+                changes["breach_count"] = data.breach_count
     elif isinstance(data, LeadTouched):
         funnel_stage = domain.TOUCH_TO_FUNNEL.get(data.touch_type)
         if funnel_stage is not None:

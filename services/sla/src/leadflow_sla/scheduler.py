@@ -29,12 +29,12 @@ from leadflow_kit.outbox import Outbox
 from leadflow_sla import domain
 from leadflow_sla.handlers import after_commit
 from leadflow_sla.metrics import SlaMetrics
-from leadflow_sla.tables import lead, sla_clock, sla_notice
+from leadflow_sla.tables import sla_clock, sla_notice
 
 log = logging.getLogger(__name__)
 
-# Called inside the firing transaction, e.g. to enqueue webhook notifications with the event.
-Notify = Callable[[AsyncSession, Event[LeadSla]], Awaitable[None]]
+# Called inside the firing transaction (event, the clock's target seconds), to enqueue notifications with it.
+Notify = Callable[[AsyncSession, Event[LeadSla], int], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,14 @@ class SlaScheduler:
         for kind in domain.due_thresholds(now, clock.warning_at, clock.due_at, warned, breached):
             breach_number = 0
             if kind == "breach":
-                breach_number = (
+                # Counted from the notices rather than kept on the lead row: the scheduler never waits for a
+                # lock the consumer may hold (it holds lead rows, then clock rows; the scheduler holds clocks).
+                breach_number = 1 + (
                     await session.execute(
-                        update(lead)
-                        .where(lead.c.lead_id == clock.lead_id)
-                        .values(breach_count=lead.c.breach_count + 1,
-                                sla_outcome=func.coalesce(lead.c.sla_outcome, "breached"))
-                        .returning(lead.c.breach_count)
+                        select(func.count()).select_from(sla_notice).where(
+                            sla_notice.c.lead_id == clock.lead_id, sla_notice.c.kind == "breach")
                     )
-                ).scalar_one_or_none() or 1
+                ).scalar_one()
             data = LeadSla(
                 lead_id=clock.lead_id, clock_id=clock.id, kind=kind, tier=clock.tier,
                 owner_rep_id=clock.owner_rep_id, team_id=clock.team_id, started_at=clock.started_at,
@@ -143,7 +142,7 @@ class SlaScheduler:
                 continue
             await self.outbox.add(session, sla_event)
             if self.notify is not None:
-                await self.notify(session, sla_event)
+                await self.notify(session, sla_event, clock.target_seconds)
             if kind == "warning":
                 changes["warned_at"] = now
                 warned = True
