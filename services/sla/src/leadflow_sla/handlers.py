@@ -341,6 +341,7 @@ async def load_timeline(session: AsyncSession, lead_id: str, now: datetime) -> T
     webhooks: list[dict[str, Any]] = []
     previous_at: datetime | None = None
     previous_owner: str | None = None
+    previous_rep: str | None = None
     for r in events:
         stages.append({
             "stage": r.stage,
@@ -354,13 +355,19 @@ async def load_timeline(session: AsyncSession, lead_id: str, now: datetime) -> T
         })
         previous_at = r.at
         if r.stage == "routed":
-            owner = r.details.get("owner_rep_id") or (f"queue:{r.details['queue']}" if r.details.get("queue") else None)
+            d = r.details
+            owner = d.get("owner_rep_id") or (f"queue:{d['queue']}" if d.get("queue") else None)
             if owner != previous_owner:
-                owner_changes.append({"at": r.at, "from_rep_id": previous_owner, "to_rep_id": r.details.get(
-                    "owner_rep_id"), "team_id": r.details.get("team_id"), "queue": r.details.get("queue"),
-                    "reason": r.details.get("reroute_reason") or r.details.get("reason"),
-                    "escalated": bool(r.details.get("escalated"))})
-                previous_owner = owner
+                owner_changes.append({
+                    "at": r.at,
+                    "from_rep_id": previous_rep,
+                    "to_rep_id": d.get("owner_rep_id"),
+                    "team_id": d.get("team_id"),
+                    "queue": d.get("queue"),
+                    "reason": d.get("reroute_reason") or d.get("reason"),
+                    "escalated": bool(d.get("escalated")),
+                })
+                previous_owner, previous_rep = owner, d.get("owner_rep_id")
         elif r.stage in ("webhook_delivered", "webhook_failed"):
             webhooks.append({"at": r.at, **r.details})
     clocks = (
