@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from leadflow_capture import bodies, domain, handlers, web
-from leadflow_capture.runtime import CaptureRuntime, runtime_of
+from leadflow_capture.runtime import runtime_of
 from leadflow_capture.schemas import ErrorBody, SubmissionAccepted
 from leadflow_kit.errors import FieldError
 
@@ -165,7 +165,7 @@ async def _submit(form_key: str, request: Request) -> Response:
                     [_field_error("body", "body_too_large", f"at most {limit} bytes")], cors)
     except bodies.BadBody as exc:
         runtime.count(form_key, "invalid")
-        return _invalid(runtime, form, wants_html, exc.status, exc.message, exc.errors, origin) \
+        return _invalid(form, wants_html, exc.status, exc.message, exc.errors, origin) \
             if exc.status == 422 else fail(exc.status, exc.message, exc.errors, cors)
 
     posted = domain.merge_fields(parsed.pairs)
@@ -184,6 +184,7 @@ async def _submit(form_key: str, request: Request) -> Response:
             if idempotency_key is not None:
                 stored = await handlers.claim_idempotency_key(session, scope, idempotency_key, fingerprint)
                 if stored is not None:
+                    runtime.count(form.key, "duplicate")
                     return _replay(stored, web.cors_headers(origin, cors))
             outcome = await handlers.capture_submission(session, state.outbox, form, posted, now, context)
             response = _accepted(form, outcome.lead_id, wants_html)
@@ -191,7 +192,7 @@ async def _submit(form_key: str, request: Request) -> Response:
                 await handlers.store_idempotent_response(session, scope, idempotency_key, _stored(response))
     except handlers.InvalidSubmission as exc:
         runtime.count(form_key, "invalid")
-        return _invalid(runtime, form, wants_html, 422, "The submission is invalid; see errors.", exc.errors, origin)
+        return _invalid(form, wants_html, 422, "The submission is invalid; see errors.", exc.errors, origin)
     except handlers.IdempotencyKeyReused:
         runtime.count(form_key, "invalid")
         return fail(422, "this Idempotency-Key was used with a different request",
@@ -217,7 +218,7 @@ def _accepted(form: domain.FormDefinition, lead_id: str, wants_html: bool) -> Re
     return JSONResponse({"lead_id": lead_id}, status_code=status.HTTP_202_ACCEPTED)
 
 
-def _invalid(runtime: CaptureRuntime, form: domain.FormDefinition, wants_html: bool, code: int, detail: str,
+def _invalid(form: domain.FormDefinition, wants_html: bool, code: int, detail: str,
              errors: list[FieldError], origin: str | None) -> Response:
     headers = web.cors_headers(origin, form.allowed_origins)
     if wants_html and form.error_url:

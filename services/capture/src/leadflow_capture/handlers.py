@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -226,13 +226,6 @@ async def _recent_lead(session: AsyncSession, form_key: str, email: str, since: 
             .limit(1)
         )
     ).scalar_one_or_none()
-
-
-async def lead_count(session: AsyncSession, form_key: str | None = None) -> int:
-    query = select(func.count()).select_from(lead_table)
-    if form_key is not None:
-        query = query.where(lead_table.c.form_key == form_key)
-    return int((await session.execute(query)).scalar_one())
 
 
 # -- idempotency --------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable
 
 from fastapi import Request
@@ -115,6 +114,3 @@ def response_body_text(response: Response) -> str:
     body = response.body
     return bytes(body).decode() if body else ""
 
-
-def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))

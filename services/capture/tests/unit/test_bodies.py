@@ -71,3 +71,15 @@ def test_any_body_parses_or_is_refused_with_a_4xx(content_type, body):
     for name, value in parsed.pairs:
         name.encode("utf-8")
         value.encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(content_type=st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=80)
+       | st.builds(lambda p, b: f"multipart/form-data; {p}={b}", st.sampled_from(["boundary", "charset", ""]),
+                   st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=80)),
+       body=st.binary(max_size=200))
+def test_any_content_type_header_is_read_or_refused_with_a_4xx(content_type, body):
+    try:
+        bodies.parse_body(content_type, body)
+    except BadBody as exc:
+        assert exc.status in (400, 415, 422)
