@@ -108,7 +108,7 @@ async def submit(form_key: str, request: Request) -> Response:
     except web.STORAGE_ERRORS:
         log.warning("submission to form %s not stored: the database is unreachable", form_key, exc_info=True)
         media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
-        wants_html = web.prefers_html(request.headers.get("accept", ""), media_type)
+        wants_html = web.wants_html(request, media_type)
         origin = request.headers.get("origin")
         return web.storage_unavailable(wants_html, web.cors_headers(origin, runtime_of(request).known_forms.get(
             form_key, ())))
@@ -118,7 +118,7 @@ async def _submit(form_key: str, request: Request) -> Response:
     runtime = runtime_of(request)
     state = request.app.state
     media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
-    wants_html = web.prefers_html(request.headers.get("accept", ""), media_type)
+    wants_html = web.wants_html(request, media_type)
     origin = request.headers.get("origin")
     ip = runtime.client_ip(request)
 

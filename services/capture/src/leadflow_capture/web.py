@@ -47,14 +47,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(chunks)
 
 
-def prefers_html(accept: str, media_type: str) -> bool:
-    """A browser's own form post (no script) wants a page back; a fetch or API client wants JSON."""
+def prefers_html(accept: str, media_type: str, requested_with: str | None = None) -> bool:
+    """A browser's own form post (no script) wants a page back; a fetch or API client wants JSON.
+
+    Scripts say so with a JSON Accept header or X-Requested-With (as jQuery and many form libraries do).
+    """
     accept = accept.lower()
-    if "application/json" in accept:
+    if "application/json" in accept or requested_with:
         return False
     if "text/html" in accept:
         return True
     return media_type in bodies.FORM_TYPES
+
+
+def wants_html(request: Request, media_type: str) -> bool:
+    return prefers_html(request.headers.get("accept", ""), media_type, request.headers.get("x-requested-with"))
 
 
 def cors_headers(origin: str | None, allowed: Iterable[str]) -> dict[str, str]:

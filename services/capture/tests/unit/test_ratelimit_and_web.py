@@ -60,6 +60,7 @@ def test_browsers_get_pages_and_scripts_get_json():
     assert not web.prefers_html("application/json", "application/x-www-form-urlencoded")
     assert not web.prefers_html("", "application/json")
     assert web.prefers_html("text/html", "application/json")
+    assert not web.prefers_html("*/*", "multipart/form-data", requested_with="XMLHttpRequest")
 
 
 def test_cors_headers_only_for_allowed_origins():
