@@ -1,0 +1,186 @@
+"""HTTP entrypoints: the account directory (admin) and the enriched-lead read."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
+from leadflow_enrichment import accounts
+from leadflow_enrichment.accounts import (
+    AccountCreate,
+    AccountPublic,
+    AccountUpdate,
+    CsvUnreadable,
+    ImportResult,
+)
+from leadflow_enrichment.tables import lead, lead_fill
+from leadflow_kit.auth import require_scope
+from leadflow_kit.errors import FieldError
+
+accounts_router = APIRouter(prefix="/v1/admin/accounts", tags=["accounts"])
+leads_router = APIRouter(prefix="/v1/leads", tags=["leads"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such account",
+                   "content": {"application/json": {"example": {"detail": "no account 'acct-x'"}}}}}
+
+
+CSV_EXAMPLE = ("id,name,domains,industry,employee_count,annual_revenue,country,owner_rep_id,tier\n"
+               "acct-acme,Acme Inc.,acme.com;acme.io,Software,1200,250000000,US,rep-ada,enterprise\n")
+
+
+def _not_found(account_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no account '{account_id}'")
+
+
+@accounts_router.post("", status_code=201, response_model=AccountPublic, summary="Create or replace an account",
+                      dependencies=[Depends(require_scope("accounts:write"))])
+async def create_account(body: AccountCreate, request: Request) -> AccountPublic:
+    app = request.app
+    async with app.state.db.transaction() as session:
+        if body.id is None:
+            body = body.model_copy(update={"id": f"acct-{uuid.uuid4().hex[:16]}"})
+        await accounts.upsert_accounts(session, [body], app.state.clock.now())
+        created = await accounts.get_account(session, body.id or "")
+    assert created is not None
+    return created
+
+
+@accounts_router.get("", response_model=list[AccountPublic], summary="List accounts (search by name or domain)",
+                     dependencies=[Depends(require_scope("accounts:read"))])
+async def list_accounts(request: Request, q: str | None = Query(default=None, max_length=255),
+                        limit: int = Query(default=100, ge=1, le=1000),
+                        offset: int = Query(default=0, ge=0)) -> list[AccountPublic]:
+    async with request.app.state.db.transaction() as session:
+        return await accounts.list_accounts(session, q, limit, offset)
+
+
+@accounts_router.post(
+    "/import", response_model=ImportResult, summary="Import accounts from CSV (create or replace)",
+    dependencies=[Depends(require_scope("accounts:write"))],
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"},
+                   "example": CSV_EXAMPLE}}}},
+    responses={422: {"description": "Not a readable CSV", "content": {"application/json": {"example": {
+        "detail": "the CSV needs a 'name' column", "errors": [{"field": "body", "code": "csv", "message": "..."}]}}}}},
+)
+async def import_accounts(request: Request) -> ImportResult:
+    settings = request.app.state.settings
+    body = await request.body()
+    if len(body) > settings.account_import_max_bytes:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            detail=f"CSV larger than {settings.account_import_max_bytes} bytes")
+    try:
+        parsed = accounts.parse_accounts_csv(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, CsvUnreadable) as exc:
+        message = str(exc) if isinstance(exc, CsvUnreadable) else "the CSV is not UTF-8"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": message, "errors": [FieldError(field="body", code="csv", message=message).model_dump()]
+        }) from exc
+    async with request.app.state.db.transaction() as session:
+        created, updated = await accounts.upsert_accounts(session, parsed.accounts, request.app.state.clock.now())
+    return ImportResult(created=created, updated=updated, rejected=parsed.rejected, errors=parsed.errors)
+
+
+@accounts_router.get("/{account_id}", response_model=AccountPublic, summary="One account", responses=NOT_FOUND,
+                     dependencies=[Depends(require_scope("accounts:read"))])
+async def get_account(account_id: str, request: Request) -> AccountPublic:
+    async with request.app.state.db.transaction() as session:
+        found = await accounts.get_account(session, account_id)
+    if found is None:
+        raise _not_found(account_id)
+    return found
+
+
+@accounts_router.patch("/{account_id}", response_model=AccountPublic, summary="Change some fields of an account",
+                       responses=NOT_FOUND, dependencies=[Depends(require_scope("accounts:write"))])
+async def update_account(account_id: str, body: AccountUpdate, request: Request) -> AccountPublic:
+    async with request.app.state.db.transaction() as session:
+        found = await accounts.update_account(session, account_id, body, request.app.state.clock.now())
+    if found is None:
+        raise _not_found(account_id)
+    return found
+
+
+@accounts_router.delete("/{account_id}", status_code=204, summary="Remove an account", responses=NOT_FOUND,
+                        dependencies=[Depends(require_scope("accounts:write"))])
+async def delete_account(account_id: str, request: Request) -> None:
+    async with request.app.state.db.transaction() as session:
+        if not await accounts.delete_account(session, account_id):
+            raise _not_found(account_id)
+
+
+class FieldComparison(BaseModel):
+    field: str
+    original: str | None
+    normalized: Any
+
+
+class FillPublic(BaseModel):
+    captured_lead_id: str
+    form_key: str
+    submitted_at: datetime
+    duplicate: bool
+    original: LeadContact
+
+
+class EnrichedLeadPublic(BaseModel):
+    lead_id: str
+    form_key: str
+    original: LeadContact
+    profile: LeadProfile
+    fields: list[FieldComparison] = Field(description="Each typed field beside what enrichment made of it")
+    account: AccountMatch | None
+    quality: DataQuality
+    partial: bool
+    partial_reasons: list[str]
+    fill_count: int
+    fills: list[FillPublic]
+    enrichment_ms: float | None
+    first_submitted_at: datetime
+    last_submitted_at: datetime
+    updated_at: datetime
+
+
+# Which normalized field each typed field became.
+FIELD_PAIRS = (
+    ("email", "email"), ("first_name", "first_name"), ("last_name", "last_name"), ("phone", "phone_e164"),
+    ("company", "company"), ("website", "company_domain"), ("job_title", "seniority"), ("job_title", "function"),
+    ("country", "country"), ("state", "state"), ("city", "city"), ("industry", "industry"),
+    ("employee_count", "employee_count"), ("annual_revenue", "annual_revenue"),
+)
+
+
+@leads_router.get("/{lead_id}", response_model=EnrichedLeadPublic, summary="A lead as enrichment made it",
+                  description="Takes the canonical lead id or the id of any fill merged into it.",
+                  responses={404: {"description": "No such lead",
+                                   "content": {"application/json": {"example": {"detail": "no lead 'l-1'"}}}}},
+                  dependencies=[Depends(require_scope("leads:read"))])
+async def get_lead(lead_id: str, request: Request) -> EnrichedLeadPublic:
+    async with request.app.state.db.transaction() as session:
+        canonical = (await session.execute(
+            select(lead_fill.c.lead_id).where(lead_fill.c.captured_lead_id == lead_id))).scalar_one_or_none()
+        row = (await session.execute(select(lead).where(lead.c.id == (canonical or lead_id)))).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no lead '{lead_id}'")
+        fills = (await session.execute(
+            select(lead_fill).where(lead_fill.c.lead_id == row.id).order_by(lead_fill.c.submitted_at))).all()
+    original = LeadContact.model_validate(row.original)
+    profile = LeadProfile.model_validate(row.profile)
+    return EnrichedLeadPublic(
+        lead_id=row.id, form_key=row.form_key, original=original, profile=profile,
+        fields=[FieldComparison(field=f"{typed}→{made}", original=getattr(original, typed),
+                                normalized=getattr(profile, made))
+                for typed, made in FIELD_PAIRS if getattr(original, typed) is not None],
+        account=AccountMatch.model_validate(row.account) if row.account else None,
+        quality=DataQuality.model_validate(row.quality), partial=row.partial, partial_reasons=row.partial_reasons,
+        fill_count=row.fill_count,
+        fills=[FillPublic(captured_lead_id=f.captured_lead_id, form_key=f.form_key, submitted_at=f.submitted_at,
+                          duplicate=f.duplicate, original=LeadContact.model_validate(f.original)) for f in fills],
+        enrichment_ms=row.enrichment_ms, first_submitted_at=row.first_submitted_at,
+        last_submitted_at=row.last_submitted_at, updated_at=row.updated_at,
+    )

@@ -1,0 +1,20 @@
+"""Enrichment's Kafka subscription: captured form fills."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leadflow_contracts import Event, topics
+from leadflow_enrichment import handlers
+from leadflow_enrichment.handlers import Enrichment
+from leadflow_kit.consumer import EventConsumer, UnitOfWork
+
+
+def build_consumer(enrichment: Enrichment) -> EventConsumer:
+    consumer = EventConsumer("enrichment")
+
+    @consumer.subscribe(topics.CAPTURED)
+    async def on_captured(event: Event[Any], uow: UnitOfWork) -> None:
+        await handlers.enrich_captured_lead(event, uow, enrichment)
+
+    return consumer

@@ -1,0 +1,154 @@
+"""Enrichment in-process (its real lifespan) against the suite's real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+
+import leadflow_enrichment
+from leadflow_contracts import (
+    Event,
+    EventData,
+    LeadCaptured,
+    LeadContact,
+    LeadEnriched,
+    decode,
+    encode_body,
+    encode_headers,
+    new_event,
+    topics,
+)
+from leadflow_enrichment.app import create_app
+from leadflow_enrichment.seed import seed_demo
+from leadflow_enrichment.settings import Settings
+from leadflow_kit.db import Database
+from leadflow_kit.migrations import upgrade
+
+MIGRATIONS = Path(leadflow_enrichment.__file__).parent / "migrations"
+ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass
+class Env:
+    database_url: str
+    bootstrap_servers: str
+    prefix: str
+
+
+def enrichment_settings(env: Env, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": env.database_url,
+        "kafka_bootstrap_servers": env.bootstrap_servers,
+        "topic_prefix": env.prefix,
+        "environment": "test",
+        "admin_api_key": ADMIN_KEY,
+        "database_pool_size": 4,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class Enrichment:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    producer: AIOKafkaProducer
+
+    async def capture(self, form_key: str = "demo", lead_id: str | None = None, **contact: Any) -> str:
+        """Publish a lead.captured as capture would; returns its lead id."""
+        lead_id = lead_id or str(uuid.uuid4())
+        now = datetime.now(UTC)
+        data = LeadCaptured(lead_id=lead_id, form_key=form_key, submitted_at=now,
+                            contact=LeadContact(**contact))
+        event = new_event(data, source="capture", subject=lead_id, lead_captured_at=now)
+        await self.producer.send_and_wait(f"{self.settings.topic_prefix}{topics.CAPTURED}",
+                                          value=encode_body(event), key=lead_id.encode(),
+                                          headers=encode_headers(event))
+        return lead_id
+
+    async def enriched(self, captured_lead_id: str, timeout: float = 20.0) -> Event[LeadEnriched]:
+        found = await read_events(
+            self.settings.kafka_bootstrap_servers, f"{self.settings.topic_prefix}{topics.ENRICHED}",
+            lambda evs: any(_captured_id(e) == captured_lead_id for e in evs), timeout,
+        )
+        event = next(e for e in found if _captured_id(e) == captured_lead_id)
+        return event  # type: ignore[return-value]
+
+
+def _captured_id(event: Event[EventData]) -> str | None:
+    return event.data.captured_lead_id if isinstance(event.data, LeadEnriched) else None
+
+
+async def read_events(
+    bootstrap_servers: str, topic: str, until: Callable[[list[Event[EventData]]], bool], timeout: float
+) -> list[Event[EventData]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    seen: list[Event[EventData]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                seen += [decode(r.value, r.headers) for r in records]
+            if until(seen):
+                return seen
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition not met on {topic} within {timeout}s; saw {len(seen)} events")
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Enrichment]:
+    app = create_app(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=0)
+    await producer.start()
+    try:
+        async with app.router.lifespan_context(app):
+            await asyncio.wait_for(app.state.runner.assigned.wait(), 30)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://enrichment.test") as client:
+                yield Enrichment(app, client, settings, producer)
+    finally:
+        await producer.stop()
+
+
+async def new_env(infra: Any, seed: bool = True) -> Env:
+    database_url = await infra.new_database("enrichment")
+    await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
+    prefix = infra.new_topic_prefix("enrichment")
+    await infra.create_topics(prefix, partitions=2)
+    env = Env(database_url, infra.bootstrap_servers, prefix)
+    if seed:
+        db = Database(database_url, pool_size=1)
+        try:
+            await seed_demo(enrichment_settings(env), db)
+        finally:
+            await db.dispose()
+    return env
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def enrichment_env(infra: Any) -> Env:
+    return await new_env(infra)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def enrichment(enrichment_env: Env) -> AsyncIterator[Enrichment]:
+    async with running(enrichment_settings(enrichment_env)) as service:
+        yield service
