@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.auth import require_scope
-from leadflow_scoring import reads, versions
-from leadflow_scoring.schemas import ScoringModelPublic, model_public
+from leadflow_kit.errors import FieldError
+from leadflow_scoring import dryrun, reads, versions
+from leadflow_scoring.model import InvalidModel, ScoringModelSpec, json_schema, parse_document, validate_model
+from leadflow_scoring.schemas import (
+    ActivationPublic,
+    DryRunRequest,
+    DryRunResult,
+    ScoringModelPublic,
+    ValidationReport,
+    model_public,
+)
 
 leads_router = APIRouter(tags=["lead scores"])
 admin_router = APIRouter(prefix="/v1/admin/scoring-models", tags=["scoring models"])
 
 READ = [Depends(require_scope("scoring:read"))]
 WRITE = [Depends(require_scope("scoring:write"))]
+
+MODEL_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A scoring model as JSON or YAML; its JSON Schema is GET /v1/admin/scoring-models/schema",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 @leads_router.get(
@@ -32,6 +57,70 @@ async def get_lead_score(lead_id: str, request: Request) -> reads.LeadScorePubli
     return view
 
 
+def _invalid(exc: InvalidModel) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        detail={"detail": "The scoring model is invalid; see errors.", "errors": jsonable_encoder(exc.errors)},
+    )
+
+
+async def _model_document(request: Request) -> tuple[Any, str]:
+    raw = await request.body()
+    text = raw.decode("utf-8", errors="replace")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return json.loads(text), text
+        except json.JSONDecodeError as exc:
+            raise InvalidModel([FieldError(field="body", code="syntax", message=f"not valid JSON: {exc}")]) from None
+    return parse_document(text), text
+
+
+def _principal_name(request: Request) -> str | None:
+    principal = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else None
+
+
+async def _show_active(request: Request, session: AsyncSession, model_id: str) -> None:
+    model = await request.app.state.scoring.models.get(session, model_id)
+    if model is not None:
+        request.app.state.scoring.metrics.model_in_use(model)
+
+
+def _counts(spec: ScoringModelSpec) -> dict[str, int]:
+    return {"fit_rules": len(spec.fit_rules), "behavior_rules": len(spec.behavior_rules),
+            "negative_rules": len(spec.negative_rules), "fast_track": len(spec.mql.fast_track),
+            "tiers": len(spec.tiers)}
+
+
+@admin_router.get("/schema", summary="The JSON Schema of a scoring model", dependencies=READ)
+async def get_schema() -> dict[str, Any]:
+    return json_schema()
+
+
+@admin_router.post("/validate", response_model=ValidationReport, dependencies=WRITE, openapi_extra=MODEL_BODY,
+                   summary="Check a model without saving it; every error names the rule and field at fault")
+async def validate(request: Request) -> ValidationReport:
+    try:
+        document, _ = await _model_document(request)
+        spec = validate_model(document)
+    except InvalidModel as exc:
+        return ValidationReport(valid=False, errors=exc.errors)
+    return ValidationReport(valid=True, name=spec.name, rules=_counts(spec))
+
+
+@admin_router.post("", status_code=201, response_model=ScoringModelPublic, dependencies=WRITE,
+                   openapi_extra=MODEL_BODY, summary="Save a new model version (a draft until activated)")
+async def create_model(request: Request) -> ScoringModelPublic:
+    try:
+        document, source = await _model_document(request)
+        spec = validate_model(document)
+    except InvalidModel as exc:
+        raise _invalid(exc) from None
+    async with request.app.state.db.transaction() as session:
+        model_id = await versions.save_version(session, spec, source_text=source, created_by=_principal_name(request))
+        return model_public(await versions.get_version(session, model_id))
+
+
 @admin_router.get("", response_model=list[ScoringModelPublic], dependencies=READ,
                   summary="Every saved model version, newest first")
 async def list_models(request: Request) -> list[ScoringModelPublic]:
@@ -39,8 +128,70 @@ async def list_models(request: Request) -> list[ScoringModelPublic]:
         return [model_public(v) for v in await versions.list_versions(session)]
 
 
+@admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first")
+async def list_activations(request: Request) -> list[dict[str, Any]]:
+    async with request.app.state.db.transaction() as session:
+        return jsonable_encoder(await versions.activation_log(session))  # type: ignore[no-any-return]
+
+
+async def _dry_run(
+    request: Request, body: DryRunRequest, draft: ScoringModelSpec, draft_id: str | None
+) -> DryRunResult:
+    state = request.app.state
+    now = state.clock.now()
+    limit = state.settings.dry_run_max_leads
+    if (body.leads is None) == (body.last_n is None):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": "Give either leads or last_n.",
+            "errors": [{"field": "leads", "code": "one_of", "message": "give either leads or last_n"}]})
+    if (body.last_n or 0) > limit or len(body.leads or []) > limit:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": f"A dry run takes at most {limit} leads.",
+            "errors": [{"field": "last_n" if body.last_n else "leads", "code": "too_many",
+                        "message": f"at most {limit} leads"}]})
+    async with state.db.transaction() as session:
+        current = await state.scoring.models.active(session)
+        if body.leads is not None:
+            subjects = dryrun.subjects_from_request(body.leads, now)
+        else:
+            subjects = await dryrun.recent_subjects(session, body.last_n or 0)
+    return dryrun.compare(current.spec, current.id, draft, draft_id, subjects, now)
+
+
+@admin_router.post("/dry-run", response_model=DryRunResult, dependencies=WRITE,
+                   summary="Score leads with a draft model (not saved) and show what would change")
+async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
+    if body.model is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": "Give the draft model.",
+            "errors": [{"field": "model", "code": "missing", "message": "the draft model is required"}]})
+    try:
+        document = parse_document(body.model) if isinstance(body.model, str) else body.model
+        spec = validate_model(document)
+    except InvalidModel as exc:
+        raise _invalid(InvalidModel([e.model_copy(update={"field": f"model.{e.field}"}) for e in exc.errors])) \
+            from None
+    return await _dry_run(request, body, spec, None)
+
+
+@admin_router.post("/rollback", response_model=ActivationPublic, dependencies=WRITE,
+                   summary="Undo the latest activation: the model active before it is active again")
+async def rollback(request: Request) -> ActivationPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        previous = await versions.active_version(session)
+        try:
+            model_id = await versions.rollback(session, by=_principal_name(request), now=now)
+        except versions.NothingToRollBack as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        await _show_active(request, session, model_id)
+    return ActivationPublic(active_model=model_id, previous_model=previous.id if previous else None,
+                            activated_at=now)
+
+
 @admin_router.get("/{model_id}", response_model=ScoringModelPublic, dependencies=READ,
-                  summary="One model version")
+                  summary="One model version ('active' for the active one)")
 async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
     async with request.app.state.db.transaction() as session:
         if model_id == "active":
@@ -52,3 +203,33 @@ async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
             return model_public(await versions.get_version(session, model_id))
         except versions.UnknownModel:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
+
+
+@admin_router.post("/{model_id}/dry-run", response_model=DryRunResult, dependencies=WRITE,
+                   summary="Score leads with a saved version and show what would change against the active one")
+async def dry_run_version(model_id: str, body: DryRunRequest, request: Request) -> DryRunResult:
+    if body.model is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+            "detail": "This route dry-runs a saved version; post a draft to /dry-run instead.",
+            "errors": [{"field": "model", "code": "not_allowed", "message": "not allowed here"}]})
+    async with request.app.state.db.transaction() as session:
+        draft = await request.app.state.scoring.models.get(session, model_id)
+    if draft is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'")
+    return await _dry_run(request, body, draft.spec, draft.id)
+
+
+@admin_router.post("/{model_id}/activate", response_model=ActivationPublic, dependencies=WRITE,
+                   summary="Make this version the one every new score uses; the sweep re-scores the rest")
+async def activate(model_id: str, request: Request) -> ActivationPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        previous = await versions.active_version(session)
+        try:
+            await versions.activate(session, model_id, by=_principal_name(request), now=now)
+        except versions.UnknownModel:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
+        await _show_active(request, session, model_id)
+    return ActivationPublic(active_model=model_id, previous_model=previous.id if previous else None,
+                            activated_at=now)

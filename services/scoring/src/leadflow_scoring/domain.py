@@ -368,3 +368,20 @@ def stage_after_touch(current: Stage, touch_type: str) -> Stage:
         # Sales may disqualify at any stage short of customer, and re-engage a disqualified lead.
         return target
     return target if STAGE_RANK[target] > STAGE_RANK[current] else current
+
+
+def differences(before: ScoreResult, after: ScoreResult) -> list[str]:
+    """What a model change would change for one lead, in words (for dry runs)."""
+    out = []
+    if before.is_mql != after.is_mql:
+        out.append("becomes an MQL" if after.is_mql else "stops being an MQL")
+    for label, old, new in (
+        ("tier", before.tier, after.tier),
+        ("fit grade", before.fit_grade, after.fit_grade),
+        ("engagement", before.engagement_level, after.engagement_level),
+    ):
+        if old != new:
+            out.append(f"{label} {old} -> {new}")
+    if before.score != after.score:
+        out.append(f"score {before.score:g} -> {after.score:g}")
+    return out

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
+from leadflow_kit.errors import FieldError
 from leadflow_scoring.versions import ModelVersion
 
 
 class ScoringModelPublic(BaseModel):
-    id: str
+    id: str = Field(description="The version id that travels on lead.scored as model_version")
     version: int
     name: str
     description: str
@@ -28,3 +30,89 @@ def model_public(version: ModelVersion) -> ScoringModelPublic:
         active=version.active, created_at=version.created_at, created_by=version.created_by,
         first_activated_at=version.activated_at, spec=version.spec,
     )
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    name: str | None = None
+    rules: dict[str, int] = Field(default_factory=dict)
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    activity_id: str | None = None
+    activity_type: str
+    occurred_at: datetime
+    page_url: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class DryRunLead(BaseModel):
+    """A lead as lead.enriched describes it, plus what it did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: str | None = None
+    form_key: str | None = Field(default=None, description="The form filled in; counted as a form_submission")
+    submitted_at: datetime | None = Field(default=None, description="When; default now")
+    profile: LeadProfile = Field(default_factory=LeadProfile)
+    account: AccountMatch | None = None
+    quality: DataQuality = Field(default_factory=lambda: DataQuality(score=50))
+    attribution: Attribution = Field(default_factory=Attribution)
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    duplicate_of: str | None = None
+    partial: bool = False
+    activities: list[ActivityIn] = Field(default_factory=list)
+
+
+class DryRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: dict[str, Any] | str | None = Field(
+        default=None, description="The draft (object, or YAML/JSON text); omit when dry-running a saved version"
+    )
+    leads: list[DryRunLead] | None = Field(default=None, description="Leads to score; or use last_n")
+    last_n: int | None = Field(default=None, ge=1, description="Score the N most recently scored real leads")
+
+
+class ScoreSnapshot(BaseModel):
+    score: float
+    fit_grade: str
+    engagement_level: int
+    tier: str
+    is_mql: bool
+    breakdown: list[ScoreLine] | None = None
+
+
+class DryRunLeadResult(BaseModel):
+    lead_id: str
+    current: ScoreSnapshot
+    draft: ScoreSnapshot
+    score_change: float
+    changes: list[str]
+
+
+class DryRunSummary(BaseModel):
+    leads: int
+    changed: int
+    mql_current: int
+    mql_draft: int
+    tiers_current: dict[str, int]
+    tiers_draft: dict[str, int]
+    average_score_change: float
+
+
+class DryRunResult(BaseModel):
+    current_model: str
+    draft_model: str
+    as_of: datetime
+    summary: DryRunSummary
+    leads: list[DryRunLeadResult]
+
+
+class ActivationPublic(BaseModel):
+    active_model: str
+    previous_model: str | None
+    activated_at: datetime
