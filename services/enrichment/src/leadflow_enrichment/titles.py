@@ -28,7 +28,7 @@ SENIORITY_RULES: tuple[tuple[str, str], ...] = (
     (r"\bassistant to\b|\bexecutive assistant\b|\bexecutive secretary\b", "individual_contributor"),
     (r"\b(student|intern|internship|trainee|apprentice|undergraduate|phd candidate|graduate assistant)\b",
      "student"),
-    (r"\b(retired|unemployed|none|n/?a|homemaker|volunteer|looking for work|job seeker)\b", "other"),
+    (r"\b(retired|unemployed|none|n\s*/?\s*a|homemaker|volunteer|looking for work|job seeker)\b", "other"),
     (r"\bvice president\b|\bvice-president\b", "vp"),
     (rf"\b(chief\b.*\bofficer|chief|{_C_LEVEL_ACRONYMS}|president|founder|co-?founder|owner|managing director|"
      r"managing partner|partner|chairman|chairwoman|chairperson|chair|executive director|general manager|"
@@ -38,14 +38,14 @@ SENIORITY_RULES: tuple[tuple[str, str], ...] = (
 )
 
 FUNCTION_RULES: tuple[tuple[str, str], ...] = (
-    (r"\b(marketing|cmo|brand|growth|demand gen\w*|demand generation|content|seo|sem|communications|"
+    (r"\b(product marketing|marketing|cmo|brand|growth|demand gen\w*|demand generation|content|seo|sem|communications|"
      r"public relations|social media|campaigns?|digital media|advertising|events|copywriter)\b", "marketing"),
     (r"\b(sales|cro|chief revenue|revenue|account executive|account manager|business development|"
      r"development representative|customer success|partnerships?|channel|key account|inside sales|"
      r"presales|pre-sales|salesperson|commercial)\b", "sales"),
     (r"\b(engineer\w*|developer|software|cto|chief technology|architect|devops|sre|programmer|qa|"
      r"quality assurance|data scientist|machine learning|ml|ai|product|research and development|r&d|"
-     r"firmware|frontend|front-end|backend|back-end|full-?stack|mobile|web|scientist|technical|technology)\b",
+     r"firmware|frontend|front-end|backend|back-end|full-?stack|mobile|web|scientist|tech|technical|technology)\b",
      "engineering"),
     (r"\b(it|information technology|cio|chief information|ciso|chief information security|sysadmin|"
      r"system administrator|systems administrator|network|helpdesk|help desk|service desk|"
@@ -86,10 +86,8 @@ def classify_title(raw: str | None) -> TitleResult:
         return TitleResult(None, None, None)
     text = expand(title)
     seniority = next((s for pattern, s in _SENIORITY if pattern.search(text)), "individual_contributor")
-    found = [(m.start(), f) for pattern, f in _FUNCTION for m in [pattern.search(text)] if m is not None]
-    if not found:
-        function = "other"
-    else:
-        specific = [hit for hit in found if hit[1] != "executive"]
-        function = min(specific)[1] if specific else "executive"
+    # Earliest mention wins; at one position the longer phrase ("product marketing" over "product").
+    found = [(m.start(), -len(m.group(0)), f) for pattern, f in _FUNCTION for m in [pattern.search(text)] if m]
+    specific = [hit for hit in found if hit[2] != "executive"]
+    function = min(specific)[2] if specific else ("executive" if found else "other")
     return TitleResult(title, seniority, function)
