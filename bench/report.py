@@ -130,6 +130,12 @@ def print_tables(result: dict[str, Any]) -> None:
                 r = s["resources"].get(n)
                 cells.append("-" if r is None else f"{r['cpu_cores']:.2f}/{r['rss_max_mb']:.0f}")
             print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
+        print("\nCPU ms per lead (activities included)")
+        print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names))
+        for s in pipeline:
+            cells = ["-" if s["resources"].get(n) is None else f"{s['resources'][n]['cpu_ms_per_lead']:.1f}"
+                     for n in names]
+            print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
         errs = {s["step"]: s["errors"] for s in pipeline if s["errors"]}
         if errs:
             print(f"\nerrors: {errs}")

@@ -97,5 +97,9 @@ async def run_step(
     }
     summary["drain_s"] = round(drained_in, 2)
     summary["not_completed"] = last_pending
+    leads = max(summary["distinct_leads"], 1)
+    for usage in resources.values():
+        # CPU per lead: what each process spends to carry one lead (activities included).
+        usage["cpu_ms_per_lead"] = round(usage["cpu_seconds"] * 1000 / leads, 2)
     summary["resources"] = resources
     return summary
