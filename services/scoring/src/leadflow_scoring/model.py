@@ -327,3 +327,12 @@ def default_model() -> ScoringModelSpec:
 
 def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/scoring-model.schema.json")
+    target.write_text(schema_text())
+    sys.stdout.write(f"{target}\n")
