@@ -59,7 +59,7 @@ async def get_lead_score(lead_id: str, request: Request) -> reads.LeadScorePubli
 
 def _invalid(exc: InvalidModel) -> HTTPException:
     return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail={"detail": "The scoring model is invalid; see errors.", "errors": jsonable_encoder(exc.errors)},
     )
 
@@ -141,11 +141,11 @@ async def _dry_run(
     now = state.clock.now()
     limit = state.settings.dry_run_max_leads
     if (body.leads is None) == (body.last_n is None):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "Give either leads or last_n.",
             "errors": [{"field": "leads", "code": "one_of", "message": "give either leads or last_n"}]})
     if (body.last_n or 0) > limit or len(body.leads or []) > limit:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": f"A dry run takes at most {limit} leads.",
             "errors": [{"field": "last_n" if body.last_n else "leads", "code": "too_many",
                         "message": f"at most {limit} leads"}]})
@@ -162,7 +162,7 @@ async def _dry_run(
                    summary="Score leads with a draft model (not saved) and show what would change")
 async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
     if body.model is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "Give the draft model.",
             "errors": [{"field": "model", "code": "missing", "message": "the draft model is required"}]})
     try:
@@ -209,7 +209,7 @@ async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
                    summary="Score leads with a saved version and show what would change against the active one")
 async def dry_run_version(model_id: str, body: DryRunRequest, request: Request) -> DryRunResult:
     if body.model is not None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "This route dry-runs a saved version; post a draft to /dry-run instead.",
             "errors": [{"field": "model", "code": "not_allowed", "message": "not allowed here"}]})
     async with request.app.state.db.transaction() as session:
