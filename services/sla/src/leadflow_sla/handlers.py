@@ -158,6 +158,11 @@ async def update_lead(session: AsyncSession, evt: Event[EventData], metrics: Sla
     if changes:
         await session.execute(update(lead).where(lead.c.lead_id == lead_id).values(**changes, updated_at=evt.time))
         row = (await session.execute(select(lead).where(lead.c.lead_id == lead_id))).one()
+    if isinstance(data, LeadEnriched) and data.duplicate_of and data.captured_lead_id != lead_id:
+        await _lock_lead(session, data.captured_lead_id, captured_at)
+        await session.execute(
+            update(lead).where(lead.c.lead_id == data.captured_lead_id).values(merged_into=lead_id)
+        )
     if isinstance(data, LeadRouted):
         await open_clock(session, evt, data, row)
     elif isinstance(data, LeadTouched) and data.touch_type in domain.STOPPING_TOUCHES:

@@ -33,7 +33,8 @@ async def funnel_report(
     if group_column is not None:
         columns.append(group_column.label("group_key"))
     rows = (
-        await session.execute(select(*columns).where(lead.c.captured_at >= start, lead.c.captured_at < end))
+        await session.execute(select(*columns).where(lead.c.captured_at >= start, lead.c.captured_at < end,
+                                   lead.c.merged_into.is_(None)))
     ).all()
     items = [
         domain.FunnelLead(

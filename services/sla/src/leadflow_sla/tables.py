@@ -63,6 +63,8 @@ lead = Table(
     Column("speed_to_lead_seconds", Float),
     Column("sla_outcome", String(16)),
     Column("breach_count", Integer, nullable=False, server_default=text("0")),
+    # Set when enrichment found this fill to be a repeat of another lead: it is not a lead of its own.
+    Column("merged_into", String(64)),
     # The latest clock-stopping touch, so a routed event that arrives after it opens no running clock.
     Column("last_stop_touch_at", DateTime(timezone=True)),
     Column("last_stop_touch_type", String(32)),

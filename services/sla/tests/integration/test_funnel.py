@@ -9,6 +9,7 @@ The cohort (captured in November 2026):
     L4    (direct)  -        demo     amer  bob  cold  captured     -                              open
     L5    linkedin  fall     demo     emea  cy   hot   mql          disqualified 30                met
     L6 is captured in October and must not count.
+    L7 is a repeat fill by L1's person, merged into L1 by enrichment: one person, one lead.
 
 Stages are cumulative: L1 (converted) also counts as MQL, accepted, SQL and opportunity.
 """
@@ -22,8 +23,11 @@ from typing import Any
 
 from leadflow_contracts import (
     Attribution,
+    DataQuality,
     LeadCaptured,
     LeadContact,
+    LeadEnriched,
+    LeadProfile,
     LeadRouted,
     LeadScored,
     LeadTouched,
@@ -110,6 +114,23 @@ async def test_funnel_numbers_match_the_hand_computed_answers(sla_env: Any, apps
         return bool(rows and rows[0]["converted_at"] is not None)
 
     await sla_env.eventually(converted)
+
+    repeat = f"L7-{sla_env.new_lead_id()}"
+    fill = LeadCaptured(lead_id=repeat, form_key="demo", submitted_at=C + 60 * S, contact=LeadContact(),
+                        attribution=Attribution(utm_source="google"))
+    await sla_env.send(sla_env.lead_event(fill, repeat, C + 60 * S, C + 60 * S, "capture"))
+    merged = LeadEnriched(lead_id=ids["L1"], captured_lead_id=repeat, duplicate_of=ids["L1"], form_key="demo",
+                          profile=LeadProfile(), original=LeadContact(), quality=DataQuality(score=70))
+    await sla_env.send(sla_env.lead_event(merged, ids["L1"], C + 61 * S, C + 60 * S, "enrichment"))
+
+    async def merged_away() -> bool:
+        rows = await sla_env.fetch("SELECT merged_into FROM lead WHERE lead_id = $1", repeat)
+        return bool(rows and rows[0]["merged_into"] == ids["L1"])
+
+    await sla_env.eventually(merged_away)
+    repeat_timeline = (await client.get(f"/v1/leads/{repeat}/timeline")).json()
+    assert [s["stage"] for s in repeat_timeline["stages"]] == ["captured", "enriched"]
+    assert repeat_timeline["stages"][1]["details"]["duplicate_of"] == ids["L1"]
     window = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
 
     total = (await client.get("/v1/reports/funnel", params=window)).json()["total"]
