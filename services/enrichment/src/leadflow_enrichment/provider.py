@@ -138,7 +138,7 @@ class HttpFirmographicsProvider:
             # One deadline for the whole lookup, retries included: a hung provider costs the timeout, no more.
             async with asyncio.timeout(self.timeout):
                 facts = await self._fetch_with_retries(domain)
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
             self.breaker.failed()
             log.warning("firmographics provider timed out after %.3fs", self.timeout)
             return Lookup(None, "provider_timeout")

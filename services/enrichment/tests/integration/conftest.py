@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest_asyncio
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 import leadflow_enrichment
 from leadflow_contracts import (
@@ -68,17 +71,23 @@ class Enrichment:
     settings: Settings
     producer: AIOKafkaProducer
 
-    async def capture(self, form_key: str = "demo", lead_id: str | None = None, **contact: Any) -> str:
-        """Publish a lead.captured as capture would; returns its lead id."""
+    async def capture(self, form_key: str = "demo", lead_id: str | None = None, key: str | None = None,
+                      **contact: Any) -> str:
+        """Publish a lead.captured as capture would (``key`` overrides the Kafka key); returns its lead id."""
         lead_id = lead_id or str(uuid.uuid4())
         now = datetime.now(UTC)
         data = LeadCaptured(lead_id=lead_id, form_key=form_key, submitted_at=now,
                             contact=LeadContact(**contact))
         event = new_event(data, source="capture", subject=lead_id, lead_captured_at=now)
         await self.producer.send_and_wait(f"{self.settings.topic_prefix}{topics.CAPTURED}",
-                                          value=encode_body(event), key=lead_id.encode(),
+                                          value=encode_body(event), key=(key or lead_id).encode(),
                                           headers=encode_headers(event))
         return lead_id
+
+    async def read(self, until: Callable[[list[Event[EventData]]], bool],
+                   timeout: float = 20.0) -> list[Event[EventData]]:
+        return await read_events(self.settings.kafka_bootstrap_servers,
+                                 f"{self.settings.topic_prefix}{topics.ENRICHED}", until, timeout)
 
     async def enriched(self, captured_lead_id: str, timeout: float = 20.0) -> Event[LeadEnriched]:
         found = await read_events(
@@ -152,3 +161,51 @@ async def enrichment_env(infra: Any) -> Env:
 async def enrichment(enrichment_env: Env) -> AsyncIterator[Enrichment]:
     async with running(enrichment_settings(enrichment_env)) as service:
         yield service
+
+
+@dataclass
+class FakeProvider:
+    """A firmographics provider on a free local port whose behaviour the test switches:
+    ``ok`` answers, ``hang`` sleeps past any timeout, ``fail`` answers 500."""
+
+    url: str
+    mode: str = "ok"
+    hits: int = 0
+    auth_seen: list[str | None] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@asynccontextmanager
+async def fake_provider() -> AsyncIterator[FakeProvider]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    provider = FakeProvider(url=f"http://127.0.0.1:{port}/v1/companies")
+    app = FastAPI()
+
+    @app.get("/v1/companies")
+    async def company(request: Request, domain: str) -> JSONResponse:
+        provider.hits += 1
+        provider.auth_seen.append(request.headers.get("x-provider-key"))
+        if provider.mode == "hang":
+            await asyncio.wait_for(provider.released.wait(), 30)
+        if provider.mode == "fail":
+            return JSONResponse({"error": "down"}, status_code=500)
+        if domain.startswith("unknown"):
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse({"name": domain.split(".")[0].title(), "industry": "Software",
+                             "employee_count": 250, "annual_revenue": "30M", "country": "Canada"})
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                           lifespan="off", timeout_graceful_shutdown=0))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            raise AssertionError("fake provider did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield provider
+    finally:
+        provider.released.set()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,106 @@
+"""The external firmographics provider: a hung one costs the timeout and no more, a failing one trips the
+breaker and the breaker recovers; answers are cached. The provider is a real HTTP server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from .conftest import enrichment_settings, fake_provider, running
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789"}
+
+
+def unique_domain(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}.com"
+
+
+async def test_hung_provider_costs_the_timeout_and_the_lead_moves_on_partial(enrichment_env):
+    timeout = 0.3
+    async with fake_provider() as provider:
+        provider.mode = "hang"
+        settings = enrichment_settings(enrichment_env, provider_url=provider.url, provider_timeout_seconds=timeout,
+                                       provider_retries=2)
+        async with running(settings) as service:
+            started = time.monotonic()
+            lead_id = await service.capture(email=f"ada@{unique_domain('slowco')}", company="Slow Co")
+            event = await service.enriched(lead_id)
+            waited = time.monotonic() - started
+            data = event.data
+            assert data.partial is True
+            assert data.partial_reasons == ["provider_timeout"]
+            assert "partial_enrichment" in data.quality.reasons
+            read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
+            print(f"\nhung provider: enrichment took {read['enrichment_ms']:.1f} ms with a {timeout * 1000:.0f} ms "
+                  f"timeout; capture→enriched {waited * 1000:.0f} ms")
+            assert read["enrichment_ms"] < (timeout + 0.15) * 1000
+            assert read["partial_reasons"] == ["provider_timeout"]
+            assert waited < timeout + 3
+            metrics = (await service.client.get("/metrics")).text
+            assert 'leadflow_enrichment_partial_total{reason="provider_timeout",service="enrichment"} 1.0' in metrics
+
+
+async def test_failing_provider_trips_the_breaker_then_recovers(enrichment_env):
+    async with fake_provider() as provider:
+        provider.mode = "fail"
+        settings = enrichment_settings(enrichment_env, provider_url=provider.url, provider_timeout_seconds=1.0,
+                                       provider_retries=1, provider_retry_backoff_seconds=0.01,
+                                       provider_breaker_failures=2, provider_breaker_reset_seconds=1.0,
+                                       provider_auth_header="X-Provider-Key", provider_auth_value="s3cret")
+        async with running(settings) as service:
+            reasons = []
+            for n in range(3):
+                lead_id = await service.capture(email=f"grace@{unique_domain(f'down{n}')}")
+                reasons.append((await service.enriched(lead_id)).data.partial_reasons)
+            assert reasons == [["provider_error"], ["provider_error"], ["provider_circuit_open"]]
+            # Two lookups, each tried twice (one retry); the open circuit asked nothing.
+            assert provider.hits == 4
+            assert set(provider.auth_seen) == {"s3cret"}
+
+            provider.mode = "ok"
+            await asyncio.sleep(1.05)
+            domain = unique_domain("upagain")
+            lead_id = await service.capture(email=f"linus@{domain}")
+            data = (await service.enriched(lead_id)).data
+            assert data.partial is False
+            assert data.partial_reasons == []
+            assert (data.profile.industry, data.profile.employee_count, data.profile.annual_revenue) == (
+                "Software", 250, 30e6)
+            assert data.profile.country == "CA"
+            hits = provider.hits
+
+            again = await service.capture(email=f"barbara@{domain}")
+            assert (await service.enriched(again)).data.profile.industry == "Software"
+            assert provider.hits == hits, "the second lead of a domain is answered from the cache"
+
+
+async def test_directory_match_with_firmographics_does_not_ask_the_provider(enrichment_env):
+    async with fake_provider() as provider:
+        settings = enrichment_settings(enrichment_env, provider_url=provider.url)
+        async with running(settings) as service:
+            lead_id = await service.capture(email="ada@acme.com")
+            data = (await service.enriched(lead_id)).data
+            assert data.account is not None and data.account.account_id == "acct-acme"
+            assert data.partial is False
+            assert provider.hits == 0
+
+
+async def test_unreachable_provider_yields_partial_at_once(enrichment_env):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = enrichment_settings(enrichment_env, provider_url=f"http://127.0.0.1:{port}/x",
+                                   provider_timeout_seconds=2.0, provider_retries=1)
+    async with running(settings) as service:
+        lead_id = await service.capture(email=f"hedy@{unique_domain('nowhere')}")
+        data = (await service.enriched(lead_id)).data
+        assert data.partial_reasons == ["provider_error"]
+        read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
+        assert read["enrichment_ms"] < 1000, "connection refused is not waited out to the timeout"
