@@ -1,0 +1,978 @@
+"""Outgoing webhooks per the Standard Webhooks spec, delivered durably from the database.
+
+A service enqueues a delivery in the same transaction as the business change
+(``enqueue_webhook``); ``WebhookDispatcher`` claims due rows with ``FOR UPDATE SKIP LOCKED``,
+signs them (``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``, HMAC-SHA256 via the
+``standardwebhooks`` package), POSTs them and records the outcome, retrying with exponential
+backoff and jitter until the schedule runs out. Every final outcome (delivered or dead) becomes a
+``lead.delivered.v1`` event through the outbox. ``webhook_admin_router`` is the admin API for
+subscriptions, the delivery log and replay.
+
+Wiring, in a service::
+
+    # tables.py
+    metadata = new_metadata()
+    define_webhook_tables(metadata)
+    # first migration
+    create_webhook_tables(op)
+    # settings.py
+    class Settings(WebhookSettings): ...
+    # app.py
+    create_service_app(..., routers=[webhook_admin_router(read_scope=..., write_scope=...)],
+                       background=[run_webhook_dispatcher])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+import httpx
+from alembic.operations import Operations
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    any_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from leadflow_contracts import LeadDelivered, new_event
+from leadflow_kit.auth import require_scope
+from leadflow_kit.clock import Clock, SystemClock
+from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn
+from leadflow_kit.outbox import Outbox
+from leadflow_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_CHANNEL = "leadflow_webhook"
+SECRET_PREFIX = "whsec_"
+ALL_EVENT_TYPES = "*"
+# The spec's example schedule after the immediate first attempt: about three days in all.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
+DELIVERY_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+DeliveryStatus = Literal["pending", "delivered", "dead"]
+
+
+class WebhookSettings(ServiceSettings):
+    """Settings of a service that sends webhooks; tests shorten the schedule."""
+
+    webhook_timeout_seconds: float = 15.0
+    webhook_retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    # When set, the schedule becomes base * 2**n (same number of retries): handy for short test runs.
+    webhook_retry_base_seconds: float | None = Field(default=None, gt=0)
+    webhook_jitter_ratio: float = Field(default=0.2, ge=0, le=1)
+    webhook_max_retry_after_seconds: float = 86400.0
+    webhook_poll_interval_seconds: float = 0.5
+    webhook_batch_size: int = 50
+    webhook_concurrency: int = 16
+    webhook_secret_overlap_seconds: float = 86400.0
+
+    def webhook_retry_schedule(self) -> list[float]:
+        """Delays before retry 1, 2, ...; after the last one fails the delivery is dead."""
+        base = self.webhook_retry_base_seconds
+        if base is None:
+            return list(self.webhook_retry_schedule_seconds)
+        return [base * 2**n for n in range(len(self.webhook_retry_schedule_seconds))]
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookTables:
+    subscription: Table
+    delivery: Table
+    attempt: Table
+
+
+def define_webhook_tables(metadata: MetaData) -> WebhookTables:
+    """Put the webhook tables on a service's MetaData (so Alembic knows them)."""
+    subscription = Table(
+        "webhook_subscription",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("url", Text, nullable=False),
+        Column("description", Text),
+        Column("event_types", ARRAY(String(100)), nullable=False),
+        # Kept in the clear: signing needs the key itself. Shown to the user only at creation/rotation.
+        Column("secret", Text, nullable=False),
+        Column("previous_secret", Text),
+        Column("previous_secret_expires_at", DateTime(timezone=True)),
+        Column("active", Boolean, nullable=False, server_default=text("true")),
+        Column("disabled_reason", Text),
+        Column("disabled_at", DateTime(timezone=True)),
+        Column("deleted_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    delivery = Table(
+        "webhook_delivery",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("webhook_id", String(64), nullable=False, unique=True),
+        Column("subscription_id", String(64), ForeignKey("webhook_subscription.id"), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("lead_id", String(64), nullable=False, index=True),
+        # The exact bytes signed and sent, so every retry carries the same body and signature base.
+        Column("payload", Text, nullable=False),
+        Column("correlation_id", String(64)),
+        Column("lead_captured_at", DateTime(timezone=True)),
+        Column("status", String(16), nullable=False, server_default=text("'pending'")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("replays", Integer, nullable=False, server_default=text("0")),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("last_attempt_at", DateTime(timezone=True)),
+        Column("last_status_code", Integer),
+        Column("last_error", Text),
+        Column("delivered_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_delivery_subscription_id_created_at", "subscription_id", "created_at"),
+    )
+    attempt = Table(
+        "webhook_attempt",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("delivery_id", BigInteger, ForeignKey("webhook_delivery.id", ondelete="CASCADE"),
+               nullable=False, index=True),
+        Column("attempt", Integer, nullable=False),
+        Column("attempted_at", DateTime(timezone=True), nullable=False),
+        Column("status_code", Integer),
+        Column("error", Text),
+        Column("duration_ms", Float, nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("next_attempt_at", DateTime(timezone=True)),
+    )
+    return WebhookTables(subscription, delivery, attempt)
+
+
+_tables = define_webhook_tables(MetaData(naming_convention=NAMING_CONVENTION))
+subscription_table = _tables.subscription
+delivery_table = _tables.delivery
+attempt_table = _tables.attempt
+
+
+def create_webhook_tables(op: Operations) -> None:
+    """Called from a service's migration, after ``create_platform_tables(op)``."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    define_webhook_tables(metadata)
+    metadata.create_all(op.get_bind())
+
+
+def drop_webhook_tables(op: Operations) -> None:
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    define_webhook_tables(metadata)
+    metadata.drop_all(op.get_bind())
+
+
+# -- signing --------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_webhook_id() -> str:
+    # The spec forbids '.' in ids; a uuid's hex has none.
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def signature_header(signing_secrets: Sequence[str], webhook_id: str, timestamp: datetime, body: str) -> str:
+    """``v1,<sig>`` for each secret, space-separated: during a rotation both keys sign."""
+    return " ".join(Webhook(s).sign(webhook_id, timestamp, body) for s in signing_secrets)
+
+
+def signed_headers(
+    signing_secrets: Sequence[str], webhook_id: str, timestamp: datetime, body: str
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "user-agent": "LeadFlow-Webhooks/1.0",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature_header(signing_secrets, webhook_id, timestamp, body),
+    }
+
+
+def active_secrets(secret: str, previous: str | None, previous_expires_at: datetime | None, now: datetime) -> list[str]:
+    if previous and previous_expires_at is not None and previous_expires_at > now:
+        return [secret, previous]
+    return [secret]
+
+
+# -- retry policy (pure) --------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status_code: int | None
+    error: str | None
+    retry_after: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+@dataclass(frozen=True)
+class NextStep:
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+    disable_subscription: bool = False
+
+
+def next_step(
+    outcome: AttemptOutcome,
+    attempts: int,
+    now: datetime,
+    schedule: Sequence[float],
+    *,
+    jitter_ratio: float = 0.2,
+    max_retry_after: float = 86400.0,
+    rng: random.Random | None = None,
+) -> NextStep:
+    """What happens after attempt number ``attempts`` (1-based) ended with ``outcome``."""
+    if outcome.delivered:
+        return NextStep("delivered", None)
+    if outcome.gone:
+        return NextStep("dead", None, disable_subscription=True)
+    if attempts > len(schedule):
+        return NextStep("dead", None)
+    if outcome.retry_after is not None and outcome.status_code in THROTTLE_STATUSES:
+        # The receiver said when to come back; that beats our own schedule.
+        delay = min(outcome.retry_after, max_retry_after)
+    else:
+        base = schedule[attempts - 1]
+        delay = base * (rng or random).uniform(1 - jitter_ratio, 1 + jitter_ratio)
+    return NextStep("pending", now + timedelta(seconds=delay))
+
+
+# -- enqueueing -----------------------------------------------------------------------------
+
+
+def webhook_payload(event_type: str, data: Mapping[str, Any], timestamp: datetime) -> str:
+    """The Standard Webhooks body: ``{"type", "timestamp", "data"}``."""
+    return json.dumps(
+        {"type": event_type, "timestamp": timestamp.isoformat(), "data": data},
+        separators=(",", ":"),
+        default=str,
+    )
+
+
+def _subscribed_to(event_type: str) -> Any:
+    return or_(
+        literal(event_type) == any_(subscription_table.c.event_types),
+        literal(ALL_EVENT_TYPES) == any_(subscription_table.c.event_types),
+    )
+
+
+async def enqueue_webhook(
+    session: AsyncSession,
+    *,
+    event_type: str,
+    lead_id: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    correlation_id: str | None = None,
+    lead_captured_at: datetime | None = None,
+) -> list[str]:
+    """Queue ``event_type`` for every active subscription to it, inside the caller's transaction.
+
+    Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
+    """
+    subscriptions = (
+        await session.execute(
+            select(subscription_table.c.id).where(
+                subscription_table.c.active.is_(True),
+                subscription_table.c.deleted_at.is_(None),
+                _subscribed_to(event_type),
+            )
+        )
+    ).scalars().all()
+    if not subscriptions:
+        return []
+    body = webhook_payload(event_type, data, now)
+    rows = [
+        {
+            "webhook_id": new_webhook_id(),
+            "subscription_id": sub_id,
+            "event_type": event_type,
+            "lead_id": lead_id,
+            "payload": body,
+            "correlation_id": correlation_id,
+            "lead_captured_at": lead_captured_at,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for sub_id in subscriptions
+    ]
+    await session.execute(insert(delivery_table), rows)
+    await session.execute(select(func.pg_notify(WEBHOOK_CHANNEL, "")))
+    return [r["webhook_id"] for r in rows]
+
+
+# -- dispatching ----------------------------------------------------------------------------
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "leadflow_webhook_deliveries_total", "Webhook delivery attempts, by outcome (delivered|failed|dead)",
+            ["service", "outcome"], registry=registry,
+        )
+        self.duration = Histogram(
+            "leadflow_webhook_delivery_duration_seconds", "Time of one webhook HTTP attempt",
+            ["service"], buckets=DELIVERY_DURATION_BUCKETS, registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    webhook_id: str
+    subscription_id: str
+    event_type: str
+    lead_id: str
+    payload: str
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    attempts: int
+    url: str
+    secrets: list[str]
+
+
+class WebhookDispatcher:
+    """Sends due deliveries; any number of replicas may run (rows are claimed, not shared)."""
+
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        db: Database,
+        http: httpx.AsyncClient,
+        metrics: WebhookMetrics,
+        outbox: Outbox | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.http = http
+        self.metrics = metrics
+        self.outbox = outbox or Outbox(settings.topic_prefix)
+        self.clock = clock or SystemClock()
+        self.service = settings.service_name
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._semaphore = asyncio.Semaphore(settings.webhook_concurrency)
+
+    @property
+    def lease(self) -> timedelta:
+        # A claimed row is hidden this long; if this process dies mid-send, it becomes due again.
+        return timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = await self._listen()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sent = await self.dispatch_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("webhook dispatch round failed; retrying", exc_info=True)
+                    sent = 0
+                    await self._sleep(1.0)
+                if sent:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                if listener is not None and listener.is_closed():
+                    listener = await self._listen()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(self.db.url))
+            await conn.add_listener(WEBHOOK_CHANNEL, lambda *_: self._wake.set())
+            return conn
+        except Exception:
+            log.warning("webhook dispatcher cannot LISTEN; polling only", exc_info=True)
+            return None
+
+    async def _idle_wait(self) -> float:
+        """Sleep until the next due row (bounded by the poll interval)."""
+        poll = self.settings.webhook_poll_interval_seconds
+        try:
+            async with self.db.transaction() as session:
+                due = (
+                    await session.execute(
+                        select(func.min(delivery_table.c.next_attempt_at)).where(delivery_table.c.status == "pending")
+                    )
+                ).scalar()
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        wait: float = min(max((due - self.clock.now()).total_seconds(), 0.005), poll)
+        return wait
+
+    async def dispatch_due(self) -> int:
+        """Claim one batch of due deliveries and send them; returns how many were attempted."""
+        claimed = await self._claim()
+        if claimed:
+            await asyncio.gather(*(self._deliver(row) for row in claimed))
+        return len(claimed)
+
+    async def _claim(self) -> list[_Claimed]:
+        now = self.clock.now()
+        d, s = delivery_table, subscription_table
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(d.c.id, d.c.webhook_id, d.c.subscription_id, d.c.event_type, d.c.lead_id, d.c.payload,
+                           d.c.correlation_id, d.c.lead_captured_at, d.c.attempts, s.c.url, s.c.secret,
+                           s.c.previous_secret, s.c.previous_secret_expires_at)
+                    .join(s, s.c.id == d.c.subscription_id)
+                    .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True),
+                           s.c.deleted_at.is_(None))
+                    .order_by(d.c.next_attempt_at)
+                    .limit(self.settings.webhook_batch_size)
+                    .with_for_update(of=d, skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return []
+            await session.execute(
+                update(d).where(d.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + self.lease)
+            )
+        return [
+            _Claimed(
+                id=r.id, webhook_id=r.webhook_id, subscription_id=r.subscription_id, event_type=r.event_type,
+                lead_id=r.lead_id, payload=r.payload, correlation_id=r.correlation_id,
+                lead_captured_at=r.lead_captured_at, attempts=r.attempts, url=r.url,
+                secrets=active_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, now),
+            )
+            for r in rows
+        ]
+
+    async def _send(self, row: _Claimed) -> tuple[AttemptOutcome, float]:
+        now = self.clock.now()
+        headers = signed_headers(row.secrets, row.webhook_id, now, row.payload)
+        started = time.perf_counter()
+        async with self._semaphore:
+            try:
+                response = await self.http.post(
+                    row.url, content=row.payload.encode(), headers=headers,
+                    timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
+                )
+            except httpx.HTTPError as exc:
+                return AttemptOutcome(None, f"{type(exc).__name__}: {exc}"[:2000]), time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}: {response.text[:500]}"
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+        return AttemptOutcome(response.status_code, error, retry_after), elapsed
+
+    async def _deliver(self, row: _Claimed) -> None:
+        outcome, elapsed = await self._send(row)
+        self.metrics.duration.labels(self.service).observe(elapsed)
+        attempt = row.attempts + 1
+        now = self.clock.now()
+        step = next_step(
+            outcome, attempt, now, self.settings.webhook_retry_schedule(),
+            jitter_ratio=self.settings.webhook_jitter_ratio,
+            max_retry_after=self.settings.webhook_max_retry_after_seconds,
+        )
+        try:
+            await self._record(row, attempt, outcome, step, elapsed, now)
+        except Exception:
+            # The lease expires and the row is sent again with the same webhook-id.
+            log.exception("could not record webhook outcome for %s", row.webhook_id)
+            return
+        metric_outcome = "failed" if step.status == "pending" else step.status
+        self.metrics.deliveries.labels(self.service, metric_outcome).inc()
+        if step.status == "dead":
+            log.error("webhook %s to subscription %s is dead after %d attempts: %s",
+                      row.webhook_id, row.subscription_id, attempt, outcome.error)
+        elif step.status == "pending":
+            log.info("webhook %s attempt %d failed (%s); next at %s",
+                     row.webhook_id, attempt, outcome.error, step.next_attempt_at)
+
+    async def _record(
+        self, row: _Claimed, attempt: int, outcome: AttemptOutcome, step: NextStep, elapsed: float, now: datetime
+    ) -> None:
+        d = delivery_table
+        async with self.db.transaction() as session:
+            updated = (
+                await session.execute(
+                    update(d)
+                    .where(d.c.id == row.id, d.c.status == "pending", d.c.attempts == row.attempts)
+                    .values(
+                        status=step.status,
+                        attempts=attempt,
+                        next_attempt_at=step.next_attempt_at or now,
+                        last_attempt_at=now,
+                        last_status_code=outcome.status_code,
+                        last_error=outcome.error,
+                        delivered_at=now if step.status == "delivered" else None,
+                    )
+                    .returning(d.c.id)
+                )
+            ).first()
+            if updated is None:
+                # Replayed or recorded by someone else meanwhile; their state wins.
+                return
+            await session.execute(
+                insert(attempt_table).values(
+                    delivery_id=row.id, attempt=attempt, attempted_at=now, status_code=outcome.status_code,
+                    error=outcome.error, duration_ms=elapsed * 1000,
+                    outcome="failed" if step.status == "pending" else step.status,
+                    next_attempt_at=step.next_attempt_at,
+                )
+            )
+            if step.disable_subscription:
+                await session.execute(
+                    update(subscription_table)
+                    .where(subscription_table.c.id == row.subscription_id)
+                    .values(active=False, disabled_reason="endpoint answered 410 Gone", disabled_at=now,
+                            updated_at=now)
+                )
+                log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone", row.subscription_id)
+            if step.status in ("delivered", "dead"):
+                data = LeadDelivered(
+                    lead_id=row.lead_id, webhook_id=row.webhook_id, subscription_id=row.subscription_id,
+                    event_type_delivered=row.event_type, status=step.status, attempt=attempt,
+                    status_code=outcome.status_code, error=outcome.error, at=now,
+                )
+                await self.outbox.add(
+                    session,
+                    new_event(data, source=self.service, subject=row.lead_id, correlation_id=row.correlation_id,
+                              lead_captured_at=row.lead_captured_at, time=now),
+                )
+
+    async def _sleep(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+def webhook_metrics(app: FastAPI) -> WebhookMetrics:
+    """The app's webhook metrics, registered once even if the lifespan runs again."""
+    existing: WebhookMetrics | None = getattr(app.state, "webhook_metrics", None)
+    if existing is None:
+        existing = WebhookMetrics(app.state.metrics.registry)
+        app.state.webhook_metrics = existing
+    return existing
+
+
+async def run_webhook_dispatcher(app: FastAPI) -> None:
+    """Background task for ``create_service_app(background=[...])``; also at ``app.state.webhooks``."""
+    state = app.state
+    dispatcher = WebhookDispatcher(state.settings, state.db, state.http, webhook_metrics(app), state.outbox,
+                                   state.clock)
+    state.webhooks = dispatcher
+    try:
+        await dispatcher.run()
+    finally:
+        dispatcher.stop()
+
+
+# -- admin API ------------------------------------------------------------------------------
+
+
+class SubscriptionCreate(BaseModel):
+    url: str = Field(examples=["https://crm.example.com/hooks/leadflow"])
+    event_types: list[str] = Field(min_length=1, examples=[["lead.routed"]])
+    description: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = httpx.URL(value)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+class SubscriptionUpdate(BaseModel):
+    url: str | None = None
+    event_types: list[str] | None = Field(default=None, min_length=1)
+    description: str | None = None
+    active: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else SubscriptionCreate._http_url(value)
+
+
+class SubscriptionPublic(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    description: str | None = None
+    active: bool
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    previous_secret_expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str = Field(description="The signing secret; shown only in this response")
+
+
+class SecretRotate(BaseModel):
+    overlap_seconds: float | None = Field(
+        default=None, ge=0, description="How long the old secret keeps signing too (default from settings)"
+    )
+
+
+class SecretRotated(BaseModel):
+    subscription_id: str
+    secret: str = Field(description="The new signing secret; shown only in this response")
+    previous_secret_expires_at: datetime
+
+
+class DeliveryPublic(BaseModel):
+    webhook_id: str
+    subscription_id: str
+    event_type: str
+    lead_id: str
+    status: str
+    attempts: int
+    replays: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime
+
+
+class AttemptPublic(BaseModel):
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    outcome: str
+    next_attempt_at: datetime | None
+
+
+class DeliveryDetail(DeliveryPublic):
+    payload: dict[str, Any]
+    attempt_log: list[AttemptPublic]
+
+
+class BulkReplay(BaseModel):
+    statuses: list[Literal["dead", "delivered"]] = Field(default_factory=lambda: ["dead"])  # type: ignore[arg-type]
+    since: datetime | None = None
+    lead_id: str | None = None
+
+
+class BulkReplayed(BaseModel):
+    replayed: int
+
+
+def _delivery_public(row: Any) -> DeliveryPublic:
+    public = DeliveryPublic.model_validate(row, from_attributes=True)
+    if public.status != "pending":
+        public.next_attempt_at = None
+    return public
+
+
+def webhook_admin_router(
+    *,
+    read_scope: str = "webhooks:read",
+    write_scope: str = "webhooks:write",
+    prefix: str = "/v1/admin/webhooks",
+) -> APIRouter:
+    """Subscriptions (secret shown once, rotation), the delivery log and replay."""
+    router = APIRouter(prefix=prefix, tags=["webhooks"])
+    readable = [Depends(require_scope(read_scope))]
+    writable = [Depends(require_scope(write_scope))]
+    s, d = subscription_table, delivery_table
+
+    def now_of(request: Request) -> datetime:
+        clock: Clock = request.app.state.clock
+        return clock.now()
+
+    async def load(session: AsyncSession, subscription_id: str) -> Any:
+        row = (
+            await session.execute(select(s).where(s.c.id == subscription_id, s.c.deleted_at.is_(None)))
+        ).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no webhook subscription '{subscription_id}'")
+        return row
+
+    def wake(request: Request) -> None:
+        dispatcher: WebhookDispatcher | None = getattr(request.app.state, "webhooks", None)
+        if dispatcher is not None:
+            dispatcher.wake()
+
+    @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated, dependencies=writable,
+                 summary="Subscribe a URL to event types; the signing secret is shown only here")
+    async def create_subscription(body: SubscriptionCreate, request: Request) -> SubscriptionCreated:
+        now = now_of(request)
+        secret = new_secret()
+        async with request.app.state.db.transaction() as session:
+            row = (
+                await session.execute(
+                    insert(s)
+                    .values(id=f"sub_{uuid.uuid4().hex[:20]}", url=body.url, description=body.description,
+                            event_types=sorted(set(body.event_types)), secret=secret, created_at=now, updated_at=now)
+                    .returning(*s.c)
+                )
+            ).one()
+        return SubscriptionCreated(**SubscriptionPublic.model_validate(row, from_attributes=True).model_dump(),
+                                   secret=secret)
+
+    @router.get("/subscriptions", response_model=list[SubscriptionPublic], dependencies=readable)
+    async def list_subscriptions(request: Request) -> list[SubscriptionPublic]:
+        async with request.app.state.db.transaction() as session:
+            rows = (await session.execute(select(s).where(s.c.deleted_at.is_(None)).order_by(s.c.created_at))).all()
+        return [SubscriptionPublic.model_validate(r, from_attributes=True) for r in rows]
+
+    @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionPublic, dependencies=readable)
+    async def get_subscription(subscription_id: str, request: Request) -> SubscriptionPublic:
+        async with request.app.state.db.transaction() as session:
+            row = await load(session, subscription_id)
+        return SubscriptionPublic.model_validate(row, from_attributes=True)
+
+    @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionPublic, dependencies=writable,
+                  summary="Change a subscription; `active: true` re-enables one disabled by a 410")
+    async def update_subscription(
+        subscription_id: str, body: SubscriptionUpdate, request: Request
+    ) -> SubscriptionPublic:
+        now = now_of(request)
+        changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        if "event_types" in changes:
+            changes["event_types"] = sorted(set(changes["event_types"]))
+        if changes.get("active") is True:
+            changes.update(disabled_reason=None, disabled_at=None)
+        elif changes.get("active") is False:
+            changes.update(disabled_reason="disabled by an admin", disabled_at=now)
+        async with request.app.state.db.transaction() as session:
+            await load(session, subscription_id)
+            row = (
+                await session.execute(
+                    update(s).where(s.c.id == subscription_id).values(**changes, updated_at=now).returning(*s.c)
+                )
+            ).one()
+        wake(request)
+        return SubscriptionPublic.model_validate(row, from_attributes=True)
+
+    @router.delete("/subscriptions/{subscription_id}", status_code=204, dependencies=writable)
+    async def delete_subscription(subscription_id: str, request: Request) -> None:
+        now = now_of(request)
+        async with request.app.state.db.transaction() as session:
+            await load(session, subscription_id)
+            # Soft delete keeps the delivery log readable.
+            await session.execute(
+                update(s).where(s.c.id == subscription_id).values(deleted_at=now, active=False, updated_at=now)
+            )
+
+    @router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=SecretRotated,
+                 dependencies=writable,
+                 summary="New secret; the old one keeps signing alongside it until the overlap ends")
+    async def rotate_secret(subscription_id: str, request: Request, body: SecretRotate | None = None) -> SecretRotated:
+        now = now_of(request)
+        settings: WebhookSettings = request.app.state.settings
+        overlap = (body.overlap_seconds if body and body.overlap_seconds is not None
+                   else settings.webhook_secret_overlap_seconds)
+        expires = now + timedelta(seconds=overlap)
+        secret = new_secret()
+        async with request.app.state.db.transaction() as session:
+            current = await load(session, subscription_id)
+            await session.execute(
+                update(s).where(s.c.id == subscription_id).values(
+                    secret=secret, previous_secret=current.secret, previous_secret_expires_at=expires, updated_at=now
+                )
+            )
+        return SecretRotated(subscription_id=subscription_id, secret=secret, previous_secret_expires_at=expires)
+
+    @router.get("/deliveries", response_model=list[DeliveryPublic], dependencies=readable,
+                summary="The delivery log, newest first")
+    async def list_deliveries(
+        request: Request,
+        subscription_id: str | None = None,
+        lead_id: str | None = None,
+        delivery_status: DeliveryStatus | None = Query(default=None, alias="status"),
+        limit: int = Query(default=100, ge=1, le=1000),
+    ) -> list[DeliveryPublic]:
+        conditions = []
+        if subscription_id:
+            conditions.append(d.c.subscription_id == subscription_id)
+        if lead_id:
+            conditions.append(d.c.lead_id == lead_id)
+        if delivery_status:
+            conditions.append(d.c.status == delivery_status)
+        async with request.app.state.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(d).where(*conditions).order_by(d.c.created_at.desc(), d.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_delivery_public(r) for r in rows]
+
+    @router.get("/deliveries/{webhook_id}", response_model=DeliveryDetail, dependencies=readable)
+    async def get_delivery(webhook_id: str, request: Request) -> DeliveryDetail:
+        async with request.app.state.db.transaction() as session:
+            row = (await session.execute(select(d).where(d.c.webhook_id == webhook_id))).first()
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no webhook delivery '{webhook_id}'")
+            attempts = (
+                await session.execute(
+                    select(attempt_table).where(attempt_table.c.delivery_id == row.id).order_by(attempt_table.c.id)
+                )
+            ).all()
+        return DeliveryDetail(
+            **_delivery_public(row).model_dump(),
+            payload=json.loads(row.payload),
+            attempt_log=[AttemptPublic.model_validate(a, from_attributes=True) for a in attempts],
+        )
+
+    @router.post("/deliveries/{webhook_id}/replay", status_code=202, response_model=DeliveryPublic,
+                 dependencies=writable, summary="Send a delivery again, with the same webhook-id")
+    async def replay_delivery(webhook_id: str, request: Request) -> DeliveryPublic:
+        now = now_of(request)
+        async with request.app.state.db.transaction() as session:
+            row = (
+                await session.execute(
+                    update(d).where(d.c.webhook_id == webhook_id)
+                    .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now)
+                    .returning(*d.c)
+                )
+            ).first()
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no webhook delivery '{webhook_id}'")
+        wake(request)
+        return _delivery_public(row)
+
+    @router.post("/subscriptions/{subscription_id}/replay", response_model=BulkReplayed, status_code=202,
+                 dependencies=writable, summary="Replay a subscription's dead (or delivered) deliveries")
+    async def replay_subscription(subscription_id: str, request: Request, body: BulkReplay | None = None
+                                  ) -> BulkReplayed:
+        body = body or BulkReplay()
+        now = now_of(request)
+        conditions = [d.c.subscription_id == subscription_id, d.c.status.in_(body.statuses)]
+        if body.since is not None:
+            conditions.append(d.c.created_at >= body.since)
+        if body.lead_id is not None:
+            conditions.append(d.c.lead_id == body.lead_id)
+        async with request.app.state.db.transaction() as session:
+            await load(session, subscription_id)
+            result = await session.execute(
+                update(d).where(*conditions)
+                .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now)
+                .returning(d.c.id)
+            )
+            count = len(result.all())
+        wake(request)
+        return BulkReplayed(replayed=count)
+
+    return router
+
+
+__all__ = [
+    "ALL_EVENT_TYPES",
+    "AttemptOutcome",
+    "NextStep",
+    "WebhookDispatcher",
+    "WebhookMetrics",
+    "WebhookSettings",
+    "WebhookTables",
+    "active_secrets",
+    "attempt_table",
+    "create_webhook_tables",
+    "define_webhook_tables",
+    "delivery_table",
+    "drop_webhook_tables",
+    "enqueue_webhook",
+    "new_secret",
+    "new_webhook_id",
+    "next_step",
+    "parse_retry_after",
+    "run_webhook_dispatcher",
+    "signature_header",
+    "signed_headers",
+    "subscription_table",
+    "webhook_admin_router",
+    "webhook_metrics",
+    "webhook_payload",
+]

@@ -1,0 +1,9 @@
+from pathlib import Path
+
+from leadflow_kit.cli import run_service_cli
+from leadflow_routing.app import create_app
+from leadflow_routing.seed import seed_demo
+from leadflow_routing.settings import Settings
+
+if __name__ == "__main__":
+    run_service_cli(Settings, create_app, Path(__file__).parent / "migrations", seed_demo)

@@ -1,0 +1,645 @@
+"""Routing's HTTP surface: the lead's assignment, the CRM callback, and the admin API for reps,
+teams, queues and versioned routing rules (with a dry run)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_contracts.events import TouchType
+from leadflow_kit.auth import Principal, authenticate, presented_key
+from leadflow_kit.errors import FieldError
+from leadflow_routing import domain, handlers
+from leadflow_routing.tables import lead as lead_table
+from leadflow_routing.tables import queue as queue_table
+from leadflow_routing.tables import rep as rep_table
+from leadflow_routing.tables import routing_ruleset as ruleset_table
+from leadflow_routing.tables import team as team_table
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+def require_any_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """Like ``leadflow_kit.auth.require_scope``, satisfied by any one of ``scopes``."""
+
+    async def dependency(request: Request) -> Principal:
+        key = presented_key(request)
+        if key is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key required: send 'Authorization: "
+                                "Bearer <key>' or 'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
+        principal = await authenticate(request.app.state.db, key)
+        if principal is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not any(principal.allows(s) for s in scopes):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks one of the scopes {list(scopes)}")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def invalid(errors: list[FieldError], detail: str = "The request is invalid; see errors.") -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                         detail={"detail": detail, "errors": [e.model_dump() for e in errors]})
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=what)
+
+
+# -- leads ----------------------------------------------------------------------------------
+
+leads_router = APIRouter(tags=["leads"])
+
+
+class CrmEvent(BaseModel):
+    type: TouchType
+    rep_id: str | None = Field(default=None, description="The rep who acted, as the CRM knows them")
+    reason: str | None = Field(default=None, max_length=2000, description="Required for disqualified")
+    occurred_at: datetime | None = None
+    external_id: str | None = Field(default=None, max_length=255,
+                                    description="The CRM's id for this event; a repeat is acknowledged, not re-sent")
+
+    @model_validator(mode="after")
+    def _reason_for_disqualified(self) -> CrmEvent:
+        if self.type == "disqualified" and not (self.reason and self.reason.strip()):
+            raise ValueError("a disqualified event needs a reason")
+        return self
+
+
+class CrmEventAccepted(BaseModel):
+    touch_id: str
+    lead_id: str
+    type: str
+    owner_rep_id: str | None
+    owner_mismatch: bool
+    duplicate: bool
+
+
+@leads_router.get("/v1/leads/{lead_id}/assignment", summary="Who owns the lead, and every routing decision")
+async def get_assignment(
+    lead_id: str, request: Request, _: Principal = Depends(require_any_scope("routing:read", "crm:events"))
+) -> dict[str, Any]:
+    async with request.app.state.db.transaction() as session:
+        view = await handlers.assignment_view(session, lead_id)
+    if view is None:
+        raise not_found(f"lead '{lead_id}' has not been routed")
+    return view
+
+
+@leads_router.post("/v1/leads/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED,
+                   response_model=CrmEventAccepted,
+                   summary="CRM callback: accepted, contacted, meeting_booked, disqualified, converted")
+async def post_crm_event(
+    lead_id: str, body: CrmEvent, request: Request,
+    principal: Principal = Depends(require_any_scope("crm:events")),
+) -> CrmEventAccepted:
+    state = request.app.state
+    try:
+        async with state.db.transaction() as session:
+            recorded = await handlers.record_touch(
+                session, state.outbox, lead_id, touch_type=body.type, now=state.clock.now(), rep_id=body.rep_id,
+                reason=body.reason, occurred_at=body.occurred_at, integration=principal.name,
+                external_id=body.external_id,
+            )
+    except handlers.UnknownLead:
+        raise not_found(f"no lead '{lead_id}'") from None
+    return CrmEventAccepted(touch_id=recorded.touch_id, lead_id=lead_id, type=recorded.touch_type,
+                            owner_rep_id=recorded.owner_rep_id, owner_mismatch=recorded.owner_mismatch,
+                            duplicate=recorded.duplicate)
+
+
+# -- admin: reps, teams, queues -------------------------------------------------------------
+
+admin_router = APIRouter(prefix="/v1/admin", tags=["routing admin"])
+readable = [Depends(require_any_scope("routing:read", "routing:write"))]
+writable = [Depends(require_any_scope("routing:write"))]
+
+
+class OutOfOfficeRange(BaseModel):
+    start: datetime
+    end: datetime
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutOfOfficeRange:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is not None and not domain.valid_timezone(value):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)")
+    return value
+
+
+def _check_hours(value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+    domain.parse_working_hours(value)
+    return None if value is None else {k[:3].lower(): v for k, v in value.items()}
+
+
+class RepFields(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    team_id: str | None = None
+    territories: list[str] | None = Field(default=None, examples=[["US-CA", "EMEA"]])
+    weight: int | None = Field(default=None, ge=0, le=1000)
+    daily_capacity: int | None = Field(default=None, ge=0)
+    max_open_leads: int | None = Field(default=None, ge=0)
+    timezone: str | None = Field(default=None, examples=["America/New_York"])
+    working_hours: dict[str, list[str]] | None = Field(
+        default=None, examples=[{"mon": ["09:00-17:00"], "tue": ["09:00-12:00", "13:00-17:00"]}],
+        description="Local times per weekday; a day not listed is a day off; null means always working",
+    )
+    out_of_office: list[OutOfOfficeRange] | None = None
+    active: bool | None = None
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+    _hours = field_validator("working_hours")(classmethod(lambda cls, v: _check_hours(v)))
+
+
+class RepCreate(RepFields):
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=255)
+
+
+class RepUpdate(RepFields):
+    pass
+
+
+class RepPublic(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    team_id: str | None
+    territories: list[str]
+    weight: int
+    daily_capacity: int | None
+    max_open_leads: int | None
+    timezone: str
+    working_hours: dict[str, list[str]] | None
+    out_of_office: list[dict[str, Any]]
+    active: bool
+    open_leads: int
+    assigned_today: int
+    last_assigned_at: datetime | None
+    unavailable_now: str | None = Field(description="Why the rep would be skipped for a hot lead now, if so")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TeamFields(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    strategy: domain.Strategy | None = None
+    manager_rep_id: str | None = None
+    escalate_after_breaches: int | None = Field(default=None, ge=1)
+    fallback_queue: str | None = None
+
+
+class TeamCreate(TeamFields):
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=255)
+    strategy: domain.Strategy = "round_robin"
+
+
+class TeamUpdate(TeamFields):
+    pass
+
+
+class TeamPublic(BaseModel):
+    id: str
+    name: str
+    strategy: str
+    manager_rep_id: str | None
+    escalate_after_breaches: int | None
+    fallback_queue: str | None
+    rr_last_rep_id: str | None
+    assignments: int
+    rep_ids: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class QueueCreate(BaseModel):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+
+
+class QueuePublic(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    waiting: int
+    created_at: datetime
+
+
+def _rep_public(row: Any, now: datetime) -> RepPublic:
+    rep = handlers.rep_from_row(row)
+    return RepPublic(
+        id=row.id, name=row.name, email=row.email, team_id=row.team_id, territories=list(row.territories),
+        weight=row.weight, daily_capacity=row.daily_capacity, max_open_leads=row.max_open_leads,
+        timezone=row.timezone, working_hours=row.working_hours, out_of_office=list(row.out_of_office),
+        active=row.active, open_leads=row.open_leads, assigned_today=rep.assigned_on(rep.local_day(now)),
+        last_assigned_at=row.last_assigned_at, unavailable_now=domain.unavailability(rep, now, tier="hot"),
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def _rep_values(body: RepFields) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True, exclude={"id"})
+    if "out_of_office" in values:
+        values["out_of_office"] = [o.model_dump(mode="json") for o in body.out_of_office or []]
+    if "territories" in values and values["territories"] is None:
+        values["territories"] = []
+    return values
+
+
+async def _team_exists(session: AsyncSession, team_id: str) -> bool:
+    return (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id))).first() is not None
+
+
+async def _rep_exists(session: AsyncSession, rep_id: str) -> bool:
+    return (await session.execute(select(rep_table.c.id).where(rep_table.c.id == rep_id))).first() is not None
+
+
+@admin_router.post("/reps", status_code=201, response_model=RepPublic, dependencies=writable)
+async def create_rep(body: RepCreate, request: Request) -> RepPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        if body.team_id and not await _team_exists(session, body.team_id):
+            raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
+        rep_id = body.id or f"rep-{uuid.uuid4().hex[:12]}"
+        if await _rep_exists(session, rep_id):
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"rep '{rep_id}' exists")
+        row = (
+            await session.execute(
+                insert(rep_table).values(id=rep_id, created_at=now, updated_at=now, **_rep_values(body))
+                .returning(*rep_table.c)
+            )
+        ).one()
+    return _rep_public(row, now)
+
+
+@admin_router.get("/reps", response_model=list[RepPublic], dependencies=readable)
+async def list_reps(request: Request, team_id: str | None = None) -> list[RepPublic]:
+    state = request.app.state
+    query = select(rep_table).order_by(rep_table.c.id)
+    if team_id:
+        query = query.where(rep_table.c.team_id == team_id)
+    async with state.db.transaction() as session:
+        rows = (await session.execute(query)).all()
+    now = state.clock.now()
+    return [_rep_public(r, now) for r in rows]
+
+
+@admin_router.get("/reps/{rep_id}", response_model=RepPublic, dependencies=readable)
+async def get_rep(rep_id: str, request: Request) -> RepPublic:
+    state = request.app.state
+    async with state.db.transaction() as session:
+        row = (await session.execute(select(rep_table).where(rep_table.c.id == rep_id))).first()
+    if row is None:
+        raise not_found(f"no rep '{rep_id}'")
+    return _rep_public(row, state.clock.now())
+
+
+@admin_router.patch("/reps/{rep_id}", response_model=RepPublic, dependencies=writable)
+async def update_rep(rep_id: str, body: RepUpdate, request: Request) -> RepPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        if body.team_id and not await _team_exists(session, body.team_id):
+            raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
+        row = (
+            await session.execute(
+                update(rep_table).where(rep_table.c.id == rep_id).values(updated_at=now, **_rep_values(body))
+                .returning(*rep_table.c)
+            )
+        ).first()
+    if row is None:
+        raise not_found(f"no rep '{rep_id}'")
+    return _rep_public(row, now)
+
+
+@admin_router.delete("/reps/{rep_id}", status_code=204, dependencies=writable,
+                     summary="Deactivate a rep (kept for the audit trail)")
+async def deactivate_rep(rep_id: str, request: Request) -> None:
+    state = request.app.state
+    async with state.db.transaction() as session:
+        row = (
+            await session.execute(
+                update(rep_table).where(rep_table.c.id == rep_id)
+                .values(active=False, updated_at=state.clock.now()).returning(rep_table.c.id)
+            )
+        ).first()
+    if row is None:
+        raise not_found(f"no rep '{rep_id}'")
+
+
+async def _team_public(session: AsyncSession, row: Any) -> TeamPublic:
+    members = (
+        await session.execute(select(rep_table.c.id).where(rep_table.c.team_id == row.id).order_by(rep_table.c.id))
+    ).scalars().all()
+    return TeamPublic(
+        id=row.id, name=row.name, strategy=row.strategy, manager_rep_id=row.manager_rep_id,
+        escalate_after_breaches=row.escalate_after_breaches, fallback_queue=row.fallback_queue,
+        rr_last_rep_id=row.rr_last_rep_id, assignments=row.assignments, rep_ids=list(members),
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+async def _check_team_refs(session: AsyncSession, body: TeamFields) -> None:
+    if body.manager_rep_id and not await _rep_exists(session, body.manager_rep_id):
+        raise invalid([FieldError(field="manager_rep_id", code="unknown", message=f"no rep '{body.manager_rep_id}'")])
+
+
+@admin_router.post("/teams", status_code=201, response_model=TeamPublic, dependencies=writable)
+async def create_team(body: TeamCreate, request: Request) -> TeamPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        await _check_team_refs(session, body)
+        team_id = body.id or f"team-{uuid.uuid4().hex[:12]}"
+        if await _team_exists(session, team_id):
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"team '{team_id}' exists")
+        row = (
+            await session.execute(
+                insert(team_table).values(id=team_id, created_at=now, updated_at=now,
+                                          **body.model_dump(exclude_unset=True, exclude={"id"}),
+                                          strategy=body.strategy)
+                .returning(*team_table.c)
+            )
+        ).one()
+        return await _team_public(session, row)
+
+
+@admin_router.get("/teams", response_model=list[TeamPublic], dependencies=readable)
+async def list_teams(request: Request) -> list[TeamPublic]:
+    async with request.app.state.db.transaction() as session:
+        rows = (await session.execute(select(team_table).order_by(team_table.c.id))).all()
+        return [await _team_public(session, r) for r in rows]
+
+
+@admin_router.get("/teams/{team_id}", response_model=TeamPublic, dependencies=readable)
+async def get_team(team_id: str, request: Request) -> TeamPublic:
+    async with request.app.state.db.transaction() as session:
+        row = (await session.execute(select(team_table).where(team_table.c.id == team_id))).first()
+        if row is None:
+            raise not_found(f"no team '{team_id}'")
+        return await _team_public(session, row)
+
+
+@admin_router.patch("/teams/{team_id}", response_model=TeamPublic, dependencies=writable)
+async def update_team(team_id: str, body: TeamUpdate, request: Request) -> TeamPublic:
+    state = request.app.state
+    async with state.db.transaction() as session:
+        await _check_team_refs(session, body)
+        row = (
+            await session.execute(
+                update(team_table).where(team_table.c.id == team_id)
+                .values(updated_at=state.clock.now(), **body.model_dump(exclude_unset=True))
+                .returning(*team_table.c)
+            )
+        ).first()
+        if row is None:
+            raise not_found(f"no team '{team_id}'")
+        return await _team_public(session, row)
+
+
+@admin_router.post("/queues", status_code=201, response_model=QueuePublic, dependencies=writable)
+async def create_queue(body: QueueCreate, request: Request) -> QueuePublic:
+    state = request.app.state
+    async with state.db.transaction() as session:
+        if (await session.execute(select(queue_table.c.id).where(queue_table.c.id == body.id))).first():
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"queue '{body.id}' exists")
+        row = (
+            await session.execute(
+                insert(queue_table).values(**body.model_dump(), created_at=state.clock.now())
+                .returning(*queue_table.c)
+            )
+        ).one()
+    return QueuePublic(**row._mapping, waiting=0)
+
+
+@admin_router.get("/queues", response_model=list[QueuePublic], dependencies=readable)
+async def list_queues(request: Request) -> list[QueuePublic]:
+    async with request.app.state.db.transaction() as session:
+        rows = (await session.execute(select(queue_table).order_by(queue_table.c.id))).all()
+        waiting = dict(
+            (
+                await session.execute(
+                    select(lead_table.c.queue, func.count()).where(lead_table.c.status == "queued")
+                    .group_by(lead_table.c.queue)
+                )
+            ).all()
+        )
+    known = [QueuePublic(**r._mapping, waiting=waiting.pop(r.id, 0)) for r in rows]
+    # Queues named by rules or settings but never created still show what waits in them.
+    implicit = [QueuePublic(id=q, name=q, description=None, waiting=n, created_at=datetime.min)
+                for q, n in waiting.items() if q]
+    return known + implicit
+
+
+@admin_router.get("/queues/{queue_id}/leads", dependencies=readable, summary="Leads waiting in a queue")
+async def queued_leads(queue_id: str, request: Request, limit: int = 100) -> list[dict[str, Any]]:
+    async with request.app.state.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(lead_table.c.id, lead_table.c.routed_at, lead_table.c.team_id)
+                .where(lead_table.c.queue == queue_id, lead_table.c.status == "queued")
+                .order_by(lead_table.c.routed_at).limit(min(max(limit, 1), 1000))
+            )
+        ).all()
+    return [{"lead_id": r.id, "queued_at": r.routed_at, "team_id": r.team_id} for r in rows]
+
+
+# -- admin: routing rules -------------------------------------------------------------------
+
+
+class ConditionIn(BaseModel):
+    field: str = Field(min_length=1, examples=["country"])
+    op: domain.Operator = "eq"
+    value: Any = None
+
+
+class RuleIn(BaseModel):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    match: domain.MatchMode = "all"
+    conditions: list[ConditionIn] = Field(default_factory=list)
+    team_id: str | None = None
+    rep_id: str | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RuleIn:
+        if (self.team_id is None) == (self.rep_id is None):
+            raise ValueError("a rule sends to exactly one of team_id or rep_id")
+        return self
+
+
+class RuleSetCreate(BaseModel):
+    rules: list[RuleIn]
+    fallback_queue: str | None = None
+    comment: str | None = None
+    activate: bool = True
+
+
+class RuleSetPublic(BaseModel):
+    version: int
+    rules: list[dict[str, Any]]
+    fallback_queue: str | None
+    comment: str | None
+    active: bool
+    created_at: datetime
+    activated_at: datetime | None
+
+
+class DryRun(BaseModel):
+    lead_id: str | None = Field(default=None, description="Route a lead routing already knows")
+    lead: dict[str, Any] | None = Field(
+        default=None, description="Or a lead.scored-shaped payload (flat fields such as country work too)",
+        examples=[{"tier": "hot", "score": 80, "profile": {"country": "US", "state": "CA", "employee_count": 500}}],
+    )
+    version: int | None = Field(default=None, description="Try a ruleset version other than the active one")
+    at: datetime | None = Field(default=None, description="Decide as if at this time")
+
+    @model_validator(mode="after")
+    def _one_lead(self) -> DryRun:
+        if (self.lead_id is None) == (self.lead is None):
+            raise ValueError("give exactly one of lead_id or lead")
+        return self
+
+
+rules_router = APIRouter(prefix="/v1/admin/routing-rules", tags=["routing rules"])
+
+
+def _ruleset_public(row: Any) -> RuleSetPublic:
+    return RuleSetPublic.model_validate(row, from_attributes=True)
+
+
+async def _check_rules(session: AsyncSession, body: RuleSetCreate) -> None:
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for index, rule in enumerate(body.rules):
+        if rule.id in seen:
+            errors.append(FieldError(field=f"rules.{index}.id", code="duplicate", message=f"rule id '{rule.id}' "
+                                     "is used twice"))
+        seen.add(rule.id)
+        if rule.team_id and not await _team_exists(session, rule.team_id):
+            errors.append(FieldError(field=f"rules.{index}.team_id", code="unknown",
+                                     message=f"no team '{rule.team_id}'"))
+        if rule.rep_id and not await _rep_exists(session, rule.rep_id):
+            errors.append(FieldError(field=f"rules.{index}.rep_id", code="unknown",
+                                     message=f"no rep '{rule.rep_id}'"))
+        for c_index, condition in enumerate(rule.conditions):
+            if condition.op in ("in", "not_in", "between") and not isinstance(condition.value, list):
+                errors.append(FieldError(field=f"rules.{index}.conditions.{c_index}.value", code="type",
+                                         message=f"'{condition.op}' needs a list"))
+    if errors:
+        raise invalid(errors, "The routing rules are invalid; see errors.")
+
+
+@rules_router.post("", status_code=201, response_model=RuleSetPublic, dependencies=writable,
+                   summary="Save the ordered rules as a new version (active unless activate=false)")
+async def create_ruleset(body: RuleSetCreate, request: Request) -> RuleSetPublic:
+    state = request.app.state
+    now = state.clock.now()
+    async with state.db.transaction() as session:
+        await _check_rules(session, body)
+        # Versions are numbered under a table lock so two admins never mint the same number.
+        await session.execute(select(func.pg_advisory_xact_lock(0x5EB0)))
+        version = (await session.execute(select(func.coalesce(func.max(ruleset_table.c.version), 0) + 1))).scalar_one()
+        if body.activate:
+            await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
+        row = (
+            await session.execute(
+                insert(ruleset_table).values(
+                    version=version, rules=[r.model_dump() for r in body.rules], fallback_queue=body.fallback_queue,
+                    comment=body.comment, active=body.activate, created_at=now,
+                    activated_at=now if body.activate else None,
+                ).returning(*ruleset_table.c)
+            )
+        ).one()
+    return _ruleset_public(row)
+
+
+@rules_router.get("", response_model=RuleSetPublic, dependencies=readable, summary="The active rules")
+async def get_active_ruleset(request: Request) -> RuleSetPublic:
+    async with request.app.state.db.transaction() as session:
+        row = (await session.execute(select(ruleset_table).where(ruleset_table.c.active.is_(True)))).first()
+    if row is None:
+        raise not_found("no routing rules are active")
+    return _ruleset_public(row)
+
+
+@rules_router.get("/versions", response_model=list[RuleSetPublic], dependencies=readable)
+async def list_rulesets(request: Request) -> list[RuleSetPublic]:
+    async with request.app.state.db.transaction() as session:
+        rows = (await session.execute(select(ruleset_table).order_by(ruleset_table.c.version.desc()))).all()
+    return [_ruleset_public(r) for r in rows]
+
+
+@rules_router.get("/versions/{version}", response_model=RuleSetPublic, dependencies=readable)
+async def get_ruleset(version: int, request: Request) -> RuleSetPublic:
+    async with request.app.state.db.transaction() as session:
+        row = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == version))).first()
+    if row is None:
+        raise not_found(f"no routing rules version {version}")
+    return _ruleset_public(row)
+
+
+@rules_router.post("/versions/{version}/activate", response_model=RuleSetPublic, dependencies=writable)
+async def activate_ruleset(version: int, request: Request) -> RuleSetPublic:
+    state = request.app.state
+    async with state.db.transaction() as session:
+        exists = (await session.execute(select(ruleset_table.c.version).where(ruleset_table.c.version == version))
+                  ).first()
+        if exists is None:
+            raise not_found(f"no routing rules version {version}")
+        await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
+        row = (
+            await session.execute(
+                update(ruleset_table).where(ruleset_table.c.version == version)
+                .values(active=True, activated_at=state.clock.now()).returning(*ruleset_table.c)
+            )
+        ).one()
+    return _ruleset_public(row)
+
+
+@rules_router.post("/dry-run", dependencies=readable,
+                   summary="Where a lead would go and why, without assigning it or touching any counter")
+async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
+    state = request.app.state
+    now = body.at or state.clock.now()
+    async with state.db.transaction() as session:
+        if body.lead_id is not None:
+            row = (await session.execute(select(lead_table.c.data).where(lead_table.c.id == body.lead_id))).first()
+            if row is None:
+                raise not_found(f"no lead '{body.lead_id}'")
+            payload: dict[str, Any] = dict(row.data)
+        else:
+            payload = dict(body.lead or {})
+        ruleset = None
+        if body.version is not None:
+            rs = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == body.version))).first()
+            if rs is None:
+                raise not_found(f"no routing rules version {body.version}")
+            ruleset = handlers.ruleset_from_json(rs.version, rs.rules, rs.fallback_queue)
+        decision = await handlers.decide(session, payload, now, state.settings, lock=False, ruleset=ruleset)
+        # Nothing was written, but roll back anyway so a dry run can never change state.
+        await session.rollback()
+    return {"dry_run": True, "fields": domain.lead_fields(payload), **decision.public()}
+

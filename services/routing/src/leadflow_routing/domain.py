@@ -1,0 +1,499 @@
+"""Routing as plain data and rules: lead fields, rule matching, rep availability, team strategies.
+
+No I/O here and no reading of the clock: ``now`` is always passed in, so the same roster and the
+same lead give the same decision in a test as in production.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+Strategy = Literal["round_robin", "weighted", "load_balanced"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+SkipReason = Literal[
+    "inactive",
+    "out_of_office",
+    "outside_working_hours",
+    "daily_capacity",
+    "max_open_leads",
+    "territory",
+    "previous_owner",
+    "unknown_rep",
+]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MatchMode = Literal["all", "any"]
+Operator = Literal[
+    "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between",
+    "contains", "not_contains", "starts_with", "ends_with", "matches", "exists", "not_exists",
+]
+OPERATORS: tuple[str, ...] = get_args(Operator)
+
+# Sales regions by ISO country; a rule or a territory can name the region instead of each country.
+REGION_OF_COUNTRY: dict[str, str] = {
+    **dict.fromkeys(("US", "CA"), "NA"),
+    **dict.fromkeys(
+        ("MX", "BR", "AR", "CL", "CO", "PE", "UY", "EC", "VE", "CR", "PA", "DO", "GT", "BO", "PY"), "LATAM"
+    ),
+    **dict.fromkeys(
+        ("GB", "IE", "FR", "DE", "NL", "BE", "LU", "ES", "PT", "IT", "CH", "AT", "SE", "NO", "DK", "FI", "IS",
+         "PL", "CZ", "SK", "HU", "RO", "BG", "GR", "HR", "SI", "EE", "LV", "LT", "UA", "TR", "IL", "AE", "SA",
+         "QA", "KW", "BH", "OM", "EG", "MA", "ZA", "NG", "KE", "GH"),
+        "EMEA",
+    ),
+    **dict.fromkeys(
+        ("JP", "CN", "HK", "TW", "KR", "IN", "SG", "MY", "TH", "ID", "PH", "VN", "AU", "NZ", "PK", "BD", "LK"),
+        "APAC",
+    ),
+}
+
+EMPLOYEE_SEGMENTS: tuple[tuple[int, str], ...] = (
+    (10, "1-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000"), (5000, "1001-5000"),
+)
+
+
+def region_of(country: str | None) -> str | None:
+    return REGION_OF_COUNTRY.get(country.upper()) if country else None
+
+
+def employee_segment(count: int | None) -> str | None:
+    if count is None:
+        return None
+    for ceiling, label in EMPLOYEE_SEGMENTS:
+        if count <= ceiling:
+            return label
+    return "5001+"
+
+
+# -- lead fields ----------------------------------------------------------------------------
+
+
+def lead_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field a rule may test, from a ``lead.scored`` payload (JSON form).
+
+    Nested objects are reachable both by their dotted path (``profile.country``) and, for the
+    profile and attribution, by their plain name (``country``, ``utm_source``); derived fields
+    ``region``, ``employee_segment``, ``source``, ``grade`` and ``stage`` are added.
+    """
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            for sub, sub_value in value.items():
+                if not isinstance(sub_value, Mapping | list):
+                    fields[f"{key}.{sub}"] = sub_value
+        elif not isinstance(value, list):
+            fields[key] = value
+    for nested in ("attribution", "profile"):
+        for sub, sub_value in (data.get(nested) or {}).items():
+            if not isinstance(sub_value, Mapping | list) and sub_value is not None:
+                fields[sub] = sub_value
+    account = data.get("account") or {}
+    fields["account_id"] = account.get("account_id")
+    fields["grade"] = data.get("fit_grade")
+    fields["stage"] = data.get("lifecycle_stage")
+    fields["form"] = data.get("form_key")
+    fields["source"] = (data.get("attribution") or {}).get("utm_source") or "direct"
+    fields["region"] = region_of(fields.get("country"))
+    count = fields.get("employee_count")
+    fields["employee_segment"] = employee_segment(int(count)) if isinstance(count, int | float) else None
+    return fields
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: Operator = "eq"
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str = ""
+    conditions: tuple[Condition, ...] = ()
+    match: MatchMode = "all"
+    team_id: str | None = None
+    rep_id: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    version: int
+    rules: tuple[Rule, ...]
+    fallback_queue: str | None = None
+
+
+def _norm(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple | set) else [value]
+
+
+def condition_holds(condition: Condition, fields: Mapping[str, Any]) -> bool:
+    actual = fields.get(condition.field)
+    op, expected = condition.op, condition.value
+    if op == "exists":
+        return actual is not None and actual != ""
+    if op == "not_exists":
+        return actual is None or actual == ""
+    if actual is None:
+        # A missing field satisfies only the negative tests.
+        return op in ("ne", "not_in", "not_contains")
+    if op == "eq":
+        return bool(_norm(actual) == _norm(expected))
+    if op == "ne":
+        return bool(_norm(actual) != _norm(expected))
+    if op == "in":
+        return _norm(actual) in {_norm(v) for v in _as_list(expected)}
+    if op == "not_in":
+        return _norm(actual) not in {_norm(v) for v in _as_list(expected)}
+    if op in ("gt", "gte", "lt", "lte", "between"):
+        number = _number(actual)
+        if number is None:
+            return False
+        if op == "between":
+            low, high = (_number(v) for v in _as_list(expected)[:2])
+            return low is not None and high is not None and low <= number <= high
+        bound = _number(expected)
+        if bound is None:
+            return False
+        return {"gt": number > bound, "gte": number >= bound, "lt": number < bound, "lte": number <= bound}[op]
+    text, wanted = str(actual).casefold(), str(expected).casefold()
+    if op == "contains":
+        return wanted in text
+    if op == "not_contains":
+        return wanted not in text
+    if op == "starts_with":
+        return text.startswith(wanted)
+    if op == "ends_with":
+        return text.endswith(wanted)
+    if op == "matches":
+        return re.search(str(expected), str(actual), re.IGNORECASE) is not None
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def rule_matches(rule: Rule, fields: Mapping[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
+    """Whether ``rule`` matches, and each condition's verdict for the audit trail."""
+    verdicts = [
+        {"field": c.field, "op": c.op, "value": c.value, "actual": fields.get(c.field),
+         "passed": condition_holds(c, fields)}
+        for c in rule.conditions
+    ]
+    if not verdicts:
+        return True, verdicts
+    passed = [v["passed"] for v in verdicts]
+    return (all(passed) if rule.match == "all" else any(passed)), verdicts
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    rule: Rule | None
+    trace: list[dict[str, Any]]
+
+
+def match_rules(ruleset: RuleSet | None, fields: Mapping[str, Any]) -> RuleMatch:
+    """The first enabled rule, in order, whose conditions hold; the trace shows each rule tried."""
+    trace: list[dict[str, Any]] = []
+    for rule in ruleset.rules if ruleset else ():
+        if not rule.enabled:
+            trace.append({"rule_id": rule.id, "matched": False, "skipped": "disabled"})
+            continue
+        matched, verdicts = rule_matches(rule, fields)
+        trace.append({"rule_id": rule.id, "matched": matched, "conditions": verdicts})
+        if matched:
+            return RuleMatch(rule, trace)
+    return RuleMatch(None, trace)
+
+
+# -- reps and availability ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: time
+    end: time
+
+    def contains(self, moment: time) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class OutOfOffice:
+    start: datetime
+    end: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Rep:
+    id: str
+    name: str = ""
+    email: str | None = None
+    team_id: str | None = None
+    territories: tuple[str, ...] = ()
+    weight: int = 1
+    daily_capacity: int | None = None
+    max_open_leads: int | None = None
+    timezone: str = "UTC"
+    # None means "no schedule": always working. Keys are mon..sun.
+    working_hours: Mapping[str, tuple[TimeRange, ...]] | None = None
+    out_of_office: tuple[OutOfOffice, ...] = ()
+    active: bool = True
+    open_leads: int = 0
+    assigned_today: int = 0
+    assigned_day: date | None = None
+    rr_credit: int = 0
+    last_assigned_at: datetime | None = None
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def local_day(self, now: datetime) -> date:
+        return now.astimezone(self.zone()).date()
+
+    def assigned_on(self, day: date) -> int:
+        # The daily counter resets when the rep's own calendar day changes.
+        return self.assigned_today if self.assigned_day == day else 0
+
+
+def valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def parse_working_hours(raw: Mapping[str, Iterable[str]] | None) -> dict[str, tuple[TimeRange, ...]] | None:
+    """``{"mon": ["09:00-12:00", "13:00-17:00"], ...}``; a day not listed is a day off."""
+    if raw is None:
+        return None
+    hours: dict[str, tuple[TimeRange, ...]] = {}
+    for day, ranges in raw.items():
+        key = day[:3].lower()
+        if key not in WEEKDAYS:
+            raise ValueError(f"unknown weekday {day!r}; use mon..sun")
+        parsed = []
+        for span in ranges:
+            start_text, _, end_text = span.partition("-")
+            start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+            if end <= start:
+                raise ValueError(f"{day} {span}: the end must be after the start")
+            parsed.append(TimeRange(start, end))
+        hours[key] = tuple(parsed)
+    return hours
+
+
+def in_working_hours(rep: Rep, now: datetime) -> bool:
+    if rep.working_hours is None:
+        return True
+    local = now.astimezone(rep.zone())
+    day = WEEKDAYS[local.weekday()]
+    return any(r.contains(local.time()) for r in rep.working_hours.get(day, ()))
+
+
+def out_of_office(rep: Rep, now: datetime) -> bool:
+    return any(o.start <= now < o.end for o in rep.out_of_office)
+
+
+def unavailability(rep: Rep, now: datetime, *, tier: str | None) -> SkipReason | None:
+    """Why ``rep`` cannot take a lead now, or None. Working hours bind only for hot leads."""
+    if not rep.active:
+        return "inactive"
+    if out_of_office(rep, now):
+        return "out_of_office"
+    if tier == "hot" and not in_working_hours(rep, now):
+        return "outside_working_hours"
+    if rep.daily_capacity is not None and rep.assigned_on(rep.local_day(now)) >= rep.daily_capacity:
+        return "daily_capacity"
+    if rep.max_open_leads is not None and rep.open_leads >= rep.max_open_leads:
+        return "max_open_leads"
+    return None
+
+
+def territory_keys(fields: Mapping[str, Any]) -> set[str]:
+    keys: set[str] = set()
+    country = fields.get("country")
+    if isinstance(country, str) and country:
+        keys.add(country.upper())
+        state = fields.get("state")
+        if isinstance(state, str) and state:
+            keys.add(f"{country.upper()}-{state.upper()}")
+    region = fields.get("region")
+    if isinstance(region, str):
+        keys.add(region.upper())
+    return keys
+
+
+def covers_territory(rep: Rep, fields: Mapping[str, Any]) -> bool:
+    """A rep without territories covers everything; otherwise one must name the lead's
+    country (``US``), state (``US-CA``) or region (``EMEA``)."""
+    if not rep.territories:
+        return True
+    keys = territory_keys(fields)
+    return any(t.upper() in keys or t == "*" for t in rep.territories)
+
+
+# -- team strategies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    name: str = ""
+    strategy: Strategy = "round_robin"
+    manager_rep_id: str | None = None
+    escalate_after_breaches: int | None = None
+    fallback_queue: str | None = None
+    rr_last_rep_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rep_id: str
+    skipped: SkipReason | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rep_id": self.rep_id, "skipped": self.skipped}
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The strategy's choice among a team's reps, with what it saw and the state it leaves."""
+
+    rep_id: str | None
+    strategy: Strategy
+    candidates: tuple[Candidate, ...]
+    state_before: dict[str, Any]
+    state_after: dict[str, Any]
+    credits: Mapping[str, int] = field(default_factory=dict)
+
+    def audit(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "chosen_rep_id": self.rep_id,
+            "strategy_state": {"before": self.state_before, "after": self.state_after},
+        }
+
+
+def assess(
+    reps: Sequence[Rep], fields: Mapping[str, Any], now: datetime, *, tier: str | None,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Candidate]:
+    candidates = []
+    for rep in reps:
+        reason: SkipReason | None
+        if rep.id in exclude:
+            reason = "previous_owner"
+        else:
+            reason = unavailability(rep, now, tier=tier)
+            if reason is None and not covers_territory(rep, fields):
+                reason = "territory"
+        candidates.append(Candidate(rep.id, reason))
+    return candidates
+
+
+def pick_rep(
+    team: Team,
+    reps: Sequence[Rep],
+    fields: Mapping[str, Any],
+    now: datetime,
+    *,
+    tier: str | None,
+    exclude: frozenset[str] = frozenset(),
+) -> Pick:
+    """Choose one of ``team``'s reps by its strategy, skipping the unavailable.
+
+    The caller holds the team's row lock, so ``team.rr_last_rep_id`` and the reps' counters and
+    credits are the current truth and the returned state can be written back as is.
+    """
+    ordered = sorted(reps, key=lambda r: r.id)
+    if team.strategy == "weighted":
+        return _weighted(team, ordered, fields, now, tier, exclude)
+    if team.strategy == "load_balanced":
+        return _load_balanced(ordered, fields, now, tier, exclude)
+    return _round_robin(team, ordered, fields, now, tier, exclude)
+
+
+def _round_robin(
+    team: Team, ordered: list[Rep], fields: Mapping[str, Any], now: datetime, tier: str | None,
+    exclude: frozenset[str],
+) -> Pick:
+    last = team.rr_last_rep_id
+    # The rotation starts right after the last rep served, so a roster change never resets it.
+    rotation = [r for r in ordered if last is None or r.id > last] + [r for r in ordered if last is not None
+                                                                        and r.id <= last]
+    candidates = assess(rotation, fields, now, tier=tier, exclude=exclude)
+    chosen = next((c.rep_id for c in candidates if c.skipped is None), None)
+    return Pick(chosen, "round_robin", tuple(candidates), {"last_rep_id": last},
+                {"last_rep_id": chosen if chosen is not None else last})
+
+
+def _weighted(
+    team: Team, ordered: list[Rep], fields: Mapping[str, Any], now: datetime, tier: str | None,
+    exclude: frozenset[str],
+) -> Pick:
+    # Smooth weighted round-robin (as nginx does): every eligible rep earns its weight, the
+    # richest is chosen and pays the total, so picks interleave in proportion to weight.
+    candidates = assess(ordered, fields, now, tier=tier, exclude=exclude)
+    eligible = [r for r, c in zip(ordered, candidates, strict=True) if c.skipped is None]
+    before = {r.id: r.rr_credit for r in ordered}
+    if not eligible:
+        return Pick(None, "weighted", tuple(candidates), {"credits": before}, {"credits": before})
+    credits = {r.id: r.rr_credit + max(r.weight, 0) for r in eligible}
+    chosen = max(eligible, key=lambda r: (credits[r.id], -ordered.index(r)))
+    credits[chosen.id] -= sum(max(r.weight, 0) for r in eligible)
+    after = {**before, **credits}
+    return Pick(chosen.id, "weighted", tuple(candidates), {"credits": before}, {"credits": after}, credits)
+
+
+def _load_balanced(
+    ordered: list[Rep], fields: Mapping[str, Any], now: datetime, tier: str | None, exclude: frozenset[str]
+) -> Pick:
+    candidates = assess(ordered, fields, now, tier=tier, exclude=exclude)
+    eligible = [r for r, c in zip(ordered, candidates, strict=True) if c.skipped is None]
+    loads = {r.id: r.open_leads for r in ordered}
+    if not eligible:
+        return Pick(None, "load_balanced", tuple(candidates), {"open_leads": loads}, {"open_leads": loads})
+    oldest = datetime.min.replace(tzinfo=now.tzinfo)
+    chosen = min(eligible, key=lambda r: (r.open_leads, r.last_assigned_at or oldest, r.id))
+    after = {**loads, chosen.id: loads[chosen.id] + 1}
+    return Pick(chosen.id, "load_balanced", tuple(candidates), {"open_leads": loads}, {"open_leads": after})
+
+
+# -- escalation -----------------------------------------------------------------------------
+
+
+def should_escalate(breach_count: int, team: Team | None, *, default_after: int, requested: bool) -> bool:
+    """Escalate to the manager when the SLA service asks or the lead has breached often enough."""
+    if team is None or team.manager_rep_id is None:
+        return False
+    threshold = team.escalate_after_breaches or default_after
+    return requested or breach_count >= threshold

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from leadflow_kit.settings import service_config
+from leadflow_kit.webhooks import WebhookSettings
+
+DEV_DEMO_WEBHOOK_SECRET = "whsec_bGVhZGZsb3ctZGVtby13ZWJob29rLXNlY3JldC0wMQ=="
+
+
+class Settings(WebhookSettings):
+    model_config = service_config("ROUTING_")
+
+    service_name: str = "routing"
+    port: int = 8004
+    database_url: str = "postgresql+asyncpg://leadflow:leadflow@127.0.0.1:15432/leadflow_routing"
+
+    # Where leads wait when no rule matches or a whole team is unavailable.
+    default_fallback_queue: str = "unassigned"
+    default_escalate_after_breaches: int = Field(default=2, ge=1)
+
+    # `seed-demo` subscribes this URL (with this secret) to lead.routed, for `make up` and the e2e tests.
+    demo_webhook_url: str | None = None
+    demo_webhook_secret: str = DEV_DEMO_WEBHOOK_SECRET

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from leadflow_kit.db import new_metadata
+from leadflow_kit.webhooks import define_webhook_tables
+
+metadata = new_metadata()
+webhook_tables = define_webhook_tables(metadata)
+
+team = Table(
+    "team",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("strategy", String(32), nullable=False, server_default="round_robin"),
+    Column("manager_rep_id", String(64)),
+    Column("escalate_after_breaches", Integer),
+    Column("fallback_queue", String(100)),
+    # Strategy state lives here so every replica sees (and row-locks) the same rotation.
+    Column("rr_last_rep_id", String(64)),
+    Column("assignments", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+rep = Table(
+    "rep",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320)),
+    Column("team_id", String(64), ForeignKey("team.id"), index=True),
+    Column("territories", ARRAY(String(64)), nullable=False, server_default="{}"),
+    Column("weight", Integer, nullable=False, server_default=text("1")),
+    Column("daily_capacity", Integer),
+    Column("max_open_leads", Integer),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("working_hours", JSONB),
+    Column("out_of_office", JSONB, nullable=False, server_default="[]"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("open_leads", Integer, nullable=False, server_default=text("0")),
+    Column("assigned_today", Integer, nullable=False, server_default=text("0")),
+    Column("assigned_day", Date),
+    Column("rr_credit", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_assigned_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+routing_ruleset = Table(
+    "routing_ruleset",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("rules", JSONB, nullable=False),
+    Column("fallback_queue", String(100)),
+    Column("comment", Text),
+    Column("active", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("activated_at", DateTime(timezone=True)),
+    Index("uq_routing_ruleset_active", "active", unique=True, postgresql_where=text("active")),
+)
+
+lead = Table(
+    "lead",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("data", JSONB, nullable=False),
+    Column("correlation_id", String(64)),
+    Column("lead_captured_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False, server_default="new"),
+    Column("owner_rep_id", String(64), index=True),
+    Column("team_id", String(64)),
+    Column("queue", String(100)),
+    Column("last_assignment_id", String(64)),
+    Column("breach_count", Integer, nullable=False, server_default=text("0")),
+    Column("routed_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+assignment = Table(
+    "assignment",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("lead_id", String(64), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("rep_id", String(64)),
+    Column("team_id", String(64)),
+    Column("queue", String(100)),
+    Column("reason", Text, nullable=False),
+    Column("rule_id", String(100)),
+    Column("ruleset_version", Integer),
+    Column("strategy", String(32)),
+    Column("reroute", Boolean, nullable=False, server_default=text("false")),
+    Column("reroute_reason", String(64)),
+    Column("previous_owner_rep_id", String(64)),
+    Column("escalated", Boolean, nullable=False, server_default=text("false")),
+    Column("audit", JSONB, nullable=False),
+    Column("event_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_assignment_lead_id_created_at", "lead_id", "created_at"),
+)
+
+touch = Table(
+    "touch",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("lead_id", String(64), nullable=False, index=True),
+    Column("touch_type", String(32), nullable=False),
+    Column("rep_id", String(64)),
+    Column("owner_rep_id", String(64)),
+    Column("owner_mismatch", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text),
+    Column("integration", String(255)),
+    Column("external_id", String(255)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("uq_touch_integration_external_id", "integration", "external_id", unique=True,
+          postgresql_where=text("external_id IS NOT NULL")),
+)
