@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -295,7 +296,6 @@ def _count(scoring: Scoring, model: StoredModel, data: LeadScored, became_mql: b
 
 def _after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the transaction commits, so a retried handler never counts twice."""
-    from sqlalchemy import event as sa_event
 
     def fire(_session: Any) -> None:
         callback()
@@ -486,6 +486,3 @@ async def sweep_lead(uow: UnitOfWork, scoring: Scoring, lead_id: str) -> Rescore
     trigger = "model_change" if active is not None and row.model_id != active else "decay"
     return await rescore(uow, scoring, lead_id, trigger=trigger, cause=None, publish="on_change")
 
-
-async def count_leads(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(lead_score))).scalar_one())
