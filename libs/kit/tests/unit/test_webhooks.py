@@ -1,0 +1,96 @@
+"""Webhook signing and the retry policy, checked against the ``standardwebhooks`` reference library."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from leadflow_kit.webhooks import (
+    AttemptOutcome,
+    WebhookSettings,
+    active_secrets,
+    new_secret,
+    new_webhook_id,
+    next_step,
+    parse_retry_after,
+    signed_headers,
+    webhook_payload,
+)
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+SCHEDULE = [1.0, 10.0, 100.0]
+
+
+def test_signed_headers_verify_with_the_reference_library() -> None:
+    secret = new_secret()
+    now = datetime.now(UTC)
+    body = webhook_payload("lead.routed", {"lead_id": "l-1"}, now)
+    headers = signed_headers([secret], "msg_1", now, body)
+    assert Webhook(secret).verify(body, headers)["data"] == {"lead_id": "l-1"}
+    assert json.loads(body)["type"] == "lead.routed"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body.replace("l-1", "l-2"), headers)
+
+
+def test_during_rotation_both_secrets_sign_and_either_verifies() -> None:
+    old, new = new_secret(), new_secret()
+    now = datetime.now(UTC)
+    signing = active_secrets(new, old, now + timedelta(hours=1), now)
+    body = webhook_payload("lead.routed", {"lead_id": "l-1"}, now)
+    headers = signed_headers(signing, "msg_2", now, body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify(body, headers) and Webhook(new).verify(body, headers)
+    assert active_secrets(new, old, now - timedelta(seconds=1), now) == [new]
+
+
+def test_ids_and_secrets_have_the_spec_shape() -> None:
+    assert "." not in new_webhook_id()
+    secret = new_secret()
+    assert secret.startswith("whsec_") and len(Webhook(secret)._whsecret) == 32
+
+
+def test_2xx_delivers_and_410_kills_and_disables() -> None:
+    assert next_step(AttemptOutcome(204, None), 1, NOW, SCHEDULE).status == "delivered"
+    gone = next_step(AttemptOutcome(410, "gone"), 1, NOW, SCHEDULE)
+    assert gone.status == "dead" and gone.disable_subscription
+
+
+def test_failures_back_off_exponentially_with_jitter_then_die() -> None:
+    rng = random.Random(7)
+    delays = []
+    for attempt in (1, 2, 3):
+        step = next_step(AttemptOutcome(500, "boom"), attempt, NOW, SCHEDULE, jitter_ratio=0.2, rng=rng)
+        assert step.status == "pending" and step.next_attempt_at is not None
+        delays.append((step.next_attempt_at - NOW).total_seconds())
+    for delay, base in zip(delays, SCHEDULE, strict=True):
+        assert base * 0.8 <= delay <= base * 1.2
+    assert next_step(AttemptOutcome(None, "timeout"), 4, NOW, SCHEDULE).status == "dead"
+
+
+def test_retry_after_is_honoured_on_throttling() -> None:
+    step = next_step(AttemptOutcome(429, "slow down", retry_after=42.0), 1, NOW, SCHEDULE)
+    assert step.next_attempt_at == NOW + timedelta(seconds=42)
+    capped = next_step(AttemptOutcome(503, "x", retry_after=10**9), 1, NOW, SCHEDULE, max_retry_after=60)
+    assert capped.next_attempt_at == NOW + timedelta(seconds=60)
+    # A Retry-After on a plain 500 is not a throttle: the schedule applies.
+    plain = next_step(AttemptOutcome(500, "x", retry_after=42.0), 1, NOW, SCHEDULE, jitter_ratio=0)
+    assert plain.next_attempt_at == NOW + timedelta(seconds=1)
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    assert parse_retry_after("3", NOW) == 3.0
+    assert parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", NOW) == 30.0
+    assert parse_retry_after("garbage", NOW) is None
+    assert parse_retry_after(None, NOW) is None
+
+
+def test_a_base_delay_turns_the_schedule_into_doubling_steps() -> None:
+    settings = WebhookSettings(webhook_retry_base_seconds=0.5, webhook_retry_schedule_seconds=[9, 9, 9, 9])
+    assert settings.webhook_retry_schedule() == [0.5, 1.0, 2.0, 4.0]
+    assert WebhookSettings().webhook_retry_schedule()[0] == 5.0
