@@ -7,10 +7,12 @@ from fastapi import FastAPI
 
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
+from leadflow_kit.webhooks import run_webhook_dispatcher, webhook_admin_router
 from leadflow_sla.admin import router as admin_router
 from leadflow_sla.api import reports_router, router
 from leadflow_sla.consumer import build_consumer
 from leadflow_sla.metrics import SlaMetrics
+from leadflow_sla.notify import enqueue_sla_notification
 from leadflow_sla.scheduler import SlaScheduler
 from leadflow_sla.settings import Settings
 
@@ -22,6 +24,7 @@ async def start_scheduler(app: FastAPI) -> None:
     app.state.scheduler = SlaScheduler(
         app.state.db, app.state.outbox, app.state.clock, app.state.sla_metrics,
         batch_size=settings.scheduler_batch_size,
+        notify=lambda session, event, target: enqueue_sla_notification(session, event, event.time, target),
     )
 
 
@@ -47,11 +50,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         settings,
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
-        routers=[router, reports_router, admin_router],
+        routers=[router, reports_router, admin_router,
+                 webhook_admin_router(read_scope="sla:read", write_scope="sla:write")],
         consumer=build_consumer(lambda: holder[0]),
         clock=clock,
         on_startup=[start_scheduler],
-        background=[run_scheduler, refresh_open_clocks],
+        background=[run_scheduler, refresh_open_clocks, run_webhook_dispatcher],
     )
     app.state.sla_metrics = SlaMetrics(app.state.metrics.registry)
     holder.append(app.state.sla_metrics)

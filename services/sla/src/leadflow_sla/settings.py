@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from leadflow_kit.settings import ServiceSettings, service_config
+from leadflow_kit.settings import service_config
+from leadflow_kit.webhooks import WebhookSettings
 
 
-class Settings(ServiceSettings):
+class Settings(WebhookSettings):
     model_config = service_config("SLA_")
 
     service_name: str = "sla"

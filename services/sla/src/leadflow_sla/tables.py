@@ -17,8 +17,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from leadflow_kit.db import new_metadata
+from leadflow_kit.webhooks import define_webhook_tables
 
 metadata = new_metadata()
+# SLA notifications to owners and managers go out through the kit's webhook deliveries.
+webhook_tables = define_webhook_tables(metadata)
 
 # One row per event a lead went through, from every service: the timeline.
 lead_event = Table(
