@@ -38,7 +38,7 @@ from bench import children, profile, report
 from bench.analysis import ObservationTail
 from bench.floor import STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
-from bench.resources import ResourceMonitor
+from bench.resources import DbWaitSampler, ResourceMonitor
 from bench.stackctl import BenchStack
 from bench.steps import FloorLoad, Step, run_step
 
@@ -199,20 +199,39 @@ async def run_pipeline(
         monitor.add("loadgen", os.getpid())
         factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)
         load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share)
+        db_waits = DbWaitSampler(stack.admin_dsn(), stack.database_of_service())
         warm = await run_step(Step("warmup", 10, 3), load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                               with_webhooks=with_webhooks, drain_timeout=30)
         if warm["routed"] == 0:
             raise RuntimeError(f"no lead reached {end_stage} during the warm-up: {warm['errors'] or warm}; "
                                f"logs in {workdir / 'logs'}")
-        for step in steps:
+        fixed = [s for s in steps if s.rate is not None]
+        saturating = [s for s in steps if s.rate is None]
+        for index, step in enumerate(fixed):
             print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
             result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
-                                    with_webhooks=with_webhooks, drain_timeout=args.drain_timeout)
+                                    with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
+                                    db_waits=db_waits)
             result["end_stage"] = end_stage
             results.append(result)
+            if not result["sustained"]:
+                # Higher rates would only pile onto this backlog and measure the queue, not the pipeline.
+                for skipped in fixed[index + 1:]:
+                    results.append({"step": skipped.name, "offered_rate": skipped.rate, "skipped":
+                                    f"not run: {step.name} leads/s was already not sustained"})
+                await wait_drained(tail, results[index], end_stage, args.drain_timeout * 3)
+                break
             await asyncio.sleep(2)
+        measured = [r for r in results if not r.get("skipped")]
         if args.profile != "none":
-            profiled = await profile_busiest(stack, load, tail, monitor, results, workdir, args, end_stage)
+            profiled = await profile_busiest(stack, load, tail, monitor, measured, workdir, args, end_stage)
+        for step in saturating:
+            print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
+            result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
+                                    with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
+                                    db_waits=db_waits)
+            result["end_stage"] = end_stage
+            results.append(result)
     finally:
         if load is not None:
             await load.close()
@@ -220,14 +239,33 @@ async def run_pipeline(
     return results, profiled
 
 
+async def wait_drained(tail: ObservationTail, step: dict[str, Any], end_stage: str, timeout: float) -> None:
+    """After an overloaded step, let the backlog clear so that later measurements start clean."""
+    print(f"waiting up to {timeout:.0f}s for the backlog of step {step['step']} to clear ...",
+          file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        obs = tail.poll()
+        open_leads = sum(1 for lead in obs.events if obs.reached(lead, "captured") and not obs.reached(lead, end_stage))
+        if open_leads == 0 or time.monotonic() - last_change > 10:
+            return
+        if open_leads != last:
+            last, last_change = open_leads, time.monotonic()
+        await asyncio.sleep(1)
+
+
 async def profile_busiest(
     stack: BenchStack, load: CaptureLoad, tail: ObservationTail, monitor: ResourceMonitor,
     results: list[dict[str, Any]], workdir: Path, args: argparse.Namespace, end_stage: str,
 ) -> dict[str, Any] | None:
     pids = stack.service_pids()
+    sustained = [s["offered_rate"] for s in results if s.get("sustained") and s["offered_rate"]]
+    # Profile under a load the pipeline carries, else the profile shows a queue being worked off.
+    rate = min(args.profile_rate, max(sustained)) if sustained else 10.0
     if args.profile == "auto":
         rated = [s for s in results if s["offered_rate"]] or results
-        nearest = min(rated, key=lambda s: abs((s["offered_rate"] or 0) - args.profile_rate)) if rated else None
+        nearest = min(rated, key=lambda s: abs((s["offered_rate"] or 0) - rate)) if rated else None
         usage = nearest["resources"] if nearest else {}
         service = max(pids, key=lambda n: usage.get(n, {}).get("cpu_cores", 0.0))
     else:
@@ -236,12 +274,12 @@ async def profile_busiest(
         return {"service": service, "error": "not running"}
     seconds = max(args.duration, 10.0)
     raw = workdir / f"profile-{service}.txt"
-    print(f"profiling {service} at {args.profile_rate:g} leads/s for {seconds:.0f}s ...", file=sys.stderr, flush=True)
+    print(f"profiling {service} at {rate:g} leads/s for {seconds:.0f}s ...", file=sys.stderr, flush=True)
     sampler = asyncio.create_task(profile.record(pids[service], seconds, raw))
-    step = await run_step(Step("profile", args.profile_rate, seconds), load, tail, monitor, PIPELINE_STAGES,
+    step = await run_step(Step("profile", rate, seconds), load, tail, monitor, PIPELINE_STAGES,
                           end_stage=end_stage, with_webhooks=end_stage == "routed", drain_timeout=args.drain_timeout)
     ok = await sampler
-    result: dict[str, Any] = {"service": service, "rate": args.profile_rate, "seconds": seconds,
+    result: dict[str, Any] = {"service": service, "rate": rate, "seconds": seconds,
                               "raw": str(raw), "step": step}
     if ok:
         result["summary"] = profile.summarize(raw, expected_samples=int(seconds * 200))

@@ -52,8 +52,10 @@ def _package(path: str) -> str:
 def summarize(raw: Path, expected_samples: int, top: int = 15) -> dict[str, Any]:
     """Share of busy samples by package (inclusive: anywhere on the stack; self: the running frame).
 
-    Samples are taken only while the process holds the GIL (running Python), so ``busy_pct``
-    (samples over samples asked for) is the share of wall time it spent running Python code.
+    Samples are taken only while the process holds the GIL, not while it sleeps in epoll, so
+    ``busy_pct`` (samples over samples asked for) is the share of wall time it was running
+    Python *or ready to and waiting for a CPU*: on an overloaded machine that is well above the
+    CPU time psutil reports, and the gap is time lost to CPU contention.
     """
     inclusive: Counter[str] = Counter()
     self_pkg: Counter[str] = Counter()

@@ -23,8 +23,13 @@ def _pct(block: dict[str, Any] | None, key: str) -> Any:
     return None if not block else block.get(key)
 
 
+def measured(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in steps if not s.get("skipped")]
+
+
 def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per step name: our capture->routed p50 (as the observer saw it) over the floor's."""
+    pipeline = measured(pipeline)
     by_name = {s["step"]: s for s in floor}
     out: dict[str, dict[str, Any]] = {}
     for step in pipeline:
@@ -48,6 +53,7 @@ def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]])
 def verdicts(pipeline: list[dict[str, Any]], multiples: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and how far off it is."""
     found: list[dict[str, Any]] = []
+    pipeline = measured(pipeline)
     at100 = next((s for s in pipeline if s.get("offered_rate") == 100), None)
     if at100:
         for key, pct in (("routed_p50_ms_at_100", "p50"), ("routed_p99_ms_at_100", "p99")):
@@ -64,7 +70,7 @@ def verdicts(pipeline: list[dict[str, Any]], multiples: dict[str, dict[str, Any]
             continue
         wh = step.get("webhook") or {}
         p99 = _pct(wh.get("capture_to_webhook_ms"), "p99")
-        kept_up = step["accepted"] >= 0.99 * step["offered"] and step["not_completed"] == 0
+        kept_up = step.get("sustained", False)
         if kept_up and p99 is not None and p99 <= TARGETS["webhook_p99_ms_at_sustained"] and (
             best is None or step["offered_rate"] > best["offered_rate"]
         ):
@@ -76,7 +82,8 @@ def verdicts(pipeline: list[dict[str, Any]], multiples: dict[str, dict[str, Any]
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    pipeline: list[dict[str, Any]] = result.get("pipeline", [])
+    skipped = [s for s in result.get("pipeline", []) if s.get("skipped")]
+    pipeline: list[dict[str, Any]] = measured(result.get("pipeline", []))
     floor: list[dict[str, Any]] = result.get("floor", [])
     multiples = result.get("floor_multiples", {})
     print()
@@ -99,7 +106,7 @@ def print_tables(result: dict[str, Any]) -> None:
               "hook = arrival at the webhook receiver)")
         print(f"{'step':>6} {'offer/s':>8} {'cap/s':>6} {'rout/s':>6} {'http p50':>8} {'p95':>5} {'p99':>5} "
               f"{'rout p50':>8} {'p95':>5} {'p99':>5} {'max':>6} {'hook p50':>8} {'p95':>5} {'p99':>5} {'max':>6} "
-              f"{'x floor':>7} {'err':>4} {'open':>4}")
+              f"{'x floor':>7} {'err':>4} {'open':>4} {'drain':>8}")
         for s in pipeline:
             routed = s["capture_to_routed_ms"] or {}
             http = s["capture_http_ms"]
@@ -111,7 +118,8 @@ def print_tables(result: dict[str, Any]) -> None:
                   f"{_ms(http['p99']):>5} {_ms(routed.get('p50')):>8} {_ms(routed.get('p95')):>5} "
                   f"{_ms(routed.get('p99')):>5} {_ms(routed.get('max')):>6} {_ms(hook.get('p50')):>8} "
                   f"{_ms(hook.get('p95')):>5} {_ms(hook.get('p99')):>5} {_ms(hook.get('max')):>6} "
-                  f"{'-' if mult is None else f'{mult:.1f}x':>7} {errors:>4} {s['not_completed']:>4}")
+                  f"{'-' if mult is None else f'{mult:.1f}x':>7} {errors:>4} {s['not_completed']:>4} "
+                  f"{s['drain_end']:>8}")
         print("\nper stage: hop p50 / p99 ms (observer arrival after the previous stage's arrival)")
         stages = list(pipeline[0]["stages"])
         print(f"{'step':>6} " + " ".join(f"{name:>15}" for name in stages))
@@ -136,6 +144,13 @@ def print_tables(result: dict[str, Any]) -> None:
             cells = ["-" if s["resources"].get(n) is None else f"{s['resources'][n]['cpu_ms_per_lead']:.1f}"
                      for n in names]
             print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
+        print("\nPostgreSQL connections per service, average count by state (idle left out)")
+        for s in pipeline:
+            conns = s.get("db_connections") or {}
+            cells = [f"{svc}: " + ", ".join(f"{k} {v}" for k, v in states.items()) for svc, states in conns.items()]
+            print(f"{s['step']:>6}  " + " | ".join(cells))
+        for s in skipped:
+            print(f"step {s['step']}: {s['skipped']}")
         errs = {s["step"]: s["errors"] for s in pipeline if s["errors"]}
         if errs:
             print(f"\nerrors: {errs}")
@@ -147,7 +162,7 @@ def print_tables(result: dict[str, Any]) -> None:
     if prof and prof.get("summary"):
         summary = prof["summary"]
         print(f"\nPROFILE of {prof['service']} at {prof['rate']} leads/s ({summary['samples']} samples, "
-              f"busy {summary['busy_pct']}%)")
+              f"on CPU or runnable {summary['busy_pct']}% of the time)")
         print("  inclusive by package: " + ", ".join(f"{n} {p}%" for n, p in summary["inclusive_pct_by_package"][:10]))
         print("  self by function:     " + ", ".join(f"{n} {p}%" for n, p in summary["self_pct_by_function"][:8]))
     print()
@@ -166,7 +181,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    pipeline = [s for s in result.get("pipeline", []) if s.get("offered_rate")]
+    pipeline = [s for s in measured(result.get("pipeline", [])) if s.get("offered_rate")]
     floor = [s for s in result.get("floor", []) if s.get("offered_rate")]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
 

@@ -107,3 +107,57 @@ class ResourceMonitor:
         found["_others"] = {"cpu_cores": round(max(machine - ours, 0.0) / wall, 3),
                             "cpu_seconds": round(max(machine - ours, 0.0), 2), "rss_max_mb": 0.0}
         return found
+
+
+class DbWaitSampler:
+    """What each service's PostgreSQL connections are doing, sampled from pg_stat_activity.
+
+    A service short of CPU shows connections 'idle in transaction' (the database waits for the
+    service); a serialized hot row shows them waiting on 'Lock'; commits show as 'IO/WALSync'.
+    """
+
+    def __init__(self, dsn: str, databases: dict[str, str], interval: float = 0.25) -> None:
+        self.dsn = dsn
+        self.databases = databases  # database -> service
+        self.interval = interval
+        self._counts: dict[str, dict[str, int]] = {}
+        self._samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT datname, state, wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()",
+                    list(self.databases),
+                )
+                self._samples += 1
+                for row in rows:
+                    state = row["state"] or "?"
+                    if state == "active" and row["wait_event_type"]:
+                        state = f"active:{row['wait_event_type']}:{row['wait_event']}"
+                    per = self._counts.setdefault(self.databases[row["datname"]], {})
+                    per[state] = per.get(state, 0) + 1
+                await asyncio.sleep(self.interval)
+        finally:
+            await conn.close()
+
+    def start(self) -> None:
+        self._counts, self._samples = {}, 0
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> dict[str, dict[str, float]]:
+        """Per service: the average number of connections in each state (idle ones left out)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        samples = max(self._samples, 1)
+        return {
+            service: {state: round(n / samples, 2) for state, n in sorted(states.items()) if state != "idle"}
+            for service, states in sorted(self._counts.items())
+        }

@@ -141,6 +141,13 @@ class BenchStack:
             found["postgres"] = postmaster
         return found
 
+    def database_of_service(self) -> dict[str, str]:
+        return {f"bench_{self.run_id}_{name}": name for name in self.configs}
+
+    def admin_dsn(self) -> str:
+        assert self.infra is not None
+        return self.infra.postgres.dsn("postgres")
+
     def url(self, name: str) -> str:
         return self.configs[name].url
 

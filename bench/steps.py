@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from bench.analysis import ObservationTail, Submission, summarize_step
 from bench.floor import FloorSource
-from bench.resources import ResourceMonitor
+from bench.resources import DbWaitSampler, ResourceMonitor
 from bench.schedule import open_loop, saturate
 
 
@@ -57,8 +57,11 @@ async def run_step(
     with_webhooks: bool,
     drain_timeout: float,
     quiet_timeout: float = 5.0,
+    db_waits: DbWaitSampler | None = None,
 ) -> dict[str, Any]:
     monitor.start()
+    if db_waits is not None:
+        db_waits.start()
     if step.rate is not None:
         schedule = await open_loop(step.rate, step.duration, load.fire)
     else:
@@ -75,16 +78,22 @@ async def run_step(
 
     drain_started = time.monotonic()
     last_progress, last_pending = drain_started, pending()
+    drain_end = "complete"
     while last_pending:
         await asyncio.sleep(0.2)
         now_pending = pending()
         now = time.monotonic()
         if now_pending < last_pending:
             last_progress, last_pending = now, now_pending
-        if now - last_progress > quiet_timeout or now - drain_started > drain_timeout:
+        if now - last_progress > quiet_timeout:
+            drain_end = "stuck"  # nothing moved: these leads will not come (or something broke)
+            break
+        if now - drain_started > drain_timeout:
+            drain_end = "timeout"  # still moving: a backlog the pipeline could not absorb
             break
     drained_in = time.monotonic() - drain_started
     resources = await monitor.stop()
+    waits = await db_waits.stop() if db_waits is not None else None
     summary = summarize_step(
         step.name, step.rate, submissions, (schedule.started_at, schedule.ended_at), tail.obs, stages,
         end_stage=end_stage, with_webhooks=with_webhooks,
@@ -97,9 +106,15 @@ async def run_step(
     }
     summary["drain_s"] = round(drained_in, 2)
     summary["not_completed"] = last_pending
+    summary["drain_end"] = drain_end
+    summary["sustained"] = drain_end != "timeout" and summary["accepted"] >= 0.95 * summary["offered"] and (
+        last_pending <= 0.01 * max(summary["distinct_leads"], 1)
+    )
     leads = max(summary["distinct_leads"], 1)
     for usage in resources.values():
         # CPU per lead: what each process spends to carry one lead (activities included).
         usage["cpu_ms_per_lead"] = round(usage["cpu_seconds"] * 1000 / leads, 2)
     summary["resources"] = resources
+    if waits is not None:
+        summary["db_connections"] = waits
     return summary
