@@ -165,22 +165,18 @@ async def upsert_accounts(session: AsyncSession, items: Sequence[AccountCreate],
         statement = insert(account_domain).values(chunk)
         await session.execute(statement.on_conflict_do_update(
             index_elements=[account_domain.c.domain], set_={"account_id": statement.excluded.account_id}))
-    await _drop_moved_domains(session, pairs)
+    await _drop_moved_domains(session, pairs, owner_of, set(ids))
     await bump_version(session)
     return len(ids) - len(existing & set(ids)), len(existing & set(ids))
 
 
-async def _drop_moved_domains(session: AsyncSession, pairs: dict[str, str]) -> None:
+async def _drop_moved_domains(session: AsyncSession, pairs: dict[str, str], owner_before: dict[str, str],
+                              replaced: set[str]) -> None:
     """Keep ``account.domains`` in step with ``account_domain`` when a domain moved to another account."""
     moved: dict[str, set[str]] = {}
-    for chunk in _chunks(sorted(pairs)):
-        rows = (await session.execute(
-            select(account.c.id, account.c.domains).where(account.c.domains.overlap(chunk))
-        )).all()
-        for row in rows:
-            lost = {d for d in row.domains if d in pairs and pairs[d] != row.id}
-            if lost:
-                moved.setdefault(row.id, set()).update(lost)
+    for domain, previous in owner_before.items():
+        if previous not in replaced and pairs.get(domain, previous) != previous:
+            moved.setdefault(previous, set()).add(domain)
     for account_id, lost in moved.items():
         kept = [d for d in await _domains_of(session, account_id) if d not in lost]
         await session.execute(account.update().where(account.c.id == account_id).values(domains=kept))
@@ -218,7 +214,7 @@ async def list_accounts(session: AsyncSession, q: str | None, limit: int, offset
     query = select(account).order_by(account.c.name, account.c.id).limit(limit).offset(offset)
     if q:
         like = f"%{q.lower()}%"
-        query = query.where(or_(func.lower(account.c.name).like(like), account.c.domains.any(q.lower())))
+        query = query.where(or_(func.lower(account.c.name).like(like), account.c.domains.contains([q.lower()])))
     return [public(r) for r in (await session.execute(query)).all()]
 
 

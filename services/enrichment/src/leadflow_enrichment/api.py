@@ -78,7 +78,7 @@ async def import_accounts(request: Request) -> ImportResult:
         parsed = accounts.parse_accounts_csv(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, CsvUnreadable) as exc:
         message = str(exc) if isinstance(exc, CsvUnreadable) else "the CSV is not UTF-8"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail={
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": message, "errors": [FieldError(field="body", code="csv", message=message).model_dump()]
         }) from exc
     async with request.app.state.db.transaction() as session:

@@ -66,6 +66,7 @@ def normalize_email(raw: str | None) -> EmailResult:
     )
 
 
+@lru_cache(maxsize=65536)
 def registrable_domain(value: str | None) -> str | None:
     """``https://www.shop.acme.co.uk/x`` → ``acme.co.uk``; None when there is no public suffix."""
     if value is None:

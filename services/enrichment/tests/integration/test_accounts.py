@@ -79,6 +79,20 @@ async def test_admin_creates_reads_changes_and_removes_an_account(directory):
     assert gone.account is None
 
 
+async def test_a_domain_belongs_to_the_account_that_was_given_it_last(directory):
+    client = directory.client
+    first = await client.post("/v1/admin/accounts", headers=ADMIN,
+                              json={"id": "acct-old", "name": "Old Owner", "domains": ["shared.com", "old.com"]})
+    assert first.status_code == 201
+    second = await client.post("/v1/admin/accounts", headers=ADMIN,
+                               json={"id": "acct-new", "name": "New Owner", "domains": ["shared.com"]})
+    assert second.status_code == 201
+    old = (await client.get("/v1/admin/accounts/acct-old", headers=ADMIN)).json()
+    assert old["domains"] == ["old.com"]
+    data = (await directory.enriched(await directory.capture(email="x@shared.com"))).data
+    assert data.account is not None and data.account.account_id == "acct-new"
+
+
 async def test_account_writes_need_the_accounts_write_scope(directory):
     client = directory.client
     assert (await client.post("/v1/admin/accounts", json={"name": "X"})).status_code == 401
@@ -96,7 +110,8 @@ async def test_invalid_account_fields_are_named(directory):
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"name", "domains", "country", "employee_count"} <= fields
-    unreadable = await directory.client.post("/v1/admin/accounts/import", headers=ADMIN, content=b"id,domains\n1,a.com\n")
+    unreadable = await directory.client.post("/v1/admin/accounts/import", headers=ADMIN,
+                                             content=b"id,domains\n1,a.com\n")
     assert unreadable.status_code == 422
     assert "name" in unreadable.json()["detail"]
 
@@ -109,8 +124,10 @@ async def test_csv_import_of_ten_thousand_accounts_and_matching_stays_fast(direc
     imported = time.perf_counter() - started
     assert response.status_code == 200, response.text
     assert response.json() == {"created": 10_000, "updated": 0, "rejected": 0, "errors": []}
-    again = await directory.client.post("/v1/admin/accounts/import", headers=ADMIN, content=body)
-    assert (again.json()["created"], again.json()["updated"]) == (0, 10_000)
+    # Importing a slice again replaces those accounts and creates nothing.
+    again = await directory.client.post("/v1/admin/accounts/import", headers=ADMIN,
+                                        content="\n".join(body.decode().splitlines()[:501]).encode())
+    assert (again.json()["created"], again.json()["updated"]) == (0, 500)
 
     expected: dict[str, tuple[str | None, str | None]] = {}
     leads = []
