@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.auth import require_scope
@@ -203,6 +205,20 @@ async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
             return model_public(await versions.get_version(session, model_id))
         except versions.UnknownModel:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
+
+
+@admin_router.get("/{model_id}/source", dependencies=READ, response_class=PlainTextResponse,
+                  responses={200: {"content": {"application/yaml": {}}}},
+                  summary="A version as it was posted (YAML/JSON text), comments included")
+async def get_model_source(model_id: str, request: Request) -> PlainTextResponse:
+    async with request.app.state.db.transaction() as session:
+        try:
+            version = await versions.get_version(session, model_id)
+        except versions.UnknownModel:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
+        source = await versions.source_text_of(session, model_id)
+    text = source if source is not None else yaml.safe_dump(version.spec, sort_keys=False)
+    return PlainTextResponse(text, media_type="application/yaml")
 
 
 @admin_router.post("/{model_id}/dry-run", response_model=DryRunResult, dependencies=WRITE,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -17,6 +18,8 @@ from leadflow_scoring.seed import install_initial_model
 from leadflow_scoring.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MAX_BATCHES_PER_SWEEP = 100
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -49,15 +52,25 @@ async def decay_sweeper(app: FastAPI) -> None:
     while True:
         await asyncio.sleep(settings.decay_sweep_interval_seconds)
         try:
-            await sweep_once(app)
+            # A full batch means more are due: keep going until caught up (bounded, should a lead
+            # stay locked by the consumer and keep coming back).
+            for _ in range(MAX_BATCHES_PER_SWEEP):
+                if (await sweep_once(app)).examined < settings.decay_sweep_batch_size:
+                    break
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("decay sweep failed; will try again")
 
 
-async def sweep_once(app: FastAPI) -> int:
-    """One pass over the leads due for re-scoring; returns how many lead.scored events it published."""
+@dataclass(frozen=True)
+class SweepOutcome:
+    examined: int
+    published: int
+
+
+async def sweep_once(app: FastAPI) -> SweepOutcome:
+    """One batch of the leads due for re-scoring."""
     state = app.state
     settings: Settings = state.settings
     scoring: Scoring = state.scoring
@@ -65,7 +78,7 @@ async def sweep_once(app: FastAPI) -> int:
     async with state.db.transaction() as session:
         active = await handlers.active_model_id(session)
         if active is None:
-            return 0
+            return SweepOutcome(0, 0)
         due = await handlers.leads_due_for_sweep(
             session, now, timedelta(seconds=settings.decay_sweep_min_age_seconds), active,
             settings.decay_sweep_batch_size,
@@ -79,4 +92,4 @@ async def sweep_once(app: FastAPI) -> int:
             published += 1
     if published:
         log.info("decay sweep re-published %d of %d leads", published, len(due))
-    return published
+    return SweepOutcome(len(due), published)

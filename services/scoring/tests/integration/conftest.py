@@ -111,7 +111,8 @@ def scoring_settings(database_url: str, bootstrap: str, prefix: str, **overrides
     values: dict[str, Any] = {
         "database_url": database_url, "kafka_bootstrap_servers": bootstrap, "topic_prefix": prefix,
         "environment": "test", "admin_api_key": ADMIN_KEY, "database_pool_size": 4,
-        "decay_sweep_interval_seconds": 0.2, **overrides,
+        # A tiny batch makes every sweep drain several batches.
+        "decay_sweep_interval_seconds": 0.2, "decay_sweep_batch_size": 2, **overrides,
     }
     return Settings(**values)
 

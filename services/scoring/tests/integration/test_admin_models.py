@@ -54,6 +54,9 @@ async def test_the_default_model_is_version_one_and_active(scoring: Harness) -> 
     assert (active["id"], active["version"], active["active"]) == ("b2b-saas-default.v1", 1, True)
     schema = (await scoring.get("/v1/admin/scoring-models/schema")).json()
     assert schema["title"] == "LeadFlow scoring model"
+    source = await scoring.get("/v1/admin/scoring-models/b2b-saas-default.v1/source")
+    assert source.headers["content-type"].startswith("application/yaml")
+    assert source.text == default_model_text()
 
 
 async def test_validate_reports_errors_pointing_at_the_bad_rule(scoring: Harness) -> None:
