@@ -1,0 +1,468 @@
+"""Structural checks of LeadFlow's deploy assets that promtool and amtool cannot make.
+
+Called by deploy/check.sh, one subcommand per check; exits non-zero with the reasons on stderr.
+Needs PyYAML, and leadflow_contracts for the topic check (run it with the workspace's Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+RULES = DEPLOY / "prometheus" / "rules" / "leadflow.rules.yml"
+RULE_TESTS = DEPLOY / "prometheus" / "tests"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "leadflow.json"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+SERVICES = {"capture": 8001, "enrichment": 8002, "scoring": 8003, "routing": 8004, "sla": 8005}
+SEVERITIES = {"page", "ticket"}
+
+# The metric names fixed in the team brief; rules and dashboards may use nothing else.
+KNOWN_METRICS = {
+    "up",
+    "ALERTS",
+    "leadflow_http_requests_total",
+    "leadflow_http_request_duration_seconds",
+    "leadflow_events_consumed_total",
+    "leadflow_event_handle_duration_seconds",
+    "leadflow_events_published_total",
+    "leadflow_outbox_backlog",
+    "leadflow_outbox_oldest_age_seconds",
+    "leadflow_consumer_lag",
+    "leadflow_dead_lettered_total",
+    "leadflow_submissions_total",
+    "leadflow_enrichment_quality_score",
+    "leadflow_enrichment_partial_total",
+    "leadflow_leads_scored_total",
+    "leadflow_mql_total",
+    "leadflow_lead_score",
+    "leadflow_scoring_model_version",
+    "leadflow_routing_decisions_total",
+    "leadflow_routing_fallback_total",
+    "leadflow_webhook_deliveries_total",
+    "leadflow_webhook_delivery_duration_seconds",
+    "leadflow_sla_open_clocks",
+    "leadflow_sla_breaches_total",
+    "leadflow_sla_warnings_total",
+    "leadflow_speed_to_lead_seconds",
+    "leadflow_pipeline_stage_seconds",
+    "leadflow_leads_captured_total",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+RAW_METRIC = re.compile(r"\bleadflow_[a-z0-9_]+\b")
+RECORDED = re.compile(r"\bleadflow:[a-z0-9_:]+")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def load_yaml_docs(path: Path) -> list[Any]:
+    with path.open(encoding="utf-8") as fh:
+        return [doc for doc in yaml.safe_load_all(fh) if doc is not None]
+
+
+def load_yaml(path: Path) -> Any:
+    docs = load_yaml_docs(path)
+    if len(docs) != 1:
+        raise CheckFailed(f"{path}: expected one YAML document, found {len(docs)}")
+    return docs[0]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """Heading anchors the way GitHub renders them (lower case, punctuation dropped, spaces to -)."""
+    anchors = set()
+    for line in markdown.splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            text = re.sub(r"[`*_]", "", match.group(1)).strip().lower()
+            anchors.add(re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", text)))
+    return anchors
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    rules = load_yaml(RULES)
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def recording_names() -> set[str]:
+    rules = load_yaml(RULES)
+    return {rule["record"] for group in rules["groups"] for rule in group["rules"] if "record" in rule}
+
+
+def dashboard_exprs() -> Iterator[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["title"], target["expr"]
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if "expr" in annotation:
+            yield f"annotation {annotation['name']}", annotation["expr"]
+
+
+def grafana_to_promql(expr: str) -> str:
+    """Replace Grafana's variables with values promtool can parse."""
+    return (
+        expr.replace("$__rate_interval", "5m")
+        .replace("$__range", "6h")
+        .replace("$__interval", "1m")
+        .replace('"$service"', '".*"')
+    )
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def check_yaml() -> str:
+    paths = [ROOT / "docker-compose.yml", *sorted(DEPLOY.rglob("*.yml")), *sorted(DEPLOY.rglob("*.yaml"))]
+    problems = []
+    for path in paths:
+        try:
+            load_yaml_docs(path)
+        except yaml.YAMLError as exc:
+            problems.append(f"{path.relative_to(ROOT)}: {exc}")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return f"{len(paths)} YAML files and the dashboard JSON parse"
+
+
+def check_alerts() -> str:
+    """Every alert: severity, summary, description, a runbook anchor that exists, and unit tests
+    that see it firing (with labels and annotations) and not firing."""
+    anchors = github_anchors(RUNBOOK.read_text(encoding="utf-8")) if RUNBOOK.exists() else set()
+    firing: dict[str, int] = {}
+    quiet: dict[str, int] = {}
+    for test_file in sorted(RULE_TESTS.glob("*.yml")):
+        suite = load_yaml(test_file)
+        rule_files = [(test_file.parent / f).resolve() for f in suite.get("rule_files", [])]
+        if RULES.resolve() not in rule_files:
+            raise CheckFailed(f"{test_file.name} does not load {RULES.name}")
+        for test in suite["tests"]:
+            for case in test.get("alert_rule_test", []):
+                expected = case.get("exp_alerts") or []
+                name = case["alertname"]
+                if expected:
+                    if all(a.get("exp_labels") and a.get("exp_annotations") for a in expected):
+                        firing[name] = firing.get(name, 0) + 1
+                else:
+                    quiet[name] = quiet.get(name, 0) + 1
+    problems = []
+    alerts = alert_rules()
+    names = [rule["alert"] for rule in alerts]
+    if len(names) != len(set(names)):
+        problems.append("duplicate alert names")
+    for rule in alerts:
+        name = rule["alert"]
+        labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
+        if labels.get("severity") not in SEVERITIES:
+            problems.append(f"{name}: severity must be one of {sorted(SEVERITIES)}")
+        for key in ("summary", "description", "runbook_url"):
+            if not annotations.get(key):
+                problems.append(f"{name}: annotation {key} missing")
+        anchor = name.lower()
+        if annotations.get("runbook_url") != f"docs/runbook.md#{anchor}":
+            problems.append(f"{name}: runbook_url should be docs/runbook.md#{anchor}")
+        if anchor not in anchors:
+            problems.append(f"{name}: docs/runbook.md has no section with anchor #{anchor}")
+        if not firing.get(name):
+            problems.append(f"{name}: no unit test expects it firing (with exp_labels and exp_annotations)")
+        if not quiet.get(name):
+            problems.append(f"{name}: no unit test expects it not firing")
+    unknown = (set(firing) | set(quiet)) - set(names)
+    if unknown:
+        problems.append(f"tests name alerts that do not exist: {sorted(unknown)}")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    cases = sum(firing.values()) + sum(quiet.values())
+    return f"{len(names)} alerts, each with a runbook section and firing + quiet tests ({cases} cases)"
+
+
+def check_metrics() -> str:
+    """Rules and dashboard use only the brief's metric names, each declared somewhere in the code,
+    and only recorded series that a recording rule produces."""
+    source_root = Path(os.environ.get("LEADFLOW_SOURCE_ROOT", ROOT))
+    declared: set[str] = set()
+    for base in ("libs", "services"):
+        for path in (source_root / base).rglob("*.py"):
+            if "tests" in path.parts:
+                continue
+            declared.update(re.findall(r"[\"'](leadflow_[a-z0-9_]+)[\"']", path.read_text(encoding="utf-8")))
+    exprs = [
+        ("rule " + (r.get("alert") or r.get("record")), r["expr"])
+        for g in load_yaml(RULES)["groups"]
+        for r in g["rules"]
+    ]
+    exprs += [("dashboard " + title, expr) for title, expr in dashboard_exprs()]
+    recorded = recording_names()
+    problems = []
+    used = set()
+    for where, expr in exprs:
+        for name in RAW_METRIC.findall(expr):
+            base = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), name)
+            if base not in KNOWN_METRICS:
+                problems.append(f"{where}: {name} is not a metric name from the team brief")
+            elif base not in declared:
+                problems.append(f"{where}: no code in libs/ or services/ declares {base}")
+            used.add(base)
+        for name in RECORDED.findall(expr):
+            if name not in recorded:
+                problems.append(f"{where}: {name} is not produced by any recording rule")
+    if problems:
+        raise CheckFailed("\n".join(sorted(set(problems))))
+    return f"{len(exprs)} expressions use {len(used)} metrics, all declared in code"
+
+
+def write_dashboard_rules(out: Path) -> str:
+    """The dashboard's queries as recording rules, so `promtool check rules` parses their PromQL."""
+    rules = [
+        {"record": f"dashboard:expr_{i}", "expr": grafana_to_promql(expr)}
+        for i, (_, expr) in enumerate(dashboard_exprs())
+    ]
+    out.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
+    return f"{len(rules)} dashboard queries written to {out}"
+
+
+def check_grafana() -> str:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    problems = []
+    if not dashboard.get("uid") or not dashboard.get("title"):
+        problems.append("dashboard needs a uid and a title")
+    ids = [p.get("id") for p in dashboard["panels"]]
+    if None in ids or len(ids) != len(set(ids)):
+        problems.append("panel ids must be present and unique")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    datasources = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    prometheus_uids = {d["uid"] for d in datasources["datasources"] if d["type"] == "prometheus"}
+    if variables.get("datasource", {}).get("current", {}).get("value") not in prometheus_uids:
+        problems.append("the datasource variable should default to the provisioned Prometheus uid")
+    occupied: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        grid = panel.get("gridPos", {})
+        if not all(k in grid for k in ("x", "y", "w", "h")) or grid["x"] + grid["w"] > 24:
+            problems.append(f"panel {panel.get('title')}: gridPos missing or wider than 24")
+            continue
+        xs, ys = range(grid["x"], grid["x"] + grid["w"]), range(grid["y"], grid["y"] + grid["h"])
+        cells = {(x, y) for x in xs for y in ys}
+        if cells & occupied:
+            problems.append(f"panel {panel['title']} overlaps another panel")
+        occupied |= cells
+        if panel["type"] == "row":
+            continue
+        if panel.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"panel {panel['title']}: datasource should be ${{datasource}}")
+        if not panel.get("targets") or not all(t.get("expr") for t in panel["targets"]):
+            problems.append(f"panel {panel['title']}: no query")
+    providers = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "leadflow.yml")
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    mounts = compose["services"]["grafana"]["volumes"]
+    for provider in providers["providers"]:
+        if not any(m.endswith(":" + provider["options"]["path"] + ":ro") for m in mounts):
+            problems.append(f"grafana: provider path {provider['options']['path']} is not mounted in compose")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    return f"dashboard {dashboard['uid']}: {len(ids)} panels, provisioning consistent with compose"
+
+
+def check_compose() -> str:
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    services = compose["services"]
+    problems = []
+    for required in ("kafka", "kafka-topics", "postgres", "prometheus", "alertmanager", "grafana"):
+        if required not in services:
+            problems.append(f"service {required} missing")
+    for name, port in SERVICES.items():
+        prefix = name.upper() + "_"
+        svc, migrate = services.get(name), services.get(f"migrate-{name}")
+        if svc is None or migrate is None:
+            problems.append(f"{name} or migrate-{name} missing")
+            continue
+        env = svc.get("environment", {})
+        expectations = {
+            "LEADFLOW_SERVICE": name,
+            prefix + "PORT": str(port),
+            prefix + "HOST": "0.0.0.0",
+            prefix + "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+            prefix + "DATABASE_URL": f"postgresql+asyncpg://leadflow:leadflow@postgres:5432/leadflow_{name}",
+        }
+        for key, value in expectations.items():
+            if str(env.get(key)) != value:
+                problems.append(f"{name}: {key} should be {value!r}, is {env.get(key)!r}")
+        if migrate.get("environment") != env:
+            problems.append(f"migrate-{name} should share {name}'s environment")
+        if "migrate" not in " ".join(migrate.get("entrypoint", []) + migrate.get("command", [])):
+            problems.append(f"migrate-{name} does not run migrate")
+        deps = svc.get("depends_on", {})
+        for dep in (f"migrate-{name}", "kafka-topics"):
+            if deps.get(dep, {}).get("condition") != "service_completed_successfully":
+                problems.append(f"{name} should wait for {dep} to complete")
+        if f"{port}:{port}" not in svc.get("ports", []):
+            problems.append(f"{name}: port {port} not published")
+        if "/readyz" not in json.dumps(svc.get("healthcheck", {})):
+            problems.append(f"{name}: healthcheck should probe /readyz")
+    scrape = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    for name, port in SERVICES.items():
+        targets = [t for sc in jobs.get(f"leadflow-{name}", {}).get("static_configs", []) for t in sc["targets"]]
+        if targets != [f"{name}:{port}"]:
+            problems.append(f"prometheus.yml: job leadflow-{name} should scrape {name}:{port}")
+    for svc_name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            host = volume.split(":", 1)[0]
+            if host.startswith("./") and not (ROOT / host).exists():
+                problems.append(f"{svc_name}: mounted path {host} does not exist")
+        build = svc.get("build")
+        if build and not (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).exists():
+            problems.append(f"{svc_name}: Dockerfile missing")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    return f"{len(services)} compose services wired (migrate and topics first, env per service prefix)"
+
+
+def check_k8s() -> str:
+    k8s = DEPLOY / "k8s"
+    kustomization = load_yaml(k8s / "kustomization.yaml")
+    problems = []
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        path = k8s / resource
+        if not path.exists():
+            problems.append(f"kustomization resource {resource} missing")
+            continue
+        docs.extend(load_yaml_docs(path))
+    for generator in kustomization.get("secretGenerator", []):
+        for env_file in generator.get("envs", []):
+            if not (k8s / (env_file + ".example")).exists():
+                problems.append(f"{env_file}.example missing for secretGenerator {generator['name']}")
+    for doc in docs:
+        if not doc.get("apiVersion") or not doc.get("kind") or not doc.get("metadata", {}).get("name"):
+            problems.append(f"manifest without apiVersion/kind/metadata.name: {str(doc)[:80]}")
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    settings = by_kind.get("ConfigMap", {}).get("leadflow-settings", {}).get("data", {})
+    secret_keys = set()
+    example = k8s / "secrets.env.example"
+    if example.exists():
+        secret_keys = {
+            line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")
+        }
+    for name, port in SERVICES.items():
+        prefix = name.upper() + "_"
+        for key in ("ENVIRONMENT", "HOST", "PORT", "KAFKA_BOOTSTRAP_SERVERS"):
+            if prefix + key not in settings:
+                problems.append(f"ConfigMap leadflow-settings lacks {prefix}{key}")
+        for key in ("DATABASE_URL", "ADMIN_API_KEY"):
+            if prefix + key not in secret_keys:
+                problems.append(f"secrets.env.example lacks {prefix}{key}")
+        deployment = by_kind.get("Deployment", {}).get(name)
+        if deployment is None:
+            problems.append(f"Deployment {name} missing")
+            continue
+        spec = deployment["spec"]
+        pod = spec["template"]
+        container = pod["spec"]["containers"][0]
+        if spec.get("replicas", 1) < 2:
+            problems.append(f"{name}: needs at least 2 replicas")
+        if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+            problems.append(f"{name}: readiness probe should GET /readyz")
+        if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+            problems.append(f"{name}: liveness probe should GET /healthz")
+        resources = container.get("resources", {})
+        if not resources.get("requests") or not resources.get("limits"):
+            problems.append(f"{name}: resources need requests and limits")
+        annotations = pod["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(port):
+            problems.append(f"{name}: prometheus scrape annotations missing or wrong port")
+        if [p["containerPort"] for p in container.get("ports", [])] != [port]:
+            problems.append(f"{name}: container should listen on {port}")
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if env.get("LEADFLOW_SERVICE") != name:
+            problems.append(f"{name}: LEADFLOW_SERVICE should be {name}")
+        selector = spec["selector"]["matchLabels"]
+        service = by_kind.get("Service", {}).get(name)
+        if service is None or service["spec"]["selector"] != selector:
+            problems.append(f"{name}: Service missing or selecting other pods")
+        if not all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()):
+            problems.append(f"{name}: pod labels do not match the selector")
+        job = by_kind.get("Job", {}).get(f"migrate-{name}")
+        if job is None:
+            problems.append(f"migration Job migrate-{name} missing")
+        else:
+            job_container = job["spec"]["template"]["spec"]["containers"][0]
+            job_env = {e["name"]: e.get("value") for e in job_container.get("env", [])}
+            if job_container.get("args") != ["migrate"] or job_env.get("LEADFLOW_SERVICE") != name:
+                problems.append(f"migrate-{name} should run `migrate` for {name}")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    return f"{len(docs)} Kubernetes manifests consistent"
+
+
+def check_topics() -> str:
+    """The topic lists in the compose script and the k8s Job match leadflow_contracts.topics."""
+    from leadflow_contracts import topics
+
+    expected = list(topics.LEAD_TOPICS)
+    script = (DEPLOY / "kafka-topics" / "create-topics.sh").read_text(encoding="utf-8")
+    match = re.search(r'^TOPICS="([^"]+)"', script, re.MULTILINE)
+    problems = []
+    if not match or match.group(1).split() != expected:
+        problems.append(f"create-topics.sh TOPICS should be {' '.join(expected)}")
+    if '"$topic" "$topic.dlq"' not in script:
+        problems.append("create-topics.sh should also create each <topic>.dlq")
+    job = load_yaml(DEPLOY / "k8s" / "topics-job.yaml")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if shlex.split(env.get("TOPICS", "")) != expected:
+        problems.append(f"k8s topics-job TOPICS should be {' '.join(expected)}")
+    if env.get("PARTITIONS") != "6" or "TOPIC_PARTITIONS:-6" not in script:
+        problems.append("topics need 6 partitions in both compose and k8s")
+    created = [f"{t}{suffix}" for t in expected for suffix in ("", topics.DLQ_SUFFIX)]
+    if sorted(created) != sorted(topics.all_topics()):
+        problems.append("topic + .dlq pairs differ from leadflow_contracts.topics.all_topics()")
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    return f"{len(created)} topics (with .dlq) agree with leadflow_contracts"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "yaml": check_yaml,
+    "alerts": check_alerts,
+    "metrics": check_metrics,
+    "grafana": check_grafana,
+    "compose": check_compose,
+    "k8s": check_k8s,
+    "topics": check_topics,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("check", choices=[*CHECKS, "dashboard-rules"])
+    parser.add_argument("--out", type=Path, help="for dashboard-rules: where to write the rules file")
+    args = parser.parse_args(argv)
+    try:
+        if args.check == "dashboard-rules":
+            if args.out is None:
+                parser.error("dashboard-rules needs --out")
+            message = write_dashboard_rules(args.out)
+        else:
+            message = CHECKS[args.check]()
+    except CheckFailed as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    sys.stdout.write(f"{message}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
