@@ -123,3 +123,30 @@ async def _until_stored(scoring: Harness, count: int, identity: str, timeout: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{count} activities for {identity} not stored in time")
         await asyncio.sleep(0.05)
+
+
+async def test_anonymous_activity_racing_the_form_fill_is_never_lost(scoring: Harness) -> None:
+    # Activity is keyed by visitor id, the fill by lead id: different partitions, handled side by side.
+    now = scoring.clock.now()
+    pairs = [(new_id("visitor"), new_id()) for _ in range(8)]
+    events = []
+    for visitor, lead_id in pairs:
+        events += [activity("pricing_page_view", at=now, visitor_id=visitor) for _ in range(3)]
+        events.append(enriched(lead_id, at=now, form_key="newsletter", visitor_id=visitor))
+    await asyncio.gather(*(scoring.send(e) for e in events))
+
+    for _, lead_id in pairs:
+        await scoring.scored.wait_for_count(lead_id, 1)
+
+    async def all_credited() -> bool:
+        for _, lead_id in pairs:
+            view = (await scoring.get(f"/v1/leads/{lead_id}/score")).json()
+            lines = {line["rule_id"]: line["points"] for line in view["current"]["breakdown"]}
+            if lines.get("pricing_page") != 30:
+                return False
+        return True
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await all_credited():
+        assert asyncio.get_running_loop().time() < deadline, "some anonymous activity was never credited"
+        await asyncio.sleep(0.1)
