@@ -452,8 +452,9 @@ class WebhookDispatcher:
                 if sent:
                     continue
                 self._wake.clear()
+                idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                    await asyncio.wait_for(self._wake.wait(), idle)
                 if listener is not None and listener.is_closed():
                     listener = await self._listen()
         finally:
