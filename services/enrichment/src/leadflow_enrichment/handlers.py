@@ -12,7 +12,16 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import Event, LeadCaptured, LeadContact, LeadEnriched, follow_up
+from leadflow_contracts import (
+    AccountMatch,
+    DataQuality,
+    Event,
+    LeadCaptured,
+    LeadContact,
+    LeadEnriched,
+    LeadProfile,
+    follow_up,
+)
 from leadflow_enrichment import domain, normalize
 from leadflow_enrichment.directory import AccountDirectory
 from leadflow_enrichment.provider import HttpFirmographicsProvider
@@ -39,12 +48,17 @@ class EnrichmentMetrics:
                                   ["service"], registry=None)
         self.account_matches = Counter("leadflow_enrichment_account_matches_total",
                                        "Leads by how they matched an account", ["service", "method"], registry=None)
+        self.provider_lookups = Counter(
+            "leadflow_enrichment_provider_lookups_total", "Firmographics provider lookups, by outcome "
+            "(answered, not_found, cached, provider_timeout, provider_error, provider_circuit_open)",
+            ["service", "outcome"], registry=None)
         self.duration = Histogram("leadflow_enrichment_duration_seconds",
                                   "Time to enrich one fill (normalization, matching, providers)", ["service"],
                                   buckets=ENRICH_BUCKETS, registry=None)
 
     def register(self, registry: CollectorRegistry) -> None:
-        for metric in (self.quality, self.partial, self.duplicates, self.account_matches, self.duration):
+        for metric in (self.quality, self.partial, self.duplicates, self.account_matches, self.provider_lookups,
+                       self.duration):
             registry.register(metric)
 
 
@@ -60,9 +74,9 @@ class Enrichment:
 
 @dataclass(frozen=True)
 class Enriched:
-    profile: Any
-    quality: Any
-    account: Any
+    profile: LeadProfile
+    quality: DataQuality
+    account: AccountMatch | None
     partial_reasons: list[str]
 
 
@@ -77,6 +91,9 @@ async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrich
     partial_reasons: list[str] = []
     if enrichment.provider is not None and profile.company_domain and not (facts and facts.complete):
         looked_up = await enrichment.provider.lookup(profile.company_domain)
+        outcome = looked_up.failure or ("cached" if looked_up.cached else
+                                        "answered" if looked_up.facts is not None else "not_found")
+        enrichment.metrics.provider_lookups.labels(enrichment.metrics.service, outcome).inc()
         if looked_up.failure is not None:
             partial_reasons.append(looked_up.failure)
         profile = domain.apply_firmographics(profile, looked_up.facts)

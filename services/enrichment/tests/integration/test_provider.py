@@ -77,6 +77,11 @@ async def test_failing_provider_trips_the_breaker_then_recovers(enrichment_env):
             again = await service.capture(email=f"barbara@{domain}")
             assert (await service.enriched(again)).data.profile.industry == "Software"
             assert provider.hits == hits, "the second lead of a domain is answered from the cache"
+            metrics = (await service.client.get("/metrics")).text
+            for outcome, count in (("provider_error", 2), ("provider_circuit_open", 1), ("answered", 1),
+                                   ("cached", 1)):
+                assert (f'leadflow_enrichment_provider_lookups_total{{outcome="{outcome}",service="enrichment"}} '
+                        f'{count}.0') in metrics
 
 
 async def test_directory_match_with_firmographics_does_not_ask_the_provider(enrichment_env):

@@ -55,3 +55,24 @@ async def test_lead_read_shows_original_and_normalized(enrichment):
     assert "missing_name" in body["quality"]["reasons"]
     unauthenticated = await enrichment.client.get(f"/v1/leads/{lead_id}")
     assert unauthenticated.status_code == 401
+
+
+async def test_lead_read_needs_the_leads_read_scope_and_an_existing_lead(enrichment):
+    client = enrichment.client
+    assert (await client.get("/v1/leads/no-such-lead", headers=ADMIN)).status_code == 404
+    key = (await client.post("/v1/admin/api-keys", headers=ADMIN,
+                             json={"name": "accounts-only", "scopes": ["accounts:read"]})).json()["key"]
+    response = await client.get("/v1/leads/no-such-lead", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 403
+
+
+async def test_quality_scores_are_counted_in_metrics(enrichment):
+    lead_id = await enrichment.capture(email="temp@mailinator.com")
+    data = (await enrichment.enriched(lead_id)).data
+    assert data.profile.email_type == "disposable"
+    assert "disposable_email" in data.quality.reasons
+    metrics = (await enrichment.client.get("/metrics")).text
+    count = next(line for line in metrics.splitlines()
+                 if line.startswith("leadflow_enrichment_quality_score_count"))
+    assert float(count.rsplit(" ", 1)[1]) >= 1
+    assert 'leadflow_events_consumed_total{outcome="processed",service="enrichment"' in metrics
