@@ -263,28 +263,39 @@ async def profile_busiest(
     sustained = [s["offered_rate"] for s in results if s.get("sustained") and s["offered_rate"]]
     # Profile under a load the pipeline carries, else the profile shows a queue being worked off.
     rate = min(args.profile_rate, max(sustained)) if sustained else 10.0
+    services: list[str] = []
     if args.profile == "auto":
         rated = [s for s in results if s["offered_rate"]] or results
         nearest = min(rated, key=lambda s: abs((s["offered_rate"] or 0) - rate)) if rated else None
         usage = nearest["resources"] if nearest else {}
-        service = max(pids, key=lambda n: usage.get(n, {}).get("cpu_cores", 0.0))
+        # The process that burns most CPU, and the one whose hop takes longest (often not the same).
+        services.append(max(pids, key=lambda n: usage.get(n, {}).get("cpu_cores", 0.0)))
+        if nearest:
+            hops = {stage: (nearest["stages"][stage]["hop_from_previous_ms"] or {}).get("p50") or 0.0
+                    for stage in STAGES[1:]}
+            owner = {"enriched": "enrichment", "scored": "scoring", "routed": "routing"}
+            slowest = owner[max(hops, key=lambda st: hops[st])]
+            if slowest in pids and slowest not in services:
+                services.append(slowest)
     else:
-        service = args.profile
-    if service not in pids:
-        return {"service": service, "error": "not running"}
+        services = [name for name in args.profile.split(",") if name]
+    services = [name for name in services if name in pids]
+    if not services:
+        return {"error": f"no running service among {args.profile}"}
     seconds = max(args.duration, 10.0)
-    raw = workdir / f"profile-{service}.txt"
-    print(f"profiling {service} at {rate:g} leads/s for {seconds:.0f}s ...", file=sys.stderr, flush=True)
-    sampler = asyncio.create_task(profile.record(pids[service], seconds, raw))
+    print(f"profiling {', '.join(services)} at {rate:g} leads/s for {seconds:.0f}s ...", file=sys.stderr, flush=True)
+    raws = {name: workdir / f"profile-{name}.txt" for name in services}
+    samplers = [asyncio.create_task(profile.record(pids[name], seconds, raws[name])) for name in services]
     step = await run_step(Step("profile", rate, seconds), load, tail, monitor, PIPELINE_STAGES,
                           end_stage=end_stage, with_webhooks=end_stage == "routed", drain_timeout=args.drain_timeout)
-    ok = await sampler
-    result: dict[str, Any] = {"service": service, "rate": rate, "seconds": seconds,
-                              "raw": str(raw), "step": step}
-    if ok:
-        result["summary"] = profile.summarize(raw, expected_samples=int(seconds * 200))
-    else:
-        result["error"] = f"py-spy failed; see {raw.with_suffix('.err')}"
+    oks = await asyncio.gather(*samplers)
+    result: dict[str, Any] = {"rate": rate, "seconds": seconds, "step": step, "services": {}}
+    for name, ok in zip(services, oks, strict=True):
+        if ok:
+            result["services"][name] = {"raw": str(raws[name]),
+                                        **profile.summarize(raws[name], expected_samples=int(seconds * 200))}
+        else:
+            result["services"][name] = {"error": f"py-spy failed; see {raws[name].with_suffix('.err')}"}
     return result
 
 

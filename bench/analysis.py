@@ -176,6 +176,19 @@ def summarize_step(
             "capture_to_webhook_ms": percentiles(wh_lat),
         }
 
+    # A pipeline that keeps up shows the same latency late in the step as early on; a backlog
+    # shows up as latency that grows with every second of the step.
+    by_due = sorted((s.due, s.lead_id) for s in accepted if s.lead_id)
+    trend: list[float] = []
+    for part in (by_due[: len(by_due) // 3], by_due[-(len(by_due) // 3):] if len(by_due) >= 3 else []):
+        lat = []
+        for _due, lead in part:
+            records = obs.events.get(lead, {}).get(end_stage)
+            cap = obs.captured_at(lead)
+            if records and cap is not None:
+                lat.append(records[0][2] - cap)
+        trend.append(float(percentiles(lat)["p50"] or 0.0))
+
     duration = max(ended - started, 1e-9)
     pipeline_span = (max(routed_arrivals) - min(caps)) if routed_arrivals and caps else None
     return {
@@ -196,6 +209,7 @@ def summarize_step(
         "capture_http_ms": percentiles([s.done - s.due for s in leads]),
         "capture_to_routed_ms": end.get("event_time_since_capture_ms"),
         "capture_to_routed_observed_ms": end.get("observed_since_capture_ms"),
+        "end_latency_trend_ms": {"first_third_p50": trend[0], "last_third_p50": trend[1]},
         "stages": per_stage,
         "webhook": webhook,
     }

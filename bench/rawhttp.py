@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ class _Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = time.monotonic()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -68,25 +70,54 @@ class HttpClient:
         self.timeout = timeout
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(max_connections)
+        self.max_idle = 2.0
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> Response:
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
+            conn = self._take_idle()
+            reused = conn is not None
             if conn is None:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-                conn = _Conn(reader, writer)
+                conn = await self._connect()
             try:
                 response = await asyncio.wait_for(self._exchange(conn, method, path, body, headers or {}), self.timeout)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                conn.close()
+                if not reused:
+                    raise
+                # The server closed a kept-alive connection just as we reused it; it never saw this
+                # request, so sending it again on a new connection is safe.
+                conn = await self._connect()
+                try:
+                    response = await asyncio.wait_for(
+                        self._exchange(conn, method, path, body, headers or {}), self.timeout
+                    )
+                except BaseException:
+                    conn.close()
+                    raise
             except BaseException:
                 conn.close()
                 raise
             if response.headers.get("connection", "").lower() == "close":
                 conn.close()
             else:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             return response
+
+    def _take_idle(self) -> _Conn | None:
+        # uvicorn closes a keep-alive connection after 5 s idle: never reuse one near that age.
+        while self._idle:
+            conn = self._idle.pop()
+            if time.monotonic() - conn.idle_since < self.max_idle:
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self) -> _Conn:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return _Conn(reader, writer)
 
     async def _exchange(
         self, conn: _Conn, method: str, path: str, body: bytes, headers: dict[str, str]

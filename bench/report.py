@@ -106,7 +106,7 @@ def print_tables(result: dict[str, Any]) -> None:
               "hook = arrival at the webhook receiver)")
         print(f"{'step':>6} {'offer/s':>8} {'cap/s':>6} {'rout/s':>6} {'http p50':>8} {'p95':>5} {'p99':>5} "
               f"{'rout p50':>8} {'p95':>5} {'p99':>5} {'max':>6} {'hook p50':>8} {'p95':>5} {'p99':>5} {'max':>6} "
-              f"{'x floor':>7} {'err':>4} {'open':>4} {'drain':>8}")
+              f"{'x floor':>7} {'err':>4} {'open':>4} {'drain':>8} {'kept up':>4}")
         for s in pipeline:
             routed = s["capture_to_routed_ms"] or {}
             http = s["capture_http_ms"]
@@ -119,7 +119,7 @@ def print_tables(result: dict[str, Any]) -> None:
                   f"{_ms(routed.get('p99')):>5} {_ms(routed.get('max')):>6} {_ms(hook.get('p50')):>8} "
                   f"{_ms(hook.get('p95')):>5} {_ms(hook.get('p99')):>5} {_ms(hook.get('max')):>6} "
                   f"{'-' if mult is None else f'{mult:.1f}x':>7} {errors:>4} {s['not_completed']:>4} "
-                  f"{s['drain_end']:>8}")
+                  f"{s['drain_end']:>8} {'yes' if s.get('sustained') else 'NO':>4}")
         print("\nper stage: hop p50 / p99 ms (observer arrival after the previous stage's arrival)")
         stages = list(pipeline[0]["stages"])
         print(f"{'step':>6} " + " ".join(f"{name:>15}" for name in stages))
@@ -158,10 +158,12 @@ def print_tables(result: dict[str, Any]) -> None:
         print("\nTARGETS")
         for v in result["verdicts"]:
             print(f"  [{'met' if v['met'] else 'MISSED'}] {v['target']}: measured {v['measured']}")
-    prof = result.get("profile")
-    if prof and prof.get("summary"):
-        summary = prof["summary"]
-        print(f"\nPROFILE of {prof['service']} at {prof['rate']} leads/s ({summary['samples']} samples, "
+    prof = result.get("profile") or {}
+    for service, summary in (prof.get("services") or {}).items():
+        if "samples" not in summary:
+            print(f"\nPROFILE of {service}: {summary.get('error')}")
+            continue
+        print(f"\nPROFILE of {service} at {prof['rate']} leads/s ({summary['samples']} samples, "
               f"on CPU or runnable {summary['busy_pct']}% of the time)")
         print("  inclusive by package: " + ", ".join(f"{n} {p}%" for n, p in summary["inclusive_pct_by_package"][:10]))
         print("  self by function:     " + ", ".join(f"{n} {p}%" for n, p in summary["self_pct_by_function"][:8]))

@@ -107,8 +107,13 @@ async def run_step(
     summary["drain_s"] = round(drained_in, 2)
     summary["not_completed"] = last_pending
     summary["drain_end"] = drain_end
-    summary["sustained"] = drain_end != "timeout" and summary["accepted"] >= 0.95 * summary["offered"] and (
-        last_pending <= 0.01 * max(summary["distinct_leads"], 1)
+    trend = summary["end_latency_trend_ms"]
+    growing = trend["last_third_p50"] > 2 * trend["first_third_p50"] + 100
+    summary["sustained"] = (
+        drain_end != "timeout"
+        and not growing
+        and summary["accepted"] >= 0.95 * summary["offered"]
+        and last_pending <= 0.01 * max(summary["distinct_leads"], 1)
     )
     leads = max(summary["distinct_leads"], 1)
     for usage in resources.values():
