@@ -111,6 +111,11 @@ class RowError(BaseModel):
 
 
 class ImportResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "created": 9998, "updated": 1, "rejected": 1,
+        "errors": [{"line": 7, "field": "country", "code": "value_error",
+                    "message": "Value error, 'Atlantis' is not a country name or ISO code"}]}]})
+
     created: int
     updated: int
     rejected: int

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
@@ -128,7 +128,28 @@ class FillPublic(BaseModel):
     original: LeadContact
 
 
+LEAD_EXAMPLE: dict[str, Any] = {
+    "lead_id": "0f9c2f1e-6d1a-4c61-9a57-3f8e2b0c7d11", "form_key": "demo",
+    "original": {"email": "Ada@ACME.com", "first_name": "ada", "last_name": "LOVELACE", "phone": "(415) 555-2671",
+                 "company": "Acme, Inc.", "job_title": "VP Marketing", "country": "USA"},
+    "profile": {"email": "ada@acme.com", "email_domain": "acme.com", "email_type": "corporate",
+                "is_role_address": False, "first_name": "Ada", "last_name": "Lovelace", "phone_e164": "+14155552671",
+                "company": "Acme", "company_domain": "acme.com", "job_title": "VP Marketing", "seniority": "vp",
+                "function": "marketing", "country": "US", "industry": "Software", "employee_count": 1200},
+    "fields": [{"field": "phone→phone_e164", "original": "(415) 555-2671", "normalized": "+14155552671"}],
+    "account": {"account_id": "acct-acme", "name": "Acme, Inc.", "domain": "acme.com", "method": "domain",
+                "confidence": 1.0, "owner_rep_id": "rep-ada", "tier": "enterprise"},
+    "quality": {"score": 100, "reasons": []}, "partial": False, "partial_reasons": [], "fill_count": 1,
+    "fills": [{"captured_lead_id": "0f9c2f1e-6d1a-4c61-9a57-3f8e2b0c7d11", "form_key": "demo",
+               "submitted_at": "2026-11-23T09:00:00Z", "duplicate": False, "original": {"email": "Ada@ACME.com"}}],
+    "enrichment_ms": 4.2, "first_submitted_at": "2026-11-23T09:00:00Z", "last_submitted_at": "2026-11-23T09:00:00Z",
+    "updated_at": "2026-11-23T09:00:00Z",
+}
+
+
 class EnrichedLeadPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [LEAD_EXAMPLE]})
+
     lead_id: str
     form_key: str
     original: LeadContact

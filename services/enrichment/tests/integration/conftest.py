@@ -72,12 +72,12 @@ class Enrichment:
     producer: AIOKafkaProducer
 
     async def capture(self, form_key: str = "demo", lead_id: str | None = None, key: str | None = None,
-                      **contact: Any) -> str:
+                      custom_fields: dict[str, str] | None = None, **contact: Any) -> str:
         """Publish a lead.captured as capture would (``key`` overrides the Kafka key); returns its lead id."""
         lead_id = lead_id or str(uuid.uuid4())
         now = datetime.now(UTC)
         data = LeadCaptured(lead_id=lead_id, form_key=form_key, submitted_at=now,
-                            contact=LeadContact(**contact))
+                            contact=LeadContact(**contact), custom_fields=custom_fields or {})
         event = new_event(data, source="capture", subject=lead_id, lead_captured_at=now)
         await self.producer.send_and_wait(f"{self.settings.topic_prefix}{topics.CAPTURED}",
                                           value=encode_body(event), key=(key or lead_id).encode(),

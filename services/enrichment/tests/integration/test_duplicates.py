@@ -17,11 +17,13 @@ ADMIN = {"Authorization": "Bearer test-admin-key-0123456789"}
 
 async def test_second_fill_with_the_same_email_merges_into_the_first_lead(enrichment):
     first = await enrichment.capture(email="Katherine.Johnson@Globex.com", first_name="Katherine",
-                                     job_title="Director of Engineering", form_key="demo")
+                                     job_title="Director of Engineering", form_key="demo",
+                                     custom_fields={"heard_from": "podcast", "plan": "team"})
     first_event = await enrichment.enriched(first)
     assert first_event.data.duplicate_of is None
     second = await enrichment.capture(email="katherine.johnson@globex.COM", first_name="Kathy",
-                                      phone="+1 757 864 1000", country="US", form_key="webinar")
+                                      phone="+1 757 864 1000", country="US", form_key="webinar",
+                                      custom_fields={"plan": "enterprise", "webinar": "q4"})
     event = await enrichment.enriched(second)
     data = event.data
     assert data.lead_id == first
@@ -47,6 +49,14 @@ async def test_second_fill_with_the_same_email_merges_into_the_first_lead(enrich
     assert body["fill_count"] == 2
     assert [(f["captured_lead_id"], f["duplicate"]) for f in body["fills"]] == [(first, False), (second, True)]
     assert body["fills"][1]["original"]["first_name"] == "Kathy"
+    assert data.custom_fields == {"plan": "enterprise", "webinar": "q4"}
+    db = Database(enrichment.settings.database_url, pool_size=1)
+    try:
+        async with db.transaction() as session:
+            kept = (await session.execute(select(lead.c.custom_fields).where(lead.c.id == first))).scalar_one()
+    finally:
+        await db.dispose()
+    assert kept == {"heard_from": "podcast", "plan": "enterprise", "webinar": "q4"}
 
 
 async def test_fills_of_one_person_arriving_together_make_one_lead(enrichment):
