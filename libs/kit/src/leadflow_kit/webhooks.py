@@ -104,6 +104,9 @@ class WebhookSettings(ServiceSettings):
     webhook_batch_size: int = 50
     webhook_concurrency: int = 16
     webhook_secret_overlap_seconds: float = 86400.0
+    # Each final outcome (delivered/dead) becomes lead.delivered.v1; a service whose webhooks are
+    # not lead hand-offs (sla's notifications) may turn that off.
+    webhook_emit_delivered_events: bool = True
 
     def webhook_retry_schedule(self) -> list[float]:
         """Delays before retry 1, 2, ...; after the last one fails the delivery is dead."""
@@ -609,7 +612,7 @@ class WebhookDispatcher:
                             updated_at=now)
                 )
                 log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone", row.subscription_id)
-            if step.status in ("delivered", "dead"):
+            if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
                 data = LeadDelivered(
                     lead_id=row.lead_id, webhook_id=row.webhook_id, subscription_id=row.subscription_id,
                     event_type_delivered=row.event_type, status=step.status, attempt=attempt,

@@ -47,7 +47,7 @@ def require_any_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]
 
 
 def invalid(errors: list[FieldError], detail: str = "The request is invalid; see errors.") -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+    return HTTPException(422,
                          detail={"detail": detail, "errors": [e.model_dump() for e in errors]})
 
 
@@ -377,8 +377,8 @@ async def create_team(body: TeamCreate, request: Request) -> TeamPublic:
         row = (
             await session.execute(
                 insert(team_table).values(id=team_id, created_at=now, updated_at=now,
-                                          **body.model_dump(exclude_unset=True, exclude={"id"}),
-                                          strategy=body.strategy)
+                                          **{**body.model_dump(exclude_unset=True, exclude={"id"}),
+                                             "strategy": body.strategy})
                 .returning(*team_table.c)
             )
         ).one()

@@ -59,6 +59,7 @@ def scored(
     owner_rep_id: str | None = None,
     duplicate_of: str | None = None,
     trigger: str = "enriched",
+    form: str = "demo",
 ) -> Event[LeadScored]:
     lead_id = lead_id or f"lead-{uuid.uuid4().hex[:12]}"
     now = datetime.now(UTC)
@@ -69,7 +70,7 @@ def scored(
     )
     data = LeadScored(
         lead_id=lead_id, score=score, fit_grade="B", engagement_level=2, tier=tier,  # type: ignore[arg-type]
-        is_mql=score >= 50, model_version="v1", lifecycle_stage="mql", form_key="demo",
+        is_mql=score >= 50, model_version="v1", lifecycle_stage="mql", form_key=form,
         trigger=trigger,  # type: ignore[arg-type]
         duplicate_of=duplicate_of,
         breakdown=[{"rule_id": "title", "category": "fit", "points": 20, "reason": "VP title"}],  # type: ignore[list-item]
