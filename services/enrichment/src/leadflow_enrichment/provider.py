@@ -53,6 +53,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def abandoned(self) -> None:
+        """A call that ended without a verdict (cancelled): the next one may be the trial."""
+        self._trial_running = False
+
     def succeeded(self) -> None:
         self.failures = 0
         self.opened_at = None
@@ -146,6 +150,9 @@ class HttpFirmographicsProvider:
             self.breaker.failed()
             log.warning("firmographics provider failed: %s", exc)
             return Lookup(None, "provider_error")
+        except asyncio.CancelledError:
+            self.breaker.abandoned()
+            raise
         self.breaker.succeeded()
         self.cache.put(domain, facts)
         return Lookup(facts)

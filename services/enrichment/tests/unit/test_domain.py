@@ -141,6 +141,16 @@ def test_circuit_opens_after_failures_and_half_opens_after_the_reset_time():
     assert breaker.allow()
 
 
+def test_an_abandoned_trial_call_lets_the_next_call_try():
+    clock = FakeTime()
+    breaker = CircuitBreaker(failures=1, reset_seconds=5, monotonic=clock)
+    breaker.failed()
+    clock.now += 5
+    assert breaker.allow()
+    breaker.abandoned()
+    assert breaker.allow()
+
+
 def test_ttl_cache_expires_and_evicts_least_recently_used():
     clock = FakeTime()
     cache = TtlCache(ttl_seconds=60, max_size=2, monotonic=clock)
