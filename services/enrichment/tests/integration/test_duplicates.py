@@ -112,3 +112,12 @@ async def test_an_event_delivered_twice_is_enriched_once(enrichment):
     marker = await enrichment.capture(email="marker@acme.com", key=lead_id)
     found = await enrichment.read(lambda evs: any(e.data.captured_lead_id == marker for e in evs))
     assert sum(e.data.captured_lead_id == lead_id for e in found) == 1
+
+
+async def test_a_fill_published_again_under_a_new_event_id_is_enriched_once(enrichment):
+    lead_id = await enrichment.capture(email="frances@acme.com")
+    await enrichment.enriched(lead_id)
+    await enrichment.capture(lead_id=lead_id, email="frances@acme.com")
+    marker = await enrichment.capture(email="marker2@acme.com", key=lead_id)
+    found = await enrichment.read(lambda evs: any(e.data.captured_lead_id == marker for e in evs))
+    assert sum(e.data.captured_lead_id == lead_id for e in found) == 1
