@@ -531,8 +531,9 @@ class WebhookDispatcher:
         ]
 
     async def _send(self, row: _Claimed) -> tuple[AttemptOutcome, float]:
-        now = self.clock.now()
-        headers = signed_headers(row.secrets, row.webhook_id, now, row.payload)
+        # The signature's timestamp is the wall clock even under an injected clock: receivers reject
+        # timestamps more than five minutes from their own time.
+        headers = signed_headers(row.secrets, row.webhook_id, datetime.now(UTC), row.payload)
         started = time.perf_counter()
         async with self._semaphore:
             try:

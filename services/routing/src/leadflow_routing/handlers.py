@@ -179,8 +179,13 @@ async def decide(
     account = data.get("account") or {}
     owner_id = account.get("owner_rep_id")
     if owner_id:
-        owner = await lock_rep(session, owner_id) if lock else await _load_rep(session, owner_id)
+        # Read first and lock only an available owner: holding an unavailable owner's lock while
+        # waiting for a team's lock below could deadlock with that team's own assignments.
+        owner = await _load_rep(session, owner_id)
         skipped: str | None = "unknown_rep" if owner is None else domain.unavailability(owner, now, tier=tier)
+        if lock and owner is not None and skipped is None:
+            owner = await lock_rep(session, owner_id)
+            skipped = "unknown_rep" if owner is None else domain.unavailability(owner, now, tier=tier)
         audit["account_owner"] = {"account_id": account.get("account_id"), "rep_id": owner_id, "skipped": skipped}
         if owner is not None and skipped is None:
             return Decision("account_owner", f"account owner of {account.get('name') or account.get('account_id')}",
