@@ -24,10 +24,12 @@ import logging
 import os
 import platform
 import secrets
+import signal
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path(_env("BENCH_OUT", ".bench")))
     parser.add_argument("--floor-only", action="store_true", help="measure the floor only (no services)")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--always-up-to", type=float, default=float(_env("BENCH_ALWAYS_UP_TO", "100")),
+                        help="rates up to this run even after a lower rate was not sustained (the targets' rate)")
     parser.add_argument("--drain-timeout", type=float, default=float(_env("BENCH_DRAIN_TIMEOUT", "60")))
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -215,12 +219,15 @@ async def run_pipeline(
             result["end_stage"] = end_stage
             results.append(result)
             if not result["sustained"]:
-                # Higher rates would only pile onto this backlog and measure the queue, not the pipeline.
-                for skipped in fixed[index + 1:]:
-                    results.append({"step": skipped.name, "offered_rate": skipped.rate, "skipped":
-                                    f"not run: {step.name} leads/s was already not sustained"})
-                await wait_drained(tail, results[index], end_stage, args.drain_timeout * 3)
-                break
+                # Let the backlog clear so the next step measures the pipeline, not this queue.
+                await wait_drained(tail, result, end_stage, args.drain_timeout * 3)
+                rest = fixed[index + 1:]
+                if rest and (rest[0].rate or 0) > args.always_up_to:
+                    # Higher rates would only measure a longer queue.
+                    for skipped in rest:
+                        results.append({"step": skipped.name, "offered_rate": skipped.rate, "skipped":
+                                        f"not run: {step.name} leads/s was already not sustained"})
+                    break
             await asyncio.sleep(2)
         measured = [r for r in results if not r.get("skipped")]
         if args.profile != "none":
@@ -353,7 +360,20 @@ def main() -> int:
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(main_async(args))
+    return asyncio.run(_cancellable(main_async(args)))
+
+
+async def _cancellable(work: Coroutine[Any, Any, int]) -> int:
+    """SIGTERM and SIGINT cancel the run, so its finally blocks stop what it started."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        print("benchmark interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

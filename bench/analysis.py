@@ -154,7 +154,6 @@ def summarize_step(
 
     end = per_stage.get(end_stage, {})
     routed_arrivals = [obs.events[lead][end_stage][0][2] for lead in lead_ids if obs.reached(lead, end_stage)]
-    caps = [c for c in (obs.captured_at(lead) for lead in lead_ids) if c is not None]
 
     webhook: dict[str, Any] | None = None
     if with_webhooks:
@@ -190,7 +189,9 @@ def summarize_step(
         trend.append(float(percentiles(lat)["p50"] or 0.0))
 
     duration = max(ended - started, 1e-9)
-    pipeline_span = (max(routed_arrivals) - min(caps)) if routed_arrivals and caps else None
+    # The rate at which leads came out of the pipeline: at a load it carries, the offered rate; past
+    # its capacity, the capacity (the backlog drains at that pace).
+    pipeline_span = (max(routed_arrivals) - min(routed_arrivals)) if len(routed_arrivals) > 1 else None
     return {
         "step": name,
         "offered_rate": rate,
@@ -204,7 +205,6 @@ def summarize_step(
         "errors": dict(errors),
         "achieved_capture_rate": round(len(accepted) / duration, 1),
         "routed": len(routed_arrivals),
-        # Leads routed per second over the span from the first capture to the last routing.
         "achieved_routed_rate": round(len(routed_arrivals) / pipeline_span, 1) if pipeline_span else None,
         "capture_http_ms": percentiles([s.done - s.due for s in leads]),
         "capture_to_routed_ms": end.get("event_time_since_capture_ms"),
