@@ -24,8 +24,9 @@ async def test_hung_provider_costs_the_timeout_and_the_lead_moves_on_partial(enr
     timeout = 0.3
     async with fake_provider() as provider:
         provider.mode = "hang"
+        # Three retries: a per-attempt timeout instead of one budget would cost 4 x 0.3 s.
         settings = enrichment_settings(enrichment_env, provider_url=provider.url, provider_timeout_seconds=timeout,
-                                       provider_retries=2)
+                                       provider_retries=3)
         async with running(settings) as service:
             started = time.monotonic()
             lead_id = await service.capture(email=f"ada@{unique_domain('slowco')}", company="Slow Co")
@@ -38,7 +39,8 @@ async def test_hung_provider_costs_the_timeout_and_the_lead_moves_on_partial(enr
             read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
             print(f"\nhung provider: enrichment took {read['enrichment_ms']:.1f} ms with a {timeout * 1000:.0f} ms "
                   f"timeout; capture→enriched {waited * 1000:.0f} ms")
-            assert read["enrichment_ms"] < (timeout + 0.15) * 1000
+            # The budget plus the fill's own database work, which a loaded 2-core CI machine can slow down.
+            assert timeout * 1000 <= read["enrichment_ms"] < (timeout + 0.5) * 1000
             assert read["partial_reasons"] == ["provider_timeout"]
             assert waited < timeout + 3
             metrics = (await service.client.get("/metrics")).text
@@ -108,4 +110,4 @@ async def test_unreachable_provider_yields_partial_at_once(enrichment_env):
         data = (await service.enriched(lead_id)).data
         assert data.partial_reasons == ["provider_error"]
         read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
-        assert read["enrichment_ms"] < 1000, "connection refused is not waited out to the timeout"
+        assert read["enrichment_ms"] < 1500, "connection refused is not waited out to the 2 s timeout"
