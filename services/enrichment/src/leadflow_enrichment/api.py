@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
-from leadflow_enrichment import accounts
+from leadflow_enrichment import accounts, domain, handlers, normalize
 from leadflow_enrichment.accounts import (
     AccountCreate,
     AccountPublic,
@@ -84,6 +84,26 @@ async def import_accounts(request: Request) -> ImportResult:
     async with request.app.state.db.transaction() as session:
         created, updated = await accounts.upsert_accounts(session, parsed.accounts, request.app.state.clock.now())
     return ImportResult(created=created, updated=updated, rejected=parsed.rejected, errors=parsed.errors)
+
+
+class MatchPublic(BaseModel):
+    company_domain: str | None = Field(description="The domain the lead would be matched by")
+    name_key: str | None = Field(description="The company name as fuzzy matching compares it")
+    match: AccountMatch | None
+
+
+@accounts_router.get("/match", response_model=MatchPublic, summary="Which account a lead would match (dry run)",
+                     description="Runs the domain-then-fuzzy-name match for the given email, website and company "
+                                 "without storing anything, to check the directory or the threshold.",
+                     dependencies=[Depends(require_scope("accounts:read"))])
+async def match_account(request: Request, email: str | None = Query(default=None, max_length=320),
+                        website: str | None = Query(default=None, max_length=2000),
+                        company: str | None = Query(default=None, max_length=255)) -> MatchPublic:
+    profile = domain.normalize_contact(LeadContact(email=email, website=website, company=company)).profile
+    async with request.app.state.db.transaction() as session:
+        matched = await handlers.match_account(session, profile, request.app.state.enrichment.directory)
+    return MatchPublic(company_domain=profile.company_domain, name_key=normalize.company_key(profile.company),
+                       match=matched.match if matched is not None else None)
 
 
 @accounts_router.get("/{account_id}", response_model=AccountPublic, summary="One account", responses=NOT_FOUND,

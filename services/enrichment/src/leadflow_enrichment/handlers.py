@@ -23,7 +23,7 @@ from leadflow_contracts import (
     follow_up,
 )
 from leadflow_enrichment import domain, normalize
-from leadflow_enrichment.directory import AccountDirectory
+from leadflow_enrichment.directory import AccountDirectory, Matched
 from leadflow_enrichment.provider import HttpFirmographicsProvider
 from leadflow_enrichment.tables import lead, lead_fill
 from leadflow_kit.consumer import PermanentError, UnitOfWork
@@ -80,12 +80,17 @@ class Enriched:
     partial_reasons: list[str]
 
 
+async def match_account(session: AsyncSession, profile: LeadProfile, directory: AccountDirectory) -> Matched | None:
+    """By the website's domain, then the mailbox's, then by the company name."""
+    domains = [d for d in (profile.company_domain, normalize.registrable_domain(profile.email_domain)) if d]
+    return await directory.match(session, domains, normalize.company_key(profile.company))
+
+
 async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrichment) -> Enriched:
     """Normalize, match an account, ask the provider chain for what is still missing, score the quality."""
     normalized = domain.normalize_contact(contact, enrichment.default_phone_region)
     profile = normalized.profile
-    domains = [d for d in (profile.company_domain, normalize.registrable_domain(profile.email_domain)) if d]
-    matched = await enrichment.directory.match(session, domains, normalize.company_key(profile.company))
+    matched = await match_account(session, profile, enrichment.directory)
     facts = matched.account.firmographics() if matched is not None else None
     profile = domain.apply_firmographics(profile, facts)
     partial_reasons: list[str] = []

@@ -72,6 +72,14 @@ async def test_admin_creates_reads_changes_and_removes_an_account(directory):
     assert (by_name.account.account_id, by_name.account.method) == ("acct-umbrella", "fuzzy_name")
     assert 0.85 <= by_name.account.confidence < 1
 
+    dry_run = await client.get("/v1/admin/accounts/match", headers=ADMIN,
+                               params={"email": "x@gmail.com", "company": "UMBRELLA CORP."})
+    assert dry_run.status_code == 200
+    assert dry_run.json()["name_key"] == "umbrella"
+    assert dry_run.json()["match"]["account_id"] == "acct-umbrella"
+    none = await client.get("/v1/admin/accounts/match", headers=ADMIN, params={"website": "https://nobody.org"})
+    assert none.json() == {"company_domain": "nobody.org", "name_key": None, "match": None}
+
     assert (await client.delete("/v1/admin/accounts/acct-umbrella", headers=ADMIN)).status_code == 204
     assert (await client.get("/v1/admin/accounts/acct-umbrella", headers=ADMIN)).status_code == 404
     assert (await client.delete("/v1/admin/accounts/acct-umbrella", headers=ADMIN)).status_code == 404
