@@ -1,0 +1,102 @@
+"""The webhook machinery on its own (as sla would use it): tables on a service's metadata, a
+delivery enqueued in the business transaction, the dispatcher in an app's background, the signed
+request verified by ``standardwebhooks``, lead.delivered written to the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select, text
+from standardwebhooks.webhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from leadflow_kit.app import create_service_app
+from leadflow_kit.db import Database, new_metadata
+from leadflow_kit.outbox import outbox_table
+from leadflow_kit.webhooks import (
+    WebhookSettings,
+    define_webhook_tables,
+    delivery_table,
+    enqueue_webhook,
+    run_webhook_dispatcher,
+    webhook_admin_router,
+)
+from leadflow_stack.procs import free_port
+
+pytestmark = pytest.mark.integration
+
+ADMIN = {"Authorization": "Bearer kit-webhook-admin-key-0123"}
+
+
+async def test_enqueued_in_a_transaction_then_signed_delivered_and_reported(infra: Any) -> None:
+    url = await infra.new_database("kit_webhooks")
+    metadata = new_metadata()
+    define_webhook_tables(metadata)
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def receive(request: Request) -> Response:
+        received.append((await request.body(), dict(request.headers)))
+        return Response(status_code=200 if len(received) > 1 else 502)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", receive, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server_task = asyncio.create_task(server.serve())
+    prefix = infra.new_topic_prefix("kitwh")
+    await infra.create_topics(prefix, partitions=1)
+    settings = WebhookSettings(
+        service_name="kit-webhooks", database_url=url, kafka_bootstrap_servers=infra.bootstrap_servers,
+        topic_prefix=prefix, admin_api_key="kit-webhook-admin-key-0123",
+        environment="test", webhook_retry_base_seconds=0.05, webhook_poll_interval_seconds=0.1,
+    )
+    app = create_service_app(settings, title="kit webhooks", background=[run_webhook_dispatcher],
+                             routers=[webhook_admin_router(read_scope="sla:read", write_scope="sla:write")])
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://kit"
+        ) as client:
+            created = await client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
+                                        json={"url": f"http://127.0.0.1:{port}/hook", "event_types": ["*"]})
+            assert created.status_code == 201, created.text
+            secret = created.json()["secret"]
+
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))  # the business change would be here
+                ids = await enqueue_webhook(
+                    session, event_type="lead.sla.breached", lead_id="lead-1", data={"lead_id": "lead-1"},
+                    now=datetime.now(UTC), correlation_id="corr-1",
+                )
+            assert len(ids) == 1
+
+            for _ in range(200):
+                async with db.transaction() as session:
+                    status = (await session.execute(select(delivery_table.c.status))).scalar_one()
+                if status == "delivered":
+                    break
+                await asyncio.sleep(0.05)
+            assert status == "delivered"
+            assert len(received) == 2 and {h["webhook-id"] for _, h in received} == {ids[0]}
+            body, headers = received[-1]
+            assert Webhook(secret).verify(body, headers)["type"] == "lead.sla.breached"
+
+            async with db.transaction() as session:
+                rows = (await session.execute(select(outbox_table.c.topic, outbox_table.c.body))).all()
+            delivered = [json.loads(r.body) for r in rows if r.topic.endswith("leads.delivered")]
+            assert delivered and delivered[0]["status"] == "delivered" and delivered[0]["attempt"] == 2
+    finally:
+        server.should_exit = True
+        await server_task
+        await db.dispose()
