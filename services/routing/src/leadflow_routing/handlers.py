@@ -479,9 +479,11 @@ async def reroute_on_breach(
     if sla.kind != "breach":
         return None
     lead = await _lock_lead(session, sla.lead_id)
-    if lead is None or lead.status == "closed" or lead.owner_rep_id is None:
-        log.info("breach for lead %s ignored: unknown, closed or not owned", sla.lead_id)
+    if lead is None or lead.status in ("closed", "new"):
+        log.info("breach for lead %s ignored: unknown or closed", sla.lead_id)
         return None
+    if lead.owner_rep_id is None:
+        return await _retry_queued(session, outbox, lead, event, now, settings, metrics)
     if sla.owner_rep_id and sla.owner_rep_id != lead.owner_rep_id:
         # The breach is about an owner the lead no longer has; it was already re-routed.
         log.info("breach for lead %s ignored: it is about former owner %s", sla.lead_id, sla.owner_rep_id)
@@ -533,6 +535,27 @@ async def reroute_on_breach(
     reason = "sla_breach_escalation" if decision.outcome == "escalated" else "sla_breach"
     return await apply_decision(session, outbox, lead, decision, now, event, metrics, reroute_reason=reason,
                                 previous_owner=current)
+
+
+async def _retry_queued(
+    session: AsyncSession,
+    outbox: Outbox,
+    lead: Any,
+    event: Event[LeadSla],
+    now: datetime,
+    settings: Settings,
+    metrics: RoutingMetrics | None,
+) -> Routed | None:
+    """A lead waiting in a queue breached: route it afresh, since someone may be available now."""
+    breach_count = max(lead.breach_count + 1, event.data.breach_count)
+    await session.execute(update(lead_table).where(lead_table.c.id == lead.id).values(breach_count=breach_count))
+    decision = await decide(session, lead.data, now, settings)
+    if decision.outcome == "fallback":
+        log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
+        return None
+    decision.audit["breach_count"] = breach_count
+    decision.outcome = "rerouted"
+    return await apply_decision(session, outbox, lead, decision, now, event, metrics, reroute_reason="sla_breach")
 
 
 class UnknownLead(LookupError):

@@ -259,3 +259,19 @@ async def test_converted_closes_the_lead_and_frees_the_reps_capacity(world: Worl
     assert repeat.json()["duplicate"] is True and repeat.json()["touch_id"] == response.json()["touch_id"]
     assert (await world.svc.get(f"/v1/admin/reps/{owner}")).json()["open_leads"] == before - 1
     assert (await world.assignment(lead.subject))["status"] == "closed"
+
+
+async def test_a_queued_lead_that_breaches_is_routed_once_someone_is_back(world: World) -> None:
+    lead = scored(form="away")
+    (queued,) = await world.route(lead)
+    assert queued.data.queue == "away-overflow"
+    back = await world.svc.patch("/v1/admin/reps/x-b", json={"active": True})
+    assert back.status_code == 200 and back.json()["unavailable_now"] is None
+    try:
+        await produce(world.env.infra.bootstrap_servers, world.env.prefix, [breach(lead.subject, "", 1)])
+        await world.routed.wait(lambda: len(world.routed.of(lead.subject)) == 2, what="routed from the queue")
+    finally:
+        await world.svc.patch("/v1/admin/reps/x-b", json={"active": False})
+    rerouted = world.routed.of(lead.subject)[1].data
+    assert rerouted.owner.rep_id == "x-b" and rerouted.reroute and rerouted.reroute_reason == "sla_breach"
+    assert (await world.assignment(lead.subject))["status"] == "assigned"
