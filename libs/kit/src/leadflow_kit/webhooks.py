@@ -481,7 +481,11 @@ class WebhookDispatcher:
             async with self.db.transaction() as session:
                 due = (
                     await session.execute(
-                        select(func.min(delivery_table.c.next_attempt_at)).where(delivery_table.c.status == "pending")
+                        # Rows of disabled subscriptions wait for re-enabling; counting them would spin.
+                        select(func.min(delivery_table.c.next_attempt_at))
+                        .join(subscription_table, subscription_table.c.id == delivery_table.c.subscription_id)
+                        .where(delivery_table.c.status == "pending", subscription_table.c.active.is_(True),
+                               subscription_table.c.deleted_at.is_(None))
                     )
                 ).scalar()
         except Exception:
