@@ -145,4 +145,6 @@ sla_notice = Table(
     Column("lead_id", String(64), nullable=False),
     Column("threshold_at", DateTime(timezone=True), nullable=False),
     Column("emitted_at", DateTime(timezone=True), nullable=False),
+    # A breach's number counts the lead's earlier breaches.
+    Index("ix_sla_notice_lead_id_kind", "lead_id", "kind"),
 )

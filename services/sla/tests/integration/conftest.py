@@ -62,7 +62,7 @@ class SlaEnv:
                          correlation_id=correlation_id or f"corr-{lead_id}")
 
     @staticmethod
-    async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 45.0, interval: float = 0.05) -> Any:
         """Poll ``probe`` until it returns something truthy; fail with the last value after ``timeout``."""
         deadline = asyncio.get_running_loop().time() + timeout
         last: Any = None
