@@ -383,7 +383,9 @@ async def load_timeline(session: AsyncSession, lead_id: str, now: datetime) -> T
     history = [clock_state(c, now) for c in clocks]
     current = next((c for c in reversed(history) if c["status"] == "open"), history[-1] if history else None)
     sla = {
-        "state": current["status"] if current else "none",
+        # Touched before its routing reached us: no clock yet, but nothing is waiting either.
+        "state": current["status"] if current else (
+            "stopped" if facts is not None and facts.last_stop_touch_at is not None else "none"),
         "current": current,
         "clocks": history,
         "outcome": facts.sla_outcome if facts is not None else None,

@@ -197,6 +197,8 @@ async def test_a_touch_that_overtakes_its_routed_event_leaves_no_running_clock(s
         return response.status_code == 200 and response.json()["stages"]
 
     await sla_env.eventually(touch_recorded)
+    early = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
+    assert (early["sla"]["state"], early["sla"]["current"]) == ("stopped", None)
     await sla_env.send(routed(sla_env, lead_id, t0, "hot", "rep-fay", "team-emea"))
     stopped = await open_clock_of(sla_env, lead_id, status="stopped")
     assert (stopped["stopped_at"], stopped["stop_reason"], stopped["next_fire_at"]) == (
