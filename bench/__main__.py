@@ -164,7 +164,7 @@ async def run_floor(
 
 async def run_pipeline(
     stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
     await stack.create_pipeline_topics()
     obs_file = workdir / "observations.jsonl"
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -176,6 +176,7 @@ async def run_pipeline(
     )
     results: list[dict[str, Any]] = []
     profiled: dict[str, Any] | None = None
+    idle: dict[str, Any] = {}
     load: CaptureLoad | None = None
     try:
         port = int(observer.ready_line.split()[1])
@@ -209,6 +210,11 @@ async def run_pipeline(
         if warm["routed"] == 0:
             raise RuntimeError(f"no lead reached {end_stage} during the warm-up: {warm['errors'] or warm}; "
                                f"logs in {workdir / 'logs'}")
+        # What the stack costs doing nothing: pollers, fetchers, schedulers. Every step pays it.
+        await asyncio.sleep(3)
+        monitor.start()
+        await asyncio.sleep(10)
+        idle = await monitor.stop()
         fixed = [s for s in steps if s.rate is not None]
         saturating = [s for s in steps if s.rate is None]
         for index, step in enumerate(fixed):
@@ -243,7 +249,7 @@ async def run_pipeline(
         if load is not None:
             await load.close()
         await observer.stop()
-    return results, profiled
+    return results, profiled, idle
 
 
 async def wait_drained(tail: ObservationTail, step: dict[str, Any], end_stage: str, timeout: float) -> None:
@@ -326,7 +332,9 @@ async def main_async(args: argparse.Namespace) -> int:
         if not args.skip_floor:
             result["floor"] = await run_floor(stack, steps, workdir, args)
         if not args.floor_only:
-            result["pipeline"], result["profile"] = await run_pipeline(stack, steps, workdir, args)
+            result["pipeline"], result["profile"], result["idle_resources"] = await run_pipeline(
+                stack, steps, workdir, args
+            )
     finally:
         print("cleaning up ...", file=sys.stderr, flush=True)
         await stack.close()
@@ -334,7 +342,7 @@ async def main_async(args: argparse.Namespace) -> int:
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if result.get("pipeline") and result.get("floor"):
         result["floor_multiples"] = report.floor_multiples(result["pipeline"], result["floor"])
-    if result.get("pipeline") and all(s.get("end_stage") == "routed" for s in result["pipeline"]):
+    if result.get("pipeline") and all(s.get("end_stage") == "routed" for s in report.measured(result["pipeline"])):
         result["verdicts"] = report.verdicts(result["pipeline"], result.get("floor_multiples", {}))
     out: Path = args.out
     json_path = out / f"bench-{run_id}.json"

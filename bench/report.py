@@ -138,6 +138,10 @@ def print_tables(result: dict[str, Any]) -> None:
                 r = s["resources"].get(n)
                 cells.append("-" if r is None else f"{r['cpu_cores']:.2f}/{r['rss_max_mb']:.0f}")
             print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
+        idle = result.get("idle_resources") or {}
+        if idle:
+            cells = [f"{n} {idle[n]['cpu_cores']:.2f}" for n in names if n in idle]
+            print("\nidle (10 s, no load), cores: " + ", ".join(cells))
         print("\nCPU ms per lead (activities included)")
         print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names))
         for s in pipeline:
