@@ -14,20 +14,20 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 import leadflow_capture
 from leadflow_capture.app import create_app
 from leadflow_capture.seed import seed_demo
 from leadflow_capture.settings import Settings
-from leadflow_contracts import Event, EventData, decode, topics
+from leadflow_contracts import Event, EventData, topics
 from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
+from leadflow_stack.procs import free_port
+from leadflow_stack.testing import app_client, bearer, read_events, service_settings
 
 MIGRATIONS = Path(leadflow_capture.__file__).parent / "migrations"
-ADMIN_KEY = "test-admin-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ADMIN = bearer()
 
 
 @dataclass
@@ -60,55 +60,23 @@ class Capture:
         return next(e for e in found if e.subject == lead_id)
 
 
-async def read_events(
-    bootstrap_servers: str, topic: str, until: Callable[[list[Event[EventData]]], bool], timeout: float
-) -> list[Event[EventData]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    seen: list[Event[EventData]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                seen += [decode(r.value, r.headers) for r in records]
-            if until(seen):
-                return seen
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"condition not met on {topic} within {timeout}s; saw {len(seen)} events")
-
-
 def capture_settings(database_url: str, bootstrap_servers: str, prefix: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url,
-        "kafka_bootstrap_servers": bootstrap_servers,
-        "topic_prefix": prefix,
-        "environment": "test",
-        "admin_api_key": ADMIN_KEY,
         "rate_limit_ip_per_minute": 0,
         "rate_limit_form_per_minute": 0,
         "rate_limit_activity_ip_per_minute": 0,
         "database_pool_size": 4,
         **overrides,
     }
-    return Settings(**values)
+    return service_settings(Settings, database_url=database_url, bootstrap_servers=bootstrap_servers,
+                            topic_prefix=prefix, **values)
 
 
 @asynccontextmanager
 async def running(settings: Settings, base_url: str = "http://capture.test") -> AsyncIterator[Capture]:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield Capture(app, client, settings, settings.kafka_bootstrap_servers)
+    async with app_client(app, base_url, client_address=("203.0.113.7", 50000)) as client:
+        yield Capture(app, client, settings, settings.kafka_bootstrap_servers)
 
 
 @dataclass
@@ -178,13 +146,9 @@ async def read_topic(capture_env: Env) -> Callable[..., Any]:
 @asynccontextmanager
 async def serving_http(settings: Settings) -> AsyncIterator[str]:
     """Capture under uvicorn on a free port, in this event loop; yields its base URL."""
-    import socket
-
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
                                            access_log=False, lifespan="on"))
     task = asyncio.create_task(server.serve())

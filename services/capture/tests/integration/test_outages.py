@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 from sqlalchemy import text
 
 from leadflow_contracts import topics
+from leadflow_stack.procs import free_port
+from leadflow_stack.testing import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -40,19 +41,14 @@ async def test_lead_posted_while_kafka_is_down_is_published_when_it_is_back(capt
 
 
 async def test_an_unreachable_database_is_a_503_to_retry_never_a_500(capture_env):
-    import socket
-
     from leadflow_capture.app import create_app
     from leadflow_capture.settings import Settings
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()
     settings = Settings(database_url=f"postgresql+asyncpg://leadflow:leadflow@127.0.0.1:{closed_port}/nowhere",
                         kafka_bootstrap_servers=capture_env.bootstrap_servers, environment="test")
     app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as client:
+    async with app_client(app, "http://c") as client:
         response = await client.post("/v1/forms/demo/submissions", json={"email": "a@example.com"})
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"

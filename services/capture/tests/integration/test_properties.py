@@ -7,7 +7,6 @@ engine can drive it over real HTTP while the suite's loop stays free.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,18 +23,14 @@ from schemathesis import GenerationMode
 
 from leadflow_capture.app import create_app
 from leadflow_capture.settings import Settings
+from leadflow_stack.procs import free_port
+from leadflow_stack.testing import bearer, service_settings
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer test-admin-key-0123456789"}
+ADMIN = bearer()
 QUICK = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -100,10 +95,10 @@ def fuzz_with_schemathesis(base_url: str) -> list[str]:
 
 
 async def test_schemathesis_finds_no_server_error(capture_env):
-    app_settings = Settings(
-        database_url=capture_env.database_url, kafka_bootstrap_servers=capture_env.bootstrap_servers,
-        topic_prefix=capture_env.prefix, environment="test", admin_api_key="test-admin-key-0123456789",
-        rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0, database_pool_size=4,
+    app_settings = service_settings(
+        Settings, database_url=capture_env.database_url, bootstrap_servers=capture_env.bootstrap_servers,
+        topic_prefix=capture_env.prefix, rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0,
+        database_pool_size=4,
     )
     with serving(app_settings) as base_url:
         failures = await asyncio.to_thread(fuzz_with_schemathesis, base_url)
@@ -154,10 +149,10 @@ def fuzz_raw_bodies(base_url: str) -> list[str]:
 
 
 async def test_random_bodies_never_cause_a_server_error(capture_env):
-    app_settings = Settings(
-        database_url=capture_env.database_url, kafka_bootstrap_servers=capture_env.bootstrap_servers,
-        topic_prefix=capture_env.prefix, environment="test", admin_api_key="test-admin-key-0123456789",
-        rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0, database_pool_size=4,
+    app_settings = service_settings(
+        Settings, database_url=capture_env.database_url, bootstrap_servers=capture_env.bootstrap_servers,
+        topic_prefix=capture_env.prefix, rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0,
+        database_pool_size=4,
     )
     with serving(app_settings) as base_url:
         failures = await asyncio.to_thread(fuzz_raw_bodies, base_url)

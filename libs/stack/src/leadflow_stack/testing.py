@@ -1,0 +1,206 @@
+"""Helpers the integration tests of every service share: read and write events on the suite's
+Kafka, run an app in-process with its lifespan behind an httpx client, poll until something holds,
+and build a service's test settings from the suite's infra.
+
+Everything here talks to real servers; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+TEST_ADMIN_KEY = "test-admin-key-0123456789"
+"""The bootstrap admin key the services' integration tests configure (scope ``*``)."""
+
+
+def bearer(key: str = TEST_ADMIN_KEY) -> dict[str, str]:
+    """Admin API headers for ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def service_settings(
+    factory: Callable[..., S],
+    *,
+    database_url: str,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    admin_api_key: str = TEST_ADMIN_KEY,
+    **overrides: Any,
+) -> S:
+    """A service's ``Settings`` on the suite's infra: its database, broker and topic prefix, the
+    ``test`` environment and a known admin key; ``overrides`` win."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": bootstrap_servers,
+        "topic_prefix": topic_prefix,
+        "environment": "test",
+        "admin_api_key": admin_api_key,
+        **overrides,
+    }
+    return factory(**values)
+
+
+# -- Kafka -----------------------------------------------------------------------------------
+
+
+def _reader(topic: str, bootstrap_servers: str) -> AIOKafkaConsumer:
+    # No group: nothing committed, so every reader starts at the earliest offset and sees it all.
+    return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=None, auto_offset_reset="earliest",
+                            enable_auto_commit=False, fetch_max_wait_ms=20)
+
+
+async def read_events(
+    bootstrap_servers: str,
+    topic: str,
+    until: Callable[[list[Event[EventData]]], bool],
+    timeout: float = 20.0,
+) -> list[Event[EventData]]:
+    """Read ``topic`` (a full name, prefix included) from the start until ``until(events)`` holds;
+    returns every event seen. Fails when it does not hold within ``timeout`` seconds."""
+    consumer = _reader(topic, bootstrap_servers)
+    await consumer.start()
+    seen: list[Event[EventData]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                seen += [decode(r.value, r.headers) for r in records]
+            if until(seen):
+                return seen
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition not met on {topic} within {timeout}s; saw {len(seen)} events")
+
+
+@dataclass
+class EventCollector:
+    """Everything published on one topic since collecting started (see :func:`collecting`)."""
+
+    events: list[Event[EventData]] = field(default_factory=list)
+
+    def of(self, lead_id: str) -> list[Event[Any]]:
+        return [e for e in self.events if e.subject == lead_id]
+
+    async def wait(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not met within {timeout}s; saw {len(self.events)} events")
+            await asyncio.sleep(0.02)
+
+
+C = TypeVar("C", bound=EventCollector)
+
+
+@asynccontextmanager
+async def _collecting(bootstrap_servers: str, topic: str, into: C) -> AsyncIterator[C]:
+    consumer = _reader(topic, bootstrap_servers)
+    await consumer.start()
+
+    async def run() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                into.events += [decode(r.value, r.headers) for r in records]
+
+    task = asyncio.create_task(run())
+    try:
+        yield into
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await consumer.stop()
+
+
+@overload
+def collecting(bootstrap_servers: str, topic: str) -> AbstractAsyncContextManager[EventCollector]: ...
+
+
+@overload
+def collecting(bootstrap_servers: str, topic: str, into: C) -> AbstractAsyncContextManager[C]: ...
+
+
+def collecting(
+    bootstrap_servers: str, topic: str, into: EventCollector | None = None
+) -> AbstractAsyncContextManager[EventCollector]:
+    """Collect ``topic`` (full name) from its start into ``into`` (a fresh :class:`EventCollector`
+    by default) in the background; the reader is running once the block is entered."""
+    return _collecting(bootstrap_servers, topic, into if into is not None else EventCollector())
+
+
+async def send_event(
+    producer: AIOKafkaProducer, event: Event[Any], *, topic_prefix: str = "", key: str | None = None
+) -> None:
+    """Publish ``event`` as the services do (key = subject unless ``key`` is given, attributes in
+    headers) on ``topic_prefix + event.topic``, and wait for the broker's ack."""
+    await producer.send_and_wait(f"{topic_prefix}{event.topic}", encode_body(event),
+                                 key=(key or event.subject).encode(), headers=encode_headers(event))
+
+
+async def produce(bootstrap_servers: str, topic_prefix: str, events: Iterable[Event[Any]]) -> None:
+    """Publish ``events`` in order with a producer of their own (see :func:`send_event`)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        # One producer keeps each partition's records in send order; waiting once lets them batch.
+        futures = [
+            await producer.send(f"{topic_prefix}{e.topic}", encode_body(e), key=e.subject.encode(),
+                                headers=encode_headers(e))
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# -- apps and polling ------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def app_client(
+    app: Any,
+    base_url: str = "http://test",
+    *,
+    client_address: tuple[str, int] = ("127.0.0.1", 123),
+    wait_assigned: float | None = None,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app`` (a FastAPI/Starlette app) with its real lifespan and yield an httpx client that
+    calls it in-process. With ``wait_assigned`` (seconds), first wait until its consumer runner
+    owns partitions, so events produced afterwards are consumed."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=client_address)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            if wait_assigned is not None:
+                await asyncio.wait_for(app.state.runner.assigned.wait(), wait_assigned)
+            yield client
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], timeout: float = 30.0, interval: float = 0.05, what: str | None = None
+) -> T:
+    """Await ``check()`` every ``interval`` seconds until it returns something truthy, and return
+    that; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or getattr(check, '__name__', 'condition')} not true within {timeout}s")
+        await asyncio.sleep(interval)
