@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +14,7 @@ from typing import Any
 import httpx
 import pytest_asyncio
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -27,9 +25,6 @@ from leadflow_contracts import (
     LeadCaptured,
     LeadContact,
     LeadEnriched,
-    decode,
-    encode_body,
-    encode_headers,
     new_event,
     topics,
 )
@@ -38,10 +33,11 @@ from leadflow_enrichment.seed import seed_demo
 from leadflow_enrichment.settings import Settings
 from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
+from leadflow_stack.procs import free_port
+from leadflow_stack.testing import app_client, bearer, read_events, send_event, service_settings
 
 MIGRATIONS = Path(leadflow_enrichment.__file__).parent / "migrations"
-ADMIN_KEY = "test-admin-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ADMIN = bearer()
 
 
 @dataclass
@@ -52,16 +48,9 @@ class Env:
 
 
 def enrichment_settings(env: Env, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": env.database_url,
-        "kafka_bootstrap_servers": env.bootstrap_servers,
-        "topic_prefix": env.prefix,
-        "environment": "test",
-        "admin_api_key": ADMIN_KEY,
-        "database_pool_size": 4,
-        **overrides,
-    }
-    return Settings(**values)
+    values: dict[str, Any] = {"database_pool_size": 4, **overrides}
+    return service_settings(Settings, database_url=env.database_url, bootstrap_servers=env.bootstrap_servers,
+                            topic_prefix=env.prefix, **values)
 
 
 @dataclass
@@ -79,9 +68,7 @@ class Enrichment:
         data = LeadCaptured(lead_id=lead_id, form_key=form_key, submitted_at=now,
                             contact=LeadContact(**contact), custom_fields=custom_fields or {})
         event = new_event(data, source="capture", subject=lead_id, lead_captured_at=now)
-        await self.producer.send_and_wait(f"{self.settings.topic_prefix}{topics.CAPTURED}",
-                                          value=encode_body(event), key=(key or lead_id).encode(),
-                                          headers=encode_headers(event))
+        await send_event(self.producer, event, topic_prefix=self.settings.topic_prefix, key=key)
         return lead_id
 
     async def read(self, until: Callable[[list[Event[EventData]]], bool],
@@ -102,37 +89,14 @@ def _captured_id(event: Event[EventData]) -> str | None:
     return event.data.captured_lead_id if isinstance(event.data, LeadEnriched) else None
 
 
-async def read_events(
-    bootstrap_servers: str, topic: str, until: Callable[[list[Event[EventData]]], bool], timeout: float
-) -> list[Event[EventData]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
-    await consumer.start()
-    seen: list[Event[EventData]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                seen += [decode(r.value, r.headers) for r in records]
-            if until(seen):
-                return seen
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"condition not met on {topic} within {timeout}s; saw {len(seen)} events")
-
-
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Enrichment]:
     app = create_app(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=0)
     await producer.start()
     try:
-        async with app.router.lifespan_context(app):
-            await asyncio.wait_for(app.state.runner.assigned.wait(), 30)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://enrichment.test") as client:
-                yield Enrichment(app, client, settings, producer)
+        async with app_client(app, "http://enrichment.test", wait_assigned=30) as client:
+            yield Enrichment(app, client, settings, producer)
     finally:
         await producer.stop()
 
@@ -177,9 +141,7 @@ class FakeProvider:
 
 @asynccontextmanager
 async def fake_provider() -> AsyncIterator[FakeProvider]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     provider = FakeProvider(url=f"http://127.0.0.1:{port}/v1/companies")
     app = FastAPI()
 

@@ -9,11 +9,14 @@ import uuid
 
 import pytest
 
+from leadflow_stack.procs import free_port
+from leadflow_stack.testing import bearer
+
 from .conftest import enrichment_settings, fake_provider, running
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer test-admin-key-0123456789"}
+ADMIN = bearer()
 
 
 def unique_domain(label: str) -> str:
@@ -98,11 +101,7 @@ async def test_directory_match_with_firmographics_does_not_ask_the_provider(enri
 
 
 async def test_unreachable_provider_yields_partial_at_once(enrichment_env):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     settings = enrichment_settings(enrichment_env, provider_url=f"http://127.0.0.1:{port}/x",
                                    provider_timeout_seconds=2.0, provider_retries=1)
     async with running(settings) as service:
