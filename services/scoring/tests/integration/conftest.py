@@ -7,33 +7,28 @@ everything published on leads.scored, and a frozen clock the tests move.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 import leadflow_scoring
 from leadflow_contracts import (
     DataQuality,
     Event,
-    EventData,
     LeadActivity,
     LeadContact,
     LeadEnriched,
     LeadProfile,
     LeadScored,
     LeadTouched,
-    decode,
-    encode_body,
-    encode_headers,
     new_event,
     topics,
 )
@@ -41,47 +36,22 @@ from leadflow_kit.clock import FrozenClock
 from leadflow_kit.migrations import upgrade
 from leadflow_scoring.app import create_app
 from leadflow_scoring.settings import Settings
+from leadflow_stack.testing import EventCollector, app_client, bearer, collecting, send_event, service_settings
 
 MIGRATIONS = Path(leadflow_scoring.__file__).parent / "migrations"
-ADMIN_KEY = "test-admin-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ADMIN = bearer()
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Collector:
-    """Everything published on one topic since the module started."""
-
-    events: list[Event[EventData]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+class Collector(EventCollector):
+    """Everything published on leads.scored since the module started."""
 
     def scored(self, lead_id: str) -> list[Event[LeadScored]]:
-        return [e for e in self.events if e.subject == lead_id]  # type: ignore[misc]
-
-    async def wait(self, condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not met within {timeout}s; saw {len(self.events)} events")
-            await asyncio.sleep(0.02)
+        return self.of(lead_id)
 
     async def wait_for_count(self, lead_id: str, count: int, timeout: float = 20.0) -> list[Event[LeadScored]]:
         await self.wait(lambda: len(self.scored(lead_id)) >= count, timeout, f"{count} lead.scored for {lead_id}")
         return self.scored(lead_id)
-
-
-async def _collect(bootstrap: str, topic: str, into: Collector, ready: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_wait_ms=20)
-    await consumer.start()
-    ready.set()
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                into.events += [decode(r.value, r.headers) for r in records]
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -95,10 +65,7 @@ class Harness:
 
     async def send(self, *events: Event[Any]) -> None:
         for event in events:
-            await self.producer.send_and_wait(
-                self.settings.topic(event.topic), encode_body(event), key=event.subject.encode(),
-                headers=encode_headers(event),
-            )
+            await send_event(self.producer, event, topic_prefix=self.settings.topic_prefix)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.client.get(path, headers=ADMIN, **kwargs)
@@ -109,12 +76,12 @@ class Harness:
 
 def scoring_settings(database_url: str, bootstrap: str, prefix: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url, "kafka_bootstrap_servers": bootstrap, "topic_prefix": prefix,
-        "environment": "test", "admin_api_key": ADMIN_KEY, "database_pool_size": 4,
+        "database_pool_size": 4,
         # A tiny batch makes every sweep drain several batches.
         "decay_sweep_interval_seconds": 0.2, "decay_sweep_batch_size": 2, **overrides,
     }
-    return Settings(**values)
+    return service_settings(Settings, database_url=database_url, bootstrap_servers=bootstrap, topic_prefix=prefix,
+                            **values)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -126,22 +93,15 @@ async def scoring(infra: Any) -> AsyncIterator[Harness]:
     settings = scoring_settings(database_url, infra.bootstrap_servers, prefix)
     clock = FrozenClock(START)
     app = create_app(settings, clock=clock)
-    collector = Collector()
-    ready = asyncio.Event()
-    collector.task = asyncio.create_task(_collect(infra.bootstrap_servers, settings.topic(topics.SCORED), collector,
-                                                  ready))
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, linger_ms=0)
     await producer.start()
     try:
-        async with app.router.lifespan_context(app):
-            await asyncio.wait_for(app.state.runner.assigned.wait(), 30)
-            await asyncio.wait_for(ready.wait(), 30)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://scoring.test") as client:
-                yield Harness(app, client, settings, clock, collector, producer)
+        async with (
+            collecting(infra.bootstrap_servers, settings.topic(topics.SCORED), Collector()) as collector,
+            app_client(app, "http://scoring.test", wait_assigned=30) as client,
+        ):
+            yield Harness(app, client, settings, clock, collector, producer)
     finally:
-        collector.task.cancel()
-        await asyncio.gather(collector.task, return_exceptions=True)
         await producer.stop()
 
 
