@@ -153,7 +153,9 @@ def summarize_step(
         hop_prev = stage
 
     end = per_stage.get(end_stage, {})
-    routed_arrivals = [obs.events[lead][end_stage][0][2] for lead in lead_ids if obs.reached(lead, end_stage)]
+    # A repeat fill can return a lead captured in an earlier step: its routing belongs to that step.
+    own = [lead for lead in lead_ids if (obs.captured_at(lead) or started) >= started - 1.0]
+    routed_arrivals = [obs.events[lead][end_stage][0][2] for lead in own if obs.reached(lead, end_stage)]
 
     webhook: dict[str, Any] | None = None
     if with_webhooks:
