@@ -314,20 +314,25 @@ def next_step(
 # -- enqueueing -----------------------------------------------------------------------------
 
 
-def webhook_payload(event_type: str, data: Mapping[str, Any], timestamp: datetime) -> str:
-    """The Standard Webhooks body: ``{"type", "timestamp", "data"}``."""
+def webhook_payload(
+    event_type: str, data: Mapping[str, Any], timestamp: datetime, extra: Mapping[str, Any] | None = None
+) -> str:
+    """The Standard Webhooks body: ``{"type", "timestamp", "data"}`` plus any ``extra`` top-level fields."""
     return json.dumps(
-        {"type": event_type, "timestamp": timestamp.isoformat(), "data": data},
+        {**(extra or {}), "type": event_type, "timestamp": timestamp.isoformat(), "data": data},
         separators=(",", ":"),
         default=str,
     )
 
 
+def subscription_patterns(event_type: str) -> list[str]:
+    """What a subscription may name to receive ``event_type``: itself, any parent ``a.b.*``, or ``*``."""
+    parts = event_type.split(".")
+    return [event_type, *(".".join(parts[:n]) + ".*" for n in range(len(parts) - 1, 0, -1)), ALL_EVENT_TYPES]
+
+
 def _subscribed_to(event_type: str) -> Any:
-    return or_(
-        literal(event_type) == any_(subscription_table.c.event_types),
-        literal(ALL_EVENT_TYPES) == any_(subscription_table.c.event_types),
-    )
+    return or_(*(literal(p) == any_(subscription_table.c.event_types) for p in subscription_patterns(event_type)))
 
 
 async def enqueue_webhook(
@@ -339,9 +344,11 @@ async def enqueue_webhook(
     now: datetime,
     correlation_id: str | None = None,
     lead_captured_at: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Queue ``event_type`` for every active subscription to it, inside the caller's transaction.
 
+    ``extra`` adds top-level fields beside type/timestamp/data (e.g. a chat-readable ``text``).
     Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
     """
     subscriptions = (
@@ -355,7 +362,7 @@ async def enqueue_webhook(
     ).scalars().all()
     if not subscriptions:
         return []
-    body = webhook_payload(event_type, data, now)
+    body = webhook_payload(event_type, data, now, extra)
     rows = [
         {
             "webhook_id": new_webhook_id(),

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 
-from leadflow_contracts import Event, LeadCaptured, LeadContact, encode_body, encode_headers, new_event
+from leadflow_contracts import Event, LeadCaptured, LeadContact, new_event
 from leadflow_contracts.topics import CAPTURED, dead_letter_topic
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
@@ -17,6 +17,7 @@ from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
+from leadflow_stack.testing import eventually, produce
 
 pytestmark = pytest.mark.integration
 
@@ -25,26 +26,6 @@ def captured(lead_id: str, key: str | None = None) -> Event[LeadCaptured]:
     now = datetime.now(UTC)
     data = LeadCaptured(lead_id=lead_id, form_key="demo", submitted_at=now, contact=LeadContact(email="a@b.co"))
     return new_event(data, source="capture", subject=key or lead_id, lead_captured_at=now)
-
-
-async def produce(bootstrap: str, topic: str, events: list[Event[Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                topic, encode_body(event), key=event.subject.encode(), headers=encode_headers(event)
-            )
-    finally:
-        await producer.stop()
-
-
-async def wait_for(condition: Any, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -88,13 +69,13 @@ async def effects(db: Database) -> list[tuple[str, str]]:
 async def test_an_event_delivered_twice_has_its_effect_once(harness: Any) -> None:
     settings, db, metrics = harness
     event = captured("lead-twice")
-    await produce(settings.kafka_bootstrap_servers, settings.topic(CAPTURED), [event, event])
+    await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [event, event])
 
     async def both_seen() -> bool:
         consumed = metrics.events_consumed.labels("kit-test", settings.topic(CAPTURED), "duplicate")._value.get()
         return consumed >= 1
 
-    await wait_for(both_seen)
+    await eventually(both_seen)
     assert await effects(db) == [("lead-twice", event.id)]
 
 
@@ -102,12 +83,12 @@ async def test_a_failing_event_is_dead_lettered_and_the_consumer_moves_on(harnes
     settings, db, _ = harness
     # One key, so one partition: the healthy event queues behind the poison one.
     poison, healthy = captured("poison-1", key="k1"), captured("after-poison", key="k1")
-    await produce(settings.kafka_bootstrap_servers, settings.topic(CAPTURED), [poison, healthy])
+    await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [poison, healthy])
 
     async def healthy_processed() -> bool:
         return any(lead == "after-poison" for lead, _ in await effects(db))
 
-    await wait_for(healthy_processed)
+    await eventually(healthy_processed)
     dlq = AIOKafkaConsumer(
         dead_letter_topic(settings.topic(CAPTURED)), bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="earliest", group_id=f"dlq-reader-{uuid.uuid4()}",
@@ -138,4 +119,4 @@ async def test_a_malformed_record_is_dead_lettered_without_retries(harness: Any)
     async def dead_lettered() -> bool:
         return metrics.dead_lettered.labels("kit-test", settings.topic(CAPTURED))._value.get() >= 1
 
-    await wait_for(dead_lettered)
+    await eventually(dead_lettered)

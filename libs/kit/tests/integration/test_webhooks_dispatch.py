@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select, text
@@ -31,6 +30,7 @@ from leadflow_kit.webhooks import (
     webhook_admin_router,
 )
 from leadflow_stack.procs import free_port
+from leadflow_stack.testing import app_client
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +65,7 @@ async def test_enqueued_in_a_transaction_then_signed_delivered_and_reported(infr
     app = create_service_app(settings, title="kit webhooks", background=[run_webhook_dispatcher],
                              routers=[webhook_admin_router(read_scope="sla:read", write_scope="sla:write")])
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://kit"
-        ) as client:
+        async with app_client(app, "http://kit") as client:
             created = await client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
                                         json={"url": f"http://127.0.0.1:{port}/hook", "event_types": ["*"]})
             assert created.status_code == 201, created.text

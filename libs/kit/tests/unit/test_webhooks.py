@@ -18,6 +18,7 @@ from leadflow_kit.webhooks import (
     next_step,
     parse_retry_after,
     signed_headers,
+    subscription_patterns,
     webhook_payload,
 )
 
@@ -94,3 +95,8 @@ def test_a_base_delay_turns_the_schedule_into_doubling_steps() -> None:
     settings = WebhookSettings(webhook_retry_base_seconds=0.5, webhook_retry_schedule_seconds=[9, 9, 9, 9])
     assert settings.webhook_retry_schedule() == [0.5, 1.0, 2.0, 4.0]
     assert WebhookSettings().webhook_retry_schedule()[0] == 5.0
+
+
+def test_a_subscription_may_name_the_type_a_parent_wildcard_or_everything() -> None:
+    assert subscription_patterns("lead.sla.breach") == ["lead.sla.breach", "lead.sla.*", "lead.*", "*"]
+    assert subscription_patterns("ping") == ["ping", "*"]
