@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -28,12 +27,8 @@ import leadflow_routing
 from leadflow_contracts import (
     AccountMatch,
     Event,
-    EventData,
     LeadProfile,
     LeadScored,
-    decode,
-    encode_body,
-    encode_headers,
     new_event,
 )
 from leadflow_kit.clock import Clock
@@ -41,10 +36,14 @@ from leadflow_kit.migrations import upgrade
 from leadflow_routing.app import create_app
 from leadflow_routing.settings import Settings
 from leadflow_stack.procs import free_port
+from leadflow_stack.testing import EventCollector as Collector
+from leadflow_stack.testing import app_client, bearer, collecting, produce, service_settings
+
+__all__ = ["ADMIN", "Collector", "Env", "Receiver", "Running", "collecting", "new_env", "produce", "receiver",
+           "running", "scored"]
 
 MIGRATIONS = Path(leadflow_routing.__file__).parent / "migrations"
-ADMIN_KEY = "test-admin-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ADMIN = bearer()
 
 
 def scored(
@@ -79,46 +78,6 @@ def scored(
         account=account,
     )
     return new_event(data, source="scoring", subject=lead_id, lead_captured_at=now)
-
-
-@dataclass
-class Collector:
-    """Everything published on one topic since it started."""
-
-    events: list[Event[EventData]] = field(default_factory=list)
-
-    def of(self, lead_id: str) -> list[Event[Any]]:
-        return [e for e in self.events if e.subject == lead_id]
-
-    async def wait(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not met within {timeout}s; saw {len(self.events)} events")
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def collecting(bootstrap: str, topic: str) -> AsyncIterator[Collector]:
-    collector = Collector()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_wait_ms=20)
-    await consumer.start()
-
-    async def run() -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                collector.events += [decode(r.value, r.headers) for r in records]
-
-    task = asyncio.create_task(run())
-    try:
-        yield collector
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await consumer.stop()
 
 
 Policy = Callable[[str, int], Response | None]
@@ -200,12 +159,11 @@ class Env:
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": self.database_url, "kafka_bootstrap_servers": self.infra.bootstrap_servers,
-            "topic_prefix": self.prefix, "environment": "test", "admin_api_key": ADMIN_KEY,
             "database_pool_size": 5, "webhook_retry_base_seconds": 0.05, "webhook_poll_interval_seconds": 0.1,
             "webhook_jitter_ratio": 0.1, "webhook_timeout_seconds": 2.0, **overrides,
         }
-        return Settings(**values)
+        return service_settings(Settings, database_url=self.database_url,
+                                bootstrap_servers=self.infra.bootstrap_servers, topic_prefix=self.prefix, **values)
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -239,22 +197,5 @@ class Running:
 async def running(settings: Settings, clock: Clock | None = None, wait_assigned: bool = True
                   ) -> AsyncIterator[Running]:
     app = create_app(settings, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
-            if wait_assigned:
-                await asyncio.wait_for(app.state.runner.assigned.wait(), 60)
-            yield Running(app, client, settings)
-
-
-async def produce(bootstrap: str, prefix: str, events: list[Event[Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(f"{prefix}{e.topic}", encode_body(e), key=e.subject.encode(), headers=encode_headers(e))
-            for e in events
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    async with app_client(app, "http://routing", wait_assigned=60 if wait_assigned else None) as client:
+        yield Running(app, client, settings)

@@ -4,7 +4,6 @@ lead is assigned twice, because the rotation lives in a row-locked PostgreSQL ro
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from leadflow_contracts import topics
 from leadflow_kit.db import Database
 from leadflow_routing.tables import assignment, lead
+from leadflow_stack.testing import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,7 @@ async def test_two_consumers_route_1000_leads_round_robin_exactly(env: Env) -> N
             kafkas = [svc.app.state.runner._kafka for svc in (first, second)]
             return all(k is not None and k.assignment() for k in kafkas)
 
-        deadline = time.monotonic() + 60
-        while not await both_own_partitions():
-            assert time.monotonic() < deadline, "the two replicas never split the partitions"
-            await asyncio.sleep(0.1)
+        await eventually(both_own_partitions, timeout=60, interval=0.1, what="replicas splitting the partitions")
 
         await produce(env.infra.bootstrap_servers, env.prefix, [scored() for _ in range(LEADS)])
         await routed.wait(lambda: len(routed.events) >= LEADS, timeout=120, what=f"{LEADS} lead.routed")

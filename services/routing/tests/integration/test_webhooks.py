@@ -16,6 +16,7 @@ from starlette.responses import Response
 from leadflow_contracts import topics
 from leadflow_kit.db import Database
 from leadflow_routing.seed import seed_demo
+from leadflow_stack.testing import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -50,16 +51,6 @@ async def deliveries(svc: Any, **params: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()
     return found
-
-
-async def eventually(check: Any, timeout: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, f"{check.__name__} not true within {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def test_failing_receiver_gets_every_retry_with_the_same_webhook_id(fresh: Env) -> None:
