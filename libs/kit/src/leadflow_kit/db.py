@@ -81,7 +81,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+            # No pre-ping: it costs a round trip per checkout on every hot path; stale connections
+            # surface as errors that the consumer retries and the API answers with 503.
+            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
