@@ -95,7 +95,8 @@ async def run_step(
     resources = await monitor.stop()
     waits = await db_waits.stop() if db_waits is not None else None
     summary = summarize_step(
-        step.name, step.rate, submissions, (schedule.started_at, schedule.ended_at), tail.obs, stages,
+        # Until the last answer: capture's acceptance rate, not the generator's issuing rate.
+        step.name, step.rate, submissions, (schedule.started_at, schedule.finished_at), tail.obs, stages,
         end_stage=end_stage, with_webhooks=with_webhooks,
     )
     summary["schedule"] = {
