@@ -204,3 +204,20 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what or getattr(check, '__name__', 'condition')} not true within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def serving(server: Any, timeout: float = 30.0, what: str = "server") -> AsyncIterator[None]:
+    """Run ``server`` (a ``uvicorn.Server``) in this event loop for the block; enter once it
+    accepts connections, stop it gracefully on exit. ``timeout`` bounds the start and the stop."""
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start under uvicorn")
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from leadflow_contracts import Event, EventData, topics
 from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
 from leadflow_stack.procs import free_port
-from leadflow_stack.testing import app_client, bearer, read_events, service_settings
+from leadflow_stack.testing import app_client, bearer, read_events, service_settings, serving
 
 MIGRATIONS = Path(leadflow_capture.__file__).parent / "migrations"
 ADMIN = bearer()
@@ -151,17 +150,8 @@ async def serving_http(settings: Settings) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
                                            access_log=False, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            raise AssertionError("capture did not start under uvicorn")
-        await asyncio.sleep(0.05)
-    try:
+    async with serving(server, what="capture"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -34,7 +34,7 @@ from leadflow_enrichment.settings import Settings
 from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
 from leadflow_stack.procs import free_port
-from leadflow_stack.testing import app_client, bearer, read_events, send_event, service_settings
+from leadflow_stack.testing import app_client, bearer, read_events, send_event, service_settings, serving
 
 MIGRATIONS = Path(leadflow_enrichment.__file__).parent / "migrations"
 ADMIN = bearer()
@@ -160,14 +160,9 @@ async def fake_provider() -> AsyncIterator[FakeProvider]:
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            lifespan="off", timeout_graceful_shutdown=0))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            raise AssertionError("fake provider did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield provider
-    finally:
-        provider.released.set()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serving(server, what="fake provider"):
+        try:
+            yield provider
+        finally:
+            # A hung request holds the server's graceful shutdown until it is let go.
+            provider.released.set()
