@@ -9,7 +9,7 @@ UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),$
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help bootstrap deps up down status logs demo lint test
+.PHONY: help bootstrap deps up down status logs demo lint test bench
 
 help:
 	@echo "make up      install Python deps, start Kafka + PostgreSQL + the five services (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make status  what runs where;  make logs  tails of every log (ARGS='-f capture' to follow)"
 	@echo "make down    stop everything make up started"
 	@echo "make test    lint + unit, integration and e2e tests on real Kafka and PostgreSQL"
+	@echo "make bench   floor + pipeline at 10..400 leads/s: table, .bench/bench-*.json and .png (ARGS='--help')"
 
 bootstrap:
 	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(HOME)/.local/bin/uv" ] && [ ! -x .tools/uv/bin/uv ]; then \
@@ -57,7 +58,10 @@ demo:
 
 lint:
 	$(UV) run ruff check .
-	$(UV) run mypy libs services
+	$(UV) run mypy libs services bench
 
 test: bootstrap deps lint
 	$(UV) run pytest
+
+bench: bootstrap
+	$(UV) run python -m bench $(ARGS)
