@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from leadflow_stack import testing
 from leadflow_stack.procs import free_port
 
 SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
@@ -85,13 +85,7 @@ class Pipeline:
 
 
 async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check.__name__}")
-        await asyncio.sleep(interval)
+    # Across processes each stage takes longer than in-process, so the wait is longer and the poll slower.
+    return await testing.eventually(check, timeout, interval)
 
 
