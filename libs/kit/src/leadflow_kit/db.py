@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import (
@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -104,3 +105,9 @@ class Database:
 def asyncpg_dsn(url: str) -> str:
     """The plain libpq URL asyncpg wants, from a SQLAlchemy ``postgresql+asyncpg://`` URL."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction commits, so a retried or rolled-back handler
+    never counts a metric twice."""
+    sa_event.listen(session.sync_session, "after_commit", lambda _session: action(), once=True)

@@ -10,7 +10,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import and_, or_, select, text, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -30,6 +29,7 @@ from leadflow_contracts import (
     new_event,
 )
 from leadflow_kit.consumer import UnitOfWork
+from leadflow_kit.db import after_commit
 from leadflow_scoring import domain
 from leadflow_scoring.model import ScoringModelSpec
 from leadflow_scoring.tables import activity as activity_table
@@ -281,7 +281,7 @@ async def rescore(
                 previous_stage=previous_stage,
             )
         )
-        _after_commit(session, lambda: _count(scoring, model, data, became_mql))
+        after_commit(session, lambda: _count(scoring, model, data, became_mql))
     return Rescored(result, stage, previous_stage, should_publish)
 
 
@@ -293,14 +293,6 @@ def _count(scoring: Scoring, model: StoredModel, data: LeadScored, became_mql: b
         metrics.mql.labels(metrics.service, data.tier).inc()
     metrics.model_in_use(model)
 
-
-def _after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the transaction commits, so a retried handler never counts twice."""
-
-    def fire(_session: Any) -> None:
-        callback()
-
-    sa_event.listen(session.sync_session, "after_commit", fire, once=True)
 
 
 def _lead_scored(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,14 +25,10 @@ from leadflow_contracts import (
     LeadSla,
     LeadTouched,
 )
+from leadflow_kit.db import after_commit
 from leadflow_sla import domain
 from leadflow_sla.metrics import SlaMetrics
 from leadflow_sla.tables import lead, lead_event, rep_calendar, sla_clock, sla_policy
-
-
-def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
-    """Run ``action`` only once the transaction commits, so a retried event is not counted twice."""
-    event.listen(session.sync_session, "after_commit", lambda _session: action(), once=True)
 
 
 def occurred_at(evt: Event[EventData]) -> datetime:

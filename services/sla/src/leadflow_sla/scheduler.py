@@ -24,10 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, LeadSla, new_event
 from leadflow_kit.clock import Clock
-from leadflow_kit.db import Database
+from leadflow_kit.db import Database, after_commit
 from leadflow_kit.outbox import Outbox
 from leadflow_sla import domain
-from leadflow_sla.handlers import after_commit
 from leadflow_sla.metrics import SlaMetrics
 from leadflow_sla.tables import sla_clock, sla_notice
 
