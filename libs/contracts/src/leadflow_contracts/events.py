@@ -26,7 +26,7 @@ LifecycleStage = Literal[
 ]
 PriorityTier = Literal["hot", "warm", "cold"]
 FitGrade = Literal["A", "B", "C", "D"]
-TouchType = Literal["accepted", "contacted", "meeting_booked", "disqualified", "converted"]
+TouchType = Literal["accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted"]
 
 
 class Attribution(BaseModel):

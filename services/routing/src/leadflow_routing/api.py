@@ -97,7 +97,8 @@ async def get_assignment(
 
 @leads_router.post("/v1/leads/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED,
                    response_model=CrmEventAccepted,
-                   summary="CRM callback: accepted, contacted, meeting_booked, disqualified, converted")
+                   summary="CRM callback: accepted, contacted, meeting_booked, opportunity_created, disqualified, "
+                           "converted")
 async def post_crm_event(
     lead_id: str, body: CrmEvent, request: Request,
     principal: Principal = Depends(require_any_scope("crm:events")),

@@ -342,6 +342,7 @@ TOUCH_STAGE: dict[str, Stage] = {
     "accepted": "sal",
     "contacted": "sal",  # a lead sales has contacted was, in effect, accepted
     "meeting_booked": "sql",
+    "opportunity_created": "opportunity",
     "converted": "customer",
     "disqualified": "disqualified",
 }

@@ -39,7 +39,7 @@ FALLBACK_TIER: Tier = "cold"
 UNASSIGNED_TEAM = "unassigned"
 
 # Touches that end the first-touch clock; "accepted" only says the rep took the lead, not that they reached out.
-STOPPING_TOUCHES = frozenset({"contacted", "meeting_booked", "disqualified", "converted"})
+STOPPING_TOUCHES = frozenset({"contacted", "meeting_booked", "opportunity_created", "disqualified", "converted"})
 
 # --------------------------------------------------------------------------------------------
 # Stages of the timeline
@@ -144,7 +144,7 @@ LIFECYCLE_TO_FUNNEL = {
     "opportunity": "opportunity", "customer": "converted",
 }
 TOUCH_TO_FUNNEL = {"accepted": "accepted", "contacted": "accepted", "meeting_booked": "accepted",
-                   "converted": "converted"}
+                   "opportunity_created": "opportunity", "converted": "converted"}
 
 
 # --------------------------------------------------------------------------------------------
