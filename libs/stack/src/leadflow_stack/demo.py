@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -111,8 +112,13 @@ async def run_demo(
     """Submit the sample form fills, then poll each lead's timeline until it shows ``routed``."""
     headers = {"Authorization": f"Bearer {admin_api_key}"}
     journeys: list[LeadJourney] = []
+    # New people on every run: the same emails again would be merged into the earlier run's leads
+    # (and, within capture's double-submit window, answered with the earlier lead ids).
+    run_tag = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(timeout=10.0) as client:
-        for fill in SAMPLE_FORM_FILLS:
+        for sample in SAMPLE_FORM_FILLS:
+            local, domain = sample["email"].split("@", 1)
+            fill = {**sample, "email": f"{local}.{run_tag}@{domain}"}
             response = await client.post(f"{capture_url}/v1/forms/{form_key}/submissions", json=fill)
             if response.status_code != 202:
                 raise StackError(f"capture answered {response.status_code} to a demo submission: {response.text[:500]}")
