@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
 from alembic.operations import Operations
 from sqlalchemy import MetaData, pool
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadflow_kit.db import OUTBOX_CHANNEL, new_metadata
+from leadflow_kit.db import OUTBOX_CHANNEL
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -48,9 +50,48 @@ def run_env(target_metadata: MetaData) -> None:
 
 
 def create_platform_tables(op: Operations) -> None:
-    """Called from each service's first revision: outbox, processed_event, api_key and the NOTIFY trigger."""
-    bind = op.get_bind()
-    new_metadata().create_all(bind)
+    """Called from each service's first revision: outbox, processed_event, api_key and the NOTIFY trigger.
+
+    The DDL is spelled out as it was at that revision, not taken from ``leadflow_kit.db``: a later
+    change to a platform table must arrive as a new revision, never by rewriting history.
+    """
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("headers", JSONB, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+        sa.Column("last_error", sa.Text),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    )
+    op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+    op.create_table(
+        "processed_event",
+        sa.Column("consumer", sa.String(255), nullable=False),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_processed_event"),
+    )
+    op.create_index("ix_processed_event_processed_at", "processed_event", ["processed_at"])
+    op.create_table(
+        "api_key",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("key_prefix", sa.String(16), nullable=False),
+        sa.Column("key_hash", sa.String(128), nullable=False),
+        sa.Column("scopes", ARRAY(sa.String(64)), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.Column("last_used_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("id", name="pk_api_key"),
+        sa.UniqueConstraint("key_hash", name="uq_api_key_key_hash"),
+    )
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION leadflow_notify_outbox() RETURNS trigger AS $$
@@ -70,4 +111,5 @@ def create_platform_tables(op: Operations) -> None:
 def drop_platform_tables(op: Operations) -> None:
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS leadflow_notify_outbox()")
-    new_metadata().drop_all(op.get_bind())
+    for table in ("api_key", "processed_event", "outbox"):
+        op.drop_table(table)
