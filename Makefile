@@ -9,7 +9,7 @@ UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),$
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help bootstrap deps up down status logs demo lint test bench
+.PHONY: help install-uv bootstrap deps up down status logs demo lint test bench
 
 help:
 	@echo "make up      install Python deps, start Kafka + PostgreSQL + the five services (idempotent)"
@@ -19,13 +19,17 @@ help:
 	@echo "make test    lint + unit, integration and e2e tests on real Kafka and PostgreSQL"
 	@echo "make bench   floor + pipeline at 10..400 leads/s: table, .bench/bench-*.json and .png (ARGS='--help')"
 
-bootstrap:
+# uv is installed by a target of its own: make expands a recipe just before running it, so a
+# recipe that installs uv cannot also use $(UV) found in the same expansion.
+bootstrap: install-uv
+	$(UV) sync --all-packages --locked --quiet
+
+install-uv:
 	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(HOME)/.local/bin/uv" ] && [ ! -x .tools/uv/bin/uv ]; then \
 		echo "installing uv"; \
 		python3 -m pip install --quiet --user uv 2>/dev/null \
 		|| { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv; }; \
 	fi
-	$(UV) sync --all-packages --locked --quiet
 
 # System packages the test suite needs; each is installed only when missing.
 deps:
