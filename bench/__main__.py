@@ -40,7 +40,7 @@ from bench import children, profile, report
 from bench.analysis import ObservationTail
 from bench.floor import STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
-from bench.resources import DbWaitSampler, ResourceMonitor
+from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.stackctl import BenchStack
 from bench.steps import FloorLoad, Step, run_step
 
@@ -205,6 +205,7 @@ async def run_pipeline(
         factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)
         load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share)
         db_waits = DbWaitSampler(stack.admin_dsn(), stack.database_of_service())
+        statements = StatementCounter(stack.admin_dsn(), stack.database_of_service())
         warm = await run_step(Step("warmup", 10, 3), load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                               with_webhooks=with_webhooks, drain_timeout=30)
         if warm["routed"] == 0:
@@ -221,7 +222,7 @@ async def run_pipeline(
             print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
             result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                                     with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
-                                    db_waits=db_waits)
+                                    db_waits=db_waits, statements=statements)
             result["end_stage"] = end_stage
             results.append(result)
             if not result["sustained"]:
@@ -242,7 +243,7 @@ async def run_pipeline(
             print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
             result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                                     with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
-                                    db_waits=db_waits)
+                                    db_waits=db_waits, statements=statements)
             result["end_stage"] = end_stage
             results.append(result)
     finally:

@@ -153,6 +153,16 @@ def print_tables(result: dict[str, Any]) -> None:
             conns = s.get("db_connections") or {}
             cells = [f"{svc}: " + ", ".join(f"{k} {v}" for k, v in states.items()) for svc, states in conns.items()]
             print(f"{s['step']:>6}  " + " | ".join(cells))
+        if any(s.get("db_statements") for s in pipeline):
+            print("\nSQL statements per lead by service (pg_stat_statements; BEGIN and COMMIT included)")
+            for s in pipeline:
+                counts = s.get("db_statements") or {}
+                print(f"{s['step']:>6}  " + "  ".join(f"{svc} {c['per_lead']}" for svc, c in counts.items()))
+            last = next(s for s in reversed(pipeline) if s.get("db_statements"))
+            print(f"  most frequent at step {last['step']}:")
+            for svc, counts in last["db_statements"].items():
+                for row in counts["top"]:
+                    print(f"    {svc:<11} {row['calls']:>7}  {row['query']}")
         for s in skipped:
             print(f"step {s['step']}: {s['skipped']}")
         errs = {s["step"]: s["errors"] for s in pipeline if s["errors"]}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -161,3 +165,53 @@ class DbWaitSampler:
             service: {state: round(n / samples, 2) for state, n in sorted(states.items()) if state != "idle"}
             for service, states in sorted(self._counts.items())
         }
+
+
+class StatementCounter:
+    """How many SQL statements each service ran in a step, from pg_stat_statements: the database
+    round trips a lead costs, the figure CPU per lead follows most closely."""
+
+    def __init__(self, dsn: str, databases: dict[str, str]) -> None:
+        self.dsn = dsn
+        self.databases = databases  # database -> service
+        self.available = True
+
+    async def _connect(self) -> Any:
+        import asyncpg
+
+        return await asyncpg.connect(self.dsn, timeout=10)
+
+    async def reset(self) -> None:
+        if not self.available:
+            return
+        conn = await self._connect()
+        try:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+        except Exception as exc:  # a cluster started without the library preloaded
+            log.warning("pg_stat_statements unavailable, no statement counts: %s", exc)
+            self.available = False
+        finally:
+            await conn.close()
+
+    async def read(self, top: int = 6) -> dict[str, Any] | None:
+        """Per service: statements run (BEGIN/COMMIT included) and the most frequent ones."""
+        if not self.available:
+            return None
+        conn = await self._connect()
+        try:
+            rows = await conn.fetch(
+                "SELECT d.datname, s.calls, s.total_exec_time, s.query FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = ANY($1::text[])",
+                list(self.databases),
+            )
+        finally:
+            await conn.close()
+        found: dict[str, Any] = {}
+        for row in sorted(rows, key=lambda r: -r["calls"]):
+            service = self.databases[row["datname"]]
+            per = found.setdefault(service, {"calls": 0, "exec_ms": 0.0, "top": []})
+            per["calls"] += row["calls"]
+            per["exec_ms"] = round(per["exec_ms"] + row["total_exec_time"], 1)
+            if len(per["top"]) < top:
+                per["top"].append({"calls": row["calls"], "query": " ".join(row["query"].split())[:160]})
+        return dict(sorted(found.items()))

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from bench.analysis import ObservationTail, Submission, summarize_step
 from bench.floor import FloorSource
-from bench.resources import DbWaitSampler, ResourceMonitor
+from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.schedule import open_loop, saturate
 
 
@@ -58,7 +58,10 @@ async def run_step(
     drain_timeout: float,
     quiet_timeout: float = 5.0,
     db_waits: DbWaitSampler | None = None,
+    statements: StatementCounter | None = None,
 ) -> dict[str, Any]:
+    if statements is not None:
+        await statements.reset()
     monitor.start()
     if db_waits is not None:
         db_waits.start()
@@ -94,6 +97,7 @@ async def run_step(
     drained_in = time.monotonic() - drain_started
     resources = await monitor.stop()
     waits = await db_waits.stop() if db_waits is not None else None
+    statement_counts = await statements.read() if statements is not None else None
     summary = summarize_step(
         # Until the last answer: capture's acceptance rate, not the generator's issuing rate.
         step.name, step.rate, submissions, (schedule.started_at, schedule.finished_at), tail.obs, stages,
@@ -123,4 +127,8 @@ async def run_step(
     summary["resources"] = resources
     if waits is not None:
         summary["db_connections"] = waits
+    if statement_counts is not None:
+        for counts in statement_counts.values():
+            counts["per_lead"] = round(counts["calls"] / leads, 1)
+        summary["db_statements"] = statement_counts
     return summary

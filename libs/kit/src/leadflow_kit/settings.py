@@ -27,14 +27,14 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     topic_prefix: str = ""
     # aiokafka waits 500 ms per fetch by default, which would dominate a lead's journey.
-    kafka_fetch_max_wait_ms: int = 10
+    kafka_fetch_max_wait_ms: int = 500
     kafka_max_poll_records: int = 200
     kafka_session_timeout_ms: int = 10000
     kafka_request_timeout_ms: int = 5000
 
     consumer_max_attempts: int = 4
     consumer_retry_backoff_seconds: float = 0.05
-    outbox_poll_interval_seconds: float = 0.25
+    outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
 
     admin_api_key: SecretStr | None = None

@@ -201,6 +201,10 @@ class PostgresCluster:
             "max_connections": str(self.max_connections),
             "log_min_messages": "warning",
             "log_line_prefix": "'%m [%p] %q%u@%d '",
+            # Which statements each service runs, and how often: the runbook's first look at a slow
+            # database, and the benchmark's statements-per-lead figures.
+            "shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track": "top",
         }
         if not self.durable:
             # A test cluster is thrown away: trade crash safety for speed.
@@ -285,6 +289,12 @@ class PostgresCluster:
                 # Two sessions may race here; the loser finds the role made.
                 with contextlib.suppress(asyncpg.DuplicateObjectError):
                     await conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN CREATEDB PASSWORD '{APP_PASSWORD}'")
+            # Statement statistics for the app role too (runbook, benchmark); the extension lives in
+            # the maintenance database and sees every database's statements.
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                await conn.execute(f"GRANT pg_read_all_stats TO {APP_ROLE}")
+                await conn.execute(f"GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO {APP_ROLE}")
         finally:
             await conn.close()
 
