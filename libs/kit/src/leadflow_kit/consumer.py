@@ -21,17 +21,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, MalformedEvent, decode
 from leadflow_contracts.topics import dead_letter_topic
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import Database
+from leadflow_kit.db import Database, driver_connection
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import log_context
 from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox, processed_event_table
+from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -84,13 +83,19 @@ class EventConsumer:
 
 async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record the event as processed by ``consumer``; False when it already was."""
-    result = await session.execute(
-        insert(processed_event_table)
-        .values(consumer=consumer, event_id=event_id)
-        .on_conflict_do_nothing()
-        .returning(processed_event_table.c.event_id)
+    return event_id in await claim_events(session, consumer, [event_id])
+
+
+async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
+    """Record a batch's events as processed by ``consumer`` in one statement; returns the ids not
+    processed before (an id repeated within the batch is returned once)."""
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        "INSERT INTO processed_event (consumer, event_id) SELECT $1, unnest($2::text[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        consumer, event_ids,
     )
-    return result.first() is not None
+    return {row["event_id"] for row in rows}
 
 
 class ConsumerRunner:
@@ -234,11 +239,13 @@ class ConsumerRunner:
         try:
             async with self.db.transaction() as session:
                 uow = UnitOfWork(session, self.outbox, self.clock)
+                unclaimed = await claim_events(session, service, [event.id for event in events])
                 for event in events:
                     with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
-                        if not await claim_event(session, service, event.id):
+                        if event.id not in unclaimed:
                             outcomes.append("duplicate")
                             continue
+                        unclaimed.discard(event.id)  # a repeat later in this batch is a duplicate
                         await subscription.handler(event, uow)
                         outcomes.append("processed")
         except Exception as exc:

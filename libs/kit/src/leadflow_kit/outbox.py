@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, new_metadata
+from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, driver_connection, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.settings import ServiceSettings
@@ -43,14 +44,14 @@ class Outbox:
 
     async def add(self, session: AsyncSession, event: Event[Any]) -> None:
         typed: Event[EventData] = event
-        await session.execute(
-            insert(outbox_table).values(
-                event_id=typed.id,
-                topic=f"{self.topic_prefix}{typed.topic}",
-                key=typed.subject,
-                headers=[[name, value.decode()] for name, value in encode_headers(typed)],
-                body=encode_body(typed).decode(),
-            )
+        conn = await driver_connection(session)
+        await conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)",
+            typed.id,
+            f"{self.topic_prefix}{typed.topic}",
+            typed.subject,
+            json.dumps([[name, value.decode()] for name, value in encode_headers(typed)]),
+            encode_body(typed).decode(),
         )
 
 
@@ -139,36 +140,32 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         async with self.db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key,
-                           outbox_table.c.headers, outbox_table.c.body)
-                    .where(outbox_table.c.published_at.is_(None))
-                    .order_by(outbox_table.c.id)
-                    .limit(self.settings.outbox_batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            conn = await driver_connection(session)
+            rows = await conn.fetch(
+                "SELECT id, topic, key, headers, body FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self.settings.outbox_batch_size,
+            )
             if not rows:
                 return 0
             producer = await self.producers.get()
             deliveries = []
             for row in rows:
-                headers = [(name, value.encode()) for name, value in row.headers]
+                headers = [(name, value.encode()) for name, value in row["headers"]]
                 deliveries.append(
-                    await producer.send(row.topic, value=row.body.encode(), key=row.key.encode(), headers=headers)
+                    await producer.send(row["topic"], value=row["body"].encode(), key=row["key"].encode(),
+                                        headers=headers)
                 )
             # The idempotent producer never expires a batch by itself, so bound the wait here.
             await asyncio.wait_for(
                 asyncio.gather(*deliveries), timeout=self.settings.kafka_request_timeout_ms / 1000 + 5
             )
-            await session.execute(
-                update(outbox_table)
-                .where(outbox_table.c.id.in_([row.id for row in rows]))
-                .values(published_at=self.clock.now())
+            await conn.execute(
+                "UPDATE outbox SET published_at = $1 WHERE id = ANY($2::bigint[])",
+                self.clock.now(), [row["id"] for row in rows],
             )
         for row in rows:
-            self.metrics.events_published.labels(self.settings.service_name, row.topic).inc()
+            self.metrics.events_published.labels(self.settings.service_name, row["topic"]).inc()
         return len(rows)
 
     async def _record_failure(self, error: str) -> None:

@@ -59,11 +59,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    any_,
     func,
     insert,
-    literal,
-    or_,
     select,
     text,
     update,
@@ -74,7 +71,7 @@ from standardwebhooks.webhooks import Webhook
 from leadflow_contracts import LeadDelivered, new_event
 from leadflow_kit.auth import require_scope
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn
+from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn, driver_connection
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
 
@@ -331,10 +328,6 @@ def subscription_patterns(event_type: str) -> list[str]:
     return [event_type, *(".".join(parts[:n]) + ".*" for n in range(len(parts) - 1, 0, -1)), ALL_EVENT_TYPES]
 
 
-def _subscribed_to(event_type: str) -> Any:
-    return or_(*(literal(p) == any_(subscription_table.c.event_types) for p in subscription_patterns(event_type)))
-
-
 async def enqueue_webhook(
     session: AsyncSession,
     *,
@@ -351,35 +344,27 @@ async def enqueue_webhook(
     ``extra`` adds top-level fields beside type/timestamp/data (e.g. a chat-readable ``text``).
     Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
     """
-    subscriptions = (
-        await session.execute(
-            select(subscription_table.c.id).where(
-                subscription_table.c.active.is_(True),
-                subscription_table.c.deleted_at.is_(None),
-                _subscribed_to(event_type),
-            )
+    conn = await driver_connection(session)
+    subscriptions = [
+        row["id"]
+        for row in await conn.fetch(
+            "SELECT id FROM webhook_subscription WHERE active AND deleted_at IS NULL "
+            "AND event_types && $1::varchar[] ORDER BY id",
+            subscription_patterns(event_type),
         )
-    ).scalars().all()
+    ]
     if not subscriptions:
         return []
     body = webhook_payload(event_type, data, now, extra)
-    rows = [
-        {
-            "webhook_id": new_webhook_id(),
-            "subscription_id": sub_id,
-            "event_type": event_type,
-            "lead_id": lead_id,
-            "payload": body,
-            "correlation_id": correlation_id,
-            "lead_captured_at": lead_captured_at,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        for sub_id in subscriptions
-    ]
-    await session.execute(insert(delivery_table), rows)
-    await session.execute(select(func.pg_notify(WEBHOOK_CHANNEL, "")))
-    return [r["webhook_id"] for r in rows]
+    webhook_ids = [new_webhook_id() for _ in subscriptions]
+    await conn.execute(
+        "INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, correlation_id, "
+        "lead_captured_at, next_attempt_at, created_at) "
+        "SELECT w, s, $3, $4, $5, $6, $7, $8, $8 FROM unnest($1::text[], $2::text[]) AS t(w, s)",
+        webhook_ids, subscriptions, event_type, lead_id, body, correlation_id, lead_captured_at, now,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", WEBHOOK_CHANNEL)
+    return webhook_ids
 
 
 # -- dispatching ----------------------------------------------------------------------------
@@ -511,32 +496,29 @@ class WebhookDispatcher:
 
     async def _claim(self) -> list[_Claimed]:
         now = self.clock.now()
-        d, s = delivery_table, subscription_table
         async with self.db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(d.c.id, d.c.webhook_id, d.c.subscription_id, d.c.event_type, d.c.lead_id, d.c.payload,
-                           d.c.correlation_id, d.c.lead_captured_at, d.c.attempts, s.c.url, s.c.secret,
-                           s.c.previous_secret, s.c.previous_secret_expires_at)
-                    .join(s, s.c.id == d.c.subscription_id)
-                    .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True),
-                           s.c.deleted_at.is_(None))
-                    .order_by(d.c.next_attempt_at)
-                    .limit(self.settings.webhook_batch_size)
-                    .with_for_update(of=d, skip_locked=True)
-                )
-            ).all()
+            conn = await driver_connection(session)
+            rows = await conn.fetch(
+                "SELECT d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id, "
+                "d.lead_captured_at, d.attempts, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at "
+                "FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id "
+                "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND s.active AND s.deleted_at IS NULL "
+                "ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+                now, self.settings.webhook_batch_size,
+            )
             if not rows:
                 return []
-            await session.execute(
-                update(d).where(d.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + self.lease)
+            await conn.execute(
+                "UPDATE webhook_delivery SET next_attempt_at = $1 WHERE id = ANY($2::bigint[])",
+                now + self.lease, [r["id"] for r in rows],
             )
         return [
             _Claimed(
-                id=r.id, webhook_id=r.webhook_id, subscription_id=r.subscription_id, event_type=r.event_type,
-                lead_id=r.lead_id, payload=r.payload, correlation_id=r.correlation_id,
-                lead_captured_at=r.lead_captured_at, attempts=r.attempts, url=r.url,
-                secrets=active_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, now),
+                id=r["id"], webhook_id=r["webhook_id"], subscription_id=r["subscription_id"],
+                event_type=r["event_type"], lead_id=r["lead_id"], payload=r["payload"],
+                correlation_id=r["correlation_id"], lead_captured_at=r["lead_captured_at"], attempts=r["attempts"],
+                url=r["url"],
+                secrets=active_secrets(r["secret"], r["previous_secret"], r["previous_secret_expires_at"], now),
             )
             for r in rows
         ]
@@ -587,35 +569,24 @@ class WebhookDispatcher:
     async def _record(
         self, row: _Claimed, attempt: int, outcome: AttemptOutcome, step: NextStep, elapsed: float, now: datetime
     ) -> None:
-        d = delivery_table
         async with self.db.transaction() as session:
-            updated = (
-                await session.execute(
-                    update(d)
-                    .where(d.c.id == row.id, d.c.status == "pending", d.c.attempts == row.attempts)
-                    .values(
-                        status=step.status,
-                        attempts=attempt,
-                        next_attempt_at=step.next_attempt_at or now,
-                        last_attempt_at=now,
-                        last_status_code=outcome.status_code,
-                        last_error=outcome.error,
-                        delivered_at=now if step.status == "delivered" else None,
-                    )
-                    .returning(d.c.id)
-                )
-            ).first()
-            if updated is None:
-                # Replayed or recorded by someone else meanwhile; their state wins.
-                return
-            await session.execute(
-                insert(attempt_table).values(
-                    delivery_id=row.id, attempt=attempt, attempted_at=now, status_code=outcome.status_code,
-                    error=outcome.error, duration_ms=elapsed * 1000,
-                    outcome="failed" if step.status == "pending" else step.status,
-                    next_attempt_at=step.next_attempt_at,
-                )
+            conn = await driver_connection(session)
+            # One statement: the delivery's new state, and its attempt row only if the state was
+            # still ours (a replay or another dispatcher may have recorded it meanwhile; theirs wins).
+            updated = await conn.fetchval(
+                "WITH updated AS ("
+                " UPDATE webhook_delivery SET status = $3, attempts = $4, next_attempt_at = $5, last_attempt_at = $6,"
+                " last_status_code = $7, last_error = $8, delivered_at = $9"
+                " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id)"
+                " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
+                " outcome, next_attempt_at)"
+                " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id",
+                row.id, row.attempts, step.status, attempt, step.next_attempt_at or now, now,
+                outcome.status_code, outcome.error, now if step.status == "delivered" else None,
+                elapsed * 1000, "failed" if step.status == "pending" else step.status, step.next_attempt_at,
             )
+            if updated is None:
+                return
             if step.disable_subscription:
                 await session.execute(
                     update(subscription_table)
