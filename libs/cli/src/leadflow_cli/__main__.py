@@ -1,0 +1,5 @@
+import sys
+
+from leadflow_cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The CLI against the five services running as processes on the suite's real Kafka and PostgreSQL
+(demo seed: forms, a scoring model, team `sales` with three reps, a catch-all rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from leadflow_cli.main import main
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+
+    async def __call__(self, *argv: str) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        # The CLI is synchronous; run it off the event loop the session's fixtures live on.
+        code = await asyncio.to_thread(main, list(argv), env=self.env, stdout=out, stderr=err)
+        return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cli(infra: Any) -> AsyncIterator[Cli]:
+    prefix = infra.new_topic_prefix("cli")
+    await infra.create_topics(prefix, partitions=1)
+    started: list[str] = []
+
+    async def start(name: str) -> tuple[str, str]:
+        config = await infra.start_service(name, topic_prefix=prefix, seed_demo=True, timeout=120)
+        started.append(name)
+        return name, config.url
+
+    try:
+        urls = dict(await asyncio.gather(*(start(name) for name in SERVICES)))
+        # The services run with the development admin key, which the CLI sends when none is set.
+        yield Cli({f"LEADFLOW_{name.upper()}_URL": url for name, url in urls.items()})
+    finally:
+        for name in reversed(started):
+            await infra.stop_service(name)
+
+
+async def test_every_service_is_ready(cli: Cli) -> None:
+    result = await cli("status", "--json")
+    assert result.code == 0, result.out
+    assert {r["service"]: r["state"] for r in result.json} == dict.fromkeys(SERVICES, "ready")
+
+
+async def test_a_form_is_applied_idempotently_archived_and_restored(cli: Cli, tmp_path: Path) -> None:
+    form = {"key": "cli-webinar", "name": "Webinar sign-up", "required_fields": ["email", "company"],
+            "allowed_origins": ["https://www.example.com"]}
+    path = tmp_path / "form.json"
+    path.write_text(json.dumps(form))
+    assert [r["action"] for r in (await cli("forms", "apply", "-f", str(path), "--json")).json] == ["created"]
+    assert [r["action"] for r in (await cli("forms", "apply", "-f", str(path), "--json")).json] == ["unchanged"]
+    listed = await cli("forms", "list")
+    assert "cli-webinar  Webinar sign-up  active  email, company" in listed.out
+    assert (await cli("forms", "archive", "cli-webinar")).code == 0
+    assert (await cli("forms", "get", "cli-webinar", "--json")).json["status"] == "archived"
+    assert (await cli("forms", "restore", "cli-webinar", "--json")).json["status"] == "active"
+
+
+async def test_reps_teams_territories_and_a_routing_dry_run(cli: Cli) -> None:
+    created = await cli("teams", "create", "--id", "cli-emea", "--name", "EMEA", "--strategy", "weighted", "--json")
+    assert created.code == 0, created.err
+    rep = await cli("reps", "create", "--id", "cli-rep", "--name", "Rosa", "--team", "cli-emea",
+                    "--territories", "DE,FR", "--timezone", "Europe/Berlin", "--json")
+    assert rep.code == 0, rep.err
+    assert rep.json["territories"] == ["DE", "FR"]
+    territories = (await cli("territories", "list", "--json")).json
+    assert {"territory": "DE", "reps": ["cli-rep"], "active_reps": ["cli-rep"]} in territories
+    assert (await cli("teams", "get", "cli-emea", "--json")).json["rep_ids"] == ["cli-rep"]
+
+    routed = await cli("routing-rules", "dry-run", "--lead-id", "nobody")
+    assert routed.code == 1
+    assert "routing answered 404 Not Found" in routed.err and "no lead 'nobody'" in routed.err
+    active = await cli("routing-rules", "get")
+    assert "everyone-to-sales" in active.out and "team sales" in active.out
+
+    assert (await cli("reps", "deactivate", "cli-rep")).code == 0
+    assert (await cli("reps", "get", "cli-rep", "--json")).json["active"] is False
+
+
+async def test_the_api_refusal_names_the_field(cli: Cli) -> None:
+    result = await cli("sla-policies", "create", "--tier", "hot", "--target-seconds", "0")
+    assert result.code == 1
+    assert "sla answered 422" in result.err
+    assert "  target_seconds: " in result.err
+
+
+async def test_the_active_scoring_model_validates_from_its_own_source(cli: Cli, tmp_path: Path) -> None:
+    source = await cli("scoring-models", "source")
+    assert source.code == 0, source.err
+    path = tmp_path / "model.yaml"
+    path.write_text(source.out)
+    validated = await cli("scoring-models", "validate", "-f", str(path))
+    assert validated.code == 0, validated.out
+    assert validated.out.startswith("valid: ")
+
+
+async def test_a_scoped_key_can_read_but_not_write(cli: Cli, tmp_path: Path) -> None:
+    created = await cli("api-keys", "create", "--service", "capture", "--name", "cli-reader", "--scope", "forms:read",
+                        "--json")
+    assert created.code == 0, created.err
+    key = created.json["key"]
+    assert (await cli("forms", "list", "--api-key", key)).code == 0
+    path = tmp_path / "f.json"
+    path.write_text(json.dumps({"key": "nope", "name": "Nope"}))
+    refused = await cli("forms", "create", "-f", str(path), "--api-key", key)
+    assert refused.code == 1
+    assert "403 Forbidden" in refused.err and "forms:write" in refused.err
+    assert (await cli("api-keys", "revoke", "--service", "capture", created.json["id"])).code == 0
+    assert "401 Unauthorized" in (await cli("forms", "list", "--api-key", key)).err
+
+
+async def test_webhook_subscription_lifecycle(cli: Cli) -> None:
+    created = await cli("webhooks", "create", "--service", "sla", "--url", "https://crm.example.com/sla",
+                        "--event-type", "lead.sla_breached", "--json")
+    assert created.code == 0, created.err
+    sub = created.json["id"]
+    assert created.json["secret"]
+    rotated = await cli("webhooks", "rotate-secret", sub, "--service", "sla", "--overlap-seconds", "60", "--json")
+    assert rotated.json["secret"] != created.json["secret"]
+    assert sub in (await cli("webhooks", "list", "--service", "sla")).out
+    assert (await cli("webhooks", "deliveries", "--service", "sla", "--json")).json == []
+    assert (await cli("webhooks", "delete", sub, "--service", "sla")).code == 0
+
+
+async def test_export_then_import_is_a_no_op_and_an_edit_is_applied(cli: Cli, tmp_path: Path) -> None:
+    exported = await cli("export")
+    assert exported.code == 0, exported.err
+    config = json.loads(exported.out)
+    assert {"sales"} <= {t["id"] for t in config["teams"]}
+    assert config["scoring_model"]["spec"] and config["routing_rules"]["rules"]
+    path = tmp_path / "config.json"
+    path.write_text(exported.out)
+    again = await cli("import", str(path), "--json")
+    assert again.code == 0, again.err
+    assert {r["action"] for r in again.json} == {"unchanged"}
+
+    config["sla_policies"].append({"tier": "warm", "team_id": "sales", "name": "Sales warm",
+                                   "target_seconds": 1800})
+    config["reps"] = [{**r, "weight": 3} if r["id"] == "rep-ada" else r for r in config["reps"]]
+    path.write_text(json.dumps(config))
+    planned = await cli("import", str(path), "--dry-run", "--json")
+    assert {(r["resource"], r["action"]) for r in planned.json if r["action"] != "unchanged"} == {
+        ("sla policy", "would create"), ("rep", "would update")}
+    applied = await cli("import", str(path))
+    assert applied.code == 0, applied.err
+    after = json.loads((await cli("export")).out)
+    assert next(r for r in after["reps"] if r["id"] == "rep-ada")["weight"] == 3
+    assert any(p["tier"] == "warm" and p["team_id"] == "sales" for p in after["sla_policies"])
+
+
+async def test_the_console_script_runs_as_a_process(cli: Cli) -> None:
+    script = Path(sys.executable).with_name("leadflow")
+    completed = await asyncio.to_thread(
+        subprocess.run, [str(script), "teams", "list"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **cli.env, "LEADFLOW_API_KEY": ""},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[0].split()[:3] == ["ID", "NAME", "STRATEGY"]
+    assert "sales" in completed.stdout
