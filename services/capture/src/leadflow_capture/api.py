@@ -134,77 +134,127 @@ async def _submit(form_key: str, request: Request) -> Response:
                     [_field_error("body", "rate_limited", "rate limit reached")],
                     runtime.known_forms.get(form_key, ()), {"Retry-After": str(retry_after)})
 
-    try:
-        async with state.db.transaction() as session:
-            form = await handlers.load_form(session, form_key)
-    except handlers.UnknownForm:
-        return fail(404, f"no form '{form_key}'", [_field_error("form_key", "unknown_form", "no such form")])
-    except handlers.ArchivedForm as exc:
-        runtime.remember(exc.form)
-        return fail(410, f"form '{form_key}' is archived and takes no more submissions",
-                    [_field_error("form_key", "form_archived", "the form is archived")], exc.form.allowed_origins)
-    runtime.remember(form)
-    cors = form.allowed_origins
-    if origin is not None and not domain.origin_allowed(cors, origin):
-        runtime.count(form_key, "invalid")
-        return fail(403, f"origin {origin[:200]} is not allowed to post to this form",
-                    [_field_error("origin", "origin_not_allowed", "add the origin to the form's allowed_origins")])
+    body = _BodyOnce(request, runtime.settings.max_body_bytes)
 
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
-        runtime.count(form_key, "invalid")
-        return fail(400, f"Idempotency-Key must have 1-{IDEMPOTENCY_KEY_MAX} characters",
-                    [_field_error("Idempotency-Key", "invalid_idempotency_key", "bad length")], cors)
-    try:
-        raw = await web.read_body(request, runtime.settings.max_body_bytes)
-        parsed = bodies.parse_body(request.headers.get("content-type"), raw)
-    except web.BodyTooLarge:
-        runtime.count(form_key, "invalid")
-        limit = runtime.settings.max_body_bytes
-        return fail(413, f"the body exceeds {limit} bytes",
-                    [_field_error("body", "body_too_large", f"at most {limit} bytes")], cors)
-    except bodies.BadBody as exc:
-        runtime.count(form_key, "invalid")
-        return _invalid(form, wants_html, exc.status, exc.message, exc.errors, origin) \
-            if exc.status == 422 else fail(exc.status, exc.message, exc.errors, cors)
+    async def submit_to(form: domain.FormDefinition, confirmed: bool) -> Response:
+        """The request against ``form``; unless ``confirmed`` (read in this request), ``form`` was
+        remembered and every answer first checks it is still the stored one (FormChanged if not)."""
 
-    posted = domain.merge_fields(parsed.pairs)
-    context = handlers.SubmissionContext(
-        ip=ip,
-        user_agent=request.headers.get("user-agent"),
-        page_url=request.headers.get("referer") if wants_html else None,
-        double_submit_window=runtime.double_submit_window,
-        limits=runtime.limits,
-    )
-    scope = f"submission:{form.key}"
-    fingerprint = hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest()
-    now = state.clock.now()
-    try:
+        async def confirm() -> None:
+            if not confirmed:
+                async with state.db.transaction() as session:
+                    await handlers.confirm_form(session, form)
+
+        cors = form.allowed_origins
+        if origin is not None and not domain.origin_allowed(cors, origin):
+            await confirm()
+            runtime.count(form_key, "invalid")
+            return fail(403, f"origin {origin[:200]} is not allowed to post to this form",
+                        [_field_error("origin", "origin_not_allowed", "add the origin to the form's allowed_origins")])
+
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
+            await confirm()
+            runtime.count(form_key, "invalid")
+            return fail(400, f"Idempotency-Key must have 1-{IDEMPOTENCY_KEY_MAX} characters",
+                        [_field_error("Idempotency-Key", "invalid_idempotency_key", "bad length")], cors)
+        try:
+            raw = await body.read()
+            parsed = bodies.parse_body(request.headers.get("content-type"), raw)
+        except web.BodyTooLarge:
+            await confirm()
+            runtime.count(form_key, "invalid")
+            limit = runtime.settings.max_body_bytes
+            return fail(413, f"the body exceeds {limit} bytes",
+                        [_field_error("body", "body_too_large", f"at most {limit} bytes")], cors)
+        except bodies.BadBody as exc:
+            await confirm()
+            runtime.count(form_key, "invalid")
+            return _invalid(form, wants_html, exc.status, exc.message, exc.errors, origin) \
+                if exc.status == 422 else fail(exc.status, exc.message, exc.errors, cors)
+
+        posted = domain.merge_fields(parsed.pairs)
+        context = handlers.SubmissionContext(
+            ip=ip,
+            user_agent=request.headers.get("user-agent"),
+            page_url=request.headers.get("referer") if wants_html else None,
+            double_submit_window=runtime.double_submit_window,
+            limits=runtime.limits,
+        )
+        scope = f"submission:{form.key}"
+        fingerprint = hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest()
+        now = state.clock.now()
+        try:
+            async with state.db.transaction() as session:
+                form_confirmed = confirmed
+                if idempotency_key is not None:
+                    # A replay answers for the form as it is now, so check it before the key.
+                    await handlers.confirm_form(session, None if form_confirmed else form)
+                    form_confirmed = True
+                    stored = await handlers.claim_idempotency_key(session, scope, idempotency_key, fingerprint)
+                    if stored is not None:
+                        runtime.count(form.key, "duplicate")
+                        return _replay(stored, web.cors_headers(origin, cors))
+                outcome = await handlers.capture_submission(session, state.outbox, form, posted, now, context,
+                                                            form_confirmed=form_confirmed)
+                response = _accepted(form, outcome.lead_id, wants_html)
+                if idempotency_key is not None:
+                    await handlers.store_idempotent_response(session, scope, idempotency_key, _stored(response))
+        except handlers.InvalidSubmission as exc:
+            runtime.count(form_key, "invalid")
+            return _invalid(form, wants_html, 422, "The submission is invalid; see errors.", exc.errors, origin)
+        except handlers.IdempotencyKeyReused:
+            runtime.count(form_key, "invalid")
+            return fail(422, "this Idempotency-Key was used with a different request",
+                        [_field_error("Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")],
+                        cors)
+        runtime.count(form.key, outcome.kind)
+        if outcome.kind == "accepted":
+            runtime.metrics.leads_captured.labels(form.key).inc()
+        elif outcome.kind == "spam":
+            log.info("submission to form %s dropped as spam (%s)", form.key, outcome.reason)
+        response.headers.update(web.cors_headers(origin, cors))
+        return response
+
+    # A form seen before comes from memory and is checked against the stored one in the submission's
+    # own transaction; only a form not seen before costs a transaction of its own to read.
+    form = runtime.remembered_form(form_key)
+    confirmed = form is None
+    if form is None:
         async with state.db.transaction() as session:
-            if idempotency_key is not None:
-                stored = await handlers.claim_idempotency_key(session, scope, idempotency_key, fingerprint)
-                if stored is not None:
-                    runtime.count(form.key, "duplicate")
-                    return _replay(stored, web.cors_headers(origin, cors))
-            outcome = await handlers.capture_submission(session, state.outbox, form, posted, now, context)
-            response = _accepted(form, outcome.lead_id, wants_html)
-            if idempotency_key is not None:
-                await handlers.store_idempotent_response(session, scope, idempotency_key, _stored(response))
-    except handlers.InvalidSubmission as exc:
-        runtime.count(form_key, "invalid")
-        return _invalid(form, wants_html, 422, "The submission is invalid; see errors.", exc.errors, origin)
-    except handlers.IdempotencyKeyReused:
-        runtime.count(form_key, "invalid")
-        return fail(422, "this Idempotency-Key was used with a different request",
-                    [_field_error("Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")],
-                    cors)
-    runtime.count(form.key, outcome.kind)
-    if outcome.kind == "accepted":
-        runtime.metrics.leads_captured.labels(form.key).inc()
-    elif outcome.kind == "spam":
-        log.info("submission to form %s dropped as spam (%s)", form.key, outcome.reason)
-    response.headers.update(web.cors_headers(origin, cors))
-    return response
+            form = await handlers.current_form(session, form_key)
+    while True:
+        if form is None:
+            runtime.forget(form_key)
+            return fail(404, f"no form '{form_key}'", [_field_error("form_key", "unknown_form", "no such form")])
+        runtime.remember(form)
+        if form.archived:
+            return fail(410, f"form '{form_key}' is archived and takes no more submissions",
+                        [_field_error("form_key", "form_archived", "the form is archived")], form.allowed_origins)
+        try:
+            return await submit_to(form, confirmed)
+        except handlers.FormChanged as changed:
+            # Edited, archived or removed since it was remembered: answer as for the form it is now.
+            form, confirmed = changed.current, True
+
+
+class _BodyOnce:
+    """The request body, read at most once: a request decided again for a changed form reuses it."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self._read: bytes | web.BodyTooLarge | None = None
+
+    async def read(self) -> bytes:
+        if self._read is None:
+            try:
+                self._read = await web.read_body(self.request, self.limit)
+            except web.BodyTooLarge as exc:
+                self._read = exc
+        if isinstance(self._read, web.BodyTooLarge):
+            raise self._read
+        return self._read
 
 
 def _field_error(field: str, code: str, message: str) -> FieldError:

@@ -40,6 +40,9 @@ class CaptureRuntime:
     # key -> allowed origins of forms seen to exist; lets a rate-limited answer carry CORS headers
     # without a database read, and keeps metric labels to real form keys.
     known_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # key -> definition of active forms as last read; a submission checks it against the stored form
+    # in its own transaction, so it saves a read, never serves a stale definition.
+    form_definitions: dict[str, domain.FormDefinition] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, registry: CollectorRegistry) -> CaptureRuntime:
@@ -73,6 +76,16 @@ class CaptureRuntime:
 
     def remember(self, form: domain.FormDefinition) -> None:
         self.known_forms[form.key] = form.allowed_origins
+        if form.archived:
+            self.form_definitions.pop(form.key, None)
+        else:
+            self.form_definitions[form.key] = form
+
+    def remembered_form(self, form_key: str) -> domain.FormDefinition | None:
+        return self.form_definitions.get(form_key)
+
+    def forget(self, form_key: str) -> None:
+        self.form_definitions.pop(form_key, None)
 
     def form_label(self, form_key: str) -> str:
         return form_key if form_key in self.known_forms else UNKNOWN_FORM_LABEL

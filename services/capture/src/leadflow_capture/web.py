@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 
+import asyncpg
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -18,7 +19,9 @@ PREFLIGHT_MAX_AGE = "600"
 
 
 # The database being unreachable is the one failure a client should simply retry.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError)
+# asyncpg's own errors too: the hot paths run plain SQL on the driver connection.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError,
+                                                   asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 STORAGE_RETRY_AFTER = "5"
 
 
