@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from rapidfuzz import fuzz, process
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import AccountMatch
 from leadflow_enrichment.domain import Firmographics
-from leadflow_enrichment.tables import account, account_directory, account_domain
+from leadflow_enrichment.tables import account_directory
+from leadflow_kit.db import driver_connection
+
+ACCOUNT_COLUMNS = "a.id, a.name, a.domains, a.industry, a.employee_count, a.annual_revenue, a.country, " \
+                  "a.owner_rep_id, a.tier"
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,9 @@ class AccountRecord:
     tier: str | None
 
     @classmethod
-    def of(cls, row: Any) -> AccountRecord:
-        return cls(row.id, row.name, tuple(row.domains or ()), row.industry, row.employee_count,
-                   row.annual_revenue, row.country, row.owner_rep_id, row.tier)
+    def of(cls, row: asyncpg.Record | Mapping[str, Any]) -> AccountRecord:
+        return cls(row["id"], row["name"], tuple(row["domains"] or ()), row["industry"], row["employee_count"],
+                   row["annual_revenue"], row["country"], row["owner_rep_id"], row["tier"])
 
     def match(self, method: str, confidence: float, domain: str | None) -> AccountMatch:
         return AccountMatch(
@@ -95,47 +100,54 @@ class AccountDirectory:
         wanted = [d for d in dict.fromkeys(domains) if d]
         if not wanted:
             return None
-        rows = (await session.execute(
-            select(account, account_domain.c.domain)
-            .join(account_domain, account_domain.c.account_id == account.c.id)
-            .where(account_domain.c.domain.in_(wanted))
-        )).all()
-        by_domain = {row.domain: row for row in rows}
+        rows = await (await driver_connection(session)).fetch(
+            f"SELECT {ACCOUNT_COLUMNS}, d.domain FROM account a JOIN account_domain d ON d.account_id = a.id "
+            "WHERE d.domain = ANY($1::text[])",
+            wanted,
+        )
+        by_domain = {row["domain"]: row for row in rows}
         for domain in wanted:
             if domain in by_domain:
                 return AccountRecord.of(by_domain[domain]), domain
         return None
 
-    async def by_name(self, session: AsyncSession, key: str | None) -> tuple[AccountRecord, float] | None:
+    async def by_name(self, session: AsyncSession, key: str | None,
+                      version: int | None = None) -> tuple[AccountRecord, float] | None:
         if not key:
             return None
-        index = await self._current_index(session)
+        index = await self._current_index(session, version)
         best = index.best(key, self.threshold)
         if best is None:
             return None
-        row = (await session.execute(select(account).where(account.c.id == best[0]))).first()
+        row = await (await driver_connection(session)).fetchrow(
+            f"SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id = $1", best[0])
         return (AccountRecord.of(row), best[1] / 100) if row is not None else None
 
-    async def match(self, session: AsyncSession, domains: Iterable[str], name_key: str | None) -> Matched | None:
+    async def match(self, session: AsyncSession, domains: Iterable[str], name_key: str | None,
+                    *, version: int | None = None) -> Matched | None:
+        """``version``: the directory's version when the caller read it in this transaction already."""
         hit = await self.by_domain(session, domains)
         if hit is not None:
             record, domain = hit
             return Matched(record, record.match("domain", 1.0, domain))
-        named = await self.by_name(session, name_key)
+        named = await self.by_name(session, name_key, version)
         if named is not None:
             record, confidence = named
             return Matched(record, record.match("fuzzy_name", confidence, None))
         return None
 
-    async def _current_index(self, session: AsyncSession) -> NameIndex:
-        version = (await session.execute(select(account_directory.c.version).where(account_directory.c.id == 1)
-                                         )).scalar_one()
+    async def _current_index(self, session: AsyncSession, version: int | None = None) -> NameIndex:
+        conn = await driver_connection(session)
+        if version is None:
+            version = await conn.fetchval("SELECT version FROM account_directory WHERE id = 1")
+            if version is None:
+                raise LookupError("the account_directory row is missing")
         if version == self._version:
             return self._index
         async with self._reload:
             if version != self._version:
-                rows = (await session.execute(select(account.c.id, account.c.name_key))).all()
-                self._index = NameIndex((r.id, r.name_key) for r in rows)
+                rows = await conn.fetch("SELECT id, name_key FROM account")
+                self._index = NameIndex((r["id"], r["name_key"]) for r in rows)
                 self._version = version
         return self._index
 

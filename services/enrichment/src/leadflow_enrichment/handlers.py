@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import (
@@ -25,8 +24,8 @@ from leadflow_contracts import (
 from leadflow_enrichment import domain, normalize
 from leadflow_enrichment.directory import AccountDirectory, Matched
 from leadflow_enrichment.provider import HttpFirmographicsProvider
-from leadflow_enrichment.tables import lead, lead_fill
 from leadflow_kit.consumer import PermanentError, UnitOfWork
+from leadflow_kit.db import driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +79,23 @@ class Enriched:
     partial_reasons: list[str]
 
 
-async def match_account(session: AsyncSession, profile: LeadProfile, directory: AccountDirectory) -> Matched | None:
+async def match_account(session: AsyncSession, profile: LeadProfile, directory: AccountDirectory,
+                        directory_version: int | None = None) -> Matched | None:
     """By the website's domain, then the mailbox's, then by the company name."""
     domains = [d for d in (profile.company_domain, normalize.registrable_domain(profile.email_domain)) if d]
-    return await directory.match(session, domains, normalize.company_key(profile.company))
+    return await directory.match(session, domains, normalize.company_key(profile.company),
+                                 version=directory_version)
 
 
-async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrichment) -> Enriched:
-    """Normalize, match an account, ask the provider chain for what is still missing, score the quality."""
+async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrichment,
+                 directory_version: int | None = None) -> Enriched:
+    """Normalize, match an account, ask the provider chain for what is still missing, score the quality.
+
+    ``directory_version``: the account directory's version when the caller has read it in this transaction.
+    """
     normalized = domain.normalize_contact(contact, enrichment.default_phone_region)
     profile = normalized.profile
-    matched = await match_account(session, profile, enrichment.directory)
+    matched = await match_account(session, profile, enrichment.directory, directory_version)
     facts = matched.account.firmographics() if matched is not None else None
     profile = domain.apply_firmographics(profile, facts)
     partial_reasons: list[str] = []
@@ -109,69 +114,89 @@ async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrich
     return Enriched(profile, quality, account_match, partial_reasons)
 
 
+# After the email's lock, in a statement of its own so it sees what the lock waited for: whether this
+# fill was enriched before, the lead of the same email (locked), and the directory version.
+LOOK_UP_FILL = """
+SELECT (SELECT lead_id FROM lead_fill WHERE captured_lead_id = $1) AS already_lead_id,
+       (SELECT version FROM account_directory WHERE id = 1) AS directory_version,
+       existing.id AS existing_id,
+       existing.original AS existing_original
+FROM (SELECT) AS one
+LEFT JOIN LATERAL (SELECT id, original FROM lead WHERE email = $2 FOR UPDATE) AS existing ON true"""
+# The lead and the fill linked to it in one statement.
+INSERT_LEAD_AND_FILL = """
+WITH written AS (
+    INSERT INTO lead (id, email, form_key, custom_fields, first_submitted_at, last_submitted_at, created_at,
+                      original, profile, account, quality, partial, partial_reasons, enrichment_ms, updated_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb, $11, $12::jsonb, $13, $6)
+    RETURNING id
+)
+INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
+SELECT $1, id, $3, $14::jsonb, $5, false, $6 FROM written"""
+MERGE_INTO_LEAD_AND_INSERT_FILL = """
+WITH written AS (
+    UPDATE lead SET fill_count = fill_count + 1, last_submitted_at = greatest(last_submitted_at, $5),
+                    custom_fields = custom_fields || $4::jsonb, original = $7::jsonb, profile = $8::jsonb,
+                    account = $9::jsonb, quality = $10::jsonb, partial = $11, partial_reasons = $12::jsonb,
+                    enrichment_ms = $13, updated_at = $6
+    WHERE id = $2
+    RETURNING id
+)
+INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
+SELECT $1, id, $3, $14::jsonb, $5, true, $6 FROM written"""
+
+
 async def enrich_captured_lead(event: Event[Any], uow: UnitOfWork, enrichment: Enrichment) -> None:
     captured = event.data
     if not isinstance(captured, LeadCaptured):
         raise PermanentError(f"expected lead.captured, got {event.type}")
     started = time.perf_counter()
     session = uow.session
-    already = (await session.execute(
-        select(lead_fill.c.lead_id).where(lead_fill.c.captured_lead_id == captured.lead_id)
-    )).first()
-    if already is not None:
-        # Capture published this fill again under a new event id: it was enriched the first time.
-        log.info("fill %s was already enriched into lead %s", captured.lead_id, already.lead_id)
-        return
-
+    conn = await driver_connection(session)
     email = domain.email_key(captured.contact.email)
-    existing = None
     if email is not None:
         # Two fills of one person on different partitions must not both create the lead.
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                              {"key": f"lead-email:{email}"})
-        existing = (await session.execute(select(lead).where(lead.c.email == email).with_for_update())).first()
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lead-email:{email}")
+    found = await conn.fetchrow(LOOK_UP_FILL, captured.lead_id, email)
+    if found is None:
+        raise RuntimeError("the fill lookup returned no row")
+    if found["already_lead_id"] is not None:
+        # Capture published this fill again under a new event id: it was enriched the first time.
+        log.info("fill %s was already enriched into lead %s", captured.lead_id, found["already_lead_id"])
+        return
+    existing_id: str | None = found["existing_id"]
 
-    original = (domain.fill_blanks(LeadContact.model_validate(existing.original), captured.contact)
-                if existing is not None else captured.contact)
-    result = await enrich(session, original, enrichment)
+    original = (domain.fill_blanks(LeadContact.model_validate(found["existing_original"]), captured.contact)
+                if existing_id is not None else captured.contact)
+    result = await enrich(session, original, enrichment, found["directory_version"])
     elapsed = time.perf_counter() - started
     now = uow.now()
-    values: dict[str, Any] = {
-        "original": original.model_dump(mode="json"),
-        "profile": result.profile.model_dump(mode="json"),
-        "account": result.account.model_dump(mode="json") if result.account else None,
-        "quality": result.quality.model_dump(mode="json"),
-        "partial": bool(result.partial_reasons),
-        "partial_reasons": result.partial_reasons,
-        "enrichment_ms": round(elapsed * 1000, 3),
-        "updated_at": now,
-    }
-    if existing is None:
+    # JSON null, not SQL NULL, for no account: what the column held when SQLAlchemy wrote it.
+    values = (
+        json.dumps(original.model_dump(mode="json")),
+        json.dumps(result.profile.model_dump(mode="json")),
+        json.dumps(result.account.model_dump(mode="json") if result.account else None),
+        json.dumps(result.quality.model_dump(mode="json")),
+        bool(result.partial_reasons),
+        json.dumps(result.partial_reasons),
+        round(elapsed * 1000, 3),
+        json.dumps(captured.contact.model_dump(mode="json")),
+    )
+    custom_fields = json.dumps(captured.custom_fields)
+    if existing_id is None:
         lead_id = captured.lead_id
-        await session.execute(insert(lead).values(
-            id=lead_id, email=email, form_key=captured.form_key, custom_fields=captured.custom_fields,
-            first_submitted_at=captured.submitted_at, last_submitted_at=captured.submitted_at, created_at=now,
-            **values,
-        ))
+        await conn.execute(INSERT_LEAD_AND_FILL, lead_id, email, captured.form_key, custom_fields,
+                           captured.submitted_at, now, *values)
     else:
-        lead_id = existing.id
-        await session.execute(update(lead).where(lead.c.id == lead_id).values(
-            fill_count=lead.c.fill_count + 1,
-            last_submitted_at=func.greatest(lead.c.last_submitted_at, captured.submitted_at),
-            custom_fields=lead.c.custom_fields.op("||")(captured.custom_fields),
-            **values,
-        ))
+        lead_id = existing_id
+        await conn.execute(MERGE_INTO_LEAD_AND_INSERT_FILL, captured.lead_id, lead_id, captured.form_key,
+                           custom_fields, captured.submitted_at, now, *values)
         enrichment.metrics.duplicates.labels(enrichment.metrics.service).inc()
-    await session.execute(insert(lead_fill).values(
-        captured_lead_id=captured.lead_id, lead_id=lead_id, form_key=captured.form_key,
-        original=captured.contact.model_dump(mode="json"), submitted_at=captured.submitted_at,
-        duplicate=existing is not None, enriched_at=now,
-    ))
 
     enriched = LeadEnriched(
         lead_id=lead_id,
         captured_lead_id=captured.lead_id,
-        duplicate_of=lead_id if existing is not None else None,
+        duplicate_of=lead_id if existing_id is not None else None,
         form_key=captured.form_key,
         profile=result.profile,
         original=original,
