@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts.events import TouchType
 from leadflow_kit.auth import Principal, authenticate, presented_key
+from leadflow_kit.db import driver_connection
 from leadflow_kit.errors import FieldError
 from leadflow_routing import domain, handlers
 from leadflow_routing.tables import lead as lead_table
@@ -247,7 +248,7 @@ class QueuePublic(BaseModel):
 
 
 def _rep_public(row: Any, now: datetime) -> RepPublic:
-    rep = handlers.rep_from_row(row)
+    rep = handlers.rep_from_row(row._mapping)
     return RepPublic(
         id=row.id, name=row.name, email=row.email, team_id=row.team_id, territories=list(row.territories),
         weight=row.weight, daily_capacity=row.daily_capacity, max_open_leads=row.max_open_leads,
@@ -633,13 +634,16 @@ async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
             payload: dict[str, Any] = dict(row.data)
         else:
             payload = dict(body.lead or {})
-        ruleset = None
+        ruleset: domain.RuleSet | None
         if body.version is not None:
             rs = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == body.version))).first()
             if rs is None:
                 raise not_found(f"no routing rules version {body.version}")
             ruleset = handlers.ruleset_from_json(rs.version, rs.rules, rs.fallback_queue)
-        decision = await handlers.decide(session, payload, now, state.settings, lock=False, ruleset=ruleset)
+        else:
+            ruleset = await handlers.active_ruleset(session)
+        conn = await driver_connection(session)
+        decision = await handlers.decide(conn, payload, now, state.settings, ruleset, lock=False)
         # Nothing was written, but roll back anyway so a dry run can never change state.
         await session.rollback()
     return {"dry_run": True, "fields": domain.lead_fields(payload), **decision.public()}
