@@ -119,6 +119,7 @@ class ConsumerRunner:
         self._by_topic = {settings.topic(t): s for t, s in consumer.subscriptions.items()}
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
+        self._partition_slots = asyncio.Semaphore(max(settings.consumer_max_concurrent_partitions, 1))
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
@@ -171,7 +172,13 @@ class ConsumerRunner:
             if not batches:
                 continue
             # Partitions run side by side; within one partition records stay in order.
-            await asyncio.gather(*(self._process_partition(kafka, tp, records) for tp, records in batches.items()))
+            await asyncio.gather(*(self._bounded(kafka, tp, records) for tp, records in batches.items()))
+
+    async def _bounded(
+        self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        async with self._partition_slots:
+            await self._process_partition(kafka, tp, records)
 
     async def _process_partition(
         self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
