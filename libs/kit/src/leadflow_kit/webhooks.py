@@ -397,6 +397,19 @@ class _Claimed:
     secrets: list[str]
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    row: _Claimed
+    outcome: AttemptOutcome
+    step: NextStep
+    elapsed: float
+    at: datetime
+
+    @property
+    def number(self) -> int:
+        return self.row.attempts + 1
+
+
 class WebhookDispatcher:
     """Sends due deliveries; any number of replicas may run (rows are claimed, not shared)."""
 
@@ -491,7 +504,8 @@ class WebhookDispatcher:
         """Claim one batch of due deliveries and send them; returns how many were attempted."""
         claimed = await self._claim()
         if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
+            attempts = await asyncio.gather(*(self._attempt(row) for row in claimed))
+            await self._record_all(attempts)
         return len(claimed)
 
     async def _claim(self) -> list[_Claimed]:
@@ -541,71 +555,88 @@ class WebhookDispatcher:
         retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
         return AttemptOutcome(response.status_code, error, retry_after), elapsed
 
-    async def _deliver(self, row: _Claimed) -> None:
+    async def _attempt(self, row: _Claimed) -> _Attempt:
         outcome, elapsed = await self._send(row)
         self.metrics.duration.labels(self.service).observe(elapsed)
-        attempt = row.attempts + 1
         now = self.clock.now()
         step = next_step(
-            outcome, attempt, now, self.settings.webhook_retry_schedule(),
+            outcome, row.attempts + 1, now, self.settings.webhook_retry_schedule(),
             jitter_ratio=self.settings.webhook_jitter_ratio,
             max_retry_after=self.settings.webhook_max_retry_after_seconds,
         )
+        return _Attempt(row, outcome, step, elapsed, now)
+
+    async def _record_all(self, attempts: Sequence[_Attempt]) -> None:
+        """Record a batch's outcomes in one transaction (one commit for all), or one by one if that
+        fails, so one bad row cannot make the others be sent again."""
         try:
-            await self._record(row, attempt, outcome, step, elapsed, now)
+            async with self.db.transaction() as session:
+                recorded = [await self._record(session, attempt) for attempt in attempts]
         except Exception:
-            # The lease expires and the row is sent again with the same webhook-id.
-            log.exception("could not record webhook outcome for %s", row.webhook_id)
+            if len(attempts) == 1:
+                # The lease expires and the row is sent again with the same webhook-id.
+                log.exception("could not record webhook outcome for %s", attempts[0].row.webhook_id)
+                return
+            log.warning("recording %d webhook outcomes together failed; recording them one by one",
+                        len(attempts), exc_info=True)
+            for attempt in attempts:
+                await self._record_all([attempt])
             return
+        for attempt, was_recorded in zip(attempts, recorded, strict=True):
+            if was_recorded:
+                self._report(attempt)
+
+    def _report(self, attempt: _Attempt) -> None:
+        row, step, outcome = attempt.row, attempt.step, attempt.outcome
         metric_outcome = "failed" if step.status == "pending" else step.status
         self.metrics.deliveries.labels(self.service, metric_outcome).inc()
         if step.status == "dead":
             log.error("webhook %s to subscription %s is dead after %d attempts: %s",
-                      row.webhook_id, row.subscription_id, attempt, outcome.error)
+                      row.webhook_id, row.subscription_id, attempt.number, outcome.error)
         elif step.status == "pending":
             log.info("webhook %s attempt %d failed (%s); next at %s",
-                     row.webhook_id, attempt, outcome.error, step.next_attempt_at)
+                     row.webhook_id, attempt.number, outcome.error, step.next_attempt_at)
 
-    async def _record(
-        self, row: _Claimed, attempt: int, outcome: AttemptOutcome, step: NextStep, elapsed: float, now: datetime
-    ) -> None:
-        async with self.db.transaction() as session:
-            conn = await driver_connection(session)
-            # One statement: the delivery's new state, and its attempt row only if the state was
-            # still ours (a replay or another dispatcher may have recorded it meanwhile; theirs wins).
-            updated = await conn.fetchval(
-                "WITH updated AS ("
-                " UPDATE webhook_delivery SET status = $3, attempts = $4, next_attempt_at = $5, last_attempt_at = $6,"
-                " last_status_code = $7, last_error = $8, delivered_at = $9"
-                " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id)"
-                " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
-                " outcome, next_attempt_at)"
-                " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id",
-                row.id, row.attempts, step.status, attempt, step.next_attempt_at or now, now,
-                outcome.status_code, outcome.error, now if step.status == "delivered" else None,
-                elapsed * 1000, "failed" if step.status == "pending" else step.status, step.next_attempt_at,
+    async def _record(self, session: AsyncSession, attempt: _Attempt) -> bool:
+        """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
+        row, outcome, step, now = attempt.row, attempt.outcome, attempt.step, attempt.at
+        conn = await driver_connection(session)
+        # One statement: the delivery's new state, and its attempt row only if the state was
+        # still ours (a replay or another dispatcher may have recorded it meanwhile; theirs wins).
+        updated = await conn.fetchval(
+            "WITH updated AS ("
+            " UPDATE webhook_delivery SET status = $3, attempts = $4, next_attempt_at = $5, last_attempt_at = $6,"
+            " last_status_code = $7, last_error = $8, delivered_at = $9"
+            " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id)"
+            " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
+            " outcome, next_attempt_at)"
+            " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id",
+            row.id, row.attempts, step.status, attempt.number, step.next_attempt_at or now, now,
+            outcome.status_code, outcome.error, now if step.status == "delivered" else None,
+            attempt.elapsed * 1000, "failed" if step.status == "pending" else step.status, step.next_attempt_at,
+        )
+        if updated is None:
+            return False
+        if step.disable_subscription:
+            await session.execute(
+                update(subscription_table)
+                .where(subscription_table.c.id == row.subscription_id)
+                .values(active=False, disabled_reason="endpoint answered 410 Gone", disabled_at=now,
+                        updated_at=now)
             )
-            if updated is None:
-                return
-            if step.disable_subscription:
-                await session.execute(
-                    update(subscription_table)
-                    .where(subscription_table.c.id == row.subscription_id)
-                    .values(active=False, disabled_reason="endpoint answered 410 Gone", disabled_at=now,
-                            updated_at=now)
-                )
-                log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone", row.subscription_id)
-            if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
-                data = LeadDelivered(
-                    lead_id=row.lead_id, webhook_id=row.webhook_id, subscription_id=row.subscription_id,
-                    event_type_delivered=row.event_type, status=step.status, attempt=attempt,
-                    status_code=outcome.status_code, error=outcome.error, at=now,
-                )
-                await self.outbox.add(
-                    session,
-                    new_event(data, source=self.service, subject=row.lead_id, correlation_id=row.correlation_id,
-                              lead_captured_at=row.lead_captured_at, time=now),
-                )
+            log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone", row.subscription_id)
+        if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
+            data = LeadDelivered(
+                lead_id=row.lead_id, webhook_id=row.webhook_id, subscription_id=row.subscription_id,
+                event_type_delivered=row.event_type, status=step.status, attempt=attempt.number,
+                status_code=outcome.status_code, error=outcome.error, at=now,
+            )
+            await self.outbox.add(
+                session,
+                new_event(data, source=self.service, subject=row.lead_id, correlation_id=row.correlation_id,
+                          lead_captured_at=row.lead_captured_at, time=now),
+            )
+        return True
 
     async def _sleep(self, seconds: float) -> bool:
         try:
