@@ -171,6 +171,12 @@ class ConsumerRunner:
                 self.assigned.set()
             if not batches:
                 continue
+            if self.settings.consumer_transaction_per_poll and len(batches) > 1:
+                every = [record for records in batches.values() for record in records]
+                if await self._process_batch(every):
+                    for tp, records in batches.items():
+                        await self._commit(kafka, tp, records)
+                    continue
             # Partitions run side by side; within one partition records stay in order.
             await asyncio.gather(*(self._bounded(kafka, tp, records) for tp, records in batches.items()))
 
@@ -186,6 +192,11 @@ class ConsumerRunner:
         if len(records) == 1 or not await self._process_batch(records):
             for record in records:
                 await self._process(record)
+        await self._commit(kafka, tp, records)
+
+    async def _commit(
+        self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         try:
             await kafka.commit({tp: records[-1].offset + 1})
         except (CommitFailedError, KafkaError) as exc:
@@ -231,35 +242,35 @@ class ConsumerRunner:
                 return
 
     async def _process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> bool:
-        """Handle one partition's poll in a single transaction: under load, one commit (and one
-        fsync) per batch instead of per event. False when anything in it fails; the caller then
-        goes record by record, with retries and dead letters, and the rollback leaves no trace."""
+        """Handle a partition's poll (or, with ``consumer_transaction_per_poll``, the whole poll) in a
+        single transaction: under load, one commit (and one fsync) per batch instead of per event.
+        False when anything in it fails; the caller then goes partition by partition and record by
+        record, with retries and dead letters, and the rollback leaves no trace."""
         service = self.settings.service_name
-        topic = records[0].topic
-        subscription = self._by_topic[topic]
         try:
             events = [decode(record.value, list(record.headers)) for record in records]
         except MalformedEvent:
             return False
         started = time.perf_counter()
-        outcomes: list[str] = []
+        outcomes: list[tuple[str, str]] = []  # (topic, outcome)
         try:
             async with self.db.transaction() as session:
                 uow = UnitOfWork(session, self.outbox, self.clock)
                 unclaimed = await claim_events(session, service, [event.id for event in events])
-                for event in events:
+                for record, event in zip(records, events, strict=True):
                     with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
                         if event.id not in unclaimed:
-                            outcomes.append("duplicate")
+                            outcomes.append((record.topic, "duplicate"))
                             continue
                         unclaimed.discard(event.id)  # a repeat later in this batch is a duplicate
-                        await subscription.handler(event, uow)
-                        outcomes.append("processed")
+                        await self._by_topic[record.topic].handler(event, uow)
+                        outcomes.append((record.topic, "processed"))
         except Exception as exc:
-            log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topic, exc)
+            topics = ", ".join(sorted({record.topic for record in records}))
+            log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)
             return False
         per_event = (time.perf_counter() - started) / len(events)
-        for outcome in outcomes:
+        for topic, outcome in outcomes:
             self.metrics.events_consumed.labels(service, topic, outcome).inc()
             self.metrics.event_handle_duration.labels(service, topic).observe(per_event)
         return True

@@ -141,13 +141,17 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         async with self.db.transaction() as session:
             conn = await driver_connection(session)
-            rows = await conn.fetch(
-                "SELECT id, topic, key, headers, body FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self.settings.outbox_batch_size,
+            # Claimed and marked in one statement; the mark stays invisible until the Kafka acks
+            # below and is rolled back with the transaction if they fail.
+            claimed = await conn.fetch(
+                "UPDATE outbox SET published_at = $1 WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, headers, body",
+                self.clock.now(), self.settings.outbox_batch_size,
             )
-            if not rows:
+            if not claimed:
                 return 0
+            # RETURNING promises no order, and a lead's events must leave in the order they were written.
+            rows = sorted(claimed, key=lambda row: row["id"])
             producer = await self.producers.get()
             deliveries = []
             for row in rows:
@@ -159,10 +163,6 @@ class OutboxRelay:
             # The idempotent producer never expires a batch by itself, so bound the wait here.
             await asyncio.wait_for(
                 asyncio.gather(*deliveries), timeout=self.settings.kafka_request_timeout_ms / 1000 + 5
-            )
-            await conn.execute(
-                "UPDATE outbox SET published_at = $1 WHERE id = ANY($2::bigint[])",
-                self.clock.now(), [row["id"] for row in rows],
             )
         for row in rows:
             self.metrics.events_published.labels(self.settings.service_name, row["topic"]).inc()

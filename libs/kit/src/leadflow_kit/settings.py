@@ -37,6 +37,9 @@ class ServiceSettings(BaseSettings):
     # Partitions of one poll handled side by side, each in its own transaction (and pooled
     # connection): more than the pool holds only churns connections on a small machine.
     consumer_max_concurrent_partitions: int = 4
+    # One transaction for every partition of a poll instead of one per partition: for a service
+    # whose transactions serialize anyway (routing's advisory lock), so each wait carries more leads.
+    consumer_transaction_per_poll: bool = False
     consumer_max_attempts: int = 4
     consumer_retry_backoff_seconds: float = 0.05
     outbox_poll_interval_seconds: float = 1.0

@@ -28,8 +28,8 @@ def captured(lead_id: str, key: str | None = None) -> Event[LeadCaptured]:
     return new_event(data, source="capture", subject=key or lead_id, lead_captured_at=now)
 
 
-@pytest.fixture
-async def harness(infra: Any) -> Any:
+@pytest.fixture(params=[False, True], ids=["transaction-per-partition", "transaction-per-poll"])
+async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
     prefix = infra.new_topic_prefix()
     await infra.create_topics(prefix, partitions=3)
     db = Database(await infra.new_database("kit"))
@@ -39,6 +39,7 @@ async def harness(infra: Any) -> Any:
     settings = ServiceSettings(
         service_name="kit-test", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
         consumer_max_attempts=3, consumer_retry_backoff_seconds=0.01,
+        consumer_transaction_per_poll=request.param,
     )
     consumer = EventConsumer("kit-test")
 
@@ -120,3 +121,19 @@ async def test_a_malformed_record_is_dead_lettered_without_retries(harness: Any)
         return metrics.dead_lettered.labels("kit-test", settings.topic(CAPTURED))._value.get() >= 1
 
     await eventually(dead_lettered)
+
+
+async def test_a_burst_over_every_partition_with_a_poison_event_has_each_effect_once(harness: Any) -> None:
+    settings, db, metrics = harness
+    healthy = [captured(f"burst-{n}") for n in range(40)]
+    poison = captured("poison-burst")
+    await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [*healthy[:20], poison, *healthy[20:]])
+
+    async def all_settled() -> bool:
+        dead = metrics.dead_lettered.labels("kit-test", settings.topic(CAPTURED))._value.get()
+        return dead >= 1 and len([e for e in await effects(db) if e[0].startswith("burst-")]) >= len(healthy)
+
+    await eventually(all_settled)
+    burst = sorted(e for e in await effects(db) if e[0].startswith("burst-"))
+    assert burst == sorted((event.data.lead_id, event.id) for event in healthy)  # each once, none lost
+    assert all(lead != "poison-burst" for lead, _ in await effects(db))
