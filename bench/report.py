@@ -163,6 +163,10 @@ def print_tables(result: dict[str, Any]) -> None:
             for svc, counts in last["db_statements"].items():
                 for row in counts["top"]:
                     print(f"    {svc:<11} {row['calls']:>7}  {row['query']}")
+            print(f"  most database time at step {last['step']} (calls, ms):")
+            for svc, counts in last["db_statements"].items():
+                for row in counts.get("most_time", []):
+                    print(f"    {svc:<11} {row['calls']:>7} {row['exec_ms']:>8}  {row['query']}")
         for s in skipped:
             print(f"step {s['step']}: {s['skipped']}")
         errs = {s["step"]: s["errors"] for s in pipeline if s["errors"]}

@@ -213,5 +213,12 @@ class StatementCounter:
             per["calls"] += row["calls"]
             per["exec_ms"] = round(per["exec_ms"] + row["total_exec_time"], 1)
             if len(per["top"]) < top:
-                per["top"].append({"calls": row["calls"], "query": " ".join(row["query"].split())[:160]})
+                per["top"].append({"calls": row["calls"], "exec_ms": round(row["total_exec_time"], 1),
+                                   "query": " ".join(row["query"].split())[:160]})
+            per.setdefault("_all", []).append(row)
+        for per in found.values():
+            # The statements the database spent most time on: where its CPU per lead goes.
+            slowest = sorted(per.pop("_all"), key=lambda r: -r["total_exec_time"])[:top]
+            per["most_time"] = [{"calls": r["calls"], "exec_ms": round(r["total_exec_time"], 1),
+                                 "query": " ".join(r["query"].split())[:160]} for r in slowest]
         return dict(sorted(found.items()))

@@ -67,7 +67,7 @@ class PostgresCluster:
         log_path: Path,
         marker_root: Path,
         durable: bool = True,
-        max_connections: int = 200,
+        max_connections: int = 400,  # five services x (20 pooled + 20 overflow) + listeners, twice (make up + bench)
     ) -> None:
         self.base_dir = base_dir
         self.port = port
