@@ -209,6 +209,10 @@ class LeadRouted(EventData):
     reroute_reason: str | None = None
     previous_owner_rep_id: str | None = None
     escalated: bool = False
+    kept_owner: bool = Field(
+        default=False,
+        description="A repeat fill (or duplicate) of an already-routed lead: the owner was kept, not chosen again",
+    )
     form_key: str | None = None
     attribution: Attribution = Field(default_factory=Attribution)
 

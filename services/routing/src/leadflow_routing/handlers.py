@@ -432,6 +432,7 @@ async def apply_decision(
         reroute_reason=reroute_reason,
         previous_owner_rep_id=previous_owner,
         escalated=decision.outcome == "escalated",
+        kept_owner=decision.outcome == "kept_owner",
         form_key=data.get("form_key"),
         attribution=data.get("attribution") or {},
     )

@@ -172,6 +172,7 @@ async def test_a_duplicate_keeps_its_owner_and_a_rescore_does_not_reroute(world:
     again = scored(original.subject, duplicate_of=original.subject)
     (second,) = await world.route(again, count=2)
     assert second.data.owner.rep_id == owner and "keeps its owner" in second.data.reason
+    assert second.data.kept_owner and not routed.data.kept_owner
     rescore = scored(original.subject, trigger="activity", score=90)
     marker = scored()
     await world.route(rescore, marker)  # the marker proves the re-score was consumed before it
