@@ -14,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The first revision creates `lead` from tables.py, which already has the column on a fresh database.
+    # IF NOT EXISTS: databases made before the first revision's DDL was frozen got the column there.
     op.execute("ALTER TABLE lead ADD COLUMN IF NOT EXISTS merged_into VARCHAR(64)")
 
 

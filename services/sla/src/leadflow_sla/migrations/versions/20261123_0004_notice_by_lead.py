@@ -14,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # A fresh database already has it: the first revision creates sla_notice from tables.py.
+    # IF NOT EXISTS: databases made before the first revision's DDL was frozen got the index there.
     op.execute("CREATE INDEX IF NOT EXISTS ix_sla_notice_lead_id_kind ON sla_notice (lead_id, kind)")
 
 
