@@ -337,6 +337,14 @@ def unavailability(rep: Rep, now: datetime, *, tier: str | None) -> SkipReason |
     return None
 
 
+def manager_unavailability(manager: Rep, now: datetime, *, tier: str | None) -> SkipReason | None:
+    """Why a team's manager cannot take an escalated lead now, or None. Absence binds (inactive, out of
+    office, outside working hours for a hot lead); capacity limits do not: escalation is the exception
+    those limits give way to."""
+    reason = unavailability(manager, now, tier=tier)
+    return None if reason in ("daily_capacity", "max_open_leads") else reason
+
+
 def territory_keys(fields: Mapping[str, Any]) -> set[str]:
     keys: set[str] = set()
     country = fields.get("country")

@@ -638,7 +638,7 @@ async def reroute_on_breach(
             audit["escalation"] = "no other rep of the team is available"
     if decision is None and escalate and team is not None and team.manager_rep_id:
         manager = await lock_rep(conn, team.manager_rep_id)
-        skipped = "unknown_rep" if manager is None else ("inactive" if not manager.active else None)
+        skipped = "unknown_rep" if manager is None else domain.manager_unavailability(manager, now, tier=tier)
         audit["manager"] = {"rep_id": team.manager_rep_id, "skipped": skipped}
         if manager is not None and skipped is None and manager.id != current:
             decision = Decision("escalated", f"SLA breach #{breach_count}: escalated to manager of team {team.id}",

@@ -84,6 +84,15 @@ def test_out_of_office_is_half_open() -> None:
     assert domain.unavailability(rep, NOW + timedelta(hours=1), tier="cold") is None
 
 
+def test_a_manager_takes_an_escalation_over_capacity_but_not_while_away() -> None:
+    full = Rep("boss", daily_capacity=1, assigned_today=5, assigned_day=NOW.date(), max_open_leads=1, open_leads=9)
+    assert domain.unavailability(full, NOW, tier="warm") == "daily_capacity"
+    assert domain.manager_unavailability(full, NOW, tier="warm") is None
+    away = Rep("boss", out_of_office=(domain.OutOfOffice(NOW - timedelta(hours=1), NOW + timedelta(hours=1)),))
+    assert domain.manager_unavailability(away, NOW, tier="warm") == "out_of_office"
+    assert domain.manager_unavailability(Rep("boss", active=False), NOW, tier="cold") == "inactive"
+
+
 @pytest.mark.parametrize(
     ("condition", "expected"),
     [
