@@ -174,39 +174,38 @@ class ConsumerRunner:
             if self.settings.consumer_transaction_per_poll and len(batches) > 1:
                 every = [record for records in batches.values() for record in records]
                 if await self._process_batch(every):
-                    for tp, records in batches.items():
-                        await self._commit(kafka, tp, records)
+                    await self._commit(kafka, batches)
                     continue
             # Partitions run side by side; within one partition records stay in order.
-            await asyncio.gather(*(self._bounded(kafka, tp, records) for tp, records in batches.items()))
+            await asyncio.gather(*(self._bounded(records) for records in batches.values()))
+            # One offset commit for the whole poll: a commit is a broker round trip, and a poll
+            # under load spans every partition.
+            await self._commit(kafka, batches)
 
-    async def _bounded(
-        self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _bounded(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         async with self._partition_slots:
-            await self._process_partition(kafka, tp, records)
+            await self._process_partition(records)
 
-    async def _process_partition(
-        self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         if len(records) == 1 or not await self._process_batch(records):
             for record in records:
                 await self._process(record)
-        await self._commit(kafka, tp, records)
 
     async def _commit(
-        self, kafka: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+        self, kafka: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
-            await kafka.commit({tp: records[-1].offset + 1})
+            await kafka.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # The partition moved to another member, which will redeliver; the inbox drops repeats.
-            log.warning("offset commit failed for %s: %s", tp, exc)
-        highwater = kafka.highwater(tp)
-        if highwater is not None:
-            self.metrics.consumer_lag.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(
-                max(highwater - (records[-1].offset + 1), 0)
-            )
+            # The partitions moved to another member, which will redeliver; the inbox drops repeats.
+            log.warning("offset commit failed for %s: %s", sorted(map(str, offsets)), exc)
+        for tp, offset in offsets.items():
+            highwater = kafka.highwater(tp)
+            if highwater is not None:
+                self.metrics.consumer_lag.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(
+                    max(highwater - offset, 0)
+                )
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         service = self.settings.service_name

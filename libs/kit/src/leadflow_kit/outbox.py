@@ -32,7 +32,6 @@ outbox_table = _platform.tables["outbox"]
 processed_event_table = _platform.tables["processed_event"]
 
 RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service has its own database
-PUBLISHED_RETENTION = timedelta(hours=1)
 PROCESSED_EVENT_RETENTION = timedelta(days=7)
 
 
@@ -99,7 +98,7 @@ class OutboxRelay:
             housekeeping_due = backlog_due = 0.0
             loop = asyncio.get_running_loop()
             while not self._stopping.is_set():
-                published = await self._publish_pending()
+                published = await self._publish_pending(conn)
                 # The backlog gauge is refreshed on a timer, not per publish: a COUNT(*) per lead is
                 # a visible share of the hot path's CPU.
                 if loop.time() >= backlog_due:
@@ -118,14 +117,16 @@ class OutboxRelay:
         finally:
             await conn.close()
 
-    async def _publish_pending(self) -> int:
+    async def _publish_pending(self, conn: asyncpg.Connection) -> int:
         """Publish everything pending; returns how many rows went out."""
         total = 0
         backoff = 0.2
         while not self._stopping.is_set():
             try:
-                sent = await self.publish_batch()
+                sent = await self.publish_batch(conn)
             except Exception as exc:
+                if conn.is_closed():
+                    raise  # the leader's own connection: lead again on a new one
                 log.warning("outbox publish failed; rows stay pending: %s", exc)
                 await self._record_failure(str(exc))
                 await self.producers.reset()
@@ -138,15 +139,19 @@ class OutboxRelay:
                 break
         return total
 
-    async def publish_batch(self) -> int:
-        async with self.db.transaction() as session:
-            conn = await driver_connection(session)
-            # Claimed and marked in one statement; the mark stays invisible until the Kafka acks
-            # below and is rolled back with the transaction if they fail.
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        """Publish the oldest pending rows on the leader's connection; returns how many went out.
+
+        The rows are deleted as they are claimed, in one statement: nothing reads a published row,
+        and an update that a later cleanup deletes cost the database twice the writes. The delete
+        stays invisible until the Kafka acks below, and is rolled back with the transaction if
+        they fail, so a row leaves the outbox only once Kafka has it.
+        """
+        async with conn.transaction():
             claimed = await conn.fetch(
-                "UPDATE outbox SET published_at = $1 WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, headers, body",
-                self.clock.now(), self.settings.outbox_batch_size,
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, headers, body",
+                self.settings.outbox_batch_size,
             )
             if not claimed:
                 return 0
@@ -155,7 +160,7 @@ class OutboxRelay:
             producer = await self.producers.get()
             deliveries = []
             for row in rows:
-                headers = [(name, value.encode()) for name, value in row["headers"]]
+                headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
                 deliveries.append(
                     await producer.send(row["topic"], value=row["body"].encode(), key=row["key"].encode(),
                                         headers=headers)
@@ -208,9 +213,8 @@ class OutboxRelay:
     async def _housekeeping(self) -> None:
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await session.execute(
-                delete(outbox_table).where(outbox_table.c.published_at < now - PUBLISHED_RETENTION)
-            )
+            # The relay deletes what it publishes; rows an older relay marked published go here.
+            await session.execute(delete(outbox_table).where(outbox_table.c.published_at.is_not(None)))
             await session.execute(
                 delete(processed_event_table).where(
                     processed_event_table.c.processed_at < now - PROCESSED_EVENT_RETENTION
