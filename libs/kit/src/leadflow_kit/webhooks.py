@@ -345,26 +345,20 @@ async def enqueue_webhook(
     Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
     """
     conn = await driver_connection(session)
-    subscriptions = [
-        row["id"]
-        for row in await conn.fetch(
-            "SELECT id FROM webhook_subscription WHERE active AND deleted_at IS NULL "
-            "AND event_types && $1::varchar[] ORDER BY id",
-            subscription_patterns(event_type),
-        )
-    ]
-    if not subscriptions:
-        return []
-    body = webhook_payload(event_type, data, now, extra)
-    webhook_ids = [new_webhook_id() for _ in subscriptions]
-    await conn.execute(
-        "INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, correlation_id, "
-        "lead_captured_at, next_attempt_at, created_at) "
-        "SELECT w, s, $3, $4, $5, $6, $7, $8, $8 FROM unnest($1::text[], $2::text[]) AS t(w, s)",
-        webhook_ids, subscriptions, event_type, lead_id, body, correlation_id, lead_captured_at, now,
+    # One round trip: routing's transactions serialize, so each statement per lead is a wait for
+    # every lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
+    rows = await conn.fetch(
+        "WITH subscriber AS (SELECT id FROM webhook_subscription WHERE active AND deleted_at IS NULL "
+        "AND event_types && $1::varchar[]), "
+        "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
+        "correlation_id, lead_captured_at, next_attempt_at, created_at) "
+        "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7 FROM subscriber "
+        "RETURNING webhook_id, subscription_id) "
+        "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id",
+        subscription_patterns(event_type), event_type, lead_id, webhook_payload(event_type, data, now, extra),
+        correlation_id, lead_captured_at, now, WEBHOOK_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, '')", WEBHOOK_CHANNEL)
-    return webhook_ids
+    return [row["webhook_id"] for row in rows]
 
 
 # -- dispatching ----------------------------------------------------------------------------
