@@ -16,11 +16,13 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import delete, func, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, driver_connection, new_metadata
+from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, before_commit, driver_connection, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.settings import ServiceSettings
@@ -35,23 +37,54 @@ RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service 
 PROCESSED_EVENT_RETENTION = timedelta(days=7)
 
 
+_PENDING_ROWS = "leadflow.outbox_rows"
+_INSERT_ROW = "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)"
+
+
 class Outbox:
-    """Writes events into the outbox inside the caller's transaction."""
+    """Writes events into the outbox inside the caller's transaction.
+
+    The rows are gathered and written in one round trip just before ``Database.transaction``
+    commits: a consumer's batch (routing's whole poll) writes its events together, and routing's
+    transactions, serialized on its lock, wait on one statement per lead less.
+    """
 
     def __init__(self, topic_prefix: str = "") -> None:
         self.topic_prefix = topic_prefix
 
     async def add(self, session: AsyncSession, event: Event[Any]) -> None:
         typed: Event[EventData] = event
-        conn = await driver_connection(session)
-        await conn.execute(
-            "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)",
+        rows = session.info.get(_PENDING_ROWS)
+        if rows is None:
+            rows = session.info[_PENDING_ROWS] = []
+            before_commit(session, _write_pending)
+        rows.append((
             typed.id,
             f"{self.topic_prefix}{typed.topic}",
             typed.subject,
             json.dumps([[name, value.decode()] for name, value in encode_headers(typed)]),
             encode_body(typed).decode(),
-        )
+        ))
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING_ROWS, None)
+
+
+sa_event.listen(Session, "after_rollback", _forget_pending)
+
+
+async def _write_pending(session: AsyncSession) -> None:
+    rows = session.info.pop(_PENDING_ROWS, None)
+    if not rows:
+        return
+    conn = await driver_connection(session)
+    if len(rows) == 1:
+        # A lone row (capture's post, a quiet consumer): executemany's pipelining only pays for several.
+        await conn.execute(_INSERT_ROW, *rows[0])
+    else:
+        # executemany pipelines the inserts: one round trip, ids in the order the events were added.
+        await conn.executemany(_INSERT_ROW, rows)
 
 
 class OutboxRelay:
