@@ -5,6 +5,7 @@ Every knob has an environment variable (for `make bench BENCH_RATES=...`) and a 
     BENCH_RATES=10,50,100,200,400   open-loop steps, leads/s
     BENCH_DURATION=20               seconds per step
     BENCH_MAX_SECONDS=20            the saturation step ('max'); 0 leaves it out
+    BENCH_WARMUP_SECONDS=20         unmeasured load before the floor and before the pipeline
     BENCH_MAX_CONCURRENCY=64        requests outstanding during 'max'
     BENCH_ACTIVITY_SHARE=0.2        activities posted per form fill
     BENCH_DUPLICATE_SHARE=0.08      form fills that repeat an earlier person
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", default=_env("BENCH_RATES", "10,50,100,200,400"))
     parser.add_argument("--duration", type=float, default=float(_env("BENCH_DURATION", "20")))
     parser.add_argument("--max-seconds", type=float, default=float(_env("BENCH_MAX_SECONDS", "20")))
+    parser.add_argument("--warmup-seconds", type=float, default=float(_env("BENCH_WARMUP_SECONDS", "20")))
     parser.add_argument("--max-concurrency", type=int, default=int(_env("BENCH_MAX_CONCURRENCY", "64")))
     parser.add_argument("--activity-share", type=float, default=float(_env("BENCH_ACTIVITY_SHARE", "0.2")))
     parser.add_argument("--duplicate-share", type=float, default=float(_env("BENCH_DUPLICATE_SHARE", "0.08")))
@@ -148,8 +150,10 @@ async def run_floor(
             if name == "kafka":
                 monitor.add(name, pid)
         load = FloorLoad(source)
-        # Warm-up: connections, metadata and group assignments settle before anything is measured.
-        await run_step(Step("warmup", 20, 2), load, tail, monitor, STAGES, with_webhooks=False, drain_timeout=15)
+        # Warm-up: connections, metadata and group assignments settle, and the broker's JIT compiles its
+        # hot paths (it spent 0.4 cores on 10 leads/s in its first minute, half that two minutes later).
+        await run_step(Step("warmup", 50, args.warmup_seconds), load, tail, monitor, STAGES, with_webhooks=False,
+                       drain_timeout=15)
         for step in steps:
             print(f"floor step {step.name} ...", file=sys.stderr, flush=True)
             results.append(await run_step(step, load, tail, monitor, STAGES, with_webhooks=False,
@@ -206,8 +210,8 @@ async def run_pipeline(
         load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share)
         db_waits = DbWaitSampler(stack.admin_dsn(), stack.database_of_service())
         statements = StatementCounter(stack.admin_dsn(), stack.database_of_service())
-        warm = await run_step(Step("warmup", 10, 3), load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
-                              with_webhooks=with_webhooks, drain_timeout=30)
+        warm = await run_step(Step("warmup", 25, args.warmup_seconds), load, tail, monitor, PIPELINE_STAGES,
+                              end_stage=end_stage, with_webhooks=with_webhooks, drain_timeout=30)
         if warm["routed"] == 0:
             raise RuntimeError(f"no lead reached {end_stage} during the warm-up: {warm['errors'] or warm}; "
                                f"logs in {workdir / 'logs'}")
