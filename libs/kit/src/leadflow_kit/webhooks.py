@@ -353,7 +353,7 @@ async def enqueue_webhook(
         "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
         "correlation_id, lead_captured_at, next_attempt_at, created_at) "
         "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7 FROM subscriber "
-        "RETURNING webhook_id, subscription_id) "
+        "ORDER BY id RETURNING webhook_id, subscription_id) "
         "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id",
         subscription_patterns(event_type), event_type, lead_id, webhook_payload(event_type, data, now, extra),
         correlation_id, lead_captured_at, now, WEBHOOK_CHANNEL,
