@@ -100,12 +100,12 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
 
-        Writes deferred with ``before_commit`` (the outbox's rows) go out just before the commit."""
+        Rows gathered with ``deferred_rows`` (the outbox's) are written just before the commit."""
         async with self.sessions() as session, session.begin():
             yield session
-            while writes := session.info.pop(_BEFORE_COMMIT_KEY, None):
-                for write in writes:
-                    await write(session)
+            while deferred := session.info.pop(_BEFORE_COMMIT_KEY, None):
+                for write, rows in deferred.values():
+                    await write(session, rows)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -156,12 +156,19 @@ def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT_KEY, []).append(action)
 
 
-def before_commit(session: AsyncSession, write: Callable[[AsyncSession], Awaitable[None]]) -> None:
-    """Run ``write`` inside the transaction, just before ``Database.transaction`` commits it.
+def deferred_rows(
+    session: AsyncSession, kind: str, write: Callable[[AsyncSession, list[Any]], Awaitable[None]]
+) -> list[Any]:
+    """The transaction's list of ``kind`` rows; ``Database.transaction`` hands it to ``write`` just
+    before it commits, and a rollback drops it.
 
     For writes worth gathering into one statement per transaction: a batch of events then costs one
     round trip instead of one per event."""
-    session.info.setdefault(_BEFORE_COMMIT_KEY, []).append(write)
+    deferred: dict[str, tuple[Any, list[Any]]] = session.info.setdefault(_BEFORE_COMMIT_KEY, {})
+    if kind not in deferred:
+        deferred[kind] = (write, [])
+    rows: list[Any] = deferred[kind][1]
+    return rows
 
 
 def _refuse_unwritten(session: Session) -> None:

@@ -16,13 +16,11 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import delete, func, select, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, before_commit, driver_connection, new_metadata
+from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, deferred_rows, driver_connection, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.settings import ServiceSettings
@@ -37,7 +35,6 @@ RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service 
 PROCESSED_EVENT_RETENTION = timedelta(days=7)
 
 
-_PENDING_ROWS = "leadflow.outbox_rows"
 _INSERT_ROW = "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)"
 
 
@@ -54,11 +51,7 @@ class Outbox:
 
     async def add(self, session: AsyncSession, event: Event[Any]) -> None:
         typed: Event[EventData] = event
-        rows = session.info.get(_PENDING_ROWS)
-        if rows is None:
-            rows = session.info[_PENDING_ROWS] = []
-            before_commit(session, _write_pending)
-        rows.append((
+        deferred_rows(session, "outbox", _write_rows).append((
             typed.id,
             f"{self.topic_prefix}{typed.topic}",
             typed.subject,
@@ -67,17 +60,7 @@ class Outbox:
         ))
 
 
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING_ROWS, None)
-
-
-sa_event.listen(Session, "after_rollback", _forget_pending)
-
-
-async def _write_pending(session: AsyncSession) -> None:
-    rows = session.info.pop(_PENDING_ROWS, None)
-    if not rows:
-        return
+async def _write_rows(session: AsyncSession, rows: list[Any]) -> None:
     conn = await driver_connection(session)
     if len(rows) == 1:
         # A lone row (capture's post, a quiet consumer): executemany's pipelining only pays for several.
