@@ -37,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from bench import children, profile, report
+from bench import children, profile, report, targets
 from bench.analysis import ObservationTail
 from bench.floor import STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
@@ -348,7 +348,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if result.get("pipeline") and result.get("floor"):
         result["floor_multiples"] = report.floor_multiples(result["pipeline"], result["floor"])
     if result.get("pipeline") and all(s.get("end_stage") == "routed" for s in report.measured(result["pipeline"])):
-        result["verdicts"] = report.verdicts(result["pipeline"], result.get("floor_multiples", {}))
+        result["verdicts"] = targets.judge(result)
     out: Path = args.out
     json_path = out / f"bench-{run_id}.json"
     png_path = out / f"bench-{run_id}.png"
