@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.report import measured
+
 TARGET_RATE = 100.0  # leads/s at which the latency targets hold
 ROUTED_P50_MS = 50.0
 ROUTED_P99_MS = 250.0
@@ -21,10 +23,6 @@ BENCH_PROCESSES = ("loadgen", "observer")
 _FRAME_PACKAGES = {"asyncio", "python", "uvicorn", "contextlib", "leadflow_kit", "weakref", "uvloop"}
 
 
-def _measured(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [s for s in steps if not s.get("skipped")]
-
-
 def _p(block: dict[str, Any] | None, key: str) -> float | None:
     return None if not block else block.get(key)
 
@@ -37,13 +35,13 @@ def _rate(step: dict[str, Any]) -> str:
     return "the 'max' step" if step.get("offered_rate") is None else f"{step['offered_rate']:g} leads/s"
 
 
-def _verdict(target: str, measured: float | None, unit: str, goal: float, *, at_most: bool,
+def _verdict(target: str, value: float | None, unit: str, goal: float, *, at_most: bool,
              why: list[str]) -> dict[str, Any]:
-    met = measured is not None and (measured <= goal if at_most else measured >= goal)
+    met = value is not None and (value <= goal if at_most else value >= goal)
     missed_by = None
-    if not met and measured:
-        missed_by = round(measured / goal if at_most else goal / measured, 1)
-    return {"target": target, "measured": measured, "unit": unit, "met": met, "missed_by": missed_by,
+    if not met and value:
+        missed_by = round(value / goal if at_most else goal / value, 1)
+    return {"target": target, "measured": value, "unit": unit, "met": met, "missed_by": missed_by,
             "why": [] if met else why}
 
 
@@ -72,7 +70,7 @@ def cpu_reason(step: dict[str, Any], cores: int) -> str:
 def capacity(result: dict[str, Any]) -> dict[str, float] | None:
     """What the machine's cores carry at the CPU a lead costs when batches are largest (the
     saturation step, else the busiest fixed rate)."""
-    pipeline = _measured(result.get("pipeline", []))
+    pipeline = measured(result.get("pipeline", []))
     saturated = [s for s in pipeline if s.get("offered_rate") is None] or pipeline[-1:]
     if not saturated or not (saturated[0].get("resources") or {}).get("_machine"):
         return None
@@ -159,7 +157,7 @@ def floor_reason(step: dict[str, Any], floor_step: dict[str, Any] | None) -> str
 
 def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One verdict per target: met or not, missed by what factor, and the run's reasons."""
-    pipeline = _measured(result.get("pipeline", []))
+    pipeline = measured(result.get("pipeline", []))
     floor = {s["step"]: s for s in result.get("floor", [])}
     multiples = result.get("floor_multiples", {})
     cores = result["machine"]["cores"]
@@ -183,6 +181,8 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
                              p99, "ms", ROUTED_P99_MS, at_most=True, why=load_why))
 
     floor_why = list(load_why) if at_target is not None else list(absent)
+    if not floor:
+        floor_why.insert(0, "no floor in this run (--skip-floor)")
     ranked = sorted(((m["multiple_p50"], name) for name, m in multiples.items()
                      if m.get("multiple_p50") is not None and name != "max"))
     if ranked:

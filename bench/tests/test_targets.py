@@ -108,3 +108,10 @@ def test_a_run_without_the_target_rate_says_so() -> None:
     p50 = verdicts["capture->routed p50 at 100 leads/s <= 50 ms"]
     assert p50["measured"] is None and p50["met"] is False
     assert p50["why"] == ["no 100 leads/s step in this run (--rates)"]
+
+
+def test_a_run_without_the_floor_says_so() -> None:
+    run = _run()
+    run["floor"], run["floor_multiples"] = [], {}
+    verdict = next(v for v in targets.judge(run) if v["target"].startswith("p50 within"))
+    assert verdict["measured"] is None and verdict["why"][0] == "no floor in this run (--skip-floor)"
