@@ -114,7 +114,10 @@ class OutboxRelay:
             housekeeping_due = backlog_due = 0.0
             loop = asyncio.get_running_loop()
             while not self._stopping.is_set():
-                published = await self._publish_pending(conn)
+                # Cleared before the round, not after it: a NOTIFY for a row its DELETE did not see
+                # then wakes the next round at once, and no empty round is needed to look for one.
+                self._wake.clear()
+                await self._publish_pending(conn)
                 # The backlog gauge is refreshed on a timer, not per publish: a COUNT(*) per lead is
                 # a visible share of the hot path's CPU.
                 if loop.time() >= backlog_due:
@@ -123,9 +126,6 @@ class OutboxRelay:
                 if loop.time() >= housekeeping_due:
                     await self._housekeeping()
                     housekeeping_due = loop.time() + 30
-                if published:
-                    continue
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval_seconds)
                 if conn.is_closed():

@@ -443,6 +443,9 @@ class WebhookDispatcher:
         listener = await self._listen()
         try:
             while not self._stopping.is_set():
+                # Cleared before the round: a NOTIFY for a row its claim did not see wakes the next
+                # round at once, so a round that sent less than a batch needs no empty one after it.
+                self._wake.clear()
                 try:
                     sent = await self.dispatch_due()
                 except asyncio.CancelledError:
@@ -451,9 +454,8 @@ class WebhookDispatcher:
                     log.warning("webhook dispatch round failed; retrying", exc_info=True)
                     sent = 0
                     await self._sleep(1.0)
-                if sent:
+                if sent >= self.settings.webhook_batch_size or self._wake.is_set():
                     continue
-                self._wake.clear()
                 idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), idle)
@@ -478,15 +480,12 @@ class WebhookDispatcher:
         poll = self.settings.webhook_poll_interval_seconds
         try:
             async with self.db.transaction() as session:
-                due = (
-                    await session.execute(
-                        # Rows of disabled subscriptions wait for re-enabling; counting them would spin.
-                        select(func.min(delivery_table.c.next_attempt_at))
-                        .join(subscription_table, subscription_table.c.id == delivery_table.c.subscription_id)
-                        .where(delivery_table.c.status == "pending", subscription_table.c.active.is_(True),
-                               subscription_table.c.deleted_at.is_(None))
-                    )
-                ).scalar()
+                # Rows of disabled subscriptions wait for re-enabling; counting them would spin.
+                due = await (await driver_connection(session)).fetchval(
+                    "SELECT min(d.next_attempt_at) FROM webhook_delivery d "
+                    "JOIN webhook_subscription s ON s.id = d.subscription_id "
+                    "WHERE d.status = 'pending' AND s.active AND s.deleted_at IS NULL"
+                )
         except Exception:
             return poll
         if due is None:
