@@ -6,6 +6,9 @@ Declaring a handler is one decorator::
 
     @consumer.subscribe(topics.ENRICHED)
     async def score_lead(event: Event[LeadEnriched], uow: UnitOfWork) -> None: ...
+
+Work that must not hold a transaction open — a call to an outside service — goes in the
+subscription's ``prepare`` step, which runs before the transaction begins.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +50,8 @@ class UnitOfWork:
     session: AsyncSession
     outbox: Outbox
     clock: Clock
+    # What the subscriptions' ``prepare`` steps found for this batch before its transaction began.
+    prepared: Mapping[str, Any] = field(default_factory=dict)
 
     async def publish(self, event: Event[Any]) -> None:
         await self.outbox.add(self.session, event)
@@ -56,12 +61,16 @@ class UnitOfWork:
 
 
 Handler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
+# Before the transaction: the batch's events of one topic and the service's database (for reads of
+# its own); returns what the handlers find in ``uow.prepared``.
+Prepare = Callable[[list[Event[Any]], Database], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass
 class Subscription:
     topic: str
     handler: Handler
+    prepare: Prepare | None = None
 
 
 @dataclass
@@ -71,11 +80,14 @@ class EventConsumer:
     service: str
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
-    def subscribe(self, topic: str) -> Callable[[Handler], Handler]:
+    def subscribe(self, topic: str, *, prepare: Prepare | None = None) -> Callable[[Handler], Handler]:
+        """``prepare`` runs before the transaction opens, once per batch, so that no transaction, lock or
+        pooled connection waits on what it does. It should not fail; when it does, the failure is
+        logged and the handlers run without what it would have found."""
         def register(handler: Handler) -> Handler:
             if topic in self.subscriptions:
                 raise ValueError(f"{self.service} already handles {topic}")
-            self.subscriptions[topic] = Subscription(topic, handler)
+            self.subscriptions[topic] = Subscription(topic, handler, prepare)
             return handler
 
         return register
@@ -216,11 +228,12 @@ class ConsumerRunner:
             await self._dead_letter(record, exc, attempts=0)
             return
         with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
+            prepared = await self._prepare([record], [event])
             attempts = self.settings.consumer_max_attempts
             for attempt in range(1, attempts + 1):
                 started = time.perf_counter()
                 try:
-                    outcome = await self._handle_once(subscription, event)
+                    outcome = await self._handle_once(subscription, event, prepared)
                 except PermanentError as exc:
                     await self._dead_letter(record, exc, attempts=attempt)
                     return
@@ -251,10 +264,11 @@ class ConsumerRunner:
         except MalformedEvent:
             return False
         started = time.perf_counter()
+        prepared = await self._prepare(records, events)
         outcomes: list[tuple[str, str]] = []  # (topic, outcome)
         try:
             async with self.db.transaction() as session:
-                uow = UnitOfWork(session, self.outbox, self.clock)
+                uow = UnitOfWork(session, self.outbox, self.clock, prepared)
                 unclaimed = await claim_events(session, service, [event.id for event in events])
                 for record, event in zip(records, events, strict=True):
                     with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
@@ -274,11 +288,30 @@ class ConsumerRunner:
             self.metrics.event_handle_duration.labels(service, topic).observe(per_event)
         return True
 
-    async def _handle_once(self, subscription: Subscription, event: Event[EventData]) -> str:
+    async def _prepare(
+        self, records: list[ConsumerRecord[bytes, bytes]], events: list[Event[EventData]]
+    ) -> Mapping[str, Any]:
+        by_topic: dict[str, tuple[Prepare, list[Event[Any]]]] = {}
+        for record, event in zip(records, events, strict=True):
+            prepare = self._by_topic[record.topic].prepare
+            if prepare is not None:
+                by_topic.setdefault(record.topic, (prepare, []))[1].append(event)
+        prepared: dict[str, Any] = {}
+        for topic, (prepare, topic_events) in by_topic.items():
+            try:
+                prepared.update(await prepare(topic_events, self.db))
+            except Exception:
+                log.warning("preparing %d events of %s failed; their handlers run without it",
+                            len(topic_events), topic, exc_info=True)
+        return prepared
+
+    async def _handle_once(
+        self, subscription: Subscription, event: Event[EventData], prepared: Mapping[str, Any]
+    ) -> str:
         async with self.db.transaction() as session:
             if not await claim_event(session, self.settings.service_name, event.id):
                 return "duplicate"
-            await subscription.handler(event, UnitOfWork(session, self.outbox, self.clock))
+            await subscription.handler(event, UnitOfWork(session, self.outbox, self.clock, prepared))
         return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception, attempts: int) -> None:

@@ -43,12 +43,19 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
     )
     consumer = EventConsumer("kit-test")
 
-    @consumer.subscribe(CAPTURED)
+    async def prepare(events: list[Event[Any]], _db: Database) -> dict[str, str]:
+        if any(event.data.lead_id.startswith("unpreparable") for event in events):
+            raise RuntimeError("the outside service is down")
+        return {event.id: f"prepared:{event.data.lead_id}" for event in events}
+
+    @consumer.subscribe(CAPTURED, prepare=prepare)
     async def record_effect(event: Event[Any], uow: UnitOfWork) -> None:
         if event.data.lead_id.startswith("poison"):
             raise RuntimeError("this lead always fails")
+        # Leads named for the prepare step record what it found instead of their event id.
+        recorded = uow.prepared.get(event.id, "nothing") if "prepar" in event.data.lead_id else event.id
         await uow.session.execute(
-            text("INSERT INTO effect VALUES (:lead, :event)"), {"lead": event.data.lead_id, "event": event.id}
+            text("INSERT INTO effect VALUES (:lead, :event)"), {"lead": event.data.lead_id, "event": recorded}
         )
 
     metrics = ServiceMetrics("kit-test")
@@ -137,3 +144,16 @@ async def test_a_burst_over_every_partition_with_a_poison_event_has_each_effect_
     burst = sorted(e for e in await effects(db) if e[0].startswith("burst-"))
     assert burst == sorted((event.data.lead_id, event.id) for event in healthy)  # each once, none lost
     assert all(lead != "poison-burst" for lead, _ in await effects(db))
+
+
+async def test_what_prepare_finds_reaches_the_handler_and_its_failure_does_not_stop_it(harness: Any) -> None:
+    settings, db, _ = harness
+    for lead_id in ("prepared-1", "unpreparable-1"):
+        await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [captured(lead_id)])
+
+        async def handled(lead_id: str = lead_id) -> bool:
+            return any(lead == lead_id for lead, _ in await effects(db))
+
+        await eventually(handled)
+    found = {lead: recorded for lead, recorded in await effects(db) if "prepar" in lead}
+    assert found == {"prepared-1": "prepared:prepared-1", "unpreparable-1": "nothing"}
