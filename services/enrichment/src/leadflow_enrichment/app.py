@@ -30,6 +30,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             retry_backoff_seconds=settings.provider_retry_backoff_seconds,
             breaker=CircuitBreaker(settings.provider_breaker_failures, settings.provider_breaker_reset_seconds),
             cache=TtlCache(settings.provider_cache_ttl_seconds, settings.provider_cache_size),
+            concurrency=settings.provider_concurrency,
             auth_header=settings.provider_auth_header,
             auth_value=settings.provider_auth_value.get_secret_value() if settings.provider_auth_value else None,
         )

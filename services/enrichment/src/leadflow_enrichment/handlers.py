@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -23,9 +25,9 @@ from leadflow_contracts import (
 )
 from leadflow_enrichment import domain, normalize
 from leadflow_enrichment.directory import AccountDirectory, Matched
-from leadflow_enrichment.provider import HttpFirmographicsProvider
+from leadflow_enrichment.provider import HttpFirmographicsProvider, Lookup
 from leadflow_kit.consumer import PermanentError, UnitOfWork
-from leadflow_kit.db import driver_connection
+from leadflow_kit.db import Database, driver_connection
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,12 @@ class Enriched:
     quality: DataQuality
     account: AccountMatch | None
     partial_reasons: list[str]
+    # Time a provider lookup made before the transaction took; it counts towards the fill's enrichment.
+    prefetched_seconds: float = 0.0
+
+
+def _prefetch_key(event_id: str) -> str:
+    return f"firmographics:{event_id}"
 
 
 async def match_account(session: AsyncSession, profile: LeadProfile, directory: AccountDirectory,
@@ -87,20 +95,67 @@ async def match_account(session: AsyncSession, profile: LeadProfile, directory: 
                                  version=directory_version)
 
 
+def _needs_provider(profile: LeadProfile, matched: Matched | None) -> bool:
+    facts = matched.account.firmographics() if matched is not None else None
+    return bool(profile.company_domain) and not (facts and facts.complete)
+
+
+async def prefetch_firmographics(
+    events: list[Event[Any]], db: Database, enrichment: Enrichment
+) -> dict[str, tuple[str, Lookup]]:
+    """Ask the provider, before the consumer's transaction, about the company domains of a batch's fills
+    that the account directory cannot complete: no transaction, lock or pooled connection then waits
+    on an outside service, and the batch waits for its slowest lookup instead of their sum."""
+    if enrichment.provider is None:
+        return {}
+    provider = enrichment.provider
+    profiles = {event.id: domain.normalize_contact(event.data.contact, enrichment.default_phone_region).profile
+                for event in events if isinstance(event.data, LeadCaptured)}
+    with_domain = {event_id: profile for event_id, profile in profiles.items() if profile.company_domain}
+    if not with_domain:
+        return {}
+    wanted: dict[str, str] = {}  # event id -> company domain
+    async with db.transaction() as session:
+        for event_id, profile in with_domain.items():
+            if profile.company_domain and _needs_provider(profile, await match_account(
+                    session, profile, enrichment.directory)):
+                wanted[event_id] = profile.company_domain
+    domains = list(dict.fromkeys(wanted.values()))
+    found = dict(zip(domains, await asyncio.gather(*(provider.lookup(d) for d in domains)), strict=True))
+    prefetched: dict[str, tuple[str, Lookup]] = {}
+    asked: set[str] = set()
+    for event_id, company_domain in wanted.items():
+        looked_up = found[company_domain]
+        if company_domain in asked and looked_up.failure is None:
+            # The provider was asked once for the batch; the next fills of that company read its answer.
+            looked_up = dataclasses.replace(looked_up, cached=True, seconds=0.0)
+        asked.add(company_domain)
+        prefetched[_prefetch_key(event_id)] = (company_domain, looked_up)
+    return prefetched
+
+
 async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrichment,
-                 directory_version: int | None = None) -> Enriched:
+                 directory_version: int | None = None, prefetched: tuple[str, Lookup] | None = None) -> Enriched:
     """Normalize, match an account, ask the provider chain for what is still missing, score the quality.
 
     ``directory_version``: the account directory's version when the caller has read it in this transaction.
+    ``prefetched``: the (domain, lookup) :func:`prefetch_firmographics` made for this fill before the
+    transaction; another domain (a repeat fill completed from the earlier one) is looked up here.
     """
     normalized = domain.normalize_contact(contact, enrichment.default_phone_region)
     profile = normalized.profile
     matched = await match_account(session, profile, enrichment.directory, directory_version)
+    needs_provider = _needs_provider(profile, matched)
     facts = matched.account.firmographics() if matched is not None else None
     profile = domain.apply_firmographics(profile, facts)
     partial_reasons: list[str] = []
-    if enrichment.provider is not None and profile.company_domain and not (facts and facts.complete):
-        looked_up = await enrichment.provider.lookup(profile.company_domain)
+    prefetched_seconds = 0.0
+    if enrichment.provider is not None and profile.company_domain and needs_provider:
+        if prefetched is not None and prefetched[0] == profile.company_domain:
+            looked_up = prefetched[1]
+            prefetched_seconds = looked_up.seconds
+        else:
+            looked_up = await enrichment.provider.lookup(profile.company_domain)
         outcome = looked_up.failure or ("cached" if looked_up.cached else
                                         "answered" if looked_up.facts is not None else "not_found")
         enrichment.metrics.provider_lookups.labels(enrichment.metrics.service, outcome).inc()
@@ -111,7 +166,7 @@ async def enrich(session: AsyncSession, contact: LeadContact, enrichment: Enrich
     if account_match is not None and profile.company_domain is None:
         profile = profile.model_copy(update={"company_domain": account_match.domain})
     quality = domain.quality(profile, contact, normalized.problems, account_match, partial_reasons)
-    return Enriched(profile, quality, account_match, partial_reasons)
+    return Enriched(profile, quality, account_match, partial_reasons, prefetched_seconds)
 
 
 # After the email's lock, in a statement of its own so it sees what the lock waited for: whether this
@@ -168,8 +223,9 @@ async def enrich_captured_lead(event: Event[Any], uow: UnitOfWork, enrichment: E
 
     original = (domain.fill_blanks(LeadContact.model_validate(found["existing_original"]), captured.contact)
                 if existing_id is not None else captured.contact)
-    result = await enrich(session, original, enrichment, found["directory_version"])
-    elapsed = time.perf_counter() - started
+    result = await enrich(session, original, enrichment, found["directory_version"],
+                          uow.prepared.get(_prefetch_key(event.id)))
+    elapsed = time.perf_counter() - started + result.prefetched_seconds
     now = uow.now()
     # JSON null, not SQL NULL, for no account: what the column held when SQLAlchemy wrote it.
     values = (

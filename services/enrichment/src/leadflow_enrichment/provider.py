@@ -7,6 +7,7 @@ The provider answers ``GET <url>?domain=<domain>`` with JSON (``name``, ``indust
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -103,6 +104,8 @@ class Lookup:
     # Set when the provider could not answer: provider_timeout | provider_error | provider_circuit_open.
     failure: str | None = None
     cached: bool = False
+    # How long the lookup took, waiting for a free slot included.
+    seconds: float = 0.0
 
 
 class ProviderError(Exception):
@@ -120,6 +123,7 @@ class HttpFirmographicsProvider:
         retry_backoff_seconds: float,
         breaker: CircuitBreaker,
         cache: TtlCache,
+        concurrency: int = 8,
         auth_header: str | None = None,
         auth_value: str | None = None,
     ) -> None:
@@ -130,9 +134,18 @@ class HttpFirmographicsProvider:
         self.backoff = retry_backoff_seconds
         self.breaker = breaker
         self.cache = cache
+        # A batch's lookups run side by side, this many at a time: the provider's rate limits are not ours
+        # to test, and each lookup's deadline starts only once it has a slot.
+        self._slots = asyncio.Semaphore(concurrency)
         self.headers = {auth_header: auth_value} if auth_header and auth_value else {}
 
     async def lookup(self, domain: str) -> Lookup:
+        started = time.perf_counter()
+        async with self._slots:
+            looked_up = await self._lookup(domain)
+        return dataclasses.replace(looked_up, seconds=time.perf_counter() - started)
+
+    async def _lookup(self, domain: str) -> Lookup:
         hit, cached = self.cache.get(domain)
         if hit:
             return Lookup(cached, cached=True)

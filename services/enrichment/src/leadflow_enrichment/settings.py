@@ -29,5 +29,7 @@ class Settings(ServiceSettings):
     provider_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     provider_cache_ttl_seconds: float = Field(default=3600.0, ge=0)
     provider_cache_size: int = Field(default=10_000, ge=0)
+    # Lookups in flight at once; a batch's lookups run side by side, before its transaction.
+    provider_concurrency: int = Field(default=8, ge=1, le=100)
 
     account_import_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

@@ -6,9 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
+from leadflow_contracts import LeadCaptured, LeadContact, new_event
+from leadflow_enrichment.domain import email_key
+from leadflow_enrichment.handlers import prefetch_firmographics
+from leadflow_kit.db import Database, asyncpg_dsn
 from leadflow_stack.procs import free_port
 from leadflow_stack.testing import bearer
 
@@ -110,3 +116,67 @@ async def test_unreachable_provider_yields_partial_at_once(enrichment_env):
         assert data.partial_reasons == ["provider_error"]
         read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
         assert read["enrichment_ms"] < 1500, "connection refused is not waited out to the 2 s timeout"
+
+
+async def _wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_provider_lookup_holds_no_transaction_or_lock(enrichment_env):
+    async with fake_provider() as provider:
+        provider.mode = "hang"
+        settings = enrichment_settings(enrichment_env, provider_url=provider.url, provider_timeout_seconds=15.0)
+        async with running(settings) as service:
+            email = f"mary@{unique_domain('heldco')}"
+            lead_id = await service.capture(email=email)
+            await _wait_for(lambda: provider.hits == 1)
+            # The provider has the request. Before, the fill's transaction held the email's lock meanwhile.
+            conn = await asyncpg.connect(asyncpg_dsn(enrichment_env.database_url))
+            try:
+                key = f"lead-email:{email_key(email)}"
+                assert await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%'")
+                assert waiting == 0
+            finally:
+                await conn.close()
+            provider.released.set()
+            data = (await service.enriched(lead_id)).data
+            assert (data.partial, data.profile.industry) == (False, "Software")
+            read = (await service.client.get(f"/v1/leads/{lead_id}", headers=ADMIN)).json()
+            assert read["enrichment_ms"] > 0, "the lookup's time counts towards the fill's enrichment"
+
+
+async def test_a_batch_asks_the_provider_side_by_side_and_once_per_domain(enrichment_env):
+    async with fake_provider() as provider:
+        provider.mode = "hang"
+        settings = enrichment_settings(enrichment_env, provider_url=provider.url, provider_timeout_seconds=15.0,
+                                       provider_concurrency=2)
+        async with running(settings) as service:
+            shared, other, third = unique_domain("batchco"), unique_domain("otherco"), unique_domain("thirdco")
+            now = datetime.now(UTC)
+            events = [new_event(LeadCaptured(lead_id=str(uuid.uuid4()), form_key="demo", submitted_at=now,
+                                             contact=LeadContact(email=f"{name}@{company}")),
+                                source="capture", subject=str(uuid.uuid4()), lead_captured_at=now)
+                      for name, company in (("ann", shared), ("bob", shared), ("cyd", other), ("dee", third))]
+            db = Database(enrichment_env.database_url, pool_size=1)
+            try:
+                prefetch = asyncio.create_task(prefetch_firmographics(events, db, service.app.state.enrichment))
+                # Two lookups in flight at once (the concurrency), and none more until one ends.
+                await _wait_for(lambda: provider.hits == 2)
+                await asyncio.sleep(0.2)
+                assert provider.hits == 2
+                provider.released.set()
+                prefetched = await prefetch
+            finally:
+                await db.dispose()
+            assert provider.hits == 3, "three domains, each asked once"
+            found = [prefetched[f"firmographics:{event.id}"] for event in events]
+            assert [company for company, _ in found] == [shared, shared, other, third]
+            assert [(lookup.facts is not None, lookup.cached) for _, lookup in found] == [
+                (True, False), (True, True), (True, False), (True, False)]
