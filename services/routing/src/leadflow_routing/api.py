@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts.events import TouchType
@@ -54,6 +54,23 @@ def invalid(errors: list[FieldError], detail: str = "The request is invalid; see
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=what)
+
+
+def in_use(why: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=why)
+
+
+# Held by every change of the rule sets and by the deletions they could name, so a rule set never
+# names a team that a concurrent deletion removes.
+RULES_LOCK = 0x5EB0
+
+
+async def _lock_rules(session: AsyncSession) -> None:
+    await session.execute(select(func.pg_advisory_xact_lock(RULES_LOCK)))
+
+
+async def _active_rules(session: AsyncSession) -> Any:
+    return (await session.execute(select(ruleset_table).where(ruleset_table.c.active.is_(True)))).first()
 
 
 # -- leads ----------------------------------------------------------------------------------
@@ -269,7 +286,9 @@ def _rep_values(body: RepFields) -> dict[str, Any]:
 
 
 async def _team_exists(session: AsyncSession, team_id: str) -> bool:
-    return (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id))).first() is not None
+    # KEY SHARE: a deletion of the team waits for this transaction, and sees the rep or rule it adds.
+    return (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id)
+                                  .with_for_update(key_share=True))).first() is not None
 
 
 async def _rep_exists(session: AsyncSession, rep_id: str) -> bool:
@@ -420,6 +439,29 @@ async def update_team(team_id: str, body: TeamUpdate, request: Request) -> TeamP
         return await _team_public(session, row)
 
 
+@admin_router.delete("/teams/{team_id}", status_code=204, dependencies=writable,
+                     summary="Remove a team that has no reps and that the active rules do not name")
+async def delete_team(team_id: str, request: Request) -> None:
+    async with request.app.state.db.transaction() as session:
+        await _lock_rules(session)
+        # The row lock waits for a rep being added to the team, so its members below are complete.
+        found = (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id).with_for_update())
+                 ).first()
+        if found is None:
+            raise not_found(f"no team '{team_id}'")
+        members = (await session.execute(select(rep_table.c.id).where(rep_table.c.team_id == team_id)
+                                          .order_by(rep_table.c.id))).scalars().all()
+        if members:
+            raise in_use(f"team '{team_id}' still has reps ({', '.join(members)}); move them to another team "
+                         "(or none) first: PATCH /v1/admin/reps/{rep_id} with team_id")
+        active = await _active_rules(session)
+        naming = [rule["id"] for rule in active.rules if rule.get("team_id") == team_id] if active else []
+        if naming:
+            raise in_use(f"the active routing rules (version {active.version}) send leads to team '{team_id}' "
+                         f"(rules {', '.join(naming)}); save rules without it first")
+        await session.execute(delete(team_table).where(team_table.c.id == team_id))
+
+
 @admin_router.post("/queues", status_code=201, response_model=QueuePublic, dependencies=writable)
 async def create_queue(body: QueueCreate, request: Request) -> QueuePublic:
     state = request.app.state
@@ -465,6 +507,32 @@ async def queued_leads(queue_id: str, request: Request, limit: int = 100) -> lis
             )
         ).all()
     return [{"lead_id": r.id, "queued_at": r.routed_at, "team_id": r.team_id} for r in rows]
+
+
+@admin_router.delete("/queues/{queue_id}", status_code=204, dependencies=writable,
+                     summary="Remove a queue no lead waits in and nothing falls back to")
+async def delete_queue(queue_id: str, request: Request) -> None:
+    async with request.app.state.db.transaction() as session:
+        await _lock_rules(session)
+        found = (await session.execute(select(queue_table.c.id).where(queue_table.c.id == queue_id)
+                                       .with_for_update())).first()
+        if found is None:
+            raise not_found(f"no queue '{queue_id}'")
+        waiting = (await session.execute(select(func.count()).select_from(lead_table).where(
+            lead_table.c.queue == queue_id, lead_table.c.status == "queued"))).scalar_one()
+        if waiting:
+            raise in_use(f"{waiting} lead(s) wait in queue '{queue_id}'; it can go once they are routed "
+                         f"(GET /v1/admin/queues/{queue_id}/leads)")
+        active = await _active_rules(session)
+        if active is not None and active.fallback_queue == queue_id:
+            raise in_use(f"the active routing rules (version {active.version}) fall back to queue '{queue_id}'; "
+                         "save rules with another fallback_queue first")
+        teams = (await session.execute(select(team_table.c.id).where(team_table.c.fallback_queue == queue_id)
+                                       .order_by(team_table.c.id))).scalars().all()
+        if teams:
+            raise in_use(f"teams {', '.join(teams)} fall back to queue '{queue_id}'; change their fallback_queue "
+                         "first")
+        await session.execute(delete(queue_table).where(queue_table.c.id == queue_id))
 
 
 # -- admin: routing rules -------------------------------------------------------------------
@@ -533,6 +601,7 @@ def _ruleset_public(row: Any) -> RuleSetPublic:
 
 
 async def _check_rules(session: AsyncSession, body: RuleSetCreate) -> None:
+    """Every team and rep the rules name exists; the caller holds the rules' lock."""
     errors: list[FieldError] = []
     seen: set[str] = set()
     for index, rule in enumerate(body.rules):
@@ -560,9 +629,9 @@ async def create_ruleset(body: RuleSetCreate, request: Request) -> RuleSetPublic
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
+        # Also numbers the versions: two admins never mint the same one.
+        await _lock_rules(session)
         await _check_rules(session, body)
-        # Versions are numbered under a table lock so two admins never mint the same number.
-        await session.execute(select(func.pg_advisory_xact_lock(0x5EB0)))
         version = (await session.execute(select(func.coalesce(func.max(ruleset_table.c.version), 0) + 1))).scalar_one()
         if body.activate:
             await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
@@ -581,7 +650,7 @@ async def create_ruleset(body: RuleSetCreate, request: Request) -> RuleSetPublic
 @rules_router.get("", response_model=RuleSetPublic, dependencies=readable, summary="The active rules")
 async def get_active_ruleset(request: Request) -> RuleSetPublic:
     async with request.app.state.db.transaction() as session:
-        row = (await session.execute(select(ruleset_table).where(ruleset_table.c.active.is_(True)))).first()
+        row = await _active_rules(session)
     if row is None:
         raise not_found("no routing rules are active")
     return _ruleset_public(row)
@@ -607,10 +676,12 @@ async def get_ruleset(version: int, request: Request) -> RuleSetPublic:
 async def activate_ruleset(version: int, request: Request) -> RuleSetPublic:
     state = request.app.state
     async with state.db.transaction() as session:
-        exists = (await session.execute(select(ruleset_table.c.version).where(ruleset_table.c.version == version))
-                  ).first()
-        if exists is None:
+        await _lock_rules(session)
+        stored = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == version))).first()
+        if stored is None:
             raise not_found(f"no routing rules version {version}")
+        # An older version may name a team or rep removed since it was saved.
+        await _check_rules(session, RuleSetCreate(rules=stored.rules, fallback_queue=stored.fallback_queue))
         await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
         row = (
             await session.execute(

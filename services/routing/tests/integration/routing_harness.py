@@ -192,6 +192,9 @@ class Running:
     async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.client.patch(path, headers=ADMIN, **kwargs)
 
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.client.delete(path, headers=ADMIN, **kwargs)
+
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, clock: Clock | None = None, wait_assigned: bool = True
