@@ -380,6 +380,8 @@ def add_routing_admin(b: Builder) -> None:
         p.add_argument("--manager", help="the manager's rep id")
         p.add_argument("--escalate-after-breaches", type=int)
         p.add_argument("--fallback-queue")
+    p = r.action("delete", teams_delete, "Remove a team with no reps that the active rules do not name")
+    p.add_argument("team_id")
 
     r = b.resource("queues", "Queues where unroutable leads wait (routing)")
     r.action("list", queues_list, "List queues and how many leads wait in each")
@@ -390,6 +392,8 @@ def add_routing_admin(b: Builder) -> None:
     p = r.action("leads", queues_leads, "Leads waiting in a queue, oldest first")
     p.add_argument("queue_id")
     p.add_argument("--limit", type=int, default=100)
+    p = r.action("delete", queues_delete, "Remove a queue no lead waits in and nothing falls back to")
+    p.add_argument("queue_id")
 
     r = b.resource("territories", "Territories, as the reps' territory lists define them (routing)")
     r.action("list", territories_list, "Each territory and the reps that cover it (set with "
@@ -436,6 +440,11 @@ def teams_update(api: Api, args: argparse.Namespace) -> Output:
     return Output(api.patch("routing", f"/v1/admin/teams/{seg(args.team_id)}", body))
 
 
+def teams_delete(api: Api, args: argparse.Namespace) -> Output:
+    api.delete("routing", f"/v1/admin/teams/{seg(args.team_id)}")
+    return Output({"id": args.team_id, "deleted": True})
+
+
 def queues_list(api: Api, args: argparse.Namespace) -> Output:
     return Output(api.get("routing", "/v1/admin/queues"), [("id", "id"), ("name", "name"), ("waiting", "waiting"),
                                                            ("description", "description")])
@@ -449,6 +458,11 @@ def queues_create(api: Api, args: argparse.Namespace) -> Output:
 def queues_leads(api: Api, args: argparse.Namespace) -> Output:
     rows = api.get("routing", f"/v1/admin/queues/{seg(args.queue_id)}/leads", limit=args.limit)
     return Output(rows, [("lead", "lead_id"), ("queued at", "queued_at"), ("team", "team_id")])
+
+
+def queues_delete(api: Api, args: argparse.Namespace) -> Output:
+    api.delete("routing", f"/v1/admin/queues/{seg(args.queue_id)}")
+    return Output({"id": args.queue_id, "deleted": True})
 
 
 def territories_list(api: Api, args: argparse.Namespace) -> Output:

@@ -106,6 +106,15 @@ async def test_reps_teams_territories_and_a_routing_dry_run(cli: Cli) -> None:
     assert (await cli("reps", "deactivate", "cli-rep")).code == 0
     assert (await cli("reps", "get", "cli-rep", "--json")).json["active"] is False
 
+    # A team goes once nobody is in it; the refusal says who still is.
+    kept = await cli("teams", "delete", "cli-emea")
+    assert kept.code == 1 and "routing answered 409" in kept.err and "still has reps (cli-rep)" in kept.err
+    assert (await cli("reps", "update", "cli-rep", "--team", "sales")).code == 0
+    assert (await cli("teams", "delete", "cli-emea", "--json")).json == {"id": "cli-emea", "deleted": True}
+    assert (await cli("queues", "create", "--id", "cli-q", "--name", "CLI")).code == 0
+    assert (await cli("queues", "delete", "cli-q")).code == 0
+    assert "cli-q" not in {q["id"] for q in (await cli("queues", "list", "--json")).json}
+
 
 async def test_the_api_refusal_names_the_field(cli: Cli) -> None:
     result = await cli("sla-policies", "create", "--tier", "hot", "--target-seconds", "0")
