@@ -102,7 +102,12 @@ def resolve_classpath(deploy_dir: Path | None = None) -> str:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random KRaft cluster id, as ``kafka-storage random-uuid`` makes them: never starting with '-',
+    which the storage tool would read as an option (one id in 64 did)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker:
@@ -196,7 +201,9 @@ class KafkaBroker:
         return env
 
     def format(self, classpath: str) -> None:
-        """Format the KRaft metadata log once; a formatted data dir is left as it is."""
+        """Write the broker's config, and format the KRaft metadata log once (a formatted data dir is
+        left as it is)."""
+        self._write_config()
         if (self.data_dir / "meta.properties").exists():
             return
         id_file = self.base_dir / "cluster.id"
@@ -206,8 +213,8 @@ class KafkaBroker:
             classpath,
             STORAGE_TOOL,
             "format",
-            "-t",
-            id_file.read_text().strip(),
+            # One argument, so an id starting with '-' (written by an older stack) is not an option.
+            f"--cluster-id={id_file.read_text().strip()}",
             "-c",
             str(self.config_path),
             "--ignore-formatted",
@@ -240,7 +247,6 @@ class KafkaBroker:
             await self.wait_ready(timeout=timeout)
             return False
         classpath = await asyncio.to_thread(resolve_classpath)
-        self._write_config()
         await asyncio.to_thread(self.format, classpath)
         self._spawn(classpath)
         try:
