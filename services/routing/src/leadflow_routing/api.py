@@ -256,6 +256,11 @@ class QueueCreate(BaseModel):
     description: str | None = None
 
 
+class QueueUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+
+
 class QueuePublic(BaseModel):
     id: str
     name: str
@@ -509,6 +514,27 @@ async def queued_leads(queue_id: str, request: Request, limit: int = 100) -> lis
     return [{"lead_id": r.id, "queued_at": r.routed_at, "team_id": r.team_id} for r in rows]
 
 
+async def _waiting_in(session: AsyncSession, queue_id: str) -> int:
+    count: int = (await session.execute(select(func.count()).select_from(lead_table).where(
+        lead_table.c.queue == queue_id, lead_table.c.status == "queued"))).scalar_one()
+    return count
+
+
+@admin_router.patch("/queues/{queue_id}", response_model=QueuePublic, dependencies=writable)
+async def update_queue(queue_id: str, body: QueueUpdate, request: Request) -> QueuePublic:
+    values = body.model_dump(exclude_unset=True)
+    if values.get("name", "") is None:
+        raise invalid([FieldError(field="name", code="required", message="a queue keeps a name")])
+    async with request.app.state.db.transaction() as session:
+        query = update(queue_table).where(queue_table.c.id == queue_id).values(**values).returning(*queue_table.c)
+        row = (await session.execute(query if values else select(queue_table).where(queue_table.c.id == queue_id))
+               ).first()
+        if row is None:
+            raise not_found(f"no queue '{queue_id}'")
+        waiting = await _waiting_in(session, queue_id)
+    return QueuePublic(**row._mapping, waiting=waiting)
+
+
 @admin_router.delete("/queues/{queue_id}", status_code=204, dependencies=writable,
                      summary="Remove a queue no lead waits in and nothing falls back to")
 async def delete_queue(queue_id: str, request: Request) -> None:
@@ -518,8 +544,7 @@ async def delete_queue(queue_id: str, request: Request) -> None:
                                        .with_for_update())).first()
         if found is None:
             raise not_found(f"no queue '{queue_id}'")
-        waiting = (await session.execute(select(func.count()).select_from(lead_table).where(
-            lead_table.c.queue == queue_id, lead_table.c.status == "queued"))).scalar_one()
+        waiting = await _waiting_in(session, queue_id)
         if waiting:
             raise in_use(f"{waiting} lead(s) wait in queue '{queue_id}'; it can go once they are routed "
                          f"(GET /v1/admin/queues/{queue_id}/leads)")

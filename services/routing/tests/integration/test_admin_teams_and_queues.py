@@ -1,4 +1,4 @@
-"""Teams and queues can be removed once nothing routes to them: a team without reps that the active
+"""Teams and queues can be renamed, and removed once nothing routes to them: a team without reps that the active
 rules do not name, a queue no lead waits in and nothing falls back to. Anything else is a 409 that
 says what still uses it, and an older rule set naming a removed team cannot be activated again."""
 
@@ -77,3 +77,16 @@ async def test_a_queue_goes_once_no_lead_waits_and_nothing_falls_back_to_it(env:
         assert (await svc.delete("/v1/admin/queues/overflow")).status_code == 204
         assert (await svc.delete("/v1/admin/queues/overflow")).status_code == 404
         assert "overflow" not in [q["id"] for q in (await svc.get("/v1/admin/queues")).json()]
+
+
+async def test_a_queue_is_renamed_and_described(env: Env) -> None:
+    async with running(env.settings()) as svc:
+        assert (await svc.post("/v1/admin/queues", json={"id": "renamed", "name": "Old"})).status_code == 201
+        changed = await svc.patch("/v1/admin/queues/renamed", json={"name": "New", "description": "for triage"})
+        assert changed.status_code == 200, changed.text
+        assert {k: changed.json()[k] for k in ("id", "name", "description", "waiting")} == {
+            "id": "renamed", "name": "New", "description": "for triage", "waiting": 0}
+        assert (await svc.patch("/v1/admin/queues/renamed", json={"name": None})).status_code == 422
+        assert (await svc.patch("/v1/admin/queues/renamed", json={"name": ""})).status_code == 422
+        assert (await svc.patch("/v1/admin/queues/ghost", json={"name": "x"})).status_code == 404
+        assert (await svc.patch("/v1/admin/queues/renamed", json={})).json()["name"] == "New"
