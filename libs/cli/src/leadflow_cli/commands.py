@@ -392,6 +392,10 @@ def add_routing_admin(b: Builder) -> None:
     p = r.action("leads", queues_leads, "Leads waiting in a queue, oldest first")
     p.add_argument("queue_id")
     p.add_argument("--limit", type=int, default=100)
+    p = r.action("update", queues_update, "Rename or describe a queue")
+    p.add_argument("queue_id")
+    p.add_argument("--name")
+    p.add_argument("--description")
     p = r.action("delete", queues_delete, "Remove a queue no lead waits in and nothing falls back to")
     p.add_argument("queue_id")
 
@@ -458,6 +462,11 @@ def queues_create(api: Api, args: argparse.Namespace) -> Output:
 def queues_leads(api: Api, args: argparse.Namespace) -> Output:
     rows = api.get("routing", f"/v1/admin/queues/{seg(args.queue_id)}/leads", limit=args.limit)
     return Output(rows, [("lead", "lead_id"), ("queued at", "queued_at"), ("team", "team_id")])
+
+
+def queues_update(api: Api, args: argparse.Namespace) -> Output:
+    body = _require_body(body_from(args, {"name": "name", "description": "description"}), "a queue")
+    return Output(api.patch("routing", f"/v1/admin/queues/{seg(args.queue_id)}", body))
 
 
 def queues_delete(api: Api, args: argparse.Namespace) -> Output:

@@ -197,12 +197,11 @@ def _import_routing(api: Api, changes: Changes, document: dict[str, Any]) -> Non
             if changes.writing:
                 api.post("routing", "/v1/admin/queues", {"id": queue["id"], **_pick(queue, QUEUE_FIELDS)})
             changes.record("queue", queue["id"], "create")
-        elif differences(current, queue, QUEUE_FIELDS):
-            changes.record("queue", queue["id"], "skipped",
-                           "differs, but the API cannot change a queue: " + ", ".join(
-                               differences(current, queue, QUEUE_FIELDS)))
         else:
-            changes.record("queue", queue["id"], "unchanged")
+            changed = differences(current, queue, QUEUE_FIELDS)
+            if changed and changes.writing:
+                api.patch("routing", f"/v1/admin/queues/{seg(queue['id'])}", changed)
+            changes.record("queue", queue["id"], "update" if changed else "unchanged", ", ".join(changed))
 
     wanted = document.get("routing_rules")
     if wanted is not None:

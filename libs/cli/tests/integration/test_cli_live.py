@@ -112,6 +112,8 @@ async def test_reps_teams_territories_and_a_routing_dry_run(cli: Cli) -> None:
     assert (await cli("reps", "update", "cli-rep", "--team", "sales")).code == 0
     assert (await cli("teams", "delete", "cli-emea", "--json")).json == {"id": "cli-emea", "deleted": True}
     assert (await cli("queues", "create", "--id", "cli-q", "--name", "CLI")).code == 0
+    renamed = await cli("queues", "update", "cli-q", "--description", "made by the CLI test", "--json")
+    assert renamed.json["description"] == "made by the CLI test" and renamed.json["name"] == "CLI"
     assert (await cli("queues", "delete", "cli-q")).code == 0
     assert "cli-q" not in {q["id"] for q in (await cli("queues", "list", "--json")).json}
 

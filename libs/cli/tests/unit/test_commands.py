@@ -198,6 +198,17 @@ def test_import_matches_sla_policies_by_tier_and_team_and_patches_by_their_id(fa
         ("sla", "PATCH", "/v1/admin/sla-policies/p-uuid", {"target_seconds": 120})]
 
 
+def test_import_renames_a_queue_in_place(fake: FakeServices, tmp_path: Path) -> None:
+    fake_configured_services(fake)
+    fake.on("routing", "PATCH", "/v1/admin/queues/triage", body={})
+    config = json.loads(run(fake, "export").out)
+    config["queues"][0]["description"] = "first look at odd leads"
+    rows = run(fake, "import", write(tmp_path, "c.json", config), "--json").json
+    assert {"resource": "queue", "id": "triage", "action": "updated", "detail": "description"} in rows
+    assert [s for s in fake.sent() if s[1] != "GET"] == [
+        ("routing", "PATCH", "/v1/admin/queues/triage", {"description": "first look at odd leads"})]
+
+
 def test_an_import_that_fails_half_way_says_what_was_done_and_exits_1(fake: FakeServices, tmp_path: Path) -> None:
     fake_configured_services(fake)
     fake.on("capture", "PATCH", "/v1/admin/forms/demo", body=FORM)
