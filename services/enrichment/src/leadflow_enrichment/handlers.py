@@ -109,17 +109,19 @@ async def prefetch_firmographics(
     if enrichment.provider is None:
         return {}
     provider = enrichment.provider
-    profiles = {event.id: domain.normalize_contact(event.data.contact, enrichment.default_phone_region).profile
-                for event in events if isinstance(event.data, LeadCaptured)}
-    with_domain = {event_id: profile for event_id, profile in profiles.items() if profile.company_domain}
+    with_domain: dict[str, tuple[LeadProfile, str]] = {}  # event id -> (profile, company domain)
+    for event in events:
+        if isinstance(event.data, LeadCaptured):
+            profile = domain.normalize_contact(event.data.contact, enrichment.default_phone_region).profile
+            if profile.company_domain:
+                with_domain[event.id] = (profile, profile.company_domain)
     if not with_domain:
         return {}
     wanted: dict[str, str] = {}  # event id -> company domain
     async with db.transaction() as session:
-        for event_id, profile in with_domain.items():
-            if profile.company_domain and _needs_provider(profile, await match_account(
-                    session, profile, enrichment.directory)):
-                wanted[event_id] = profile.company_domain
+        for event_id, (profile, company_domain) in with_domain.items():
+            if _needs_provider(profile, await match_account(session, profile, enrichment.directory)):
+                wanted[event_id] = company_domain
     domains = list(dict.fromkeys(wanted.values()))
     found = dict(zip(domains, await asyncio.gather(*(provider.lookup(d) for d in domains)), strict=True))
     prefetched: dict[str, tuple[str, Lookup]] = {}
