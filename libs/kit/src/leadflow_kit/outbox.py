@@ -133,9 +133,8 @@ class OutboxRelay:
         finally:
             await conn.close()
 
-    async def _publish_pending(self, conn: asyncpg.Connection) -> int:
-        """Publish everything pending; returns how many rows went out."""
-        total = 0
+    async def _publish_pending(self, conn: asyncpg.Connection) -> None:
+        """Publish everything pending, retrying with backoff while Kafka refuses."""
         backoff = 0.2
         while not self._stopping.is_set():
             try:
@@ -150,10 +149,8 @@ class OutboxRelay:
                     break
                 backoff = min(backoff * 2, 5.0)
                 continue
-            total += sent
             if sent < self.settings.outbox_batch_size:
                 break
-        return total
 
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
         """Publish the oldest pending rows on the leader's connection; returns how many went out.
