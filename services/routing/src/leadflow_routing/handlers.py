@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "routing"
 WEBHOOK_EVENT_TYPE = "lead.routed"
+# A repeat fill of a lead already routed tells the CRM what changed; the hand-off is not restarted.
+WEBHOOK_UPDATE_EVENT_TYPE = "lead.updated"
 CLOSING_TOUCHES: frozenset[str] = frozenset({"converted", "disqualified"})
 
 Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated"]
@@ -453,8 +455,9 @@ async def apply_decision(
         turn_team_id, rr_last_rep_id, status,
     )
     await outbox.add(session, event)
+    refill = decision.outcome == "kept_owner" and not count_kept_owner
     await enqueue_webhook(
-        session, event_type=WEBHOOK_EVENT_TYPE, lead_id=lead.id,
+        session, event_type=WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead_id=lead.id,
         data=webhook_data(lead.id, data, routed, decision, now), now=now,
         correlation_id=event.correlation_id, lead_captured_at=event.lead_captured_at,
     )

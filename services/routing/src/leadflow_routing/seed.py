@@ -5,7 +5,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from leadflow_kit.db import Database
 from leadflow_kit.webhooks import subscription_table
-from leadflow_routing.handlers import WEBHOOK_EVENT_TYPE
+from leadflow_routing.handlers import WEBHOOK_EVENT_TYPE, WEBHOOK_UPDATE_EVENT_TYPE
 from leadflow_routing.settings import Settings
 from leadflow_routing.tables import rep, routing_ruleset, team
 
@@ -16,7 +16,7 @@ DEMO_SUBSCRIPTION = "sub_demo"
 
 async def seed_demo(settings: Settings, db: Database) -> None:
     """Team `sales` (round-robin over three reps), a catch-all rule to it, and — with
-    ROUTING_DEMO_WEBHOOK_URL set — a lead.routed webhook to that URL signed with the demo secret."""
+    ROUTING_DEMO_WEBHOOK_URL set — lead.routed and lead.updated webhooks to that URL signed with the demo secret."""
     async with db.transaction() as session:
         await session.execute(
             insert(team).values(id=DEMO_TEAM, name="Sales", strategy="round_robin").on_conflict_do_nothing()
@@ -41,7 +41,7 @@ async def seed_demo(settings: Settings, db: Database) -> None:
                 )
             )
         if settings.demo_webhook_url:
-            values = {"url": settings.demo_webhook_url, "event_types": [WEBHOOK_EVENT_TYPE],
+            values = {"url": settings.demo_webhook_url, "event_types": [WEBHOOK_EVENT_TYPE, WEBHOOK_UPDATE_EVENT_TYPE],
                       "secret": settings.demo_webhook_secret, "active": True, "description": "demo CRM receiver"}
             await session.execute(
                 insert(subscription_table)

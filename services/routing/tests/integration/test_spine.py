@@ -98,3 +98,34 @@ async def test_crm_callback_emits_lead_touched_and_flags_another_owner(env: Env)
         assert [e.data.touch_type for e in events] == ["contacted", "meeting_booked"]
         assert [e.data.owner_mismatch for e in events] == [False, True]
         assert events[0].correlation_id == lead.correlation_id
+
+
+async def test_a_repeat_fill_of_a_routed_lead_tells_the_crm_an_update_and_keeps_its_owner(env: Env) -> None:
+    settings = env.settings(demo_webhook_url=None)
+    async with receiver(settings.demo_webhook_secret) as crm:
+        seeded = env.settings(demo_webhook_url=crm.url)
+        db = Database(seeded.database_url)
+        await seed_demo(seeded, db)
+        await db.dispose()
+        async with (
+            collecting(env.infra.bootstrap_servers, env.topic(topics.ROUTED)) as routed,
+            running(settings),
+        ):
+            lead = scored()
+            await produce(env.infra.bootstrap_servers, env.prefix, [lead])
+            await routed.wait(lambda: bool(routed.of(lead.subject)), what="lead.routed")
+            # The same person fills the form again: enrichment merges it into the same lead.
+            again = scored(lead.subject, duplicate_of=lead.subject, tier="hot", score=80.0)
+            await produce(env.infra.bootstrap_servers, env.prefix, [again])
+            await routed.wait(lambda: len(routed.of(lead.subject)) == 2, what="the repeat fill's lead.routed")
+            first, second = routed.of(lead.subject)
+            assert second.data.kept_owner and second.data.owner.rep_id == first.data.owner.rep_id
+
+            def types() -> list[str]:
+                return [a["payload"]["type"] for a in crm.accepted() if a["payload"]["data"]["lead_id"] == lead.subject]
+
+            await routed.wait(lambda: len(types()) == 2, what="two webhooks")
+            assert types() == ["lead.routed", "lead.updated"]
+            update = [a["payload"] for a in crm.accepted()][-1]
+            assert update["data"]["owner"]["rep_id"] == first.data.owner.rep_id
+            assert update["data"]["score"]["tier"] == "hot" and update["data"]["routing"]["outcome"] == "kept_owner"

@@ -241,9 +241,6 @@ async def load_policy(
     return policy, domain.calendar_for(policy, owner_calendar)
 
 
-_OWNER_CLOCK_RUNNING = """
-SELECT true FROM sla_clock WHERE lead_id = $1 AND status = 'open' AND owner_rep_id IS NOT DISTINCT FROM $2 LIMIT 1
-"""
 
 _INSERT_CLOCK = """
 INSERT INTO sla_clock (id, lead_id, routed_event_id, tier, team_id, owner_rep_id, policy_id, correlation_id,
@@ -259,14 +256,14 @@ async def open_clock(
     routed_before: bool,
 ) -> dict[str, Any]:
     """A routed (or re-routed) lead starts a fresh first-touch clock; an older open clock is superseded.
-    A repeat fill that kept the owner while that owner's clock still runs leaves it running: a
-    prospect filling the form again must not give the rep a new deadline. Returns what changes on
-    the lead."""
+    A repeat fill that kept the owner of a lead already routed leaves its clock as it is: running,
+    it keeps its deadline; stopped, the rep is working the lead and a fresh clock would breach and
+    re-route the lead away from them. Returns what changes on the lead."""
+    if data.kept_owner and routed_before:
+        return {}
     tier = cast(domain.Tier, data.tier or lead_row["tier"] or domain.FALLBACK_TIER)
     team_id = data.owner.team_id if data.owner else None
     rep_id = data.owner.rep_id if data.owner else None
-    if data.kept_owner and routed_before and await conn.fetchval(_OWNER_CLOCK_RUNNING, data.lead_id, rep_id):
-        return {}
     policy, calendar = await load_policy(conn, tier, team_id, rep_id)
     started_at = evt.time
     plan = domain.plan_clock(started_at, policy, calendar)

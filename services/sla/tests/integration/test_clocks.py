@@ -210,10 +210,10 @@ async def test_a_touch_that_overtakes_its_routed_event_leaves_no_running_clock(s
     assert body["sla"]["outcome"] == "met"
 
 
-async def test_a_repeat_fill_that_keeps_the_owner_keeps_the_running_clock(sla_env: Any, apps: Any) -> None:
+async def test_a_repeat_fill_that_keeps_the_owner_keeps_its_clock_running_or_stopped(sla_env: Any, apps: Any) -> None:
     t0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     clock = FrozenClock(t0)
-    _app, client = await apps.start(clock, scheduler_interval_seconds=3600)
+    app, client = await apps.start(clock, scheduler_interval_seconds=3600)
     lead_id = sla_env.new_lead_id()
     await sla_env.send(routed(sla_env, lead_id, t0, "hot", "rep-gus", "team-emea"))
     first = await open_clock_of(sla_env, lead_id)
@@ -228,9 +228,18 @@ async def test_a_repeat_fill_that_keeps_the_owner_keeps_the_running_clock(sla_en
     clocks = await sla_env.fetch("SELECT id, status, due_at FROM sla_clock WHERE lead_id = $1", lead_id)
     assert [(c["id"], c["status"], c["due_at"]) for c in clocks] == [(first["id"], "open", t0 + 300 * SECOND)]
 
-    # Once the rep has touched the lead, a later repeat fill is a new inquiry with a clock of its own.
+    # Once the rep has touched the lead they are working it: a later repeat fill keeps the stopped
+    # clock, so no fresh deadline breaches and re-routes the lead away from them.
     await sla_env.send(touched(sla_env, lead_id, t0 + 200 * SECOND))
     await open_clock_of(sla_env, lead_id, status="stopped")
     await sla_env.send(routed(sla_env, lead_id, t0 + 900 * SECOND, "hot", "rep-gus", "team-emea", kept_owner=True))
-    renewed = await open_clock_of(sla_env, lead_id)
-    assert renewed["id"] != first["id"] and renewed["due_at"] == t0 + 1200 * SECOND
+
+    async def third_recorded() -> Any:
+        body = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
+        return len([s for s in body["stages"] if s["stage"] == "routed"]) == 3
+
+    await sla_env.eventually(third_recorded)
+    clocks = await sla_env.fetch("SELECT id, status, stopped_at FROM sla_clock WHERE lead_id = $1", lead_id)
+    assert [(c["id"], c["status"], c["stopped_at"]) for c in clocks] == [(first["id"], "stopped", t0 + 200 * SECOND)]
+    clock.set(t0 + 7200 * SECOND)
+    assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
