@@ -22,6 +22,7 @@ from leadflow_capture.schemas import (
     ErrorBody,
 )
 from leadflow_contracts import LeadActivity
+from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
 from leadflow_kit.errors import FieldError, field_errors
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,9 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
         503: {"description": "The database is unreachable; retry after Retry-After", "model": ErrorBody},
     },
     summary="Record behavioral events by lead id, email or anonymous visitor id",
-    description="Types: page_view, content_download, webinar_registered, webinar_attended, pricing_page_view, "
-    "email_click, demo_requested, or custom. Each becomes a `lead.activity.v1` event keyed by the lead id, "
-    "else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100.",
+    description="Types: " + ", ".join(t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES)
+    + ", or custom.<name>; any other type is refused (422). Each becomes a `lead.activity.v1` event keyed "
+    "by the lead id, else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100.",
 )
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
@@ -123,13 +124,10 @@ async def post_activities(request: Request) -> Response:
         log.warning("activities not stored: the database is unreachable", exc_info=True)
         return web.storage_unavailable(False, cors)
     for event in events:
-        runtime.metrics.activities.labels(event.activity_type if event.activity_type in KNOWN else "custom").inc()
+        known = event.activity_type in ACTIVITY_TYPES
+        runtime.metrics.activities.labels(event.activity_type if known else "custom").inc()
     body = {"activity_ids": ids} if isinstance(parsed, ActivityBatch) else {"activity_id": ids[0]}
     return JSONResponse(body, status_code=202, headers=cors)
-
-
-KNOWN = frozenset({"page_view", "content_download", "webinar_registered", "webinar_attended",
-                   "pricing_page_view", "email_click", "demo_requested"})
 
 
 def _aware(at: datetime | None) -> datetime | None:

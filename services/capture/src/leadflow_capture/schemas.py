@@ -8,6 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow_capture import domain
+from leadflow_contracts.activities import (
+    ACTIVITY_TYPES,
+    INTERNAL_ACTIVITY_TYPES,
+    is_known_activity_type,
+    unknown_activity_type_message,
+)
 from leadflow_kit.errors import FieldError
 
 FORM_EXAMPLE: dict[str, Any] = {
@@ -206,8 +212,8 @@ class ActivityIn(BaseModel):
 
     type: str = Field(
         pattern=r"^[a-z][a-z0-9_.:-]{0,63}$",
-        description="page_view, content_download, webinar_registered, webinar_attended, pricing_page_view, "
-        "email_click, demo_requested, or a custom type (lowercase, 1-64 characters)",
+        description="One of " + ", ".join(t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES)
+        + ", or custom.<name> (lowercase, 64 characters in all)",
     )
     activity_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
                                     description="Your id for this event; a retry with the same id is recorded once")
@@ -217,6 +223,13 @@ class ActivityIn(BaseModel):
     page_url: str | None = Field(default=None, max_length=2000)
     occurred_at: datetime | None = Field(default=None, description="Defaults to the time capture received it")
     properties: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("type")
+    @classmethod
+    def _in_vocabulary(cls, value: str) -> str:
+        if not is_known_activity_type(value) or value in INTERNAL_ACTIVITY_TYPES:
+            raise ValueError(unknown_activity_type_message(value))
+        return value
 
     @model_validator(mode="after")
     def _identified(self) -> ActivityIn:

@@ -71,6 +71,8 @@ async def test_a_retried_activity_id_is_recorded_once(capture):
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"type": "page_view"}, 422, "body"),
     ({"type": "Page View!", "visitor_id": "v"}, 422, "type"),
+    ({"type": "demo_request", "visitor_id": "v"}, 422, "type"),  # not in the vocabulary: scoring could not credit it
+    ({"type": "form_submission", "visitor_id": "v"}, 422, "type"),  # recorded by scoring itself
     ({"type": "page_view", "email": "not-an-email"}, 422, "email"),
     ({"type": "page_view", "visitor_id": "v", "extra": 1}, 422, "extra"),
     ({"type": "page_view", "visitor_id": "v", "occurred_at": "yesterday"}, 422, "occurred_at"),

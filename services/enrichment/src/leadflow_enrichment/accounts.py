@@ -27,6 +27,9 @@ def _domain(value: str) -> str:
     cleaned = normalize.registrable_domain(value)
     if cleaned is None:
         raise ValueError(f"'{value}' is not a domain with a public suffix")
+    if normalize.is_mailbox_provider(cleaned):
+        # One dirty CRM import would otherwise hand every lead of that mail service to one owner.
+        raise ValueError(f"'{cleaned}' is a free or disposable mail domain; it cannot identify an account")
     return cleaned
 
 

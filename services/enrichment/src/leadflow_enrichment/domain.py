@@ -77,8 +77,7 @@ def normalize_contact(contact: LeadContact, default_phone_region: str | None = N
         salutation=name.salutation,
         phone_e164=phone,
         company=normalize.clean_company(contact.company),
-        # The website names the company more reliably than a mailbox does.
-        company_domain=website_domain or email.corporate_domain,
+        company_domain=company_domain(website_domain, email.corporate_domain),
         job_title=title.title,
         seniority=title.seniority,
         function=title.function,
@@ -90,6 +89,13 @@ def normalize_contact(contact: LeadContact, default_phone_region: str | None = N
         annual_revenue=revenue,
     )
     return Normalized(profile, tuple(problems))
+
+
+def company_domain(website_domain: str | None, mailbox_domain: str | None) -> str | None:
+    """The website names the company more reliably than a mailbox does, unless it is a mail service."""
+    if website_domain and not normalize.is_mailbox_provider(website_domain):
+        return website_domain
+    return mailbox_domain
 
 
 def apply_firmographics(profile: LeadProfile, facts: Firmographics | None) -> LeadProfile:

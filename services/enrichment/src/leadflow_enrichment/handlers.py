@@ -89,8 +89,10 @@ def _prefetch_key(event_id: str) -> str:
 
 async def match_account(session: AsyncSession, profile: LeadProfile, directory: AccountDirectory,
                         directory_version: int | None = None) -> Matched | None:
-    """By the website's domain, then the mailbox's, then by the company name."""
-    domains = [d for d in (profile.company_domain, normalize.registrable_domain(profile.email_domain)) if d]
+    """By the website's domain, then the mailbox's, then by the company name. A free or disposable
+    mail domain is never matched, even where an older import gave one to an account."""
+    candidates = (profile.company_domain, normalize.registrable_domain(profile.email_domain))
+    domains = [d for d in candidates if d and not normalize.is_mailbox_provider(d)]
     return await directory.match(session, domains, normalize.company_key(profile.company),
                                  version=directory_version)
 

@@ -82,6 +82,15 @@ def registrable_domain(value: str | None) -> str | None:
     return result.top_domain_under_public_suffix or None
 
 
+def is_mailbox_provider(domain: str | None) -> bool:
+    """A free or disposable mail domain (``gmail.com``): it names a mail service, never a company,
+    so it can neither identify an account nor be matched against one."""
+    if not domain:
+        return False
+    registrable = registrable_domain(domain) or domain
+    return any(d in FREE_DOMAINS or d in DISPOSABLE_DOMAINS for d in (domain, registrable))
+
+
 # ---- phone ---------------------------------------------------------------------------------
 
 

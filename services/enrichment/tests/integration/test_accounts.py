@@ -10,7 +10,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from leadflow_enrichment.tables import lead
+from leadflow_enrichment.tables import account, account_domain, lead
+from leadflow_kit.db import Database
 
 from .conftest import enrichment_settings, new_env, running
 
@@ -165,3 +166,33 @@ async def test_csv_import_of_ten_thousand_accounts_and_matching_stays_fast(direc
           f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, max {timings[-1]:.2f} ms")
     # Typically ~5 ms on an idle machine; the bound only catches a directory scan gone quadratic.
     assert p50 < 250, "matching against 10,000 accounts must stay in milliseconds per lead"
+
+
+async def test_a_free_mail_domain_never_identifies_an_account(directory):
+    client = directory.client
+    refused = await client.post("/v1/admin/accounts", headers=ADMIN,
+                                json={"id": "acct-dirty", "name": "Dirty Import", "domains": ["gmail.com"]})
+    assert refused.status_code == 422
+    assert any("free or disposable" in e["message"] for e in refused.json()["errors"]), refused.text
+    imported = await client.post(
+        "/v1/admin/accounts/import", headers={**ADMIN, "Content-Type": "text/csv"},
+        content=b"id,name,domains\nacct-mail,Mail Co,gmail.com\nacct-tidy,Tidy Co,tidy-freemail-test.com\n")
+    assert imported.status_code == 200, imported.text
+    body = imported.json()
+    assert (body["created"], body["rejected"]) == (1, 1)
+    (error,) = body["errors"]
+    assert (error["line"], error["field"]) == (2, "domains") and "free or disposable" in error["message"]
+
+    # An account that an older import gave a free domain to is still never matched by it.
+    db = Database(directory.settings.database_url, pool_size=1)
+    try:
+        async with db.transaction() as session:
+            await session.execute(account.insert().values(
+                id="acct-legacy", name="Legacy Holder", name_key="legacy holder", domains=["gmail.com"],
+                owner_rep_id="rep-ada"))
+            await session.execute(account_domain.insert().values(domain="gmail.com", account_id="acct-legacy"))
+    finally:
+        await db.dispose()
+    data = (await directory.enriched(await directory.capture(email="someone@gmail.com", website="gmail.com"))).data
+    assert data.account is None
+    assert data.profile.company_domain is None

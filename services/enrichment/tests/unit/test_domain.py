@@ -91,6 +91,8 @@ def test_company_domain_prefers_the_website_then_a_corporate_mailbox():
     assert mailbox.profile.company_domain == "acme.com"
     free = domain.normalize_contact(LeadContact(email="a@gmail.com"))
     assert free.profile.company_domain is None
+    mail_service_site = domain.normalize_contact(LeadContact(email="a@acme.com", website="https://gmail.com"))
+    assert mail_service_site.profile.company_domain == "acme.com"
 
 
 def test_phone_is_read_in_the_leads_country_then_the_default_region():

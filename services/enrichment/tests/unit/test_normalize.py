@@ -205,3 +205,11 @@ def test_company_suffix_cleanup(typed, cleaned, key):
 ])
 def test_numbers_as_typed(typed, number):
     assert normalize.parse_number(typed) == number
+
+
+@pytest.mark.parametrize(("domain", "expected"), [
+    ("gmail.com", True), ("mail.yahoo.com", True), ("mail.acme.com", False), ("mailinator.com", True),
+    ("acme.com", False), (None, False), ("", False),
+])
+def test_free_and_disposable_mail_domains_are_mailbox_providers(domain: str | None, expected: bool) -> None:
+    assert normalize.is_mailbox_provider(domain) is expected

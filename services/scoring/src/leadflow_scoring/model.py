@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow_contracts import LeadProfile
+from leadflow_contracts.activities import is_known_activity_type, unknown_activity_type_message
 from leadflow_kit.errors import FieldError
 
 FitGrade = Literal["A", "B", "C", "D"]
@@ -81,7 +82,8 @@ class FitRule(_Rule):
 
 
 class BehaviorRule(_Rule):
-    activity_types: list[str] = Field(min_length=1, description="Activity types this rule counts")
+    activity_types: list[str] = Field(min_length=1, description="Activity types this rule counts: the "
+                                      "vocabulary of leadflow_contracts.activities, or custom.<name>")
     points: float = Field(gt=0, description="Points per matching activity")
     cap: float | None = Field(default=None, gt=0, description="Most points this rule can give")
     window_days: float | None = Field(default=None, gt=0, description="Only activities this recent count")
@@ -287,18 +289,27 @@ def semantic_errors(spec: ScoringModelSpec) -> list[FieldError]:
             for i, cond in enumerate(getattr(rule, group)):
                 errors.extend(_condition_errors(cond, f"{where}.{group}[{i}]", rule.id, on_activity))
 
+    def check_types(types: list[str] | None, where: str) -> None:
+        for j, name in enumerate(types or ()):
+            if not is_known_activity_type(name):
+                errors.append(FieldError(field=f"{where}.activity_types[{j}]", code="unknown_activity_type",
+                                         message=unknown_activity_type_message(name)))
+
     for i, fit in enumerate(spec.fit_rules):
         check_rule(fit, f"fit_rules[{i}]", on_activity=False, need_conditions=True)
     for i, behavior in enumerate(spec.behavior_rules):
         check_rule(behavior, f"behavior_rules[{i}]", on_activity=True, need_conditions=False)
+        check_types(behavior.activity_types, f"behavior_rules[{i}]")
     for i, negative in enumerate(spec.negative_rules):
         on_activity = negative.activity_types is not None
         check_rule(negative, f"negative_rules[{i}]", on_activity=on_activity, need_conditions=not on_activity)
+        check_types(negative.activity_types, f"negative_rules[{i}]")
         if not on_activity and (negative.cap is not None or negative.window_days is not None):
             errors.append(FieldError(field=f"negative_rules[{i}]", code="activity_only",
                                      message=f"rule '{negative.id}': cap and window_days need activity_types"))
     for i, fast in enumerate(spec.mql.fast_track):
         check_rule(fast, f"mql.fast_track[{i}]", on_activity=True, need_conditions=False)
+        check_types(fast.activity_types, f"mql.fast_track[{i}]")
     grades = spec.fit_grades
     if not grades.A > grades.B > grades.C:
         errors.append(FieldError(field="fit_grades", code="order",

@@ -59,7 +59,7 @@ async def test_anonymous_activity_is_kept_and_credited_when_the_visitor_fills_a_
     assert lines["pricing_page"] == 20 and lines["webinar_registered"] == 8
 
     # Later anonymous activity of the same visitor goes straight to the lead.
-    await scoring.send(activity("free_trial_signup", at=now, visitor_id=visitor))
+    await scoring.send(activity("trial_started", at=now, visitor_id=visitor))
     _, later = await scoring.scored.wait_for_count(lead_id, 2)
     assert later.data.trigger == "activity"
     assert later.data.is_mql and later.data.lifecycle_stage == "mql" and later.data.previous_stage == "lead"
@@ -82,7 +82,7 @@ async def test_mql_crossing_on_an_activity_delivered_twice_emits_one_transition(
     [first] = await scoring.scored.wait_for_count(lead_id, 1)
     assert first.data.lifecycle_stage == "lead" and not first.data.is_mql
 
-    hand_raise = activity("demo_request", at=now, lead_id=lead_id)
+    hand_raise = activity("demo_requested", at=now, lead_id=lead_id)
     # The same event twice (a redelivery), then the same activity again under a new event id (a resubmission).
     resent = new_event(LeadActivity.model_validate(hand_raise.data.model_dump()), source="capture", subject=lead_id)
     await scoring.send(hand_raise, hand_raise, resent)
@@ -100,7 +100,7 @@ async def test_mql_crossing_on_an_activity_delivered_twice_emits_one_transition(
     assert [(e.data.previous_stage, e.data.lifecycle_stage) for e in transitions] == [("lead", "mql")]
     assert events[2].data.previous_stage is None and events[2].data.lifecycle_stage == "mql"
     assert {line.rule_id: line.reason for line in events[2].data.breakdown}["demo_request"] == (
-        "Requested a demo (1 x demo_request)"
+        "Requested a demo (1 x demo_requested)"
     )
 
     metrics = (await scoring.client.get("/metrics")).text

@@ -55,7 +55,7 @@ async def test_decay_applies_on_read_and_the_sweep_recycles_a_stale_mql(scoring:
 
     # 40 days on: the demo request is past the fast-track window and has lost 60% of its points.
     scoring.clock.advance(later(40))
-    await scoring.send(activity("free_trial_signup", at=scoring.clock.now(), lead_id=fresh))
+    await scoring.send(activity("trial_started", at=scoring.clock.now(), lead_id=fresh))
     view = (await scoring.client.get(f"/v1/leads/{stale}/score", headers=ADMIN)).json()
     assert view["current"]["score"] == 50.9
     assert view["current"]["is_mql"] is False
@@ -77,7 +77,7 @@ async def test_decay_applies_on_read_and_the_sweep_recycles_a_stale_mql(scoring:
     assert all(e.data.trigger != "decay" for e in scoring.scored.scored(fresh))
 
     # A recycled lead that raises its hand again is an MQL again.
-    await scoring.send(activity("demo_request", at=scoring.clock.now(), lead_id=stale))
+    await scoring.send(activity("demo_requested", at=scoring.clock.now(), lead_id=stale))
     events = await scoring.scored.wait_for_count(stale, 3)
     assert (events[2].data.previous_stage, events[2].data.lifecycle_stage) == ("recycled", "mql")
 

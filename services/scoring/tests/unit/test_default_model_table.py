@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
 from leadflow_scoring import domain
 from leadflow_scoring.model import default_model
 
@@ -122,19 +123,19 @@ ROWS = [
         {**UK_SAAS_DIRECTOR_FIT, "webinar_registered": 8, "webinar_attended": 15, "content_download": 16,
          "email_click": 6}),
     Row("very engaged but no fit is not an MQL", {},
-        [act("demo_request"), *many(3, "pricing_page_view"), *many(3, "content_download")],
+        [act("demo_requested"), *many(3, "pricing_page_view"), *many(3, "content_download")],
         94, "D", 4, "warm", False, {"demo_request": 40, "pricing_page": 30, "content_download": 24}, quality=50),
     Row("grade C reaches MQL by the threshold, warm", US_SOFTWARE,
-        [act("demo_request"), *many(3, "pricing_page_view")], 95, "C", 4, "warm", True,
+        [act("demo_requested"), *many(3, "pricing_page_view")], 95, "C", 4, "warm", True,
         {**US_SOFTWARE_FIT, "demo_request": 40, "pricing_page": 30}),
-    Row("free trial fast-tracks a grade B lead", FR_RETAIL_MANAGER, [act("free_trial_signup")], 70, "B", 3, "hot",
+    Row("free trial fast-tracks a grade B lead", FR_RETAIL_MANAGER, [act("trial_started")], 70, "B", 3, "hot",
         True, {**FR_RETAIL_MANAGER_FIT, "free_trial": 35}),
     Row("a 40-day-old demo request has faded and is past the fast-track window", FR_RETAIL_MANAGER,
         [fill("demo", days_ago=40)], 50.9, "B", 2, "warm", False,
         {**FR_RETAIL_MANAGER_FIT, "demo_form": 40, "decay": -24.1}),
     Row("a demo request outside the 90-day window counts for nothing", FR_RETAIL_MANAGER,
         [fill("demo", days_ago=100)], 35, "B", 1, "cold", False, FR_RETAIL_MANAGER_FIT),
-    Row("one half-life halves the points", UK_SAAS_DIRECTOR, [act("demo_request", days_ago=30)], 81, "A", 2, "hot",
+    Row("one half-life halves the points", UK_SAAS_DIRECTOR, [act("demo_requested", days_ago=30)], 81, "A", 2, "hot",
         True, {**UK_SAAS_DIRECTOR_FIT, "demo_request": 40, "decay": -20}),
     Row("APAC telecom manager",
         {"industry": "Telecommunications", "employee_count": 700, "seniority": "manager", "function": "data",
@@ -170,7 +171,7 @@ ROWS = [
     Row("several non-demo forms are capped", US_SOFTWARE, [fill("ebook"), fill("webinar"), fill("newsletter")],
         45, "C", 2, "cold", False, {**US_SOFTWARE_FIT, "other_form": 20}),
     Row("decay across rules: engagement 4 after a 10-day-old demo and fresh pricing views", UK_SAAS_DIRECTOR,
-        [act("demo_request", days_ago=10), *many(3, "pricing_page_view")], 122.7, "A", 4, "hot", True,
+        [act("demo_requested", days_ago=10), *many(3, "pricing_page_view")], 122.7, "A", 4, "hot", True,
         {**UK_SAAS_DIRECTOR_FIT, "demo_request": 40, "pricing_page": 30, "decay": -8.3}),
     Row("text comparisons ignore case", {"industry": "SOFTWARE", "country": "ca", "seniority": "VP"}, [],
         45, "B", 1, "cold", False, {"industry_core": 15, "geo_north_america": 10, "seniority_executive": 20}),
@@ -221,3 +222,12 @@ def test_blocked_mql_says_which_rule_blocked_it() -> None:
     result = domain.score_lead(MODEL, domain.lead_facts(enriched_payload(competitor)), competitor.activities, NOW)
     assert result.mql_blocked_by == ("competitor",)
     assert result.mql_reason == "blocked by competitor"
+
+
+@pytest.mark.parametrize("activity_type", [t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES])
+def test_the_default_model_credits_every_documented_activity_type(activity_type: str) -> None:
+    facts = domain.lead_facts({"lead_id": "l", "form_key": "demo", "profile": US_SOFTWARE, "quality": {"score": 70}})
+    # A careers page counts against the lead only under /careers; a plain page view counts anywhere.
+    url = "/careers" if activity_type == "careers_page_view" else "/product"
+    result = domain.score_lead(MODEL, facts, [act(activity_type, page_url=url)], NOW)
+    assert any(f"x {activity_type}" in line.reason for line in result.lines), [line.reason for line in result.lines]

@@ -18,7 +18,7 @@ GOOD_FIT = domain.lead_facts({"profile": {"industry": "SaaS", "employee_count": 
 
 
 def demo(at: datetime, n: int = 1) -> list[domain.Activity]:
-    return [domain.Activity(f"d{i}", "demo_request", at) for i in range(n)]
+    return [domain.Activity(f"d{i}", "demo_requested", at) for i in range(n)]
 
 
 def test_behavioral_points_halve_every_half_life_and_a_stale_mql_drops_out() -> None:
@@ -50,7 +50,7 @@ def test_the_cap_limits_what_is_left_after_decay() -> None:
     result = domain.score_lead(MODEL, GOOD_FIT, demo(T0 - timedelta(days=30), n=3), T0)
     lines = {line.rule_id: line for line in result.lines}
     assert lines["demo_request"].points == 40
-    assert lines["demo_request"].reason == "Requested a demo (3 x demo_request), capped at 40"
+    assert lines["demo_request"].reason == "Requested a demo (3 x demo_requested), capped at 40"
     assert "decay" not in lines
     # One of them alone has decayed to half.
     single = {line.rule_id: line.points for line in domain.score_lead(

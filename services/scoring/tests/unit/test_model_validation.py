@@ -117,3 +117,13 @@ def test_syntax_errors_and_missing_sections_are_reported() -> None:
     assert caught.value.errors[0].code == "syntax"
     found = {path for path, _, _ in errors_of({"name": "tiny"})}
     assert found == {"fit_grades", "engagement_levels", "mql"}
+
+
+def test_an_activity_type_outside_the_vocabulary_is_refused_where_it_is_named() -> None:
+    document = default_document()
+    document["behavior_rules"][1]["activity_types"] = ["demo_request", "custom.contact_form"]
+    document["mql"]["fast_track"][0]["activity_types"] = ["free_trial_signup"]
+    found = {(path, code): message for path, code, message in errors_of(document)}
+    assert set(found) == {("behavior_rules[1].activity_types[0]", "unknown_activity_type"),
+                          ("mql.fast_track[0].activity_types[0]", "unknown_activity_type")}
+    assert "use one of page_view" in found[("behavior_rules[1].activity_types[0]", "unknown_activity_type")]
