@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow_kit.auth import api_key_router, ensure_bootstrap_key
+from leadflow_kit.auth import api_key_router, sync_bootstrap_key
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
@@ -69,8 +69,8 @@ def create_service_app(
             if consumer is not None
             else None
         )
-        if settings.admin_api_key is not None:
-            await ensure_bootstrap_key(state.db, settings.admin_api_key.get_secret_value())
+        await sync_bootstrap_key(
+            state.db, settings.admin_api_key.get_secret_value() if settings.admin_api_key is not None else None)
         for hook in on_startup:
             await hook(app)
         tasks = [asyncio.create_task(state.relay.run(), name="outbox-relay")]

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A bootstrap key is typed by people; 32 characters of it is what a generated key's secret carries.
+MIN_PRODUCTION_KEY_LENGTH = 32
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-admin-key", "admin"})
 
 
@@ -54,8 +56,9 @@ class ServiceSettings(BaseSettings):
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "production":
             key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
-            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 16):
-                raise ValueError("admin_api_key is a placeholder or shorter than 16 characters")
+            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_PRODUCTION_KEY_LENGTH):
+                raise ValueError(
+                    f"admin_api_key is a placeholder or shorter than {MIN_PRODUCTION_KEY_LENGTH} characters")
         return self
 
     def topic(self, name: str) -> str:

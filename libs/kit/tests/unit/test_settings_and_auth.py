@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from leadflow_kit.auth import Principal, generate_key, hash_key
+from leadflow_kit.auth import Principal, generate_key, hash_key, new_public_id
 from leadflow_kit.errors import field_errors
 from leadflow_kit.settings import ServiceSettings
 
@@ -11,6 +11,13 @@ def test_placeholder_admin_key_is_refused_in_production() -> None:
         ServiceSettings(environment="production", admin_api_key="dev-admin-key")
     assert ServiceSettings(environment="development", admin_api_key="dev-admin-key").admin_api_key is not None
     ServiceSettings(environment="production", admin_api_key="a-long-and-random-admin-key-0123")
+
+
+def test_production_refuses_a_bootstrap_key_shorter_than_32_characters() -> None:
+    with pytest.raises(ValidationError, match="shorter than 32"):
+        ServiceSettings(environment="production", admin_api_key="x" * 31)
+    assert ServiceSettings(environment="production", admin_api_key="x" * 32).admin_api_key is not None
+    assert ServiceSettings(environment="test", admin_api_key="x" * 20).admin_api_key is not None
 
 
 def test_topic_prefix_applies_to_topics_and_consumer_group() -> None:
@@ -23,6 +30,26 @@ def test_keys_are_random_and_stored_only_as_hashes() -> None:
     first, second = generate_key(), generate_key()
     assert first != second and first.startswith("lf_")
     assert hash_key(first) != first and len(hash_key(first)) == 64
+
+
+def test_a_key_carries_its_public_id_apart_from_its_secret() -> None:
+    public_id = new_public_id()
+    key = generate_key(public_id)
+    prefix, secret = key[: len("lf_") + len(public_id) + 1], key[len("lf_") + len(public_id) + 1:]
+    assert prefix == f"lf_{public_id}_" and len(secret) >= 43
+    assert len(public_id) == 12 and public_id != new_public_id()
+
+
+def test_a_key_hands_on_only_scopes_it_holds() -> None:
+    forms_reader = Principal("k", "n", frozenset({"forms:read", "api-keys:write"}))
+    assert forms_reader.lacks(["forms:read"]) == []
+    assert forms_reader.lacks(["forms:read", "forms:write", "*"]) == ["*", "forms:write"]
+    assert forms_reader.lacks(["forms:*"]) == ["forms:*"]
+    area = Principal("k", "n", frozenset({"forms:*"}))
+    assert area.lacks(["forms:*", "forms:write"]) == []
+    assert area.lacks(["*"]) == ["*"]
+    assert Principal("k", "n", frozenset({"*:*"})).lacks(["*"]) == ["*"]
+    assert Principal("k", "n", frozenset({"*"})).lacks(["*", "webhooks:write", "x:*"]) == []
 
 
 def test_scopes_allow_exact_wildcard_and_area_wildcard() -> None:
