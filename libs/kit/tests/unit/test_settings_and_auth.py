@@ -1,7 +1,11 @@
+import csv
+import io
+
 import pytest
 from pydantic import ValidationError
 
 from leadflow_kit.auth import Principal, generate_key, hash_key, new_public_id
+from leadflow_kit.csvexport import spreadsheet_safe, to_csv
 from leadflow_kit.errors import field_errors
 from leadflow_kit.settings import ServiceSettings
 
@@ -62,3 +66,21 @@ def test_scopes_allow_exact_wildcard_and_area_wildcard() -> None:
 def test_validation_errors_name_the_field() -> None:
     errors = field_errors([{"loc": ("body", "email"), "type": "missing", "msg": "Field required"}])
     assert [(e.field, e.code, e.message) for e in errors] == [("email", "missing", "Field required")]
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+                                  "\t=1", "\r=1", "-", "=", "-1-"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted(text: str) -> None:
+    assert spreadsheet_safe(text) == "'" + text
+    header, row = csv.reader(io.StringIO(to_csv(["=group"], [[text]]), newline=""))
+    assert header == ["'=group"] and row == ["'" + text]
+
+
+@pytest.mark.parametrize("value", ["spring", "a=b", " =1", "-1", "-2.5", "1e-05", "-3E+2", 7, -4, -0.5, None, ""])
+def test_csv_text_and_numbers_stay_as_they_are(value: str | int | float | None) -> None:
+    assert spreadsheet_safe(value) == value
+
+
+def test_a_carriage_return_inside_a_cell_cannot_start_a_row() -> None:
+    rows = list(csv.reader(io.StringIO(to_csv(["group"], [["spring\r=1+1", 3]]), newline="")))
+    assert rows == [["group"], ["spring\r=1+1", "3"]]
