@@ -90,26 +90,27 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="The key itself; shown only in this response")
 
 
-async def sync_bootstrap_key(db: Database, key: str | None, name: str = "bootstrap") -> None:
+async def sync_bootstrap_key(db: Database, key: str, name: str = "bootstrap") -> None:
     """Make the configured admin key valid with every scope, and revoke every other bootstrap key:
-    rotating the setting (or removing it) retires the old key. Idempotent.
+    rotating the setting retires the old key. Idempotent.
 
     A configured key that was revoked stays revoked: configure a new one."""
     t = api_key_table
     async with db.transaction() as session:
-        if key is not None:
-            await session.execute(
-                insert(t)
-                .values(id=f"{BOOTSTRAP_ID_PREFIX}{new_public_id()}", name=name, public_id=new_public_id(),
-                        key_hash=hash_key(key), scopes=[ALL_SCOPES])
-                .on_conflict_do_nothing(index_elements=[t.c.key_hash])
-            )
-        retire = update(t).where(t.c.id.startswith(BOOTSTRAP_ID_PREFIX, autoescape=True), t.c.revoked_at.is_(None))
-        if key is not None:
-            retire = retire.where(t.c.key_hash != hash_key(key))
+        await session.execute(
+            insert(t)
+            .values(id=f"{BOOTSTRAP_ID_PREFIX}{new_public_id()}", name=name, public_id=new_public_id(),
+                    key_hash=hash_key(key), scopes=[ALL_SCOPES])
+            .on_conflict_do_nothing(index_elements=[t.c.key_hash])
+        )
         retired = (await session.execute(
-            retire.values(revoked_at=datetime.now().astimezone()).returning(t.c.id))).scalars().all()
-        current_revoked = key is not None and (await session.execute(
+            update(t)
+            .where(t.c.id.startswith(BOOTSTRAP_ID_PREFIX, autoescape=True), t.c.revoked_at.is_(None),
+                   t.c.key_hash != hash_key(key))
+            .values(revoked_at=datetime.now().astimezone())
+            .returning(t.c.id)
+        )).scalars().all()
+        current_revoked = (await session.execute(
             select(t.c.revoked_at).where(t.c.key_hash == hash_key(key)))).scalar_one_or_none() is not None
     for key_id in retired:
         log.warning("bootstrap API key %s revoked: the configured admin key is another one", key_id)
@@ -141,23 +142,29 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a valid key, 403 without the scope."""
 
     async def dependency(request: Request) -> Principal:
-        key = presented_key(request)
-        if key is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = await authenticate(request.app.state.db, key)
-        if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not principal.allows(scope):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
-        request.state.principal = principal
-        return principal
+        return await authorize(request, scope)
 
     return dependency
+
+
+async def authorize(request: Request, scope: str, why: str = "") -> Principal:
+    """The request's key, holding ``scope``: HTTPException 401 without a valid key, 403 without the scope.
+    ``why`` is added to the 401 for a caller that did not know it needed a key."""
+    key = presented_key(request)
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"API key required{why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await authenticate(request.app.state.db, key)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not principal.allows(scope):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
+    request.state.principal = principal
+    return principal
 
 
 FORBIDDEN_DOC: dict[str, Any] = {"description": "The key lacks a scope it would grant (or the key to revoke has)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A bootstrap key is typed by people; 32 characters of it is what a generated key's secret carries.
@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
 
     admin_api_key: SecretStr | None = None
+    # Host header values served (Starlette's TrustedHostMiddleware; "*.example.com" allowed); any other
+    # Host is a 400. ["*"] serves every Host.
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
