@@ -1,6 +1,7 @@
 """The frozen platform DDL of the first revision, with the later platform revisions, builds exactly
 what leadflow_kit.db describes; the api key revision gives existing keys a public id."""
 
+import re
 from typing import Any
 
 import pytest
@@ -28,12 +29,13 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
         create_platform_tables(op)
         connection.exec_driver_sql(
             "INSERT INTO api_key (id, name, key_prefix, key_hash, scopes) VALUES "
-            "('k1', 'old', 'lf_Xy7Q9', 'h1', '{forms:read}'), ('k2', 'old', 'lf_Ab3De', 'h2', '{*}')")
+            "('k1', 'old', 'lf_Xy7Q9', 'h1', '{forms:read}'), ('k2', 'old', 'lf_Ab3De', 'h2', '{*}'), "
+            "('bootstrap-5e884898da28', 'bootstrap', 'dev-admi', '5e884898da28047151d0e56f8dc6292773603d0d', '{*}')")
         replace_api_key_prefix_with_public_id(op)
         return list(compare_metadata(MigrationContext.configure(connection), new_metadata()))
 
-    def public_ids(connection: Connection) -> list[str]:
-        return [row[0] for row in connection.exec_driver_sql("SELECT public_id FROM api_key ORDER BY id")]
+    def public_ids(connection: Connection) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in connection.exec_driver_sql("SELECT id, public_id FROM api_key ORDER BY id")]
 
     def down_and_up(connection: Connection) -> list[Any]:
         op = Operations(MigrationContext.configure(connection))
@@ -49,9 +51,15 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
     try:
         async with db.engine.begin() as conn:
             assert await conn.run_sync(migrate_and_compare) == []
-            ids = await conn.run_sync(public_ids)
+            rows = await conn.run_sync(public_ids)
+            ids = [public_id for _, public_id in rows]
             # Random, distinct and nothing of the old prefixes (which held part of each secret).
-            assert len(set(ids)) == 2 and all(len(i) == 12 and "Xy7Q9" not in i and "Ab3De" not in i for i in ids)
+            assert len(set(ids)) == 3
+            assert all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
+            # The bootstrap key is no longer named after its hash.
+            bootstrap = [(key_id, public_id) for key_id, public_id in rows if key_id.startswith("bootstrap-")]
+            assert len(bootstrap) == 1 and bootstrap[0][0] == f"bootstrap-{bootstrap[0][1]}"
+            assert "5e884898" not in str(rows)
             assert await conn.run_sync(down_and_up) == []
         async with db.engine.begin() as conn:
             assert await conn.run_sync(drop) == []
