@@ -44,6 +44,7 @@ from bench.loadgen import CaptureLoad, FormFillFactory
 from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.stackctl import BenchStack
 from bench.steps import FloorLoad, Step, run_step
+from leadflow_stack.services import DEV_ADMIN_API_KEY
 
 log = logging.getLogger("bench")
 
@@ -207,7 +208,7 @@ async def run_pipeline(
         monitor.add("observer", observer.pid)
         monitor.add("loadgen", os.getpid())
         factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)
-        load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share)
+        load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share, DEV_ADMIN_API_KEY)
         db_waits = DbWaitSampler(stack.admin_dsn(), stack.database_of_service())
         statements = StatementCounter(stack.admin_dsn(), stack.database_of_service())
         warm = await run_step(Step("warmup", 25, args.warmup_seconds), load, tail, monitor, PIPELINE_STAGES,

@@ -129,13 +129,16 @@ class FormFillFactory:
 class CaptureLoad:
     """Posts to capture and records every answer as a ``Submission``."""
 
-    def __init__(self, capture_url: str, form_key: str, factory: FormFillFactory, activity_share: float) -> None:
+    def __init__(self, capture_url: str, form_key: str, factory: FormFillFactory, activity_share: float,
+                 api_key: str) -> None:
         hostport = capture_url.split("://", 1)[1].rstrip("/")
         host, port = hostport.rsplit(":", 1)
         self.client = rawhttp.HttpClient(host, int(port))
         self.path = f"/v1/forms/{form_key}/submissions"
         self.factory = factory
         self.activity_share = activity_share
+        # Activities by email are server to server (the marketing-automation tool's key).
+        self.activity_headers = {"Authorization": f"Bearer {api_key}"}
         self.submissions: list[Submission] = []
         self._activity_credit = 0.0
 
@@ -145,9 +148,10 @@ class CaptureLoad:
         error: str | None = None
         status = 0
         try:
-            response = await self.client.request(
-                "POST", path, body, {"Content-Type": "application/json", "Accept": "application/json"}
-            )
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if kind == "activity":
+                headers.update(self.activity_headers)
+            response = await self.client.request("POST", path, body, headers)
             status = response.status
             if kind != "activity" and 200 <= status < 300:
                 lead_id = json.loads(response.body).get("lead_id")

@@ -96,6 +96,8 @@ class BenchStack:
                 # Every bench request comes from 127.0.0.1; the limits would turn the run into a 429 test.
                 "RATE_LIMIT_EXEMPT_IPS": json.dumps(["127.0.0.1"]),
                 "RATE_LIMIT_FORM_PER_MINUTE": "0",
+                # Activities go to the last 1000 leads; the first seconds of a run have only a few.
+                "RATE_LIMIT_ACTIVITY_LEAD_PER_MINUTE": "0",
             },
             "routing": {"DEMO_WEBHOOK_URL": webhook_url, "DEMO_WEBHOOK_SECRET": webhook_secret},
         }

@@ -759,7 +759,7 @@ def hooks_replay_all(api: Api, args: argparse.Namespace) -> Output:
 
 # -- API keys (every service) -----------------------------------------------------------------
 
-KEY_COLUMNS = [("service", "service"), ("id", "id"), ("name", "name"), ("prefix", "key_prefix"),
+KEY_COLUMNS = [("service", "service"), ("id", "id"), ("name", "name"), ("public id", "public_id"),
                ("scopes", "scopes"), ("created", "created_at"), ("revoked", "revoked_at"),
                ("last used", "last_used_at")]
 

@@ -17,9 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow_kit.auth import api_key_router, ensure_bootstrap_key
+from leadflow_kit.auth import api_key_router, sync_bootstrap_key
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
@@ -70,7 +71,7 @@ def create_service_app(
             else None
         )
         if settings.admin_api_key is not None:
-            await ensure_bootstrap_key(state.db, settings.admin_api_key.get_secret_value())
+            await sync_bootstrap_key(state.db, settings.admin_api_key.get_secret_value())
         for hook in on_startup:
             await hook(app)
         tasks = [asyncio.create_task(state.relay.run(), name="outbox-relay")]
@@ -105,6 +106,9 @@ def create_service_app(
     app.state.outbox = Outbox(settings.topic_prefix)
     app.state.broker_needed_for_readiness = broker_needed_for_readiness
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    if "*" not in settings.trusted_hosts:
+        # Added last, so it runs first: a request for another Host is turned away before anything.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     _install_error_handlers(app)
     app.include_router(platform_router())
     app.include_router(api_key_router())

@@ -1,14 +1,20 @@
-"""API keys with scopes, stored as SHA-256 hashes; the plain key is shown once, at creation."""
+"""API keys with scopes, stored as SHA-256 hashes; the plain key is shown once, at creation.
+
+A key reads ``lf_<public id>_<secret>``. Listings show the public id (random, never part of the
+secret); a key mints and revokes only keys within its own scopes; the bootstrap key follows the
+settings: configuring another one revokes the old.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -17,18 +23,26 @@ from sqlalchemy.dialects.postgresql import insert
 
 from leadflow_kit.db import Database, new_metadata
 
+log = logging.getLogger(__name__)
+
 api_key_table = new_metadata().tables["api_key"]
 
 ALL_SCOPES = "*"
 KEY_PREFIX = "lf_"
+BOOTSTRAP_ID_PREFIX = "bootstrap-"
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def generate_key() -> str:
-    return f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
+def new_public_id() -> str:
+    return secrets.token_hex(6)
+
+
+def generate_key(public_id: str | None = None) -> str:
+    """``lf_<public id>_<secret>``: 256 random bits of secret; the public id only names the key."""
+    return f"{KEY_PREFIX}{public_id or new_public_id()}_{secrets.token_urlsafe(32)}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,12 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         return ALL_SCOPES in self.scopes or scope in self.scopes or f"{scope.split(':')[0]}:*" in self.scopes
+
+    def lacks(self, scopes: list[str]) -> list[str]:
+        """Of ``scopes``, those this key may not hand on: ``*`` only from ``*``, ``area:*`` only
+        from ``area:*`` (or ``*``), anything else from a key that is allowed it."""
+        return sorted(s for s in set(scopes) if not (ALL_SCOPES in self.scopes if s == ALL_SCOPES
+                                                      else self.allows(s)))
 
 
 # What fits the api_key columns: scopes are printable ASCII words, names have no control characters.
@@ -52,14 +72,14 @@ class ApiKeyCreate(BaseModel):
 
 class ApiKeyPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "key_prefix": "lf_Xy7Q9",
+        "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "public_id": "9f86d081884c",
         "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
         "last_used_at": "2026-11-23T09:30:00Z",
     }]})
 
     id: str
     name: str
-    key_prefix: str
+    public_id: str = Field(description="Random; a key made here reads lf_<public_id>_<secret>")
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None = None
@@ -70,15 +90,32 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="The key itself; shown only in this response")
 
 
-async def ensure_bootstrap_key(db: Database, key: str, name: str = "bootstrap") -> None:
-    """Make the configured admin key valid with every scope (idempotent)."""
+async def sync_bootstrap_key(db: Database, key: str, name: str = "bootstrap") -> None:
+    """Make the configured admin key valid with every scope, and revoke every other bootstrap key:
+    rotating the setting retires the old key. Idempotent.
+
+    A configured key that was revoked stays revoked: configure a new one."""
+    t = api_key_table
     async with db.transaction() as session:
         await session.execute(
-            insert(api_key_table)
-            .values(id=f"bootstrap-{hash_key(key)[:12]}", name=name, key_prefix=key[:8],
+            insert(t)
+            .values(id=f"{BOOTSTRAP_ID_PREFIX}{new_public_id()}", name=name, public_id=new_public_id(),
                     key_hash=hash_key(key), scopes=[ALL_SCOPES])
-            .on_conflict_do_nothing()
+            .on_conflict_do_nothing(index_elements=[t.c.key_hash])
         )
+        retired = (await session.execute(
+            update(t)
+            .where(t.c.id.startswith(BOOTSTRAP_ID_PREFIX, autoescape=True), t.c.revoked_at.is_(None),
+                   t.c.key_hash != hash_key(key))
+            .values(revoked_at=datetime.now().astimezone())
+            .returning(t.c.id)
+        )).scalars().all()
+        current_revoked = (await session.execute(
+            select(t.c.revoked_at).where(t.c.key_hash == hash_key(key)))).scalar_one_or_none() is not None
+    for key_id in retired:
+        log.warning("bootstrap API key %s revoked: the configured admin key is another one", key_id)
+    if current_revoked:
+        log.error("the configured admin API key was revoked; it stays revoked: configure a new one")
 
 
 async def authenticate(db: Database, key: str) -> Principal | None:
@@ -105,23 +142,46 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a valid key, 403 without the scope."""
 
     async def dependency(request: Request) -> Principal:
-        key = presented_key(request)
-        if key is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = await authenticate(request.app.state.db, key)
-        if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not principal.allows(scope):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
-        request.state.principal = principal
-        return principal
+        return await authorize(request, scope)
 
     return dependency
+
+
+async def authorize(request: Request, scope: str, why: str = "") -> Principal:
+    """The request's key, holding ``scope``: HTTPException 401 without a valid key, 403 without the scope.
+    ``why`` is added to the 401 for a caller that did not know it needed a key."""
+    key = presented_key(request)
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=f"API key required{why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await authenticate(request.app.state.db, key)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not principal.allows(scope):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
+    request.state.principal = principal
+    return principal
+
+
+FORBIDDEN_DOC: dict[str, Any] = {"description": "The key lacks a scope it would grant (or the key to revoke has)",
+                                 "content": {"application/json": {"example": {
+                                     "detail": "this API key cannot grant scopes it does not hold: forms:write",
+                                     "errors": [{"field": "scopes", "code": "scope_not_held",
+                                                 "message": "forms:write"}]}}}}
+
+
+def refuse_beyond(principal: Principal, scopes: list[str], what: str) -> None:
+    lacking = principal.lacks(scopes)
+    if lacking:
+        names = ", ".join(lacking)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail={
+            "detail": f"this API key cannot {what} scopes it does not hold: {names}",
+            "errors": [{"field": "scopes", "code": "scope_not_held", "message": name} for name in lacking],
+        })
 
 
 def api_key_router() -> APIRouter:
@@ -131,14 +191,20 @@ def api_key_router() -> APIRouter:
         return ApiKeyPublic.model_validate(row, from_attributes=True)
 
     @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key (shown once)",
-                 dependencies=[Depends(require_scope("api-keys:write"))])
-    async def create_api_key(body: ApiKeyCreate, request: Request) -> ApiKeyCreated:
-        key = generate_key()
+                 description="A key may grant only scopes it holds itself: `*` only from `*`, `area:*` only "
+                 "from `area:*` or `*`.", responses={403: FORBIDDEN_DOC})
+    async def create_api_key(
+        body: ApiKeyCreate, request: Request,
+        principal: Annotated[Principal, Depends(require_scope("api-keys:write"))],
+    ) -> ApiKeyCreated:
+        refuse_beyond(principal, body.scopes, "grant")
+        public_id = new_public_id()
+        key = generate_key(public_id)
         async with request.app.state.db.transaction() as session:
             row = (
                 await session.execute(
                     insert(api_key_table)
-                    .values(id=str(uuid.uuid4()), name=body.name, key_prefix=key[:8],
+                    .values(id=str(uuid.uuid4()), name=body.name, public_id=public_id,
                             key_hash=hash_key(key), scopes=sorted(set(body.scopes)))
                     .returning(*api_key_table.c)
                 )
@@ -152,20 +218,21 @@ def api_key_router() -> APIRouter:
             rows = (await session.execute(select(api_key_table).order_by(api_key_table.c.created_at))).all()
         return [public(r) for r in rows]
 
-    @router.delete("/{key_id}", status_code=204, dependencies=[Depends(require_scope("api-keys:write"))],
-                   summary="Revoke an API key", responses={404: {"description": "No such key", "content": {
+    @router.delete("/{key_id}", status_code=204, summary="Revoke an API key (one within the caller's scopes)",
+                   responses={403: FORBIDDEN_DOC, 404: {"description": "No such key", "content": {
                        "application/json": {"example": {"detail": "no active API key 'k1'"}}}}})
-    async def revoke_api_key(key_id: str, request: Request) -> None:
+    async def revoke_api_key(
+        key_id: str, request: Request, principal: Annotated[Principal, Depends(require_scope("api-keys:write"))],
+    ) -> None:
+        t = api_key_table
         async with request.app.state.db.transaction() as session:
-            revoked = (
-                await session.execute(
-                    update(api_key_table)
-                    .where(api_key_table.c.id == key_id, api_key_table.c.revoked_at.is_(None))
-                    .values(revoked_at=datetime.now().astimezone())
-                    .returning(api_key_table.c.id)
-                )
-            ).first()
-        if revoked is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active API key '{key_id}'")
+            scopes = (await session.execute(
+                select(t.c.scopes).where(t.c.id == key_id, t.c.revoked_at.is_(None)).with_for_update()
+            )).scalar_one_or_none()
+            if scopes is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no active API key '{key_id}'")
+            refuse_beyond(principal, list(scopes), "revoke a key with")
+            await session.execute(
+                update(t).where(t.c.id == key_id).values(revoked_at=datetime.now().astimezone()))
 
     return router

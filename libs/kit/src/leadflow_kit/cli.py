@@ -45,6 +45,9 @@ def run_service_cli(
             port=settings.port,
             log_config=None,
             access_log=False,
+            # uvicorn would take the client address from X-Forwarded-For whenever the peer is
+            # 127.0.0.1; capture decides which proxies it trusts itself (trusted_proxies).
+            proxy_headers=False,
             timeout_graceful_shutdown=10,
         )
     sys.exit(0)

@@ -77,7 +77,8 @@ def define_platform_tables(metadata: MetaData) -> None:
         metadata,
         Column("id", String(64), primary_key=True),
         Column("name", String(255), nullable=False),
-        Column("key_prefix", String(16), nullable=False),
+        # Random and shown in listings, so a key can be told apart without any of its secret part.
+        Column("public_id", String(16), nullable=False, unique=True),
         Column("key_hash", String(128), nullable=False, unique=True),
         Column("scopes", ARRAY(String(64)), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -108,6 +108,27 @@ def create_platform_tables(op: Operations) -> None:
     )
 
 
+def replace_api_key_prefix_with_public_id(op: Operations) -> None:
+    """A later platform revision: listings showed each key's first 8 characters (5 of its secret);
+    keys get a random public id instead, and the prefix is dropped. Bootstrap keys were named
+    after their hash: they take the public id as their name instead."""
+    op.add_column("api_key", sa.Column("public_id", sa.String(16)))
+    op.execute("UPDATE api_key SET public_id = substr(md5(random()::text || id), 1, 12)")
+    op.execute("UPDATE api_key SET id = 'bootstrap-' || public_id WHERE id LIKE 'bootstrap-%'")
+    op.alter_column("api_key", "public_id", nullable=False)
+    op.create_unique_constraint("uq_api_key_public_id", "api_key", ["public_id"])
+    op.drop_column("api_key", "key_prefix")
+
+
+def restore_api_key_prefix(op: Operations) -> None:
+    # The secret's first characters are gone for good: downgraded keys show their public id there.
+    op.add_column("api_key", sa.Column("key_prefix", sa.String(16)))
+    op.execute("UPDATE api_key SET key_prefix = public_id")
+    op.alter_column("api_key", "key_prefix", nullable=False)
+    op.drop_constraint("uq_api_key_public_id", "api_key", type_="unique")
+    op.drop_column("api_key", "public_id")
+
+
 def drop_platform_tables(op: Operations) -> None:
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS leadflow_notify_outbox()")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A bootstrap key is typed by people; 32 characters of it is what a generated key's secret carries.
+MIN_PRODUCTION_KEY_LENGTH = 32
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-admin-key", "admin"})
 
 
@@ -49,13 +51,17 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
 
     admin_api_key: SecretStr | None = None
+    # Host header values served (Starlette's TrustedHostMiddleware; "*.example.com" allowed); any other
+    # Host is a 400. ["*"] serves every Host.
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "production":
             key = self.admin_api_key.get_secret_value() if self.admin_api_key else None
-            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < 16):
-                raise ValueError("admin_api_key is a placeholder or shorter than 16 characters")
+            if key is not None and (key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_PRODUCTION_KEY_LENGTH):
+                raise ValueError(
+                    f"admin_api_key is a placeholder or shorter than {MIN_PRODUCTION_KEY_LENGTH} characters")
         return self
 
     def topic(self, name: str) -> str:

@@ -1,5 +1,7 @@
-"""The frozen platform DDL of the first revision builds exactly what leadflow_kit.db describes."""
+"""The frozen platform DDL of the first revision, with the later platform revisions, builds exactly
+what leadflow_kit.db describes; the api key revision gives existing keys a public id."""
 
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +11,12 @@ from alembic.operations import Operations
 from sqlalchemy.engine import Connection
 
 from leadflow_kit.db import Database, new_metadata
-from leadflow_kit.migrations import create_platform_tables, drop_platform_tables
+from leadflow_kit.migrations import (
+    create_platform_tables,
+    drop_platform_tables,
+    replace_api_key_prefix_with_public_id,
+    restore_api_key_prefix,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +25,22 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
     db = Database(await infra.new_database("kit_migration"))
 
     def migrate_and_compare(connection: Connection) -> list[Any]:
-        create_platform_tables(Operations(MigrationContext.configure(connection)))
+        op = Operations(MigrationContext.configure(connection))
+        create_platform_tables(op)
+        connection.exec_driver_sql(
+            "INSERT INTO api_key (id, name, key_prefix, key_hash, scopes) VALUES "
+            "('k1', 'old', 'lf_Xy7Q9', 'h1', '{forms:read}'), ('k2', 'old', 'lf_Ab3De', 'h2', '{*}'), "
+            "('bootstrap-5e884898da28', 'bootstrap', 'dev-admi', '5e884898da28047151d0e56f8dc6292773603d0d', '{*}')")
+        replace_api_key_prefix_with_public_id(op)
+        return list(compare_metadata(MigrationContext.configure(connection), new_metadata()))
+
+    def public_ids(connection: Connection) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in connection.exec_driver_sql("SELECT id, public_id FROM api_key ORDER BY id")]
+
+    def down_and_up(connection: Connection) -> list[Any]:
+        op = Operations(MigrationContext.configure(connection))
+        restore_api_key_prefix(op)
+        replace_api_key_prefix_with_public_id(op)
         return list(compare_metadata(MigrationContext.configure(connection), new_metadata()))
 
     def drop(connection: Connection) -> list[str]:
@@ -29,6 +51,16 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
     try:
         async with db.engine.begin() as conn:
             assert await conn.run_sync(migrate_and_compare) == []
+            rows = await conn.run_sync(public_ids)
+            ids = [public_id for _, public_id in rows]
+            # Random, distinct and nothing of the old prefixes (which held part of each secret).
+            assert len(set(ids)) == 3
+            assert all(re.fullmatch(r"[0-9a-f]{12}", i) for i in ids)
+            # The bootstrap key is no longer named after its hash.
+            bootstrap = [(key_id, public_id) for key_id, public_id in rows if key_id.startswith("bootstrap-")]
+            assert len(bootstrap) == 1 and bootstrap[0][0] == f"bootstrap-{bootstrap[0][1]}"
+            assert "5e884898" not in str(rows)
+            assert await conn.run_sync(down_and_up) == []
         async with db.engine.begin() as conn:
             assert await conn.run_sync(drop) == []
     finally:

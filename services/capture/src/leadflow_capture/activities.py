@@ -7,12 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from leadflow_capture import bodies, domain, handlers, web
-from leadflow_capture.runtime import runtime_of
+from leadflow_capture.runtime import page_load_throttled, runtime_of
 from leadflow_capture.schemas import (
     ACTIVITY_EXAMPLE,
     ActivitiesAccepted,
@@ -23,6 +23,7 @@ from leadflow_capture.schemas import (
 )
 from leadflow_contracts import LeadActivity
 from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
+from leadflow_kit.auth import authorize, presented_key
 from leadflow_kit.errors import FieldError, field_errors
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,25 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     "/v1/activities",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ActivityAccepted | ActivitiesAccepted,
-    openapi_extra=ACTIVITY_OPENAPI,
     responses={
         400: {"description": "Malformed JSON or invalid UTF-8", "model": ErrorBody},
         413: {"description": "The body is over the size limit", "model": ErrorBody},
         415: {"description": "Not JSON", "model": ErrorBody},
+        401: {"description": "An activity names a lead_id or an email and no valid API key was sent",
+              "model": ErrorBody},
+        403: {"description": "The Origin is not allowed, or the API key lacks activities:write", "model": ErrorBody},
         422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": ErrorBody},
-        429: {"description": "Rate limited per IP; see Retry-After", "model": ErrorBody},
+        429: {"description": "Rate limited per IP or per lead; see Retry-After", "model": ErrorBody},
         503: {"description": "The database is unreachable; retry after Retry-After", "model": ErrorBody},
     },
-    summary="Record behavioral events by lead id, email or anonymous visitor id",
+    summary="Record behavioral events by anonymous visitor id (public) or by lead id or email (API key)",
     description="Types: " + ", ".join(t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES)
     + ", or custom.<name>; any other type is refused (422). Each becomes a `lead.activity.v1` event keyed "
-    "by the lead id, else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100.",
+    "by the lead id, else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100. "
+    "Browsers send only the `visitor_id` the embed script set; an activity naming a `lead_id` or an "
+    "`email` needs an API key with `activities:write` (server to server). Each lead, email and visitor "
+    "id has its own rate limit.",
+    openapi_extra=ACTIVITY_OPENAPI,
 )
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
@@ -101,6 +108,19 @@ async def post_activities(request: Request) -> Response:
         return web.json_error(422, "The activities are invalid; see errors.", field_errors(exc.errors()),
                               headers=cors)
     items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
+    try:
+        refused = await _refuse_unkeyed(request, items, cors)
+    except web.STORAGE_ERRORS:
+        log.warning("activities not stored: the database is unreachable", exc_info=True)
+        return web.storage_unavailable(False, cors)
+    if refused is not None:
+        return refused
+    retry_after = runtime.activity_lead_limiter.take_each(
+        subject for item in items for subject in _subjects(item))
+    if retry_after:
+        return web.json_error(429, f"too many activities for one lead; retry after {retry_after} seconds",
+                              [FieldError(field="body", code="rate_limited", message="per-lead rate limit reached")],
+                              headers={**cors, "Retry-After": str(retry_after)})
     now = state.clock.now()
     events = [
         LeadActivity(
@@ -130,6 +150,34 @@ async def post_activities(request: Request) -> Response:
     return JSONResponse(body, status_code=202, headers=cors)
 
 
+ACTIVITIES_SCOPE = "activities:write"
+KEY_NEEDED = (" to name a lead_id or an email (server to server, scope activities:write);"
+              " a browser sends only the visitor_id the embed script set")
+
+
+async def _refuse_unkeyed(request: Request, items: list[ActivityIn], cors: dict[str, str]) -> Response | None:
+    """Anyone may report what an anonymous visitor did; an activity naming a known lead (its id or
+    email) moves that lead's score, so it takes a key with activities:write. A key sent is checked
+    either way."""
+    if presented_key(request) is None and not any(item.lead_id or item.email for item in items):
+        return None
+    try:
+        await authorize(request, ACTIVITIES_SCOPE, KEY_NEEDED)
+    except HTTPException as exc:
+        return web.json_error(exc.status_code, str(exc.detail),
+                              [FieldError(field="Authorization", code="api_key_required" if exc.status_code == 401
+                                          else "scope_missing", message=str(exc.detail))],
+                              headers={**cors, **(exc.headers or {})})
+    return None
+
+
+def _subjects(item: ActivityIn) -> list[str]:
+    """The per-lead rate limit's keys: every identity the activity names."""
+    return [f"{kind}:{value.strip().lower() if kind == 'email' else value}"
+            for kind, value in (("lead", item.lead_id), ("email", item.email), ("visitor", item.visitor_id))
+            if value]
+
+
 def _aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
@@ -154,9 +202,12 @@ def _has_control_characters(value: Any) -> bool:
         403: {"description": "Origin not allowed", "model": ErrorBody,
               "content": {"application/json": {"example": {"detail": "origin https://evil.example is not allowed",
                                                            "errors": []}}}},
+        429: {"description": "Rate limited per IP; see Retry-After", "model": ErrorBody},
     },
 )
 async def activities_preflight(request: Request) -> Response:
+    if (throttled := page_load_throttled(request)) is not None:
+        return throttled
     origin = request.headers.get("origin")
     allowed = runtime_of(request).settings.activity_allowed_origins
     if origin is None:

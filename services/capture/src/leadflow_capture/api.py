@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from leadflow_capture import bodies, domain, handlers, web
-from leadflow_capture.runtime import runtime_of
+from leadflow_capture.runtime import page_load_throttled, runtime_of
 from leadflow_capture.schemas import ErrorBody, SubmissionAccepted
 from leadflow_kit.errors import FieldError
 
@@ -293,10 +293,13 @@ def _replay(stored: handlers.StoredResponse, cors: dict[str, str]) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses={403: _error_doc("Origin not allowed", "origin_not_allowed", "origin not allowed"),
                404: _error_doc("No form with this key", "unknown_form", "no form 'nope'"),
-               410: _error_doc("The form is archived", "form_archived", "form 'old' is archived")},
+               410: _error_doc("The form is archived", "form_archived", "form 'old' is archived"),
+               429: _error_doc("Rate limited per IP; see Retry-After", "rate_limited", "rate limit reached")},
     summary="CORS preflight: allowed only for the form's allowed origins",
 )
 async def preflight(form_key: str, request: Request) -> Response:
+    if (throttled := page_load_throttled(request)) is not None:
+        return throttled
     origin = request.headers.get("origin")
     try:
         async with request.app.state.db.transaction() as session:
@@ -339,9 +342,12 @@ async def thanks(form_key: str, request: Request, lead_id: str | None = None) ->
                        '<script src="https://capture.example.com/v1/forms/demo/embed.js" async></script>'}}},
         404: _error_doc("No form with this key", "unknown_form", "no form 'nope'"),
         410: _error_doc("The form is archived", "form_archived", "form 'old' is archived"),
+        429: _error_doc("Rate limited per IP; see Retry-After", "rate_limited", "rate limit reached"),
     },
 )
 async def embed_script(form_key: str, request: Request) -> Response:
+    if (throttled := page_load_throttled(request)) is not None:
+        return throttled
     try:
         async with request.app.state.db.transaction() as session:
             form = await handlers.load_form(session, form_key)
@@ -350,7 +356,8 @@ async def embed_script(form_key: str, request: Request) -> Response:
     except handlers.ArchivedForm:
         return web.json_error(410, f"form '{form_key}' is archived")
     settings = runtime_of(request).settings
-    base = (settings.public_base_url or str(request.base_url)).rstrip("/")
+    # Never the request's Host: a forged one would point the script (and any cache holding it) elsewhere.
+    base = (settings.public_base_url or "").rstrip("/")
     config = {
         "formKey": form.key,
         "endpoint": f"{base}/v1/forms/{form.key}/submissions",

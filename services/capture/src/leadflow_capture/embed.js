@@ -8,6 +8,10 @@
 (function () {
   "use strict";
   var config = __LEADFLOW_CONFIG__;
+  // Without CAPTURE_PUBLIC_BASE_URL the endpoint is a path: it is resolved against the URL the
+  // browser fetched this script from, never against a Host header the server was sent.
+  var endpoint = new URL(config.endpoint,
+                         (document.currentScript && document.currentScript.src) || window.location.href).href;
   var CLICK_PARAMS = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
                       "gclid", "fbclid", "msclkid"];
   var STORE_KEY = "leadflow_attribution";
@@ -142,7 +146,7 @@
     // One key per fill: a retry after a network error cannot make a second lead.
     if (!form.leadflowIdempotencyKey) { form.leadflowIdempotencyKey = uuid(); }
     clearErrors(form);
-    fetch(config.endpoint, {
+    fetch(endpoint, {
       method: "POST",
       mode: "cors",
       credentials: "omit",

@@ -1,4 +1,4 @@
-"""In-process token buckets for per-IP and per-form submission limits.
+"""In-process token buckets for per-IP and per-form submission limits, and per-lead activity limits.
 
 Why in process rather than in PostgreSQL: the point of a rate limit is to turn a flood away
 before it costs anything, and a database-backed bucket would make the database do a write for
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -63,6 +63,16 @@ class TokenBuckets:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
+
+
+    def take_each(self, keys: Iterable[str]) -> int:
+        """One token from each key's bucket in turn (a key may repeat); stops at the first refusal and
+        returns its whole seconds to send as Retry-After, else 0."""
+        for key in keys:
+            wait = self.take(key)
+            if wait > 0:
+                return math.ceil(wait)
+        return 0
 
 
 class SubmissionLimiter:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from fastapi import Request
+from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter
 
-from leadflow_capture import domain
-from leadflow_capture.ratelimit import SubmissionLimiter
+from leadflow_capture import domain, web
+from leadflow_capture.ratelimit import SubmissionLimiter, TokenBuckets
 from leadflow_capture.settings import Settings
+from leadflow_kit.errors import FieldError
 
 OUTCOMES = ("accepted", "invalid", "spam", "rate_limited", "duplicate")
 UNKNOWN_FORM_LABEL = "unknown"
@@ -37,6 +38,9 @@ class CaptureRuntime:
     metrics: CaptureMetrics
     limiter: SubmissionLimiter
     activity_limiter: SubmissionLimiter
+    activity_lead_limiter: TokenBuckets
+    page_load_limiter: SubmissionLimiter
+    trusted_proxies: tuple[web.Network, ...]
     # key -> allowed origins of forms seen to exist; lets a rate-limited answer carry CORS headers
     # without a database read, and keeps metric labels to real form keys.
     known_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -63,6 +67,16 @@ class CaptureRuntime:
                 form_burst=1,
                 exempt_ips=frozenset(settings.rate_limit_exempt_ips),
             ),
+            activity_lead_limiter=TokenBuckets(settings.rate_limit_activity_lead_per_minute,
+                                               settings.rate_limit_activity_lead_burst),
+            page_load_limiter=SubmissionLimiter(
+                ip_per_minute=settings.rate_limit_page_load_ip_per_minute,
+                ip_burst=settings.rate_limit_page_load_ip_burst,
+                form_per_minute=0,
+                form_burst=1,
+                exempt_ips=frozenset(settings.rate_limit_exempt_ips),
+            ),
+            trusted_proxies=web.parse_networks(settings.trusted_proxies),
         )
 
     @property
@@ -94,11 +108,19 @@ class CaptureRuntime:
         self.metrics.submissions.labels(self.form_label(form_key), outcome).inc()
 
     def client_ip(self, request: Request) -> str | None:
-        if self.settings.trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-            if forwarded:
-                return forwarded[:64]
-        return request.client.host if request.client else None
+        return web.client_address(request.client.host if request.client else None,
+                                  request.headers.getlist("x-forwarded-for"), self.trusted_proxies)
+
+
+def page_load_throttled(request: Request) -> Response | None:
+    """A 429 for an address over its page-load budget (embed.js, CORS preflights), else None."""
+    runtime = runtime_of(request)
+    retry_after = runtime.page_load_limiter.check(runtime.client_ip(request), None)
+    if not retry_after:
+        return None
+    return web.json_error(429, f"too many requests; retry after {retry_after} seconds",
+                          [FieldError(field="body", code="rate_limited", message="rate limit reached")],
+                          headers={"Retry-After": str(retry_after)})
 
 
 def runtime_of(request: Request) -> CaptureRuntime:

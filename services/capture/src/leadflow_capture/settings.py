@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from leadflow_capture.web import parse_networks
 from leadflow_kit.settings import ServiceSettings, service_config
 
 
@@ -29,13 +30,34 @@ class Settings(ServiceSettings):
     # Activities (page views while browsing) have their own, larger per-address budget.
     rate_limit_activity_ip_per_minute: float = Field(default=600.0, ge=0)
     rate_limit_activity_ip_burst: int = Field(default=200, ge=1)
+    # Per lead (lead id, email or visitor id an activity names), keyed calls included: what one
+    # person's browsing produces, well short of lifting a score on its own in a few seconds.
+    rate_limit_activity_lead_per_minute: float = Field(default=60.0, ge=0)
+    rate_limit_activity_lead_burst: int = Field(default=30, ge=1)
+    # What page loads cost: embed.js fetches and CORS preflights (each reads the form), per address.
+    rate_limit_page_load_ip_per_minute: float = Field(default=600.0, ge=0)
+    rate_limit_page_load_ip_burst: int = Field(default=200, ge=1)
     rate_limit_form_per_minute: float = Field(default=12000.0, ge=0)
     rate_limit_form_burst: int = Field(default=1000, ge=1)
     rate_limit_exempt_ips: list[str] = Field(default_factory=list)
-    # Behind a proxy the client address is in X-Forwarded-For; never trust it on an open port.
-    trust_forwarded_for: bool = False
+    # Addresses or networks of the proxies in front (e.g. ["10.0.0.0/8"]). A request from one of them
+    # counts as the rightmost X-Forwarded-For entry that is not one of them; from anywhere else the
+    # header is ignored. Empty: the peer address counts.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Replaced by trusted_proxies (it trusted the leftmost entry, which the client writes).
+    trust_forwarded_for: bool | None = None
 
     # Origins allowed to post activities from a browser (forms have their own list).
     activity_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
     # How the embed script addresses capture; defaults to the URL the script was fetched from.
     public_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _proxies_and_public_url(self) -> Settings:
+        if self.trust_forwarded_for is not None:
+            raise ValueError("trust_forwarded_for is gone: list the proxies in trusted_proxies instead")
+        parse_networks(self.trusted_proxies)
+        if self.environment == "production" and not self.public_base_url:
+            raise ValueError("public_base_url is required in production: the embed script's endpoint must not "
+                             "come from the request's Host header")
+        return self

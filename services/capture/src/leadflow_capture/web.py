@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import ipaddress
 from collections.abc import Iterable
 
 import asyncpg
@@ -23,6 +24,36 @@ PREFLIGHT_MAX_AGE = "600"
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError,
                                                    asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 STORAGE_RETRY_AFTER = "5"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """``10.0.0.0/8``, ``192.0.2.7`` or ``2001:db8::/32``; raises ValueError on anything else."""
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], proxies: tuple[Network, ...]) -> str | None:
+    """The address a rate limit counts: the peer, unless the peer is a trusted proxy; then the
+    rightmost X-Forwarded-For entry that is not a trusted proxy. Each proxy appends the address it
+    saw, so entries left of that one are whatever the client chose to send and never count."""
+    if peer is None or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop[:64]
+    # Only proxies all the way: the farthest one is the nearest thing to a client.
+    return hops[0][:64] if hops else peer
 
 
 class BodyTooLarge(Exception):

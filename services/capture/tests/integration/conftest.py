@@ -64,6 +64,7 @@ def capture_settings(database_url: str, bootstrap_servers: str, prefix: str, **o
         "rate_limit_ip_per_minute": 0,
         "rate_limit_form_per_minute": 0,
         "rate_limit_activity_ip_per_minute": 0,
+        "rate_limit_page_load_ip_per_minute": 0,
         "database_pool_size": 4,
         **overrides,
     }

@@ -68,7 +68,7 @@ async def test_per_ip_rate_limit_answers_429_with_retry_after(start_capture):
 
 
 async def test_per_form_rate_limit_holds_across_addresses(start_capture):
-    limits = {"rate_limit_form_per_minute": 60, "rate_limit_form_burst": 2, "trust_forwarded_for": True}
+    limits = {"rate_limit_form_per_minute": 60, "rate_limit_form_burst": 2, "trusted_proxies": ["203.0.113.7"]}
     async with start_capture(**limits) as capture:
         form = await capture.create_form()
         url = f"/v1/forms/{form['key']}/submissions"

@@ -1,14 +1,26 @@
-"""POST /v1/activities: single and batch events become lead.activity.v1, keyed lead > visitor > email."""
+"""POST /v1/activities: single and batch events become lead.activity.v1, keyed lead > visitor > email.
+Anonymous callers name only a visitor id; naming a lead id or an email takes an activities:write key."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+import pytest_asyncio
 
 from leadflow_contracts import LeadActivity, topics
+from leadflow_stack.testing import bearer
 
 pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server_key(capture, admin_headers) -> dict[str, str]:
+    """What the marketing-automation tool holds: a key with activities:write only."""
+    created = await capture.client.post("/v1/admin/api-keys", headers=admin_headers,
+                                        json={"name": "marketing-automation", "scopes": ["activities:write"]})
+    assert created.status_code == 201, created.text
+    return bearer(created.json()["key"])
 
 
 async def activity_events(capture, ids: set[str]):
@@ -34,14 +46,14 @@ async def test_single_activity_by_visitor_id(capture):
     assert data.occurred_at.isoformat() == "2026-11-23T09:30:00+00:00"
 
 
-async def test_batch_keys_by_lead_then_visitor_then_email(capture):
+async def test_batch_keys_by_lead_then_visitor_then_email(capture, server_key):
     batch = {"activities": [
         {"type": "webinar_registered", "lead_id": "lead-1", "visitor_id": "v-1", "email": "a@example.com"},
         {"type": "content_download", "visitor_id": "v-2", "email": "b@example.com"},
         {"type": "email_click", "email": "C@Example.com"},
         {"type": "custom.trial_started", "lead_id": "lead-4"},
     ]}
-    response = await capture.client.post("/v1/activities", json=batch)
+    response = await capture.client.post("/v1/activities", json=batch, headers=server_key)
     assert response.status_code == 202, response.text
     ids = response.json()["activity_ids"]
     assert len(ids) == 4
@@ -56,13 +68,14 @@ async def test_a_json_array_is_a_batch_too(capture):
     assert len(response.json()["activity_ids"]) == 1
 
 
-async def test_a_retried_activity_id_is_recorded_once(capture):
+async def test_a_retried_activity_id_is_recorded_once(capture, server_key):
     activity_id = f"client-{uuid.uuid4().hex}"
     body = {"type": "demo_requested", "lead_id": "lead-7", "activity_id": activity_id}
-    first = await capture.client.post("/v1/activities", json=body)
-    again = await capture.client.post("/v1/activities", json=body)
+    first = await capture.client.post("/v1/activities", json=body, headers=server_key)
+    again = await capture.client.post("/v1/activities", json=body, headers=server_key)
     assert first.json() == again.json() == {"activity_id": activity_id}
-    marker = await capture.client.post("/v1/activities", json={"type": "page_view", "lead_id": "lead-7"})
+    marker = await capture.client.post("/v1/activities", json={"type": "page_view", "lead_id": "lead-7"},
+                                       headers=server_key)
     marker_id = marker.json()["activity_id"]
     events = await capture.events(topics.ACTIVITY, lambda evs: marker_id in {e.id for e in evs})
     assert [e.id for e in events].count(activity_id) == 1
@@ -106,3 +119,58 @@ async def test_the_largest_activity_allowed_fits_in_one_event(capture):
         "type": "page_view", "visitor_id": "v" * 128, "page_url": "https://x.example/" + "p" * 1980,
         "properties": properties})
     assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "demo_requested", "email": "known@example.com"},
+    {"type": "pricing_page_view", "lead_id": "lead-known"},
+    {"type": "page_view", "visitor_id": "v-x", "email": "known@example.com"},
+    {"activities": [{"type": "page_view", "visitor_id": "v-ok"}, {"type": "demo_requested", "lead_id": "lead-known"}]},
+])
+async def test_anonymous_callers_cannot_name_a_known_lead(capture, body):
+    response = await capture.client.post("/v1/activities", json=body,
+                                         headers={"Origin": "https://www.example.com"})
+    assert response.status_code == 401, response.text
+    assert "activities:write" in response.json()["detail"]
+    assert response.json()["errors"][0]["code"] == "api_key_required"
+    # The browser can read why: the refusal carries the CORS headers.
+    assert response.headers["access-control-allow-origin"] == "https://www.example.com"
+    marker = (await capture.client.post("/v1/activities", json={"type": "page_view", "visitor_id": "v-mark"}))
+    marker_id = marker.json()["activity_id"]
+    events = await capture.events(topics.ACTIVITY, lambda evs: marker_id in {e.id for e in evs})
+    assert not [e for e in events if e.subject in ("known@example.com", "lead-known", "v-ok", "v-x")]
+
+
+async def test_a_key_without_activities_write_or_an_unknown_key_is_refused(capture, admin_headers):
+    reader = await capture.client.post("/v1/admin/api-keys", headers=admin_headers,
+                                       json={"name": "reader", "scopes": ["forms:read"]})
+    body = {"type": "demo_requested", "email": "known@example.com"}
+    denied = await capture.client.post("/v1/activities", json=body, headers=bearer(reader.json()["key"]))
+    assert denied.status_code == 403 and "activities:write" in denied.json()["detail"]
+    unknown = await capture.client.post("/v1/activities", json={"type": "page_view", "visitor_id": "v"},
+                                        headers=bearer("lf_000000000000_not-a-key"))
+    assert unknown.status_code == 401
+
+
+async def test_each_lead_has_its_own_activity_rate(start_capture, admin_headers):
+    async with start_capture(rate_limit_activity_lead_per_minute=60, rate_limit_activity_lead_burst=3) as capture:
+        key = await capture.client.post("/v1/admin/api-keys", headers=admin_headers,
+                                        json={"name": "mat", "scopes": ["activities:write"]})
+        as_tool = bearer(key.json()["key"])
+        lead = f"lead-{uuid.uuid4().hex[:8]}"
+        codes = [(await capture.client.post("/v1/activities", json={"type": "demo_requested", "lead_id": lead},
+                                            headers=as_tool)) for _ in range(4)]
+        assert [r.status_code for r in codes] == [202, 202, 202, 429]
+        assert codes[-1].headers["retry-after"] == "1"
+        assert codes[-1].json()["errors"][0]["code"] == "rate_limited"
+        other = await capture.client.post("/v1/activities", json={"type": "demo_requested", "lead_id": "other"},
+                                          headers=as_tool)
+        assert other.status_code == 202
+        # The same person by email, in any case, and a batch that would push it past its budget.
+        email = f"{uuid.uuid4().hex[:8]}@example.com"
+        batch = {"activities": [{"type": "page_view", "email": email}, {"type": "page_view", "email": email.upper()},
+                                {"type": "page_view", "email": email}, {"type": "page_view", "email": email}]}
+        assert (await capture.client.post("/v1/activities", json=batch, headers=as_tool)).status_code == 429
+        visitor = [(await capture.client.post("/v1/activities", json={"type": "page_view", "visitor_id": "v-busy"}))
+                   .status_code for _ in range(4)]
+        assert visitor == [202, 202, 202, 429]

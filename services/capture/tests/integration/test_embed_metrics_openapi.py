@@ -18,7 +18,8 @@ async def test_embed_script_is_served_with_the_form_baked_in(capture):
     config_line = next(line for line in response.text.splitlines() if "var config =" in line)
     config = json.loads(config_line.split("=", 1)[1].strip().rstrip(";"))
     assert config["formKey"] == form["key"]
-    assert config["endpoint"] == f"http://capture.test/v1/forms/{form['key']}/submissions"
+    # Without CAPTURE_PUBLIC_BASE_URL a path, resolved by the browser against the script's own URL.
+    assert config["endpoint"] == f"/v1/forms/{form['key']}/submissions"
     assert config["honeypotField"] == "_trap"
     assert "__LEADFLOW_CONFIG__" not in response.text
 

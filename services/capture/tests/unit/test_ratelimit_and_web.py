@@ -78,3 +78,38 @@ def test_activities_are_keyed_by_lead_then_visitor_then_email():
     assert handlers.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co")) == "L"
     assert handlers.activity_key(activity(visitor_id="V", email="e@x.co")) == "V"
     assert handlers.activity_key(activity(email="E@X.co")) == "e@x.co"
+
+
+PROXIES = web.parse_networks(["10.0.0.0/8", "192.0.2.1"])
+
+
+def test_without_a_trusted_proxy_the_forwarded_header_counts_for_nothing():
+    assert web.client_address("203.0.113.5", ["1.2.3.4"], ()) == "203.0.113.5"
+    assert web.client_address("203.0.113.5", ["1.2.3.4"], PROXIES) == "203.0.113.5"
+    assert web.client_address(None, ["1.2.3.4"], PROXIES) is None
+
+
+def test_behind_trusted_proxies_the_rightmost_untrusted_entry_counts():
+    # The client wrote "6.6.6.6"; the first proxy appended the address it saw, 198.51.100.9.
+    assert web.client_address("10.0.0.2", ["6.6.6.6, 198.51.100.9"], PROXIES) == "198.51.100.9"
+    assert web.client_address("10.0.0.2", ["6.6.6.6, 198.51.100.9, 10.1.2.3", "192.0.2.1"],
+                              PROXIES) == "198.51.100.9"
+    assert web.client_address("192.0.2.1", ["garbage, 198.51.100.9"], PROXIES) == "198.51.100.9"
+    assert web.client_address("10.0.0.2", ["::ffff:1.2.3.4,2001:db8::1"], PROXIES) == "2001:db8::1"
+
+
+def test_a_proxied_request_without_an_untrusted_hop_counts_as_the_farthest_one():
+    assert web.client_address("10.0.0.2", [], PROXIES) == "10.0.0.2"
+    assert web.client_address("10.0.0.2", ["10.9.9.9, 10.0.0.1"], PROXIES) == "10.9.9.9"
+    assert web.client_address("10.0.0.2", [" , "], PROXIES) == "10.0.0.2"
+
+
+def test_take_each_stops_at_the_first_refusal():
+    clock = FakeTime()
+    buckets = TokenBuckets(rate_per_minute=60, burst=2, monotonic=clock)
+    assert buckets.take_each(["lead:a", "email:b"]) == 0
+    assert buckets.take_each(["lead:a", "lead:a", "email:b"]) == 1
+    # Refused at the second lead:a, so email:b still holds its second token.
+    assert buckets.take_each(["email:b"]) == 0
+    assert buckets.take_each(["email:b"]) == 1
+    assert TokenBuckets(rate_per_minute=0, burst=1).take_each(["x"] * 5) == 0

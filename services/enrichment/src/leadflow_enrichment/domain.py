@@ -45,6 +45,16 @@ def fill_blanks(existing: LeadContact, newer: LeadContact) -> LeadContact:
     return LeadContact.model_validate(merged)
 
 
+def fill_blank_custom_fields(existing: dict[str, str], newer: dict[str, str]) -> dict[str, str]:
+    """Custom fields after another fill: as for the contact, a repeat fill (anyone may post one with
+    a known email) adds what was missing and overwrites nothing an earlier fill set."""
+    merged = dict(existing)
+    for name, value in newer.items():
+        if not merged.get(name, "").strip():
+            merged[name] = value
+    return merged
+
+
 def normalize_contact(contact: LeadContact, default_phone_region: str | None = None) -> Normalized:
     problems: list[str] = []
     email = normalize.normalize_email(contact.email)

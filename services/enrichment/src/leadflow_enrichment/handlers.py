@@ -179,9 +179,10 @@ LOOK_UP_FILL = """
 SELECT (SELECT lead_id FROM lead_fill WHERE captured_lead_id = $1) AS already_lead_id,
        (SELECT version FROM account_directory WHERE id = 1) AS directory_version,
        existing.id AS existing_id,
-       existing.original AS existing_original
+       existing.original AS existing_original,
+       existing.custom_fields AS existing_custom_fields
 FROM (SELECT) AS one
-LEFT JOIN LATERAL (SELECT id, original FROM lead WHERE email = $2 FOR UPDATE) AS existing ON true"""
+LEFT JOIN LATERAL (SELECT id, original, custom_fields FROM lead WHERE email = $2 FOR UPDATE) AS existing ON true"""
 # The lead and the fill linked to it in one statement.
 INSERT_LEAD_AND_FILL = """
 WITH written AS (
@@ -195,7 +196,7 @@ SELECT $1, id, $3, $14::jsonb, $5, false, $6 FROM written"""
 MERGE_INTO_LEAD_AND_INSERT_FILL = """
 WITH written AS (
     UPDATE lead SET fill_count = fill_count + 1, last_submitted_at = greatest(last_submitted_at, $5),
-                    custom_fields = custom_fields || $4::jsonb, original = $7::jsonb, profile = $8::jsonb,
+                    custom_fields = $4::jsonb, original = $7::jsonb, profile = $8::jsonb,
                     account = $9::jsonb, quality = $10::jsonb, partial = $11, partial_reasons = $12::jsonb,
                     enrichment_ms = $13, updated_at = $6
     WHERE id = $2
@@ -242,15 +243,17 @@ async def enrich_captured_lead(event: Event[Any], uow: UnitOfWork, enrichment: E
         round(elapsed * 1000, 3),
         json.dumps(captured.contact.model_dump(mode="json")),
     )
-    custom_fields = json.dumps(captured.custom_fields)
+    custom_fields = (domain.fill_blank_custom_fields(dict(found["existing_custom_fields"] or {}),
+                                                     captured.custom_fields)
+                     if existing_id is not None else captured.custom_fields)
     if existing_id is None:
         lead_id = captured.lead_id
-        await conn.execute(INSERT_LEAD_AND_FILL, lead_id, email, captured.form_key, custom_fields,
+        await conn.execute(INSERT_LEAD_AND_FILL, lead_id, email, captured.form_key, json.dumps(custom_fields),
                            captured.submitted_at, now, *values)
     else:
         lead_id = existing_id
         await conn.execute(MERGE_INTO_LEAD_AND_INSERT_FILL, captured.lead_id, lead_id, captured.form_key,
-                           custom_fields, captured.submitted_at, now, *values)
+                           json.dumps(custom_fields), captured.submitted_at, now, *values)
         enrichment.metrics.duplicates.labels(enrichment.metrics.service).inc()
 
     enriched = LeadEnriched(
@@ -265,7 +268,7 @@ async def enrich_captured_lead(event: Event[Any], uow: UnitOfWork, enrichment: E
         partial=bool(result.partial_reasons),
         partial_reasons=result.partial_reasons,
         attribution=captured.attribution,
-        custom_fields=captured.custom_fields,
+        custom_fields=custom_fields,
         visitor_id=captured.visitor_id,
     )
     # Keyed by the canonical lead, so every event about one person stays in order downstream.

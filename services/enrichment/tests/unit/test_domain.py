@@ -30,6 +30,13 @@ def test_repeat_fill_keeps_what_was_said_and_fills_blanks_from_newer_data():
     assert merged.email == "ada@acme.com"
 
 
+def test_repeat_fill_adds_custom_fields_but_overwrites_none():
+    first = {"plan": "team", "budget": " ", "heard_from": "podcast"}
+    second = {"plan": "enterprise", "budget": "100k", "webinar": "q4", "heard_from": ""}
+    assert domain.fill_blank_custom_fields(first, second) == {
+        "plan": "team", "budget": "100k", "heard_from": "podcast", "webinar": "q4"}
+
+
 def test_email_key_is_the_case_insensitive_valid_address():
     assert domain.email_key(" Ada@ACME.com ") == domain.email_key("ada@acme.com") == "ada@acme.com"
     assert domain.email_key("not an email") is None

@@ -22,7 +22,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             leads_router,
             admin_router,
             rules_router,
-            webhook_admin_router(read_scope="routing:read", write_scope="routing:write"),
+            webhook_admin_router(),
         ],
         consumer=build_consumer(context),
         clock=clock,

@@ -128,6 +128,22 @@ async def test_admin_api_validates_and_guards_with_scopes(world: World) -> None:
     assert (await svc.client.get("/v1/admin/teams", headers=as_reader)).status_code == 200
     assert (await svc.client.post("/v1/admin/teams", json={"name": "x"}, headers=as_reader)).status_code == 403
 
+    # Webhook subscriptions receive every lead's personal data: scopes of their own, not routing's.
+    admin = (await svc.post("/v1/admin/api-keys", json={"name": "ops", "scopes": ["routing:*"]})).json()["key"]
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    assert (await svc.client.get("/v1/admin/webhooks/subscriptions", headers=as_admin)).status_code == 403
+    assert (await svc.client.post("/v1/admin/webhooks/subscriptions", json={},
+                                  headers=as_admin)).status_code == 403
+    hooks = (await svc.post("/v1/admin/api-keys", json={"name": "hooks",
+                                                        "scopes": ["webhooks:read", "webhooks:write"]})).json()["key"]
+    as_hooks = {"Authorization": f"Bearer {hooks}"}
+    assert (await svc.client.get("/v1/admin/webhooks/subscriptions", headers=as_hooks)).status_code == 200
+    assert (await svc.client.get("/v1/admin/webhooks/deliveries", headers=as_hooks)).status_code == 200
+    # Past the scope check: the empty body is what is refused.
+    assert (await svc.client.post("/v1/admin/webhooks/subscriptions", json={},
+                                  headers=as_hooks)).status_code == 422
+    assert (await svc.client.get("/v1/admin/teams", headers=as_hooks)).status_code == 403
+
 
 async def test_rules_are_versioned_and_dry_run_changes_nothing(world: World) -> None:
     svc = world.svc

@@ -51,7 +51,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
         routers=[router, reports_router, admin_router,
-                 webhook_admin_router(read_scope="sla:read", write_scope="sla:write")],
+                 webhook_admin_router()],
         consumer=build_consumer(lambda: holder[0]),
         clock=clock,
         on_startup=[start_scheduler],

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_kit import csvexport
+from leadflow_kit.csvexport import Cell
 from leadflow_sla import domain
 from leadflow_sla.tables import lead
 
@@ -67,18 +67,17 @@ CSV_COLUMNS = (
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    """Group names are UTM values anonymous visitors chose: written spreadsheet-safe."""
+    rows: list[list[Cell]] = []
     for group in [*report["groups"], report["total"]]:
         speed, sla = group["speed_to_lead_seconds"], group["sla"]
-        writer.writerow(
+        rows.append(
             [group["group"], *(group["counts"][s] for s in domain.FUNNEL_STAGES)]
             + [_cell(group["conversion_rates"][name]) for name in RATE_COLUMNS]
             + [speed["touched"], _cell(speed["median"]), _cell(speed["p90"]),
                sla["met"], sla["breached"], _cell(sla["compliance_pct"])]
         )
-    return out.getvalue()
+    return csvexport.to_csv(CSV_COLUMNS, rows)
 
 
 def _cell(value: float | None) -> str:

