@@ -2,14 +2,12 @@
 
 Hypothesis builds adversarial text by repeating short pieces that the patterns care about (legal
 suffixes, separators, dots, title words, digits, name particles); each normalizer is timed on n and
-8n characters of it. Linear time gives a ratio near 8 (less while a call's fixed cost dominates);
-a quadratic step gives about 64, a backtracking blow-up never returns. The bound leaves 3x for noise.
+8n characters of it (leadflow_stack.timing): linear time grows about 8x, a quadratic step about 64x,
+and a backtracking blow-up never returns.
 """
 
 from __future__ import annotations
 
-import time
-import timeit
 from collections.abc import Callable
 
 import pytest
@@ -20,11 +18,11 @@ from leadflow_contracts import LeadContact
 from leadflow_enrichment import normalize
 from leadflow_enrichment.domain import normalize_contact
 from leadflow_enrichment.titles import classify_title
+from leadflow_stack.timing import LINEAR_8X, growth, repeated
 
 # capture's Limits.max_field_length: no form field reaches enrichment longer than this.
 FIELD_LIMIT = 2000
 SMALL = FIELD_LIMIT // 8
-WORST_RATIO = 8 * 3
 
 PIECES = [
     " co", " kg", " gmbh", " s", " a", " l", " sa", " de", " cv", " inc", " ltd", " pty", " sp", " z", " o",
@@ -34,10 +32,6 @@ PIECES = [
 ]
 adversarial = st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map("".join)
 KNOWN_WORST = [" co kg", " S.A. de", "chief ", "n / ", "1 1,", "A ", "van der ", "x@a.", "1-(", "http://a."]
-
-
-def _text(piece: str, length: int) -> str:
-    return (piece * (length // len(piece) + 1))[:length]
 
 
 def _contact(text: str) -> None:
@@ -63,20 +57,8 @@ NORMALIZERS: dict[str, Callable[[str], object]] = {
 }
 
 
-def _cpu_seconds(call: Callable[[str], object], text: str, number: int) -> float:
-    # CPU time of this process only: other processes sharing the machine do not count. timeit also
-    # switches the garbage collector off.
-    return timeit.Timer(lambda: call(text), timer=time.process_time).timeit(number)
-
-
 def _growth(call: Callable[[str], object], piece: str) -> float:
-    small, large = _text(piece, SMALL), _text(piece, FIELD_LIMIT)
-    number = 1
-    while _cpu_seconds(call, small, number) < 0.002:
-        number *= 4
-    # Interleaved, best of three each: a slow moment hits both sizes or neither.
-    timings = [(_cpu_seconds(call, small, number), _cpu_seconds(call, large, number)) for _ in range(3)]
-    return min(t for _, t in timings) / min(t for t, _ in timings)
+    return growth(call, repeated(piece, SMALL), repeated(piece, FIELD_LIMIT))
 
 
 @pytest.mark.parametrize("name", list(NORMALIZERS))
@@ -85,14 +67,14 @@ def _growth(call: Callable[[str], object], piece: str) -> float:
 @example(piece=KNOWN_WORST[0])
 def test_each_normalizer_is_linear_in_adversarial_input(name: str, piece: str) -> None:
     ratio = _growth(NORMALIZERS[name], piece)
-    assert ratio < WORST_RATIO, f"{name}: {FIELD_LIMIT} characters of {piece!r} took {ratio:.0f}x {SMALL}"
+    assert ratio < LINEAR_8X, f"{name}: {FIELD_LIMIT} characters of {piece!r} took {ratio:.0f}x {SMALL}"
 
 
 @pytest.mark.parametrize("piece", KNOWN_WORST)
 def test_known_worst_cases_are_linear_in_every_normalizer(piece: str) -> None:
     for name, call in NORMALIZERS.items():
         ratio = _growth(call, piece)
-        assert ratio < WORST_RATIO, f"{name}: {FIELD_LIMIT} characters of {piece!r} took {ratio:.0f}x {SMALL}"
+        assert ratio < LINEAR_8X, f"{name}: {FIELD_LIMIT} characters of {piece!r} took {ratio:.0f}x {SMALL}"
 
 
 def test_a_company_repeating_a_legal_suffix_is_cleaned_in_one_pass() -> None:
