@@ -18,9 +18,12 @@ correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 PERSONAL_KEYS = frozenset(
     {"email", "phone", "first_name", "last_name", "full_name", "name", "ip", "source_ip", "phone_e164"}
 )
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-# Seven or more digits with common separators: phone numbers, not ids or timestamps with letters.
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().\-]{6,}\d(?![\w-])")
+# Every repeat is bounded (a mailbox's local part has at most 64 characters, a domain 253, a phone
+# number with its separators fits in 32): the search tries each position, and an unbounded run let
+# each try read to the end of the text, so a 10,000-character line took seconds (quadratic).
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9.\-]{1,253}\.[A-Za-z]{2,63}")
+# Eight to 32 digits with common separators: phone numbers, not ids or timestamps with letters.
+_PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().\-]{6,30}\d(?![\w-])")
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 

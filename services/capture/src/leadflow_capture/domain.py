@@ -33,7 +33,12 @@ TRUTHY = frozenset({"1", "true", "yes", "on", "y", "checked", "accepted", "agree
 # Free-text fields people legitimately write at length.
 LONG_TEXT_FIELDS = frozenset({"message"})
 FORM_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
-EMAIL_PATTERN = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
+# name@domain.tld with no space or bracket anywhere and a dot inside the domain (not first, not last).
+# The domain's first character may be anything allowed, then no dot up to the first dot after it:
+# each character can be read one way only, so the match is linear (an earlier "[^@]+\.[^@]+" was not).
+_EMAIL_CHAR = r"[^@\s<>(),;:\"\[\]]"
+_EMAIL_CHAR_NOT_DOT = r"[^@\s<>(),;:\"\[\].]"
+EMAIL_PATTERN = re.compile(rf"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}{_EMAIL_CHAR_NOT_DOT}*\.{_EMAIL_CHAR}+$")
 MAX_EMAIL_LENGTH = 254
 # Control characters other than tab, newline and carriage return never come from a keyboard;
 # NUL cannot even be stored in PostgreSQL text.
@@ -205,7 +210,7 @@ def validate_submission(form: FormDefinition, submission: Submission, limits: Li
         if not every.get(name):
             errors.append(FieldError(field=named(name), code="required", message=f"{named(name)} is required"))
     email = contact.get("email")
-    if email and (len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.match(email)):
+    if email and (len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email)):
         errors.append(FieldError(field=named("email"), code="invalid_email",
                                  message="email must look like name@example.com"))
     for name, value in every.items():

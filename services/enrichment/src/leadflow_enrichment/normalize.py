@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -120,11 +121,21 @@ class NameResult:
     salutation: str | None
 
 
+# nameparser's time grows faster than the name (0.4 s for 2,000 characters of initials); no person's
+# name is this long, so a longer one is kept as typed (a full name split at its first space).
+MAX_PARSED_NAME_LENGTH = 128
+
+
 def normalize_name(first: str | None, last: str | None, full: str | None) -> NameResult:
     first, last, full = (clean(v) for v in (first, last, full))
     source = full if full and not (first or last) else " ".join(p for p in (first, last) if p)
     if not source:
         return NameResult(None, None, None)
+    if len(source) > MAX_PARSED_NAME_LENGTH:
+        if first or last:
+            return NameResult(first, last, None)
+        head, _, tail = source.partition(" ")
+        return NameResult(head, tail or None, None)
     name = HumanName(source)
     # Only ALL CAPS or all lowercase input is re-cased; "McDonald" or "van der Berg" stay as typed.
     name.capitalize()
@@ -233,21 +244,39 @@ LEGAL_SUFFIXES = (
     "pty ltd", "pty", "pte ltd", "pte", "kk", "k k", "sdn bhd", "bhd", "pvt ltd", "private limited", "pvt",
     "ltda", "sa de cv", "s de rl", "s l", "sl", "kft", "zrt", "sp z o o", "doo", "d o o", "holdings",
 )
-_SUFFIX_RE = re.compile(
-    r"(?:[\s,]+(?:" + "|".join(re.escape(s).replace(r"\ ", r"[\s.]*") for s in sorted(LEGAL_SUFFIXES, key=len,
-                                                                                         reverse=True))
-    + r")\.?)+\s*$",
-    re.IGNORECASE,
-)
+# Each suffix by its letters alone: "S.A.", "S. A." and "SA" all spell "sa"; "Co. KG" spells "cokg".
+_SUFFIX_SPELLINGS = frozenset(s.replace(" ", "") for s in LEGAL_SUFFIXES)
+_SUFFIX_MAX_WORDS = max(len(s.split()) for s in LEGAL_SUFFIXES)
+_SUFFIX_MAX_LETTERS = max(len(s) for s in _SUFFIX_SPELLINGS)
+_COMPANY_WORD = re.compile(r"[^\s,]+")
 
 
 def clean_company(raw: str | None) -> str | None:
-    """``ACME Rockets, Inc.`` → ``ACME Rockets``: legal suffixes and stray punctuation dropped."""
+    """``ACME Rockets, Inc.`` → ``ACME Rockets``: legal suffixes and stray punctuation dropped.
+
+    Words (split at spaces and commas, dots ignored) are matched against the suffixes from the end,
+    each word looked at a bounded number of times: the time is linear in the name whatever it holds
+    (a nested-quantifier regex took hours on a name repeating " co kg"). The first word always stays.
+    """
     value = clean(raw)
     if value is None:
         return None
-    stripped = _SUFFIX_RE.sub("", value).strip(" ,.-&")
-    return stripped or value
+    words = list(_COMPANY_WORD.finditer(value))
+    letters = [w.group().replace(".", "").lower() for w in words]
+    # suffixes_from[i]: words i.. are one or more legal suffixes, back to back.
+    suffixes_from = [False] * len(words) + [True]
+    for i in range(len(words) - 1, 0, -1):
+        spelled = ""
+        for j in range(i, min(i + _SUFFIX_MAX_WORDS, len(words))):
+            spelled += letters[j]
+            if len(spelled) > _SUFFIX_MAX_LETTERS:
+                break
+            if suffixes_from[j + 1] and spelled in _SUFFIX_SPELLINGS:
+                suffixes_from[i] = True
+                break
+    first_suffix = next((i for i in range(1, len(words)) if suffixes_from[i]), None)
+    kept = value if first_suffix is None else value[:words[first_suffix].start()]
+    return kept.strip(" ,.-&") or value.strip(" ,.-&") or value
 
 
 def company_key(raw: str | None) -> str | None:
@@ -274,10 +303,11 @@ def parse_number(raw: str | None) -> float | None:
         return None
     digits = match.group(1).replace(",", "").replace(" ", "").rstrip(".")
     try:
-        number = float(digits)
+        number = float(digits) * _MULTIPLIERS.get(match.group(2) or "", 1)
     except ValueError:
         return None
-    return number * _MULTIPLIERS.get(match.group(2) or "", 1)
+    # Hundreds of digits read as infinity, which no count or amount is (and int() refuses).
+    return number if math.isfinite(number) else None
 
 
 def clean(value: str | None) -> str | None:

@@ -23,14 +23,17 @@ ABBREVIATIONS: dict[str, str] = {
 
 _C_LEVEL_ACRONYMS = r"ceo|cto|cfo|coo|cmo|cio|ciso|cro|cpo|cdo|cco|chro|cso|cao|cno|cxo"
 
+# Matched against expand()'s text (single spaces). Every pattern is a word-bounded alternation of
+# literal phrases, so a search is linear in the title: no ".*" between words, no nested or adjacent
+# quantifiers that could match the same characters.
 SENIORITY_RULES: tuple[tuple[str, str], ...] = (
     # Assistants to executives are not executives.
     (r"\bassistant to\b|\bexecutive assistant\b|\bexecutive secretary\b", "individual_contributor"),
     (r"\b(student|intern|internship|trainee|apprentice|undergraduate|phd candidate|graduate assistant)\b",
      "student"),
-    (r"\b(retired|unemployed|none|n\s*/?\s*a|homemaker|volunteer|looking for work|job seeker)\b", "other"),
+    (r"\b(retired|unemployed|none|n ?/? ?a|homemaker|volunteer|looking for work|job seeker)\b", "other"),
     (r"\bvice president\b|\bvice-president\b", "vp"),
-    (rf"\b(chief\b.*\bofficer|chief|{_C_LEVEL_ACRONYMS}|president|founder|co-?founder|owner|managing director|"
+    (rf"\b(chief|{_C_LEVEL_ACRONYMS}|president|founder|co-?founder|owner|managing director|"
      r"managing partner|partner|chairman|chairwoman|chairperson|chair|executive director|general manager|"
      r"principal owner|proprietor|entrepreneur)\b", "c_level"),
     (r"\b(director|head of|head|dean)\b", "director"),

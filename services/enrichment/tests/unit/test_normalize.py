@@ -201,7 +201,7 @@ def test_company_suffix_cleanup(typed, cleaned, key):
 
 @pytest.mark.parametrize(("typed", "number"), [
     ("1,200", 1200), ("51-200", 51), ("$5M", 5e6), ("250k", 250e3), ("1.5 bn", 1.5e9), ("about 40", 40),
-    ("n/a", None), ("", None), (None, None),
+    ("n/a", None), ("", None), (None, None), ("9" * 400, None),
 ])
 def test_numbers_as_typed(typed, number):
     assert normalize.parse_number(typed) == number
@@ -213,3 +213,11 @@ def test_numbers_as_typed(typed, number):
 ])
 def test_free_and_disposable_mail_domains_are_mailbox_providers(domain: str | None, expected: bool) -> None:
     assert normalize.is_mailbox_provider(domain) is expected
+
+
+def test_a_name_longer_than_any_person_s_is_kept_as_typed_not_parsed() -> None:
+    long_full = "Ada " + "van der " * 20 + "Lovelace"
+    assert len(long_full) > normalize.MAX_PARSED_NAME_LENGTH
+    assert normalize.normalize_name(None, None, long_full) == normalize.NameResult(
+        "Ada", long_full.removeprefix("Ada "), None)
+    assert normalize.normalize_name("MR ADA", "X" * 200, None) == normalize.NameResult("MR ADA", "X" * 200, None)

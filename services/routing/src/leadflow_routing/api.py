@@ -4,7 +4,7 @@ teams, queues and versioned routing rules (with a dry run)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -644,8 +644,21 @@ async def _check_rules(session: AsyncSession, body: RuleSetCreate) -> None:
             if condition.op in ("in", "not_in", "between") and not isinstance(condition.value, list):
                 errors.append(FieldError(field=f"rules.{index}.conditions.{c_index}.value", code="type",
                                          message=f"'{condition.op}' needs a list"))
+    errors.extend(_pattern_errors(body.rules))
     if errors:
         raise invalid(errors, "The routing rules are invalid; see errors.")
+
+
+def _pattern_errors(rules: Sequence[RuleIn | domain.Rule]) -> list[FieldError]:
+    """Each `matches` condition whose pattern RE2 cannot run (saved, activated or dry-run, it is refused)."""
+    errors: list[FieldError] = []
+    for index, rule in enumerate(rules):
+        conditions: Sequence[ConditionIn | domain.Condition] = rule.conditions
+        for c_index, condition in enumerate(conditions):
+            if (reason := domain.condition_error(condition.op, condition.value)) is not None:
+                errors.append(FieldError(field=f"rules.{index}.conditions.{c_index}.value", code="pattern",
+                                         message=reason))
+    return errors
 
 
 @rules_router.post("", status_code=201, response_model=RuleSetPublic, dependencies=writable,
@@ -738,6 +751,9 @@ async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
             ruleset = handlers.ruleset_from_json(rs.version, rs.rules, rs.fallback_queue)
         else:
             ruleset = await handlers.active_ruleset(session)
+        # Rules saved before patterns were checked may hold one RE2 cannot run: say which, not 500.
+        if ruleset is not None and (errors := _pattern_errors(ruleset.rules)):
+            raise invalid(errors, f"The routing rules (version {ruleset.version}) are invalid; see errors.")
         conn = await driver_connection(session)
         decision = await handlers.decide(conn, payload, now, state.settings, ruleset, lock=False)
         # Nothing was written, but roll back anyway so a dry run can never change state.

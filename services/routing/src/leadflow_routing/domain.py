@@ -6,12 +6,13 @@ same lead give the same decision in a test as in production.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from leadflow_kit.patterns import pattern_error, pattern_found
 
 Strategy = Literal["round_robin", "weighted", "load_balanced"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -191,8 +192,18 @@ def condition_holds(condition: Condition, fields: Mapping[str, Any]) -> bool:
     if op == "ends_with":
         return text.endswith(wanted)
     if op == "matches":
-        return re.search(str(expected), str(actual), re.IGNORECASE) is not None
+        return pattern_found(str(expected), str(actual))
     raise ValueError(f"unknown operator {op!r}")
+
+
+def condition_error(op: str, value: Any) -> str | None:
+    """Why a condition's value cannot be used with its operator, or None."""
+    if op == "matches":
+        if not isinstance(value, str) or not value:
+            return "'matches' needs a pattern (a non-empty string)"
+        reason = pattern_error(value)
+        return f"'{value}' is not a pattern RE2 can run: {reason}" if reason else None
+    return None
 
 
 def rule_matches(rule: Rule, fields: Mapping[str, Any]) -> tuple[bool, list[dict[str, Any]]]:

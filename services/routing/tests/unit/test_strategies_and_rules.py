@@ -132,6 +132,17 @@ def test_conditions_on_any_lead_field(condition: Condition, expected: bool) -> N
     assert domain.condition_holds(condition, domain.lead_fields(data)) is expected
 
 
+def test_a_matches_condition_needs_a_pattern_re2_can_run() -> None:
+    assert domain.condition_error("matches", r"^(vp|director)\b") is None
+    assert domain.condition_error("eq", r"(a)\1") is None
+    for bad in (r"(a)\1", r"vp(?= sales)", "(", "", None, 42):
+        assert domain.condition_error("matches", bad) is not None
+
+
+def test_a_stored_pattern_re2_cannot_run_holds_for_no_lead_instead_of_failing_it() -> None:
+    assert domain.condition_holds(Condition("country", "matches", r"(U)\1"), FIELDS) is False
+
+
 def test_any_and_all_rules_and_first_match_wins_with_a_trace() -> None:
     fields = domain.lead_fields({"tier": "hot", "score": 90, "profile": {"country": "DE"}})
     ruleset = RuleSet(1, (

@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_kit.auth import require_scope
 from leadflow_kit.errors import FieldError
 from leadflow_scoring import dryrun, reads, versions
-from leadflow_scoring.model import InvalidModel, ScoringModelSpec, json_schema, parse_document, validate_model
+from leadflow_scoring.model import (
+    InvalidModel,
+    ScoringModelSpec,
+    json_schema,
+    parse_document,
+    semantic_errors,
+    validate_model,
+)
 from leadflow_scoring.schemas import (
     ActivationPublic,
     DryRunRequest,
@@ -232,7 +239,16 @@ async def dry_run_version(model_id: str, body: DryRunRequest, request: Request) 
         draft = await request.app.state.scoring.models.get(session, model_id)
     if draft is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'")
+    _check_saved(draft.spec)
     return await _dry_run(request, body, draft.spec, draft.id)
+
+
+def _check_saved(spec: ScoringModelSpec) -> None:
+    """A version saved before today's checks (a pattern RE2 cannot run, say) is a 422, not a 500 or a
+    model that fails every lead."""
+    errors = semantic_errors(spec)
+    if errors:
+        raise _invalid(InvalidModel(errors))
 
 
 @admin_router.post("/{model_id}/activate", response_model=ActivationPublic, dependencies=WRITE,
@@ -241,6 +257,9 @@ async def activate(model_id: str, request: Request) -> ActivationPublic:
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
+        saved = await state.scoring.models.get(session, model_id)
+        if saved is not None:
+            _check_saved(saved.spec)
         previous = await versions.active_version(session)
         try:
             await versions.activate(session, model_id, by=_principal_name(request), now=now)

@@ -8,14 +8,13 @@ A lead's score is the sum of its explanation lines:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from leadflow_contracts import ScoreLine
+from leadflow_kit.patterns import pattern_found
 from leadflow_scoring.model import (
     GRADES,
     BehaviorRule,
@@ -119,11 +118,6 @@ def _number(value: Any) -> float | None:
         return None
 
 
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
 def condition_holds(cond: Condition, facts: Mapping[str, Any]) -> bool:
     actual = facts.get(cond.field)
     present = actual is not None and actual != "" and actual is not False
@@ -158,7 +152,7 @@ def condition_holds(cond: Condition, facts: Mapping[str, Any]) -> bool:
         return text.startswith(str(cond.value).casefold())
     if op == "ends_with":
         return text.endswith(str(cond.value).casefold())
-    return _regex(str(cond.value)).search(str(actual)) is not None
+    return pattern_found(str(cond.value), str(actual))
 
 
 def rule_matches(all_: Sequence[Condition], any_: Sequence[Condition], facts: Mapping[str, Any]) -> bool:

@@ -8,7 +8,6 @@ duplicate rule ids, thresholds out of order) by :func:`validate_model`, which na
 from __future__ import annotations
 
 import json
-import re
 from importlib import resources
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from leadflow_contracts import LeadProfile
 from leadflow_contracts.activities import is_known_activity_type, unknown_activity_type_message
 from leadflow_kit.errors import FieldError
+from leadflow_kit.patterns import pattern_error
 
 FitGrade = Literal["A", "B", "C", "D"]
 Tier = Literal["hot", "warm", "cold"]
@@ -259,11 +259,8 @@ def _condition_errors(cond: Condition, where: str, rule_id: str, on_activity: bo
     elif cond.op in STRING_OPS:
         if not isinstance(value, str) or not value:
             bad("value", "string_expected", f"'{cond.op}' needs a non-empty string")
-        elif cond.op == "matches":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                bad("value", "bad_regex", f"'{value}' is not a valid regular expression: {exc}")
+        elif cond.op == "matches" and (reason := pattern_error(value)) is not None:
+            bad("value", "bad_regex", f"'{value}' is not a pattern RE2 can run: {reason}")
     elif cond.op in PRESENCE_OPS:
         if value is not None:
             bad("value", "no_value_expected", f"'{cond.op}' takes no value")
