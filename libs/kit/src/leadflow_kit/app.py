@@ -36,6 +36,9 @@ BackgroundTask = Callable[[FastAPI], Coroutine[Any, Any, None]]
 StartupHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
+# A partition held back this long by an outage makes the service unready; a deadlock retried at
+# once does not flap readiness.
+CONSUMER_STALL_UNREADY_SECONDS = 2.0
 
 
 def create_service_app(
@@ -126,14 +129,16 @@ def platform_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable",
+    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable, and the "
+                                   "consumer is not waiting out an outage",
                 responses={
                     200: {"content": {"application/json": {"example": {
                         "status": "ready", "checks": {"database": "ok", "kafka": "ok"}}}}},
                     503: {"description": "A critical dependency is unreachable",
                           "content": {"application/json": {"example": {
                               "status": "not_ready",
-                              "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok"}}}}},
+                              "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok",
+                                         "consumer": "retrying for 12s: ConnectionRefusedError"}}}}},
                 })
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
@@ -149,6 +154,15 @@ def platform_router() -> APIRouter:
             except Exception as exc:
                 checks[name] = f"unreachable: {type(exc).__name__}"
                 ready = ready and not critical
+        runner: ConsumerRunner | None = getattr(state, "runner", None)
+        if runner is not None:
+            checks["consumer"] = "ok"
+            stall = runner.oldest_stall()
+            waited = asyncio.get_running_loop().time() - stall.since if stall is not None else 0.0
+            if stall is not None and waited >= CONSUMER_STALL_UNREADY_SECONDS:
+                # Still waiting out an outage (the database may answer this probe yet not the handlers).
+                checks["consumer"] = f"retrying for {waited:.0f}s: {stall.error_type}"
+                ready = False
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
 
