@@ -30,7 +30,7 @@ from leadflow_contracts import Event, EventData, MalformedEvent, decode
 from leadflow_contracts.topics import dead_letter_topic
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database, driver_connection
-from leadflow_kit.failures import is_infrastructure_error
+from leadflow_kit.failures import is_outage
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import log_context
 from leadflow_kit.metrics import ServiceMetrics
@@ -38,9 +38,6 @@ from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-# How long the runner waits for the database to answer before it takes a failure for an outage.
-DATABASE_CHECK_SECONDS = 2.0
 
 
 class PermanentError(Exception):
@@ -345,7 +342,7 @@ class ConsumerRunner:
                     await self._dead_letter(record, exc, attempts=attempt)
                     return
                 except Exception as exc:
-                    if await self._is_outage(exc):
+                    if await is_outage(exc, self.db):
                         raise _Outage(exc) from exc
                     if attempt == attempts:
                         log.exception("giving up on %s after %d attempts", event.type, attempt)
@@ -362,17 +359,6 @@ class ConsumerRunner:
                     time.perf_counter() - started
                 )
                 return
-
-    async def _is_outage(self, error: BaseException) -> bool:
-        """An infrastructure error, or any error while the database does not answer: such a failure
-        says nothing about the event, and only an event's own failures may dead-letter it."""
-        if is_infrastructure_error(error):
-            return True
-        try:
-            await asyncio.wait_for(self.db.ping(), DATABASE_CHECK_SECONDS)
-        except Exception:
-            return True
-        return False
 
     async def _process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> bool:
         """Handle a partition's poll (or, with ``consumer_transaction_per_poll``, the whole poll) in a
@@ -401,7 +387,7 @@ class ConsumerRunner:
                         await self._by_topic[record.topic].handler(event, uow)
                         outcomes.append((record.topic, "processed"))
         except Exception as exc:
-            if await self._is_outage(exc):
+            if await is_outage(exc, self.db):
                 raise _Outage(exc) from exc
             topics = ", ".join(sorted({record.topic for record in records}))
             log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)

@@ -8,12 +8,18 @@ few times and then given up on (a consumer sends the event to its dead-letter to
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
 import asyncpg
 from aiokafka.errors import KafkaError
 from sqlalchemy import exc as sa_exc
+
+from leadflow_kit.db import Database
+
+# How long the database may take to answer before a failure is taken for an outage.
+DATABASE_CHECK_SECONDS = 2.0
 
 # PostgreSQL's SQLSTATE classes that say nothing about the statement: 08 connection exception,
 # 57 operator intervention (shutdown, "the database system is starting up", statement_timeout),
@@ -34,10 +40,22 @@ _SQLALCHEMY_OUTAGES: tuple[type[BaseException], ...] = (sa_exc.OperationalError,
 
 def is_infrastructure_error(error: BaseException) -> bool:
     """True when ``error``, or any error it was raised from or wraps, is an outage."""
-    return any(_is_outage(link) for link in _causes(error))
+    return any(_names_outage(link) for link in _causes(error))
 
 
-def _is_outage(error: BaseException) -> bool:
+async def is_outage(error: BaseException, db: Database) -> bool:
+    """An infrastructure error, or any error while the database does not answer (a connection cut
+    mid-statement can surface as a client-side error that names no outage)."""
+    if is_infrastructure_error(error):
+        return True
+    try:
+        await asyncio.wait_for(db.ping(), DATABASE_CHECK_SECONDS)
+    except Exception:
+        return True
+    return False
+
+
+def _names_outage(error: BaseException) -> bool:
     if isinstance(error, _POSTGRES_OUTAGES + _NETWORK_OUTAGES + _SQLALCHEMY_OUTAGES):
         return True
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
