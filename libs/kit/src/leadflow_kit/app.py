@@ -24,6 +24,7 @@ from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
 from leadflow_kit.errors import field_errors
+from leadflow_kit.failures import is_infrastructure_error, is_outage
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
@@ -39,6 +40,7 @@ CHECK_TIMEOUT_SECONDS = 2.0
 # A partition held back this long by an outage makes the service unready; a deadlock retried at
 # once does not flap readiness.
 CONSUMER_STALL_UNREADY_SECONDS = 2.0
+OUTAGE_RETRY_AFTER = "5"
 
 
 def create_service_app(
@@ -190,6 +192,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        db = getattr(request.app.state, "db", None)
+        if is_infrastructure_error(exc) or (db is not None and await is_outage(exc, db)):
+            # The database (or broker) is unreachable: nothing is wrong with the request, retry it.
+            log.warning("%s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+            return JSONResponse(
+                {"detail": "A dependency is unreachable; retry shortly.", "correlation_id": correlation_id_var.get()},
+                status_code=503, headers={"Retry-After": OUTAGE_RETRY_AFTER},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
             {"detail": "Internal error; it has been logged.", "correlation_id": correlation_id_var.get()},

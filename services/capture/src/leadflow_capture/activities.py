@@ -23,6 +23,7 @@ from leadflow_capture.schemas import (
 )
 from leadflow_contracts import LeadActivity
 from leadflow_kit.errors import FieldError, field_errors
+from leadflow_kit.failures import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ async def post_activities(request: Request) -> Response:
             ids = await handlers.record_activities(session, state.outbox, events)
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
-    except web.STORAGE_ERRORS:
-        log.warning("activities not stored: the database is unreachable", exc_info=True)
+    except Exception as exc:
+        if not await is_outage(exc, request.app.state.db):
+            raise
+        log.warning("activities not stored: the database is unreachable (%s: %s)", type(exc).__name__, exc)
         return web.storage_unavailable(False, cors)
     for event in events:
         runtime.metrics.activities.labels(event.activity_type if event.activity_type in KNOWN else "custom").inc()
