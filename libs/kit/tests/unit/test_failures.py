@@ -1,6 +1,7 @@
 """Which failures are an outage (retried while it lasts) and which are the event's own (dead-lettered)."""
 
 import socket
+from typing import cast
 
 import asyncpg
 import pytest
@@ -10,7 +11,8 @@ from sqlalchemy import exc as sa_exc
 
 from leadflow_contracts import MalformedEvent
 from leadflow_kit.consumer import PermanentError
-from leadflow_kit.failures import is_infrastructure_error
+from leadflow_kit.db import Database
+from leadflow_kit.failures import is_infrastructure_error, is_outage
 
 
 def raised_from(error: BaseException, cause: BaseException) -> BaseException:
@@ -85,3 +87,24 @@ def test_an_unreachable_or_contended_database_or_broker_is_an_outage(error: Base
 ], ids=lambda error: type(error).__name__)
 def test_an_events_own_failure_is_not_an_outage(error: BaseException) -> None:
     assert not is_infrastructure_error(error)
+
+
+class FakeDatabase:
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+
+    async def ping(self) -> None:
+        if not self.answers:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+
+@pytest.mark.parametrize(("error", "database_answers", "outage"), [
+    (asyncpg.exceptions.InternalClientError("cannot switch to state 15"), False, True),
+    (RuntimeError("this lead always fails"), True, False),
+    (RuntimeError("this lead always fails"), False, True),
+    (asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), True, True),
+], ids=["client-error-while-down", "own-error-while-up", "own-error-while-down", "deadlock-while-up"])
+async def test_any_error_while_the_database_does_not_answer_is_an_outage(
+    error: BaseException, database_answers: bool, outage: bool
+) -> None:
+    assert await is_outage(error, cast(Database, FakeDatabase(database_answers))) is outage
