@@ -40,6 +40,7 @@ KNOWN_METRICS = {
     "leadflow_outbox_oldest_age_seconds",
     "leadflow_consumer_lag",
     "leadflow_dead_lettered_total",
+    "leadflow_consumer_retries_total",
     "leadflow_submissions_total",
     "leadflow_enrichment_quality_score",
     "leadflow_enrichment_partial_total",

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from leadflow_contracts import Event, EventData, decode
+from leadflow_contracts.topics import LEAD_TOPICS, dead_letter_topic
 from leadflow_stack import testing
 from leadflow_stack.procs import free_port
 
@@ -89,3 +95,48 @@ async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.1) -
     return await testing.eventually(check, timeout, interval)
 
 
+
+
+async def events_on(pipeline: Pipeline, topic: str) -> list[Event[EventData]]:
+    """Every record on ``topic`` (without the prefix), decoded, read from the start by a fresh consumer group."""
+    consumer = AIOKafkaConsumer(
+        f"{pipeline.topic_prefix}{topic}", bootstrap_servers=pipeline.infra.bootstrap_servers,
+        group_id=f"e2e-audit-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    events: list[Event[EventData]] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000):
+            for records in batch.values():
+                events += [decode(record.value, list(record.headers)) for record in records]
+    finally:
+        await consumer.stop()
+    return events
+
+
+async def events_by_lead(pipeline: Pipeline, topic: str) -> Counter[str]:
+    """How many records ``topic`` holds for each lead."""
+    return Counter(event.subject for event in await events_on(pipeline, topic))
+
+
+async def dead_letter_counts(pipeline: Pipeline) -> dict[str, int]:
+    """How many records each of the pipeline's dead-letter topics holds."""
+    names = [f"{pipeline.topic_prefix}{dead_letter_topic(topic)}" for topic in LEAD_TOPICS]
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.infra.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic["topic"], p["partition"]) for topic in described for p in topic["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.infra.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+    finally:
+        await consumer.stop()
+    counts = dict.fromkeys(names, 0)
+    for tp in partitions:
+        counts[tp.topic] += ends[tp] - starts[tp]
+    return counts

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from e2e_support import Pipeline, eventually
+from e2e_support import Pipeline, events_by_lead, eventually
 
-from leadflow_contracts import decode
 from leadflow_contracts.topics import ROUTED
 
 pytestmark = pytest.mark.e2e
@@ -18,20 +15,7 @@ pytestmark = pytest.mark.e2e
 
 async def routed_events_by_lead(pipeline: Pipeline) -> Counter[str]:
     """Every lead.routed event on the topic, read from the start by a fresh consumer group."""
-    consumer = AIOKafkaConsumer(
-        f"{pipeline.topic_prefix}{ROUTED}", bootstrap_servers=pipeline.infra.bootstrap_servers,
-        group_id=f"e2e-audit-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False,
-    )
-    await consumer.start()
-    counts: Counter[str] = Counter()
-    try:
-        while batch := await consumer.getmany(timeout_ms=2000):
-            for records in batch.values():
-                for record in records:
-                    counts[decode(record.value, list(record.headers)).subject] += 1
-    finally:
-        await consumer.stop()
-    return counts
+    return await events_by_lead(pipeline, ROUTED)
 
 
 async def test_a_lead_captured_while_kafka_is_down_is_routed_once_it_is_back(pipeline: Pipeline) -> None:

@@ -25,6 +25,7 @@ from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
 from leadflow_kit.errors import field_errors
+from leadflow_kit.failures import is_infrastructure_error, is_outage
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
@@ -37,6 +38,10 @@ BackgroundTask = Callable[[FastAPI], Coroutine[Any, Any, None]]
 StartupHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
+# A partition held back this long by an outage makes the service unready; a deadlock retried at
+# once does not flap readiness.
+CONSUMER_STALL_UNREADY_SECONDS = 2.0
+OUTAGE_RETRY_AFTER = "5"
 
 
 def create_service_app(
@@ -130,14 +135,16 @@ def platform_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable",
+    @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable, and the "
+                                   "consumer is not waiting out an outage",
                 responses={
                     200: {"content": {"application/json": {"example": {
                         "status": "ready", "checks": {"database": "ok", "kafka": "ok"}}}}},
                     503: {"description": "A critical dependency is unreachable",
                           "content": {"application/json": {"example": {
                               "status": "not_ready",
-                              "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok"}}}}},
+                              "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok",
+                                         "consumer": "retrying for 12s: ConnectionRefusedError"}}}}},
                 })
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
@@ -153,6 +160,15 @@ def platform_router() -> APIRouter:
             except Exception as exc:
                 checks[name] = f"unreachable: {type(exc).__name__}"
                 ready = ready and not critical
+        runner: ConsumerRunner | None = getattr(state, "runner", None)
+        if runner is not None:
+            checks["consumer"] = "ok"
+            stall = runner.oldest_stall()
+            waited = asyncio.get_running_loop().time() - stall.since if stall is not None else 0.0
+            if stall is not None and waited >= CONSUMER_STALL_UNREADY_SECONDS:
+                # Still waiting out an outage (the database may answer this probe yet not the handlers).
+                checks["consumer"] = f"retrying for {waited:.0f}s: {stall.error_type}"
+                ready = False
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
 
@@ -180,6 +196,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        db = getattr(request.app.state, "db", None)
+        if is_infrastructure_error(exc) or (db is not None and await is_outage(exc, db)):
+            # The database (or broker) is unreachable: nothing is wrong with the request, retry it.
+            log.warning("%s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+            return JSONResponse(
+                {"detail": "A dependency is unreachable; retry shortly.", "correlation_id": correlation_id_var.get()},
+                status_code=503, headers={"Retry-After": OUTAGE_RETRY_AFTER},
+            )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
             {"detail": "Internal error; it has been logged.", "correlation_id": correlation_id_var.get()},

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, MalformedEvent, decode
 from leadflow_contracts.topics import dead_letter_topic
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database, driver_connection
+from leadflow_kit.failures import is_outage
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import log_context
 from leadflow_kit.metrics import ServiceMetrics
@@ -110,6 +111,26 @@ async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str
     return {row["event_id"] for row in rows}
 
 
+@dataclass
+class PartitionStall:
+    """A partition held back by an outage: paused, its position sought back to the record that
+    failed, which is retried at ``resume_at``. Nothing later in the partition overtakes it."""
+
+    offset: int
+    since: float  # loop time of the first failure at this offset
+    attempts: int
+    resume_at: float
+    error_type: str
+
+
+class _Outage(Exception):
+    """Raised inside the runner when a failure is an outage: the partition stalls, nothing is dead-lettered."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -132,10 +153,15 @@ class ConsumerRunner:
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._partition_slots = asyncio.Semaphore(max(settings.consumer_max_concurrent_partitions, 1))
+        self._stalls: dict[TopicPartition, PartitionStall] = {}
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def oldest_stall(self) -> PartitionStall | None:
+        """The partition waiting longest on an outage, if any (readiness reports it)."""
+        return min(self._stalls.values(), key=lambda stall: stall.since, default=None)
 
     async def run(self) -> None:
         if not self._by_topic:
@@ -170,6 +196,7 @@ class ConsumerRunner:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._kafka = None
+                self._stalls.clear()  # a new consumer starts from the committed offsets, nothing paused
                 self.assigned.clear()
                 try:
                     await asyncio.wait_for(kafka.stop(), timeout=10)
@@ -177,7 +204,11 @@ class ConsumerRunner:
                     log.warning("kafka consumer did not stop cleanly", exc_info=True)
 
     async def _poll(self, kafka: AIOKafkaConsumer) -> None:
+        # getmany is called every round even while every partition waits on an outage: aiokafka's
+        # heartbeat leaves the group once no getmany has run for max_poll_interval_ms (5 minutes), so
+        # an outage is waited out with partitions paused, never inside a handler call.
         while not self._stopping.is_set():
+            self._resume_due(kafka)
             batches = await kafka.getmany(timeout_ms=200)
             if kafka.assignment():
                 self.assigned.set()
@@ -185,28 +216,100 @@ class ConsumerRunner:
                 continue
             if self.settings.consumer_transaction_per_poll and len(batches) > 1:
                 every = [record for records in batches.values() for record in records]
-                if await self._process_batch(every):
-                    await self._commit(kafka, batches)
+                try:
+                    done = await self._process_batch(every)
+                except _Outage as outage:
+                    await self._settle(kafka, batches, dict.fromkeys(batches, (0, outage.error)))
+                    continue
+                if done:
+                    await self._settle(kafka, batches, {tp: (len(records), None) for tp, records in batches.items()})
                     continue
             # Partitions run side by side; within one partition records stay in order.
-            await asyncio.gather(*(self._bounded(records) for records in batches.values()))
-            # One offset commit for the whole poll: a commit is a broker round trip, and a poll
-            # under load spans every partition.
-            await self._commit(kafka, batches)
+            results = await asyncio.gather(*(self._bounded(records) for records in batches.values()))
+            await self._settle(kafka, batches, dict(zip(batches, results, strict=True)))
 
-    async def _bounded(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _bounded(self, records: list[ConsumerRecord[bytes, bytes]]) -> tuple[int, BaseException | None]:
         async with self._partition_slots:
-            await self._process_partition(records)
+            return await self._process_partition(records)
 
-    async def _process_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        if len(records) == 1 or not await self._process_batch(records):
-            for record in records:
+    async def _process_partition(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int, BaseException | None]:
+        """How many of the partition's records were dealt with (handled or dead-lettered), and the
+        outage that stopped the rest, if one did."""
+        if len(records) > 1:
+            try:
+                if await self._process_batch(records):
+                    return len(records), None
+            except _Outage as outage:
+                return 0, outage.error
+        for index, record in enumerate(records):
+            try:
                 await self._process(record)
+            except _Outage as outage:
+                return index, outage.error
+        return len(records), None
 
-    async def _commit(
-        self, kafka: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    async def _settle(
+        self,
+        kafka: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        results: dict[TopicPartition, tuple[int, BaseException | None]],
     ) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        """Commit what was dealt with; hold each partition an outage stopped at the record it stopped on."""
+        offsets = {}
+        for tp, (done, outage) in results.items():
+            records = batches[tp]
+            if done:
+                offsets[tp] = records[done - 1].offset + 1
+            if outage is not None:
+                self._hold(kafka, tp, records[done], outage)
+            else:
+                self._stalls.pop(tp, None)
+        # One offset commit for the whole poll: a commit is a broker round trip, and a poll under
+        # load spans every partition.
+        await self._commit(kafka, offsets)
+
+    def _hold(
+        self, kafka: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], outage: BaseException
+    ) -> None:
+        """Pause ``tp`` and seek it back to ``record``, to be fetched again after a capped, jittered,
+        exponential backoff."""
+        now = asyncio.get_running_loop().time()
+        previous = self._stalls.get(tp)
+        same = previous is not None and previous.offset == record.offset
+        attempts = previous.attempts + 1 if previous is not None and same else 1
+        since = previous.since if previous is not None and same else now
+        ceiling = min(self.settings.consumer_retry_backoff_seconds * 2 ** (attempts - 1),
+                      self.settings.consumer_retry_max_backoff_seconds)
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        try:
+            kafka.seek(tp, record.offset)
+            kafka.pause(tp)
+        except IllegalStateError:
+            # Revoked meanwhile: its new owner starts from the committed offset, before this record.
+            self._stalls.pop(tp, None)
+            return
+        self._stalls[tp] = PartitionStall(record.offset, since, attempts, now + delay, type(outage).__name__)
+        service = self.settings.service_name
+        self.metrics.consumer_retries.labels(service, record.topic, "infrastructure").inc()
+        self.metrics.events_consumed.labels(service, record.topic, "retried").inc()
+        log.warning("%s[%d] waits on an outage (%s: %s), attempt %d, %.0fs so far; retrying in %.2fs",
+                    record.topic, record.partition, type(outage).__name__, outage, attempts, now - since, delay)
+
+    def _resume_due(self, kafka: AIOKafkaConsumer) -> None:
+        now = asyncio.get_running_loop().time()
+        assigned = kafka.assignment()
+        paused = kafka.paused()
+        for tp, stall in list(self._stalls.items()):
+            if tp not in assigned:
+                del self._stalls[tp]
+            elif stall.resume_at <= now and tp in paused:
+                kafka.resume(tp)
+
+    async def _commit(self, kafka: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
         try:
             await kafka.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
@@ -220,6 +323,7 @@ class ConsumerRunner:
                 )
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Handle one record, dead-letter it, or raise ``_Outage`` (the record stays where it is)."""
         service = self.settings.service_name
         subscription = self._by_topic[record.topic]
         try:
@@ -238,10 +342,13 @@ class ConsumerRunner:
                     await self._dead_letter(record, exc, attempts=attempt)
                     return
                 except Exception as exc:
+                    if await is_outage(exc, self.db):
+                        raise _Outage(exc) from exc
                     if attempt == attempts:
                         log.exception("giving up on %s after %d attempts", event.type, attempt)
                         await self._dead_letter(record, exc, attempts=attempt)
                         return
+                    self.metrics.consumer_retries.labels(service, record.topic, "error").inc()
                     self.metrics.events_consumed.labels(service, record.topic, "retried").inc()
                     log.warning("handling %s failed (attempt %d): %s", event.type, attempt, exc)
                     delay = self.settings.consumer_retry_backoff_seconds * 2 ** (attempt - 1)
@@ -257,7 +364,8 @@ class ConsumerRunner:
         """Handle a partition's poll (or, with ``consumer_transaction_per_poll``, the whole poll) in a
         single transaction: under load, one commit (and one fsync) per batch instead of per event.
         False when anything in it fails; the caller then goes partition by partition and record by
-        record, with retries and dead letters, and the rollback leaves no trace."""
+        record, with retries and dead letters, and the rollback leaves no trace. An outage raises
+        ``_Outage``: going record by record would only fail again."""
         service = self.settings.service_name
         try:
             events = [decode(record.value, list(record.headers)) for record in records]
@@ -279,6 +387,8 @@ class ConsumerRunner:
                         await self._by_topic[record.topic].handler(event, uow)
                         outcomes.append((record.topic, "processed"))
         except Exception as exc:
+            if await is_outage(exc, self.db):
+                raise _Outage(exc) from exc
             topics = ", ".join(sorted({record.topic for record in records}))
             log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)
             return False

@@ -138,7 +138,13 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if adapted._transaction is None:
         # SQLAlchemy begins lazily at its first statement; begin now, as it would, so these
         # statements are inside the transaction rather than in autocommit.
-        await adapted._start_transaction()
+        try:
+            await adapted._start_transaction()
+        except Exception:
+            # A pooled connection the server closed (a restart) fails here, where SQLAlchemy does not
+            # see it: the pool would hand it out again and again. Drop it; the next checkout connects.
+            await connection.invalidate()
+            raise
     driver = adapted.driver_connection
     session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), driver)
     return driver

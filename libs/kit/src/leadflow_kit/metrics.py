@@ -43,6 +43,11 @@ class ServiceMetrics:
             "leadflow_consumer_lag", "Records behind the partition's high watermark",
             ["service", "topic", "partition"], registry=r,
         )
+        self.consumer_retries = Counter(
+            "leadflow_consumer_retries_total",
+            "Handler attempts retried, by reason: infrastructure (an outage: the partition waits) or error",
+            ["service", "topic", "reason"], registry=r,
+        )
         self.dead_lettered = Counter(
             "leadflow_dead_lettered_total", "Events sent to a dead-letter topic",
             ["service", "topic"], registry=r,

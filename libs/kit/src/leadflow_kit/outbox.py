@@ -11,16 +11,20 @@ import contextlib
 import json
 import logging
 import random
+import socket
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, deferred_rows, driver_connection, new_metadata
+from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.settings import ServiceSettings
@@ -33,6 +37,63 @@ processed_event_table = _platform.tables["processed_event"]
 
 RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service has its own database
 PROCESSED_EVENT_RETENTION = timedelta(days=7)
+
+# PostgreSQL ends a relay session that has been silent this long (idle_session_timeout,
+# idle_in_transaction_session_timeout) or whose statement runs this long (statement_timeout), and
+# with it the session's lock: a frozen leader loses leadership within this, a standby takes over
+# within STANDBY_RETRY_SECONDS more.
+LEADER_SILENCE_SECONDS = 5
+# A live leader is never that silent: each of its waits runs a statement this often.
+LEADER_HEARTBEAT_SECONDS = 1.5
+STANDBY_RETRY_SECONDS = 1.0
+LEADER_CONNECT_TIMEOUT_SECONDS = 10.0
+HOUSEKEEPING_TIMEOUT_SECONDS = 60.0
+# A vanished client host (no FIN, no RST) is noticed by both ends after about idle + interval x count.
+TCP_KEEPALIVE_IDLE_SECONDS = 5
+TCP_KEEPALIVE_INTERVAL_SECONDS = 2
+TCP_KEEPALIVE_COUNT = 3
+
+T = TypeVar("T")
+
+
+def relay_session_settings(service: str) -> dict[str, str]:
+    """Per-session GUCs of a relay connection (any role may set them)."""
+    silence_ms = str(LEADER_SILENCE_SECONDS * 1000)
+    return {
+        "application_name": f"{service}-outbox-relay",
+        "statement_timeout": silence_ms,
+        "idle_in_transaction_session_timeout": silence_ms,
+        "idle_session_timeout": silence_ms,
+        "tcp_keepalives_idle": str(TCP_KEEPALIVE_IDLE_SECONDS),
+        "tcp_keepalives_interval": str(TCP_KEEPALIVE_INTERVAL_SECONDS),
+        "tcp_keepalives_count": str(TCP_KEEPALIVE_COUNT),
+        # Data the server sent and nobody acknowledged: the session ends after this, too.
+        "tcp_user_timeout": str((TCP_KEEPALIVE_IDLE_SECONDS + TCP_KEEPALIVE_INTERVAL_SECONDS * TCP_KEEPALIVE_COUNT)
+                                * 1000),
+    }
+
+
+def keep_socket_alive(conn: asyncpg.Connection) -> None:
+    """The client's side of the keepalives: asyncpg opens its socket without them."""
+    transport = getattr(conn, "_transport", None)  # asyncpg has no public way to its socket
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (("TCP_KEEPIDLE", TCP_KEEPALIVE_IDLE_SECONDS), ("TCP_KEEPINTVL", TCP_KEEPALIVE_INTERVAL_SECONDS),
+               ("TCP_KEEPCNT", TCP_KEEPALIVE_COUNT))
+    for option, value in options:
+        if hasattr(socket, option):  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    """Close politely if the server answers soon, else just drop the socket (a half-open connection
+    would otherwise hold the close, and the lock, for good)."""
+    try:
+        await conn.close(timeout=2)
+    except Exception:
+        conn.terminate()
 
 
 _INSERT_ROW = "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)"
@@ -71,6 +132,15 @@ async def _write_rows(session: AsyncSession, rows: list[Any]) -> None:
 
 
 class OutboxRelay:
+    """Publishes the outbox while it holds the database's relay lock; stands by while another does.
+
+    The lock lives as long as the leader's session, so the session is made to end when the leader
+    stops working: PostgreSQL closes it after LEADER_SILENCE_SECONDS without a statement (a frozen
+    process, a hung loop) and probes its socket with TCP keepalives (a host or network gone), and
+    the leader bounds its own waits on a connection that stopped answering. A standby then takes the
+    lock within STANDBY_RETRY_SECONDS.
+    """
+
     def __init__(
         self,
         settings: ServiceSettings,
@@ -92,27 +162,50 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
+        backoff = 1.0
         while not self._stopping.is_set():
             try:
                 await self._lead_while_holding_lock()
+                backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("outbox relay lost its database connection; retrying", exc_info=True)
-                await self._sleep(1.0)
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    # The database is down or restarting: one line per try, no stack trace.
+                    log.warning("outbox relay cannot reach its database (%s: %s); retrying in %.0fs",
+                                type(exc).__name__, exc, backoff)
+                else:
+                    log.warning("outbox relay lost its database connection; retrying", exc_info=True)
+                if await self._sleep(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            asyncpg_dsn(self.db.url),
+            timeout=LEADER_CONNECT_TIMEOUT_SECONDS,
+            # The client's own bound on a statement, for a server that stopped answering at all.
+            command_timeout=LEADER_SILENCE_SECONDS + 2,
+            server_settings=relay_session_settings(self.settings.service_name),
+        )
+        keep_socket_alive(conn)
+        return conn
 
     async def _lead_while_holding_lock(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(self.db.url))
+        conn = await self._connect()
+        loop = asyncio.get_running_loop()
         try:
+            backlog_due = 0.0
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                 # Another replica relays this database; stand by in case it dies.
-                await self._refresh_backlog_metrics()
-                if await self._sleep(2.0):
+                if loop.time() >= backlog_due:
+                    await self._refresh_backlog_metrics()
+                    backlog_due = loop.time() + 5
+                if await self._sleep(STANDBY_RETRY_SECONDS):
                     return
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
             log.info("outbox relay is leading")
             housekeeping_due = backlog_due = 0.0
-            loop = asyncio.get_running_loop()
             while not self._stopping.is_set():
                 # Cleared before the round, not after it: a NOTIFY for a row its DELETE did not see
                 # then wakes the next round at once, and no empty round is needed to look for one.
@@ -121,17 +214,37 @@ class OutboxRelay:
                 # The backlog gauge is refreshed on a timer, not per publish: a COUNT(*) per lead is
                 # a visible share of the hot path's CPU.
                 if loop.time() >= backlog_due:
-                    await self._refresh_backlog_metrics()
+                    await self._while_leading(conn, self._refresh_backlog_metrics(), HOUSEKEEPING_TIMEOUT_SECONDS)
                     backlog_due = loop.time() + 5
                 if loop.time() >= housekeeping_due:
-                    await self._housekeeping()
+                    await self._while_leading(conn, self._housekeeping(), HOUSEKEEPING_TIMEOUT_SECONDS)
                     housekeeping_due = loop.time() + 30
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_interval_seconds)
+                    await self._while_leading(conn, self._wake.wait(), self.settings.outbox_poll_interval_seconds)
                 if conn.is_closed():
                     raise ConnectionError("listener connection closed")
         finally:
-            await conn.close()
+            await _close(conn)
+
+    async def _while_leading(self, conn: asyncpg.Connection, work: Awaitable[T], timeout: float) -> T:
+        """``work``'s result, waited for at most ``timeout`` seconds (then TimeoutError), with a
+        statement on the leader's connection every LEADER_HEARTBEAT_SECONDS meanwhile: the session
+        ends after LEADER_SILENCE_SECONDS of silence, which must only ever happen to a frozen leader."""
+        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"no answer within {timeout:.1f}s")
+                done, _ = await asyncio.wait({task}, timeout=min(remaining, LEADER_HEARTBEAT_SECONDS))
+                if done:
+                    return task.result()
+                if loop.time() < deadline:
+                    await conn.execute("SELECT 1")
+        finally:
+            task.cancel()
 
     async def _publish_pending(self, conn: asyncpg.Connection) -> None:
         """Publish everything pending, retrying with backoff while Kafka refuses."""
@@ -139,16 +252,15 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 sent = await self.publish_batch(conn)
-            except Exception as exc:
-                if conn.is_closed():
-                    raise  # the leader's own connection: lead again on a new one
+            except KafkaError as exc:
                 log.warning("outbox publish failed; rows stay pending: %s", exc)
                 await self._record_failure(str(exc))
                 await self.producers.reset()
-                if await self._sleep(backoff + random.uniform(0, backoff)):
-                    break
+                with contextlib.suppress(TimeoutError):
+                    await self._while_leading(conn, self._stopping.wait(), backoff + random.uniform(0, backoff))
                 backoff = min(backoff * 2, 5.0)
                 continue
+            # Anything else is the leader's own connection: lead again on a new one.
             if sent < self.settings.outbox_batch_size:
                 break
 
@@ -158,8 +270,10 @@ class OutboxRelay:
         The rows are deleted as they are claimed, in one statement: nothing reads a published row,
         and an update that a later cleanup deletes cost the database twice the writes. The delete
         stays invisible until the Kafka acks below, and is rolled back with the transaction if
-        they fail, so a row leaves the outbox only once Kafka has it.
+        they fail, so a row leaves the outbox only once Kafka has it. Kafka's failures raise
+        ``KafkaError``; the connection's raise its own.
         """
+        producer = await self.producers.get()
         async with conn.transaction():
             claimed = await conn.fetch(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
@@ -170,7 +284,6 @@ class OutboxRelay:
                 return 0
             # RETURNING promises no order, and a lead's events must leave in the order they were written.
             rows = sorted(claimed, key=lambda row: row["id"])
-            producer = await self.producers.get()
             deliveries = []
             for row in rows:
                 headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
@@ -178,10 +291,13 @@ class OutboxRelay:
                     await producer.send(row["topic"], value=row["body"].encode(), key=row["key"].encode(),
                                         headers=headers)
                 )
-            # The idempotent producer never expires a batch by itself, so bound the wait here.
-            await asyncio.wait_for(
-                asyncio.gather(*deliveries), timeout=self.settings.kafka_request_timeout_ms / 1000 + 5
-            )
+            # The idempotent producer never expires a batch by itself, so bound the wait here; the
+            # transaction stays open meanwhile, so the wait keeps the leader's session talking.
+            ack_timeout = self.settings.kafka_request_timeout_ms / 1000 + 5
+            try:
+                await self._while_leading(conn, asyncio.gather(*deliveries), ack_timeout)
+            except TimeoutError as exc:
+                raise KafkaTimeoutError(f"no acknowledgement from Kafka within {ack_timeout:.0f}s") from exc
         for row in rows:
             self.metrics.events_published.labels(self.settings.service_name, row["topic"]).inc()
         return len(rows)

@@ -45,8 +45,13 @@ class ServiceSettings(BaseSettings):
     # One transaction for every partition of a poll instead of one per partition: for a service
     # whose transactions serialize anyway (routing's advisory lock), so each wait carries more leads.
     consumer_transaction_per_poll: bool = False
+    # Attempts at an event whose handler fails while the database answers; then it is dead-lettered.
+    # An outage (database or broker unreachable, a deadlock, a timeout) never counts: the partition
+    # waits and retries with backoff, from consumer_retry_backoff_seconds doubling up to
+    # consumer_retry_max_backoff_seconds, for as long as the outage lasts.
     consumer_max_attempts: int = 4
     consumer_retry_backoff_seconds: float = 0.05
+    consumer_retry_max_backoff_seconds: float = 5.0
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 500
 

@@ -72,6 +72,7 @@ from leadflow_contracts import LeadDelivered, new_event
 from leadflow_kit.auth import require_scope
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn, driver_connection
+from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
 
@@ -450,8 +451,10 @@ class WebhookDispatcher:
                     sent = await self.dispatch_due()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.warning("webhook dispatch round failed; retrying", exc_info=True)
+                except Exception as exc:
+                    # An outage is one line a round; anything else deserves its stack trace.
+                    log.warning("webhook dispatch round failed (%s: %s); retrying", type(exc).__name__, exc,
+                                exc_info=not is_infrastructure_error(exc))
                     sent = 0
                     await self._sleep(1.0)
                 if sent >= self.settings.webhook_batch_size or self._wake.is_set():
@@ -459,7 +462,8 @@ class WebhookDispatcher:
                 idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), idle)
-                if listener is not None and listener.is_closed():
+                if listener is None or listener.is_closed():
+                    # Lost with a database restart: listen again, or wake-ups would wait for the poll.
                     listener = await self._listen()
         finally:
             if listener is not None:
@@ -471,8 +475,8 @@ class WebhookDispatcher:
             conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(self.db.url))
             await conn.add_listener(WEBHOOK_CHANNEL, lambda *_: self._wake.set())
             return conn
-        except Exception:
-            log.warning("webhook dispatcher cannot LISTEN; polling only", exc_info=True)
+        except Exception as exc:
+            log.warning("webhook dispatcher cannot LISTEN (%s: %s); polling until it can", type(exc).__name__, exc)
             return None
 
     async def _idle_wait(self) -> float:
@@ -561,10 +565,10 @@ class WebhookDispatcher:
 
     async def _record_all(self, attempts: Sequence[_Attempt]) -> None:
         """Record a batch's outcomes in one transaction (one commit for all), or one by one if that
-        fails, so one bad row cannot make the others be sent again."""
+        fails, so one bad row cannot make the others be sent again. While the database is
+        unreachable the outcomes wait for it: a delivery already made must not be made again."""
         try:
-            async with self.db.transaction() as session:
-                recorded = [await self._record(session, attempt) for attempt in attempts]
+            recorded = await self._record_through_outages(attempts)
         except Exception:
             if len(attempts) == 1:
                 # The lease expires and the row is sent again with the same webhook-id.
@@ -578,6 +582,20 @@ class WebhookDispatcher:
         for attempt, was_recorded in zip(attempts, recorded, strict=True):
             if was_recorded:
                 self._report(attempt)
+
+    async def _record_through_outages(self, attempts: Sequence[_Attempt]) -> list[bool]:
+        backoff = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    return [await self._record(session, attempt) for attempt in attempts]
+            except Exception as exc:
+                if not is_infrastructure_error(exc) or self._stopping.is_set():
+                    raise
+                log.warning("recording %d webhook outcomes waits on the database (%s: %s); retrying in %.1fs",
+                            len(attempts), type(exc).__name__, exc, backoff)
+                await self._sleep(backoff + random.uniform(0, backoff))
+                backoff = min(backoff * 2, 5.0)
 
     def _report(self, attempt: _Attempt) -> None:
         row, step, outcome = attempt.row, attempt.step, attempt.outcome

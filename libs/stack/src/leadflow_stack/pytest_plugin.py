@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,15 @@ class Infra:
         name = f"{_slug(prefix, '_')[:40]}_{uuid.uuid4().hex[:10]}"
         return await self.stack.postgres.create_database(name)
 
+    async def stop_postgres(self) -> None:
+        """Stop PostgreSQL (``pg_ctl stop -m fast``: every session is cut off, as in a restart or a
+        failover); data and port are kept for :meth:`start_postgres`."""
+        await asyncio.to_thread(self.stack.postgres.stop)
+
+    async def start_postgres(self) -> None:
+        """Start PostgreSQL again on the same port and data; returns once it takes connections."""
+        await self.stack.postgres.start()
+
     @staticmethod
     def asyncpg_dsn(url: str) -> str:
         """The same database as a plain ``postgresql://`` DSN for ``asyncpg.connect``."""
@@ -215,6 +225,20 @@ class Infra:
     async def kill_service(self, name: str) -> None:
         """SIGKILL, as a crash would."""
         await asyncio.to_thread(self.stack.services.kill, name)
+
+    def freeze_service(self, name: str) -> None:
+        """SIGSTOP: the process runs nothing, yet its sockets stay open, as in a hung process."""
+        self._signal_service(name, signal.SIGSTOP)
+
+    def thaw_service(self, name: str) -> None:
+        """SIGCONT after :meth:`freeze_service`."""
+        self._signal_service(name, signal.SIGCONT)
+
+    def _signal_service(self, name: str, signum: signal.Signals) -> None:
+        record = self.stack.services.running(name)
+        if record is None:
+            raise StackError(f"service {name} is not running")
+        os.kill(record.pid, signum)
 
     async def restart_service(self, name: str, timeout: float = 60.0) -> None:
         """Start a stopped or killed service again with its previous port, database and env."""

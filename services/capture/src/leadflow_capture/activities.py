@@ -25,6 +25,7 @@ from leadflow_contracts import LeadActivity
 from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
 from leadflow_kit.auth import authorize, presented_key
 from leadflow_kit.errors import FieldError, field_errors
+from leadflow_kit.failures import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,10 @@ async def post_activities(request: Request) -> Response:
             ids = await handlers.record_activities(session, state.outbox, events)
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
-    except web.STORAGE_ERRORS:
-        log.warning("activities not stored: the database is unreachable", exc_info=True)
+    except Exception as exc:
+        if not await is_outage(exc, request.app.state.db):
+            raise
+        log.warning("activities not stored: the database is unreachable (%s: %s)", type(exc).__name__, exc)
         return web.storage_unavailable(False, cors)
     for event in events:
         known = event.activity_type in ACTIVITY_TYPES

@@ -17,6 +17,7 @@ from leadflow_capture import bodies, domain, handlers, web
 from leadflow_capture.runtime import page_load_throttled, runtime_of
 from leadflow_capture.schemas import ErrorBody, SubmissionAccepted
 from leadflow_kit.errors import FieldError
+from leadflow_kit.failures import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,12 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def submit(form_key: str, request: Request) -> Response:
     try:
         return await _submit(form_key, request)
-    except web.STORAGE_ERRORS:
-        log.warning("submission to form %s not stored: the database is unreachable", form_key, exc_info=True)
+    except Exception as exc:
+        # The database being unreachable is the one failure a client should simply retry.
+        if not await is_outage(exc, request.app.state.db):
+            raise
+        log.warning("submission to form %s not stored: the database is unreachable (%s: %s)", form_key,
+                    type(exc).__name__, exc)
         media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
         wants_html = web.wants_html(request, media_type)
         origin = request.headers.get("origin")

@@ -6,10 +6,8 @@ import html
 import ipaddress
 from collections.abc import Iterable
 
-import asyncpg
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from leadflow_capture import bodies, domain
 from leadflow_kit.errors import FieldError
@@ -17,12 +15,6 @@ from leadflow_kit.errors import FieldError
 ALLOWED_REQUEST_HEADERS = "Content-Type, Accept, Idempotency-Key, X-Correlation-Id, X-Requested-With"
 EXPOSED_HEADERS = "Retry-After, X-Correlation-Id, Idempotency-Replayed, Location"
 PREFLIGHT_MAX_AGE = "600"
-
-
-# The database being unreachable is the one failure a client should simply retry.
-# asyncpg's own errors too: the hot paths run plain SQL on the driver connection.
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError,
-                                                   asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 STORAGE_RETRY_AFTER = "5"
 
 

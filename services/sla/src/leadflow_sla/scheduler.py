@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_contracts import Event, LeadSla, new_event
 from leadflow_kit.clock import Clock
 from leadflow_kit.db import Database, after_commit, driver_connection
+from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_sla import domain
 from leadflow_sla.metrics import SlaMetrics
@@ -81,8 +82,9 @@ class SlaScheduler:
                 await self.fire_due()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("SLA scheduler tick failed; retrying next tick", exc_info=True)
+            except Exception as exc:
+                log.warning("SLA scheduler tick failed (%s: %s); retrying next tick", type(exc).__name__, exc,
+                            exc_info=not is_infrastructure_error(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval_seconds)
 
