@@ -63,7 +63,8 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     summary="Record behavioral events by lead id, email or anonymous visitor id",
     description="Types: page_view, content_download, webinar_registered, webinar_attended, pricing_page_view, "
     "email_click, demo_requested, or custom. Each becomes a `lead.activity.v1` event keyed by the lead id, "
-    "else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100.",
+    "else the visitor id, else an opaque id derived from the email (never the email itself). "
+    "Send `{\"activities\": [...]}` for a batch of up to 100.",
 )
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
@@ -116,7 +117,8 @@ async def post_activities(request: Request) -> Response:
     ]
     try:
         async with state.db.transaction() as session:
-            ids = await handlers.record_activities(session, state.outbox, events)
+            ids = await handlers.record_activities(session, state.outbox, events,
+                                                  runtime.settings.person_key_secret.get_secret_value().encode())
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
     except web.STORAGE_ERRORS:

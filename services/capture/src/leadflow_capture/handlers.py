@@ -353,12 +353,14 @@ ON CONFLICT DO NOTHING
 RETURNING id"""
 
 
-def activity_key(data: LeadActivity) -> str:
-    """Kafka key of an activity: the lead when known, else the visitor, else the email."""
-    return data.lead_id or data.visitor_id or (data.email or "").lower()
+def activity_key(data: LeadActivity, person_secret: bytes) -> str:
+    """Kafka key of an activity: the lead when known, else the visitor, else an opaque id of the email."""
+    return data.lead_id or data.visitor_id or domain.person_key(data.email or "", person_secret)
 
 
-async def record_activities(session: AsyncSession, outbox: Outbox, activities: list[LeadActivity]) -> list[str]:
+async def record_activities(
+    session: AsyncSession, outbox: Outbox, activities: list[LeadActivity], person_secret: bytes
+) -> list[str]:
     """Store each activity and its ``lead.activity`` event; a retried activity id is recorded once."""
     for index, data in enumerate(activities):
         if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
@@ -382,7 +384,7 @@ async def record_activities(session: AsyncSession, outbox: Outbox, activities: l
             inserted.discard(data.activity_id)  # an id repeated in the batch was stored once, by its first
             await outbox.add(
                 session,
-                new_event(data, source="capture", subject=activity_key(data), time=data.occurred_at,
+                new_event(data, source="capture", subject=activity_key(data, person_secret), time=data.occurred_at,
                           event_id=data.activity_id),
             )
     return [a.activity_id for a in activities]
