@@ -10,20 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_capture import domain
 from leadflow_capture.tables import form as form_table
-from leadflow_capture.tables import idempotency_key as idempotency_table
 from leadflow_contracts import LeadActivity, new_event
 from leadflow_contracts.envelope import MAX_EVENT_BYTES
 from leadflow_kit.db import driver_connection
 from leadflow_kit.errors import FieldError
 from leadflow_kit.outbox import Outbox
-
-IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 class UnknownForm(LookupError):
@@ -332,13 +329,6 @@ async def store_idempotent_response(session: AsyncSession, scope: str, key: str,
         "UPDATE idempotency_key SET status_code = $3, headers = $4::jsonb, body = $5 WHERE scope = $1 AND key = $2",
         scope, key, response.status_code, json.dumps(response.headers), response.body,
     )
-
-
-async def forget_old_idempotency_keys(session: AsyncSession, now: datetime) -> int:
-    result = await session.execute(
-        delete(idempotency_table).where(idempotency_table.c.created_at < now - IDEMPOTENCY_RETENTION)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- activities ---------------------------------------------------------------------------------

@@ -42,6 +42,9 @@ class Settings(ServiceSettings):
     # How the embed script addresses capture; defaults to the URL the script was fetched from.
     public_base_url: str | None = None
 
+    # An Idempotency-Key answers a retried post for this long, then is forgotten.
+    idempotency_key_retention_hours: float = Field(default=24.0, gt=0)
+
     # Keys the opaque id that stands for a person known only by email (an activity's Kafka key and
     # subject). Changing it gives such a person a new id: their next events land on another partition.
     person_key_secret: SecretStr = SecretStr(DEVELOPMENT_PERSON_KEY_SECRET)

@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
+from leadflow_kit.retention import webhook_rules
 from leadflow_kit.webhooks import run_webhook_dispatcher, webhook_admin_router
 from leadflow_routing.api import admin_router, leads_router, rules_router
 from leadflow_routing.consumer import RoutingContext, build_consumer
@@ -27,6 +28,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         consumer=build_consumer(context),
         clock=clock,
         background=[run_webhook_dispatcher],
+        retention=webhook_rules(settings),
     )
     context.metrics = RoutingMetrics(app.state.metrics.registry)
     app.state.routing = context

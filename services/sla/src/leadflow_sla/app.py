@@ -7,12 +7,14 @@ from fastapi import FastAPI
 
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
+from leadflow_kit.retention import webhook_rules
 from leadflow_kit.webhooks import run_webhook_dispatcher, webhook_admin_router
 from leadflow_sla.admin import router as admin_router
 from leadflow_sla.api import reports_router, router
 from leadflow_sla.consumer import build_consumer
 from leadflow_sla.metrics import SlaMetrics
 from leadflow_sla.notify import enqueue_sla_notification
+from leadflow_sla.retention import closed_lead_rules
 from leadflow_sla.scheduler import SlaScheduler
 from leadflow_sla.settings import Settings
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         clock=clock,
         on_startup=[start_scheduler],
         background=[run_scheduler, refresh_open_clocks, run_webhook_dispatcher],
+        retention=[*webhook_rules(settings), *closed_lead_rules(settings)],
     )
     app.state.sla_metrics = SlaMetrics(app.state.metrics.registry)
     holder.append(app.state.sla_metrics)
