@@ -32,7 +32,8 @@ class Event(BaseModel, Generic[D]):
     source: str
     time: datetime
     subject: str = Field(description="The lead id (an activity without one: the visitor id, else an opaque "
-                                     "person id derived from the email; never personal data)")
+                                     "person id derived from the email; a privacy request: its id); never "
+                                     "personal data")
     correlation_id: str
     lead_captured_at: datetime | None = None
     data: D

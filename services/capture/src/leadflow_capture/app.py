@@ -7,12 +7,14 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from leadflow_capture import activities, admin, api
+from leadflow_capture import activities, admin, api, privacy, privacy_api
+from leadflow_capture.consumer import build_consumer
 from leadflow_capture.runtime import CaptureRuntime
 from leadflow_capture.schemas import ActivityBatch, ActivityIn
 from leadflow_capture.settings import Settings
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
+from leadflow_kit.privacy import privacy_router
 from leadflow_kit.retention import RetentionRule
 
 
@@ -22,7 +24,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         title="LeadFlow capture",
         description="Takes form fills and behavioral events in, stores them durably, publishes lead.captured "
         "and lead.activity. Form submissions and activities are public; `/v1/admin/*` needs an API key.",
-        routers=[api.router, admin.router, activities.router],
+        routers=[api.router, admin.router, activities.router, privacy_api.router,
+                 privacy_router(privacy.PERSONAL_DATA)],
+        consumer=build_consumer(),
         clock=clock,
         # Capture keeps accepting leads while Kafka is down: the outbox holds them.
         broker_needed_for_readiness=False,

@@ -42,6 +42,12 @@ class Settings(ServiceSettings):
     # How the embed script addresses capture; defaults to the URL the script was fetched from.
     public_base_url: str | None = None
 
+    # The other services' base URLs, for a data-subject export that gathers what each one holds.
+    privacy_export_urls: dict[str, str] = Field(default_factory=lambda: {
+        "enrichment": "http://127.0.0.1:8002", "scoring": "http://127.0.0.1:8003",
+        "routing": "http://127.0.0.1:8004", "sla": "http://127.0.0.1:8005",
+    })
+
     # An Idempotency-Key answers a retried post for this long, then is forgotten.
     idempotency_key_retention_hours: float = Field(default=24.0, gt=0)
 
