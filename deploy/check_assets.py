@@ -413,7 +413,7 @@ def check_topics() -> str:
     """The topic lists in the compose script and the k8s Job match leadflow_contracts.topics."""
     from leadflow_contracts import topics
 
-    expected = list(topics.LEAD_TOPICS)
+    expected = list(topics.EVENT_TOPICS)
     script = (DEPLOY / "kafka-topics" / "create-topics.sh").read_text(encoding="utf-8")
     match = re.search(r'^TOPICS="([^"]+)"', script, re.MULTILINE)
     problems = []

@@ -9,7 +9,7 @@ PARTITIONS="${TOPIC_PARTITIONS:-6}"
 REPLICATION="${TOPIC_REPLICATION_FACTOR:-1}"
 PREFIX="${TOPIC_PREFIX:-}"
 KAFKA_TOPICS="${KAFKA_TOPICS_CMD:-/opt/kafka/bin/kafka-topics.sh}"
-TOPICS="leads.captured leads.enriched leads.scored leads.routed leads.activity leads.touched leads.sla leads.delivered"
+TOPICS="leads.captured leads.enriched leads.scored leads.routed leads.activity leads.touched leads.sla leads.delivered privacy.requests"
 
 for attempt in $(seq 1 60); do
   if "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>&1; then break; fi

@@ -27,6 +27,8 @@ from leadflow_contracts.events import (
     LeadScored,
     LeadSla,
     LeadTouched,
+    PrivacyErasureCompleted,
+    PrivacyErasureRequested,
     RoutedOwner,
     ScoreLine,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "LeadSla",
     "LeadTouched",
     "MalformedEvent",
+    "PrivacyErasureCompleted",
+    "PrivacyErasureRequested",
     "RoutedOwner",
     "ScoreLine",
     "decode",

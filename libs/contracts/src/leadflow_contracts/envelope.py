@@ -31,7 +31,9 @@ class Event(BaseModel, Generic[D]):
     type: str
     source: str
     time: datetime
-    subject: str = Field(description="The lead id (or the visitor id of an anonymous activity)")
+    subject: str = Field(description="The lead id (an activity without one: the visitor id, else an opaque "
+                                     "person id derived from the email; a privacy request: its id); never "
+                                     "personal data")
     correlation_id: str
     lead_captured_at: datetime | None = None
     data: D

@@ -272,6 +272,28 @@ class LeadDelivered(EventData):
     at: datetime
 
 
+class PrivacyErasureRequested(EventData):
+    """Erase a person everywhere (GDPR art. 17); every service erases its rows and answers with a completion."""
+
+    EVENT_TYPE: ClassVar[str] = "privacy.erasure_requested.v1"
+
+    erasure_id: str
+    email: str | None = Field(default=None, description="Normalized; services find the person's rows by it")
+    lead_ids: list[str] = Field(default_factory=list, description="Every lead id capture gave the person's fills")
+    requested_at: datetime
+
+
+class PrivacyErasureCompleted(EventData):
+    """One service erased what it held about the person of an erasure request."""
+
+    EVENT_TYPE: ClassVar[str] = "privacy.erasure_completed.v1"
+
+    erasure_id: str
+    service: str
+    rows_erased: int
+    completed_at: datetime
+
+
 EVENT_MODELS: dict[str, type[EventData]] = {
     "lead.captured.v1": LeadCaptured,
     "lead.enriched.v1": LeadEnriched,
@@ -281,6 +303,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "lead.touched.v1": LeadTouched,
     "lead.sla.v1": LeadSla,
     "lead.delivered.v1": LeadDelivered,
+    "privacy.erasure_requested.v1": PrivacyErasureRequested,
+    "privacy.erasure_completed.v1": PrivacyErasureCompleted,
 }
 
 TOPIC_OF: dict[str, str] = {
@@ -292,6 +316,8 @@ TOPIC_OF: dict[str, str] = {
     "lead.touched.v1": topics.TOUCHED,
     "lead.sla.v1": topics.SLA,
     "lead.delivered.v1": topics.DELIVERED,
+    "privacy.erasure_requested.v1": topics.PRIVACY,
+    "privacy.erasure_completed.v1": topics.PRIVACY,
 }
 
 

@@ -1,4 +1,4 @@
-"""Kafka topic names. Every event is keyed by lead id, so one lead's events stay ordered."""
+"""Kafka topic names. Every lead event is keyed by lead id, so one lead's events stay ordered."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ SLA = "leads.sla"
 DELIVERED = "leads.delivered"
 
 LEAD_TOPICS: tuple[str, ...] = (CAPTURED, ENRICHED, SCORED, ROUTED, ACTIVITY, TOUCHED, SLA, DELIVERED)
+# Data-subject requests (erasure), keyed by the request id.
+PRIVACY = "privacy.requests"
+EVENT_TOPICS: tuple[str, ...] = (*LEAD_TOPICS, PRIVACY)
 DLQ_SUFFIX = ".dlq"
 
 
@@ -21,5 +24,5 @@ def dead_letter_topic(topic: str) -> str:
 
 def all_topics(prefix: str = "") -> list[str]:
     """Every topic the pipeline needs, dead-letter topics included, with an optional test prefix."""
-    names = [*LEAD_TOPICS, *(dead_letter_topic(t) for t in LEAD_TOPICS)]
+    names = [*EVENT_TOPICS, *(dead_letter_topic(t) for t in EVENT_TOPICS)]
     return [f"{prefix}{name}" for name in names]

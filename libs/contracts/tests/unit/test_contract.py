@@ -70,7 +70,8 @@ def test_newer_producers_may_add_fields() -> None:
 def test_every_topic_has_a_dead_letter_topic() -> None:
     names = all_topics("t1.")
     assert "t1.leads.captured" in names and "t1.leads.captured.dlq" in names
-    assert len(names) == 16
+    assert "t1.privacy.requests" in names and "t1.privacy.requests.dlq" in names
+    assert len(names) == 18
 
 
 def test_committed_json_schemas_match_the_models() -> None:

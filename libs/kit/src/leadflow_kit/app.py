@@ -30,6 +30,7 @@ from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
+from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,12 @@ def create_service_app(
     background: Sequence[BackgroundTask] = (),
     on_startup: Sequence[StartupHook] = (),
     broker_needed_for_readiness: bool = True,
+    retention: Sequence[RetentionRule] = (),
     version: str = "0.1.0",
 ) -> FastAPI:
     """Build a service's app. Nothing connects until the lifespan starts.
+
+    ``retention``: the service's own rules; the sweeper also applies the inbox's (``inbox_rule``).
 
     ``app.state`` then holds: settings, db, outbox, producers, metrics, clock, http, relay, runner.
     """
@@ -83,6 +87,10 @@ def create_service_app(
         if state.runner is not None:
             tasks.append(asyncio.create_task(state.runner.run(), name="event-consumer"))
         tasks += [asyncio.create_task(task(app), name=getattr(task, "__name__", "task")) for task in background]
+        tasks.append(asyncio.create_task(
+            run_sweeper(settings, state.db, state.clock, state.metrics, [inbox_rule(settings), *retention]),
+            name="retention-sweeper",
+        ))
         for task in tasks:
             task.add_done_callback(_log_crash)
         log.info("%s started on %s:%s", settings.service_name, settings.host, settings.port)

@@ -32,7 +32,7 @@ from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database, driver_connection
 from leadflow_kit.failures import is_outage
 from leadflow_kit.kafka import ProducerHolder
-from leadflow_kit.logging import log_context
+from leadflow_kit.logging import log_context, redact_text
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
@@ -428,7 +428,7 @@ class ConsumerRunner:
         headers = [
             *record.headers,
             ("dlq_error_type", type(error).__name__.encode()),
-            ("dlq_error_message", str(error)[:2000].encode()),
+            ("dlq_error_message", redact_text(str(error))[:2000].encode()),
             ("dlq_original_topic", record.topic.encode()),
             ("dlq_original_partition", str(record.partition).encode()),
             ("dlq_original_offset", str(record.offset).encode()),

@@ -52,3 +52,7 @@ class ServiceMetrics:
             "leadflow_dead_lettered_total", "Events sent to a dead-letter topic",
             ["service", "topic"], registry=r,
         )
+        self.retention_deleted = Counter(
+            "leadflow_retention_deleted_rows_total", "Rows the retention sweeper deleted, by rule",
+            ["service", "rule"], registry=r,
+        )

@@ -13,7 +13,6 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable
-from datetime import timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -36,7 +35,6 @@ outbox_table = _platform.tables["outbox"]
 processed_event_table = _platform.tables["processed_event"]
 
 RELAY_LOCK_KEY = 0x1EADF10  # one advisory-lock key per database; every service has its own database
-PROCESSED_EVENT_RETENTION = timedelta(days=7)
 
 # PostgreSQL ends a relay session that has been silent this long (idle_session_timeout,
 # idle_in_transaction_session_timeout) or whose statement runs this long (statement_timeout), and
@@ -340,15 +338,10 @@ class OutboxRelay:
         self.metrics.outbox_oldest_age.labels(service).set(max(age, 0.0))
 
     async def _housekeeping(self) -> None:
-        now = self.clock.now()
         async with self.db.transaction() as session:
-            # The relay deletes what it publishes; rows an older relay marked published go here.
+            # The relay deletes what it publishes; rows an older relay marked published go here. The
+            # inbox has its own retention (leadflow_kit.retention).
             await session.execute(delete(outbox_table).where(outbox_table.c.published_at.is_not(None)))
-            await session.execute(
-                delete(processed_event_table).where(
-                    processed_event_table.c.processed_at < now - PROCESSED_EVENT_RETENTION
-                )
-            )
         await self._refresh_backlog_metrics()
 
     async def _sleep(self, seconds: float) -> bool:

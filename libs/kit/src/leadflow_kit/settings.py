@@ -60,6 +60,24 @@ class ServiceSettings(BaseSettings):
     # Host is a 400. ["*"] serves every Host.
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
+    # Retention (docs/runbook.md, "Retention"): a sweeper deletes expired rows in batches.
+    retention_sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    retention_batch_size: int = Field(default=1000, gt=0)
+    # The longest an event can come back after it was handled: a dead letter replayed just before the
+    # DLQ topic drops it (Kafka's default retention), or a consumer group reset to the oldest record.
+    dlq_replay_window_days: float = Field(default=7.0, gt=0)
+    # The inbox remembers handled events for longer than that, so a replay is never handled twice.
+    inbox_retention_days: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _inbox_outlives_the_replay_window(self) -> ServiceSettings:
+        if self.inbox_retention_days <= self.dlq_replay_window_days:
+            raise ValueError(
+                f"inbox_retention_days ({self.inbox_retention_days}) must exceed dlq_replay_window_days "
+                f"({self.dlq_replay_window_days}): a replayed event would otherwise be handled twice"
+            )
+        return self
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "production":

@@ -105,6 +105,9 @@ class WebhookSettings(ServiceSettings):
     # Each final outcome (delivered/dead) becomes lead.delivered.v1; a service whose webhooks are
     # not lead hand-offs (sla's notifications) may turn that off.
     webhook_emit_delivered_events: bool = True
+    # Retention (leadflow_kit.retention.webhook_rules): the attempt log, and deliveries once delivered.
+    webhook_attempt_retention_days: float = Field(default=30.0, gt=0)
+    webhook_delivered_retention_days: float = Field(default=30.0, gt=0)
 
     def webhook_retry_schedule(self) -> list[float]:
         """Delays before retry 1, 2, ...; after the last one fails the delivery is dead."""

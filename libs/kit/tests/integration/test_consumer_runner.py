@@ -51,7 +51,7 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
     @consumer.subscribe(CAPTURED, prepare=prepare)
     async def record_effect(event: Event[Any], uow: UnitOfWork) -> None:
         if event.data.lead_id.startswith("poison"):
-            raise RuntimeError("this lead always fails")
+            raise RuntimeError(f"this lead always fails for {event.data.contact.email}")
         # Leads named for the prepare step record what it found instead of their event id.
         recorded = uow.prepared.get(event.id, "nothing") if "prepar" in event.data.lead_id else event.id
         await uow.session.execute(
@@ -109,7 +109,7 @@ async def test_a_failing_event_is_dead_lettered_and_the_consumer_moves_on(harnes
     headers = {k: v.decode() for k, v in record.headers}
     assert headers["ce_id"] == poison.id
     assert headers["dlq_error_type"] == "RuntimeError"
-    assert headers["dlq_error_message"] == "this lead always fails"
+    assert headers["dlq_error_message"] == "this lead always fails for [email]"  # no personal data
     assert headers["dlq_attempts"] == "3"
     assert headers["dlq_original_topic"] == settings.topic(CAPTURED)
     assert all(lead != "poison-1" for lead, _ in await effects(db))

@@ -24,6 +24,16 @@ def test_production_refuses_a_bootstrap_key_shorter_than_32_characters() -> None
     assert ServiceSettings(environment="test", admin_api_key="x" * 20).admin_api_key is not None
 
 
+def test_the_inbox_must_outlive_the_dlq_replay_window() -> None:
+    # A replayed dead letter reaches every consumer again; one that forgot the event would handle it twice.
+    with pytest.raises(ValidationError, match="handled twice"):
+        ServiceSettings(inbox_retention_days=7, dlq_replay_window_days=7)
+    with pytest.raises(ValidationError, match="handled twice"):
+        ServiceSettings(dlq_replay_window_days=45)
+    assert ServiceSettings().inbox_retention_days > ServiceSettings().dlq_replay_window_days
+    ServiceSettings(inbox_retention_days=60, dlq_replay_window_days=45)
+
+
 def test_topic_prefix_applies_to_topics_and_consumer_group() -> None:
     settings = ServiceSettings(service_name="scoring", topic_prefix="t7.")
     assert settings.topic("leads.enriched") == "t7.leads.enriched"

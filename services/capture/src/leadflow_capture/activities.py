@@ -68,7 +68,8 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     summary="Record behavioral events by anonymous visitor id (public) or by lead id or email (API key)",
     description="Types: " + ", ".join(t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES)
     + ", or custom.<name>; any other type is refused (422). Each becomes a `lead.activity.v1` event keyed "
-    "by the lead id, else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100. "
+    "by the lead id, else the visitor id, else an opaque id derived from the email (never the email itself). "
+    "Send `{\"activities\": [...]}` for a batch of up to 100. "
     "Browsers send only the `visitor_id` the embed script set; an activity naming a `lead_id` or an "
     "`email` needs an API key with `activities:write` (server to server). Each lead, email and visitor "
     "id has its own rate limit.",
@@ -111,8 +112,11 @@ async def post_activities(request: Request) -> Response:
     items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
     try:
         refused = await _refuse_unkeyed(request, items, cors)
-    except web.STORAGE_ERRORS:
-        log.warning("activities not stored: the database is unreachable", exc_info=True)
+    except Exception as exc:
+        # A key is looked up in the database: an outage is a 503, never a 500.
+        if not await is_outage(exc, request.app.state.db):
+            raise
+        log.warning("activities refused: the database is unreachable (%s: %s)", type(exc).__name__, exc)
         return web.storage_unavailable(False, cors)
     if refused is not None:
         return refused
@@ -138,7 +142,8 @@ async def post_activities(request: Request) -> Response:
     ]
     try:
         async with state.db.transaction() as session:
-            ids = await handlers.record_activities(session, state.outbox, events)
+            ids = await handlers.record_activities(session, state.outbox, events,
+                                                  runtime.settings.person_key_secret.get_secret_value().encode())
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
     except Exception as exc:

@@ -1,23 +1,21 @@
 from __future__ import annotations
 
-import asyncio
-import logging
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from leadflow_capture import activities, admin, api, handlers
+from leadflow_capture import activities, admin, api, privacy, privacy_api
+from leadflow_capture.consumer import build_consumer
 from leadflow_capture.runtime import CaptureRuntime
 from leadflow_capture.schemas import ActivityBatch, ActivityIn
 from leadflow_capture.settings import Settings
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
-
-log = logging.getLogger(__name__)
-
-HOUSEKEEPING_INTERVAL_SECONDS = 600.0
+from leadflow_kit.privacy import privacy_router
+from leadflow_kit.retention import RetentionRule
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -26,11 +24,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         title="LeadFlow capture",
         description="Takes form fills and behavioral events in, stores them durably, publishes lead.captured "
         "and lead.activity. Form submissions and activities are public; `/v1/admin/*` needs an API key.",
-        routers=[api.router, admin.router, activities.router],
+        routers=[api.router, admin.router, activities.router, privacy_api.router,
+                 privacy_router(privacy.PERSONAL_DATA)],
+        consumer=build_consumer(),
         clock=clock,
         # Capture keeps accepting leads while Kafka is down: the outbox holds them.
         broker_needed_for_readiness=False,
-        background=[forget_idempotency_keys],
+        # Idempotency keys answer retries for a day; older ones only take space.
+        retention=[RetentionRule("idempotency_key", "created_at < $1",
+                                 timedelta(hours=settings.idempotency_key_retention_hours))],
     )
     app.state.capture = CaptureRuntime.build(settings, app.state.metrics.registry)
     _document_schemas(app, [ActivityIn, ActivityBatch])
@@ -52,16 +54,3 @@ def _document_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-async def forget_idempotency_keys(app: FastAPI) -> None:
-    """Idempotency keys answer retries for a day; older ones only take space."""
-    while True:
-        try:
-            async with app.state.db.transaction() as session:
-                removed = await handlers.forget_old_idempotency_keys(session, app.state.clock.now())
-            if removed:
-                log.info("forgot %d idempotency keys older than a day", removed)
-        except Exception:
-            log.warning("idempotency key housekeeping failed", exc_info=True)
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)

@@ -3,6 +3,8 @@ validation, spam rules, attribution and consent. No I/O here."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -267,6 +269,16 @@ def spam_reason(form: FormDefinition, submission: Submission, now: datetime) -> 
 
 def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None
+
+
+def person_key(email: str, secret: bytes) -> str:
+    """An opaque, stable id for a person known only by an email: the key and subject of their events.
+
+    Every event of one person lands on one partition, yet neither Kafka, its consumers' logs nor a
+    dead letter learn the address. Keyed (HMAC) rather than a plain hash, so it cannot be reversed
+    by hashing a list of guessed addresses."""
+    digest = hmac.new(secret, (normalize_email(email) or "").encode(), hashlib.sha256).hexdigest()
+    return f"person-{digest[:32]}"
 
 
 def consent_record(form: FormDefinition, submission: Submission, now: datetime, ip: str | None) -> Consent | None:

@@ -10,20 +10,17 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_capture import domain
 from leadflow_capture.tables import form as form_table
-from leadflow_capture.tables import idempotency_key as idempotency_table
 from leadflow_contracts import LeadActivity, new_event
 from leadflow_contracts.envelope import MAX_EVENT_BYTES
 from leadflow_kit.db import driver_connection
 from leadflow_kit.errors import FieldError
 from leadflow_kit.outbox import Outbox
-
-IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 class UnknownForm(LookupError):
@@ -334,13 +331,6 @@ async def store_idempotent_response(session: AsyncSession, scope: str, key: str,
     )
 
 
-async def forget_old_idempotency_keys(session: AsyncSession, now: datetime) -> int:
-    result = await session.execute(
-        delete(idempotency_table).where(idempotency_table.c.created_at < now - IDEMPOTENCY_RETENTION)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
 # -- activities ---------------------------------------------------------------------------------
 
 INSERT_ACTIVITIES = """
@@ -353,12 +343,14 @@ ON CONFLICT DO NOTHING
 RETURNING id"""
 
 
-def activity_key(data: LeadActivity) -> str:
-    """Kafka key of an activity: the lead when known, else the visitor, else the email."""
-    return data.lead_id or data.visitor_id or (data.email or "").lower()
+def activity_key(data: LeadActivity, person_secret: bytes) -> str:
+    """Kafka key of an activity: the lead when known, else the visitor, else an opaque id of the email."""
+    return data.lead_id or data.visitor_id or domain.person_key(data.email or "", person_secret)
 
 
-async def record_activities(session: AsyncSession, outbox: Outbox, activities: list[LeadActivity]) -> list[str]:
+async def record_activities(
+    session: AsyncSession, outbox: Outbox, activities: list[LeadActivity], person_secret: bytes
+) -> list[str]:
     """Store each activity and its ``lead.activity`` event; a retried activity id is recorded once."""
     for index, data in enumerate(activities):
         if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
@@ -382,7 +374,7 @@ async def record_activities(session: AsyncSession, outbox: Outbox, activities: l
             inserted.discard(data.activity_id)  # an id repeated in the batch was stored once, by its first
             await outbox.add(
                 session,
-                new_event(data, source="capture", subject=activity_key(data), time=data.occurred_at,
+                new_event(data, source="capture", subject=activity_key(data, person_secret), time=data.occurred_at,
                           event_id=data.activity_id),
             )
     return [a.activity_id for a in activities]

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from leadflow_capture.web import parse_networks
-from leadflow_kit.settings import ServiceSettings, service_config
+from leadflow_kit.settings import PLACEHOLDER_SECRETS, ServiceSettings, service_config
+
+DEVELOPMENT_PERSON_KEY_SECRET = "development-person-key-secret-not-for-production"
 
 
 class Settings(ServiceSettings):
@@ -51,6 +53,27 @@ class Settings(ServiceSettings):
     activity_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
     # How the embed script addresses capture; defaults to the URL the script was fetched from.
     public_base_url: str | None = None
+
+    # The other services' base URLs, for a data-subject export that gathers what each one holds.
+    privacy_export_urls: dict[str, str] = Field(default_factory=lambda: {
+        "enrichment": "http://127.0.0.1:8002", "scoring": "http://127.0.0.1:8003",
+        "routing": "http://127.0.0.1:8004", "sla": "http://127.0.0.1:8005",
+    })
+
+    # An Idempotency-Key answers a retried post for this long, then is forgotten.
+    idempotency_key_retention_hours: float = Field(default=24.0, gt=0)
+
+    # Keys the opaque id that stands for a person known only by email (an activity's Kafka key and
+    # subject). Changing it gives such a person a new id: their next events land on another partition.
+    person_key_secret: SecretStr = SecretStr(DEVELOPMENT_PERSON_KEY_SECRET)
+
+    @model_validator(mode="after")
+    def _person_key_secret_set_outside_development(self) -> Settings:
+        if self.environment == "production":
+            secret = self.person_key_secret.get_secret_value()
+            if secret == DEVELOPMENT_PERSON_KEY_SECRET or secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError("person_key_secret must be set to a random value of at least 32 characters")
+        return self
 
     @model_validator(mode="after")
     def _proxies_and_public_url(self) -> Settings:

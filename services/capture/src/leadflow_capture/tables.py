@@ -5,6 +5,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -13,7 +14,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from leadflow_kit.db import new_metadata
 
@@ -81,4 +82,26 @@ activity = Table(
     Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Erasure requests (GDPR art. 17). No email is kept: the person is named by an opaque key (so a
+# repeated request finds the open one) and by the lead ids the request erased.
+erasure_request = Table(
+    "erasure_request",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("person_key", String(64), index=True),
+    Column("lead_ids", ARRAY(String(64)), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+# Each service's answer to an erasure request.
+erasure_status = Table(
+    "erasure_status",
+    metadata,
+    Column("erasure_id", String(64), ForeignKey("erasure_request.id", ondelete="CASCADE"), primary_key=True),
+    Column("service", String(32), primary_key=True),
+    Column("rows_erased", Integer, nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
 )

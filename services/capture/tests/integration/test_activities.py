@@ -1,4 +1,4 @@
-"""POST /v1/activities: single and batch events become lead.activity.v1, keyed lead > visitor > email.
+"""POST /v1/activities: single and batch events become lead.activity.v1, keyed lead > visitor > person id.
 Anonymous callers name only a visitor id; naming a lead id or an email takes an activities:write key."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def test_single_activity_by_visitor_id(capture):
     assert data.occurred_at.isoformat() == "2026-11-23T09:30:00+00:00"
 
 
-async def test_batch_keys_by_lead_then_visitor_then_email(capture, server_key):
+async def test_batch_keys_by_lead_then_visitor_then_an_opaque_person_id(capture, server_key):
     batch = {"activities": [
         {"type": "webinar_registered", "lead_id": "lead-1", "visitor_id": "v-1", "email": "a@example.com"},
         {"type": "content_download", "visitor_id": "v-2", "email": "b@example.com"},
@@ -58,7 +58,12 @@ async def test_batch_keys_by_lead_then_visitor_then_email(capture, server_key):
     ids = response.json()["activity_ids"]
     assert len(ids) == 4
     events = await activity_events(capture, set(ids))
-    assert [events[i].subject for i in ids] == ["lead-1", "v-2", "c@example.com", "lead-4"]
+    assert [events[i].subject for i in ids[:2]] == ["lead-1", "v-2"] and events[ids[3]].subject == "lead-4"
+    # Known only by email: the key and subject say nothing of the address; the data still carries
+    # it, which is how scoring credits the activity to the lead.
+    by_email = events[ids[2]]
+    assert by_email.subject.startswith("person-") and "example" not in by_email.subject
+    assert by_email.data.email == "c@example.com"
     assert events[ids[3]].data.activity_type == "custom.trial_started"
 
 

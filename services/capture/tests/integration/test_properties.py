@@ -99,6 +99,8 @@ async def test_schemathesis_finds_no_server_error(capture_env):
         Settings, database_url=capture_env.database_url, bootstrap_servers=capture_env.bootstrap_servers,
         topic_prefix=capture_env.prefix, rate_limit_ip_per_minute=0, rate_limit_form_per_minute=0,
         database_pool_size=4,
+        # No other service runs here: a data-subject export then gathers capture's part alone.
+        privacy_export_urls={},
     )
     with serving(app_settings) as base_url:
         failures = await asyncio.to_thread(fuzz_with_schemathesis, base_url)

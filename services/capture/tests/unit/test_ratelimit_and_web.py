@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
 from leadflow_capture import handlers, web
 from leadflow_capture.ratelimit import SubmissionLimiter, TokenBuckets
+from leadflow_capture.settings import Settings
 from leadflow_contracts import LeadActivity
 
 
@@ -74,10 +78,24 @@ def activity(**ids) -> LeadActivity:
     return LeadActivity(activity_id="a", activity_type="page_view", occurred_at=datetime.now(UTC), **ids)
 
 
-def test_activities_are_keyed_by_lead_then_visitor_then_email():
-    assert handlers.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co")) == "L"
-    assert handlers.activity_key(activity(visitor_id="V", email="e@x.co")) == "V"
-    assert handlers.activity_key(activity(email="E@X.co")) == "e@x.co"
+def test_activities_are_keyed_by_lead_then_visitor_then_an_opaque_id_of_the_email():
+    secret = b"s" * 32
+    assert handlers.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co"), secret) == "L"
+    assert handlers.activity_key(activity(visitor_id="V", email="e@x.co"), secret) == "V"
+    key = handlers.activity_key(activity(email="E@X.co"), secret)
+    assert "e@x.co" not in key.lower() and key.startswith("person-")
+    # One person, one key (and so one partition), however the address is typed; another secret, another key.
+    assert handlers.activity_key(activity(email=" e@x.CO "), secret) == key
+    assert handlers.activity_key(activity(email="f@x.co"), secret) != key
+    assert handlers.activity_key(activity(email="e@x.co"), b"t" * 32) != key
+
+
+def test_a_production_capture_needs_its_own_person_key_secret():
+    with pytest.raises(ValidationError):
+        Settings(environment="production")
+    with pytest.raises(ValidationError):
+        Settings(environment="production", person_key_secret="too-short")
+    Settings(environment="production", person_key_secret="k" * 32, public_base_url="https://capture.example.com")
 
 
 PROXIES = web.parse_networks(["10.0.0.0/8", "192.0.2.1"])

@@ -7,10 +7,12 @@ from leadflow_enrichment.api import accounts_router, leads_router
 from leadflow_enrichment.consumer import build_consumer
 from leadflow_enrichment.directory import AccountDirectory
 from leadflow_enrichment.handlers import Enrichment, EnrichmentMetrics
+from leadflow_enrichment.privacy import PERSONAL_DATA
 from leadflow_enrichment.provider import CircuitBreaker, HttpFirmographicsProvider, TtlCache
 from leadflow_enrichment.settings import Settings
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
+from leadflow_kit.privacy import privacy_router
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -46,7 +48,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         description="Normalizes captured form fills, classifies emails, merges repeat fills of one person, "
                     "matches leads to accounts and adds firmographics; publishes lead.enriched. "
                     "`/v1/admin/*` and `/v1/leads/*` need an API key.",
-        routers=[accounts_router, leads_router],
+        routers=[accounts_router, leads_router, privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(enrichment),
         clock=clock,
     )

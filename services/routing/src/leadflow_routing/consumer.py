@@ -8,7 +8,9 @@ from typing import Any
 from leadflow_contracts import Event, topics
 from leadflow_kit.consumer import EventConsumer, UnitOfWork
 from leadflow_kit.db import driver_connection
+from leadflow_kit.privacy import subscribe_erasures
 from leadflow_routing import handlers
+from leadflow_routing.privacy import PERSONAL_DATA
 from leadflow_routing.settings import Settings
 
 # Assignment decisions are serialized per database. Lock order alone cannot prevent deadlocks once
@@ -55,4 +57,5 @@ def build_consumer(context: RoutingContext) -> EventConsumer:
         await handlers.reroute_on_breach(uow.session, uow.outbox, event, uow.now(), context.settings,
                                          context.metrics, context.rulesets)
 
+    subscribe_erasures(consumer, PERSONAL_DATA)
     return consumer

@@ -10,10 +10,12 @@ from fastapi import FastAPI
 from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
 from leadflow_kit.consumer import UnitOfWork
+from leadflow_kit.privacy import privacy_router
 from leadflow_scoring import handlers
 from leadflow_scoring.api import admin_router, leads_router
 from leadflow_scoring.consumer import build_consumer
 from leadflow_scoring.handlers import ModelStore, Scoring, ScoringMetrics
+from leadflow_scoring.privacy import PERSONAL_DATA
 from leadflow_scoring.seed import install_initial_model
 from leadflow_scoring.settings import Settings
 
@@ -35,7 +37,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         title="LeadFlow scoring",
         description="Scores enriched leads with a declarative, versioned model, explains every score, "
                     "re-scores on activity and decay, and tracks lifecycle stages; publishes lead.scored.",
-        routers=[admin_router, leads_router],
+        routers=[admin_router, leads_router, privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(scoring),
         clock=clock,
         on_startup=[install_model],

@@ -6,8 +6,10 @@ from typing import Any
 
 from leadflow_contracts import Event, topics
 from leadflow_kit.consumer import EventConsumer, UnitOfWork
+from leadflow_kit.privacy import subscribe_erasures
 from leadflow_scoring import handlers
 from leadflow_scoring.handlers import Scoring
+from leadflow_scoring.privacy import PERSONAL_DATA
 
 
 def build_consumer(scoring: Scoring) -> EventConsumer:
@@ -24,5 +26,7 @@ def build_consumer(scoring: Scoring) -> EventConsumer:
     @consumer.subscribe(topics.TOUCHED)
     async def on_touched(event: Event[Any], uow: UnitOfWork) -> None:
         await handlers.record_touch(event, uow, scoring)
+
+    subscribe_erasures(consumer, PERSONAL_DATA)
 
     return consumer

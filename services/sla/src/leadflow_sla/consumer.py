@@ -7,8 +7,10 @@ from typing import Any
 
 from leadflow_contracts import Event, topics
 from leadflow_kit.consumer import EventConsumer, UnitOfWork
+from leadflow_kit.privacy import subscribe_erasures
 from leadflow_sla import handlers
 from leadflow_sla.metrics import SlaMetrics
+from leadflow_sla.privacy import PERSONAL_DATA
 
 
 def build_consumer(metrics: Callable[[], SlaMetrics]) -> EventConsumer:
@@ -20,4 +22,5 @@ def build_consumer(metrics: Callable[[], SlaMetrics]) -> EventConsumer:
 
     for topic in topics.LEAD_TOPICS:
         consumer.subscribe(topic)(record)
+    subscribe_erasures(consumer, PERSONAL_DATA)
     return consumer

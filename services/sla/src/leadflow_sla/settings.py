@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from leadflow_kit.settings import service_config
 from leadflow_kit.webhooks import WebhookSettings
 
@@ -16,3 +18,6 @@ class Settings(WebhookSettings):
     # Due clocks claimed per transaction; several replicas each claim their own batch.
     scheduler_batch_size: int = 200
     open_clocks_refresh_seconds: float = 15.0
+    # A closed lead (converted, disqualified or merged into another) keeps its timeline and clocks
+    # this long after its last change; its funnel row, which holds no personal data, stays.
+    closed_lead_retention_days: float = Field(default=90.0, gt=0)

@@ -1,0 +1,124 @@
+"""Data-subject requests (GDPR articles 15 and 17): erase a person everywhere, export what is held.
+
+Scopes ``privacy:write`` (erase) and ``privacy:read`` (status, export).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from leadflow_capture import privacy
+from leadflow_capture.admin import AUTH_ERRORS
+from leadflow_capture.runtime import runtime_of
+from leadflow_capture.schemas import ErrorBody
+from leadflow_kit.auth import require_scope
+from leadflow_kit.db import driver_connection
+from leadflow_kit.privacy import MAX_LEAD_IDS, export_person, person_of
+
+router = APIRouter(prefix="/v1/admin/privacy", tags=["privacy (admin)"])
+
+NAMES_NOBODY: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Neither an email nor a lead id", "model": ErrorBody},
+}
+Email = Annotated[str | None, Query(max_length=320, description="The person's email (any case)")]
+LeadIds = Annotated[list[str] | None, Query(max_length=MAX_LEAD_IDS, description="A lead id of the person")]
+
+
+class ServiceErasure(BaseModel):
+    status: Literal["pending", "completed"]
+    rows_erased: int | None
+    completed_at: datetime | None
+
+
+class ErasurePublic(BaseModel):
+    erasure_id: str
+    status: Literal["pending", "completed"]
+    lead_ids: list[str]
+    requested_at: datetime
+    completed_at: datetime | None
+    services: dict[str, ServiceErasure]
+
+
+@router.delete(
+    "/people", status_code=status.HTTP_202_ACCEPTED, response_model=ErasurePublic,
+    dependencies=[Depends(require_scope("privacy:write"))], responses={**AUTH_ERRORS, **NAMES_NOBODY},
+    summary="Erase a person from every service (GDPR art. 17), by email or lead id",
+    description="Durable and idempotent: the request is recorded and announced on `privacy.requests`; each "
+    "service erases its rows and answers. Asking again while a request for the person is open returns it. "
+    "Follow it at `GET /v1/admin/privacy/erasures/{erasure_id}`.",
+)
+async def erase_person(request: Request, email: Email = None, lead_id: LeadIds = None) -> Any:
+    subject = person_of(email, lead_id or [])
+    if isinstance(subject, JSONResponse):
+        return subject
+    state = request.app.state
+    secret = runtime_of(request).settings.person_key_secret.get_secret_value().encode()
+    async with state.db.transaction() as session:
+        erasure_id = await privacy.request_erasure(session, state.outbox, *subject, secret, state.clock.now())
+    async with state.db.transaction() as session:
+        return await privacy.erasure_status(session, erasure_id)
+
+
+@router.get(
+    "/erasures/{erasure_id}", response_model=ErasurePublic, dependencies=[Depends(require_scope("privacy:read"))],
+    responses={**AUTH_ERRORS, 404: {"description": "No such erasure request", "model": ErrorBody}},
+    summary="An erasure request and each service's answer",
+)
+async def get_erasure(erasure_id: str, request: Request) -> Any:
+    found = None
+    if "\x00" not in erasure_id:  # PostgreSQL text cannot hold one, so no request has it
+        async with request.app.state.db.transaction() as session:
+            found = await privacy.erasure_status(session, erasure_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no erasure request '{erasure_id[:100]}'")
+    return found
+
+
+@router.get(
+    "/people/export", dependencies=[Depends(require_scope("privacy:read"))],
+    responses={**AUTH_ERRORS, **NAMES_NOBODY,
+               502: {"description": "A service did not answer; nothing partial is returned", "model": ErrorBody}},
+    summary="Everything LeadFlow holds about a person (GDPR art. 15), from all five services, as one document",
+    description="The caller's API key must be valid on every service (the admin key, or a `privacy:read` key "
+    "created on each).",
+)
+async def export_everything(request: Request, email: Email = None, lead_id: LeadIds = None) -> Any:
+    subject = person_of(email, lead_id or [])
+    if isinstance(subject, JSONResponse):
+        return subject
+    state = request.app.state
+    async with state.db.transaction() as session:
+        conn = await driver_connection(session)
+        person = await privacy.find_person(conn, *subject)
+        own = await export_person(conn, privacy.PERSONAL_DATA, person.email, person.lead_ids)
+    peers = runtime_of(request).settings.privacy_export_urls
+    params: list[tuple[str, str]] = [("lead_id", i) for i in person.lead_ids[:MAX_LEAD_IDS]]
+    if person.email:
+        params.append(("email", person.email))
+    headers = {"Authorization": request.headers.get("authorization", "")}
+
+    async def ask(name: str, url: str) -> tuple[str, Any]:
+        try:
+            answer = await state.http.get(f"{url.rstrip('/')}/v1/admin/privacy/export", params=params,
+                                          headers=headers)
+        except httpx.HTTPError as exc:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY,
+                                detail=f"{name} did not answer: {type(exc).__name__}") from None
+        if answer.status_code != 200:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{name} answered {answer.status_code}")
+        return name, answer.json()
+
+    answers = await asyncio.gather(*(ask(name, url) for name, url in peers.items()))
+    return {
+        "email": person.email,
+        "lead_ids": person.lead_ids,
+        "exported_at": state.clock.now(),
+        "services": {"capture": own, **dict(answers)},
+    }

@@ -1,0 +1,15 @@
+"""Where routing keeps personal data: the lead, its assignments and touches, its CRM webhooks."""
+
+from __future__ import annotations
+
+from leadflow_kit.privacy import WEBHOOK_ROWS, PersonalData, PersonalRows
+
+PERSONAL_DATA = PersonalData(
+    "routing",
+    rows=(
+        PersonalRows("touch", "lead_id = ANY(:lead_ids)"),
+        PersonalRows("assignment", "lead_id = ANY(:lead_ids)"),
+        PersonalRows("lead", "id = ANY(:lead_ids)"),
+        *WEBHOOK_ROWS,
+    ),
+)
