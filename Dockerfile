@@ -34,6 +34,11 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ARG APP_UID=10001
+# The workspace version (every pyproject.toml carries it; tests/release checks this label matches).
+LABEL org.opencontainers.image.title="LeadFlow" \
+      org.opencontainers.image.description="Lead capture, enrichment, scoring, routing and SLA services" \
+      org.opencontainers.image.version="0.2.0" \
+      org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid ${APP_UID} leadflow \
  && useradd --system --uid ${APP_UID} --gid leadflow --home-dir /app --shell /usr/sbin/nologin leadflow
 WORKDIR /app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
 import httpx
@@ -57,9 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadflow", description="Administer LeadFlow through its services' admin APIs.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    parser.add_argument("--version", action="version", version=f"leadflow {cli_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_all(Builder(sub, common))
     return parser
+
+
+def cli_version() -> str:
+    try:
+        return version("leadflow-cli")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
 
 
 def connection(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> tuple[dict[str, str], str, float]:

@@ -32,6 +32,7 @@ from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.settings import ServiceSettings
+from leadflow_kit.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ def create_service_app(
     on_startup: Sequence[StartupHook] = (),
     broker_needed_for_readiness: bool = True,
     retention: Sequence[RetentionRule] = (),
-    version: str = "0.1.0",
 ) -> FastAPI:
     """Build a service's app. Nothing connects until the lifespan starts.
 
@@ -112,7 +112,7 @@ def create_service_app(
             await state.db.dispose()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.metrics = ServiceMetrics(settings.service_name)
@@ -138,10 +138,11 @@ def _log_crash(task: asyncio.Task[Any]) -> None:
 def platform_router() -> APIRouter:
     router = APIRouter(tags=["platform"])
 
-    @router.get("/healthz", summary="Liveness: the process is up",
-                responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="Liveness: the process is up, and which release it runs",
+                responses={200: {"content": {"application/json": {"example": {
+                    "status": "ok", "service": "capture", "version": VERSION}}}}})
+    async def healthz(request: Request) -> dict[str, str]:
+        return {"status": "ok", "service": request.app.state.settings.service_name, "version": VERSION}
 
     @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable, and the "
                                    "consumer is not waiting out an outage",

@@ -16,6 +16,7 @@ from leadflow_kit.db import Database
 from leadflow_kit.logging import configure_logging
 from leadflow_kit.migrations import upgrade
 from leadflow_kit.settings import ServiceSettings
+from leadflow_kit.version import VERSION
 
 S = TypeVar("S", bound=ServiceSettings)
 SeedDemo = Callable[[S, Database], Awaitable[None]]
@@ -28,8 +29,9 @@ def run_service_cli(
     seed_demo: SeedDemo[S] | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description="Run, migrate or seed one LeadFlow service.")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "seed-demo"])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     args = parser.parse_args(argv)
     settings = settings_factory()
     configure_logging(settings.service_name, settings.log_level)

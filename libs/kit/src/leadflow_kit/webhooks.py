@@ -75,6 +75,7 @@ from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn, driver_con
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.settings import ServiceSettings
+from leadflow_kit.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def signed_headers(
 ) -> dict[str, str]:
     return {
         "content-type": "application/json",
-        "user-agent": "LeadFlow-Webhooks/1.0",
+        "user-agent": f"LeadFlow-Webhooks/{VERSION}",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": signature_header(signing_secrets, webhook_id, timestamp, body),

@@ -5,5 +5,11 @@ from leadflow_enrichment.seed import seed_demo
 from leadflow_enrichment.settings import Settings
 from leadflow_kit.cli import run_service_cli
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """``leadflow-<service> serve|migrate|seed-demo`` (also ``python -m leadflow_<service>``)."""
     run_service_cli(Settings, create_app, Path(__file__).parent / "migrations", seed_demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,5 +5,11 @@ from leadflow_scoring.app import create_app
 from leadflow_scoring.seed import seed_demo
 from leadflow_scoring.settings import Settings
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """``leadflow-<service> serve|migrate|seed-demo`` (also ``python -m leadflow_<service>``)."""
     run_service_cli(Settings, create_app, Path(__file__).parent / "migrations", seed_demo)
+
+
+if __name__ == "__main__":
+    main()
