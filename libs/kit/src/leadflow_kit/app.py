@@ -12,18 +12,20 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_kit.auth import api_key_router, ensure_bootstrap_key
+from leadflow_kit.bodies import REQUIRED_SCOPE_ATTRIBUTE, BoundedBodyMiddleware
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
-from leadflow_kit.errors import field_errors
+from leadflow_kit.errors import PROBLEM_JSON, Problem, field_errors, problem, problem_from_detail, problem_response
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
@@ -104,12 +106,14 @@ def create_service_app(
     app.state.metrics = ServiceMetrics(settings.service_name)
     app.state.outbox = Outbox(settings.topic_prefix)
     app.state.broker_needed_for_readiness = broker_needed_for_readiness
+    app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     app.include_router(platform_router())
     app.include_router(api_key_router())
     for router in routers:
         app.include_router(router)
+    _document_problems(app)
     return app
 
 
@@ -164,23 +168,81 @@ def platform_router() -> APIRouter:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = field_errors(exc.errors())
-        return JSONResponse(
-            {"detail": "The request is invalid; see errors.", "errors": jsonable_encoder(errors)}, status_code=422
-        )
+        return problem_response(422, "The request is invalid; see errors.", field_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
-        return JSONResponse(jsonable_encoder(body), status_code=exc.status_code, headers=exc.headers)
+        detail, errors = problem_from_detail(exc.status_code, exc.detail)
+        return problem_response(exc.status_code, detail, errors, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": "Internal error; it has been logged.", "correlation_id": correlation_id_var.get()},
-            status_code=500,
-        )
+        return problem_response(500, "Internal error; it has been logged.", correlation_id=correlation_id_var.get())
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a body that is not valid JSON or UTF-8)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks the scope",
+    404: "Nothing with this id",
+    409: "The request conflicts with what is stored",
+    413: "The body is over this route's size limit",
+    415: "The Content-Type is not one this route takes",
+    422: "Invalid fields; `errors` names each",
+    429: "Rate limited; see Retry-After",
+}
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every operation documents the shared problem body for each 4xx it can answer (FastAPI's own
+    ``HTTPValidationError`` is not what the services send)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            routes = {(route.path_format, method.lower()): route
+                      for route in app.routes if isinstance(route, APIRoute) for method in route.methods or ()}
+            for path, item in doc.get("paths", {}).items():
+                for method, operation in item.items():
+                    _document_operation(operation, routes.get((path, method)))
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            _, definitions = models_json_schema([(Problem, "serialization")],
+                                                ref_template="#/components/schemas/{model}")
+            schemas.update(definitions.get("$defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_operation(operation: dict[str, Any], route: APIRoute | None) -> None:
+    responses = operation.setdefault("responses", {})
+    codes = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    parameters = operation.get("parameters") or []
+    if "requestBody" in operation:
+        codes |= {400, 413, 422}
+    if parameters:
+        codes.add(422)
+    if any(p.get("in") == "path" for p in parameters):
+        codes.add(404)
+    if route is not None and any(getattr(d.dependency, REQUIRED_SCOPE_ATTRIBUTE, None) for d in route.dependencies):
+        codes |= {401, 403}
+    for code in sorted(codes):
+        documented = responses.get(str(code), {})
+        content: dict[str, Any] = {"schema": PROBLEM_REF}
+        example = next((c["example"] for c in documented.get("content", {}).values() if "example" in c), None)
+        if isinstance(example, dict) and "detail" in example:
+            content["example"] = problem(code, str(example["detail"]), example.get("errors") or [])
+        responses[str(code)] = {
+            "description": documented.get("description") or ERROR_DESCRIPTIONS.get(code, "Error"),
+            **({"headers": documented["headers"]} if "headers" in documented else {}),
+            "content": {PROBLEM_JSON: content},
+        }
 
 
 class RequestMetricsMiddleware:

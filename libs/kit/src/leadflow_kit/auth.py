@@ -102,26 +102,38 @@ def presented_key(request: Request) -> str | None:
 
 
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: 401 without a valid key, 403 without the scope."""
+    """A FastAPI dependency: 401 without a valid key, 403 without the scope.
+
+    It also runs before a route reads its body (``leadflow_kit.bodies``), found by ``required_scope``;
+    the key is then looked up once per request.
+    """
 
     async def dependency(request: Request) -> Principal:
-        key = presented_key(request)
-        if key is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = await authenticate(request.app.state.db, key)
-        if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
-                                headers={"WWW-Authenticate": "Bearer"})
+        principal = getattr(request.state, "principal", None)
+        if not isinstance(principal, Principal):
+            principal = await _authenticated(request)
+            request.state.principal = principal
         if not principal.allows(scope):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
-        request.state.principal = principal
         return principal
 
+    dependency.required_scope = scope  # type: ignore[attr-defined]
     return dependency
+
+
+async def _authenticated(request: Request) -> Principal:
+    key = presented_key(request)
+    if key is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await authenticate(request.app.state.db, key)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
 
 def api_key_router() -> APIRouter:

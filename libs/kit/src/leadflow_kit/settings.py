@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-admin-key", "admin"})
@@ -49,6 +49,9 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
 
     admin_api_key: SecretStr | None = None
+
+    # The body limit of every route that declares none (leadflow_kit.bodies); bigger only where needed.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:

@@ -19,10 +19,10 @@ from leadflow_capture.schemas import (
     ActivityAccepted,
     ActivityBatch,
     ActivityIn,
-    ErrorBody,
 )
 from leadflow_contracts import LeadActivity
-from leadflow_kit.errors import FieldError, field_errors
+from leadflow_kit.bodies import body_limit
+from leadflow_kit.errors import FieldError, Problem, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,19 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     response_model=ActivityAccepted | ActivitiesAccepted,
     openapi_extra=ACTIVITY_OPENAPI,
     responses={
-        400: {"description": "Malformed JSON or invalid UTF-8", "model": ErrorBody},
-        413: {"description": "The body is over the size limit", "model": ErrorBody},
-        415: {"description": "Not JSON", "model": ErrorBody},
-        422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": ErrorBody},
-        429: {"description": "Rate limited per IP; see Retry-After", "model": ErrorBody},
-        503: {"description": "The database is unreachable; retry after Retry-After", "model": ErrorBody},
+        400: {"description": "Malformed JSON or invalid UTF-8", "model": Problem},
+        413: {"description": "The body is over the size limit", "model": Problem},
+        415: {"description": "Not JSON", "model": Problem},
+        422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": Problem},
+        429: {"description": "Rate limited per IP; see Retry-After", "model": Problem},
+        503: {"description": "The database is unreachable; retry after Retry-After", "model": Problem},
     },
     summary="Record behavioral events by lead id, email or anonymous visitor id",
     description="Types: page_view, content_download, webinar_registered, webinar_attended, pricing_page_view, "
     "email_click, demo_requested, or custom. Each becomes a `lead.activity.v1` event keyed by the lead id, "
     "else the visitor id, else the email. Send `{\"activities\": [...]}` for a batch of up to 100.",
 )
+@body_limit("max_activities_body_bytes")
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
     state = request.app.state
@@ -78,7 +79,7 @@ async def post_activities(request: Request) -> Response:
                               [FieldError(field="body", code="rate_limited", message="rate limit reached")],
                               headers={**cors, "Retry-After": str(retry_after)})
     try:
-        raw = await web.read_body(request, runtime.settings.max_body_bytes * 4)
+        raw = await web.read_body(request)
         media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
         if not bodies.is_json_type(media_type):
             raise bodies.BadBody(415, "unsupported_media_type", "send activities as application/json")
@@ -92,8 +93,6 @@ async def post_activities(request: Request) -> Response:
             if isinstance(document, dict) and "activities" in document
             else ActivityIn.model_validate(document)
         )
-    except web.BodyTooLarge:
-        return web.json_error(413, "the body is too large", headers=cors)
     except bodies.BadBody as exc:
         return web.json_error(exc.status, exc.message, exc.errors, headers=cors)
     except ValidationError as exc:
@@ -153,7 +152,7 @@ def _has_control_characters(value: Any) -> bool:
     responses={
         204: {"description": "Allowed", "headers": {"Access-Control-Allow-Origin": {
             "schema": {"type": "string"}, "example": "https://www.example.com"}}},
-        403: {"description": "Origin not allowed", "model": ErrorBody,
+        403: {"description": "Origin not allowed", "model": Problem,
               "content": {"application/json": {"example": {"detail": "origin https://evil.example is not allowed",
                                                            "errors": []}}}},
     },

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow_capture import domain
-from leadflow_kit.errors import FieldError
 
 FORM_EXAMPLE: dict[str, Any] = {
     "key": "demo-request",
@@ -180,16 +179,6 @@ class SubmissionAccepted(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4"}]})
 
     lead_id: str
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "detail": "The submission is invalid; see errors.",
-        "errors": [{"field": "email", "code": "required", "message": "email is required"}],
-    }]})
-
-    detail: str
-    errors: list[FieldError] = Field(default_factory=list)
 
 
 ACTIVITY_EXAMPLE: dict[str, Any] = {
