@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
+import sqlalchemy.exc
+from asyncpg.exceptions import _base as asyncpg_base
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -21,11 +24,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_kit.auth import api_key_router, ensure_bootstrap_key
-from leadflow_kit.bodies import REQUIRED_SCOPE_ATTRIBUTE, BoundedBodyMiddleware
+from leadflow_kit.bodies import BoundedBodyMiddleware, scope_checks
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
-from leadflow_kit.errors import PROBLEM_JSON, Problem, field_errors, problem, problem_from_detail, problem_response
+from leadflow_kit.errors import (
+    PROBLEM_JSON,
+    FieldError,
+    Problem,
+    field_errors,
+    problem,
+    problem_from_detail,
+    problem_response,
+)
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
@@ -175,6 +186,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         detail, errors = problem_from_detail(exc.status_code, exc.detail)
         return problem_response(exc.status_code, detail, errors, headers=exc.headers)
 
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not _is_data_exception(exc):
+            return await unexpected(request, exc)
+        # A value the request carried that no column can hold (a number out of range, a NUL in text).
+        # Routes validate what they know; this answers for what slipped through, and says so in the log.
+        log.warning("%s %s: a request value cannot be stored: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:300])
+        return problem_response(422, "A value in the request cannot be stored (out of range, or not text).",
+                                [FieldError(field="body", code="unstorable_value", message="a value cannot be stored")])
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -230,7 +254,7 @@ def _document_operation(operation: dict[str, Any], route: APIRoute | None) -> No
         codes.add(422)
     if any(p.get("in") == "path" for p in parameters):
         codes.add(404)
-    if route is not None and any(getattr(d.dependency, REQUIRED_SCOPE_ATTRIBUTE, None) for d in route.dependencies):
+    if route is not None and scope_checks(route):
         codes |= {401, 403}
     for code in sorted(codes):
         documented = responses.get(str(code), {})
@@ -243,6 +267,15 @@ def _document_operation(operation: dict[str, Any], route: APIRoute | None) -> No
             **({"headers": documented["headers"]} if "headers" in documented else {}),
             "content": {PROBLEM_JSON: content},
         }
+
+
+def _is_data_exception(exc: BaseException | None) -> bool:
+    """PostgreSQL's "data exception" class (22xxx), or asyncpg refusing an argument, however wrapped."""
+    while exc is not None:
+        if isinstance(exc, asyncpg.exceptions.DataError | asyncpg_base.DataError):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return False
 
 
 class RequestMetricsMiddleware:

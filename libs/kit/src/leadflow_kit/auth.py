@@ -101,8 +101,8 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: 401 without a valid key, 403 without the scope.
+def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: 401 without a valid key, 403 without one of ``scopes``.
 
     It also runs before a route reads its body (``leadflow_kit.bodies``), found by ``required_scope``;
     the key is then looked up once per request.
@@ -113,11 +113,12 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         if not isinstance(principal, Principal):
             principal = await _authenticated(request)
             request.state.principal = principal
-        if not principal.allows(scope):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
+        if not any(principal.allows(scope) for scope in scopes):
+            lacking = f"the scope '{scopes[0]}'" if len(scopes) == 1 else f"one of the scopes {list(scopes)}"
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks {lacking}")
         return principal
 
-    dependency.required_scope = scope  # type: ignore[attr-defined]
+    dependency.required_scope = scopes  # type: ignore[attr-defined]
     return dependency
 
 

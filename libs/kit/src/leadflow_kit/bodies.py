@@ -156,8 +156,12 @@ class _BoundedReceive:
 
     async def _check_caller(self, route: Any) -> None:
         """Run the route's scope checks (401/403) now, before a byte of the body is read."""
-        for depends in getattr(route, "dependencies", ()):
-            dependency = getattr(depends, "dependency", None)
-            if getattr(dependency, REQUIRED_SCOPE_ATTRIBUTE, None) is not None:
-                assert dependency is not None
-                await dependency(Request(self.scope))
+        for check in scope_checks(route):
+            await check(Request(self.scope))
+
+
+def scope_checks(route: Any) -> list[Callable[[Request], Any]]:
+    """The API-key checks a route depends on (``leadflow_kit.auth.require_scope``)."""
+    dependant = getattr(route, "dependant", None)
+    return [d.call for d in getattr(dependant, "dependencies", ())
+            if d.call is not None and getattr(d.call, REQUIRED_SCOPE_ATTRIBUTE, None) is not None]
