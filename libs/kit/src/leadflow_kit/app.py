@@ -190,6 +190,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.PostgresError)
     @app.exception_handler(asyncpg.InterfaceError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        violation = _constraint_violation(exc)
+        if violation is not None:
+            # A row the request names was removed, or made, by a concurrent request; or a column the
+            # route should have checked. Logged: the route's own check is the better answer.
+            log.warning("%s %s: %s", request.method, request.url.path, type(violation).__name__)
+            if isinstance(violation, asyncpg.NotNullViolationError | asyncpg.CheckViolationError):
+                return problem_response(422, "A value in the request is not allowed here.", [FieldError(
+                    field=violation.column_name or "body", code="not_allowed", message="the value is not allowed")])
+            return problem_response(409, "The request conflicts with what is stored (changed meanwhile?).")
         if not _is_data_exception(exc):
             return await unexpected(request, exc)
         # A value the request carried that no column can hold (a number out of range, a NUL in text).
@@ -231,7 +240,7 @@ def _document_problems(app: FastAPI) -> None:
                       for route in app.routes if isinstance(route, APIRoute) for method in route.methods or ()}
             for path, item in doc.get("paths", {}).items():
                 for method, operation in item.items():
-                    _document_operation(operation, routes.get((path, method)))
+                    _document_operation(method, operation, routes.get((path, method)))
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(unused, None)
@@ -244,12 +253,14 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _document_operation(operation: dict[str, Any], route: APIRoute | None) -> None:
+def _document_operation(method: str, operation: dict[str, Any], route: APIRoute | None) -> None:
     responses = operation.setdefault("responses", {})
     codes = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     parameters = operation.get("parameters") or []
     if "requestBody" in operation:
         codes |= {400, 413, 422}
+    if method in ("post", "put", "patch", "delete"):
+        codes |= {409, 422}
     if parameters:
         codes.add(422)
     if any(p.get("in") == "path" for p in parameters):
@@ -267,6 +278,14 @@ def _document_operation(operation: dict[str, Any], route: APIRoute | None) -> No
             **({"headers": documented["headers"]} if "headers" in documented else {}),
             "content": {PROBLEM_JSON: content},
         }
+
+
+def _constraint_violation(exc: BaseException | None) -> asyncpg.IntegrityConstraintViolationError | None:
+    while exc is not None:
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return exc
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return None
 
 
 def _is_data_exception(exc: BaseException | None) -> bool:

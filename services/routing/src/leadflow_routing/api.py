@@ -294,7 +294,7 @@ async def create_rep(body: RepCreate, request: Request) -> RepPublic:
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
-        if body.team_id and not await _team_exists(session, body.team_id):
+        if body.team_id is not None and not await _team_exists(session, body.team_id):
             raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
         rep_id = body.id or f"rep-{uuid.uuid4().hex[:12]}"
         if await _rep_exists(session, rep_id):
@@ -335,7 +335,7 @@ async def update_rep(rep_id: str, body: RepUpdate, request: Request) -> RepPubli
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
-        if body.team_id and not await _team_exists(session, body.team_id):
+        if body.team_id is not None and not await _team_exists(session, body.team_id):
             raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
         row = (
             await session.execute(
