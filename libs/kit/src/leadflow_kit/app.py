@@ -17,7 +17,7 @@ from asyncpg.exceptions import _base as asyncpg_base
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -236,8 +236,10 @@ def _document_problems(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = generate()
-            routes = {(route.path_format, method.lower()): route
-                      for route in app.routes if isinstance(route, APIRoute) for method in route.methods or ()}
+            # Included routers stay nested in app.routes; their routes as served are the route contexts.
+            routes = {(context.path_format, method.lower()): context
+                      for context in iter_route_contexts(app.routes)
+                      if isinstance(context.original_route, APIRoute) for method in context.methods or ()}
             for path, item in doc.get("paths", {}).items():
                 for method, operation in item.items():
                     _document_operation(method, operation, routes.get((path, method)))
@@ -253,7 +255,7 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _document_operation(method: str, operation: dict[str, Any], route: APIRoute | None) -> None:
+def _document_operation(method: str, operation: dict[str, Any], route: RouteContext | None) -> None:
     responses = operation.setdefault("responses", {})
     codes = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
     parameters = operation.get("parameters") or []
@@ -274,7 +276,9 @@ def _document_operation(method: str, operation: dict[str, Any], route: APIRoute 
         if isinstance(example, dict) and "detail" in example:
             content["example"] = problem(code, str(example["detail"]), example.get("errors") or [])
         responses[str(code)] = {
-            "description": documented.get("description") or ERROR_DESCRIPTIONS.get(code, "Error"),
+            # FastAPI's own "Validation Error" names the body it no longer sends.
+            "description": (documented.get("description") if documented.get("description") != "Validation Error"
+                            else None) or ERROR_DESCRIPTIONS.get(code, "Error"),
             **({"headers": documented["headers"]} if "headers" in documented else {}),
             "content": {PROBLEM_JSON: content},
         }

@@ -2,7 +2,7 @@
 
 Every 4xx (and the rare 5xx) answer is ``application/problem+json``::
 
-    {"type": "about:blank", "title": "Unprocessable Content", "status": 422,
+    {"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
      "detail": "The request is invalid; see errors.",
      "errors": [{"field": "email", "code": "required", "message": "email is required"}]}
 """
@@ -30,7 +30,7 @@ class Problem(BaseModel):
     """RFC 9457 problem details, with the field-level errors as the extension member ``errors``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "type": "about:blank", "title": "Unprocessable Content", "status": 422,
+        "type": "about:blank", "title": "Unprocessable Entity", "status": 422,
         "detail": "The request is invalid; see errors.",
         "errors": [{"field": "email", "code": "required", "message": "email is required"}],
     }]})

@@ -92,8 +92,10 @@ def fuzz_service(base_url: str, headers: dict[str, str], *, examples: int = 8, s
             continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _fuzz_operation(operation, mode, base_url, headers, bounded, findings, prepare)
-    _run_stateful(schema, base_url, headers, findings, stateful_examples, steps)
     assert findings.calls > 50, f"only {findings.calls} calls were made"
+    stateless = findings.calls
+    _run_stateful(schema, base_url, headers, findings, stateful_examples, steps)
+    assert findings.calls > stateless, "the stateful phase made no call (no links between operations?)"
     return findings.lines
 
 
