@@ -257,7 +257,9 @@ def _document_problems(app: FastAPI) -> None:
 
 def _document_operation(method: str, operation: dict[str, Any], route: RouteContext | None) -> None:
     responses = operation.setdefault("responses", {})
-    codes = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+    # Every 4xx is a problem; a 5xx only where the route says so (readyz's 503 has a body of its own).
+    codes = {int(code) for code, documented in responses.items() if code.isdigit() and (
+        400 <= int(code) < 500 or any(c.get("schema") == PROBLEM_REF for c in documented.get("content", {}).values()))}
     parameters = operation.get("parameters") or []
     if "requestBody" in operation:
         codes |= {400, 413, 422}
