@@ -10,21 +10,34 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
+import sqlalchemy.exc
+from asyncpg.exceptions import _base as asyncpg_base
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadflow_kit.auth import api_key_router, sync_bootstrap_key
+from leadflow_kit.bodies import BoundedBodyMiddleware, scope_checks
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
-from leadflow_kit.errors import field_errors
+from leadflow_kit.errors import (
+    PROBLEM_JSON,
+    FieldError,
+    Problem,
+    field_errors,
+    problem,
+    problem_from_detail,
+    problem_response,
+)
 from leadflow_kit.failures import is_infrastructure_error, is_outage
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
@@ -118,6 +131,7 @@ def create_service_app(
     app.state.metrics = ServiceMetrics(settings.service_name)
     app.state.outbox = Outbox(settings.topic_prefix)
     app.state.broker_needed_for_readiness = broker_needed_for_readiness
+    app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     if "*" not in settings.trusted_hosts:
         # Added last, so it runs first: a request for another Host is turned away before anything.
@@ -127,6 +141,7 @@ def create_service_app(
     app.include_router(api_key_router())
     for router in routers:
         app.include_router(router)
+    _document_problems(app)
     return app
 
 
@@ -193,15 +208,34 @@ def platform_router() -> APIRouter:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = field_errors(exc.errors())
-        return JSONResponse(
-            {"detail": "The request is invalid; see errors.", "errors": jsonable_encoder(errors)}, status_code=422
-        )
+        return problem_response(422, "The request is invalid; see errors.", field_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
-        return JSONResponse(jsonable_encoder(body), status_code=exc.status_code, headers=exc.headers)
+        detail, errors = problem_from_detail(exc.status_code, exc.detail)
+        return problem_response(exc.status_code, detail, errors, headers=exc.headers)
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        violation = _constraint_violation(exc)
+        if violation is not None:
+            # A row the request names was removed, or made, by a concurrent request; or a column the
+            # route should have checked. Logged: the route's own check is the better answer.
+            log.warning("%s %s: %s", request.method, request.url.path, type(violation).__name__)
+            if isinstance(violation, asyncpg.NotNullViolationError | asyncpg.CheckViolationError):
+                return problem_response(422, "A value in the request is not allowed here.", [FieldError(
+                    field=violation.column_name or "body", code="not_allowed", message="the value is not allowed")])
+            return problem_response(409, "The request conflicts with what is stored (changed meanwhile?).")
+        if not _is_data_exception(exc):
+            return await unexpected(request, exc)
+        # A value the request carried that no column can hold (a number out of range, a NUL in text).
+        # Routes validate what they know; this answers for what slipped through, and says so in the log.
+        log.warning("%s %s: a request value cannot be stored: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:300])
+        return problem_response(422, "A value in the request cannot be stored (out of range, or not text).",
+                                [FieldError(field="body", code="unstorable_value", message="a value cannot be stored")])
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -209,15 +243,100 @@ def _install_error_handlers(app: FastAPI) -> None:
         if is_infrastructure_error(exc) or (db is not None and await is_outage(exc, db)):
             # The database (or broker) is unreachable: nothing is wrong with the request, retry it.
             log.warning("%s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-            return JSONResponse(
-                {"detail": "A dependency is unreachable; retry shortly.", "correlation_id": correlation_id_var.get()},
-                status_code=503, headers={"Retry-After": OUTAGE_RETRY_AFTER},
-            )
+            return problem_response(503, "A dependency is unreachable; retry shortly.",
+                                    headers={"Retry-After": OUTAGE_RETRY_AFTER},
+                                    correlation_id=correlation_id_var.get())
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": "Internal error; it has been logged.", "correlation_id": correlation_id_var.get()},
-            status_code=500,
-        )
+        return problem_response(500, "Internal error; it has been logged.", correlation_id=correlation_id_var.get())
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a body that is not valid JSON or UTF-8)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks the scope",
+    404: "Nothing with this id",
+    409: "The request conflicts with what is stored",
+    413: "The body is over this route's size limit",
+    415: "The Content-Type is not one this route takes",
+    422: "Invalid fields; `errors` names each",
+    429: "Rate limited; see Retry-After",
+}
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Every operation documents the shared problem body for each 4xx it can answer (FastAPI's own
+    ``HTTPValidationError`` is not what the services send)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            # Included routers stay nested in app.routes; their routes as served are the route contexts.
+            routes = {(context.path_format, method.lower()): context
+                      for context in iter_route_contexts(app.routes)
+                      if isinstance(context.original_route, APIRoute) for method in context.methods or ()}
+            for path, item in doc.get("paths", {}).items():
+                for method, operation in item.items():
+                    _document_operation(method, operation, routes.get((path, method)))
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            _, definitions = models_json_schema([(Problem, "serialization")],
+                                                ref_template="#/components/schemas/{model}")
+            schemas.update(definitions.get("$defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_operation(method: str, operation: dict[str, Any], route: RouteContext | None) -> None:
+    responses = operation.setdefault("responses", {})
+    # Every 4xx is a problem; a 5xx only where the route says so (readyz's 503 has a body of its own).
+    codes = {int(code) for code, documented in responses.items() if code.isdigit() and (
+        400 <= int(code) < 500 or any(c.get("schema") == PROBLEM_REF for c in documented.get("content", {}).values()))}
+    parameters = operation.get("parameters") or []
+    if "requestBody" in operation:
+        codes |= {400, 413, 422}
+    if method in ("post", "put", "patch", "delete"):
+        codes |= {409, 422}
+    if parameters:
+        codes.add(422)
+    if any(p.get("in") == "path" for p in parameters):
+        codes.add(404)
+    if route is not None and scope_checks(route):
+        codes |= {401, 403}
+    for code in sorted(codes):
+        documented = responses.get(str(code), {})
+        content: dict[str, Any] = {"schema": PROBLEM_REF}
+        example = next((c["example"] for c in documented.get("content", {}).values() if "example" in c), None)
+        if isinstance(example, dict) and "detail" in example:
+            content["example"] = problem(code, str(example["detail"]), example.get("errors") or [])
+        responses[str(code)] = {
+            # FastAPI's own "Validation Error" names the body it no longer sends.
+            "description": (documented.get("description") if documented.get("description") != "Validation Error"
+                            else None) or ERROR_DESCRIPTIONS.get(code, "Error"),
+            **({"headers": documented["headers"]} if "headers" in documented else {}),
+            "content": {PROBLEM_JSON: content},
+        }
+
+
+def _constraint_violation(exc: BaseException | None) -> asyncpg.IntegrityConstraintViolationError | None:
+    while exc is not None:
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return exc
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return None
+
+
+def _is_data_exception(exc: BaseException | None) -> bool:
+    """PostgreSQL's "data exception" class (22xxx), or asyncpg refusing an argument, however wrapped."""
+    while exc is not None:
+        if isinstance(exc, asyncpg.exceptions.DataError | asyncpg_base.DataError):
+            return True
+        exc = exc.__cause__ or getattr(exc, "orig", None)
+    return False
 
 
 class RequestMetricsMiddleware:

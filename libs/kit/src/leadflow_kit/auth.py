@@ -138,18 +138,35 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: 401 without a valid key, 403 without the scope."""
+def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: 401 without a valid key, 403 without one of ``scopes``.
+
+    It also runs before a route reads its body (``leadflow_kit.bodies``), found by ``required_scope``;
+    the key is then looked up once per request.
+    """
 
     async def dependency(request: Request) -> Principal:
-        return await authorize(request, scope)
+        return await authorize(request, *scopes)
 
+    dependency.required_scope = scopes  # type: ignore[attr-defined]
     return dependency
 
 
-async def authorize(request: Request, scope: str, why: str = "") -> Principal:
-    """The request's key, holding ``scope``: HTTPException 401 without a valid key, 403 without the scope.
-    ``why`` is added to the 401 for a caller that did not know it needed a key."""
+async def authorize(request: Request, *scopes: str, why: str = "") -> Principal:
+    """The request's key, holding one of ``scopes``: HTTPException 401 without a valid key, 403
+    without the scope. ``why`` is added to the 401 for a caller that did not know it needed a key.
+    The key is looked up once per request (the body middleware may have asked already)."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        principal = await _authenticated(request, why)
+        request.state.principal = principal
+    if not any(principal.allows(scope) for scope in scopes):
+        lacking = f"the scope '{scopes[0]}'" if len(scopes) == 1 else f"one of the scopes {list(scopes)}"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks {lacking}")
+    return principal
+
+
+async def _authenticated(request: Request, why: str = "") -> Principal:
     key = presented_key(request)
     if key is None:
         raise HTTPException(
@@ -161,9 +178,6 @@ async def authorize(request: Request, scope: str, why: str = "") -> Principal:
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
-    if not principal.allows(scope):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks the scope '{scope}'")
-    request.state.principal = principal
     return principal
 
 

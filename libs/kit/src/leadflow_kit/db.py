@@ -34,6 +34,8 @@ NAMING_CONVENTION = {
 }
 
 OUTBOX_CHANNEL = "leadflow_outbox"
+# The largest value an INTEGER column holds: API fields stored in one are bounded by it (422, not a 500).
+INT_MAX = 2**31 - 1
 
 _DRIVER_KEY = "leadflow.driver_connection"
 _AFTER_COMMIT_KEY = "leadflow.after_commit"

@@ -78,6 +78,9 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
+    # The body limit of every route that declares none (leadflow_kit.bodies); bigger only where needed.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> ServiceSettings:
         if self.environment == "production":

@@ -693,7 +693,10 @@ class SubscriptionCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parsed = httpx.URL(value)
+        try:
+            parsed = httpx.URL(value)
+        except httpx.InvalidURL:
+            raise ValueError("must be an absolute http(s) URL") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http(s) URL")
         return value
@@ -730,7 +733,8 @@ class SubscriptionCreated(SubscriptionPublic):
 
 class SecretRotate(BaseModel):
     overlap_seconds: float | None = Field(
-        default=None, ge=0, description="How long the old secret keeps signing too (default from settings)"
+        default=None, ge=0, le=366 * 86400,
+        description="How long the old secret keeps signing too (default from settings), at most a year"
     )
 
 

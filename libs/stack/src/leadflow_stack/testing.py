@@ -221,3 +221,37 @@ async def serving(server: Any, timeout: float = 30.0, what: str = "server") -> A
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout)
+
+
+# -- hostile bodies --------------------------------------------------------------------------
+
+
+class StreamedBody:
+    """A request body sent in ``chunks`` pieces of ``chunk`` without a Content-Length (chunked), which
+    counts how many pieces the server pulled: a server that refuses early pulls few or none."""
+
+    def __init__(self, chunk: bytes, chunks: int) -> None:
+        self.chunk = chunk
+        self.chunks = chunks
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.chunks):
+            self.pulled += 1
+            yield self.chunk
+
+
+def deeply_nested_json(depth: int) -> bytes:
+    """``{"a": [[[...]]]}``: a JSON object whose one field nests ``depth`` arrays deep."""
+    return b'{"a": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """``response`` is the shared problem body (RFC 9457) with ``status`` and, if given, an error ``code``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"] and body["detail"], body
+    if code is not None:
+        assert code in {e["code"] for e in body["errors"]}, body
+    return body

@@ -19,12 +19,12 @@ from leadflow_capture.schemas import (
     ActivityAccepted,
     ActivityBatch,
     ActivityIn,
-    ErrorBody,
 )
 from leadflow_contracts import LeadActivity
 from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
 from leadflow_kit.auth import authorize, presented_key
-from leadflow_kit.errors import FieldError, field_errors
+from leadflow_kit.bodies import body_limit
+from leadflow_kit.errors import FieldError, Problem, field_errors
 from leadflow_kit.failures import is_outage
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,15 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ActivityAccepted | ActivitiesAccepted,
     responses={
-        400: {"description": "Malformed JSON or invalid UTF-8", "model": ErrorBody},
-        413: {"description": "The body is over the size limit", "model": ErrorBody},
-        415: {"description": "Not JSON", "model": ErrorBody},
+        400: {"description": "Malformed JSON or invalid UTF-8", "model": Problem},
+        413: {"description": "The body is over the size limit", "model": Problem},
+        415: {"description": "Not JSON", "model": Problem},
         401: {"description": "An activity names a lead_id or an email and no valid API key was sent",
-              "model": ErrorBody},
-        403: {"description": "The Origin is not allowed, or the API key lacks activities:write", "model": ErrorBody},
-        422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": ErrorBody},
-        429: {"description": "Rate limited per IP or per lead; see Retry-After", "model": ErrorBody},
-        503: {"description": "The database is unreachable; retry after Retry-After", "model": ErrorBody},
+              "model": Problem},
+        403: {"description": "The Origin is not allowed, or the API key lacks activities:write", "model": Problem},
+        422: {"description": "Field-level errors (a batch is taken whole or not at all)", "model": Problem},
+        429: {"description": "Rate limited per IP or per lead; see Retry-After", "model": Problem},
+        503: {"description": "The database is unreachable; retry after Retry-After", "model": Problem},
     },
     summary="Record behavioral events by anonymous visitor id (public) or by lead id or email (API key)",
     description="Types: " + ", ".join(t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES)
@@ -75,6 +75,7 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     "id has its own rate limit.",
     openapi_extra=ACTIVITY_OPENAPI,
 )
+@body_limit("max_activities_body_bytes")
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
     state = request.app.state
@@ -88,7 +89,7 @@ async def post_activities(request: Request) -> Response:
                               [FieldError(field="body", code="rate_limited", message="rate limit reached")],
                               headers={**cors, "Retry-After": str(retry_after)})
     try:
-        raw = await web.read_body(request, runtime.settings.max_body_bytes * 4)
+        raw = await web.read_body(request)
         media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
         if not bodies.is_json_type(media_type):
             raise bodies.BadBody(415, "unsupported_media_type", "send activities as application/json")
@@ -102,8 +103,6 @@ async def post_activities(request: Request) -> Response:
             if isinstance(document, dict) and "activities" in document
             else ActivityIn.model_validate(document)
         )
-    except web.BodyTooLarge:
-        return web.json_error(413, "the body is too large", headers=cors)
     except bodies.BadBody as exc:
         return web.json_error(exc.status, exc.message, exc.errors, headers=cors)
     except ValidationError as exc:
@@ -170,7 +169,7 @@ async def _refuse_unkeyed(request: Request, items: list[ActivityIn], cors: dict[
     if presented_key(request) is None and not any(item.lead_id or item.email for item in items):
         return None
     try:
-        await authorize(request, ACTIVITIES_SCOPE, KEY_NEEDED)
+        await authorize(request, ACTIVITIES_SCOPE, why=KEY_NEEDED)
     except HTTPException as exc:
         return web.json_error(exc.status_code, str(exc.detail),
                               [FieldError(field="Authorization", code="api_key_required" if exc.status_code == 401
@@ -207,10 +206,10 @@ def _has_control_characters(value: Any) -> bool:
     responses={
         204: {"description": "Allowed", "headers": {"Access-Control-Allow-Origin": {
             "schema": {"type": "string"}, "example": "https://www.example.com"}}},
-        403: {"description": "Origin not allowed", "model": ErrorBody,
+        403: {"description": "Origin not allowed", "model": Problem,
               "content": {"application/json": {"example": {"detail": "origin https://evil.example is not allowed",
                                                            "errors": []}}}},
-        429: {"description": "Rate limited per IP; see Retry-After", "model": ErrorBody},
+        429: {"description": "Rate limited per IP; see Retry-After", "model": Problem},
     },
 )
 async def activities_preflight(request: Request) -> Response:

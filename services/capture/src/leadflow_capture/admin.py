@@ -7,19 +7,20 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from leadflow_capture import handlers
-from leadflow_capture.schemas import ErrorBody, FormCreate, FormPublic, FormUpdate
+from leadflow_capture.schemas import FormCreate, FormPublic, FormUpdate
 from leadflow_kit.auth import require_scope
+from leadflow_kit.errors import Problem
 
 router = APIRouter(prefix="/v1/admin/forms", tags=["forms (admin)"])
 
 READ = [Depends(require_scope("forms:read"))]
 WRITE = [Depends(require_scope("forms:write"))]
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No API key, or an unknown or revoked one", "model": ErrorBody},
-    403: {"description": "The API key lacks the scope", "model": ErrorBody},
+    401: {"description": "No API key, or an unknown or revoked one", "model": Problem},
+    403: {"description": "The API key lacks the scope", "model": Problem},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No form with this key", "model": ErrorBody,
+    404: {"description": "No form with this key", "model": Problem,
           "content": {"application/json": {"example": {"detail": "no form 'nope'"}}}},
 }
 
@@ -29,7 +30,7 @@ def _not_found(key: str) -> HTTPException:
 
 
 @router.post("", status_code=201, response_model=FormPublic, dependencies=WRITE,
-             responses={**AUTH_ERRORS, 409: {"description": "A form with this key exists", "model": ErrorBody}},
+             responses={**AUTH_ERRORS, 409: {"description": "A form with this key exists", "model": Problem}},
              summary="Define a form")
 async def create_form(body: FormCreate, request: Request) -> FormPublic:
     state = request.app.state

@@ -15,8 +15,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from leadflow_capture import bodies, domain, handlers, web
 from leadflow_capture.runtime import page_load_throttled, runtime_of
-from leadflow_capture.schemas import ErrorBody, SubmissionAccepted
-from leadflow_kit.errors import FieldError
+from leadflow_capture.schemas import SubmissionAccepted
+from leadflow_kit.errors import FieldError, Problem
 from leadflow_kit.failures import is_outage
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ SUBMISSION_OPENAPI: dict[str, Any] = {
 def _error_doc(description: str, code: str, message: str) -> dict[str, Any]:
     return {
         "description": description,
-        "model": ErrorBody,
+        "model": Problem,
         "content": {"application/json": {"example": {
             "detail": message, "errors": [{"field": "body", "code": code, "message": message}]}}},
     }
@@ -83,7 +83,7 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: _error_doc("Unsupported Content-Type or charset", "unsupported_media_type",
                     "Content-Type 'text/plain' is not supported"),
     422: {"description": "Invalid fields (field-level errors) or an Idempotency-Key reused with another body",
-          "model": ErrorBody},
+          "model": Problem},
     429: _error_doc("Rate limited (per IP or per form); see Retry-After", "rate_limited",
                     "too many submissions; retry after 3 seconds"),
     503: _error_doc("The database is unreachable; nothing was stored, retry after Retry-After",
@@ -139,7 +139,7 @@ async def _submit(form_key: str, request: Request) -> Response:
                     [_field_error("body", "rate_limited", "rate limit reached")],
                     runtime.known_forms.get(form_key, ()), {"Retry-After": str(retry_after)})
 
-    body = _BodyOnce(request, runtime.settings.max_body_bytes)
+    body = _BodyOnce(request)
 
     async def submit_to(form: domain.FormDefinition, confirmed: bool) -> Response:
         """The request against ``form``; unless ``confirmed`` (read in this request), ``form`` was
@@ -166,12 +166,6 @@ async def _submit(form_key: str, request: Request) -> Response:
         try:
             raw = await body.read()
             parsed = bodies.parse_body(request.headers.get("content-type"), raw)
-        except web.BodyTooLarge:
-            await confirm()
-            runtime.count(form_key, "invalid")
-            limit = runtime.settings.max_body_bytes
-            return fail(413, f"the body exceeds {limit} bytes",
-                        [_field_error("body", "body_too_large", f"at most {limit} bytes")], cors)
         except bodies.BadBody as exc:
             await confirm()
             runtime.count(form_key, "invalid")
@@ -246,18 +240,17 @@ async def _submit(form_key: str, request: Request) -> Response:
 class _BodyOnce:
     """The request body, read at most once: a request decided again for a changed form reuses it."""
 
-    def __init__(self, request: Request, limit: int) -> None:
+    def __init__(self, request: Request) -> None:
         self.request = request
-        self.limit = limit
-        self._read: bytes | web.BodyTooLarge | None = None
+        self._read: bytes | bodies.BadBody | None = None
 
     async def read(self) -> bytes:
         if self._read is None:
             try:
-                self._read = await web.read_body(self.request, self.limit)
-            except web.BodyTooLarge as exc:
+                self._read = await web.read_body(self.request)
+            except bodies.BadBody as exc:
                 self._read = exc
-        if isinstance(self._read, web.BodyTooLarge):
+        if isinstance(self._read, bodies.BadBody):
             raise self._read
         return self._read
 

@@ -22,7 +22,6 @@ MULTIPART = "multipart/form-data"
 FORM_TYPES = (URLENCODED, MULTIPART)
 ACCEPTED_TYPES = (JSON, URLENCODED, MULTIPART)
 UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
-MAX_JSON_DEPTH = 3
 
 
 class BadBody(Exception):

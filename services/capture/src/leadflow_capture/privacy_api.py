@@ -17,15 +17,15 @@ from pydantic import BaseModel
 from leadflow_capture import privacy
 from leadflow_capture.admin import AUTH_ERRORS
 from leadflow_capture.runtime import runtime_of
-from leadflow_capture.schemas import ErrorBody
 from leadflow_kit.auth import require_scope
 from leadflow_kit.db import driver_connection
+from leadflow_kit.errors import Problem
 from leadflow_kit.privacy import MAX_LEAD_IDS, export_person, person_of
 
 router = APIRouter(prefix="/v1/admin/privacy", tags=["privacy (admin)"])
 
 NAMES_NOBODY: dict[int | str, dict[str, Any]] = {
-    422: {"description": "Neither an email nor a lead id", "model": ErrorBody},
+    422: {"description": "Neither an email nor a lead id", "model": Problem},
 }
 Email = Annotated[str | None, Query(max_length=320, description="The person's email (any case)")]
 LeadIds = Annotated[list[str] | None, Query(max_length=MAX_LEAD_IDS, description="A lead id of the person")]
@@ -68,7 +68,7 @@ async def erase_person(request: Request, email: Email = None, lead_id: LeadIds =
 
 @router.get(
     "/erasures/{erasure_id}", response_model=ErasurePublic, dependencies=[Depends(require_scope("privacy:read"))],
-    responses={**AUTH_ERRORS, 404: {"description": "No such erasure request", "model": ErrorBody}},
+    responses={**AUTH_ERRORS, 404: {"description": "No such erasure request", "model": Problem}},
     summary="An erasure request and each service's answer",
 )
 async def get_erasure(erasure_id: str, request: Request) -> Any:
@@ -84,7 +84,7 @@ async def get_erasure(erasure_id: str, request: Request) -> Any:
 @router.get(
     "/people/export", dependencies=[Depends(require_scope("privacy:read"))],
     responses={**AUTH_ERRORS, **NAMES_NOBODY,
-               502: {"description": "A service did not answer; nothing partial is returned", "model": ErrorBody}},
+               502: {"description": "A service did not answer; nothing partial is returned", "model": Problem}},
     summary="Everything LeadFlow holds about a person (GDPR art. 15), from all five services, as one document",
     description="The caller's API key must be valid on every service (the admin key, or a `privacy:read` key "
     "created on each).",

@@ -14,7 +14,6 @@ from leadflow_contracts.activities import (
     is_known_activity_type,
     unknown_activity_type_message,
 )
-from leadflow_kit.errors import FieldError
 
 FORM_EXAMPLE: dict[str, Any] = {
     "key": "demo-request",
@@ -186,16 +185,6 @@ class SubmissionAccepted(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4"}]})
 
     lead_id: str
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "detail": "The submission is invalid; see errors.",
-        "errors": [{"field": "email", "code": "required", "message": "email is required"}],
-    }]})
-
-    detail: str
-    errors: list[FieldError] = Field(default_factory=list)
 
 
 ACTIVITY_EXAMPLE: dict[str, Any] = {

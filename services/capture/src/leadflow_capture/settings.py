@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
 
     # Bodies of real form fills are a few KiB; anything near this is abuse or a mistake.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A batch of up to 100 activities.
+    max_activities_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_fields: int = Field(default=100, ge=1)
     max_field_name_length: int = Field(default=100, ge=1)
     max_field_length: int = Field(default=2000, ge=1)

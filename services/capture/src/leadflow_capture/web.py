@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by capture's routes: body limits, CORS, content negotiation, HTML pages."""
+"""HTTP plumbing shared by capture's routes: reading bodies, CORS, content negotiation, HTML pages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from leadflow_capture import bodies, domain
-from leadflow_kit.errors import FieldError
+from leadflow_kit.bodies import BodyRefused
+from leadflow_kit.errors import FieldError, problem_response
 
 ALLOWED_REQUEST_HEADERS = "Content-Type, Accept, Idempotency-Key, X-Correlation-Id, X-Requested-With"
 EXPOSED_HEADERS = "Retry-After, X-Correlation-Id, Idempotency-Replayed, Location"
@@ -48,10 +49,6 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], proxies: tupl
     return hops[0][:64] if hops else peer
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 def storage_unavailable(wants_html: bool, headers: dict[str, str] | None = None) -> Response:
     return error_response(
         wants_html, 503, "submissions cannot be stored right now; retry shortly",
@@ -60,16 +57,14 @@ def storage_unavailable(wants_html: bool, headers: dict[str, str] | None = None)
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing to hold more than ``limit`` bytes whatever Content-Length claims."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge()
+async def read_body(request: Request) -> bytes:
+    """The body, within the route's limit and nesting bound (``leadflow_kit.bodies`` counts as it streams)."""
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks.extend(chunk)
-        if len(chunks) > limit:
-            raise BodyTooLarge()
+    try:
+        async for chunk in request.stream():
+            chunks.extend(chunk)
+    except BodyRefused as exc:
+        raise bodies.BadBody(exc.status_code, exc.code, exc.message) from None
     return bytes(chunks)
 
 
@@ -112,9 +107,7 @@ def preflight_headers(origin: str) -> dict[str, str]:
 
 def json_error(status: int, detail: str, errors: list[FieldError] | None = None,
                headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"detail": detail, "errors": [e.model_dump() for e in (errors or [])]}, status_code=status, headers=headers
-    )
+    return problem_response(status, detail, errors or [], headers)
 
 
 def page(title: str, body_html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:

@@ -31,7 +31,7 @@ CASES = [
     ("json_invalid_utf8", JSON, b'{"email": "\xff\xfe@b.co"}', 400, "invalid_utf8", "body"),
     ("json_lone_surrogate", JSON, b'{"email": "a@b.co", "company": "\\ud800"}', 400, "invalid_unicode", "body"),
     ("json_empty", JSON, b"", 400, "empty_body", "body"),
-    ("json_deep", JSON, b"[" * 20000 + b"]" * 20000, 400, "malformed_json", "body"),
+    ("json_deep", JSON, b"[" * 20000 + b"]" * 20000, 422, "too_deep", "body"),
     ("json_huge_number", JSON, b'{"email": ' + b"9" * 5000 + b"}", 400, "malformed_json", "body"),
     ("json_nul", JSON, b'{"email": "a@b.co", "company": "A\\u0000B"}', 422, "invalid_characters", "company"),
     ("form_invalid_utf8_raw", FORM, b"email=\xff@b.co&company=x", 400, "invalid_utf8", "body"),

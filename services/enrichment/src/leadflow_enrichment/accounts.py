@@ -247,7 +247,15 @@ class CsvUnreadable(ValueError):
 
 def parse_accounts_csv(text: str) -> ParsedCsv:
     """One account per row; ``domains`` may hold several, separated by ``;``, ``|`` or spaces."""
-    reader = csv.DictReader(io.StringIO(text))
+    if "\x00" in text:
+        raise CsvUnreadable("the CSV contains NUL characters; is it a text file?")
+    try:
+        return _parse_rows(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise CsvUnreadable(f"the CSV is malformed: {exc}") from None
+
+
+def _parse_rows(reader: csv.DictReader[str]) -> ParsedCsv:
     if not reader.fieldnames:
         raise CsvUnreadable("the CSV has no header row")
     header = {h: _HEADER_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames if h}

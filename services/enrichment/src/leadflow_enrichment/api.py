@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
@@ -21,6 +22,7 @@ from leadflow_enrichment.accounts import (
 )
 from leadflow_enrichment.tables import lead, lead_fill
 from leadflow_kit.auth import require_scope
+from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError
 
 accounts_router = APIRouter(prefix="/v1/admin/accounts", tags=["accounts"])
@@ -68,12 +70,9 @@ async def list_accounts(request: Request, q: str | None = Query(default=None, ma
     responses={422: {"description": "Not a readable CSV", "content": {"application/json": {"example": {
         "detail": "the CSV needs a 'name' column", "errors": [{"field": "body", "code": "csv", "message": "..."}]}}}}},
 )
+@body_limit("account_import_max_bytes")
 async def import_accounts(request: Request) -> ImportResult:
-    settings = request.app.state.settings
     body = await request.body()
-    if len(body) > settings.account_import_max_bytes:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                            detail=f"CSV larger than {settings.account_import_max_bytes} bytes")
     try:
         parsed = accounts.parse_accounts_csv(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, CsvUnreadable) as exc:
@@ -119,8 +118,12 @@ async def get_account(account_id: str, request: Request) -> AccountPublic:
 @accounts_router.patch("/{account_id}", response_model=AccountPublic, summary="Change some fields of an account",
                        responses=NOT_FOUND, dependencies=[Depends(require_scope("accounts:write"))])
 async def update_account(account_id: str, body: AccountUpdate, request: Request) -> AccountPublic:
-    async with request.app.state.db.transaction() as session:
-        found = await accounts.update_account(session, account_id, body, request.app.state.clock.now())
+    try:
+        async with request.app.state.db.transaction() as session:
+            found = await accounts.update_account(session, account_id, body, request.app.state.clock.now())
+    except ValidationError as exc:
+        # The account as changed is not a valid account (e.g. name set to null).
+        raise RequestValidationError(exc.errors()) from None
     if found is None:
         raise _not_found(account_id)
     return found

@@ -4,18 +4,18 @@ teams, queues and versioned routing rules (with a dry run)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts.events import TouchType
-from leadflow_kit.auth import Principal, authenticate, presented_key
-from leadflow_kit.db import driver_connection
+from leadflow_kit.auth import Principal, require_scope
+from leadflow_kit.db import INT_MAX, driver_connection
 from leadflow_kit.errors import FieldError
 from leadflow_routing import domain, handlers
 from leadflow_routing.tables import lead as lead_table
@@ -25,26 +25,6 @@ from leadflow_routing.tables import routing_ruleset as ruleset_table
 from leadflow_routing.tables import team as team_table
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-
-
-def require_any_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
-    """Like ``leadflow_kit.auth.require_scope``, satisfied by any one of ``scopes``."""
-
-    async def dependency(request: Request) -> Principal:
-        key = presented_key(request)
-        if key is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key required: send 'Authorization: "
-                                "Bearer <key>' or 'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
-        principal = await authenticate(request.app.state.db, key)
-        if principal is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not any(principal.allows(s) for s in scopes):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks one of the scopes {list(scopes)}")
-        request.state.principal = principal
-        return principal
-
-    return dependency
 
 
 def invalid(errors: list[FieldError], detail: str = "The request is invalid; see errors.") -> HTTPException:
@@ -104,7 +84,7 @@ class CrmEventAccepted(BaseModel):
 
 @leads_router.get("/v1/leads/{lead_id}/assignment", summary="Who owns the lead, and every routing decision")
 async def get_assignment(
-    lead_id: str, request: Request, _: Principal = Depends(require_any_scope("routing:read", "crm:events"))
+    lead_id: str, request: Request, _: Principal = Depends(require_scope("routing:read", "crm:events"))
 ) -> dict[str, Any]:
     async with request.app.state.db.transaction() as session:
         view = await handlers.assignment_view(session, lead_id)
@@ -119,7 +99,7 @@ async def get_assignment(
                            "converted")
 async def post_crm_event(
     lead_id: str, body: CrmEvent, request: Request,
-    principal: Principal = Depends(require_any_scope("crm:events")),
+    principal: Principal = Depends(require_scope("crm:events")),
 ) -> CrmEventAccepted:
     state = request.app.state
     try:
@@ -139,8 +119,8 @@ async def post_crm_event(
 # -- admin: reps, teams, queues -------------------------------------------------------------
 
 admin_router = APIRouter(prefix="/v1/admin", tags=["routing admin"])
-readable = [Depends(require_any_scope("routing:read", "routing:write"))]
-writable = [Depends(require_any_scope("routing:write"))]
+readable = [Depends(require_scope("routing:read", "routing:write"))]
+writable = [Depends(require_scope("routing:write"))]
 
 
 class OutOfOfficeRange(BaseModel):
@@ -174,8 +154,8 @@ class RepFields(BaseModel):
     team_id: str | None = None
     territories: list[str] | None = Field(default=None, examples=[["US-CA", "EMEA"]])
     weight: int | None = Field(default=None, ge=0, le=1000)
-    daily_capacity: int | None = Field(default=None, ge=0)
-    max_open_leads: int | None = Field(default=None, ge=0)
+    daily_capacity: int | None = Field(default=None, ge=0, le=INT_MAX)
+    max_open_leads: int | None = Field(default=None, ge=0, le=INT_MAX)
     timezone: str | None = Field(default=None, examples=["America/New_York"])
     working_hours: dict[str, list[str]] | None = Field(
         default=None, examples=[{"mon": ["09:00-17:00"], "tue": ["09:00-12:00", "13:00-17:00"]}],
@@ -222,7 +202,7 @@ class TeamFields(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     strategy: domain.Strategy | None = None
     manager_rep_id: str | None = None
-    escalate_after_breaches: int | None = Field(default=None, ge=1)
+    escalate_after_breaches: int | None = Field(default=None, ge=1, le=INT_MAX)
     fallback_queue: str | None = None
 
 
@@ -281,8 +261,18 @@ def _rep_public(row: Any, now: datetime) -> RepPublic:
     )
 
 
+def _without_nulls(values: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """``values`` unless one of the ``required`` columns is set to null: 422 naming each."""
+    nulls = [name for name in required if name in values and values[name] is None]
+    if nulls:
+        raise invalid([FieldError(field=name, code="null_not_allowed", message=f"{name} cannot be null")
+                       for name in nulls])
+    return values
+
+
 def _rep_values(body: RepFields) -> dict[str, Any]:
-    values = body.model_dump(exclude_unset=True, exclude={"id"})
+    values = _without_nulls(body.model_dump(exclude_unset=True, exclude={"id"}),
+                            ("name", "weight", "timezone", "active"))
     if "out_of_office" in values:
         values["out_of_office"] = [o.model_dump(mode="json") for o in body.out_of_office or []]
     if "territories" in values and values["territories"] is None:
@@ -305,7 +295,7 @@ async def create_rep(body: RepCreate, request: Request) -> RepPublic:
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
-        if body.team_id and not await _team_exists(session, body.team_id):
+        if body.team_id is not None and not await _team_exists(session, body.team_id):
             raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
         rep_id = body.id or f"rep-{uuid.uuid4().hex[:12]}"
         if await _rep_exists(session, rep_id):
@@ -346,7 +336,7 @@ async def update_rep(rep_id: str, body: RepUpdate, request: Request) -> RepPubli
     state = request.app.state
     now = state.clock.now()
     async with state.db.transaction() as session:
-        if body.team_id and not await _team_exists(session, body.team_id):
+        if body.team_id is not None and not await _team_exists(session, body.team_id):
             raise invalid([FieldError(field="team_id", code="unknown", message=f"no team '{body.team_id}'")])
         row = (
             await session.execute(
@@ -435,7 +425,8 @@ async def update_team(team_id: str, body: TeamUpdate, request: Request) -> TeamP
         row = (
             await session.execute(
                 update(team_table).where(team_table.c.id == team_id)
-                .values(updated_at=state.clock.now(), **body.model_dump(exclude_unset=True))
+                .values(updated_at=state.clock.now(),
+                        **_without_nulls(body.model_dump(exclude_unset=True), ("name", "strategy")))
                 .returning(*team_table.c)
             )
         ).first()
@@ -608,7 +599,8 @@ class DryRun(BaseModel):
         default=None, description="Or a lead.scored-shaped payload (flat fields such as country work too)",
         examples=[{"tier": "hot", "score": 80, "profile": {"country": "US", "state": "CA", "employee_count": 500}}],
     )
-    version: int | None = Field(default=None, description="Try a ruleset version other than the active one")
+    version: int | None = Field(default=None, ge=1, le=INT_MAX,
+                                description="Try a ruleset version other than the active one")
     at: datetime | None = Field(default=None, description="Decide as if at this time")
 
     @model_validator(mode="after")
@@ -619,6 +611,7 @@ class DryRun(BaseModel):
 
 
 rules_router = APIRouter(prefix="/v1/admin/routing-rules", tags=["routing rules"])
+RuleSetVersion = Annotated[int, Path(ge=1, le=INT_MAX)]
 
 
 def _ruleset_public(row: Any) -> RuleSetPublic:
@@ -702,7 +695,7 @@ async def list_rulesets(request: Request) -> list[RuleSetPublic]:
 
 
 @rules_router.get("/versions/{version}", response_model=RuleSetPublic, dependencies=readable)
-async def get_ruleset(version: int, request: Request) -> RuleSetPublic:
+async def get_ruleset(version: RuleSetVersion, request: Request) -> RuleSetPublic:
     async with request.app.state.db.transaction() as session:
         row = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == version))).first()
     if row is None:
@@ -711,7 +704,7 @@ async def get_ruleset(version: int, request: Request) -> RuleSetPublic:
 
 
 @rules_router.post("/versions/{version}/activate", response_model=RuleSetPublic, dependencies=writable)
-async def activate_ruleset(version: int, request: Request) -> RuleSetPublic:
+async def activate_ruleset(version: RuleSetVersion, request: Request) -> RuleSetPublic:
     state = request.app.state
     async with state.db.transaction() as session:
         await _lock_rules(session)

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.auth import require_scope
+from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError
 from leadflow_scoring import dryrun, reads, versions
 from leadflow_scoring.model import (
@@ -33,6 +34,9 @@ from leadflow_scoring.schemas import (
 
 leads_router = APIRouter(tags=["lead scores"])
 admin_router = APIRouter(prefix="/v1/admin/scoring-models", tags=["scoring models"])
+
+# A model (and a dry run's leads) may be larger than the 64 KiB other bodies get.
+MODEL_BODY_LIMIT = 1024 * 1024
 
 READ = [Depends(require_scope("scoring:read"))]
 WRITE = [Depends(require_scope("scoring:write"))]
@@ -108,6 +112,7 @@ async def get_schema() -> dict[str, Any]:
 
 @admin_router.post("/validate", response_model=ValidationReport, dependencies=WRITE, openapi_extra=MODEL_BODY,
                    summary="Check a model without saving it; every error names the rule and field at fault")
+@body_limit(MODEL_BODY_LIMIT)
 async def validate(request: Request) -> ValidationReport:
     try:
         document, _ = await _model_document(request)
@@ -119,6 +124,7 @@ async def validate(request: Request) -> ValidationReport:
 
 @admin_router.post("", status_code=201, response_model=ScoringModelPublic, dependencies=WRITE,
                    openapi_extra=MODEL_BODY, summary="Save a new model version (a draft until activated)")
+@body_limit(MODEL_BODY_LIMIT)
 async def create_model(request: Request) -> ScoringModelPublic:
     try:
         document, source = await _model_document(request)
@@ -169,6 +175,7 @@ async def _dry_run(
 
 @admin_router.post("/dry-run", response_model=DryRunResult, dependencies=WRITE,
                    summary="Score leads with a draft model (not saved) and show what would change")
+@body_limit(MODEL_BODY_LIMIT)
 async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
     if body.model is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
@@ -230,6 +237,7 @@ async def get_model_source(model_id: str, request: Request) -> PlainTextResponse
 
 @admin_router.post("/{model_id}/dry-run", response_model=DryRunResult, dependencies=WRITE,
                    summary="Score leads with a saved version and show what would change against the active one")
+@body_limit(MODEL_BODY_LIMIT)
 async def dry_run_version(model_id: str, body: DryRunRequest, request: Request) -> DryRunResult:
     if body.model is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={

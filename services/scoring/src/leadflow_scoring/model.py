@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow_contracts import LeadProfile
 from leadflow_contracts.activities import is_known_activity_type, unknown_activity_type_message
+from leadflow_kit.bodies import MAX_JSON_DEPTH
 from leadflow_kit.errors import FieldError
 from leadflow_kit.patterns import pattern_error
 
@@ -179,10 +180,37 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+class _Refused(yaml.YAMLError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """YAML without aliases (a few lines of anchors and aliases expand to billions of nodes once
+    walked) and nested at most ``MAX_JSON_DEPTH`` levels, like a JSON body."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _Refused("alias_not_allowed", "YAML aliases (*name) are not accepted; write the value out")
+        self.depth += 1
+        try:
+            if self.depth > MAX_JSON_DEPTH:
+                raise _Refused("too_deep", f"the document nests deeper than {MAX_JSON_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def parse_document(text: str | bytes) -> Any:
-    """YAML (a superset of JSON) text to data; a syntax error is reported as a model error."""
+    """YAML (a superset of JSON) text to data; a syntax error, an alias or deep nesting is a model error."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader: no Python objects
+    except _Refused as exc:
+        raise InvalidModel([FieldError(field="body", code=exc.code, message=exc.message)]) from None
     except yaml.YAMLError as exc:
         raise InvalidModel([FieldError(field="body", code="syntax", message=f"not valid YAML/JSON: {exc}")]) from None
 
