@@ -61,6 +61,7 @@ async def test_enqueued_in_a_transaction_then_signed_delivered_and_reported(infr
         service_name="kit-webhooks", database_url=url, kafka_bootstrap_servers=infra.bootstrap_servers,
         topic_prefix=prefix, admin_api_key="kit-webhook-admin-key-0123",
         environment="test", webhook_retry_base_seconds=0.05, webhook_poll_interval_seconds=0.1,
+        webhook_allow_http=True, webhook_allowed_networks="127.0.0.1",
     )
     app = create_service_app(settings, title="kit webhooks", background=[run_webhook_dispatcher],
                              routers=[webhook_admin_router(read_scope="sla:read", write_scope="sla:write")])

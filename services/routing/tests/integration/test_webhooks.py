@@ -149,7 +149,7 @@ async def test_receiver_away_across_a_routing_restart_still_gets_every_lead(fres
     assert all(r["attempts"] >= 2 for r in rows)
 
 
-async def test_410_disables_the_subscription_until_an_admin_re_enables_it(fresh: Env) -> None:
+async def test_410_holds_every_undelivered_lead_until_re_enabled_then_delivers_them(fresh: Env) -> None:
     gone = True
 
     def policy(webhook_id: str, seen: int) -> Response | None:
@@ -163,27 +163,32 @@ async def test_410_disables_the_subscription_until_an_admin_re_enables_it(fresh:
         subscription_id = await subscribe(svc, crm)
         first, second = scored(), scored()
         await produce(fresh.infra.bootstrap_servers, fresh.prefix, [first])
-        await delivered.wait(lambda: bool(delivered.of(first.subject)), what="lead.delivered dead")
-        assert delivered.of(first.subject)[0].data.status == "dead"
-        assert delivered.of(first.subject)[0].data.status_code == 410
+
+        async def first_held() -> list[dict[str, Any]]:
+            return await deliveries(svc, status="held")
+
+        held = await eventually(first_held)
+        assert [r["lead_id"] for r in held] == [first.subject] and held[0]["last_status_code"] == 410
         subscription = (await svc.get(f"/v1/admin/webhooks/subscriptions/{subscription_id}")).json()
         assert subscription["active"] is False and "410" in subscription["disabled_reason"]
 
-        # While disabled nothing is queued for it; once re-enabled new leads flow again.
+        # While disabled, new leads are queued as held: nothing is sent, nothing is dropped.
         await produce(fresh.infra.bootstrap_servers, fresh.prefix, [second])
-        await asyncio.sleep(1.0)
-        assert len(crm.attempts) == 1
+
+        async def both_held() -> bool:
+            return {r["lead_id"] for r in await deliveries(svc, status="held")} == {first.subject, second.subject}
+
+        await eventually(both_held)
+        await asyncio.sleep(0.5)
+        assert len(crm.attempts) == 1 and not delivered.events
+
         gone = False
         enabled = await svc.patch(f"/v1/admin/webhooks/subscriptions/{subscription_id}", json={"active": True})
-        assert enabled.json()["active"] is True
-        third = scored()
-        await produce(fresh.infra.bootstrap_servers, fresh.prefix, [third])
-
-        async def third_delivered() -> bool:
-            return third.subject in crm.accepted_lead_ids()
-
-        await eventually(third_delivered)
-        assert first.subject not in crm.accepted_lead_ids()
+        assert enabled.json()["active"] is True and enabled.json()["disabled_reason"] is None
+        await delivered.wait(lambda: len(delivered.events) >= 2, what="both held leads delivered")
+        assert crm.accepted_lead_ids() == {first.subject, second.subject}
+        assert {e.data.status for e in delivered.events} == {"delivered"}
+        assert await deliveries(svc, status="held") == []
 
 
 async def test_dead_letter_after_the_last_attempt_then_replay_with_the_same_id(fresh: Env) -> None:
