@@ -5,53 +5,27 @@ replay, secret rotation. Every retry of one message carries the same webhook-id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from routing_harness import Env, Receiver, collecting, new_env, produce, receiver, running, scored
+from routing_harness import (
+    PLACEHOLDER,
+    Env,
+    Receiver,
+    collecting,
+    deliveries,
+    produce,
+    receiver,
+    running,
+    scored,
+    subscribe,
+)
 from starlette.responses import Response
 
 from leadflow_contracts import topics
-from leadflow_kit.db import Database
-from leadflow_routing.seed import seed_demo
 from leadflow_stack.testing import eventually
 
 pytestmark = pytest.mark.integration
-
-PLACEHOLDER = "whsec_" + "A" * 43 + "="
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh(infra: Any) -> AsyncIterator[Env]:
-    """A database and topics of its own per test: subscriptions are global to a database."""
-    env = await new_env(infra, "routing-wh")
-    settings = env.settings()
-    db = Database(settings.database_url)
-    await seed_demo(settings, db)
-    await db.dispose()
-    yield env
-
-
-async def subscribe(svc: Any, crm: Receiver) -> str:
-    response = await svc.post("/v1/admin/webhooks/subscriptions",
-                              json={"url": crm.url, "event_types": ["lead.routed"]})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    crm.secret = body["secret"]
-    listed = await svc.get(f"/v1/admin/webhooks/subscriptions/{body['id']}")
-    assert "secret" not in listed.json()  # shown once, at creation
-    subscription_id: str = body["id"]
-    return subscription_id
-
-
-async def deliveries(svc: Any, **params: str) -> list[dict[str, Any]]:
-    response = await svc.get("/v1/admin/webhooks/deliveries", params=params)
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()
-    return found
-
 
 async def test_failing_receiver_gets_every_retry_with_the_same_webhook_id(fresh: Env) -> None:
     def fail_three_times(webhook_id: str, seen: int) -> Response | None:
