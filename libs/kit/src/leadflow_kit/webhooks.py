@@ -123,8 +123,8 @@ class WebhookSettings(ServiceSettings):
     webhook_poll_interval_seconds: float = 0.5
     webhook_batch_size: int = 50
     # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own).
-    webhook_concurrency: int = Field(default=16, ge=1)
-    webhook_subscription_concurrency: int = Field(default=4, ge=1)
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_subscription_concurrency: int = Field(default=8, ge=1)
     webhook_secret_overlap_seconds: float = 86400.0
     # Plain http is for local receivers in development and tests; production refuses it.
     webhook_allow_http: bool = False
