@@ -346,9 +346,7 @@ def upgrade_webhook_tables_2(op: Operations) -> None:
         text("SELECT id, secret_ciphertext, previous_secret_ciphertext FROM webhook_subscription")
     ).all()
     if rows:
-        box: SecretBox | None = context.config.attributes.get("webhook_secret_box")
-        if box is None:
-            raise RuntimeError("encrypting webhook secrets needs the key: run `python -m leadflow_<svc> migrate`")
+        box = _migration_box()
         for row in rows:
             bind.execute(
                 text("UPDATE webhook_subscription SET secret_ciphertext = :secret,"
@@ -362,6 +360,38 @@ def upgrade_webhook_tables_2(op: Operations) -> None:
     for index in _revision_2_indexes():
         op.create_index(index.name or "", "webhook_delivery", [str(c) for c in index.expressions],
                         postgresql_where=index.dialect_options["postgresql"]["where"])
+
+
+def downgrade_webhook_tables_2(op: Operations) -> None:
+    """Undo ``upgrade_webhook_tables_2``: the secrets go back to plaintext (with the same key)."""
+    bind = op.get_bind()
+    rows = bind.execute(
+        text("SELECT id, secret_ciphertext, previous_secret_ciphertext FROM webhook_subscription")
+    ).all()
+    if rows:
+        box = _migration_box()
+        for row in rows:
+            bind.execute(
+                text("UPDATE webhook_subscription SET secret_ciphertext = :secret,"
+                     " previous_secret_ciphertext = :previous WHERE id = :id"),
+                {"id": row.id, "secret": box.decrypt(row.secret_ciphertext),
+                 "previous": None if row.previous_secret_ciphertext is None
+                 else box.decrypt(row.previous_secret_ciphertext)},
+            )
+    for index in _revision_2_indexes():
+        op.drop_index(index.name or "", table_name="webhook_delivery")
+    op.create_index("ix_webhook_delivery_due", "webhook_delivery", ["next_attempt_at"],
+                    postgresql_where=text("status = 'pending'"))
+    op.drop_column("webhook_delivery", "leased_until")
+    op.alter_column("webhook_subscription", "secret_ciphertext", new_column_name="secret")
+    op.alter_column("webhook_subscription", "previous_secret_ciphertext", new_column_name="previous_secret")
+
+
+def _migration_box() -> SecretBox:
+    box: SecretBox | None = context.config.attributes.get("webhook_secret_box")
+    if box is None:
+        raise RuntimeError("webhook secrets need the encryption key: run `python -m leadflow_<svc> migrate`")
+    return box
 
 
 def drop_webhook_tables(op: Operations) -> None:
@@ -1328,6 +1358,7 @@ __all__ = [
     "define_webhook_tables",
     "delivery_table",
     "disable_subscription",
+    "downgrade_webhook_tables_2",
     "drop_webhook_tables",
     "enable_subscription",
     "enqueue_webhook",

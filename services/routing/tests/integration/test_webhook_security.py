@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from cryptography.fernet import Fernet
 from routing_harness import (
     MIGRATIONS,
@@ -26,7 +27,7 @@ from routing_harness import (
 from starlette.responses import Response
 
 from leadflow_kit.db import asyncpg_dsn
-from leadflow_kit.migrations import upgrade
+from leadflow_kit.migrations import alembic_config, upgrade
 from leadflow_kit.secretbox import SecretBox
 from leadflow_stack.testing import eventually
 
@@ -186,7 +187,9 @@ async def test_after_an_encryption_key_rotation_old_secrets_still_sign_and_re_en
     assert crm.rejected == 0
 
 
-async def test_the_migration_encrypts_secrets_stored_in_plaintext(infra: Any) -> None:
+async def test_the_migration_encrypts_secrets_stored_in_plaintext_and_its_downgrade_decrypts_them(
+    infra: Any,
+) -> None:
     database_url = await infra.new_database("routing-wh-migrate")
     await asyncio.to_thread(upgrade, MIGRATIONS, database_url, "20261123_0001")
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -204,3 +207,9 @@ async def test_the_migration_encrypts_secrets_stored_in_plaintext(infra: Any) ->
     box = SecretBox([key])
     assert box.decrypt(row["secret_ciphertext"]) == "whsec_current"
     assert box.decrypt(row["previous_secret_ciphertext"]) == "whsec_previous"
+
+    # And back: the downgrade decrypts them with the same key.
+    config = alembic_config(MIGRATIONS, database_url, {"webhook_secret_box": box})
+    await asyncio.to_thread(command.downgrade, config, "20261123_0001")
+    (row,) = await _subscription_rows(database_url)
+    assert (row["secret"], row["previous_secret"]) == ("whsec_current", "whsec_previous")

@@ -7,7 +7,7 @@ Create Date: 2026-12-03
 
 from alembic import op
 
-from leadflow_kit.webhooks import upgrade_webhook_tables_2
+from leadflow_kit.webhooks import downgrade_webhook_tables_2, upgrade_webhook_tables_2
 
 revision = "20261203_0002"
 down_revision = "20261123_0001"
@@ -20,4 +20,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the webhook secrets stay encrypted; restore a backup to go back")
+    downgrade_webhook_tables_2(op)
