@@ -85,7 +85,7 @@ from leadflow_contracts import LeadDelivered, new_event
 from leadflow_kit.auth import require_scope
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn, driver_connection
-from leadflow_kit.egress import EgressPolicy, destination_refusal, guarded_client, parse_url
+from leadflow_kit.egress import EgressPolicy, destination_refusal, guarded_client, parse_networks, parse_url
 from leadflow_kit.errors import FieldError
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.secretbox import DEVELOPMENT_KEY, SecretBox, parse_keys
@@ -141,7 +141,7 @@ class WebhookSettings(ServiceSettings):
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
     def _comma_separated_networks(cls, value: Any) -> Any:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        return list(parse_networks(value)) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _webhook_secrets_and_egress(self) -> WebhookSettings:
