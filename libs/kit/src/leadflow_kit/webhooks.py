@@ -803,7 +803,10 @@ class WebhookDispatcher:
 
     async def _deliver(self, row: _Claimed) -> None:
         try:
-            self._finished.append(await self._attempt(row))
+            # Not `self._finished.append(await ...)`: that would take the list before the await, and
+            # the loop swaps it for a fresh one while sends are in flight.
+            attempt = await self._attempt(row)
+            self._finished.append(attempt)
         except Exception:
             # The lease runs out and the row is sent again with the same webhook-id.
             log.exception("sending webhook %s failed unexpectedly", row.webhook_id)
