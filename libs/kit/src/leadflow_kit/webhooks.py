@@ -669,7 +669,7 @@ _CLAIM = (
     " s.previous_secret_expires_at"
     " FROM webhook_subscription s CROSS JOIN LATERAL ("
     " SELECT * FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
-    " AND d.next_attempt_at <= $1 AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
+    " AND d.next_attempt_at <= $1 AND d.id <> ALL($5::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
     " WHERE e.subscription_id = d.subscription_id AND e.lead_id = d.lead_id AND e.id < d.id"
     " AND e.status IN ('pending', 'held'))"
     " ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE SKIP LOCKED) d"
@@ -706,6 +706,9 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: dict[str, int] = {}
+        # Rows this dispatcher is sending or has yet to record: never claimed again meanwhile, even if
+        # the clock passes their lease (an injected clock can jump).
+        self._sending_ids: set[int] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._finished: list[_Attempt] = []
         # ciphertext -> secret: each stored secret is decrypted once, not per delivery.
@@ -796,6 +799,7 @@ class WebhookDispatcher:
         claimed = await self._claim(limit)
         for row in claimed:
             self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
+            self._sending_ids.add(row.id)
             task = asyncio.create_task(self._deliver(row), name=f"webhook-{row.webhook_id}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
@@ -807,8 +811,12 @@ class WebhookDispatcher:
             # the loop swaps it for a fresh one while sends are in flight.
             attempt = await self._attempt(row)
             self._finished.append(attempt)
+        except asyncio.CancelledError:
+            self._sending_ids.discard(row.id)
+            raise
         except Exception:
             # The lease runs out and the row is sent again with the same webhook-id.
+            self._sending_ids.discard(row.id)
             log.exception("sending webhook %s failed unexpectedly", row.webhook_id)
         finally:
             left = self._in_flight.get(row.subscription_id, 1) - 1
@@ -821,7 +829,10 @@ class WebhookDispatcher:
     async def _record_finished(self) -> None:
         if self._finished:
             finished, self._finished = self._finished, []
-            await self._record_all(finished)
+            try:
+                await self._record_all(finished)
+            finally:
+                self._sending_ids.difference_update(a.row.id for a in finished)
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
@@ -829,7 +840,7 @@ class WebhookDispatcher:
         saturated = [sub for sub, n in self._in_flight.items() if n >= share]
         async with self.db.transaction() as session:
             conn = await driver_connection(session)
-            rows = await conn.fetch(_CLAIM, now, limit, share, saturated)
+            rows = await conn.fetch(_CLAIM, now, limit, share, saturated, list(self._sending_ids))
             taken: dict[str, int] = {}
             kept = []
             for r in rows:
