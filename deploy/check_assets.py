@@ -363,7 +363,10 @@ def check_k8s() -> str:
         for key in ("ENVIRONMENT", "HOST", "PORT", "KAFKA_BOOTSTRAP_SERVERS"):
             if prefix + key not in settings:
                 problems.append(f"ConfigMap leadflow-settings lacks {prefix}{key}")
-        for key in ("DATABASE_URL", "ADMIN_API_KEY"):
+        secret_names = ["DATABASE_URL", "ADMIN_API_KEY"]
+        if name in ("routing", "sla"):  # they store webhook signing secrets, encrypted with this key
+            secret_names.append("WEBHOOK_ENCRYPTION_KEYS")
+        for key in secret_names:
             if prefix + key not in secret_keys:
                 problems.append(f"secrets.env.example lacks {prefix}{key}")
         deployment = by_kind.get("Deployment", {}).get(name)

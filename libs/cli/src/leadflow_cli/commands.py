@@ -680,7 +680,7 @@ def add_webhooks(b: Builder) -> None:
     p = r.action("deliveries", hooks_deliveries, "The delivery log, newest first")
     p.add_argument("--subscription")
     p.add_argument("--lead")
-    p.add_argument("--status", choices=["pending", "delivered", "dead"])
+    p.add_argument("--status", choices=["pending", "held", "delivered", "dead"])
     p.add_argument("--limit", type=int, default=100)
     p = r.action("delivery", hooks_delivery, "One delivery with its payload and every attempt")
     p.add_argument("webhook_id")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -17,16 +19,20 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from leadflow_kit.db import OUTBOX_CHANNEL
 
 
-def alembic_config(script_location: Path, database_url: str) -> Config:
+def alembic_config(script_location: Path, database_url: str, attributes: Mapping[str, Any] | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     # Kept out of the ini options so a password with '%' needs no escaping.
+    config.attributes.update(attributes or {})
     config.attributes["database_url"] = database_url
     return config
 
 
-def upgrade(script_location: Path, database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(script_location, database_url), revision)
+def upgrade(script_location: Path, database_url: str, revision: str = "head",
+            attributes: Mapping[str, Any] | None = None) -> None:
+    """``attributes`` reach the revisions as ``context.config.attributes`` (the settings'
+    ``migration_attributes()``, e.g. the key that encrypts webhook secrets)."""
+    command.upgrade(alembic_config(script_location, database_url, attributes), revision)
 
 
 def run_env(target_metadata: MetaData) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,7 +15,8 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-adm
 class ServiceSettings(BaseSettings):
     """Subclasses set ``model_config = service_config("CAPTURE_")`` and a default ``port``."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # A settings error must not print the values it was given: they include keys and secrets.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     service_name: str = "service"
     environment: Literal["development", "test", "production"] = "development"
@@ -90,6 +91,10 @@ class ServiceSettings(BaseSettings):
                     f"admin_api_key is a placeholder or shorter than {MIN_PRODUCTION_KEY_LENGTH} characters")
         return self
 
+    def migration_attributes(self) -> dict[str, Any]:
+        """What this service's migrations may need besides the database (e.g. an encryption key)."""
+        return {}
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
@@ -99,4 +104,4 @@ class ServiceSettings(BaseSettings):
 
 
 def service_config(env_prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", env_file=None)
+    return SettingsConfigDict(env_prefix=env_prefix, extra="ignore", env_file=None, hide_input_in_errors=True)

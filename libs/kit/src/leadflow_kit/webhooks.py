@@ -3,18 +3,26 @@
 A service enqueues a delivery in the same transaction as the business change
 (``enqueue_webhook``); ``WebhookDispatcher`` claims due rows with ``FOR UPDATE SKIP LOCKED``,
 signs them (``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``, HMAC-SHA256 via the
-``standardwebhooks`` package), POSTs them and records the outcome, retrying with exponential
-backoff and jitter until the schedule runs out. Every final outcome (delivered or dead) becomes a
-``lead.delivered.v1`` event through the outbox. ``webhook_admin_router`` is the admin API for
-subscriptions, the delivery log and replay.
+``standardwebhooks`` package), POSTs them and records the outcome, retrying on a schedule that starts
+fast and backs off (with jitter, honouring ``Retry-After``) until it runs out. Each subscription has
+its own bounded number of sends in flight, so a slow receiver holds back only itself; a lead's
+deliveries to one subscription go out in the order they were queued; a success wakes the
+subscription's backlog at once. A subscription that is disabled (by an admin, or by its endpoint
+answering 410) keeps its deliveries ``held`` until it is enabled again. Every final outcome
+(delivered or dead) becomes a ``lead.delivered.v1`` event through the outbox.
+``webhook_admin_router`` is the admin API for subscriptions, the delivery log and replay.
+
+URLs are checked against ``WebhookSettings.egress_policy()`` when saved and again on every
+connection (``leadflow_kit.egress``); signing secrets are stored encrypted (``leadflow_kit.secretbox``).
 
 Wiring, in a service::
 
     # tables.py
     metadata = new_metadata()
     define_webhook_tables(metadata)
-    # first migration
+    # first migration, then the later revisions' steps in theirs
     create_webhook_tables(op)
+    upgrade_webhook_tables_2(op)
     # settings.py
     class Settings(WebhookSettings): ...
     # app.py
@@ -37,14 +45,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import httpx
+from alembic import context
 from alembic.operations import Operations
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -53,12 +63,15 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     insert,
     select,
@@ -72,8 +85,11 @@ from leadflow_contracts import LeadDelivered, new_event
 from leadflow_kit.auth import require_scope
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import NAMING_CONVENTION, Database, asyncpg_dsn, driver_connection
+from leadflow_kit.egress import EgressPolicy, destination_refusal, guarded_client, parse_networks, parse_url
+from leadflow_kit.errors import FieldError
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
+from leadflow_kit.secretbox import DEVELOPMENT_KEY, SecretBox, parse_keys
 from leadflow_kit.settings import ServiceSettings
 from leadflow_kit.version import VERSION
 
@@ -82,12 +98,19 @@ log = logging.getLogger(__name__)
 WEBHOOK_CHANNEL = "leadflow_webhook"
 SECRET_PREFIX = "whsec_"
 ALL_EVENT_TYPES = "*"
-# The spec's example schedule after the immediate first attempt: about three days in all.
-DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+# Delays after the immediate first attempt: fast at first (a receiver that blips costs seconds), then
+# the spec's backoff, about three days in all (1 s + 5 s + ... + 24 h = 75.6 h).
+DEFAULT_RETRY_SCHEDULE = (1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0,
+                          86400.0)
+# How much of a failed response's body the delivery log keeps: enough to debug, too little to be a
+# channel for reading back what a receiver answered.
+FAILURE_BODY_BYTES = 1024
+# A 2xx body is read (and dropped) up to this much so the connection can be reused.
+SUCCESS_BODY_BYTES = 65536
 THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
 DELIVERY_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-DeliveryStatus = Literal["pending", "delivered", "dead"]
+DeliveryStatus = Literal["pending", "held", "delivered", "dead"]
 
 
 class WebhookSettings(ServiceSettings):
@@ -101,14 +124,51 @@ class WebhookSettings(ServiceSettings):
     webhook_max_retry_after_seconds: float = 86400.0
     webhook_poll_interval_seconds: float = 0.5
     webhook_batch_size: int = 50
-    webhook_concurrency: int = 16
+    # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own).
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_subscription_concurrency: int = Field(default=8, ge=1)
     webhook_secret_overlap_seconds: float = 86400.0
+    # Plain http is for local receivers in development and tests; production refuses it.
+    webhook_allow_http: bool = False
+    # Networks a webhook may reach although they are not public (loopback, private, ...): explicit,
+    # comma-separated ("127.0.0.0/8,::1"); empty allows public unicast addresses only.
+    webhook_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # Fernet keys that encrypt signing secrets at rest, comma-separated, newest first: the first
+    # encrypts, all decrypt. Required in production; elsewhere a fixed development key stands in.
+    webhook_encryption_keys: SecretStr | None = None
     # Each final outcome (delivered/dead) becomes lead.delivered.v1; a service whose webhooks are
     # not lead hand-offs (sla's notifications) may turn that off.
     webhook_emit_delivered_events: bool = True
     # Retention (leadflow_kit.retention.webhook_rules): the attempt log, and deliveries once delivered.
     webhook_attempt_retention_days: float = Field(default=30.0, gt=0)
     webhook_delivered_retention_days: float = Field(default=30.0, gt=0)
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated_networks(cls, value: Any) -> Any:
+        return list(parse_networks(value)) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _webhook_secrets_and_egress(self) -> WebhookSettings:
+        keys = self._encryption_keys()
+        if self.environment == "production":
+            if not keys or DEVELOPMENT_KEY in keys:
+                raise ValueError("webhook_encryption_keys must be set to your own Fernet key(s) in production")
+            if self.webhook_allow_http:
+                raise ValueError("webhook_allow_http is for development and tests; production sends https only")
+        return self
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy(allow_http=self.webhook_allow_http, allowed_networks=tuple(self.webhook_allowed_networks))
+
+    def secret_box(self) -> SecretBox:
+        return SecretBox(self._encryption_keys() or [DEVELOPMENT_KEY])
+
+    def _encryption_keys(self) -> list[str]:
+        return parse_keys(self.webhook_encryption_keys.get_secret_value()) if self.webhook_encryption_keys else []
+
+    def migration_attributes(self) -> dict[str, Any]:
+        return {**super().migration_attributes(), "webhook_secret_box": self.secret_box()}
 
     def webhook_retry_schedule(self) -> list[float]:
         """Delays before retry 1, 2, ...; after the last one fails the delivery is dead."""
@@ -128,6 +188,17 @@ class WebhookTables:
     attempt: Table
 
 
+def _revision_2_indexes() -> list[Index]:
+    return [
+        # The claim takes each subscription's due rows in turn (fairness between receivers).
+        Index("ix_webhook_delivery_pending_by_subscription", "subscription_id", "next_attempt_at", "id",
+              postgresql_where=text("status = 'pending'")),
+        # A lead's earlier open delivery to the same subscription goes first (per-lead order).
+        Index("ix_webhook_delivery_open_by_lead", "subscription_id", "lead_id", "id",
+              postgresql_where=text("status IN ('pending', 'held')")),
+    ]
+
+
 def define_webhook_tables(metadata: MetaData) -> WebhookTables:
     """Put the webhook tables on a service's MetaData (so Alembic knows them)."""
     subscription = Table(
@@ -137,9 +208,9 @@ def define_webhook_tables(metadata: MetaData) -> WebhookTables:
         Column("url", Text, nullable=False),
         Column("description", Text),
         Column("event_types", ARRAY(String(100)), nullable=False),
-        # Kept in the clear: signing needs the key itself. Shown to the user only at creation/rotation.
-        Column("secret", Text, nullable=False),
-        Column("previous_secret", Text),
+        # Encrypted with the settings' envelope key (SecretBox); shown to the user only at creation/rotation.
+        Column("secret_ciphertext", Text, nullable=False),
+        Column("previous_secret_ciphertext", Text),
         Column("previous_secret_expires_at", DateTime(timezone=True)),
         Column("active", Boolean, nullable=False, server_default=text("true")),
         Column("disabled_reason", Text),
@@ -164,13 +235,16 @@ def define_webhook_tables(metadata: MetaData) -> WebhookTables:
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("replays", Integer, nullable=False, server_default=text("0")),
         Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Set while a dispatcher sends the row (next_attempt_at is pushed to the same time, so a
+        # dispatcher that dies mid-send leaves a row that becomes due again by itself).
+        Column("leased_until", DateTime(timezone=True)),
         Column("last_attempt_at", DateTime(timezone=True)),
         Column("last_status_code", Integer),
         Column("last_error", Text),
         Column("delivered_at", DateTime(timezone=True)),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
         Index("ix_webhook_delivery_subscription_id_created_at", "subscription_id", "created_at"),
+        *_revision_2_indexes(),
     )
     attempt = Table(
         "webhook_attempt",
@@ -196,16 +270,160 @@ attempt_table = _tables.attempt
 
 
 def create_webhook_tables(op: Operations) -> None:
-    """Called from a service's migration, after ``create_platform_tables(op)``."""
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    define_webhook_tables(metadata)
-    metadata.create_all(op.get_bind())
+    """Called from a service's first migration, after ``create_platform_tables(op)``; the later
+    revisions' steps (``upgrade_webhook_tables_2``) follow in the service's later revisions.
+
+    The DDL is spelled out as it was at that revision: a change arrives as a new step, never by
+    rewriting this one (databases made before this was frozen match it too).
+    """
+    op.create_table(
+        "webhook_subscription",
+        Column("id", String(64), primary_key=True),
+        Column("url", Text, nullable=False),
+        Column("description", Text),
+        Column("event_types", ARRAY(String(100)), nullable=False),
+        Column("secret", Text, nullable=False),
+        Column("previous_secret", Text),
+        Column("previous_secret_expires_at", DateTime(timezone=True)),
+        Column("active", Boolean, nullable=False, server_default=text("true")),
+        Column("disabled_reason", Text),
+        Column("disabled_at", DateTime(timezone=True)),
+        Column("deleted_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("id", name="pk_webhook_subscription"),
+    )
+    op.create_table(
+        "webhook_delivery",
+        Column("id", BigInteger, autoincrement=True),
+        Column("webhook_id", String(64), nullable=False),
+        Column("subscription_id", String(64), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("lead_id", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("correlation_id", String(64)),
+        Column("lead_captured_at", DateTime(timezone=True)),
+        Column("status", String(16), nullable=False, server_default=text("'pending'")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("replays", Integer, nullable=False, server_default=text("0")),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("last_attempt_at", DateTime(timezone=True)),
+        Column("last_status_code", Integer),
+        Column("last_error", Text),
+        Column("delivered_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("id", name="pk_webhook_delivery"),
+        UniqueConstraint("webhook_id", name="uq_webhook_delivery_webhook_id"),
+        ForeignKeyConstraint(["subscription_id"], ["webhook_subscription.id"],
+                             name="fk_webhook_delivery_subscription_id_webhook_subscription"),
+    )
+    op.create_index("ix_webhook_delivery_lead_id", "webhook_delivery", ["lead_id"])
+    op.create_index("ix_webhook_delivery_due", "webhook_delivery", ["next_attempt_at"],
+                    postgresql_where=text("status = 'pending'"))
+    op.create_index("ix_webhook_delivery_subscription_id_created_at", "webhook_delivery",
+                    ["subscription_id", "created_at"])
+    op.create_table(
+        "webhook_attempt",
+        Column("id", BigInteger, autoincrement=True),
+        Column("delivery_id", BigInteger, nullable=False),
+        Column("attempt", Integer, nullable=False),
+        Column("attempted_at", DateTime(timezone=True), nullable=False),
+        Column("status_code", Integer),
+        Column("error", Text),
+        Column("duration_ms", Float, nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("next_attempt_at", DateTime(timezone=True)),
+        PrimaryKeyConstraint("id", name="pk_webhook_attempt"),
+        ForeignKeyConstraint(["delivery_id"], ["webhook_delivery.id"], ondelete="CASCADE",
+                             name="fk_webhook_attempt_delivery_id_webhook_delivery"),
+    )
+    op.create_index("ix_webhook_attempt_delivery_id", "webhook_attempt", ["delivery_id"])
+
+
+def upgrade_webhook_tables_2(op: Operations) -> None:
+    """Signing secrets encrypted at rest (existing plaintext ones encrypted here, with the key in
+    ``context.config.attributes["webhook_secret_box"]``), the send lease, the per-subscription claim
+    and per-lead order indexes."""
+    op.alter_column("webhook_subscription", "secret", new_column_name="secret_ciphertext")
+    op.alter_column("webhook_subscription", "previous_secret", new_column_name="previous_secret_ciphertext")
+    bind = op.get_bind()
+    rows = bind.execute(
+        text("SELECT id, secret_ciphertext, previous_secret_ciphertext FROM webhook_subscription")
+    ).all()
+    if rows:
+        box = _migration_box()
+        for row in rows:
+            bind.execute(
+                text("UPDATE webhook_subscription SET secret_ciphertext = :secret,"
+                     " previous_secret_ciphertext = :previous WHERE id = :id"),
+                {"id": row.id, "secret": box.encrypt(row.secret_ciphertext),
+                 "previous": None if row.previous_secret_ciphertext is None
+                 else box.encrypt(row.previous_secret_ciphertext)},
+            )
+    op.add_column("webhook_delivery", Column("leased_until", DateTime(timezone=True)))
+    op.drop_index("ix_webhook_delivery_due", table_name="webhook_delivery")
+    for index in _revision_2_indexes():
+        op.create_index(index.name or "", "webhook_delivery", [str(c) for c in index.expressions],
+                        postgresql_where=index.dialect_options["postgresql"]["where"])
+
+
+def downgrade_webhook_tables_2(op: Operations) -> None:
+    """Undo ``upgrade_webhook_tables_2``: the secrets go back to plaintext (with the same key)."""
+    bind = op.get_bind()
+    rows = bind.execute(
+        text("SELECT id, secret_ciphertext, previous_secret_ciphertext FROM webhook_subscription")
+    ).all()
+    if rows:
+        box = _migration_box()
+        for row in rows:
+            bind.execute(
+                text("UPDATE webhook_subscription SET secret_ciphertext = :secret,"
+                     " previous_secret_ciphertext = :previous WHERE id = :id"),
+                {"id": row.id, "secret": box.decrypt(row.secret_ciphertext),
+                 "previous": None if row.previous_secret_ciphertext is None
+                 else box.decrypt(row.previous_secret_ciphertext)},
+            )
+    for index in _revision_2_indexes():
+        op.drop_index(index.name or "", table_name="webhook_delivery")
+    op.create_index("ix_webhook_delivery_due", "webhook_delivery", ["next_attempt_at"],
+                    postgresql_where=text("status = 'pending'"))
+    op.drop_column("webhook_delivery", "leased_until")
+    op.alter_column("webhook_subscription", "secret_ciphertext", new_column_name="secret")
+    op.alter_column("webhook_subscription", "previous_secret_ciphertext", new_column_name="previous_secret")
+
+
+def _migration_box() -> SecretBox:
+    box: SecretBox | None = context.config.attributes.get("webhook_secret_box")
+    if box is None:
+        raise RuntimeError("webhook secrets need the encryption key: run `python -m leadflow_<svc> migrate`")
+    return box
 
 
 def drop_webhook_tables(op: Operations) -> None:
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    define_webhook_tables(metadata)
-    metadata.drop_all(op.get_bind())
+    for table in ("webhook_attempt", "webhook_delivery", "webhook_subscription"):
+        op.drop_table(table)
+
+
+async def reencrypt_webhook_secrets(db: Database, box: SecretBox) -> int:
+    """Move every subscription's secrets under the box's first key (after a key rotation); returns
+    how many subscriptions changed. Rows already under the first key are left as they are."""
+    changed = 0
+    async with db.transaction() as session:
+        rows = (await session.execute(
+            select(subscription_table.c.id, subscription_table.c.secret_ciphertext,
+                   subscription_table.c.previous_secret_ciphertext).with_for_update()
+        )).all()
+        for row in rows:
+            secret = box.reencrypt(row.secret_ciphertext)
+            previous = None if row.previous_secret_ciphertext is None else box.reencrypt(row.previous_secret_ciphertext)
+            if secret is None and previous is None:
+                continue
+            values = {"secret_ciphertext": secret} if secret is not None else {}
+            if previous is not None:
+                values["previous_secret_ciphertext"] = previous
+            await session.execute(update(subscription_table).where(subscription_table.c.id == row.id).values(**values))
+            changed += 1
+    return changed
 
 
 # -- signing --------------------------------------------------------------------------------
@@ -301,7 +519,8 @@ def next_step(
     if outcome.delivered:
         return NextStep("delivered", None)
     if outcome.gone:
-        return NextStep("dead", None, disable_subscription=True)
+        # The receiver is gone for now: the subscription is disabled and its deliveries wait, held.
+        return NextStep("held", None, disable_subscription=True)
     if attempts > len(schedule):
         return NextStep("dead", None)
     if outcome.retry_after is not None and outcome.status_code in THROTTLE_STATUSES:
@@ -344,7 +563,8 @@ async def enqueue_webhook(
     lead_captured_at: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Queue ``event_type`` for every active subscription to it, inside the caller's transaction.
+    """Queue ``event_type`` for every subscription to it, inside the caller's transaction: pending for
+    an active subscription, held for a disabled one (sent once it is enabled again).
 
     ``extra`` adds top-level fields beside type/timestamp/data (e.g. a chat-readable ``text``).
     Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
@@ -353,11 +573,12 @@ async def enqueue_webhook(
     # One round trip: routing's transactions serialize, so each statement per lead is a wait for
     # every lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
     rows = await conn.fetch(
-        "WITH subscriber AS (SELECT id FROM webhook_subscription WHERE active AND deleted_at IS NULL "
+        "WITH subscriber AS (SELECT id, active FROM webhook_subscription WHERE deleted_at IS NULL "
         "AND event_types && $1::varchar[]), "
         "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
-        "correlation_id, lead_captured_at, next_attempt_at, created_at) "
-        "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7 FROM subscriber "
+        "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
+        "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7, "
+        "CASE WHEN active THEN 'pending' ELSE 'held' END FROM subscriber "
         "ORDER BY id RETURNING webhook_id, subscription_id) "
         "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id",
         subscription_patterns(event_type), event_type, lead_id, webhook_payload(event_type, data, now, extra),
@@ -393,7 +614,8 @@ class _Claimed:
     lead_captured_at: datetime | None
     attempts: int
     url: str
-    secrets: list[str]
+    # None when no configured encryption key opens the subscription's secret: nothing is sent.
+    secrets: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -409,8 +631,64 @@ class _Attempt:
         return self.row.attempts + 1
 
 
+def _clip(text: str, limit: int = FAILURE_BODY_BYTES) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body: a receiver cannot make us buffer more."""
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > limit:
+            break
+    return bytes(data[:limit])
+
+
+# One statement records an attempt: the delivery's new state (held instead of pending when its
+# subscription was disabled meanwhile), its attempt row only if the state was still ours (a replay
+# or another dispatcher may have recorded it; theirs wins), and on a success the subscription's
+# backlog made due at once: the receiver is back, nothing should wait out its backoff.
+_RECORD = (
+    "WITH updated AS ("
+    " UPDATE webhook_delivery SET status = CASE WHEN $3 = 'pending' AND NOT EXISTS (SELECT 1 FROM"
+    " webhook_subscription s WHERE s.id = subscription_id AND s.active AND s.deleted_at IS NULL) THEN 'held'"
+    " ELSE $3 END, attempts = $4, next_attempt_at = $5, leased_until = NULL, last_attempt_at = $6,"
+    " last_status_code = $7, last_error = $8, delivered_at = $9"
+    " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id, subscription_id, status),"
+    " woken AS ("
+    " UPDATE webhook_delivery w SET next_attempt_at = $6 FROM updated u"
+    " WHERE u.status = 'delivered' AND w.subscription_id = u.subscription_id AND w.status = 'pending'"
+    " AND w.next_attempt_at > $6 AND w.leased_until IS NULL)"
+    " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
+    " outcome, next_attempt_at)"
+    " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id"
+)
+
+# Each active subscription's due rows in turn (at most its share, so one receiver's backlog cannot
+# crowd out the others), skipping a row while an earlier one of the same lead to the same
+# subscription is still open (per-lead order).
+_CLAIM = (
+    "SELECT d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id,"
+    " d.lead_captured_at, d.attempts, s.url, s.secret_ciphertext, s.previous_secret_ciphertext,"
+    " s.previous_secret_expires_at"
+    " FROM webhook_subscription s CROSS JOIN LATERAL ("
+    " SELECT * FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
+    " AND d.next_attempt_at <= $1 AND d.id <> ALL($5::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
+    " WHERE e.subscription_id = d.subscription_id AND e.lead_id = d.lead_id AND e.id < d.id"
+    " AND e.status IN ('pending', 'held'))"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE SKIP LOCKED) d"
+    " WHERE s.active AND s.deleted_at IS NULL AND s.id <> ALL($4::varchar[])"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $2"
+)
+
+
 class WebhookDispatcher:
-    """Sends due deliveries; any number of replicas may run (rows are claimed, not shared)."""
+    """Sends due deliveries; any number of replicas may run (rows are claimed, not shared).
+
+    Each claimed row is sent by its own task and recorded as soon as it ends; a subscription has at
+    most ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
+    """
 
     def __init__(
         self,
@@ -420,6 +698,7 @@ class WebhookDispatcher:
         metrics: WebhookMetrics,
         outbox: Outbox | None = None,
         clock: Clock | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -427,10 +706,18 @@ class WebhookDispatcher:
         self.metrics = metrics
         self.outbox = outbox or Outbox(settings.topic_prefix)
         self.clock = clock or SystemClock()
+        self.box = box or settings.secret_box()
         self.service = settings.service_name
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._semaphore = asyncio.Semaphore(settings.webhook_concurrency)
+        self._in_flight: dict[str, int] = {}
+        # Rows this dispatcher is sending or has yet to record: never claimed again meanwhile, even if
+        # the clock passes their lease (an injected clock can jump).
+        self._sending_ids: set[int] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._finished: list[_Attempt] = []
+        # ciphertext -> secret: each stored secret is decrypted once, not per delivery.
+        self._plaintext: dict[str, str] = {}
 
     @property
     def lease(self) -> timedelta:
@@ -448,20 +735,20 @@ class WebhookDispatcher:
         listener = await self._listen()
         try:
             while not self._stopping.is_set():
-                # Cleared before the round: a NOTIFY for a row its claim did not see wakes the next
-                # round at once, so a round that sent less than a batch needs no empty one after it.
+                # Cleared before the round: a NOTIFY or a finished send during the round wakes the next one at once.
                 self._wake.clear()
                 try:
-                    sent = await self.dispatch_due()
+                    await self._record_finished()
+                    more_due = await self._start_due()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # An outage is one line a round; anything else deserves its stack trace.
                     log.warning("webhook dispatch round failed (%s: %s); retrying", type(exc).__name__, exc,
                                 exc_info=not is_infrastructure_error(exc))
-                    sent = 0
                     await self._sleep(1.0)
-                if sent >= self.settings.webhook_batch_size or self._wake.is_set():
+                    continue
+                if more_due or self._wake.is_set():
                     continue
                 idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
@@ -470,6 +757,11 @@ class WebhookDispatcher:
                     # Lost with a database restart: listen again, or wake-ups would wait for the poll.
                     listener = await self._listen()
         finally:
+            for task in list(self._sending):
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._record_finished()
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
@@ -488,71 +780,141 @@ class WebhookDispatcher:
         poll = self.settings.webhook_poll_interval_seconds
         try:
             async with self.db.transaction() as session:
-                # Rows of disabled subscriptions wait for re-enabling; counting them would spin.
+                # Rows of disabled subscriptions are held, not pending; each subscription's next row
+                # comes from its own index.
                 due = await (await driver_connection(session)).fetchval(
-                    "SELECT min(d.next_attempt_at) FROM webhook_delivery d "
-                    "JOIN webhook_subscription s ON s.id = d.subscription_id "
-                    "WHERE d.status = 'pending' AND s.active AND s.deleted_at IS NULL"
+                    "SELECT min(x.next_attempt_at) FROM webhook_subscription s CROSS JOIN LATERAL ("
+                    " SELECT d.next_attempt_at FROM webhook_delivery d WHERE d.subscription_id = s.id"
+                    " AND d.status = 'pending' ORDER BY d.next_attempt_at LIMIT 1) x"
+                    " WHERE s.active AND s.deleted_at IS NULL"
                 )
         except Exception:
             return poll
         if due is None:
             return poll
-        wait: float = min(max((due - self.clock.now()).total_seconds(), 0.005), poll)
-        return wait
+        wait = (due - self.clock.now()).total_seconds()
+        # A row already due that the last claim left is waiting for a send in flight (its
+        # subscription's share, or an earlier delivery of its lead): that send's end wakes us.
+        return poll if wait <= 0 else min(wait, poll)
 
-    async def dispatch_due(self) -> int:
-        """Claim one batch of due deliveries and send them; returns how many were attempted."""
-        claimed = await self._claim()
-        if claimed:
-            attempts = await asyncio.gather(*(self._attempt(row) for row in claimed))
-            await self._record_all(attempts)
-        return len(claimed)
+    async def _start_due(self) -> bool:
+        """Claim what is due and free to go, each row sent by its own task; True when the claim was
+        cut short by the batch size (more may be due at once)."""
+        free = self.settings.webhook_concurrency - len(self._sending)
+        limit = min(free, self.settings.webhook_batch_size)
+        if limit <= 0:
+            return False
+        claimed = await self._claim(limit)
+        for row in claimed:
+            self._in_flight[row.subscription_id] = self._in_flight.get(row.subscription_id, 0) + 1
+            self._sending_ids.add(row.id)
+            task = asyncio.create_task(self._deliver(row), name=f"webhook-{row.webhook_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return len(claimed) >= limit and limit < free
 
-    async def _claim(self) -> list[_Claimed]:
+    async def _deliver(self, row: _Claimed) -> None:
+        try:
+            # Not `self._finished.append(await ...)`: that would take the list before the await, and
+            # the loop swaps it for a fresh one while sends are in flight.
+            attempt = await self._attempt(row)
+            self._finished.append(attempt)
+        except asyncio.CancelledError:
+            self._sending_ids.discard(row.id)
+            raise
+        except Exception:
+            # The lease runs out and the row is sent again with the same webhook-id.
+            self._sending_ids.discard(row.id)
+            log.exception("sending webhook %s failed unexpectedly", row.webhook_id)
+        finally:
+            left = self._in_flight.get(row.subscription_id, 1) - 1
+            if left > 0:
+                self._in_flight[row.subscription_id] = left
+            else:
+                self._in_flight.pop(row.subscription_id, None)
+            self._wake.set()
+
+    async def _record_finished(self) -> None:
+        if self._finished:
+            finished, self._finished = self._finished, []
+            try:
+                await self._record_all(finished)
+            finally:
+                self._sending_ids.difference_update(a.row.id for a in finished)
+
+    async def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
+        share = self.settings.webhook_subscription_concurrency
+        saturated = [sub for sub, n in self._in_flight.items() if n >= share]
         async with self.db.transaction() as session:
             conn = await driver_connection(session)
-            rows = await conn.fetch(
-                "SELECT d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id, "
-                "d.lead_captured_at, d.attempts, s.url, s.secret, s.previous_secret, s.previous_secret_expires_at "
-                "FROM webhook_delivery d JOIN webhook_subscription s ON s.id = d.subscription_id "
-                "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND s.active AND s.deleted_at IS NULL "
-                "ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
-                now, self.settings.webhook_batch_size,
-            )
-            if not rows:
+            rows = await conn.fetch(_CLAIM, now, limit, share, saturated, list(self._sending_ids))
+            taken: dict[str, int] = {}
+            kept = []
+            for r in rows:
+                sub = r["subscription_id"]
+                if self._in_flight.get(sub, 0) + taken.get(sub, 0) < share:
+                    taken[sub] = taken.get(sub, 0) + 1
+                    kept.append(r)
+            if not kept:
                 return []
+            # Rows left out stay due; their row locks end with this transaction.
+            lease_end = now + self.lease
             await conn.execute(
-                "UPDATE webhook_delivery SET next_attempt_at = $1 WHERE id = ANY($2::bigint[])",
-                now + self.lease, [r["id"] for r in rows],
+                "UPDATE webhook_delivery SET next_attempt_at = $1, leased_until = $1 WHERE id = ANY($2::bigint[])",
+                lease_end, [r["id"] for r in kept],
             )
         return [
             _Claimed(
                 id=r["id"], webhook_id=r["webhook_id"], subscription_id=r["subscription_id"],
                 event_type=r["event_type"], lead_id=r["lead_id"], payload=r["payload"],
                 correlation_id=r["correlation_id"], lead_captured_at=r["lead_captured_at"], attempts=r["attempts"],
-                url=r["url"],
-                secrets=active_secrets(r["secret"], r["previous_secret"], r["previous_secret_expires_at"], now),
+                url=r["url"], secrets=self._signing_secrets(r, now),
             )
-            for r in rows
+            for r in kept
         ]
 
+    def _signing_secrets(self, r: asyncpg.Record, now: datetime) -> list[str] | None:
+        try:
+            current = self._decrypt(r["secret_ciphertext"])
+            previous = r["previous_secret_ciphertext"]
+            return active_secrets(current, None if previous is None else self._decrypt(previous),
+                                  r["previous_secret_expires_at"], now)
+        except ValueError:
+            log.error("no configured encryption key opens the signing secret of webhook subscription %s",
+                      r["subscription_id"])
+            return None
+
+    def _decrypt(self, ciphertext: str) -> str:
+        plaintext = self._plaintext.get(ciphertext)
+        if plaintext is None:
+            plaintext = self.box.decrypt(ciphertext)
+            if len(self._plaintext) >= 10_000:
+                self._plaintext.clear()
+            self._plaintext[ciphertext] = plaintext
+        return plaintext
+
     async def _send(self, row: _Claimed) -> tuple[AttemptOutcome, float]:
+        if row.secrets is None:
+            return AttemptOutcome(None, "not sent: no configured encryption key opens the signing secret"), 0.0
         # The signature's timestamp is the wall clock even under an injected clock: receivers reject
         # timestamps more than five minutes from their own time.
         headers = signed_headers(row.secrets, row.webhook_id, datetime.now(UTC), row.payload)
+        timeout = self.settings.webhook_timeout_seconds
         started = time.perf_counter()
-        async with self._semaphore:
-            try:
-                response = await self.http.post(
-                    row.url, content=row.payload.encode(), headers=headers,
-                    timeout=self.settings.webhook_timeout_seconds, follow_redirects=False,
-                )
-            except httpx.HTTPError as exc:
-                return AttemptOutcome(None, f"{type(exc).__name__}: {exc}"[:2000]), time.perf_counter() - started
+        try:
+            # One deadline for the whole exchange: a receiver that drips its answer cannot hold a slot.
+            async with (
+                asyncio.timeout(timeout),
+                self.http.stream("POST", row.url, content=row.payload.encode(), headers=headers,
+                                 timeout=timeout) as response,
+            ):
+                ok = 200 <= response.status_code < 300
+                body = await _read_prefix(response, SUCCESS_BODY_BYTES if ok else FAILURE_BODY_BYTES)
+        except Exception as exc:
+            return AttemptOutcome(None, _clip(f"{type(exc).__name__}: {exc}")), time.perf_counter() - started
         elapsed = time.perf_counter() - started
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}: {response.text[:500]}"
+        error = None if ok else f"HTTP {response.status_code}: {_clip(body.decode(errors='replace'))}"
         retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
         return AttemptOutcome(response.status_code, error, retry_after), elapsed
 
@@ -568,7 +930,7 @@ class WebhookDispatcher:
         return _Attempt(row, outcome, step, elapsed, now)
 
     async def _record_all(self, attempts: Sequence[_Attempt]) -> None:
-        """Record a batch's outcomes in one transaction (one commit for all), or one by one if that
+        """Record finished attempts in one transaction (one commit for all), or one by one if that
         fails, so one bad row cannot make the others be sent again. While the database is
         unreachable the outcomes wait for it: a delivery already made must not be made again."""
         try:
@@ -616,16 +978,8 @@ class WebhookDispatcher:
         """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
         row, outcome, step, now = attempt.row, attempt.outcome, attempt.step, attempt.at
         conn = await driver_connection(session)
-        # One statement: the delivery's new state, and its attempt row only if the state was
-        # still ours (a replay or another dispatcher may have recorded it meanwhile; theirs wins).
         updated = await conn.fetchval(
-            "WITH updated AS ("
-            " UPDATE webhook_delivery SET status = $3, attempts = $4, next_attempt_at = $5, last_attempt_at = $6,"
-            " last_status_code = $7, last_error = $8, delivered_at = $9"
-            " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id)"
-            " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
-            " outcome, next_attempt_at)"
-            " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id",
+            _RECORD,
             row.id, row.attempts, step.status, attempt.number, step.next_attempt_at or now, now,
             outcome.status_code, outcome.error, now if step.status == "delivered" else None,
             attempt.elapsed * 1000, "failed" if step.status == "pending" else step.status, step.next_attempt_at,
@@ -633,13 +987,9 @@ class WebhookDispatcher:
         if updated is None:
             return False
         if step.disable_subscription:
-            await session.execute(
-                update(subscription_table)
-                .where(subscription_table.c.id == row.subscription_id)
-                .values(active=False, disabled_reason="endpoint answered 410 Gone", disabled_at=now,
-                        updated_at=now)
-            )
-            log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone", row.subscription_id)
+            await disable_subscription(conn, row.subscription_id, "endpoint answered 410 Gone", now)
+            log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone; its deliveries are held "
+                        "until it is enabled again", row.subscription_id)
         if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
             data = LeadDelivered(
                 lead_id=row.lead_id, webhook_id=row.webhook_id, subscription_id=row.subscription_id,
@@ -661,6 +1011,30 @@ class WebhookDispatcher:
         return True
 
 
+async def disable_subscription(conn: asyncpg.Connection, subscription_id: str, reason: str, now: datetime) -> None:
+    """Disable a subscription and hold its pending deliveries (those in flight are held as they end)."""
+    await conn.execute(
+        "WITH disabled AS (UPDATE webhook_subscription SET active = false, disabled_reason = $2, disabled_at = $3,"
+        " updated_at = $3 WHERE id = $1 RETURNING id)"
+        " UPDATE webhook_delivery SET status = 'held' WHERE subscription_id IN (SELECT id FROM disabled)"
+        " AND status = 'pending' AND (leased_until IS NULL OR leased_until <= $3)",
+        subscription_id, reason, now,
+    )
+
+
+async def enable_subscription(conn: asyncpg.Connection, subscription_id: str, now: datetime) -> int:
+    """Enable a subscription; its held deliveries become due now (in their per-lead order). Returns how many."""
+    released: int = await conn.fetchval(
+        "WITH enabled AS (UPDATE webhook_subscription SET active = true, disabled_reason = NULL, disabled_at = NULL,"
+        " updated_at = $2 WHERE id = $1 RETURNING id),"
+        " released AS (UPDATE webhook_delivery SET status = 'pending', next_attempt_at = $2, leased_until = NULL"
+        " WHERE subscription_id IN (SELECT id FROM enabled) AND status = 'held' RETURNING id)"
+        " SELECT count(*) FROM released",
+        subscription_id, now,
+    )
+    return released
+
+
 def webhook_metrics(app: FastAPI) -> WebhookMetrics:
     """The app's webhook metrics, registered once even if the lifespan runs again."""
     existing: WebhookMetrics | None = getattr(app.state, "webhook_metrics", None)
@@ -671,39 +1045,42 @@ def webhook_metrics(app: FastAPI) -> WebhookMetrics:
 
 
 async def run_webhook_dispatcher(app: FastAPI) -> None:
-    """Background task for ``create_service_app(background=[...])``; also at ``app.state.webhooks``."""
+    """Background task for ``create_service_app(background=[...])``; also at ``app.state.webhooks``.
+
+    Sends through its own client that checks every connection against the egress policy."""
     state = app.state
-    dispatcher = WebhookDispatcher(state.settings, state.db, state.http, webhook_metrics(app), state.outbox,
-                                   state.clock)
+    settings: WebhookSettings = state.settings
+    http = guarded_client(settings.egress_policy(),
+                          limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2,
+                                              max_keepalive_connections=settings.webhook_concurrency))
+    dispatcher = WebhookDispatcher(settings, state.db, http, webhook_metrics(app), state.outbox, state.clock)
     state.webhooks = dispatcher
     try:
         await dispatcher.run()
     finally:
         dispatcher.stop()
+        await http.aclose()
 
 
 # -- admin API ------------------------------------------------------------------------------
 
 
 class SubscriptionCreate(BaseModel):
-    url: str = Field(examples=["https://crm.example.com/hooks/leadflow"])
+    url: str = Field(max_length=2048, examples=["https://crm.example.com/hooks/leadflow"],
+                     description="https; it may not resolve to a loopback, private, link-local, multicast or "
+                                 "reserved address")
     event_types: list[str] = Field(min_length=1, examples=[["lead.routed"]])
     description: str | None = None
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        try:
-            parsed = httpx.URL(value)
-        except httpx.InvalidURL:
-            raise ValueError("must be an absolute http(s) URL") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an absolute http(s) URL")
+        parse_url(value)
         return value
 
 
 class SubscriptionUpdate(BaseModel):
-    url: str | None = None
+    url: str | None = Field(default=None, max_length=2048)
     event_types: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
     active: bool | None = None
@@ -821,17 +1198,28 @@ def webhook_admin_router(
         if dispatcher is not None:
             dispatcher.wake()
 
+    async def check_destination(request: Request, url: str) -> None:
+        settings: WebhookSettings = request.app.state.settings
+        refusal = await destination_refusal(parse_url(url), settings.egress_policy())
+        if refusal is not None:
+            error = FieldError(field="url", code="forbidden_destination", message=f"url {refusal}")
+            raise HTTPException(422, detail={"detail": "The request is invalid; see errors.",
+                                              "errors": [error.model_dump()]})
+
     @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated, dependencies=writable,
                  summary="Subscribe a URL to event types; the signing secret is shown only here")
     async def create_subscription(body: SubscriptionCreate, request: Request) -> SubscriptionCreated:
+        await check_destination(request, body.url)
         now = now_of(request)
         secret = new_secret()
+        box: SecretBox = request.app.state.settings.secret_box()
         async with request.app.state.db.transaction() as session:
             row = (
                 await session.execute(
                     insert(s)
                     .values(id=f"sub_{uuid.uuid4().hex[:20]}", url=body.url, description=body.description,
-                            event_types=sorted(set(body.event_types)), secret=secret, created_at=now, updated_at=now)
+                            event_types=sorted(set(body.event_types)), secret_ciphertext=box.encrypt(secret),
+                            created_at=now, updated_at=now)
                     .returning(*s.c)
                 )
             ).one()
@@ -851,25 +1239,28 @@ def webhook_admin_router(
         return SubscriptionPublic.model_validate(row, from_attributes=True)
 
     @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionPublic, dependencies=writable,
-                  summary="Change a subscription; `active: true` re-enables one disabled by a 410")
+                  summary="Change a subscription; `active: false` holds its deliveries, `active: true` (also after "
+                          "a 410) sends the held ones")
     async def update_subscription(
         subscription_id: str, body: SubscriptionUpdate, request: Request
     ) -> SubscriptionPublic:
         now = now_of(request)
         changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        if "url" in changes:
+            await check_destination(request, changes["url"])
         if "event_types" in changes:
             changes["event_types"] = sorted(set(changes["event_types"]))
-        if changes.get("active") is True:
-            changes.update(disabled_reason=None, disabled_at=None)
-        elif changes.get("active") is False:
-            changes.update(disabled_reason="disabled by an admin", disabled_at=now)
+        active = changes.pop("active", None)
         async with request.app.state.db.transaction() as session:
-            await load(session, subscription_id)
-            row = (
-                await session.execute(
-                    update(s).where(s.c.id == subscription_id).values(**changes, updated_at=now).returning(*s.c)
-                )
-            ).one()
+            current = await load(session, subscription_id)
+            if changes:
+                await session.execute(update(s).where(s.c.id == subscription_id).values(**changes, updated_at=now))
+            conn = await driver_connection(session)
+            if active is True and not current.active:
+                await enable_subscription(conn, subscription_id, now)
+            elif active is False and current.active:
+                await disable_subscription(conn, subscription_id, "disabled by an admin", now)
+            row = await load(session, subscription_id)
         wake(request)
         return SubscriptionPublic.model_validate(row, from_attributes=True)
 
@@ -893,11 +1284,13 @@ def webhook_admin_router(
                    else settings.webhook_secret_overlap_seconds)
         expires = now + timedelta(seconds=overlap)
         secret = new_secret()
+        box: SecretBox = request.app.state.settings.secret_box()
         async with request.app.state.db.transaction() as session:
             current = await load(session, subscription_id)
             await session.execute(
                 update(s).where(s.c.id == subscription_id).values(
-                    secret=secret, previous_secret=current.secret, previous_secret_expires_at=expires, updated_at=now
+                    secret_ciphertext=box.encrypt(secret), previous_secret_ciphertext=current.secret_ciphertext,
+                    previous_secret_expires_at=expires, updated_at=now,
                 )
             )
         return SecretRotated(subscription_id=subscription_id, secret=secret, previous_secret_expires_at=expires)
@@ -952,7 +1345,8 @@ def webhook_admin_router(
             row = (
                 await session.execute(
                     update(d).where(d.c.webhook_id == webhook_id)
-                    .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now)
+                    .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now,
+                            leased_until=None)
                     .returning(*d.c)
                 )
             ).first()
@@ -976,7 +1370,8 @@ def webhook_admin_router(
             await load(session, subscription_id)
             result = await session.execute(
                 update(d).where(*conditions)
-                .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now)
+                .values(status="pending", attempts=0, replays=d.c.replays + 1, next_attempt_at=now,
+                            leased_until=None)
                 .returning(d.c.id)
             )
             count = len(result.all())
@@ -999,16 +1394,21 @@ __all__ = [
     "create_webhook_tables",
     "define_webhook_tables",
     "delivery_table",
+    "disable_subscription",
+    "downgrade_webhook_tables_2",
     "drop_webhook_tables",
+    "enable_subscription",
     "enqueue_webhook",
     "new_secret",
     "new_webhook_id",
     "next_step",
     "parse_retry_after",
+    "reencrypt_webhook_secrets",
     "run_webhook_dispatcher",
     "signature_header",
     "signed_headers",
     "subscription_table",
+    "upgrade_webhook_tables_2",
     "webhook_admin_router",
     "webhook_metrics",
     "webhook_payload",

@@ -5,10 +5,14 @@ request verified by ``standardwebhooks``, lead.delivered written to the outbox."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select, text
@@ -30,71 +34,122 @@ from leadflow_kit.webhooks import (
     webhook_admin_router,
 )
 from leadflow_stack.procs import free_port
-from leadflow_stack.testing import app_client
+from leadflow_stack.testing import app_client, eventually
 
 pytestmark = pytest.mark.integration
 
 ADMIN = {"Authorization": "Bearer kit-webhook-admin-key-0123"}
 
 
-async def test_enqueued_in_a_transaction_then_signed_delivered_and_reported(infra: Any) -> None:
+Receive = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class Kit:
+    db: Database
+    client: httpx.AsyncClient
+    hook_url: str
+
+
+@contextlib.asynccontextmanager
+async def webhook_app(infra: Any, receive: Receive, **overrides: Any) -> AsyncIterator[Kit]:
+    """An app with the webhook tables, dispatcher and admin router on a fresh database, and a
+    receiver on loopback answering with ``receive``."""
     url = await infra.new_database("kit_webhooks")
     metadata = new_metadata()
     define_webhook_tables(metadata)
     db = Database(url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-
-    received: list[tuple[bytes, dict[str, str]]] = []
-
-    async def receive(request: Request) -> Response:
-        received.append((await request.body(), dict(request.headers)))
-        return Response(status_code=200 if len(received) > 1 else 502)
-
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", receive, methods=["POST"])]),
                                            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     server_task = asyncio.create_task(server.serve())
     prefix = infra.new_topic_prefix("kitwh")
     await infra.create_topics(prefix, partitions=1)
-    settings = WebhookSettings(
-        service_name="kit-webhooks", database_url=url, kafka_bootstrap_servers=infra.bootstrap_servers,
-        topic_prefix=prefix, admin_api_key="kit-webhook-admin-key-0123",
-        environment="test", webhook_retry_base_seconds=0.05, webhook_poll_interval_seconds=0.1,
-    )
+    settings = WebhookSettings(**{
+        "service_name": "kit-webhooks", "database_url": url, "kafka_bootstrap_servers": infra.bootstrap_servers,
+        "topic_prefix": prefix, "admin_api_key": "kit-webhook-admin-key-0123",
+        "environment": "test", "webhook_retry_base_seconds": 0.05, "webhook_poll_interval_seconds": 0.1,
+        "webhook_allow_http": True, "webhook_allowed_networks": "127.0.0.1", **overrides,
+    })
     app = create_service_app(settings, title="kit webhooks", background=[run_webhook_dispatcher],
                              routers=[webhook_admin_router(read_scope="sla:read", write_scope="sla:write")])
     try:
         async with app_client(app, "http://kit") as client:
-            created = await client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
-                                        json={"url": f"http://127.0.0.1:{port}/hook", "event_types": ["*"]})
-            assert created.status_code == 201, created.text
-            secret = created.json()["secret"]
-
-            async with db.transaction() as session:
-                await session.execute(text("SELECT 1"))  # the business change would be here
-                ids = await enqueue_webhook(
-                    session, event_type="lead.sla.breached", lead_id="lead-1", data={"lead_id": "lead-1"},
-                    now=datetime.now(UTC), correlation_id="corr-1",
-                )
-            assert len(ids) == 1
-
-            for _ in range(200):
-                async with db.transaction() as session:
-                    status = (await session.execute(select(delivery_table.c.status))).scalar_one()
-                if status == "delivered":
-                    break
-                await asyncio.sleep(0.05)
-            assert status == "delivered"
-            assert len(received) == 2 and {h["webhook-id"] for _, h in received} == {ids[0]}
-            body, headers = received[-1]
-            assert Webhook(secret).verify(body, headers)["type"] == "lead.sla.breached"
-
-            async with db.transaction() as session:
-                rows = (await session.execute(select(outbox_table.c.topic, outbox_table.c.body))).all()
-            delivered = [json.loads(r.body) for r in rows if r.topic.endswith("leads.delivered")]
-            assert delivered and delivered[0]["status"] == "delivered" and delivered[0]["attempt"] == 2
+            yield Kit(db, client, f"http://127.0.0.1:{port}/hook")
     finally:
         server.should_exit = True
         await server_task
         await db.dispose()
+
+
+async def statuses(db: Database) -> list[str]:
+    async with db.transaction() as session:
+        return list((await session.execute(select(delivery_table.c.status))).scalars())
+
+
+async def test_enqueued_in_a_transaction_then_signed_delivered_and_reported(infra: Any) -> None:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def receive(request: Request) -> Response:
+        received.append((await request.body(), dict(request.headers)))
+        return Response(status_code=200 if len(received) > 1 else 502)
+
+    async with webhook_app(infra, receive) as kit:
+        created = await kit.client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
+                                        json={"url": kit.hook_url, "event_types": ["*"]})
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+
+        async with kit.db.transaction() as session:
+            await session.execute(text("SELECT 1"))  # the business change would be here
+            ids = await enqueue_webhook(
+                session, event_type="lead.sla.breached", lead_id="lead-1", data={"lead_id": "lead-1"},
+                now=datetime.now(UTC), correlation_id="corr-1",
+            )
+        assert len(ids) == 1
+
+        async def delivered() -> bool:
+            return await statuses(kit.db) == ["delivered"]
+
+        await eventually(delivered, timeout=10)
+        assert len(received) == 2 and {h["webhook-id"] for _, h in received} == {ids[0]}
+        body, headers = received[-1]
+        assert Webhook(secret).verify(body, headers)["type"] == "lead.sla.breached"
+
+        async with kit.db.transaction() as session:
+            rows = (await session.execute(select(outbox_table.c.topic, outbox_table.c.body))).all()
+        reported = [json.loads(r.body) for r in rows if r.topic.endswith("leads.delivered")]
+        assert reported and reported[0]["status"] == "delivered" and reported[0]["attempt"] == 2
+
+
+async def test_a_leads_deliveries_go_in_order_while_other_leads_do_not_wait(infra: Any) -> None:
+    received: list[tuple[str, int, int]] = []  # (lead, sequence, status)
+
+    async def receive(request: Request) -> Response:
+        data = json.loads(await request.body())["data"]
+        # The first delivery of lead-1 fails twice; everything else is taken at once.
+        failing = data["lead_id"] == "lead-1" and data["seq"] == 1 and sum(
+            1 for lead, seq, _ in received if (lead, seq) == ("lead-1", 1)) < 2
+        status = 500 if failing else 204
+        received.append((data["lead_id"], data["seq"], status))
+        return Response(status_code=status)
+
+    async with webhook_app(infra, receive, webhook_retry_base_seconds=0.3) as kit:
+        created = await kit.client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
+                                        json={"url": kit.hook_url, "event_types": ["*"]})
+        assert created.status_code == 201, created.text
+        async with kit.db.transaction() as session:
+            for lead, seq in (("lead-1", 1), ("lead-1", 2), ("lead-2", 1), ("lead-1", 3)):
+                await enqueue_webhook(session, event_type="lead.routed", lead_id=lead,
+                                      data={"lead_id": lead, "seq": seq}, now=datetime.now(UTC))
+
+        async def all_delivered() -> bool:
+            return await statuses(kit.db) == ["delivered"] * 4
+
+        await eventually(all_delivered, timeout=15)
+    lead_1 = [(seq, status) for lead, seq, status in received if lead == "lead-1"]
+    assert lead_1 == [(1, 500), (1, 500), (1, 204), (2, 204), (3, 204)]
+    # lead-2 went out at once, not behind lead-1's retries.
+    assert received.index(("lead-2", 1, 204)) < received.index(("lead-1", 1, 204))

@@ -56,10 +56,10 @@ def test_ids_and_secrets_have_the_spec_shape() -> None:
     assert secret.startswith("whsec_") and len(Webhook(secret)._whsecret) == 32
 
 
-def test_2xx_delivers_and_410_kills_and_disables() -> None:
+def test_2xx_delivers_and_410_holds_and_disables() -> None:
     assert next_step(AttemptOutcome(204, None), 1, NOW, SCHEDULE).status == "delivered"
     gone = next_step(AttemptOutcome(410, "gone"), 1, NOW, SCHEDULE)
-    assert gone.status == "dead" and gone.disable_subscription
+    assert gone.status == "held" and gone.disable_subscription
 
 
 def test_failures_back_off_exponentially_with_jitter_then_die() -> None:
@@ -94,7 +94,13 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
 def test_a_base_delay_turns_the_schedule_into_doubling_steps() -> None:
     settings = WebhookSettings(webhook_retry_base_seconds=0.5, webhook_retry_schedule_seconds=[9, 9, 9, 9])
     assert settings.webhook_retry_schedule() == [0.5, 1.0, 2.0, 4.0]
-    assert WebhookSettings().webhook_retry_schedule()[0] == 5.0
+
+
+def test_the_default_schedule_starts_fast_and_backs_off_over_about_three_days() -> None:
+    schedule = WebhookSettings().webhook_retry_schedule()
+    assert schedule[:6] == [1.0, 5.0, 15.0, 60.0, 300.0, 1800.0]
+    assert schedule == sorted(schedule)
+    assert 3 * 86400 <= sum(schedule) <= 3.5 * 86400
 
 
 def test_a_subscription_may_name_the_type_a_parent_wildcard_or_everything() -> None:

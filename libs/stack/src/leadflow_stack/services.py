@@ -32,6 +32,8 @@ DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
     "sla": 8005,
 }
 DEV_ADMIN_API_KEY = "dev-admin-key"
+# The only non-public addresses the local stack's webhooks may reach: its own receivers on loopback.
+LOCAL_RECEIVER_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 def service_module(name: str) -> str:
@@ -81,6 +83,10 @@ class ServiceConfig:
                 f"{prefix}ADMIN_API_KEY": self.admin_api_key,
                 f"{prefix}ENVIRONMENT": "development",
                 f"{prefix}TOPIC_PREFIX": self.topic_prefix,
+                # Webhook receivers of the local stack (demo CRM, tests, bench) listen on loopback, over
+                # plain http; services that send no webhooks ignore these.
+                f"{prefix}WEBHOOK_ALLOW_HTTP": "true",
+                f"{prefix}WEBHOOK_ALLOWED_NETWORKS": LOCAL_RECEIVER_NETWORKS,
             }
         )
         for key, value in self.env_overrides.items():

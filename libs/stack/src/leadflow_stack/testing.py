@@ -19,6 +19,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers
+from leadflow_stack.services import LOCAL_RECEIVER_NETWORKS
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -42,13 +43,16 @@ def service_settings(
     **overrides: Any,
 ) -> S:
     """A service's ``Settings`` on the suite's infra: its database, broker and topic prefix, the
-    ``test`` environment and a known admin key; ``overrides`` win."""
+    ``test`` environment, a known admin key, and webhooks allowed to the suite's receivers on
+    loopback over http; ``overrides`` win."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "kafka_bootstrap_servers": bootstrap_servers,
         "topic_prefix": topic_prefix,
         "environment": "test",
         "admin_api_key": admin_api_key,
+        "webhook_allow_http": True,
+        "webhook_allowed_networks": LOCAL_RECEIVER_NETWORKS,
         **overrides,
     }
     return factory(**values)

@@ -42,7 +42,8 @@ async def seed_demo(settings: Settings, db: Database) -> None:
             )
         if settings.demo_webhook_url:
             values = {"url": settings.demo_webhook_url, "event_types": [WEBHOOK_EVENT_TYPE, WEBHOOK_UPDATE_EVENT_TYPE],
-                      "secret": settings.demo_webhook_secret, "active": True, "description": "demo CRM receiver"}
+                      "secret_ciphertext": settings.secret_box().encrypt(settings.demo_webhook_secret),
+                      "active": True, "description": "demo CRM receiver"}
             await session.execute(
                 insert(subscription_table)
                 .values(id=DEMO_SUBSCRIPTION, **values)

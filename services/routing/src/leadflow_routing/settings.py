@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from leadflow_kit.settings import service_config
 from leadflow_kit.webhooks import WebhookSettings
@@ -25,3 +25,9 @@ class Settings(WebhookSettings):
     # `seed-demo` subscribes this URL (with this secret) to lead.routed, for `make up` and the e2e tests.
     demo_webhook_url: str | None = None
     demo_webhook_secret: str = DEV_DEMO_WEBHOOK_SECRET
+
+    @model_validator(mode="after")
+    def _no_demo_webhook_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.demo_webhook_secret == DEV_DEMO_WEBHOOK_SECRET:
+            raise ValueError("demo_webhook_secret is the published demo secret; production refuses it")
+        return self

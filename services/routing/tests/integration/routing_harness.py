@@ -39,11 +39,13 @@ from leadflow_stack.procs import free_port
 from leadflow_stack.testing import EventCollector as Collector
 from leadflow_stack.testing import app_client, bearer, collecting, produce, service_settings
 
-__all__ = ["ADMIN", "Collector", "Env", "Receiver", "Running", "collecting", "new_env", "produce", "receiver",
-           "running", "scored"]
+__all__ = ["ADMIN", "PLACEHOLDER", "Collector", "Env", "Receiver", "Running", "collecting", "deliveries", "new_env",
+           "produce", "receiver", "running", "scored", "subscribe"]
 
 MIGRATIONS = Path(leadflow_routing.__file__).parent / "migrations"
 ADMIN = bearer()
+# A receiver's secret until subscribe() gives it the real one.
+PLACEHOLDER = "whsec_" + "A" * 43 + "="
 
 
 def scored(
@@ -202,3 +204,23 @@ async def running(settings: Settings, clock: Clock | None = None, wait_assigned:
     app = create_app(settings, clock=clock)
     async with app_client(app, "http://routing", wait_assigned=60 if wait_assigned else None) as client:
         yield Running(app, client, settings)
+
+
+async def subscribe(svc: Running, crm: Receiver, url: str | None = None) -> str:
+    """Subscribe ``crm`` (or ``url``) to lead.routed; the receiver learns the secret, shown only here."""
+    response = await svc.post("/v1/admin/webhooks/subscriptions",
+                              json={"url": url or crm.url, "event_types": ["lead.routed"]})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    crm.secret = body["secret"]
+    listed = await svc.get(f"/v1/admin/webhooks/subscriptions/{body['id']}")
+    assert "secret" not in listed.json()  # shown once, at creation
+    subscription_id: str = body["id"]
+    return subscription_id
+
+
+async def deliveries(svc: Running, **params: str) -> list[dict[str, Any]]:
+    response = await svc.get("/v1/admin/webhooks/deliveries", params=params)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found

@@ -5,53 +5,27 @@ replay, secret rotation. Every retry of one message carries the same webhook-id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from routing_harness import Env, Receiver, collecting, new_env, produce, receiver, running, scored
+from routing_harness import (
+    PLACEHOLDER,
+    Env,
+    Receiver,
+    collecting,
+    deliveries,
+    produce,
+    receiver,
+    running,
+    scored,
+    subscribe,
+)
 from starlette.responses import Response
 
 from leadflow_contracts import topics
-from leadflow_kit.db import Database
-from leadflow_routing.seed import seed_demo
 from leadflow_stack.testing import eventually
 
 pytestmark = pytest.mark.integration
-
-PLACEHOLDER = "whsec_" + "A" * 43 + "="
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def fresh(infra: Any) -> AsyncIterator[Env]:
-    """A database and topics of its own per test: subscriptions are global to a database."""
-    env = await new_env(infra, "routing-wh")
-    settings = env.settings()
-    db = Database(settings.database_url)
-    await seed_demo(settings, db)
-    await db.dispose()
-    yield env
-
-
-async def subscribe(svc: Any, crm: Receiver) -> str:
-    response = await svc.post("/v1/admin/webhooks/subscriptions",
-                              json={"url": crm.url, "event_types": ["lead.routed"]})
-    assert response.status_code == 201, response.text
-    body = response.json()
-    crm.secret = body["secret"]
-    listed = await svc.get(f"/v1/admin/webhooks/subscriptions/{body['id']}")
-    assert "secret" not in listed.json()  # shown once, at creation
-    subscription_id: str = body["id"]
-    return subscription_id
-
-
-async def deliveries(svc: Any, **params: str) -> list[dict[str, Any]]:
-    response = await svc.get("/v1/admin/webhooks/deliveries", params=params)
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()
-    return found
-
 
 async def test_failing_receiver_gets_every_retry_with_the_same_webhook_id(fresh: Env) -> None:
     def fail_three_times(webhook_id: str, seen: int) -> Response | None:
@@ -149,7 +123,7 @@ async def test_receiver_away_across_a_routing_restart_still_gets_every_lead(fres
     assert all(r["attempts"] >= 2 for r in rows)
 
 
-async def test_410_disables_the_subscription_until_an_admin_re_enables_it(fresh: Env) -> None:
+async def test_410_holds_every_undelivered_lead_until_re_enabled_then_delivers_them(fresh: Env) -> None:
     gone = True
 
     def policy(webhook_id: str, seen: int) -> Response | None:
@@ -163,27 +137,32 @@ async def test_410_disables_the_subscription_until_an_admin_re_enables_it(fresh:
         subscription_id = await subscribe(svc, crm)
         first, second = scored(), scored()
         await produce(fresh.infra.bootstrap_servers, fresh.prefix, [first])
-        await delivered.wait(lambda: bool(delivered.of(first.subject)), what="lead.delivered dead")
-        assert delivered.of(first.subject)[0].data.status == "dead"
-        assert delivered.of(first.subject)[0].data.status_code == 410
+
+        async def first_held() -> list[dict[str, Any]]:
+            return await deliveries(svc, status="held")
+
+        held = await eventually(first_held)
+        assert [r["lead_id"] for r in held] == [first.subject] and held[0]["last_status_code"] == 410
         subscription = (await svc.get(f"/v1/admin/webhooks/subscriptions/{subscription_id}")).json()
         assert subscription["active"] is False and "410" in subscription["disabled_reason"]
 
-        # While disabled nothing is queued for it; once re-enabled new leads flow again.
+        # While disabled, new leads are queued as held: nothing is sent, nothing is dropped.
         await produce(fresh.infra.bootstrap_servers, fresh.prefix, [second])
-        await asyncio.sleep(1.0)
-        assert len(crm.attempts) == 1
+
+        async def both_held() -> bool:
+            return {r["lead_id"] for r in await deliveries(svc, status="held")} == {first.subject, second.subject}
+
+        await eventually(both_held)
+        await asyncio.sleep(0.5)
+        assert len(crm.attempts) == 1 and not delivered.events
+
         gone = False
         enabled = await svc.patch(f"/v1/admin/webhooks/subscriptions/{subscription_id}", json={"active": True})
-        assert enabled.json()["active"] is True
-        third = scored()
-        await produce(fresh.infra.bootstrap_servers, fresh.prefix, [third])
-
-        async def third_delivered() -> bool:
-            return third.subject in crm.accepted_lead_ids()
-
-        await eventually(third_delivered)
-        assert first.subject not in crm.accepted_lead_ids()
+        assert enabled.json()["active"] is True and enabled.json()["disabled_reason"] is None
+        await delivered.wait(lambda: len(delivered.events) >= 2, what="both held leads delivered")
+        assert crm.accepted_lead_ids() == {first.subject, second.subject}
+        assert {e.data.status for e in delivered.events} == {"delivered"}
+        assert await deliveries(svc, status="held") == []
 
 
 async def test_dead_letter_after_the_last_attempt_then_replay_with_the_same_id(fresh: Env) -> None:

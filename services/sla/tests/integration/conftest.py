@@ -22,6 +22,7 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.migrations import upgrade
 from leadflow_sla.app import create_app
 from leadflow_sla.settings import Settings
+from leadflow_stack.services import LOCAL_RECEIVER_NETWORKS
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "src" / "leadflow_sla" / "migrations"
 ADMIN_KEY = "sla-test-admin-key-0123456789"
@@ -44,6 +45,9 @@ class SlaEnv:
             "scheduler_interval_seconds": 0.1,
             "open_clocks_refresh_seconds": 0.2,
             "kafka_session_timeout_ms": 6000,
+            # The notification receivers of these tests listen on loopback, over http.
+            "webhook_allow_http": True,
+            "webhook_allowed_networks": LOCAL_RECEIVER_NETWORKS,
         }
         values.update(overrides)
         return Settings(**values)

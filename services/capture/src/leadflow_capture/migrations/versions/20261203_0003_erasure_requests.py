@@ -1,7 +1,7 @@
 """erasure requests and each service's answer
 
 Revision ID: 20261203_0003
-Revises: 20261123_0002
+Revises: 20261203_api_key_public_id
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
 revision = "20261203_0003"
-down_revision = "20261123_0002"
+down_revision = "20261203_api_key_public_id"
 branch_labels = None
 depends_on = None
 
