@@ -97,21 +97,29 @@ async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.1) -
 
 
 
-async def events_on(pipeline: Pipeline, topic: str) -> list[Event[EventData]]:
-    """Every record on ``topic`` (without the prefix), decoded, read from the start by a fresh consumer group."""
+async def records_on(pipeline: Pipeline, topic: str) -> list[tuple[str, Event[EventData] | None]]:
+    """Every record on ``topic`` (without the prefix) as (key, decoded event, or None for a tombstone),
+    read from the start by a fresh consumer group."""
     consumer = AIOKafkaConsumer(
         f"{pipeline.topic_prefix}{topic}", bootstrap_servers=pipeline.infra.bootstrap_servers,
         group_id=f"e2e-audit-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False,
     )
     await consumer.start()
-    events: list[Event[EventData]] = []
+    found: list[tuple[str, Event[EventData] | None]] = []
     try:
         while batch := await consumer.getmany(timeout_ms=2000):
             for records in batch.values():
-                events += [decode(record.value, list(record.headers)) for record in records]
+                found += [(record.key.decode() if record.key else "",
+                           decode(record.value, list(record.headers)) if record.value is not None else None)
+                          for record in records]
     finally:
         await consumer.stop()
-    return events
+    return found
+
+
+async def events_on(pipeline: Pipeline, topic: str) -> list[Event[EventData]]:
+    """Every event on ``topic`` (without the prefix); tombstones left out."""
+    return [event for _key, event in await records_on(pipeline, topic) if event is not None]
 
 
 async def events_by_lead(pipeline: Pipeline, topic: str) -> Counter[str]:

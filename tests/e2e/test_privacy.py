@@ -6,7 +6,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from e2e_support import ADMIN_KEY, SERVICES, Pipeline, eventually
+from e2e_support import ADMIN_KEY, SERVICES, Pipeline, dead_letter_counts, eventually, records_on
+
+from leadflow_contracts import topics
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +46,7 @@ async def test_a_person_is_exported_then_erased_everywhere_and_can_start_afresh(
     lead_id = await pipeline.submit(email=EMAIL, first_name="Ada", last_name="Privacy", phone=PHONE,
                                     company="Example Erasure", job_title="VP Sales", country="US")
     activity = await pipeline.client.post(f"{capture}/v1/activities",
-                                          json={"type": "pricing_page_view", "email": EMAIL.upper()})
+                                          json={"type": "pricing_page_view", "email": EMAIL.upper()}, headers=AUTH)
     assert activity.status_code == 202, activity.text
 
     async def handed_off() -> bool:
@@ -94,6 +96,12 @@ async def test_a_person_is_exported_then_erased_everywhere_and_can_start_afresh(
     assert all(answer["rows_erased"] > 0 for answer in status["services"].values())
 
     assert await personal_data_left(pipeline.infra) == []
+    # Each service ended the lead's key on the topics it publishes with a tombstone, and no consumer
+    # took one for a malformed event.
+    for topic in (topics.CAPTURED, topics.ENRICHED, topics.SCORED, topics.ROUTED, topics.SLA):
+        ends = [event for key, event in await records_on(pipeline, topic) if key == lead_id]
+        assert ends and ends[-1] is None, topic
+    assert set((await dead_letter_counts(pipeline)).values()) == {0}
     empty = await pipeline.client.get(f"{capture}/v1/admin/privacy/people/export", params={"email": EMAIL},
                                       headers=AUTH)
     assert all(not rows for part in empty.json()["services"].values() for rows in part["tables"].values())

@@ -57,6 +57,9 @@ class UnitOfWork:
     async def publish(self, event: Event[Any]) -> None:
         await self.outbox.add(self.session, event)
 
+    def publish_tombstone(self, topic: str, key: str) -> None:
+        self.outbox.add_tombstone(self.session, topic, key)
+
     def now(self) -> datetime:
         return self.clock.now()
 
@@ -326,6 +329,10 @@ class ConsumerRunner:
         """Handle one record, dead-letter it, or raise ``_Outage`` (the record stays where it is)."""
         service = self.settings.service_name
         subscription = self._by_topic[record.topic]
+        if record.value is None:
+            # A tombstone (an erased person's key): nothing to handle, nothing to dead-letter.
+            self.metrics.events_consumed.labels(service, record.topic, "tombstone").inc()
+            return
         try:
             event = decode(record.value, list(record.headers))
         except MalformedEvent as exc:
@@ -367,6 +374,8 @@ class ConsumerRunner:
         record, with retries and dead letters, and the rollback leaves no trace. An outage raises
         ``_Outage``: going record by record would only fail again."""
         service = self.settings.service_name
+        if any(record.value is None for record in records):
+            return False  # record by record, which skips tombstones
         try:
             events = [decode(record.value, list(record.headers)) for record in records]
         except MalformedEvent:

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import socket
+import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -117,6 +118,18 @@ class Outbox:
             json.dumps([[name, value.decode()] for name, value in encode_headers(typed)]),
             encode_body(typed).decode(),
         ))
+
+    def add_tombstone(self, session: AsyncSession, topic: str, key: str) -> None:
+        """A record with ``key`` and no value on ``topic``: compaction then drops every earlier record
+        of the key, and a consumer skips it. Stored as a row with an empty body (an event never has
+        one), published in order with the events written around it."""
+        deferred_rows(session, "outbox", _write_rows).append(
+            (f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, "[]", TOMBSTONE_BODY)
+        )
+
+
+# An outbox row with this body is a tombstone: the relay publishes it with no value.
+TOMBSTONE_BODY = ""
 
 
 async def _write_rows(session: AsyncSession, rows: list[Any]) -> None:
@@ -285,9 +298,9 @@ class OutboxRelay:
             deliveries = []
             for row in rows:
                 headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
+                value = None if row["body"] == TOMBSTONE_BODY else row["body"].encode()
                 deliveries.append(
-                    await producer.send(row["topic"], value=row["body"].encode(), key=row["key"].encode(),
-                                        headers=headers)
+                    await producer.send(row["topic"], value=value, key=row["key"].encode(), headers=headers)
                 )
             # The idempotent producer never expires a batch by itself, so bound the wait here; the
             # transaction stays open meanwhile, so the wait keeps the leader's session talking.

@@ -45,6 +45,9 @@ class PersonalData:
     service: str
     rows: Sequence[PersonalRows]
     lead_ids: str | None = None
+    # The topics this service publishes keyed by lead id: an erasure ends each of the person's keys
+    # there with a tombstone, so a compacted topic forgets them and replays bring nothing back.
+    keyed_topics: Sequence[str] = ()
 
 
 # A service that sends webhooks keeps the payloads it signed and the log of their attempts.
@@ -75,15 +78,17 @@ async def lead_ids_of(
     return found
 
 
-async def erase_person(conn: asyncpg.Connection, data: PersonalData, email: str | None, lead_ids: list[str]) -> int:
-    """Delete every row of the person; returns how many went."""
+async def erase_person(
+    conn: asyncpg.Connection, data: PersonalData, email: str | None, lead_ids: list[str]
+) -> tuple[int, list[str]]:
+    """Delete every row of the person; returns how many went and the person's lead ids."""
     ids = await lead_ids_of(conn, data, email, lead_ids)
     erased = 0
     for rows in data.rows:
         sql, args = _bind(f"WITH gone AS (DELETE FROM {rows.table} WHERE {rows.where} RETURNING 1) "
                           "SELECT count(*) FROM gone", email, ids)
         erased += int(await conn.fetchval(sql, *args))
-    return erased
+    return erased, ids
 
 
 async def export_person(
@@ -116,7 +121,10 @@ def subscribe_erasures(
             return
         request = event.data
         conn = await driver_connection(uow.session)
-        erased = await erase_person(conn, data, request.email, request.lead_ids)
+        erased, lead_ids = await erase_person(conn, data, request.email, request.lead_ids)
+        for topic in data.keyed_topics:
+            for lead_id in lead_ids:
+                uow.publish_tombstone(topic, lead_id)
         completed = PrivacyErasureCompleted(
             erasure_id=request.erasure_id, service=data.service, rows_erased=erased, completed_at=uow.now()
         )

@@ -83,7 +83,7 @@ async def read_events(
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
-                seen += [decode(r.value, r.headers) for r in records]
+                seen += [decode(r.value, r.headers) for r in records if r.value is not None]
             if until(seen):
                 return seen
     finally:
@@ -120,7 +120,7 @@ async def _collecting(bootstrap_servers: str, topic: str, into: C) -> AsyncItera
         while True:
             batches = await consumer.getmany(timeout_ms=100)
             for records in batches.values():
-                into.events += [decode(r.value, r.headers) for r in records]
+                into.events += [decode(r.value, r.headers) for r in records if r.value is not None]
 
     task = asyncio.create_task(run())
     try:

@@ -17,7 +17,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_capture import domain
-from leadflow_contracts import Event, PrivacyErasureCompleted, PrivacyErasureRequested, new_event
+from leadflow_contracts import Event, PrivacyErasureCompleted, PrivacyErasureRequested, new_event, topics
 from leadflow_kit.consumer import UnitOfWork
 from leadflow_kit.db import driver_connection
 from leadflow_kit.outbox import Outbox
@@ -36,6 +36,7 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("lead", "id = ANY(:lead_ids) OR email_normalized = :email"),
     ),
     lead_ids="SELECT id FROM lead WHERE email_normalized = :email",
+    keyed_topics=(topics.CAPTURED, topics.ACTIVITY),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leadflow_contracts import topics
 from leadflow_kit.privacy import PersonalData, PersonalRows
 
 PERSONAL_DATA = PersonalData(
@@ -12,4 +13,5 @@ PERSONAL_DATA = PersonalData(
     ),
     lead_ids="SELECT id FROM lead WHERE email = :email UNION SELECT f.captured_lead_id FROM lead_fill AS f "
              "JOIN lead AS l ON l.id = f.lead_id WHERE l.email = :email",
+    keyed_topics=(topics.ENRICHED,),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leadflow_contracts import topics
 from leadflow_kit.privacy import WEBHOOK_ROWS, PersonalData, PersonalRows
 
 PERSONAL_DATA = PersonalData(
@@ -12,4 +13,5 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("lead", "id = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),
+    keyed_topics=(topics.ROUTED, topics.TOUCHED, topics.DELIVERED),
 )

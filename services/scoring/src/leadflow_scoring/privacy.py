@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leadflow_contracts import topics
 from leadflow_kit.privacy import PersonalData, PersonalRows
 
 PERSONAL_DATA = PersonalData(
@@ -14,4 +15,5 @@ PERSONAL_DATA = PersonalData(
     ),
     lead_ids="SELECT lead_id FROM lead_identity WHERE kind = 'email' AND value = :email "
              "UNION SELECT lead_id FROM lead_score WHERE email = :email",
+    keyed_topics=(topics.SCORED,),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from leadflow_contracts import topics
 from leadflow_kit.privacy import WEBHOOK_ROWS, PersonalData, PersonalRows
 
 PERSONAL_DATA = PersonalData(
@@ -13,4 +14,5 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("lead", "lead_id = ANY(:lead_ids) OR merged_into = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),
+    keyed_topics=(topics.SLA, topics.DELIVERED),
 )
