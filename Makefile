@@ -65,7 +65,7 @@ lint:
 	$(UV) run mypy libs services bench
 
 test: bootstrap deps lint
-	$(UV) run pytest
+	UV=$(UV) $(UV) run pytest
 
 bench: bootstrap
 	$(UV) run python -m bench $(ARGS)

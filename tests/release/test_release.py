@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import tomllib
 import venv
@@ -24,6 +26,15 @@ SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
 def project(directory: Path) -> dict[str, object]:
     table: dict[str, object] = tomllib.loads((directory / "pyproject.toml").read_text())["project"]
     return table
+
+
+def uv() -> str:
+    """uv as `make` found it (UV), else on PATH, else where `make bootstrap` installs it."""
+    candidates = [os.environ.get("UV"), shutil.which("uv"), str(Path.home() / ".local" / "bin" / "uv"),
+                  str(REPO / ".tools" / "uv" / "bin" / "uv")]
+    found = next((c for c in candidates if c and Path(c).is_file()), None)
+    assert found is not None, "uv not found: run `make bootstrap`"
+    return found
 
 
 def workspace_version() -> str:
@@ -53,7 +64,7 @@ def test_the_changelog_and_the_image_label_name_the_version() -> None:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(["uv", "build", "--all-packages", "--wheel", "--out-dir", str(out), "--quiet"], cwd=REPO,
+    subprocess.run([uv(), "build", "--all-packages", "--wheel", "--out-dir", str(out), "--quiet"], cwd=REPO,
                    check=True, timeout=300)
     return out
 
@@ -70,7 +81,7 @@ def test_the_console_scripts_install_alone_from_the_wheels(wheels: Path, tmp_pat
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(python), "--find-links", str(wheels),
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(python), "--find-links", str(wheels),
                     "leadflow-cli", *(f"leadflow-{s}" for s in SERVICES)], check=True, timeout=600)
     cli = subprocess.run([str(env_dir / "bin" / "leadflow"), "--version"], capture_output=True, text=True,
                          check=True, timeout=60)

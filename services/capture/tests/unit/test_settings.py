@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from leadflow_capture.settings import Settings
 
-PRODUCTION = {"environment": "production", "admin_api_key": "k" * 32}
+PRODUCTION = {"environment": "production", "admin_api_key": "k" * 32, "person_key_secret": "p" * 32}
 
 
 def test_production_requires_a_public_base_url():

@@ -24,8 +24,8 @@ async def seed(sla_env: Any) -> dict[str, Any]:
     statements: list[tuple[str, tuple[Any, ...]]] = [
         ("INSERT INTO processed_event (consumer, event_id, processed_at) VALUES ('sla', $1, $2), ('sla', $3, $4)",
          (ids["old_event"], OLD, ids["recent_event"], RECENT)),
-        ("INSERT INTO webhook_subscription (id, url, event_types, secret) VALUES ($1, 'https://crm.example', "
-         "ARRAY['*'], 'whsec_x')", (ids["subscription"],)),
+        ("INSERT INTO webhook_subscription (id, url, event_types, secret_ciphertext) "
+         "VALUES ($1, 'https://crm.example', ARRAY['*'], 'whsec_x')", (ids["subscription"],)),
     ]
     # Deliveries: (name, status, delivered_at, created_at); each has one attempt at created_at.
     deliveries = [("delivered_old", "delivered", OLD, OLD), ("delivered_recent", "delivered", RECENT, RECENT),
@@ -34,7 +34,9 @@ async def seed(sla_env: Any) -> dict[str, Any]:
         ids[name] = f"wh-{uuid.uuid4()}"
         statements.append((
             "WITH d AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
-            "status, delivered_at, created_at) VALUES ($1, $2, 'lead.routed.v1', 'L', '{}', $3, $4, $5) "
+            "status, delivered_at, created_at, next_attempt_at) "
+            # Not due for a day: the running dispatcher must not add an attempt of its own.
+            "VALUES ($1, $2, 'lead.routed.v1', 'L', '{}', $3, $4, $5, now() + interval '1 day') "
             "RETURNING id) INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, duration_ms, outcome) "
             "SELECT id, 1, $5, 1.0, 'failed' FROM d",
             (ids[name], ids["subscription"], status, delivered_at, created_at)))
