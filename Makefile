@@ -64,8 +64,17 @@ lint:
 	$(UV) run ruff check .
 	$(UV) run mypy libs services bench
 
+# Two independent pytest sessions side by side, each with its own Kafka and PostgreSQL: the
+# cross-process suites under tests/ (e2e, release, deploy) beside the libraries' and services' own.
+# The first's output follows the second's; the target fails if either fails.
 test: bootstrap deps lint
-	UV=$(UV) $(UV) run pytest
+	@log=$$(mktemp); \
+	UV=$(UV) $(UV) run pytest tests > "$$log" 2>&1 & cross=$$!; \
+	UV=$(UV) $(UV) run pytest libs services bench; own=$$?; \
+	wait $$cross; cross_rc=$$?; \
+	echo "===== pytest tests/ (e2e, release, deploy) ====="; cat "$$log"; rm -f "$$log"; \
+	echo "make test: libs/services/bench exit $$own, tests/ exit $$cross_rc"; \
+	exit $$(( own != 0 || cross_rc != 0 ))
 
 bench: bootstrap
 	$(UV) run python -m bench $(ARGS)

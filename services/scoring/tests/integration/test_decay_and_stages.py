@@ -68,13 +68,17 @@ async def test_decay_applies_on_read_and_the_sweep_recycles_a_stale_mql(scoring:
     assert (events[1].data.score, events[1].data.tier, events[1].data.is_mql) == (50.9, "warm", False)
     assert events[1].data.stage_changed_at == scoring.clock.now()
 
-    # The fresh lead's new activity keeps it an MQL; the accepted lead belongs to sales now.
+    # The fresh lead's new activity keeps it an MQL; the accepted lead belongs to sales now. A sweep
+    # may reach the fresh lead before its activity does (they race on a loaded machine): it is then
+    # recycled first, and the activity makes it an MQL again.
     fresh_events = await scoring.scored.wait_for_count(fresh, 2)
-    assert fresh_events[1].data.trigger == "activity" and fresh_events[1].data.lifecycle_stage == "mql"
+    if fresh_events[1].data.trigger == "decay":
+        fresh_events = await scoring.scored.wait_for_count(fresh, 3)
+    assert fresh_events[-1].data.trigger == "activity" and fresh_events[-1].data.lifecycle_stage == "mql"
     await asyncio.sleep(1.0)  # several sweeps
     assert len(scoring.scored.scored(stale)) == 2
     assert len(scoring.scored.scored(accepted)) == 2
-    assert all(e.data.trigger != "decay" for e in scoring.scored.scored(fresh))
+    assert len(scoring.scored.scored(fresh)) == len(fresh_events)  # no sweep decays it after the activity
 
     # A recycled lead that raises its hand again is an MQL again.
     await scoring.send(activity("demo_requested", at=scoring.clock.now(), lead_id=stale))
