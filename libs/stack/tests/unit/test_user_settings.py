@@ -122,3 +122,22 @@ def test_every_name_in_the_shipped_example_is_a_setting_its_service_reads() -> N
     assert len(names) > 30
     assert unknown_names(names, SERVICE_NAMES) == []
     assert {name.split("_", 1)[0].lower() for name in names} == set(SERVICE_NAMES)
+
+
+def test_make_up_names_the_settings_no_service_reads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stack = _stack(tmp_path, "CAPTURE_RATE_LIMIT_IP_BURST=5\nSCORING_LOGLEVEL=DEBUG\n", {"SLA_SCHEDULER_INTERVAL": "2"})
+    stack.warn_unknown_settings(list(SERVICE_NAMES))
+    assert "SCORING_LOGLEVEL is not a setting of any LeadFlow service" in caplog.text
+    assert "SLA_SCHEDULER_INTERVAL is not a setting" in caplog.text
+    assert "CAPTURE_RATE_LIMIT_IP_BURST" not in caplog.text
+
+
+def test_the_dev_stack_reads_the_file_given_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / "other.env"
+    env_file.write_text("SCORING_LOG_LEVEL=DEBUG\nSCORING_DRY_RUN_MAX_LEADS=10\n")
+    monkeypatch.setenv("SCORING_DRY_RUN_MAX_LEADS", "20")
+    stack = Stack.dev(tmp_path / "stack", env_file=env_file)
+    assert stack.service_config("scoring").env_overrides == {
+        "SCORING_LOG_LEVEL": "DEBUG", "SCORING_DRY_RUN_MAX_LEADS": "20"}
