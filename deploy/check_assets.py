@@ -8,6 +8,7 @@ compose check reads the services' Settings and what `make up` starts from leadfl
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pydantic
 import yaml
 
 from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, ServiceConfig
@@ -310,7 +312,26 @@ def compose_settings_problems(name: str, env: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: {key} is set by `make up` but not in compose")
     if env.get(prefix + "ENVIRONMENT") != make_up[prefix + "ENVIRONMENT"]:
         problems.append(f"{name}: {prefix}ENVIRONMENT should be {make_up[prefix + 'ENVIRONMENT']}, as in `make up`")
+    refusal = settings_refusal(name, {key: str(value) for key, value in env.items()})
+    if refusal:
+        problems.append(f"{name}: its Settings refuse compose's environment: {refusal}")
     return problems
+
+
+def settings_refusal(name: str, env: dict[str, str]) -> str | None:
+    """Why ``leadflow_<name>.settings.Settings`` would not start with exactly ``env``, or None."""
+    settings_class = importlib.import_module(f"leadflow_{name}.settings").Settings
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        settings_class()
+    except pydantic.ValidationError as exc:
+        return str(exc)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return None
 
 
 def check_compose(compose: Any = None) -> str:

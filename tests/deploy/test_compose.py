@@ -84,3 +84,11 @@ def test_services_read_the_same_leadflow_env_as_make_up(compose: dict[str, Any])
     for name in SERVICE_NAMES:
         for service in (name, f"migrate-{name}"):
             assert compose["services"][service]["env_file"] == [{"path": "./leadflow.env", "required": False}]
+
+
+def test_a_value_the_service_refuses_fails(compose: dict[str, Any]) -> None:
+    compose["services"]["sla"]["environment"]["SLA_WEBHOOK_ALLOWED_NETWORKS"] = "the lan"
+    compose["services"]["migrate-sla"]["environment"] = compose["services"]["sla"]["environment"]
+    problems = _problems(compose)
+    assert "sla: its Settings refuse compose's environment" in problems
+    assert "webhook_allowed_networks" in problems
