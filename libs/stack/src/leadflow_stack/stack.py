@@ -276,7 +276,8 @@ class Stack:
         ordered = [n for n in SERVICE_NAMES if n in wanted] + sorted(wanted - set(SERVICE_NAMES))
         for name in ordered:
             config = self.services.config(name)
-            url = config.url if config else f"http://127.0.0.1:{self.config.service_ports[name]}"
+            # Where it runs, else where `up` would start it (a PORT the user set included).
+            url = config.url if config else self.service_config(name).url
             if self.services.running(name) is None:
                 state = "stopped" if service_available(name) else "unavailable"
             else:

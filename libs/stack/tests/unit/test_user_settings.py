@@ -141,3 +141,10 @@ def test_the_dev_stack_reads_the_file_given_and_the_environment(
     stack = Stack.dev(tmp_path / "stack", env_file=env_file)
     assert stack.service_config("scoring").env_overrides == {
         "SCORING_LOG_LEVEL": "DEBUG", "SCORING_DRY_RUN_MAX_LEADS": "20"}
+
+
+async def test_status_shows_where_up_would_start_a_service(tmp_path: Path) -> None:
+    stack = _stack(tmp_path, "CAPTURE_PORT=9001\n", {})
+    urls = {service.name: service.url for service in (await stack.status()).services}
+    assert urls["capture"] == "http://127.0.0.1:9001"
+    assert urls["enrichment"] == "http://127.0.0.1:8002"
