@@ -1,12 +1,14 @@
 """Structural checks of LeadFlow's deploy assets that promtool and amtool cannot make.
 
 Called by deploy/check.sh, one subcommand per check; exits non-zero with the reasons on stderr.
-Needs PyYAML, and leadflow_contracts for the topic check (run it with the workspace's Python).
+Needs PyYAML, jsonschema and the workspace's packages (run it with the workspace's Python): the
+compose check reads the services' Settings and what `make up` starts from leadflow_stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -16,7 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pydantic
 import yaml
+
+from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, ServiceConfig
+from leadflow_stack.user_settings import env_prefix, setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -24,7 +31,12 @@ RULES = DEPLOY / "prometheus" / "rules" / "leadflow.rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "leadflow.json"
 RUNBOOK = ROOT / "docs" / "runbook.md"
-SERVICES = {"capture": 8001, "enrichment": 8002, "scoring": 8003, "routing": 8004, "sla": 8005}
+# What `make up` starts, on its ports: compose, Kubernetes and Prometheus must match it.
+SERVICES = {name: DEFAULT_SERVICE_PORTS[name] for name in SERVICE_NAMES}
+# The Compose Specification's JSON schema, vendored (deploy/compose/README.md says from where).
+COMPOSE_SCHEMA = DEPLOY / "compose" / "compose-spec.json"
+# Variables of a service container that are not the service's settings: the image's entrypoint reads it.
+COMPOSE_ENTRYPOINT_VARIABLES = {"LEADFLOW_SERVICE"}
 SEVERITIES = {"page", "ticket"}
 
 # The metric names fixed in the team brief; rules and dashboards may use nothing else.
@@ -275,10 +287,59 @@ def check_grafana() -> str:
     return f"dashboard {dashboard['uid']}: {len(ids)} panels, provisioning consistent with compose"
 
 
-def check_compose() -> str:
-    compose = load_yaml(ROOT / "docker-compose.yml")
+def compose_schema_problems(compose: Any) -> list[str]:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        f"docker-compose.yml at {'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
+        for error in sorted(validator.iter_errors(compose), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def compose_settings_problems(name: str, env: dict[str, Any]) -> list[str]:
+    """Every variable is a setting the service reads, and every one `make up` gives it is given here too,
+    in development mode as there."""
+    prefix = env_prefix(name)
+    known = setting_names(name)
+    problems = [
+        f"{name}: {key} is not a setting of {name} (leadflow_{name}.settings.Settings)"
+        for key in env
+        if key not in COMPOSE_ENTRYPOINT_VARIABLES and (not key.startswith(prefix) or key.upper() not in known)
+    ]
+    make_up = ServiceConfig(name, SERVICES[name], "database", "kafka").env(ROOT)
+    for key in sorted(k for k in make_up if k.startswith(prefix) and k in known):
+        if key not in env:
+            problems.append(f"{name}: {key} is set by `make up` but not in compose")
+    if env.get(prefix + "ENVIRONMENT") != make_up[prefix + "ENVIRONMENT"]:
+        problems.append(f"{name}: {prefix}ENVIRONMENT should be {make_up[prefix + 'ENVIRONMENT']}, as in `make up`")
+    refusal = settings_refusal(name, {key: str(value) for key, value in env.items()})
+    if refusal:
+        problems.append(f"{name}: its Settings refuse compose's environment: {refusal}")
+    return problems
+
+
+def settings_refusal(name: str, env: dict[str, str]) -> str | None:
+    """Why ``leadflow_<name>.settings.Settings`` would not start with exactly ``env``, or None."""
+    settings_class = importlib.import_module(f"leadflow_{name}.settings").Settings
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        settings_class()
+    except pydantic.ValidationError as exc:
+        return str(exc)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return None
+
+
+def check_compose(compose: Any = None) -> str:
+    """docker-compose.yml, or the ``compose`` document given instead."""
+    if compose is None:
+        compose = load_yaml(ROOT / "docker-compose.yml")
     services = compose["services"]
-    problems = []
+    problems = compose_schema_problems(compose)
     for required in ("kafka", "kafka-topics", "postgres", "prometheus", "alertmanager", "grafana"):
         if required not in services:
             problems.append(f"service {required} missing")
@@ -299,8 +360,14 @@ def check_compose() -> str:
         for key, value in expectations.items():
             if str(env.get(key)) != value:
                 problems.append(f"{name}: {key} should be {value!r}, is {env.get(key)!r}")
-        if migrate.get("environment") != env:
-            problems.append(f"migrate-{name} should share {name}'s environment")
+        if migrate.get("environment") != env or migrate.get("env_file") != svc.get("env_file"):
+            problems.append(f"migrate-{name} should share {name}'s environment and env_file")
+        if not any(
+            isinstance(entry, dict) and entry.get("path") == "./leadflow.env" and entry.get("required") is False
+            for entry in svc.get("env_file", [])
+        ):
+            problems.append(f"{name}: should read ./leadflow.env (optional) as `make up` does")
+        problems.extend(compose_settings_problems(name, env))
         if "migrate" not in " ".join(migrate.get("entrypoint", []) + migrate.get("command", [])):
             problems.append(f"migrate-{name} does not run migrate")
         deps = svc.get("depends_on", {})
@@ -327,7 +394,10 @@ def check_compose() -> str:
             problems.append(f"{svc_name}: Dockerfile missing")
     if problems:
         raise CheckFailed("\n".join(problems))
-    return f"{len(services)} compose services wired (migrate and topics first, env per service prefix)"
+    return (
+        f"{len(services)} compose services valid against the Compose Specification and wired as `make up` "
+        "(ports, settings, migrate and topics first)"
+    )
 
 
 def check_k8s() -> str:

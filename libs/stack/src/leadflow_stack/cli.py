@@ -125,6 +125,9 @@ async def _demo(stack: Stack, timeout: float) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m leadflow_stack", description="LeadFlow local stack")
     parser.add_argument("--root", type=Path, help="stack directory (default: <repo>/.stack)")
+    parser.add_argument(
+        "--env-file", type=Path, help="the services' settings, dotenv format (default: <repo>/leadflow.env)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Kafka, PostgreSQL and the services (idempotent)")
@@ -148,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        stack = Stack.open(args.root) if args.root else Stack.dev()
+        stack = Stack.dev(args.root, env_file=args.env_file)
         if args.command == "up":
             return asyncio.run(_up(stack, with_services=not args.infra_only))
         if args.command == "down":

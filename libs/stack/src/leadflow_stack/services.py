@@ -214,12 +214,18 @@ class ServiceSupervisor:
         name = config.name
         if self.running(name) is not None:
             if self.config(name) != config:
-                raise StackError(f"service {name} already runs with another configuration; stop it first")
+                raise StackError(
+                    f"service {name} already runs with another configuration (leadflow.env or the environment "
+                    "changed?); stop it first (make down)"
+                )
             await self.wait_ready(name, timeout=timeout)
             if seed_demo:
                 await self.run_command(config, "seed-demo")
             return False
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # It holds the settings the user gave, secrets among them.
+        self._configfile(name).touch()
+        self._configfile(name).chmod(0o600)
         self._configfile(name).write_text(config.to_json())
         if migrate:
             await self.run_command(config, "migrate")

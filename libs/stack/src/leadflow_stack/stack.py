@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from leadflow_stack.services import (
     ServiceSupervisor,
     service_available,
 )
+from leadflow_stack.user_settings import ENV_FILE_NAME, merge_user_settings, port_of, read_env_file, unknown_names
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,21 @@ def service_database(name: str) -> str:
 
 
 class Stack:
-    def __init__(self, root: Path, config: StackConfig | None = None) -> None:
+    """``env_file`` and ``environ`` are the user's settings for the services (leadflow_stack.user_settings);
+    without them a service gets only the stack's own values."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: StackConfig | None = None,
+        *,
+        env_file: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.config = config or StackConfig()
+        self.env_file = env_file
+        self.environ: Mapping[str, str] = environ or {}
         self.log_dir = self.root / "logs"
         self.kafka = KafkaBroker(
             self.root / "kafka",
@@ -114,20 +128,33 @@ class Stack:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path, default: StackConfig | None = None) -> Stack:
+    def open(
+        cls,
+        root: Path,
+        default: StackConfig | None = None,
+        *,
+        env_file: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Stack:
         """The stack at ``root`` with the config it was started with (or ``default``)."""
         config_file = root / "stack.json"
+        config = default
         if config_file.exists():
             try:
-                return cls(root, StackConfig.from_json(config_file.read_text()))
+                config = StackConfig.from_json(config_file.read_text())
             except (ValueError, TypeError) as exc:
                 raise StackError(f"unreadable {config_file}: {exc}; remove it after `down`") from exc
-        return cls(root, default)
+        return cls(root, config, env_file=env_file, environ=environ)
 
     @classmethod
-    def dev(cls) -> Stack:
-        """The developer stack behind `make up`: ``<repo>/.stack`` on the documented ports."""
-        return cls.open(repo_root() / ".stack")
+    def dev(cls, root: Path | None = None, *, env_file: Path | None = None) -> Stack:
+        """The developer stack behind `make up`: ``<repo>/.stack`` on the documented ports, its services
+        configured by ``<repo>/leadflow.env`` and the environment."""
+        return cls.open(
+            root or repo_root() / ".stack",
+            env_file=env_file or repo_root() / ENV_FILE_NAME,
+            environ=os.environ,
+        )
 
     @classmethod
     def for_tests(cls, root: Path) -> Stack:
@@ -172,14 +199,22 @@ class Stack:
         return names
 
     def service_config(self, name: str) -> ServiceConfig:
+        user_settings = merge_user_settings(name, file_values=read_env_file(self.env_file), environ=self.environ)
         return ServiceConfig(
             name=name,
-            port=self.config.service_ports[name],
+            port=port_of(name, user_settings, self.config.service_ports[name]),
             database_url=self.postgres.url(service_database(name)),
             bootstrap_servers=self.bootstrap_servers,
             topic_prefix=self.config.topic_prefix,
             admin_api_key=self.config.admin_api_key,
+            env_overrides=user_settings,
         )
+
+    def warn_unknown_settings(self, services: list[str]) -> None:
+        """Name every setting given in the file or environment that no service reads (a typo)."""
+        given = [*read_env_file(self.env_file), *self.environ]
+        for name in unknown_names(given, services):
+            log.warning("%s is not a setting of any LeadFlow service; ignored", name)
 
     async def up(self, *, with_services: bool = True) -> StackStatus:
         """Bring everything up; parts already running are detected and kept."""
@@ -194,6 +229,7 @@ class Stack:
                 else:
                     log.warning("service %s skipped: module leadflow_%s.__main__ is not importable yet", name, name)
                     skipped.append(name)
+        self.warn_unknown_settings(startable)
         # Every service's database exists from the first `up`, even for services not written yet.
         for name in SERVICE_NAMES:
             await self.postgres.create_database(service_database(name))
@@ -240,7 +276,8 @@ class Stack:
         ordered = [n for n in SERVICE_NAMES if n in wanted] + sorted(wanted - set(SERVICE_NAMES))
         for name in ordered:
             config = self.services.config(name)
-            url = config.url if config else f"http://127.0.0.1:{self.config.service_ports[name]}"
+            # Where it runs, else where `up` would start it (a PORT the user set included).
+            url = config.url if config else self.service_config(name).url
             if self.services.running(name) is None:
                 state = "stopped" if service_available(name) else "unavailable"
             else:
