@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel
 
 from leadflow_kit.bodies import scope_checks
 
@@ -83,6 +85,36 @@ def test_every_operation_has_an_example(
     missing = [f"{m.upper()} {p}" for p, m, op in operations(doc)
                if not (has_example(op.get("requestBody", {}), schemas) or has_example(op["responses"], schemas))]
     assert missing == []
+    bodies = [f"{m.upper()} {p}" for p, m, op in operations(doc)
+              if "requestBody" in op and not has_example(op["requestBody"], schemas)]
+    assert bodies == []
+
+
+def examples_of(doc: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(where, example, schema) for every example a schema or a request or response body carries."""
+    found = [(f"schema {name}", example, schema) for name, schema in doc["components"]["schemas"].items()
+             for example in schema.get("examples", [])]
+    for path, method, op in operations(doc):
+        bodies = [("request", op.get("requestBody", {})), *op["responses"].items()]
+        for part, body in bodies:
+            for media, content in body.get("content", {}).items():
+                if "schema" not in content or "json" not in media:
+                    continue
+                values = [content["example"]] if "example" in content else []
+                values += [named["value"] for named in content.get("examples", {}).values()]
+                found += [(f"{method.upper()} {path} {part} {media}", value, content["schema"]) for value in values]
+    return found
+
+
+def test_every_example_is_valid_for_its_schema(service: tuple[FastAPI, dict[str, Any]]) -> None:
+    _, doc = service
+    examples = examples_of(doc)
+    assert examples
+    wrong = []
+    for where, example, schema in examples:
+        validator = Draft202012Validator({**schema, "components": doc["components"]})
+        wrong += [f"{where}: {error.message}" for error in validator.iter_errors(example)]
+    assert wrong == []
 
 
 def test_security_matches_the_scope_each_route_checks(service: tuple[FastAPI, dict[str, Any]]) -> None:
@@ -93,7 +125,7 @@ def test_security_matches_the_scope_each_route_checks(service: tuple[FastAPI, di
         if required:
             assert op["x-required-scopes"] == required, (method, path)
             assert op["security"] == [{scheme: [scope]} for scope in required for scheme in ("bearer", "api_key")]
-            for code, detail in (("401", "API key required"), ("403", "API key lacks")):
+            for code, detail in (("401", "API key required"), ("403", "API key")):
                 content = op["responses"][code]["content"]["application/problem+json"]
                 assert content["schema"] == PROBLEM, (method, path, code)
                 assert content["example"]["status"] == int(code)
@@ -123,3 +155,22 @@ def test_admin_routes_are_scoped() -> None:
     routing = build("routing").openapi()
     assert routing["paths"]["/v1/leads/{lead_id}/assignment"]["get"]["x-required-scopes"] == [
         "routing:read", "crm:events"]
+
+
+def test_every_model_example_is_one_the_model_accepts(service: tuple[FastAPI, dict[str, Any]]) -> None:
+    """Beyond the JSON Schema: a model's own validators (a rule names one target, ...) accept its examples."""
+    app, _ = service
+    models: set[type[BaseModel]] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        body = route.body_field.field_info.annotation if route.body_field is not None else None
+        for annotation in (body, route.response_model):
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                models.add(annotation)
+    assert models
+    for model in models:
+        extra = model.model_config.get("json_schema_extra")
+        for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+            model.model_validate(example)

@@ -70,12 +70,15 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Scope] = Field(min_length=1, max_length=100, examples=[["crm:events"]])
 
 
+API_KEY_EXAMPLE: dict[str, Any] = {
+    "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "public_id": "9f86d081884c",
+    "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
+    "last_used_at": "2026-11-23T09:30:00Z",
+}
+
+
 class ApiKeyPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "public_id": "9f86d081884c",
-        "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
-        "last_used_at": "2026-11-23T09:30:00Z",
-    }]})
+    model_config = ConfigDict(json_schema_extra={"examples": [API_KEY_EXAMPLE]})
 
     id: str
     name: str
@@ -87,6 +90,10 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyPublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **API_KEY_EXAMPLE, "last_used_at": None,
+        "key": "lf_9f86d081884c_Vb3kq0H4n2xW9sT1pLz8rMfQ7yJc5dGe6hA2uKoN4iE"}]})
+
     key: str = Field(description="The key itself; shown only in this response")
 
 

@@ -53,7 +53,7 @@ from alembic import context
 from alembic.operations import Operations
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 from sqlalchemy import (
     ARRAY,
@@ -1080,6 +1080,9 @@ class SubscriptionCreate(BaseModel):
 
 
 class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"description": "CRM production endpoint", "active": True}, {"event_types": ["*"]}]})
+
     url: str | None = Field(default=None, max_length=2048)
     event_types: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
@@ -1109,6 +1112,8 @@ class SubscriptionCreated(SubscriptionPublic):
 
 
 class SecretRotate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"overlap_seconds": 86400}]})
+
     overlap_seconds: float | None = Field(
         default=None, ge=0, le=366 * 86400,
         description="How long the old secret keeps signing too (default from settings), at most a year"
@@ -1153,6 +1158,9 @@ class DeliveryDetail(DeliveryPublic):
 
 
 class BulkReplay(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"statuses": ["dead"], "since": "2026-11-23T00:00:00Z"}]})
+
     statuses: list[Literal["dead", "delivered"]] = Field(default_factory=lambda: ["dead"])  # type: ignore[arg-type]
     since: datetime | None = None
     lead_id: str | None = None

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,12 @@ leads_router = APIRouter(tags=["leads"])
 
 
 class CrmEvent(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"type": "meeting_booked", "rep_id": "rep-ada", "occurred_at": "2026-11-23T10:15:00Z",
+         "external_id": "hs-evt-99812"},
+        {"type": "disqualified", "rep_id": "rep-ada", "reason": "Student project, no budget"},
+    ]})
+
     type: TouchType
     rep_id: str | None = Field(default=None, description="The rep who acted, as the CRM knows them")
     reason: str | None = Field(default=None, max_length=2000, description="Required for disqualified")
@@ -207,13 +213,18 @@ class TeamFields(BaseModel):
 
 
 class TeamCreate(TeamFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "emea-sales", "name": "EMEA sales", "strategy": "round_robin", "manager_rep_id": "rep-grace",
+        "escalate_after_breaches": 2, "fallback_queue": "unassigned"}]})
+
     id: str | None = Field(default=None, pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=255)
     strategy: domain.Strategy = "round_robin"
 
 
 class TeamUpdate(TeamFields):
-    pass
+    model_config = ConfigDict(json_schema_extra={"examples": [{"strategy": "load_balanced",
+                                                                "escalate_after_breaches": 3}]})
 
 
 class TeamPublic(BaseModel):
@@ -231,12 +242,17 @@ class TeamPublic(BaseModel):
 
 
 class QueueCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "unassigned", "name": "Unassigned leads", "description": "Leads no rule or rep could take"}]})
+
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=255)
     description: str | None = None
 
 
 class QueueUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"description": "Worked by the SDR on duty"}]})
+
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = None
 
@@ -577,6 +593,16 @@ class RuleIn(BaseModel):
 
 
 class RuleSetCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rules": [
+            {"id": "us-enterprise", "name": "US enterprise", "match": "all", "team_id": "us-enterprise",
+             "conditions": [{"field": "country", "op": "eq", "value": "US"},
+                            {"field": "employee_count", "op": "gte", "value": 1000}]},
+            {"id": "emea", "name": "EMEA", "team_id": "emea-sales",
+             "conditions": [{"field": "country", "op": "in", "value": ["DE", "FR", "GB"]}]},
+        ],
+        "fallback_queue": "unassigned", "comment": "Enterprise split out for the US", "activate": True}]})
+
     rules: list[RuleIn]
     fallback_queue: str | None = None
     comment: str | None = None

@@ -68,7 +68,14 @@ class DryRunLead(BaseModel):
 
 
 class DryRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"last_n": 50},
+        {"leads": [{"form_key": "demo-request",
+                    "profile": {"email": "ada@example.com", "job_title": "VP Engineering", "seniority": "vp",
+                                "industry": "software", "employee_count": 800, "country": "US"},
+                    "activities": [{"activity_type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z",
+                                    "page_url": "https://www.example.com/pricing"}]}]},
+    ]})
 
     model: dict[str, Any] | str | None = Field(
         default=None, description="The draft (object, or YAML/JSON text); omit when dry-running a saved version"
