@@ -1095,6 +1095,11 @@ class SubscriptionUpdate(BaseModel):
 
 
 class SubscriptionPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "sub_4e1f0c9a7b2d4c6e8f10", "url": "https://crm.example.com/hooks/leadflow",
+        "event_types": ["lead.routed"], "description": "CRM production endpoint", "active": True,
+        "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z"}]})
+
     id: str
     url: str
     event_types: list[str]
@@ -1108,6 +1113,11 @@ class SubscriptionPublic(BaseModel):
 
 
 class SubscriptionCreated(SubscriptionPublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "sub_4e1f0c9a7b2d4c6e8f10", "url": "https://crm.example.com/hooks/leadflow",
+        "event_types": ["lead.routed"], "active": True, "created_at": "2026-11-23T09:00:00Z",
+        "updated_at": "2026-11-23T09:00:00Z", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]})
+
     secret: str = Field(description="The signing secret; shown only in this response")
 
 
@@ -1126,7 +1136,17 @@ class SecretRotated(BaseModel):
     previous_secret_expires_at: datetime
 
 
+DELIVERY_EXAMPLE: dict[str, Any] = {
+    "webhook_id": "msg_9b1deb4d3b7d4bad9bdd2b0d7b3dcb6d", "subscription_id": "sub_4e1f0c9a7b2d4c6e8f10",
+    "event_type": "lead.routed", "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "status": "pending",
+    "attempts": 1, "replays": 0, "next_attempt_at": "2026-11-23T09:00:35Z", "last_attempt_at": "2026-11-23T09:00:05Z",
+    "last_status_code": 503, "last_error": "HTTP 503: upstream unavailable", "created_at": "2026-11-23T09:00:04Z",
+}
+
+
 class DeliveryPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [DELIVERY_EXAMPLE]})
+
     webhook_id: str
     subscription_id: str
     event_type: str
@@ -1153,6 +1173,15 @@ class AttemptPublic(BaseModel):
 
 
 class DeliveryDetail(DeliveryPublic):
+    # The payload as sent (Standard Webhooks body); its data, cut short here, is the service's.
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **DELIVERY_EXAMPLE,
+        "payload": {"type": "lead.routed", "timestamp": "2026-11-23T09:00:04Z",
+                    "data": {"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4"}},
+        "attempt_log": [{"attempt": 1, "attempted_at": "2026-11-23T09:00:05Z", "status_code": 503,
+                         "error": "HTTP 503: upstream unavailable", "duration_ms": 41.7, "outcome": "failed",
+                         "next_attempt_at": "2026-11-23T09:00:35Z"}]}]})
+
     payload: dict[str, Any]
     attempt_log: list[AttemptPublic]
 

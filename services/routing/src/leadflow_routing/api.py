@@ -184,6 +184,14 @@ class RepUpdate(RepFields):
 
 
 class RepPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "rep-ada", "name": "Ada Lovelace", "email": "ada@example.com", "team_id": "emea-sales",
+        "territories": ["GB", "EMEA"], "weight": 2, "daily_capacity": 25, "max_open_leads": 40,
+        "timezone": "Europe/London", "working_hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]},
+        "out_of_office": [], "active": True, "open_leads": 12, "assigned_today": 3,
+        "last_assigned_at": "2026-11-23T09:12:00Z", "unavailable_now": "outside_working_hours",
+        "created_at": "2026-11-01T09:00:00Z", "updated_at": "2026-11-20T16:30:00Z"}]})
+
     id: str
     name: str
     email: str | None
@@ -228,6 +236,12 @@ class TeamUpdate(TeamFields):
 
 
 class TeamPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "emea-sales", "name": "EMEA sales", "strategy": "round_robin", "manager_rep_id": "rep-grace",
+        "escalate_after_breaches": 2, "fallback_queue": "unassigned", "rr_last_rep_id": "rep-ada",
+        "assignments": 148, "rep_ids": ["rep-ada", "rep-grace"], "created_at": "2026-11-01T09:00:00Z",
+        "updated_at": "2026-11-20T16:30:00Z"}]})
+
     id: str
     name: str
     strategy: str
@@ -258,6 +272,10 @@ class QueueUpdate(BaseModel):
 
 
 class QueuePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "unassigned", "name": "Unassigned leads", "description": "Leads no rule or rep could take",
+        "waiting": 3, "created_at": "2026-11-01T09:00:00Z"}]})
+
     id: str
     name: str
     description: str | None
@@ -610,6 +628,14 @@ class RuleSetCreate(BaseModel):
 
 
 class RuleSetPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "version": 4, "active": True, "fallback_queue": "unassigned", "comment": "Enterprise split out for the US",
+        "rules": [{"id": "us-enterprise", "name": "US enterprise", "match": "all", "team_id": "us-enterprise",
+                   "rep_id": None, "enabled": True,
+                   "conditions": [{"field": "country", "op": "eq", "value": "US"},
+                                  {"field": "employee_count", "op": "gte", "value": 1000}]}],
+        "created_at": "2026-11-20T16:30:00Z", "activated_at": "2026-11-20T16:30:00Z"}]})
+
     version: int
     rules: list[dict[str, Any]]
     fallback_queue: str | None
