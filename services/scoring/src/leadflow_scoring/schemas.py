@@ -120,6 +120,10 @@ class DryRunResult(BaseModel):
 
 
 class ActivationPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "active_model": "b2b-saas-default.v3", "previous_model": "b2b-saas-default.v2",
+        "activated_at": "2026-11-23T09:00:00Z"}]})
+
     active_model: str
     previous_model: str | None
     activated_at: datetime

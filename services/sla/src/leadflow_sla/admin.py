@@ -62,6 +62,11 @@ class SlaPolicyPublic(SlaPolicyCreate):
 
 
 class RepCalendarPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rep_id": "rep-ada", "updated_at": "2026-11-23T09:00:00Z",
+        "business_hours": {"timezone": "Europe/Berlin", "days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00",
+                           "holiday_country": "DE", "holiday_subdivision": "BY", "extra_holidays": ["2026-12-24"]}}]})
+
     rep_id: str
     business_hours: domain.BusinessHours
     updated_at: datetime
