@@ -9,10 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
 from leadflow_kit.errors import FieldError
+from leadflow_scoring.model import default_model
 from leadflow_scoring.versions import ModelVersion
 
 
 class ScoringModelPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "b2b-saas-default.v1", "version": 1, "name": "b2b-saas-default",
+        "description": "Default model for a B2B SaaS company (mid-market and enterprise, NA and Europe first)",
+        "active": True, "created_at": "2026-11-01T09:00:00Z", "created_by": "bootstrap",
+        "first_activated_at": "2026-11-01T09:00:00Z", "spec": default_model().model_dump(mode="json")}]})
+
     id: str = Field(description="The version id that travels on lead.scored as model_version")
     version: int
     name: str
