@@ -150,7 +150,13 @@ async def list_models(request: Request) -> list[ScoringModelPublic]:
         return [model_public(v) for v in await versions.list_versions(session)]
 
 
-@admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first")
+@admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first",
+                  responses={200: {"content": {"application/json": {"example": [
+                      {"id": 2, "model_id": "b2b-saas-default.v2", "activated_by": "ops-admin",
+                       "activated_at": "2026-11-20T16:30:00Z", "rolled_back_at": "2026-11-21T08:00:00Z",
+                       "rolled_back_by": "ops-admin"},
+                      {"id": 1, "model_id": "b2b-saas-default.v1", "activated_by": "bootstrap",
+                       "activated_at": "2026-11-01T09:00:00Z"}]}}}})
 async def list_activations(request: Request) -> list[dict[str, Any]]:
     async with request.app.state.db.transaction() as session:
         return jsonable_encoder(await versions.activation_log(session))  # type: ignore[no-any-return]
@@ -229,7 +235,8 @@ async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
 
 
 @admin_router.get("/{model_id}/source", dependencies=READ, response_class=PlainTextResponse,
-                  responses={200: {"content": {"application/yaml": {}}}},
+                  responses={200: {"content": {"text/plain": {"example": DEFAULT_MODEL_TEXT},
+                                               "application/yaml": {"example": DEFAULT_MODEL_TEXT}}}},
                   summary="A version as it was posted (YAML/JSON text), comments included")
 async def get_model_source(model_id: str, request: Request) -> PlainTextResponse:
     async with request.app.state.db.transaction() as session:
