@@ -1131,6 +1131,10 @@ class SecretRotate(BaseModel):
 
 
 class SecretRotated(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "subscription_id": "sub_4e1f0c9a7b2d4c6e8f10", "secret": "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "previous_secret_expires_at": "2026-11-24T09:00:00Z"}]})
+
     subscription_id: str
     secret: str = Field(description="The new signing secret; shown only in this response")
     previous_secret_expires_at: datetime
@@ -1196,6 +1200,8 @@ class BulkReplay(BaseModel):
 
 
 class BulkReplayed(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"replayed": 12}]})
+
     replayed: int
 
 

@@ -80,6 +80,10 @@ class CrmEvent(BaseModel):
 
 
 class CrmEventAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "touch_id": "tch_b7e2c1d04f3a4e9b8c7d6a5b4c3d2e1f", "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4",
+        "type": "meeting_booked", "owner_rep_id": "rep-ada", "owner_mismatch": False, "duplicate": False}]})
+
     touch_id: str
     lead_id: str
     type: str
