@@ -24,8 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from leadflow_kit.auth import api_key_router, sync_bootstrap_key
-from leadflow_kit.bodies import BoundedBodyMiddleware, scope_checks
+from leadflow_kit.auth import (
+    SECURITY_SCHEMES,
+    api_key_router,
+    key_required_detail,
+    key_security,
+    lacks_scope_detail,
+    sync_bootstrap_key,
+)
+from leadflow_kit.bodies import REQUIRED_SCOPE_ATTRIBUTE, BoundedBodyMiddleware, scope_checks
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
 from leadflow_kit.db import Database
@@ -125,7 +132,8 @@ def create_service_app(
             await state.db.dispose()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
+                  generate_unique_id_function=operation_id)
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.metrics = ServiceMetrics(settings.service_name)
@@ -143,6 +151,11 @@ def create_service_app(
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its route function's name: stable, snake_case, what a generated client calls."""
+    return route.name
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:
@@ -276,10 +289,17 @@ def _document_problems(app: FastAPI) -> None:
             routes = {(context.path_format, method.lower()): context
                       for context in iter_route_contexts(app.routes)
                       if isinstance(context.original_route, APIRoute) for method in context.methods or ()}
+            seen: dict[str, str] = {}
             for path, item in doc.get("paths", {}).items():
                 for method, operation in item.items():
                     _document_operation(method, operation, routes.get((path, method)))
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+                    where = f"{method.upper()} {path}"
+                    if seen.setdefault(operation["operationId"], where) != where:
+                        raise ValueError(f"operationId {operation['operationId']!r} names both "
+                                         f"{seen[operation['operationId']]} and {where}: rename a route function")
+            components = doc.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+            schemas = components.setdefault("schemas", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(unused, None)
             _, definitions = models_json_schema([(Problem, "serialization")],
@@ -305,14 +325,24 @@ def _document_operation(method: str, operation: dict[str, Any], route: RouteCont
         codes.add(422)
     if any(p.get("in") == "path" for p in parameters):
         codes.add(404)
-    if route is not None and scope_checks(route):
+    scopes = [scope for check in (scope_checks(route) if route is not None else ())
+              for scope in getattr(check, REQUIRED_SCOPE_ATTRIBUTE)]
+    if scopes:
         codes |= {401, 403}
+        operation["security"] = key_security(scopes)
+        operation["x-required-scopes"] = scopes
     for code in sorted(codes):
         documented = responses.get(str(code), {})
         content: dict[str, Any] = {"schema": PROBLEM_REF}
         example = next((c["example"] for c in documented.get("content", {}).values() if "example" in c), None)
         if isinstance(example, dict) and "detail" in example:
             content["example"] = problem(code, str(example["detail"]), example.get("errors") or [])
+        elif scopes and code in (401, 403):
+            # What ``leadflow_kit.auth.authorize`` answers, word for word.
+            content["example"] = problem(code, key_required_detail() if code == 401 else lacks_scope_detail(scopes))
+        if code == 401:
+            documented.setdefault("headers", {"WWW-Authenticate": {
+                "description": "`Bearer`: the scheme to send the key with", "schema": {"type": "string"}}})
         responses[str(code)] = {
             # FastAPI's own "Validation Error" names the body it no longer sends.
             "description": (documented.get("description") if documented.get("description") != "Validation Error"

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -70,12 +70,15 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Scope] = Field(min_length=1, max_length=100, examples=[["crm:events"]])
 
 
+API_KEY_EXAMPLE: dict[str, Any] = {
+    "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "public_id": "9f86d081884c",
+    "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
+    "last_used_at": "2026-11-23T09:30:00Z",
+}
+
+
 class ApiKeyPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3f1c2b7a-9d4e-4f61-8a0b-5c2d7e9f1a23", "name": "hubspot-integration", "public_id": "9f86d081884c",
-        "scopes": ["crm:events"], "created_at": "2026-11-23T09:00:00Z", "revoked_at": None,
-        "last_used_at": "2026-11-23T09:30:00Z",
-    }]})
+    model_config = ConfigDict(json_schema_extra={"examples": [API_KEY_EXAMPLE]})
 
     id: str
     name: str
@@ -87,6 +90,10 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyPublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **API_KEY_EXAMPLE, "last_used_at": None,
+        "key": "lf_9f86d081884c_Vb3kq0H4n2xW9sT1pLz8rMfQ7yJc5dGe6hA2uKoN4iE"}]})
+
     key: str = Field(description="The key itself; shown only in this response")
 
 
@@ -138,6 +145,28 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+BEARER_SCHEME = "bearer"
+API_KEY_SCHEME = "api_key"
+SECURITY_SCHEMES: dict[str, Any] = {
+    BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "lf_<public id>_<secret>",
+                    "description": "An API key, as `Authorization: Bearer <key>`"},
+    API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                     "description": "The same API key, as `X-API-Key: <key>`"},
+}
+
+
+def key_security(scopes: Sequence[str], *, optional: bool = False) -> list[dict[str, list[str]]]:
+    """An OpenAPI ``security`` list: a key holding any one of ``scopes``, in either header; with
+    ``optional``, no key at all is also accepted (the route decides when it needs one)."""
+    return [*([{}] if optional else []),
+            *({scheme: [scope]} for scope in scopes for scheme in (BEARER_SCHEME, API_KEY_SCHEME))]
+
+
+def optional_key_doc(scope: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route that asks for a key (via ``authorize``) only for some requests."""
+    return {"security": key_security([scope], optional=True), "x-required-scopes": [scope]}
+
+
 def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a valid key, 403 without one of ``scopes``.
 
@@ -161,9 +190,17 @@ async def authorize(request: Request, *scopes: str, why: str = "") -> Principal:
         principal = await _authenticated(request, why)
         request.state.principal = principal
     if not any(principal.allows(scope) for scope in scopes):
-        lacking = f"the scope '{scopes[0]}'" if len(scopes) == 1 else f"one of the scopes {list(scopes)}"
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key lacks {lacking}")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=lacks_scope_detail(scopes))
     return principal
+
+
+def key_required_detail(why: str = "") -> str:
+    return f"API key required{why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
+def lacks_scope_detail(scopes: Sequence[str]) -> str:
+    return f"API key lacks the scope '{scopes[0]}'" if len(scopes) == 1 else \
+        f"API key lacks one of the scopes {list(scopes)}"
 
 
 async def _authenticated(request: Request, why: str = "") -> Principal:
@@ -171,7 +208,7 @@ async def _authenticated(request: Request, why: str = "") -> Principal:
     if key is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail=f"API key required{why}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            detail=key_required_detail(why),
             headers={"WWW-Authenticate": "Bearer"},
         )
     principal = await authenticate(request.app.state.db, key)

@@ -53,7 +53,7 @@ from alembic import context
 from alembic.operations import Operations
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 from sqlalchemy import (
     ARRAY,
@@ -1080,6 +1080,9 @@ class SubscriptionCreate(BaseModel):
 
 
 class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"description": "CRM production endpoint", "active": True}, {"event_types": ["*"]}]})
+
     url: str | None = Field(default=None, max_length=2048)
     event_types: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
@@ -1092,6 +1095,11 @@ class SubscriptionUpdate(BaseModel):
 
 
 class SubscriptionPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "sub_4e1f0c9a7b2d4c6e8f10", "url": "https://crm.example.com/hooks/leadflow",
+        "event_types": ["lead.routed"], "description": "CRM production endpoint", "active": True,
+        "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z"}]})
+
     id: str
     url: str
     event_types: list[str]
@@ -1105,10 +1113,17 @@ class SubscriptionPublic(BaseModel):
 
 
 class SubscriptionCreated(SubscriptionPublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "sub_4e1f0c9a7b2d4c6e8f10", "url": "https://crm.example.com/hooks/leadflow",
+        "event_types": ["lead.routed"], "active": True, "created_at": "2026-11-23T09:00:00Z",
+        "updated_at": "2026-11-23T09:00:00Z", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]})
+
     secret: str = Field(description="The signing secret; shown only in this response")
 
 
 class SecretRotate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"overlap_seconds": 86400}]})
+
     overlap_seconds: float | None = Field(
         default=None, ge=0, le=366 * 86400,
         description="How long the old secret keeps signing too (default from settings), at most a year"
@@ -1116,12 +1131,26 @@ class SecretRotate(BaseModel):
 
 
 class SecretRotated(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "subscription_id": "sub_4e1f0c9a7b2d4c6e8f10", "secret": "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        "previous_secret_expires_at": "2026-11-24T09:00:00Z"}]})
+
     subscription_id: str
     secret: str = Field(description="The new signing secret; shown only in this response")
     previous_secret_expires_at: datetime
 
 
+DELIVERY_EXAMPLE: dict[str, Any] = {
+    "webhook_id": "msg_9b1deb4d3b7d4bad9bdd2b0d7b3dcb6d", "subscription_id": "sub_4e1f0c9a7b2d4c6e8f10",
+    "event_type": "lead.routed", "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "status": "pending",
+    "attempts": 1, "replays": 0, "next_attempt_at": "2026-11-23T09:00:35Z", "last_attempt_at": "2026-11-23T09:00:05Z",
+    "last_status_code": 503, "last_error": "HTTP 503: upstream unavailable", "created_at": "2026-11-23T09:00:04Z",
+}
+
+
 class DeliveryPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [DELIVERY_EXAMPLE]})
+
     webhook_id: str
     subscription_id: str
     event_type: str
@@ -1148,17 +1177,31 @@ class AttemptPublic(BaseModel):
 
 
 class DeliveryDetail(DeliveryPublic):
+    # The payload as sent (Standard Webhooks body); its data, cut short here, is the service's.
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **DELIVERY_EXAMPLE,
+        "payload": {"type": "lead.routed", "timestamp": "2026-11-23T09:00:04Z",
+                    "data": {"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4"}},
+        "attempt_log": [{"attempt": 1, "attempted_at": "2026-11-23T09:00:05Z", "status_code": 503,
+                         "error": "HTTP 503: upstream unavailable", "duration_ms": 41.7, "outcome": "failed",
+                         "next_attempt_at": "2026-11-23T09:00:35Z"}]}]})
+
     payload: dict[str, Any]
     attempt_log: list[AttemptPublic]
 
 
 class BulkReplay(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"statuses": ["dead"], "since": "2026-11-23T00:00:00Z"}]})
+
     statuses: list[Literal["dead", "delivered"]] = Field(default_factory=lambda: ["dead"])  # type: ignore[arg-type]
     since: datetime | None = None
     lead_id: str | None = None
 
 
 class BulkReplayed(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"replayed": 12}]})
+
     replayed: int
 
 

@@ -22,7 +22,7 @@ from leadflow_capture.schemas import (
 )
 from leadflow_contracts import LeadActivity
 from leadflow_contracts.activities import ACTIVITY_TYPES, INTERNAL_ACTIVITY_TYPES
-from leadflow_kit.auth import authorize, presented_key
+from leadflow_kit.auth import authorize, optional_key_doc, presented_key
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError, Problem, field_errors
 from leadflow_kit.failures import is_outage
@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["activities"])
 
+ACTIVITIES_SCOPE = "activities:write"
 ACTIVITY_OPENAPI: dict[str, Any] = {
+    **optional_key_doc(ACTIVITIES_SCOPE),
     "requestBody": {
         "required": True,
         "content": {"application/json": {
@@ -157,7 +159,6 @@ async def post_activities(request: Request) -> Response:
     return JSONResponse(body, status_code=202, headers=cors)
 
 
-ACTIVITIES_SCOPE = "activities:write"
 KEY_NEEDED = (" to name a lead_id or an email (server to server, scope activities:write);"
               " a browser sends only the visitor_id the embed script set")
 

@@ -34,6 +34,8 @@ SUBMISSION_FIELDS_SCHEMA: dict[str, Any] = {
     "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
     "maxProperties": 100,
 }
+# A form encoding carries only text; JSON may also send numbers, booleans and null.
+FORM_FIELDS_SCHEMA: dict[str, Any] = {**SUBMISSION_FIELDS_SCHEMA, "additionalProperties": {"type": "string"}}
 SUBMISSION_EXAMPLE = {
     "email": "ada@example.com",
     "first_name": "Ada",
@@ -54,8 +56,8 @@ SUBMISSION_OPENAPI: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {"schema": SUBMISSION_FIELDS_SCHEMA, "example": SUBMISSION_EXAMPLE},
-            "application/x-www-form-urlencoded": {"schema": SUBMISSION_FIELDS_SCHEMA, "example": SUBMISSION_EXAMPLE},
-            "multipart/form-data": {"schema": SUBMISSION_FIELDS_SCHEMA, "example": SUBMISSION_EXAMPLE},
+            "application/x-www-form-urlencoded": {"schema": FORM_FIELDS_SCHEMA, "example": SUBMISSION_EXAMPLE},
+            "multipart/form-data": {"schema": FORM_FIELDS_SCHEMA, "example": SUBMISSION_EXAMPLE},
         },
     },
 }
@@ -336,6 +338,7 @@ async def thanks(form_key: str, request: Request, lead_id: str | None = None) ->
     response_class=Response,
     responses={
         200: {"content": {"application/javascript": {
+            "schema": {"type": "string", "description": "The script; include it as the example shows"},
             "example": '<form data-leadflow-form="demo">…</form>\n'
                        '<script src="https://capture.example.com/v1/forms/demo/embed.js" async></script>'}}},
         404: _error_doc("No form with this key", "unknown_form", "no form 'nope'"),

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from leadflow_capture import privacy
 from leadflow_capture.admin import AUTH_ERRORS
@@ -38,6 +38,14 @@ class ServiceErasure(BaseModel):
 
 
 class ErasurePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "erasure_id": "0e4c6f2a-1b3d-4e5f-9a8b-7c6d5e4f3a2b", "status": "completed",
+        "lead_ids": ["5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4"],
+        "requested_at": "2026-11-23T09:00:00Z", "completed_at": "2026-11-23T09:00:02Z",
+        "services": {name: {"status": "completed", "rows_erased": rows, "completed_at": "2026-11-23T09:00:02Z"}
+                     for name, rows in (("capture", 3), ("enrichment", 1), ("scoring", 4), ("routing", 2),
+                                        ("sla", 6))}}]})
+
     erasure_id: str
     status: Literal["pending", "completed"]
     lead_ids: list[str]

@@ -164,7 +164,8 @@ class FormPublic(BaseModel):
     status: Literal["active", "archived"]
     created_at: datetime
     updated_at: datetime
-    archived_at: datetime | None
+    # A default, so that the document does not call it required: FastAPI drops nulls from examples.
+    archived_at: datetime | None = Field(default=None, description="When it was archived; null while active")
     submission_url: str
     embed_url: str
 

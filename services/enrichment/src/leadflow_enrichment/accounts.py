@@ -71,7 +71,8 @@ class AccountCreate(AccountFields):
 
 
 class AccountUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [
+        {"employee_count": 1200, "tier": "enterprise", "owner_rep_id": "rep-ada"}]})
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
     domains: list[str] | None = Field(default=None, max_length=50)

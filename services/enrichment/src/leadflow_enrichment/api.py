@@ -86,6 +86,11 @@ async def import_accounts(request: Request) -> ImportResult:
 
 
 class MatchPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "company_domain": "analytical-engines.example", "name_key": "analytical engines",
+        "match": {"account_id": "acct-1042", "name": "Analytical Engines Ltd", "domain": "analytical-engines.example",
+                  "method": "domain", "confidence": 1.0, "owner_rep_id": "rep-ada", "tier": "enterprise"}}]})
+
     company_domain: str | None = Field(description="The domain the lead would be matched by")
     name_key: str | None = Field(description="The company name as fuzzy matching compares it")
     match: AccountMatch | None

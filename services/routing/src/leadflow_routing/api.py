@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,12 @@ leads_router = APIRouter(tags=["leads"])
 
 
 class CrmEvent(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"type": "meeting_booked", "rep_id": "rep-ada", "occurred_at": "2026-11-23T10:15:00Z",
+         "external_id": "hs-evt-99812"},
+        {"type": "disqualified", "rep_id": "rep-ada", "reason": "Student project, no budget"},
+    ]})
+
     type: TouchType
     rep_id: str | None = Field(default=None, description="The rep who acted, as the CRM knows them")
     reason: str | None = Field(default=None, max_length=2000, description="Required for disqualified")
@@ -74,6 +80,10 @@ class CrmEvent(BaseModel):
 
 
 class CrmEventAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "touch_id": "tch_b7e2c1d04f3a4e9b8c7d6a5b4c3d2e1f", "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4",
+        "type": "meeting_booked", "owner_rep_id": "rep-ada", "owner_mismatch": False, "duplicate": False}]})
+
     touch_id: str
     lead_id: str
     type: str
@@ -178,6 +188,14 @@ class RepUpdate(RepFields):
 
 
 class RepPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "rep-ada", "name": "Ada Lovelace", "email": "ada@example.com", "team_id": "emea-sales",
+        "territories": ["GB", "EMEA"], "weight": 2, "daily_capacity": 25, "max_open_leads": 40,
+        "timezone": "Europe/London", "working_hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]},
+        "out_of_office": [], "active": True, "open_leads": 12, "assigned_today": 3,
+        "last_assigned_at": "2026-11-23T09:12:00Z", "unavailable_now": "outside_working_hours",
+        "created_at": "2026-11-01T09:00:00Z", "updated_at": "2026-11-20T16:30:00Z"}]})
+
     id: str
     name: str
     email: str | None
@@ -207,16 +225,27 @@ class TeamFields(BaseModel):
 
 
 class TeamCreate(TeamFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "emea-sales", "name": "EMEA sales", "strategy": "round_robin", "manager_rep_id": "rep-grace",
+        "escalate_after_breaches": 2, "fallback_queue": "unassigned"}]})
+
     id: str | None = Field(default=None, pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=255)
     strategy: domain.Strategy = "round_robin"
 
 
 class TeamUpdate(TeamFields):
-    pass
+    model_config = ConfigDict(json_schema_extra={"examples": [{"strategy": "load_balanced",
+                                                                "escalate_after_breaches": 3}]})
 
 
 class TeamPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "emea-sales", "name": "EMEA sales", "strategy": "round_robin", "manager_rep_id": "rep-grace",
+        "escalate_after_breaches": 2, "fallback_queue": "unassigned", "rr_last_rep_id": "rep-ada",
+        "assignments": 148, "rep_ids": ["rep-ada", "rep-grace"], "created_at": "2026-11-01T09:00:00Z",
+        "updated_at": "2026-11-20T16:30:00Z"}]})
+
     id: str
     name: str
     strategy: str
@@ -231,17 +260,26 @@ class TeamPublic(BaseModel):
 
 
 class QueueCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "unassigned", "name": "Unassigned leads", "description": "Leads no rule or rep could take"}]})
+
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=255)
     description: str | None = None
 
 
 class QueueUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"description": "Worked by the SDR on duty"}]})
+
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = None
 
 
 class QueuePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "unassigned", "name": "Unassigned leads", "description": "Leads no rule or rep could take",
+        "waiting": 3, "created_at": "2026-11-01T09:00:00Z"}]})
+
     id: str
     name: str
     description: str | None
@@ -577,6 +615,16 @@ class RuleIn(BaseModel):
 
 
 class RuleSetCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rules": [
+            {"id": "us-enterprise", "name": "US enterprise", "match": "all", "team_id": "us-enterprise",
+             "conditions": [{"field": "country", "op": "eq", "value": "US"},
+                            {"field": "employee_count", "op": "gte", "value": 1000}]},
+            {"id": "emea", "name": "EMEA", "team_id": "emea-sales",
+             "conditions": [{"field": "country", "op": "in", "value": ["DE", "FR", "GB"]}]},
+        ],
+        "fallback_queue": "unassigned", "comment": "Enterprise split out for the US", "activate": True}]})
+
     rules: list[RuleIn]
     fallback_queue: str | None = None
     comment: str | None = None
@@ -584,6 +632,14 @@ class RuleSetCreate(BaseModel):
 
 
 class RuleSetPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "version": 4, "active": True, "fallback_queue": "unassigned", "comment": "Enterprise split out for the US",
+        "rules": [{"id": "us-enterprise", "name": "US enterprise", "match": "all", "team_id": "us-enterprise",
+                   "rep_id": None, "enabled": True,
+                   "conditions": [{"field": "country", "op": "eq", "value": "US"},
+                                  {"field": "employee_count", "op": "gte", "value": 1000}]}],
+        "created_at": "2026-11-20T16:30:00Z", "activated_at": "2026-11-20T16:30:00Z"}]})
+
     version: int
     rules: list[dict[str, Any]]
     fallback_queue: str | None

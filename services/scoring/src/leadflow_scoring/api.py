@@ -18,6 +18,7 @@ from leadflow_scoring import dryrun, reads, versions
 from leadflow_scoring.model import (
     InvalidModel,
     ScoringModelSpec,
+    default_model_text,
     json_schema,
     parse_document,
     semantic_errors,
@@ -41,16 +42,22 @@ MODEL_BODY_LIMIT = 1024 * 1024
 READ = [Depends(require_scope("scoring:read"))]
 WRITE = [Depends(require_scope("scoring:write"))]
 
+# The shipped model is the example: a document every route taking a model accepts.
+DEFAULT_MODEL_TEXT = default_model_text()
 MODEL_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "A scoring model as JSON or YAML; its JSON Schema is GET /v1/admin/scoring-models/schema",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}, "example": parse_document(DEFAULT_MODEL_TEXT)},
+            "application/yaml": {"schema": {"type": "string"}, "example": DEFAULT_MODEL_TEXT},
         },
     }
 }
+DRAFT_DRY_RUN_BODY: dict[str, Any] = {"requestBody": {"content": {"application/json": {"examples": {
+    "recent": {"summary": "The draft (YAML text) against the 50 leads scored last",
+               "value": {"model": DEFAULT_MODEL_TEXT, "last_n": 50}},
+}}}}}
 
 
 @leads_router.get(
@@ -143,7 +150,13 @@ async def list_models(request: Request) -> list[ScoringModelPublic]:
         return [model_public(v) for v in await versions.list_versions(session)]
 
 
-@admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first")
+@admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first",
+                  responses={200: {"content": {"application/json": {"example": [
+                      {"id": 2, "model_id": "b2b-saas-default.v2", "activated_by": "ops-admin",
+                       "activated_at": "2026-11-20T16:30:00Z", "rolled_back_at": "2026-11-21T08:00:00Z",
+                       "rolled_back_by": "ops-admin"},
+                      {"id": 1, "model_id": "b2b-saas-default.v1", "activated_by": "bootstrap",
+                       "activated_at": "2026-11-01T09:00:00Z"}]}}}})
 async def list_activations(request: Request) -> list[dict[str, Any]]:
     async with request.app.state.db.transaction() as session:
         return jsonable_encoder(await versions.activation_log(session))  # type: ignore[no-any-return]
@@ -173,7 +186,7 @@ async def _dry_run(
     return dryrun.compare(current.spec, current.id, draft, draft_id, subjects, now)
 
 
-@admin_router.post("/dry-run", response_model=DryRunResult, dependencies=WRITE,
+@admin_router.post("/dry-run", response_model=DryRunResult, dependencies=WRITE, openapi_extra=DRAFT_DRY_RUN_BODY,
                    summary="Score leads with a draft model (not saved) and show what would change")
 @body_limit(MODEL_BODY_LIMIT)
 async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
@@ -222,7 +235,8 @@ async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
 
 
 @admin_router.get("/{model_id}/source", dependencies=READ, response_class=PlainTextResponse,
-                  responses={200: {"content": {"application/yaml": {}}}},
+                  responses={200: {"content": {"text/plain": {"example": DEFAULT_MODEL_TEXT},
+                                               "application/yaml": {"example": DEFAULT_MODEL_TEXT}}}},
                   summary="A version as it was posted (YAML/JSON text), comments included")
 async def get_model_source(model_id: str, request: Request) -> PlainTextResponse:
     async with request.app.state.db.transaction() as session:

@@ -9,10 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
 from leadflow_kit.errors import FieldError
+from leadflow_scoring.model import default_model
 from leadflow_scoring.versions import ModelVersion
 
 
 class ScoringModelPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "b2b-saas-default.v1", "version": 1, "name": "b2b-saas-default",
+        "description": "Default model for a B2B SaaS company (mid-market and enterprise, NA and Europe first)",
+        "active": True, "created_at": "2026-11-01T09:00:00Z", "created_by": "bootstrap",
+        "first_activated_at": "2026-11-01T09:00:00Z", "spec": default_model().model_dump(mode="json")}]})
+
     id: str = Field(description="The version id that travels on lead.scored as model_version")
     version: int
     name: str
@@ -68,7 +75,14 @@ class DryRunLead(BaseModel):
 
 
 class DryRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"last_n": 50},
+        {"leads": [{"form_key": "demo-request",
+                    "profile": {"email": "ada@example.com", "job_title": "VP Engineering", "seniority": "vp",
+                                "industry": "software", "employee_count": 800, "country": "US"},
+                    "activities": [{"activity_type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z",
+                                    "page_url": "https://www.example.com/pricing"}]}]},
+    ]})
 
     model: dict[str, Any] | str | None = Field(
         default=None, description="The draft (object, or YAML/JSON text); omit when dry-running a saved version"
@@ -113,6 +127,10 @@ class DryRunResult(BaseModel):
 
 
 class ActivationPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "active_model": "b2b-saas-default.v3", "previous_model": "b2b-saas-default.v2",
+        "activated_at": "2026-11-23T09:00:00Z"}]})
+
     active_model: str
     previous_model: str | None
     activated_at: datetime

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,8 @@ class SlaPolicyCreate(SlaPolicyBase):
 
 
 class SlaPolicyUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"target_seconds": 900, "warning_ratio": 0.5}]})
+
     name: str | None = Field(default=None, max_length=255)
     target_seconds: int | None = Field(default=None, gt=0, le=90 * 24 * 3600)
     warning_ratio: float | None = Field(default=None, gt=0, lt=1)
@@ -60,6 +62,11 @@ class SlaPolicyPublic(SlaPolicyCreate):
 
 
 class RepCalendarPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rep_id": "rep-ada", "updated_at": "2026-11-23T09:00:00Z",
+        "business_hours": {"timezone": "Europe/Berlin", "days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00",
+                           "holiday_country": "DE", "holiday_subdivision": "BY", "extra_holidays": ["2026-12-24"]}}]})
+
     rep_id: str
     business_hours: domain.BusinessHours
     updated_at: datetime
