@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 class StackConfig:
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    # A SASL_PLAINTEXT listener besides the PLAINTEXT one (test stacks; KafkaBroker's sasl_port).
+    kafka_sasl_port: int | None = None
     postgres_port: int = 15432
     service_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
     admin_api_key: str = DEV_ADMIN_API_KEY
@@ -96,6 +98,7 @@ class Stack:
             log_path=self.log_dir / "kafka.log",
             marker_root=self.root,
             die_with_parent=self.config.die_with_parent,
+            sasl_port=self.config.kafka_sasl_port,
         )
         self.postgres = PostgresCluster(
             self.root / "postgres",
@@ -132,12 +135,13 @@ class Stack:
     @classmethod
     def for_tests(cls, root: Path) -> Stack:
         """A throwaway stack on free ports: non-durable PostgreSQL, children die with us."""
-        kafka_port, controller_port, pg_port = procs.free_ports(3)
+        kafka_port, controller_port, sasl_port, pg_port = procs.free_ports(4)
         return cls(
             root,
             StackConfig(
                 kafka_port=kafka_port,
                 kafka_controller_port=controller_port,
+                kafka_sasl_port=sasl_port,
                 postgres_port=pg_port,
                 service_ports={},
                 durable=False,
