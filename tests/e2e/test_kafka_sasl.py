@@ -1,0 +1,95 @@
+"""Services that reach Kafka only through the broker's SASL listener, as on managed Kafka.
+
+capture, enrichment and scoring run as separate processes configured by their env settings
+(``<PREFIX>_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` and the SCRAM credentials); the test watches the
+topics through the PLAINTEXT listener of the same broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from leadflow_contracts import topics
+from leadflow_stack.errors import StackError
+from leadflow_stack.pytest_plugin import Infra
+from leadflow_stack.testing import read_events
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 3
+
+
+async def test_a_lead_travels_capture_enrichment_scoring_over_scram(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("sasl")
+    await infra.create_topics(prefix, partitions=PARTITIONS)
+    mechanisms = {"capture": "SCRAM-SHA-256", "enrichment": "SCRAM-SHA-512", "scoring": "SCRAM-SHA-256"}
+    started: list[str] = []
+    try:
+        urls = {}
+        for name, mechanism in mechanisms.items():
+            config = await infra.start_service(name, infra.sasl_env(mechanism), topic_prefix=prefix,
+                                               seed_demo=True, timeout=90)
+            started.append(name)
+            urls[name] = config.url
+        async with httpx.AsyncClient(timeout=10) as client:
+            for url in urls.values():
+                assert (await client.get(f"{url}/readyz")).json()["checks"]["kafka"] == "ok"
+            response = await client.post(f"{urls['capture']}/v1/forms/demo/submissions",
+                                         json={"email": "ada@example.org", "first_name": "Ada", "company": "Example"})
+            assert response.status_code == 202, response.text
+            lead_id = response.json()["lead_id"]
+
+        def scored(events: list) -> bool:  # type: ignore[type-arg]
+            return any(event.subject == lead_id for event in events)
+
+        for topic in (topics.CAPTURED, topics.ENRICHED, topics.SCORED):
+            await read_events(infra.bootstrap_servers, f"{prefix}{topic}", scored, timeout=60)
+    finally:
+        for name in reversed(started):
+            await infra.stop_service(name)
+
+
+async def test_a_wrong_password_leaves_services_running_and_reporting_kafka_unreachable(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("sasl-denied")
+    await infra.create_topics(prefix, partitions=PARTITIONS)
+    denied = infra.sasl_env("SCRAM-SHA-256", password="not-the-password")
+    try:
+        # capture stays ready without its broker and keeps accepting leads into its outbox.
+        capture = await infra.start_service("capture", denied, topic_prefix=prefix, seed_demo=True, timeout=90)
+        # enrichment needs the broker to be ready, so it never is, yet it runs on.
+        with pytest.raises(StackError, match="not ready"):
+            await infra.start_service("enrichment", denied, topic_prefix=prefix, timeout=15)
+        enrichment_pid = infra.stack.services.running("enrichment")
+        assert enrichment_pid is not None
+        async with httpx.AsyncClient(timeout=10) as client:
+            ready = await client.get(f"{capture.url}/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["checks"]["kafka"].startswith("unreachable")
+            response = await client.post(f"{capture.url}/v1/forms/demo/submissions",
+                                         json={"email": "grace@example.org", "first_name": "Grace"})
+            assert response.status_code == 202, response.text
+            await asyncio.sleep(5)
+            not_ready = await client.get(f"{infra.service_url('enrichment')}/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["checks"]["kafka"].startswith("unreachable")
+        assert infra.stack.services.running("enrichment") == enrichment_pid
+        assert infra.stack.services.running("capture") is not None
+        # Nothing reached the broker: the accepted lead waits in capture's outbox.
+        assert await records_on(infra, f"{prefix}{topics.CAPTURED}") == 0
+    finally:
+        for name in ("enrichment", "capture"):
+            await infra.stop_service(name)
+
+
+async def records_on(infra: Infra, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, partition) for partition in range(PARTITIONS)])
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
