@@ -1,8 +1,8 @@
 """Services that reach Kafka only through the broker's SASL listener, as on managed Kafka.
 
 capture, enrichment and scoring run as separate processes configured by their env settings
-(``<PREFIX>_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` and the SCRAM credentials); the test watches the
-topics through the PLAINTEXT listener of the same broker.
+(``<PREFIX>_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`` or ``SASL_SSL``, the SCRAM credentials, the CA
+file); the test watches the topics through the PLAINTEXT listener of the same broker.
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ pytestmark = pytest.mark.e2e
 PARTITIONS = 3
 
 
-async def test_a_lead_travels_capture_enrichment_scoring_over_scram(infra: Infra) -> None:
+async def test_a_lead_travels_capture_enrichment_scoring_over_scram_and_tls(infra: Infra) -> None:
     prefix = infra.new_topic_prefix("sasl")
     await infra.create_topics(prefix, partitions=PARTITIONS)
-    mechanisms = {"capture": "SCRAM-SHA-256", "enrichment": "SCRAM-SHA-512", "scoring": "SCRAM-SHA-256"}
+    # enrichment as on managed Kafka: SCRAM-SHA-512 over TLS, trusting the broker's CA file.
+    security = {"capture": infra.sasl_env("SCRAM-SHA-256"), "enrichment": infra.sasl_env("SCRAM-SHA-512", tls=True),
+                "scoring": infra.sasl_env("SCRAM-SHA-256")}
     started: list[str] = []
     try:
         urls = {}
-        for name, mechanism in mechanisms.items():
-            config = await infra.start_service(name, infra.sasl_env(mechanism), topic_prefix=prefix,
-                                               seed_demo=True, timeout=90)
+        for name, env in security.items():
+            config = await infra.start_service(name, env, topic_prefix=prefix, seed_demo=True, timeout=90)
             started.append(name)
             urls[name] = config.url
         async with httpx.AsyncClient(timeout=10) as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A bootstrap key is typed by people; 32 characters of it is what a generated key's secret carries.
@@ -88,6 +88,13 @@ class ServiceSettings(BaseSettings):
                 f"({self.dlq_replay_window_days}): a replayed event would otherwise be handled twice"
             )
         return self
+
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile",
+                     "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A deployment template renders an unused setting as an empty variable.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> ServiceSettings:

@@ -102,6 +102,12 @@ def test_incomplete_or_contradictory_settings_are_refused(settings: dict[str, st
         ServiceSettings(**settings)  # type: ignore[arg-type]
 
 
+def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD", "SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE"):
+        monkeypatch.setenv(f"CAPTURE_KAFKA_{name}", "")
+    assert kafka_client_options(CaptureLikeSettings())["security_protocol"] == "PLAINTEXT"
+
+
 def test_tls_files_must_exist_and_match_the_protocol(tmp_path: Path) -> None:
     certfile, keyfile = _self_signed(tmp_path)
     with pytest.raises(ValidationError, match="kafka_ssl_cafile"):
