@@ -31,7 +31,7 @@ from leadflow_contracts.topics import dead_letter_topic
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database, driver_connection
 from leadflow_kit.failures import is_outage
-from leadflow_kit.kafka import ProducerHolder
+from leadflow_kit.kafka import ProducerHolder, kafka_client_options
 from leadflow_kit.logging import log_context, redact_text
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox
@@ -173,7 +173,7 @@ class ConsumerRunner:
         while not self._stopping.is_set():
             kafka = AIOKafkaConsumer(
                 *self._by_topic,
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                **kafka_client_options(self.settings),
                 group_id=self.settings.consumer_group,
                 client_id=f"{self.settings.service_name}-consumer",
                 enable_auto_commit=False,

@@ -1,15 +1,36 @@
-"""One Kafka producer per process, started lazily and rebuilt after the broker goes away."""
+"""How every Kafka client connects, and one producer per process, started lazily and rebuilt after
+the broker goes away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The connection arguments of every aiokafka client (producer, consumer, admin): the brokers and
+    the security settings (TLS and SASL), as validated by ``ServiceSettings``."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers, "security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        # Hostname checking is always on; without a CA file the system's CAs verify the broker.
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile, certfile=settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile
+        )
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # the settings refuse SASL without one
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
 
 
 class ProducerHolder:
@@ -22,7 +43,7 @@ class ProducerHolder:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                    **kafka_client_options(self._settings),
                     client_id=f"{self._settings.service_name}-producer",
                     acks="all",
                     enable_idempotence=True,

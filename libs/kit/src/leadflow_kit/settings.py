@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A bootstrap key is typed by people; 32 characters of it is what a generated key's secret carries.
@@ -39,6 +39,16 @@ class ServiceSettings(BaseSettings):
     kafka_max_poll_records: int = 200
     kafka_session_timeout_ms: int = 10000
     kafka_request_timeout_ms: int = 5000
+    # How every Kafka client connects (leadflow_kit.kafka.kafka_client_options). Managed Kafka asks
+    # for SASL_SSL with SCRAM (or PLAIN); the CA file is only needed for a private CA, else the
+    # system's CAs verify the broker. Certfile and keyfile are a client certificate (mutual TLS).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
 
     # Partitions of one poll handled side by side, each in its own transaction (and pooled
     # connection): more than the pool holds only churns connections on a small machine.
@@ -77,6 +87,39 @@ class ServiceSettings(BaseSettings):
                 f"inbox_retention_days ({self.inbox_retention_days}) must exceed dlq_replay_window_days "
                 f"({self.dlq_replay_window_days}): a replayed event would otherwise be handled twice"
             )
+        return self
+
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile",
+                     "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A deployment template renders an unused setting as an empty variable.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> ServiceSettings:
+        # A setting the chosen protocol would ignore is refused too: it means the protocol is not the
+        # one intended (a password set for PLAINTEXT would otherwise connect unauthenticated).
+        protocol = self.kafka_security_protocol
+        sasl = {"kafka_sasl_mechanism": self.kafka_sasl_mechanism, "kafka_sasl_username": self.kafka_sasl_username,
+                "kafka_sasl_password": self.kafka_sasl_password}
+        ssl = {"kafka_ssl_cafile": self.kafka_ssl_cafile, "kafka_ssl_certfile": self.kafka_ssl_certfile,
+               "kafka_ssl_keyfile": self.kafka_ssl_keyfile}
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if not value]
+            if missing:
+                raise ValueError(f"kafka_security_protocol {protocol} needs {', '.join(missing)}")
+        else:
+            ignored = [name for name, value in sasl.items() if value is not None]
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} set, but kafka_security_protocol {protocol} uses no SASL")
+        if protocol.endswith("SSL"):
+            if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+                raise ValueError("kafka_ssl_keyfile needs kafka_ssl_certfile (the client certificate it belongs to)")
+        else:
+            ignored = [name for name, value in ssl.items() if value is not None]
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} set, but kafka_security_protocol {protocol} uses no TLS")
         return self
 
     # The body limit of every route that declares none (leadflow_kit.bodies); bigger only where needed.

@@ -24,12 +24,23 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from leadflow_stack import procs
 from leadflow_stack.errors import StackError
 from leadflow_stack.paths import kafka_deploy_dir
+from leadflow_stack.tls import ServerTls, loopback_server_tls
 
 log = logging.getLogger(__name__)
 
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+
+# The one user of the optional SASL listener (test stacks only; see KafkaBroker), known to SCRAM-SHA-256,
+# SCRAM-SHA-512 and PLAIN alike.
+SASL_USERNAME = "leadflow"
+SASL_PASSWORD = "leadflow-sasl-secret"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = (*SCRAM_MECHANISMS, "PLAIN")
+# Written beside the data dir once the SCRAM credentials are in the metadata log (they can only be
+# added at format time here), so a data dir formatted without them is not mistaken for one that has them.
+SCRAM_MARKER = "scram-credentials"
 
 JVM_OPTS = (
     "-Xms256m",
@@ -116,6 +127,12 @@ class KafkaBroker:
     ``base_dir`` holds ``server.properties``, ``cluster.id``, ``kafka.pid`` and ``data/``.
     Ports and the data directory survive ``stop()``/``start()``, so a restarted broker keeps
     its topics and committed offsets.
+
+    With ``sasl_port`` the broker also listens there as SASL_PLAINTEXT (SCRAM-SHA-256, SCRAM-SHA-512
+    and PLAIN, one user: ``SASL_USERNAME``), and with ``sasl_ssl_port`` as SASL_SSL (the same, over
+    TLS with a certificate of a CA made for it: ``tls.ca_file``), for tests of the services' security
+    settings; the PLAINTEXT listener stays for everything else. KRaft takes SCRAM credentials at
+    storage format time, so the SASL listeners need a data dir formatted with them.
     """
 
     def __init__(
@@ -128,6 +145,8 @@ class KafkaBroker:
         marker_root: Path,
         die_with_parent: bool = False,
         extra_config: Mapping[str, str] | None = None,
+        sasl_port: int | None = None,
+        sasl_ssl_port: int | None = None,
     ) -> None:
         self.base_dir = base_dir
         self.port = port
@@ -136,11 +155,34 @@ class KafkaBroker:
         self.marker_root = marker_root
         self.die_with_parent = die_with_parent
         self.extra_config = dict(extra_config or {})
+        self.sasl_port = sasl_port
+        self.sasl_ssl_port = sasl_ssl_port
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        if self.sasl_port is None:
+            raise StackError("this broker has no SASL listener")
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        if self.sasl_ssl_port is None:
+            raise StackError("this broker has no SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.sasl_port is not None or self.sasl_ssl_port is not None
+
+    @property
+    def tls(self) -> ServerTls:
+        """The SASL_SSL listener's CA and keystore (made on first use, kept with the broker's files)."""
+        return loopback_server_tls(self.base_dir / "tls")
 
     @property
     def data_dir(self) -> Path:
@@ -180,7 +222,42 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "4",
         }
+        if self.uses_sasl:
+            config.update(self._sasl_config())
         config.update(self.extra_config)
+        return config
+
+    def _sasl_config(self) -> dict[str, str]:
+        listeners = {"SASL_PLAINTEXT": self.sasl_port, "SASL_SSL": self.sasl_ssl_port}
+        sasl = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items() if port is not None)
+        config = {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},{sasl},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{sasl}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                                              "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        }
+        for name, port in listeners.items():
+            if port is None:
+                continue
+            prefix = f"listener.name.{name.lower()}"
+            # SCRAM verifies against the credentials in the metadata log; PLAIN against its JAAS user list.
+            config[f"{prefix}.plain.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{SASL_USERNAME}="{SASL_PASSWORD}";'
+            )
+            for mechanism in SCRAM_MECHANISMS:
+                config[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+        if self.sasl_ssl_port is not None:
+            tls = self.tls
+            config.update({
+                "listener.name.sasl_ssl.ssl.keystore.type": "PKCS12",
+                "listener.name.sasl_ssl.ssl.keystore.location": str(tls.keystore),
+                "listener.name.sasl_ssl.ssl.keystore.password": tls.password,
+                "listener.name.sasl_ssl.ssl.key.password": tls.password,
+            })
         return config
 
     def _write_config(self) -> None:
@@ -204,7 +281,13 @@ class KafkaBroker:
         """Write the broker's config, and format the KRaft metadata log once (a formatted data dir is
         left as it is)."""
         self._write_config()
+        marker = self.base_dir / SCRAM_MARKER
         if (self.data_dir / "meta.properties").exists():
+            if self.uses_sasl and not marker.exists():
+                raise StackError(
+                    f"{self.data_dir} was formatted without SCRAM credentials, which the SASL listener needs: "
+                    "start this broker without its SASL listeners, or remove its data dir"
+                )
             return
         id_file = self.base_dir / "cluster.id"
         if not id_file.exists():
@@ -219,9 +302,14 @@ class KafkaBroker:
             str(self.config_path),
             "--ignore-formatted",
         )
+        if self.uses_sasl:
+            for mechanism in SCRAM_MECHANISMS:
+                cmd.append(f"--add-scram={mechanism}=[name={SASL_USERNAME},password={SASL_PASSWORD}]")
         result = subprocess.run(cmd, capture_output=True, text=True, env=self._env(), check=False)
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
+        if self.uses_sasl:
+            marker.write_text(",".join(SCRAM_MECHANISMS))
 
     def running(self) -> procs.PidRecord | None:
         record = procs.read_pidfile(self.pidfile)

@@ -31,6 +31,7 @@ import pytest_asyncio
 
 from leadflow_stack import procs
 from leadflow_stack.errors import StackError
+from leadflow_stack.kafka import SASL_PASSWORD, SASL_USERNAME
 from leadflow_stack.services import ServiceConfig
 from leadflow_stack.stack import Stack
 
@@ -136,6 +137,28 @@ class Infra:
     @property
     def bootstrap_servers(self) -> str:
         return self.stack.bootstrap_servers
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The same broker's SASL_PLAINTEXT listener (user ``SASL_USERNAME``, see :meth:`sasl_env`)."""
+        return self.stack.kafka.sasl_bootstrap_servers
+
+    def sasl_env(
+        self, mechanism: str = "SCRAM-SHA-256", *, password: str = SASL_PASSWORD, tls: bool = False
+    ) -> dict[str, str]:
+        """``start_service`` overrides that connect a service through the SASL_PLAINTEXT listener, or
+        with ``tls`` the SASL_SSL one (trusting the broker's own CA)."""
+        kafka = self.stack.kafka
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.sasl_ssl_bootstrap_servers if tls else kafka.sasl_bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL" if tls else "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": mechanism,
+            "KAFKA_SASL_USERNAME": SASL_USERNAME,
+            "KAFKA_SASL_PASSWORD": password,
+        }
+        if tls:
+            env["KAFKA_SSL_CAFILE"] = str(kafka.tls.ca_file)
+        return env
 
     @staticmethod
     def new_topic_prefix(label: str = "t") -> str:

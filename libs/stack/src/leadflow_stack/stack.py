@@ -3,7 +3,8 @@
 Layout of ``root``::
 
     stack.json          ports and options, so later up/down/status calls agree
-    kafka/              server.properties, cluster.id, kafka.pid, data/
+    kafka/              server.properties, cluster.id, kafka.pid, data/ (test stacks: tls/, the SASL_SSL
+                        listener's CA and keystore)
     postgres/           owned by the postgres user when run as root; data/ is PGDATA
     run/                <service>.pid and <service>.json (the exact start config)
     logs/               kafka.log, postgres.log, <service>.log, <service>.migrate.log, ...
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 class StackConfig:
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    # SASL_PLAINTEXT and SASL_SSL listeners besides the PLAINTEXT one (test stacks; see KafkaBroker).
+    kafka_sasl_port: int | None = None
+    kafka_sasl_ssl_port: int | None = None
     postgres_port: int = 15432
     service_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
     admin_api_key: str = DEV_ADMIN_API_KEY
@@ -110,6 +114,8 @@ class Stack:
             log_path=self.log_dir / "kafka.log",
             marker_root=self.root,
             die_with_parent=self.config.die_with_parent,
+            sasl_port=self.config.kafka_sasl_port,
+            sasl_ssl_port=self.config.kafka_sasl_ssl_port,
         )
         self.postgres = PostgresCluster(
             self.root / "postgres",
@@ -159,12 +165,14 @@ class Stack:
     @classmethod
     def for_tests(cls, root: Path) -> Stack:
         """A throwaway stack on free ports: non-durable PostgreSQL, children die with us."""
-        kafka_port, controller_port, pg_port = procs.free_ports(3)
+        kafka_port, controller_port, sasl_port, sasl_ssl_port, pg_port = procs.free_ports(5)
         return cls(
             root,
             StackConfig(
                 kafka_port=kafka_port,
                 kafka_controller_port=controller_port,
+                kafka_sasl_port=sasl_port,
+                kafka_sasl_ssl_port=sasl_ssl_port,
                 postgres_port=pg_port,
                 service_ports={},
                 durable=False,
