@@ -6,10 +6,14 @@ SHELL := /bin/bash
 # uv: on PATH, else where `bootstrap` installed it (pip --user, or a private venv in .tools/).
 # Recursive (=) on purpose: re-evaluated after `bootstrap` has installed it.
 UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),$(wildcard .tools/uv/bin/uv),uv)
+# helm for the chart's checks (tests/deploy/test_helm_chart.py), built from source by `go install`
+# into .tools/bin (git-ignored): no release download, one pinned version.
+HELM_VERSION := v4.3.2
+GO = $(or $(shell command -v go 2>/dev/null),$(wildcard /usr/local/go/bin/go),go)
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install-uv bootstrap deps up down status logs demo lint test bench
+.PHONY: help install-uv bootstrap deps deps-system helm up down status logs demo lint test bench
 
 help:
 	@echo "make up      install Python deps, start Kafka + PostgreSQL + the five services (idempotent)"
@@ -31,8 +35,10 @@ install-uv:
 		|| { python3 -m venv .tools/uv && .tools/uv/bin/pip install --quiet uv; }; \
 	fi
 
-# System packages the test suite needs; each is installed only when missing.
-deps:
+# System packages and tools the test suite needs; each is installed only when missing.
+deps: deps-system helm
+
+deps-system:
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
@@ -40,9 +46,18 @@ deps:
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -x .tools/bin/helm ] || command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || missing="$$missing golang-go"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		$(SUDO) $(APT_GET) update && $(SUDO) $(APT_GET) install -y --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# Once, about 11 minutes on 2 busy cores (20 s of module download, the rest compiling helm and its
+# Kubernetes libraries); a no-op afterwards.
+helm: deps-system
+	@if ! $(GO) version -m .tools/bin/helm 2>/dev/null | grep -qP '^\tmod\thelm.sh/helm/v4\t$(HELM_VERSION)\t'; then \
+		echo "installing helm $(HELM_VERSION) into .tools/bin (go install)"; \
+		GOBIN="$(CURDIR)/.tools/bin" $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); \
 	fi
 
 up: bootstrap

@@ -1,0 +1,214 @@
+{{/* Release-scoped name: "<release>-leadflow", or the release name when it already says leadflow. */}}
+{{- define "leadflow.fullname" -}}
+{{- if contains "leadflow" .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-leadflow" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "leadflow.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/part-of: leadflow
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector of one service's pods (its Deployment and its migration Job): (dict "root" $ "name" "capture"). */}}
+{{- define "leadflow.selector" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "leadflow.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "leadflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "leadflow.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "leadflow.secretName" -}}
+{{- default (printf "%s-secrets" (include "leadflow.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* One service's values: defaults merged under services.<name>. */}}
+{{- define "leadflow.service" -}}
+{{- $svc := index .root.Values.services .name -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.defaults) (deepCopy $svc)) -}}
+{{- end -}}
+
+{{- define "leadflow.kafkaSasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end -}}
+{{- end -}}
+
+{{- define "leadflow.kafkaTls" -}}
+{{- if or (eq .Values.kafka.securityProtocol "SSL") (eq .Values.kafka.securityProtocol "SASL_SSL") }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Environment of one service's containers (serve and migrate alike):
+(dict "root" $ "name" "capture" "svc" <merged service values>).
+*/}}
+{{- define "leadflow.env" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $p := upper .name -}}
+{{- $svc := .svc -}}
+- name: LEADFLOW_SERVICE
+  value: {{ .name }}
+- name: {{ $p }}_ENVIRONMENT
+  value: {{ $v.environment | quote }}
+- name: {{ $p }}_HOST
+  value: "0.0.0.0"
+- name: {{ $p }}_PORT
+  value: {{ $svc.port | quote }}
+- name: {{ $p }}_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ $v.kafka.bootstrapServers | quote }}
+- name: {{ $p }}_TOPIC_PREFIX
+  value: {{ $v.kafka.topicPrefix | quote }}
+- name: {{ $p }}_KAFKA_SECURITY_PROTOCOL
+  value: {{ $v.kafka.securityProtocol | quote }}
+{{- if include "leadflow.kafkaSasl" $root }}
+- name: {{ $p }}_KAFKA_SASL_MECHANISM
+  value: {{ $v.kafka.sasl.mechanism | quote }}
+{{- if $v.kafka.sasl.usernameKey }}
+- name: {{ $p }}_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.kafka.sasl.existingSecret }}
+      key: {{ $v.kafka.sasl.usernameKey }}
+{{- else }}
+- name: {{ $p }}_KAFKA_SASL_USERNAME
+  value: {{ $v.kafka.sasl.username | quote }}
+{{- end }}
+- name: {{ $p }}_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.kafka.sasl.existingSecret }}
+      key: {{ $v.kafka.sasl.passwordKey }}
+{{- end }}
+{{- if $v.kafka.tls.caSecret }}
+- name: {{ $p }}_KAFKA_SSL_CAFILE
+  value: /etc/leadflow/kafka-ca/{{ $v.kafka.tls.caKey }}
+{{- end }}
+{{- if $v.postgresql.caSecret }}
+- name: PGSSLROOTCERT
+  value: /etc/leadflow/postgresql-ca/{{ $v.postgresql.caKey }}
+{{- end }}
+{{- with $svc.database }}
+{{- if .urlSecret }}
+- name: {{ $p }}_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .urlSecret.name }}
+      key: {{ .urlSecret.key }}
+{{- else if .passwordSecret }}
+# Referenced as $(...) below: the password must be URL-safe (or percent-encoded in its Secret).
+- name: {{ $p }}_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .passwordSecret.name }}
+      key: {{ .passwordSecret.key }}
+- name: {{ $p }}_DATABASE_URL
+  value: {{ printf "postgresql+asyncpg://%s:$(%s_DATABASE_PASSWORD)@%s:%v/%s?ssl=%s" .username $p $v.postgresql.host $v.postgresql.port .name $v.postgresql.sslMode | quote }}
+{{- end }}
+{{- end }}
+{{- if eq .name "capture" }}
+- name: CAPTURE_PUBLIC_BASE_URL
+  value: {{ $v.capture.publicBaseUrl | quote }}
+- name: CAPTURE_TRUSTED_PROXIES
+  value: {{ toJson $v.capture.trustedProxies | quote }}
+- name: CAPTURE_PRIVACY_EXPORT_URLS
+  value: {{ include "leadflow.privacyExportUrls" $root | quote }}
+{{- end }}
+{{- range $key, $value := $svc.settings }}
+- name: {{ printf "%s_%s" $p (upper $key) }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Where capture gathers a person's data from the other four services (privacy export). */}}
+{{- define "leadflow.privacyExportUrls" -}}
+{{- $urls := dict -}}
+{{- range $name := list "enrichment" "scoring" "routing" "sla" -}}
+{{- $_ := set $urls $name (printf "http://%s-%s:%v" (include "leadflow.fullname" $) $name (index $.Values.services $name).port) -}}
+{{- end -}}
+{{- toJson $urls -}}
+{{- end -}}
+
+{{- define "leadflow.envFrom" -}}
+- secretRef:
+    name: {{ include "leadflow.secretName" . }}
+{{- end -}}
+
+{{/* CA bundles of Kafka and PostgreSQL, mounted read-only when configured. */}}
+{{- define "leadflow.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/leadflow/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if .Values.postgresql.caSecret }}
+- name: postgresql-ca
+  mountPath: /etc/leadflow/postgresql-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "leadflow.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret }}
+{{- end }}
+{{- if .Values.postgresql.caSecret }}
+- name: postgresql-ca
+  secret:
+    secretName: {{ .Values.postgresql.caSecret }}
+{{- end }}
+{{- end -}}
+
+{{- define "leadflow.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "leadflow.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Non-empty when an autoscaler owns the service's replicas: the HPA for capture, KEDA for consumers. */}}
+{{- define "leadflow.autoscaled" -}}
+{{- if .svc.autoscaling.enabled -}}
+{{- if eq .name "capture" }}true{{ else if .root.Values.keda.enabled }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "leadflow.kedaSasl" -}}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") . -}}
+{{- end -}}
+
+{{/* leadflow_contracts.topics.EVENT_TOPICS (tests/deploy/test_helm_chart.py keeps them equal). */}}
+{{- define "leadflow.eventTopics" -}}
+leads.captured leads.enriched leads.scored leads.routed leads.activity leads.touched leads.sla leads.delivered privacy.requests
+{{- end -}}
