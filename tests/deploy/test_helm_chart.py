@@ -43,11 +43,6 @@ KUBERNETES_VERSION = "1.33.0"
 SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
 CONSUMERS = SERVICES[1:]
 VALUE_SETS = ("defaults", "managed-cloud", "minimal")
-# Kafka security settings the kit gains in a parallel change, under exactly these names.
-KAFKA_SECURITY_SETTINGS = {
-    "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
-    "kafka_ssl_cafile",
-}
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -224,7 +219,7 @@ def _app_secret(service: str) -> dict[str, str]:
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_variable_the_chart_sets_is_a_setting_of_its_service(service: str) -> None:
     prefix = service.upper() + "_"
-    fields = set(_settings_class(service).model_fields) | KAFKA_SECURITY_SETTINGS
+    fields = set(_settings_class(service).model_fields)
     for value_set in VALUE_SETS:
         for name in _env(_of_kind(rendered(value_set), "Deployment")[service]):
             if name in ("LEADFLOW_SERVICE", "PGSSLROOTCERT", f"{prefix}DATABASE_PASSWORD"):
