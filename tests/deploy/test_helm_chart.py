@@ -230,14 +230,17 @@ def test_every_variable_the_chart_sets_is_a_setting_of_its_service(service: str)
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_managed_cloud_environment_loads_into_each_services_settings(
-    service: str, monkeypatch: pytest.MonkeyPatch
+    service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     docs = rendered("managed-cloud")
     secrets = {"username": "leadflow", "password": "s3cret-Pass_word", "url": (
         "postgresql+asyncpg://leadflow_routing:pw@db.example.com:5432/leadflow_routing?ssl=verify-full")}
     env = _resolved_env(docs, service, secrets)
+    # The settings check that the CA file exists; the pod has it at the mounted path, this test a copy.
+    mounted_ca = tmp_path / "ca.crt"
+    mounted_ca.write_text("-----BEGIN CERTIFICATE-----\n")
     for name, value in {**env, **_app_secret(service)}.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, str(mounted_ca) if name.endswith("_KAFKA_SSL_CAFILE") else value)
     settings = _settings_class(service)()
     assert settings.environment == "production"
     assert settings.kafka_bootstrap_servers == "pkc-12345.eu-west-1.aws.confluent.cloud:9092"

@@ -366,7 +366,10 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if self.running() is None:
+            # Our own child is asked directly: the pid file's check once reported a broker that was
+            # still starting as gone, and the clean-up then killed it.
+            own_child_running = self._popen is not None and self._popen.poll() is None
+            if not own_child_running and self.running() is None:
                 raise StackError(
                     f"Kafka process exited during startup; last log lines ({self.log_path}):\n"
                     f"{procs.tail(self.log_path)}"
