@@ -24,6 +24,7 @@ from leadflow_contracts import Event, PrivacyErasureCompleted, PrivacyErasureReq
 from leadflow_kit.auth import require_scope
 from leadflow_kit.consumer import EventConsumer, UnitOfWork
 from leadflow_kit.db import driver_connection
+from leadflow_kit.errors import FieldError, problem_response
 
 MAX_LEAD_IDS = 100
 
@@ -143,8 +144,8 @@ def person_of(email: str | None, lead_ids: list[str]) -> tuple[str | None, list[
 
 
 def _invalid(field: str, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": "The request names no person; see errors.",
-                         "errors": [{"field": field, "code": code, "message": message}]}, status_code=422)
+    return problem_response(422, "The request names no person; see errors.",
+                            [FieldError(field=field, code=code, message=message)])
 
 
 class PersonExport(BaseModel):

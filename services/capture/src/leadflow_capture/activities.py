@@ -80,7 +80,6 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
 @body_limit("max_activities_body_bytes")
 async def post_activities(request: Request) -> Response:
     runtime = runtime_of(request)
-    state = request.app.state
     origin = request.headers.get("origin")
     cors = web.cors_headers(origin, runtime.settings.activity_allowed_origins)
     if origin is not None and not cors.get("Access-Control-Allow-Origin"):
@@ -110,15 +109,23 @@ async def post_activities(request: Request) -> Response:
     except ValidationError as exc:
         return web.json_error(422, "The activities are invalid; see errors.", field_errors(exc.errors()),
                               headers=cors)
-    items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
     try:
-        refused = await _refuse_unkeyed(request, items, cors)
+        return await _accept(request, parsed, cors)
     except Exception as exc:
-        # A key is looked up in the database: an outage is a 503, never a 500.
+        # The key lookup and the insert need the database: an outage is a 503 a browser can read
+        # (CORS headers), never a 500.
         if not await is_outage(exc, request.app.state.db):
             raise
-        log.warning("activities refused: the database is unreachable (%s: %s)", type(exc).__name__, exc)
+        log.warning("activities not stored: the database is unreachable (%s: %s)", type(exc).__name__, exc)
         return web.storage_unavailable(False, cors)
+
+
+async def _accept(request: Request, parsed: ActivityIn | ActivityBatch, cors: dict[str, str]) -> Response:
+    """Check the key and the per-lead limit, then store the activities and their events in one transaction."""
+    runtime = runtime_of(request)
+    state = request.app.state
+    items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
+    refused = await _refuse_unkeyed(request, items, cors)
     if refused is not None:
         return refused
     retry_after = runtime.activity_lead_limiter.take_each(
@@ -147,11 +154,6 @@ async def post_activities(request: Request) -> Response:
                                                   runtime.settings.person_key_secret.get_secret_value().encode())
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
-    except Exception as exc:
-        if not await is_outage(exc, request.app.state.db):
-            raise
-        log.warning("activities not stored: the database is unreachable (%s: %s)", type(exc).__name__, exc)
-        return web.storage_unavailable(False, cors)
     for event in events:
         known = event.activity_type in ACTIVITY_TYPES
         runtime.metrics.activities.labels(event.activity_type if known else "custom").inc()
