@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -125,17 +125,28 @@ async def sync_bootstrap_key(db: Database, key: str, name: str = "bootstrap") ->
         log.error("the configured admin API key was revoked; it stays revoked: configure a new one")
 
 
+# How stale a key's `last_used_at` may be. Writing it on every request queued every request made
+# with one key on that row's lock (a marketing-automation feed posts activities with one key).
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 async def authenticate(db: Database, key: str) -> Principal | None:
+    now = datetime.now().astimezone()
+    keys = api_key_table.c
     async with db.transaction() as session:
         row = (
             await session.execute(
-                update(api_key_table)
-                .where(api_key_table.c.key_hash == hash_key(key), api_key_table.c.revoked_at.is_(None))
-                .values(last_used_at=datetime.now().astimezone())
-                .returning(api_key_table.c.id, api_key_table.c.name, api_key_table.c.scopes)
+                select(keys.id, keys.name, keys.scopes, keys.last_used_at)
+                .where(keys.key_hash == hash_key(key), keys.revoked_at.is_(None))
             )
         ).first()
-    return Principal(row.id, row.name, frozenset(row.scopes)) if row else None
+        if row is None:
+            return None
+        if row.last_used_at is None or row.last_used_at < now - LAST_USED_PRECISION:
+            # SKIP LOCKED: a request finding another one writing this key's time never waits for it.
+            unlocked = select(keys.id).where(keys.id == row.id).with_for_update(skip_locked=True).scalar_subquery()
+            await session.execute(update(api_key_table).where(keys.id == unlocked).values(last_used_at=now))
+    return Principal(row.id, row.name, frozenset(row.scopes))
 
 
 def presented_key(request: Request) -> str | None:

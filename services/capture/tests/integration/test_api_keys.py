@@ -40,6 +40,23 @@ async def test_a_key_mints_only_keys_within_its_own_scopes(capture, admin_header
     assert (await mint(capture, admin_headers, ["*"])).status_code == 201
 
 
+async def test_a_key_records_its_use_once_a_minute_not_on_every_request(capture, admin_headers):
+    created = (await mint(capture, admin_headers, ["forms:read"], name="busy")).json()
+    as_key = bearer(created["key"])
+
+    async def last_used() -> str | None:
+        listed = (await capture.client.get("/v1/admin/api-keys", headers=admin_headers)).json()
+        return next(k["last_used_at"] for k in listed if k["id"] == created["id"])
+
+    assert await last_used() is None
+    for _ in range(20):
+        assert (await capture.client.get("/v1/admin/forms", headers=as_key)).status_code == 200
+    first = await last_used()
+    assert first is not None
+    # Within the minute the stored time stays: no request waits on the key row's lock to rewrite it.
+    assert (await capture.client.get("/v1/admin/forms", headers=as_key)).status_code == 200
+    assert await last_used() == first
+
 async def test_a_key_revokes_only_keys_within_its_own_scopes(capture, admin_headers):
     minter = bearer((await mint(capture, admin_headers, ["api-keys:write", "forms:read"])).json()["key"])
     admin_copy = (await mint(capture, admin_headers, ["*"])).json()
@@ -78,3 +95,4 @@ async def test_rotating_the_bootstrap_key_revokes_the_old_one(start_capture):
     # Configuring the old key again does not bring it back.
     async with start_capture(admin_api_key=old) as back:
         assert (await back.client.get("/v1/admin/forms", headers=bearer(old))).status_code == 401
+
