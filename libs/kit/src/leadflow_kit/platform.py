@@ -1,0 +1,87 @@
+"""What every service has before its app exists: the ``Platform`` (settings, clock, metrics, database,
+outbox, Kafka producer, HTTP client), and the typed FastAPI dependencies that hand it, or a service's
+own dependencies object, to a route.
+
+A service's ``bootstrap.py`` builds its ``Deps`` (which holds a ``Platform``) and passes it to
+``create_service_app``; nothing is bound to the app afterwards. Nothing here connects: the engine,
+the producer and the client open their connections on first use, and the app's lifespan closes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, cast
+
+import httpx
+from fastapi import Depends, Request
+
+from leadflow_kit.clock import Clock, SystemClock
+from leadflow_kit.db import Database
+from leadflow_kit.kafka import ProducerHolder
+from leadflow_kit.metrics import ServiceMetrics
+from leadflow_kit.outbox import Outbox
+from leadflow_kit.settings import ServiceSettings
+
+D = TypeVar("D")
+
+# Outbound calls (firmographics, webhooks) set their own, shorter, timeouts per request.
+HTTP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class Platform:
+    """The parts every service has, whatever it does."""
+
+    settings: ServiceSettings
+    clock: Clock
+    metrics: ServiceMetrics
+    db: Database
+    outbox: Outbox
+    producers: ProducerHolder
+    http: httpx.AsyncClient
+
+    @classmethod
+    def build(cls, settings: ServiceSettings, clock: Clock | None = None) -> Platform:
+        return cls(
+            settings=settings,
+            clock=clock or SystemClock(),
+            metrics=ServiceMetrics(settings.service_name),
+            db=Database(settings.database_url, pool_size=settings.database_pool_size),
+            outbox=Outbox(settings.topic_prefix),
+            producers=ProducerHolder(settings),
+            http=httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS)),
+        )
+
+
+@dataclass(frozen=True)
+class Background:
+    """A task the service runs beside its routes for as long as it is up (cancelled at shutdown)."""
+
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+
+
+def platform(request: Request) -> Platform:
+    """The route's service platform (FastAPI dependency)."""
+    return cast(Platform, request.app.state.platform)
+
+
+PlatformDep = Annotated[Platform, Depends(platform)]
+
+
+def deps_dependency(kind: type[D]) -> Callable[[Request], D]:
+    """A FastAPI dependency handing a route its service's typed ``Deps``::
+
+        DepsDep = Annotated[Deps, Depends(deps_dependency(Deps))]
+    """
+
+    def deps(request: Request) -> D:
+        value = request.app.state.deps
+        if not isinstance(value, kind):
+            raise TypeError(f"this app's dependencies are a {type(value).__name__}, not a {kind.__name__}")
+        return value
+
+    deps.__name__ = f"{kind.__name__.lower()}_dependency"
+    return deps
+
