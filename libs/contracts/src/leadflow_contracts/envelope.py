@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -70,7 +70,7 @@ def new_event(
 
 
 def follow_up(
-    cause: Event[EventData],
+    cause: Event[Any],
     data: D,
     *,
     source: str,
@@ -88,14 +88,14 @@ def follow_up(
     )
 
 
-def encode_body(event: Event[EventData]) -> bytes:
-    body = event.data.model_dump_json(exclude_none=False).encode()
+def encode_body(event: Event[Any]) -> bytes:
+    body: bytes = event.data.model_dump_json(exclude_none=False).encode()
     if len(body) > MAX_EVENT_BYTES:
         raise ValueError(f"event {event.type} for {event.subject} is {len(body)} bytes, over {MAX_EVENT_BYTES}")
     return body
 
 
-def encode_headers(event: Event[EventData]) -> Headers:
+def encode_headers(event: Event[Any]) -> Headers:
     headers: Headers = [
         ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event.id.encode()),

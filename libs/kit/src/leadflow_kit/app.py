@@ -8,13 +8,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, cast
 
 import asyncpg
-import httpx
 import sqlalchemy.exc
 from asyncpg.exceptions import _base as asyncpg_base
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
@@ -33,9 +33,7 @@ from leadflow_kit.auth import (
     sync_bootstrap_key,
 )
 from leadflow_kit.bodies import REQUIRED_SCOPE_ATTRIBUTE, BoundedBodyMiddleware, scope_checks
-from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer
-from leadflow_kit.db import Database
 from leadflow_kit.errors import (
     PROBLEM_JSON,
     FieldError,
@@ -46,18 +44,18 @@ from leadflow_kit.errors import (
     problem_response,
 )
 from leadflow_kit.failures import is_infrastructure_error, is_outage
-from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox, OutboxRelay
+from leadflow_kit.outbox import OutboxRelay
+from leadflow_kit.platform import Background, Platform, PlatformDep, request_platform
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
-from leadflow_kit.settings import ServiceSettings
 from leadflow_kit.version import VERSION
 
 log = logging.getLogger(__name__)
 
-BackgroundTask = Callable[[FastAPI], Coroutine[Any, Any, None]]
-StartupHook = Callable[[FastAPI], Coroutine[Any, Any, None]]
+D = TypeVar("D")
+
+StartupHook = Callable[[], Coroutine[Any, Any, None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
 # A partition held back this long by an outage makes the service unready; a deadlock retried at
@@ -67,80 +65,70 @@ OUTAGE_RETRY_AFTER = "5"
 
 
 def create_service_app(
-    settings: ServiceSettings,
+    platform: Platform,
+    deps: D,
     *,
     title: str,
     description: str = "",
     routers: Sequence[APIRouter] = (),
-    consumer: EventConsumer | None = None,
-    clock: Clock | None = None,
-    background: Sequence[BackgroundTask] = (),
+    consumer: EventConsumer[D] | None = None,
+    background: Sequence[Background] = (),
     on_startup: Sequence[StartupHook] = (),
     broker_needed_for_readiness: bool = True,
     retention: Sequence[RetentionRule] = (),
 ) -> FastAPI:
-    """Build a service's app. Nothing connects until the lifespan starts.
+    """Build a service's app around what its bootstrap built (``platform``, and ``deps``, the service's
+    own typed dependencies, which routes reach through ``deps_dependency``). Nothing connects until the
+    lifespan starts.
 
     ``retention``: the service's own rules; the sweeper also applies the inbox's (``inbox_rule``).
-
-    ``app.state`` then holds: settings, db, outbox, producers, metrics, clock, http, relay, runner.
     """
+    settings = platform.settings
+    sweeper = Background("retention-sweeper", lambda: run_sweeper(
+        settings, platform.db, platform.clock, platform.metrics, [inbox_rule(settings), *retention]))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level)
-        state = app.state
-        state.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        state.producers = ProducerHolder(settings)
-        state.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
-        state.relay = OutboxRelay(settings, state.db, state.producers, state.metrics, state.clock)
-        state.runner = (
-            ConsumerRunner(consumer, settings, state.db, state.producers, state.outbox, state.metrics, state.clock)
-            if consumer is not None
-            else None
-        )
+        # Made per start: a stopped runner or relay stays stopped.
+        runner = ConsumerRunner(consumer, platform, deps) if consumer is not None else None
+        relay = OutboxRelay(settings, platform.db, platform.producers, platform.metrics, platform.clock)
+        app.state.runtime = Runtime(runner, relay, broker_needed_for_readiness)
         if settings.admin_api_key is not None:
-            await sync_bootstrap_key(state.db, settings.admin_api_key.get_secret_value())
+            await sync_bootstrap_key(platform.db, settings.admin_api_key.get_secret_value())
         for hook in on_startup:
-            await hook(app)
-        tasks = [asyncio.create_task(state.relay.run(), name="outbox-relay")]
-        if state.runner is not None:
-            tasks.append(asyncio.create_task(state.runner.run(), name="event-consumer"))
-        tasks += [asyncio.create_task(task(app), name=getattr(task, "__name__", "task")) for task in background]
-        tasks.append(asyncio.create_task(
-            run_sweeper(settings, state.db, state.clock, state.metrics, [inbox_rule(settings), *retention]),
-            name="retention-sweeper",
-        ))
-        for task in tasks:
+            await hook()
+        # The relay and the runner stop by themselves, and first; background loops are cancelled.
+        stoppable = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        if runner is not None:
+            stoppable.append(asyncio.create_task(runner.run(), name="event-consumer"))
+        cancelled = [asyncio.create_task(task.run(), name=task.name) for task in (*background, sweeper)]
+        for task in (*stoppable, *cancelled):
             task.add_done_callback(_log_crash)
         log.info("%s started on %s:%s", settings.service_name, settings.host, settings.port)
         try:
             yield
         finally:
             # Stop taking new events first, let in-flight work commit, then close connections.
-            if state.runner is not None:
-                state.runner.stop()
-            state.relay.stop()
-            # Only the relay and the runner stop by themselves; background loops are cancelled.
-            stoppable = 1 if state.runner is None else 2
-            _, pending = await asyncio.wait(tasks[:stoppable], timeout=10)
-            for task in [*pending, *tasks[stoppable:]]:
+            if runner is not None:
+                runner.stop()
+            relay.stop()
+            _, pending = await asyncio.wait(stoppable, timeout=10)
+            for task in [*pending, *cancelled]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await state.producers.close()
-            await state.http.aclose()
-            await state.db.dispose()
+            await asyncio.gather(*stoppable, *cancelled, return_exceptions=True)
+            await platform.producers.close()
+            await platform.http.aclose()
+            await platform.db.dispose()
             log.info("%s stopped", settings.service_name)
 
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
                   generate_unique_id_function=operation_id)
-    app.state.settings = settings
-    app.state.clock = clock or SystemClock()
-    app.state.metrics = ServiceMetrics(settings.service_name)
-    app.state.outbox = Outbox(settings.topic_prefix)
-    app.state.broker_needed_for_readiness = broker_needed_for_readiness
+    # Read only through the kit's typed dependencies (``leadflow_kit.platform``).
+    app.state.platform = platform
+    app.state.deps = deps
     app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestMetricsMiddleware, metrics=platform.metrics)
     if "*" not in settings.trusted_hosts:
         # Added last, so it runs first: a request for another Host is turned away before anything.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
@@ -151,6 +139,29 @@ def create_service_app(
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The loops of a started app, for readiness and for tests that drive them."""
+
+    runner: ConsumerRunner[Any] | None
+    relay: OutboxRelay
+    broker_needed_for_readiness: bool
+
+
+def runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+def app_runtime(app: FastAPI) -> Runtime:
+    """A built app's loops (tests drive the consumer and the relay through it)."""
+    return cast(Runtime, app.state.runtime)
+
+
+def app_deps(app: FastAPI) -> Any:
+    """A built app's service ``Deps`` (for tests; routes use ``deps_dependency``)."""
+    return app.state.deps
 
 
 def operation_id(route: APIRoute) -> str:
@@ -169,8 +180,8 @@ def platform_router() -> APIRouter:
     @router.get("/healthz", summary="Liveness: the process is up, and which release it runs",
                 responses={200: {"content": {"application/json": {"example": {
                     "status": "ok", "service": "capture", "version": VERSION}}}}})
-    async def healthz(request: Request) -> dict[str, str]:
-        return {"status": "ok", "service": request.app.state.settings.service_name, "version": VERSION}
+    async def healthz(platform: PlatformDep) -> dict[str, str]:
+        return {"status": "ok", "service": platform.settings.service_name, "version": VERSION}
 
     @router.get("/readyz", summary="Readiness: the database and the Kafka broker are reachable, and the "
                                    "consumer is not waiting out an outage",
@@ -183,13 +194,12 @@ def platform_router() -> APIRouter:
                               "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok",
                                          "consumer": "retrying for 12s: ConnectionRefusedError"}}}}},
                 })
-    async def readyz(request: Request) -> JSONResponse:
-        state = request.app.state
+    async def readyz(platform: PlatformDep, loops: Annotated[Runtime, Depends(runtime)]) -> JSONResponse:
         checks: dict[str, str] = {}
         ready = True
         for name, probe, critical in (
-            ("database", state.db.ping, True),
-            ("kafka", state.producers.ping, state.broker_needed_for_readiness),
+            ("database", platform.db.ping, True),
+            ("kafka", platform.producers.ping, loops.broker_needed_for_readiness),
         ):
             try:
                 await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
@@ -197,7 +207,7 @@ def platform_router() -> APIRouter:
             except Exception as exc:
                 checks[name] = f"unreachable: {type(exc).__name__}"
                 ready = ready and not critical
-        runner: ConsumerRunner | None = getattr(state, "runner", None)
+        runner = loops.runner
         if runner is not None:
             checks["consumer"] = "ok"
             stall = runner.oldest_stall()
@@ -212,8 +222,8 @@ def platform_router() -> APIRouter:
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
                 responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": (
                     '# TYPE leadflow_outbox_backlog gauge\nleadflow_outbox_backlog{service="capture"} 0.0\n')}}}})
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(platform: PlatformDep) -> Response:
+        return Response(generate_latest(platform.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -252,8 +262,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        db = getattr(request.app.state, "db", None)
-        if is_infrastructure_error(exc) or (db is not None and await is_outage(exc, db)):
+        if is_infrastructure_error(exc) or await is_outage(exc, request_platform(request).db):
             # The database (or broker) is unreachable: nothing is wrong with the request, retry it.
             log.warning("%s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
             return problem_response(503, "A dependency is unreachable; retry shortly.",

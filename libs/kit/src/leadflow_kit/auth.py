@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from leadflow_kit.db import Database, new_metadata
+from leadflow_kit.platform import PlatformDep, request_platform
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ async def _authenticated(request: Request, why: str = "") -> Principal:
             detail=key_required_detail(why),
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = await authenticate(request.app.state.db, key)
+    principal = await authenticate(request_platform(request).db, key)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="API key is unknown or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -256,13 +257,13 @@ def api_key_router() -> APIRouter:
                  description="A key may grant only scopes it holds itself: `*` only from `*`, `area:*` only "
                  "from `area:*` or `*`.", responses={403: FORBIDDEN_DOC})
     async def create_api_key(
-        body: ApiKeyCreate, request: Request,
+        body: ApiKeyCreate, platform: PlatformDep,
         principal: Annotated[Principal, Depends(require_scope("api-keys:write"))],
     ) -> ApiKeyCreated:
         refuse_beyond(principal, body.scopes, "grant")
         public_id = new_public_id()
         key = generate_key(public_id)
-        async with request.app.state.db.transaction() as session:
+        async with platform.db.transaction() as session:
             row = (
                 await session.execute(
                     insert(api_key_table)
@@ -275,8 +276,8 @@ def api_key_router() -> APIRouter:
 
     @router.get("", response_model=list[ApiKeyPublic], summary="List API keys (never the keys themselves)",
                 dependencies=[Depends(require_scope("api-keys:read"))])
-    async def list_api_keys(request: Request) -> list[ApiKeyPublic]:
-        async with request.app.state.db.transaction() as session:
+    async def list_api_keys(platform: PlatformDep) -> list[ApiKeyPublic]:
+        async with platform.db.transaction() as session:
             rows = (await session.execute(select(api_key_table).order_by(api_key_table.c.created_at))).all()
         return [public(r) for r in rows]
 
@@ -284,10 +285,10 @@ def api_key_router() -> APIRouter:
                    responses={403: FORBIDDEN_DOC, 404: {"description": "No such key", "content": {
                        "application/json": {"example": {"detail": "no active API key 'k1'"}}}}})
     async def revoke_api_key(
-        key_id: str, request: Request, principal: Annotated[Principal, Depends(require_scope("api-keys:write"))],
+        key_id: str, platform: PlatformDep, principal: Annotated[Principal, Depends(require_scope("api-keys:write"))],
     ) -> None:
         t = api_key_table
-        async with request.app.state.db.transaction() as session:
+        async with platform.db.transaction() as session:
             scopes = (await session.execute(
                 select(t.c.scopes).where(t.c.id == key_id, t.c.revoked_at.is_(None)).with_for_update()
             )).scalar_one_or_none()

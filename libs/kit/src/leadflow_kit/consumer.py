@@ -1,12 +1,15 @@
 """Idempotent event consumption: inbox row and handler effects in one transaction, offsets after.
 
-Declaring a handler is one decorator::
+Declaring a handler is one decorator over a function of a batch of typed events::
 
-    consumer = EventConsumer("scoring")
+    consumer = EventConsumer[Deps]("scoring")
 
-    @consumer.subscribe(topics.ENRICHED)
-    async def score_lead(event: Event[LeadEnriched], uow: UnitOfWork) -> None: ...
+    @consumer.subscribe(topics.ENRICHED, LeadEnriched)
+    async def score_leads(events: list[Event[LeadEnriched]], uow: UnitOfWork[Deps]) -> None: ...
 
+A handler gets the events of one topic and type that arrived together, in partition order, inside one
+transaction; when that batch fails it gets them again one at a time, each in a transaction of its
+own, so it writes the same effects either way. Events of a type no subscription names are skipped.
 Work that must not hold a transaction open — a call to an outside service — goes in the
 subscription's ``prepare`` step, which runs before the transaction begins.
 """
@@ -17,10 +20,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -28,73 +31,76 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, MalformedEvent, decode
 from leadflow_contracts.topics import dead_letter_topic
-from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import Database, driver_connection
+from leadflow_kit.db import driver_connection
 from leadflow_kit.failures import is_outage
-from leadflow_kit.kafka import ProducerHolder, kafka_client_options
+from leadflow_kit.kafka import kafka_client_options
 from leadflow_kit.logging import log_context, redact_text
-from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox
-from leadflow_kit.settings import ServiceSettings
+from leadflow_kit.platform import Platform
+from leadflow_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+D = TypeVar("D")
+T = TypeVar("T", bound=EventData)
+
+
+__all__ = ["ConsumerRunner", "EventConsumer", "PermanentError", "UnitOfWork", "one_at_a_time"]
 
 
 class PermanentError(Exception):
     """A failure no retry can fix (bad data): the event goes straight to the dead-letter topic."""
 
 
-@dataclass
-class UnitOfWork:
-    """What a handler may touch: one transaction, the outbox in it, and the time."""
-
-    session: AsyncSession
-    outbox: Outbox
-    clock: Clock
-    # What the subscriptions' ``prepare`` steps found for this batch before its transaction began.
-    prepared: Mapping[str, Any] = field(default_factory=dict)
-
-    async def publish(self, event: Event[Any]) -> None:
-        await self.outbox.add(self.session, event)
-
-    def publish_tombstone(self, topic: str, key: str) -> None:
-        self.outbox.add_tombstone(self.session, topic, key)
-
-    def now(self) -> datetime:
-        return self.clock.now()
+def one_at_a_time(events: list[Event[T]]) -> Iterator[Event[T]]:
+    """A batch's events in order, each logged under its own lead and correlation id while the loop body
+    handles it (for handlers that take a batch and handle its events one by one)."""
+    for event in events:
+        with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
+            yield event
 
 
-Handler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
-# Before the transaction: the batch's events of one topic and the service's database (for reads of
+Handler = Callable[[list[Event[Any]], UnitOfWork[D]], Awaitable[None]]
+# Before the transaction: the batch's events of one subscription and the service's deps (for reads of
 # its own); returns what the handlers find in ``uow.prepared``.
-Prepare = Callable[[list[Event[Any]], Database], Awaitable[Mapping[str, Any]]]
+Prepare = Callable[[list[Event[Any]], D], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass
-class Subscription:
+class Subscription(Generic[D]):
     topic: str
-    handler: Handler
-    prepare: Prepare | None = None
+    model: type[EventData]
+    handler: Handler[D]
+    prepare: Prepare[D] | None = None
 
 
 @dataclass
-class EventConsumer:
+class EventConsumer(Generic[D]):
     """The subscriptions of one service; ``ConsumerRunner`` drives them against Kafka."""
 
     service: str
-    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    subscriptions: dict[tuple[str, type[EventData]], Subscription[D]] = field(default_factory=dict)
 
-    def subscribe(self, topic: str, *, prepare: Prepare | None = None) -> Callable[[Handler], Handler]:
-        """``prepare`` runs before the transaction opens, once per batch, so that no transaction, lock or
-        pooled connection waits on what it does. It should not fail; when it does, the failure is
-        logged and the handlers run without what it would have found."""
-        def register(handler: Handler) -> Handler:
-            if topic in self.subscriptions:
-                raise ValueError(f"{self.service} already handles {topic}")
-            self.subscriptions[topic] = Subscription(topic, handler, prepare)
+    def subscribe(
+        self, topic: str, model: type[T], *, prepare: Prepare[D] | None = None
+    ) -> Callable[[Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]],
+                  Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]]:
+        """Handle the ``model`` events of ``topic``. ``prepare`` runs before the transaction opens, once per
+        batch, so that no transaction, lock or pooled connection waits on what it does. It should not
+        fail; when it does, the failure is logged and the handlers run without what it would have found."""
+
+        def register(
+            handler: Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]],
+        ) -> Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]:
+            if (topic, model) in self.subscriptions:
+                raise ValueError(f"{self.service} already handles {model.__name__} on {topic}")
+            self.subscriptions[(topic, model)] = Subscription(topic, model, handler, prepare)
             return handler
 
         return register
+
+    @property
+    def topics(self) -> set[str]:
+        return {topic for topic, _ in self.subscriptions}
 
 
 async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
@@ -134,25 +140,20 @@ class _Outage(Exception):
         self.error = error
 
 
-class ConsumerRunner:
-    def __init__(
-        self,
-        consumer: EventConsumer,
-        settings: ServiceSettings,
-        db: Database,
-        producers: ProducerHolder,
-        outbox: Outbox,
-        metrics: ServiceMetrics,
-        clock: Clock | None = None,
-    ) -> None:
+class ConsumerRunner(Generic[D]):
+    def __init__(self, consumer: EventConsumer[D], platform: Platform, deps: D) -> None:
         self.consumer = consumer
-        self.settings = settings
-        self.db = db
-        self.producers = producers
-        self.outbox = outbox
-        self.metrics = metrics
-        self.clock = clock or SystemClock()
-        self._by_topic = {settings.topic(t): s for t, s in consumer.subscriptions.items()}
+        self.deps = deps
+        self.settings = platform.settings
+        self.db = platform.db
+        self.producers = platform.producers
+        self.outbox = platform.outbox
+        self.metrics = platform.metrics
+        self.clock = platform.clock
+        settings = self.settings
+        self._subscriptions = {(settings.topic(topic), model): subscription
+                               for (topic, model), subscription in consumer.subscriptions.items()}
+        self._topics = sorted({topic for topic, _ in self._subscriptions})
         self._kafka: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._partition_slots = asyncio.Semaphore(max(settings.consumer_max_concurrent_partitions, 1))
@@ -167,12 +168,12 @@ class ConsumerRunner:
         return min(self._stalls.values(), key=lambda stall: stall.since, default=None)
 
     async def run(self) -> None:
-        if not self._by_topic:
+        if not self._topics:
             return
         backoff = 0.5
         while not self._stopping.is_set():
             kafka = AIOKafkaConsumer(
-                *self._by_topic,
+                *self._topics,
                 **kafka_client_options(self.settings),
                 group_id=self.settings.consumer_group,
                 client_id=f"{self.settings.service_name}-consumer",
@@ -325,10 +326,12 @@ class ConsumerRunner:
                     max(highwater - offset, 0)
                 )
 
+    def _subscription(self, topic: str, event: Event[EventData]) -> Subscription[D] | None:
+        return self._subscriptions.get((topic, type(event.data)))
+
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Handle one record, dead-letter it, or raise ``_Outage`` (the record stays where it is)."""
         service = self.settings.service_name
-        subscription = self._by_topic[record.topic]
         if record.value is None:
             # A tombstone (an erased person's key): nothing to handle, nothing to dead-letter.
             self.metrics.events_consumed.labels(service, record.topic, "tombstone").inc()
@@ -337,6 +340,10 @@ class ConsumerRunner:
             event = decode(record.value, list(record.headers))
         except MalformedEvent as exc:
             await self._dead_letter(record, exc, attempts=0)
+            return
+        subscription = self._subscription(record.topic, event)
+        if subscription is None:
+            self.metrics.events_consumed.labels(service, record.topic, "ignored").inc()
             return
         with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
             prepared = await self._prepare([record], [event])
@@ -382,19 +389,14 @@ class ConsumerRunner:
             return False
         started = time.perf_counter()
         prepared = await self._prepare(records, events)
-        outcomes: list[tuple[str, str]] = []  # (topic, outcome)
         try:
             async with self.db.transaction() as session:
-                uow = UnitOfWork(session, self.outbox, self.clock, prepared)
+                uow = UnitOfWork(session, self.outbox, self.clock, self.deps, prepared)
                 unclaimed = await claim_events(session, service, [event.id for event in events])
-                for record, event in zip(records, events, strict=True):
-                    with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
-                        if event.id not in unclaimed:
-                            outcomes.append((record.topic, "duplicate"))
-                            continue
-                        unclaimed.discard(event.id)  # a repeat later in this batch is a duplicate
-                        await self._by_topic[record.topic].handler(event, uow)
-                        outcomes.append((record.topic, "processed"))
+                runs, outcomes = self._runs(records, events, unclaimed)
+                for subscription, run in runs:
+                    with log_context(lead_id=run[0].subject, correlation_id=run[0].correlation_id):
+                        await subscription.handler(run, uow)
         except Exception as exc:
             if await is_outage(exc, self.db):
                 raise _Outage(exc) from exc
@@ -407,30 +409,54 @@ class ConsumerRunner:
             self.metrics.event_handle_duration.labels(service, topic).observe(per_event)
         return True
 
+    def _runs(
+        self, records: list[ConsumerRecord[bytes, bytes]], events: list[Event[EventData]], unclaimed: set[str]
+    ) -> tuple[list[tuple[Subscription[D], list[Event[Any]]]], list[tuple[str, str]]]:
+        """A batch's new events cut into runs of one subscription, in the order they arrived (a handler
+        is given a run at once), and each record's outcome (topic, outcome) for the metrics."""
+        runs: list[tuple[Subscription[D], list[Event[Any]]]] = []
+        outcomes: list[tuple[str, str]] = []
+        for record, event in zip(records, events, strict=True):
+            subscription = self._subscription(record.topic, event)
+            if event.id not in unclaimed:
+                outcomes.append((record.topic, "duplicate"))
+                continue
+            unclaimed.discard(event.id)  # a repeat later in this batch is a duplicate
+            if subscription is None:
+                outcomes.append((record.topic, "ignored"))
+                continue
+            if runs and runs[-1][0] is subscription:
+                runs[-1][1].append(event)
+            else:
+                runs.append((subscription, [event]))
+            outcomes.append((record.topic, "processed"))
+        return runs, outcomes
+
     async def _prepare(
         self, records: list[ConsumerRecord[bytes, bytes]], events: list[Event[EventData]]
     ) -> Mapping[str, Any]:
-        by_topic: dict[str, tuple[Prepare, list[Event[Any]]]] = {}
+        by_subscription: dict[tuple[str, type[EventData]], tuple[Prepare[D], list[Event[Any]]]] = {}
         for record, event in zip(records, events, strict=True):
-            prepare = self._by_topic[record.topic].prepare
-            if prepare is not None:
-                by_topic.setdefault(record.topic, (prepare, []))[1].append(event)
+            subscription = self._subscription(record.topic, event)
+            if subscription is not None and subscription.prepare is not None:
+                key = (record.topic, subscription.model)
+                by_subscription.setdefault(key, (subscription.prepare, []))[1].append(event)
         prepared: dict[str, Any] = {}
-        for topic, (prepare, topic_events) in by_topic.items():
+        for (topic, _), (prepare, subscribed) in by_subscription.items():
             try:
-                prepared.update(await prepare(topic_events, self.db))
+                prepared.update(await prepare(subscribed, self.deps))
             except Exception:
                 log.warning("preparing %d events of %s failed; their handlers run without it",
-                            len(topic_events), topic, exc_info=True)
+                            len(subscribed), topic, exc_info=True)
         return prepared
 
     async def _handle_once(
-        self, subscription: Subscription, event: Event[EventData], prepared: Mapping[str, Any]
+        self, subscription: Subscription[D], event: Event[EventData], prepared: Mapping[str, Any]
     ) -> str:
         async with self.db.transaction() as session:
             if not await claim_event(session, self.settings.service_name, event.id):
                 return "duplicate"
-            await subscription.handler(event, UnitOfWork(session, self.outbox, self.clock, prepared))
+            await subscription.handler([event], UnitOfWork(session, self.outbox, self.clock, self.deps, prepared))
         return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception, attempts: int) -> None:

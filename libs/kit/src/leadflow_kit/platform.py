@@ -62,12 +62,12 @@ class Background:
     run: Callable[[], Coroutine[Any, Any, None]]
 
 
-def platform(request: Request) -> Platform:
+def request_platform(request: Request) -> Platform:
     """The route's service platform (FastAPI dependency)."""
     return cast(Platform, request.app.state.platform)
 
 
-PlatformDep = Annotated[Platform, Depends(platform)]
+PlatformDep = Annotated[Platform, Depends(request_platform)]
 
 
 def deps_dependency(kind: type[D]) -> Callable[[Request], D]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -25,6 +25,7 @@ from leadflow_kit.auth import require_scope
 from leadflow_kit.consumer import EventConsumer, UnitOfWork
 from leadflow_kit.db import driver_connection
 from leadflow_kit.errors import FieldError, problem_response
+from leadflow_kit.platform import PlatformDep
 
 MAX_LEAD_IDS = 100
 
@@ -104,32 +105,34 @@ async def export_person(
     return {"service": data.service, "lead_ids": ids, "tables": tables}
 
 
-CompletionHandler = Callable[[Event[PrivacyErasureCompleted], UnitOfWork], Awaitable[None]]
+CompletionHandler = Callable[[list[Event[PrivacyErasureCompleted]], UnitOfWork[Any]], Awaitable[None]]
 
 
 def subscribe_erasures(
-    consumer: EventConsumer, data: PersonalData, on_completed: CompletionHandler | None = None
+    consumer: EventConsumer[Any], data: PersonalData, on_completed: CompletionHandler | None = None
 ) -> None:
     """Erase on every ``privacy.erasure_requested`` and answer; ``on_completed`` sees the answers."""
 
-    @consumer.subscribe(topics.PRIVACY)
-    async def on_privacy_request(event: Event[Any], uow: UnitOfWork) -> None:
-        if isinstance(event.data, PrivacyErasureCompleted):
-            if on_completed is not None:
-                await on_completed(event, uow)
-            return
-        if not isinstance(event.data, PrivacyErasureRequested):
-            return
-        request = event.data
-        conn = await driver_connection(uow.session)
-        erased, lead_ids = await erase_person(conn, data, request.email, request.lead_ids)
-        for topic in data.keyed_topics:
-            for lead_id in lead_ids:
-                uow.publish_tombstone(topic, lead_id)
-        completed = PrivacyErasureCompleted(
-            erasure_id=request.erasure_id, service=data.service, rows_erased=erased, completed_at=uow.now()
-        )
-        await uow.publish(follow_up(event, completed, source=data.service, time=uow.now()))
+    @consumer.subscribe(topics.PRIVACY, PrivacyErasureRequested)
+    async def erase_people(events: list[Event[PrivacyErasureRequested]], uow: UnitOfWork[Any]) -> None:
+        for event in events:
+            await erase_and_answer(event, uow, data)
+
+    if on_completed is not None:
+        consumer.subscribe(topics.PRIVACY, PrivacyErasureCompleted)(on_completed)
+
+
+async def erase_and_answer(event: Event[PrivacyErasureRequested], uow: UnitOfWork[Any], data: PersonalData) -> None:
+    request = event.data
+    conn = await driver_connection(uow.session)
+    erased, lead_ids = await erase_person(conn, data, request.email, request.lead_ids)
+    for topic in data.keyed_topics:
+        for lead_id in lead_ids:
+            uow.publish_tombstone(topic, lead_id)
+    completed = PrivacyErasureCompleted(
+        erasure_id=request.erasure_id, service=data.service, rows_erased=erased, completed_at=uow.now()
+    )
+    await uow.publish(follow_up(event, completed, source=data.service, time=uow.now()))
 
 
 def person_of(email: str | None, lead_ids: list[str]) -> tuple[str | None, list[str]] | JSONResponse:
@@ -165,7 +168,7 @@ def privacy_router(data: PersonalData) -> APIRouter:
         responses={422: {"description": "Neither an email nor a lead id"}},
     )
     async def export(
-        request: Request,
+        platform: PlatformDep,
         email: Annotated[str | None, Query(max_length=320)] = None,
         lead_id: Annotated[list[str] | None, Query(max_length=MAX_LEAD_IDS)] = None,
     ) -> Any:
@@ -173,7 +176,7 @@ def privacy_router(data: PersonalData) -> APIRouter:
         if isinstance(subject, JSONResponse):
             return subject
         normalized, lead_ids = subject
-        async with request.app.state.db.transaction() as session:
+        async with platform.db.transaction() as session:
             return await export_person(await driver_connection(session), data, normalized, lead_ids)
 
     return router

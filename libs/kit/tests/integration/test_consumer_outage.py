@@ -2,6 +2,7 @@
 back every event has its effect once, in its partition's order."""
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,7 @@ from leadflow_contracts import Event, LeadCaptured, LeadContact, new_event
 from leadflow_contracts.topics import CAPTURED
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
-from leadflow_kit.kafka import ProducerHolder
-from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox
+from leadflow_kit.platform import Platform
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, produce
 
@@ -44,16 +43,20 @@ async def test_a_database_outage_holds_the_partitions_and_dead_letters_nothing(i
         await conn.execute(text("CREATE TABLE effect (seq bigserial, lead_key text, lead_id text)"))
     settings = ServiceSettings(service_name=SERVICE, kafka_bootstrap_servers=infra.bootstrap_servers,
                                topic_prefix=prefix, consumer_retry_max_backoff_seconds=1.0)
-    consumer = EventConsumer(SERVICE)
+    consumer = EventConsumer[None](SERVICE)
 
-    @consumer.subscribe(CAPTURED)
-    async def record_effect(event: Event[Any], uow: UnitOfWork) -> None:
+    @consumer.subscribe(CAPTURED, LeadCaptured)
+    async def record_effects(events: list[Event[LeadCaptured]], uow: UnitOfWork[None]) -> None:
+        for event in events:
+            await record_effect(event, uow)
+
+    async def record_effect(event: Event[LeadCaptured], uow: UnitOfWork[None]) -> None:
         await uow.session.execute(text("INSERT INTO effect (lead_key, lead_id) VALUES (:key, :lead)"),
                                   {"key": event.subject, "lead": event.data.lead_id})
 
-    metrics = ServiceMetrics(SERVICE)
-    producers = ProducerHolder(settings)
-    runner = ConsumerRunner(consumer, settings, db, producers, Outbox(prefix), metrics)
+    platform = replace(Platform.build(settings), db=db)
+    metrics, producers = platform.metrics, platform.producers
+    runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())
     topic = settings.topic(CAPTURED)
     try:

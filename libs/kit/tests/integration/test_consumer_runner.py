@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,7 @@ from leadflow_contracts import Event, LeadCaptured, LeadContact, new_event
 from leadflow_contracts.topics import CAPTURED, dead_letter_topic
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
-from leadflow_kit.kafka import ProducerHolder
-from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox
+from leadflow_kit.platform import Platform
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, produce
 
@@ -41,15 +40,19 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
         consumer_max_attempts=3, consumer_retry_backoff_seconds=0.01,
         consumer_transaction_per_poll=request.param,
     )
-    consumer = EventConsumer("kit-test")
+    consumer = EventConsumer[None]("kit-test")
 
-    async def prepare(events: list[Event[Any]], _db: Database) -> dict[str, str]:
+    async def prepare(events: list[Event[Any]], _deps: None) -> dict[str, str]:
         if any(event.data.lead_id.startswith("unpreparable") for event in events):
             raise RuntimeError("the outside service is down")
         return {event.id: f"prepared:{event.data.lead_id}" for event in events}
 
-    @consumer.subscribe(CAPTURED, prepare=prepare)
-    async def record_effect(event: Event[Any], uow: UnitOfWork) -> None:
+    @consumer.subscribe(CAPTURED, LeadCaptured, prepare=prepare)
+    async def record_effects(events: list[Event[LeadCaptured]], uow: UnitOfWork[None]) -> None:
+        for event in events:
+            await record_effect(event, uow)
+
+    async def record_effect(event: Event[LeadCaptured], uow: UnitOfWork[None]) -> None:
         if event.data.lead_id.startswith("poison"):
             raise RuntimeError(f"this lead always fails for {event.data.contact.email}")
         # Leads named for the prepare step record what it found instead of their event id.
@@ -58,9 +61,9 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
             text("INSERT INTO effect VALUES (:lead, :event)"), {"lead": event.data.lead_id, "event": recorded}
         )
 
-    metrics = ServiceMetrics("kit-test")
-    producers = ProducerHolder(settings)
-    runner = ConsumerRunner(consumer, settings, db, producers, Outbox(prefix), metrics)
+    platform = replace(Platform.build(settings), db=db)
+    metrics, producers = platform.metrics, platform.producers
+    runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())
     yield settings, db, metrics
     runner.stop()

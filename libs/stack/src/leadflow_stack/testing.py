@@ -191,7 +191,7 @@ async def app_client(
         transport = httpx.ASGITransport(app=app, client=client_address)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             if wait_assigned is not None:
-                await asyncio.wait_for(app.state.runner.assigned.wait(), wait_assigned)
+                await asyncio.wait_for(app.state.runtime.runner.assigned.wait(), wait_assigned)
             yield client
 
 
