@@ -50,6 +50,7 @@ from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
+from leadflow_kit.platform import Platform
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.settings import ServiceSettings
 from leadflow_kit.version import VERSION
@@ -93,6 +94,8 @@ def create_service_app(
         state.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         state.producers = ProducerHolder(settings)
         state.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        state.platform = Platform(settings=settings, clock=state.clock, metrics=state.metrics, db=state.db,
+                                  outbox=state.outbox, producers=state.producers, http=state.http)
         state.relay = OutboxRelay(settings, state.db, state.producers, state.metrics, state.clock)
         state.runner = (
             ConsumerRunner(consumer, settings, state.db, state.producers, state.outbox, state.metrics, state.clock)
