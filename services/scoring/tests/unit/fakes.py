@@ -21,7 +21,9 @@ from leadflow_scoring.store import (
     FormFill,
     LeadState,
     NothingToRollBack,
+    RecentLead,
     RecordedActivity,
+    ScoreChange,
     ScoredLead,
     ScoreWrite,
     ScoringStore,
@@ -64,7 +66,7 @@ class FakeScoringStore(ScoringStore):
         self.identities: dict[tuple[str, str], str] = {}
         self.models: dict[str, StoredModel] = {}
         self.activations: list[StoredActivation] = []
-        self.score_changes: list[ScoreWrite] = []
+        self.changes: list[ScoreWrite] = []  # the writes that explain a published event
         self.locked: list[str] = []
         self.busy: set[str] = set()
 
@@ -135,7 +137,7 @@ class FakeScoringStore(ScoringStore):
             enriched=LeadFields.of(write.enriched) if write.enriched is not None else existing.enriched,
         )
         if write.event_id is not None:
-            self.score_changes.append(write)
+            self.changes.append(write)
 
     async def leads_due_for_sweep(
         self, session: AsyncSession, now: datetime, min_age: timedelta, active_model: str, limit: int
@@ -192,6 +194,18 @@ class FakeScoringStore(ScoringStore):
 
     async def scored_lead(self, session: AsyncSession, lead_id: str) -> ScoredLead | None:
         return self.leads.get(lead_id)
+
+    async def score_changes(self, session: AsyncSession, lead_id: str, limit: int) -> list[ScoreChange]:
+        mine = [write for write in reversed(self.changes) if write.lead_id == lead_id][:limit]
+        return [ScoreChange(
+            at=w.scored_at, trigger=w.trigger, cause=w.cause, score=w.result.score, previous_score=w.previous_score,
+            fit_grade=w.result.fit_grade, engagement_level=w.result.engagement_level, tier=w.result.tier,
+            is_mql=w.result.is_mql, model_version=w.model_id, lifecycle_stage=w.stage,
+            previous_stage=w.previous_stage, breakdown=list(w.result.lines)) for w in mine]
+
+    async def recent_leads(self, session: AsyncSession, limit: int) -> list[RecentLead]:
+        newest = sorted(self.leads.values(), key=lambda lead: lead.scored_at, reverse=True)[:limit]
+        return [RecentLead(lead.lead_id, lead.enriched) for lead in newest]
 
     async def activities_of(self, session: AsyncSession, lead_id: str) -> list[domain.Activity]:
         mine = sorted((a for a in self.activities.values() if a.lead_id == lead_id),

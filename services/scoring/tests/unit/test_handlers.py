@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 
 from leadflow_contracts import (
@@ -20,7 +21,7 @@ from leadflow_contracts import (
     new_event,
 )
 from leadflow_kit.fakes import RecordingOutbox, fake_unit_of_work
-from leadflow_scoring import handlers
+from leadflow_scoring import handlers, reads
 from leadflow_scoring.bootstrap import Deps
 from leadflow_scoring.model import default_model
 
@@ -49,7 +50,7 @@ def activity(activity_type: str, activity_id: str, *, at: datetime = NOW, lead_i
 
 
 def touched(lead_id: str, touch_type: str, touch_id: str = "touch-1") -> Event[LeadTouched]:
-    data = LeadTouched(lead_id=lead_id, touch_id=touch_id, touch_type=touch_type,  # type: ignore[arg-type]
+    data = LeadTouched(lead_id=lead_id, touch_id=touch_id, touch_type=touch_type,
                        occurred_at=NOW)
     return new_event(data, source="routing", subject=lead_id, time=NOW)
 
@@ -107,7 +108,7 @@ async def test_an_enriched_lead_is_scored_stored_and_published_as_a_follow_up_of
     assert scoring.store.activities["form:lead-1"].activity_type == "form_submission"
     assert scoring.store.identities[("email", "lead-1@acme.example")] == "lead-1"
     assert scoring.store.identities[("visitor", "v-1")] == "lead-1"
-    assert [change.event_id for change in scoring.store.score_changes] == [event.id]
+    assert [change.event_id for change in scoring.store.changes] == [event.id]
     assert scoring.metric('leadflow_leads_scored_total{service="scoring",trigger="enriched"} 1.0')
 
 
@@ -145,8 +146,8 @@ async def test_an_activity_is_credited_to_its_lead_and_rescores_it() -> None:
     assert event.data.score > first.data.score
     assert event.correlation_id == first.correlation_id
     assert scoring.store.activities["act-1"].lead_id == "lead-1"
-    assert scoring.store.score_changes[-1].cause == "act-1"
-    assert scoring.store.score_changes[-1].previous_score == first.data.score
+    assert scoring.store.changes[-1].cause == "act-1"
+    assert scoring.store.changes[-1].previous_score == first.data.score
 
 
 async def test_activity_that_tips_the_score_over_the_threshold_makes_an_mql() -> None:
@@ -191,7 +192,7 @@ async def test_a_sales_touch_moves_the_stage_and_a_repeat_publishes_nothing() ->
 
     assert event.data.trigger == "touched"
     assert (event.data.lifecycle_stage, event.data.previous_stage) == ("sal", "mql")
-    assert scoring.store.score_changes[-1].cause == "accepted:touch-1"
+    assert scoring.store.changes[-1].cause == "accepted:touch-1"
     assert await scoring.touch(touched("lead-1", "accepted", "touch-2")) == []
     assert scoring.store.leads["lead-1"].lifecycle_stage == "sal"
 
@@ -225,7 +226,7 @@ async def test_the_sweep_recycles_a_stale_mql_once() -> None:
     assert (event.data.lifecycle_stage, event.data.previous_stage) == ("recycled", "mql")
     assert event.data.is_mql is False
     assert scoring.store.leads["lead-1"].lifecycle_stage == "recycled"
-    assert scoring.store.score_changes[-1].cause is None
+    assert scoring.store.changes[-1].cause is None
     _, again = await scoring.sweep("lead-1")
     assert again == []
 
@@ -239,7 +240,7 @@ async def test_the_sweep_publishes_nothing_while_nothing_moved() -> None:
 
     assert outcome is not None and not outcome.published and events == []
     assert scoring.store.leads["lead-1"].scored_at == scoring.now  # re-scored all the same
-    assert scoring.store.score_changes[-1].event_id == first.id
+    assert scoring.store.changes[-1].event_id == first.id
 
 
 async def test_the_sweep_leaves_leads_sales_owns_and_leads_an_event_holds() -> None:
@@ -267,3 +268,38 @@ async def test_a_lead_scored_by_an_older_model_is_rescored_as_a_model_change() -
 
     assert outcome is not None and event.data.trigger == "model_change"
     assert event.data.model_version == model_id
+
+
+async def test_a_decay_sweep_goes_on_while_batches_come_back_full_and_no_further_than_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deps = fake_deps()
+    batch = deps.settings.decay_sweep_batch_size
+    examined = [batch, batch, batch - 1, batch]
+
+    async def sweep_batch(_: Deps) -> handlers.SweepOutcome:
+        return handlers.SweepOutcome(examined.pop(0), 0)
+
+    monkeypatch.setattr(handlers, "sweep_batch", sweep_batch)
+    await handlers.sweep_decay(deps)
+    assert examined == [batch]  # stopped after the first short batch
+
+    examined = [batch] * (handlers.MAX_BATCHES_PER_SWEEP + 5)
+    await handlers.sweep_decay(deps)
+    assert len(examined) == 5  # a lead that keeps coming back does not keep the sweep going
+
+
+async def test_a_leads_score_is_read_with_decay_applied_and_its_history_newest_first() -> None:
+    scoring = Scoring()
+    [first] = await scoring.fill(enriched("lead-1", form_key="demo"))
+    [second] = await scoring.touch(touched("lead-1", "accepted"))
+    uow, _, _ = fake_unit_of_work(scoring.deps, NOW)
+    later = NOW + timedelta(days=60)
+
+    view = await reads.lead_score_view(uow.session, scoring.store, "lead-1", later, history_limit=10)
+
+    assert view is not None
+    assert view.current.score < first.data.score and view.current.as_of == later
+    assert view.last_published_score == second.data.score and view.lifecycle_stage == "sal"
+    assert [change.trigger for change in view.history] == ["touched", "enriched"]
+    assert await reads.lead_score_view(uow.session, scoring.store, "lead-unknown", later, history_limit=10) is None
