@@ -14,7 +14,7 @@ from leadflow_kit.privacy import privacy_router
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     deps = bootstrap(settings, clock)
-    app = create_service_app(
+    return create_service_app(
         deps.platform,
         deps,
         title="LeadFlow enrichment",
@@ -24,8 +24,3 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         routers=[accounts_router, leads_router, privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(),
     )
-    # Workaround until the kit's body limits read the platform's settings: leadflow_kit.bodies resolves
-    # @body_limit("account_import_max_bytes") through the app's state, where create_service_app no longer
-    # puts the settings.
-    app.state.settings = settings
-    return app
