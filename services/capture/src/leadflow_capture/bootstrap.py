@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from leadflow_capture import domain, web
-from leadflow_capture.forms import KnownForms
+from leadflow_capture.form_cache import KnownForms
 from leadflow_capture.metrics import CaptureMetrics
 from leadflow_capture.ratelimit import Limiters, SubmissionLimiter, TokenBuckets
 from leadflow_capture.settings import Settings
