@@ -35,9 +35,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         retention=[RetentionRule("idempotency_key", "created_at < $1",
                                  timedelta(hours=settings.idempotency_key_retention_hours))],
     )
-    # Until the kit's BoundedBodyMiddleware reads the platform's settings, it looks up a body limit named by a
-    # settings field (activities' ``max_activities_body_bytes``) on the app's state.
-    app.state.settings = settings
     _document_schemas(app, [ActivityIn, ActivityBatch])
     return app
 
