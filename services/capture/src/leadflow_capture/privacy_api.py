@@ -104,9 +104,22 @@ async def get_erasure(erasure_id: str, deps: DepsDep) -> Any:
     return found
 
 
+_LEAD = "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10"
+EVERYTHING_EXAMPLE = {
+    "email": "ada@example.com", "lead_ids": [_LEAD], "exported_at": "2026-11-23T09:00:00Z",
+    "services": {
+        "capture": {"service": "capture", "lead_ids": [_LEAD], "tables": {"lead": [
+            {"id": _LEAD, "email": "ada@example.com", "form_key": "demo-request"}]}},
+        "scoring": {"service": "scoring", "lead_ids": [_LEAD], "tables": {"lead_score": [
+            {"lead_id": _LEAD, "score": 52.0, "lifecycle_stage": "mql"}]}},
+    },
+}
+
+
 @router.get(
     "/people/export", dependencies=[Depends(require_scope("privacy:read"))],
     responses={**AUTH_ERRORS, **NAMES_NOBODY,
+               200: {"content": {"application/json": {"example": EVERYTHING_EXAMPLE}}},
                502: {"description": "A service did not answer; nothing partial is returned", "model": Problem}},
     summary="Everything LeadFlow holds about a person (GDPR art. 15), from all five services, as one document",
     description="The caller's API key must be valid on every service (the admin key, or a `privacy:read` key "
