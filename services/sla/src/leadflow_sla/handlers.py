@@ -7,6 +7,7 @@ import functools
 import logging
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadSla, LeadTouched, new_event
@@ -110,12 +111,12 @@ async def fire_due_clocks(uow: UnitOfWork[Deps], batch_size: int) -> tuple[list[
     due = await uow.deps.store.claim_due_clocks(uow.session, now, batch_size)
     fired: list[Fired] = []
     for clock in due:
-        fired += await fire_clock(clock, uow)
+        fired += await fire_clock(clock, now, uow)
     return fired, len(due)
 
 
-async def fire_clock(clock: SlaClock, uow: UnitOfWork[Deps]) -> list[Fired]:
-    store, now = uow.deps.store, uow.now()
+async def fire_clock(clock: SlaClock, now: datetime, uow: UnitOfWork[Deps]) -> list[Fired]:
+    store = uow.deps.store
     fired: list[Fired] = []
     breach_number = 0
     warned, breached = clock.warned_at is not None, clock.breached_at is not None
@@ -125,7 +126,7 @@ async def fire_clock(clock: SlaClock, uow: UnitOfWork[Deps]) -> list[Fired]:
             # Counted from the notices rather than kept on the lead row: the scheduler never waits for a
             # lock the consumer may hold (it holds lead rows, then clock rows; the scheduler holds clocks).
             number = 1 + await store.breaches_of_lead(uow.session, clock.lead_id)
-        event = await fire_threshold(clock, kind, number, uow)
+        event = await fire_threshold(clock, kind, number, now, uow)
         if event is None:
             continue
         if kind == "breach":
@@ -136,10 +137,10 @@ async def fire_clock(clock: SlaClock, uow: UnitOfWork[Deps]) -> list[Fired]:
 
 
 async def fire_threshold(
-    clock: SlaClock, kind: ThresholdKind, breach_number: int, uow: UnitOfWork[Deps]
+    clock: SlaClock, kind: ThresholdKind, breach_number: int, now: datetime, uow: UnitOfWork[Deps]
 ) -> Event[LeadSla] | None:
     """Publish the clock's warning or breach and queue its notification, unless it was already emitted."""
-    store, metrics, now = uow.deps.store, uow.deps.metrics, uow.now()
+    store, metrics = uow.deps.store, uow.deps.metrics
     sla_event = new_event(domain.threshold_data(clock, kind, breach_number), source=SOURCE, subject=clock.lead_id,
                           correlation_id=clock.correlation_id, lead_captured_at=clock.lead_captured_at, time=now)
     threshold_at = clock.warning_at if kind == "warning" else clock.due_at
