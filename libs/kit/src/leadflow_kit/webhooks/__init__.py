@@ -36,7 +36,6 @@ Wiring, in a service::
 """
 
 from leadflow_kit.webhooks.admin import webhook_admin_router
-from leadflow_kit.webhooks.compat import run_webhook_dispatcher
 from leadflow_kit.webhooks.dispatcher import WebhookDispatcher, webhook_dispatcher
 from leadflow_kit.webhooks.metrics import WebhookMetrics
 from leadflow_kit.webhooks.payload import ALL_EVENT_TYPES, subscription_patterns, webhook_payload
@@ -87,7 +86,6 @@ __all__ = [
     "next_step",
     "parse_retry_after",
     "reencrypt_webhook_secrets",
-    "run_webhook_dispatcher",
     "signature_header",
     "signed_headers",
     "subscription_patterns",
