@@ -7,7 +7,7 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.periodic import periodic
 from leadflow_kit.privacy import privacy_router
 from leadflow_kit.retention import webhook_rules
-from leadflow_kit.webhooks import webhook_admin_router
+from leadflow_kit.webhooks import webhook_admin_router, webhook_dispatcher
 from leadflow_sla.admin import router as admin_router
 from leadflow_sla.api import reports_router, router
 from leadflow_sla.bootstrap import bootstrap
@@ -32,6 +32,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             periodic("sla-scheduler", settings.scheduler_interval_seconds, deps.scheduler.fire_due),
             # The gauge is read from the database, so every replica reports the same, whole count.
             periodic("open-clocks-gauge", settings.open_clocks_refresh_seconds, deps.scheduler.refresh_open_clocks),
+            webhook_dispatcher(deps.platform, deps.webhook_metrics),
         ],
         retention=[*webhook_rules(settings), *closed_lead_rules(settings)],
     )

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.platform import Platform
+from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_sla import domain
 from leadflow_sla.bootstrap import Deps
 from leadflow_sla.domain import LeadChanges, LeadFacts, Notice, Policy, SlaClock, TimelineEvent, TimelineRecord
@@ -145,5 +146,6 @@ def fake_deps(store: FakeSlaStore | None = None, **settings: Any) -> Deps:
     """sla's Deps over the fake store; nothing connects."""
     app_settings = Settings(environment="test", **settings)
     platform = Platform.build(app_settings)
-    return Deps(platform=platform, settings=app_settings, metrics=SlaMetrics(platform.metrics.registry),
-                store=store or FakeSlaStore())
+    registry = platform.metrics.registry
+    return Deps(platform=platform, settings=app_settings, metrics=SlaMetrics(registry), store=store or FakeSlaStore(),
+                webhook_metrics=WebhookMetrics(registry))
