@@ -3,6 +3,7 @@ handler published. A service's unit tests pair it with an in-memory fake of its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -34,6 +35,13 @@ class RecordingOutbox(Outbox):
         return [event for event in self.events if event.type == event_type]
 
 
+class FakeUnitOfWork(UnitOfWork[D]):
+    """A unit of work with no transaction: what would run after the commit runs at once."""
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        action()
+
+
 def fake_unit_of_work(
     deps: D, now: datetime | None = None, prepared: dict[str, Any] | None = None
 ) -> tuple[UnitOfWork[D], RecordingOutbox, FrozenClock]:
@@ -41,4 +49,4 @@ def fake_unit_of_work(
     that reaches past its store to the database fails the test, as it should."""
     outbox = RecordingOutbox()
     clock = FrozenClock(now or datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
-    return UnitOfWork(cast(AsyncSession, None), outbox, clock, deps, prepared or {}), outbox, clock
+    return FakeUnitOfWork(cast(AsyncSession, None), outbox, clock, deps, prepared or {}), outbox, clock

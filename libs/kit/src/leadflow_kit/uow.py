@@ -7,7 +7,7 @@ The consumer opens one per batch of events; a route that runs a use case opens o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event
 from leadflow_kit.clock import Clock
+from leadflow_kit.db import after_commit
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.platform import Platform
 
@@ -42,6 +43,11 @@ class UnitOfWork(Generic[D]):
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (a metric, say) once the transaction commits: never for a rolled-back or
+        retried batch, so nothing is counted twice."""
+        after_commit(self.session, action)
 
 
 @asynccontextmanager

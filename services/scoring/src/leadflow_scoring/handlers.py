@@ -173,7 +173,7 @@ async def rescore(
                             duplicate=fill is not None)
         event = _scored_event(data, lead, fill, now)
         await uow.publish(event)
-        store.on_commit(session, partial(uow.deps.metrics.published, why.trigger, result.score, model,
+        uow.after_commit(partial(uow.deps.metrics.published, why.trigger, result.score, model,
                                          result.tier if became_mql else None))
     await store.save_score(session, ScoreWrite(
         lead_id=lead_id, result=result, model_id=model.id, stage=stage, stage_changed_at=stage_changed_at,

@@ -126,7 +126,8 @@ class DryRunSummary(BaseModel):
     average_score_change: float
 
 
-_SNAPSHOT: dict[str, JsonValue] = {"score": 52.0, "fit_grade": "B", "engagement_level": 2, "tier": "warm", "is_mql": True}
+_SNAPSHOT: dict[str, JsonValue] = {
+    "score": 52.0, "fit_grade": "B", "engagement_level": 2, "tier": "warm", "is_mql": True}
 
 
 class DryRunResult(BaseModel):

@@ -11,7 +11,7 @@ queries (model versions, reads, dry runs) use SQLAlchemy Core.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import LeadEnriched, ScoreLine
-from leadflow_kit.db import after_commit, driver_connection
+from leadflow_kit.db import driver_connection
 from leadflow_scoring import domain
 from leadflow_scoring.domain import LeadFields, Stage
 from leadflow_scoring.model import ScoringModelSpec
@@ -398,10 +398,6 @@ class ScoringStore:
 
     def __init__(self) -> None:
         self._models: dict[str, StoredModel] = {}
-
-    def on_commit(self, session: AsyncSession, action: Callable[[], None]) -> None:
-        """Run ``action`` once the transaction commits (metrics of what it published)."""
-        after_commit(session, action)
 
     # -- the consumer's hot path ---------------------------------------------------------------
 

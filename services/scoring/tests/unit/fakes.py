@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -69,9 +69,6 @@ class FakeScoringStore(ScoringStore):
         self.changes: list[ScoreWrite] = []  # the writes that explain a published event
         self.locked: list[str] = []
         self.busy: set[str] = set()
-
-    def on_commit(self, session: AsyncSession, action: Callable[[], None]) -> None:
-        action()
 
     async def lock(self, session: AsyncSession, keys: Sequence[str]) -> None:
         self.locked.extend(sorted(set(keys)))

@@ -44,7 +44,7 @@ async def record_lead_event(evt: Event[LeadData], uow: UnitOfWork[Deps]) -> None
     facts, first_at_stage = await store.record_and_lock(uow.session, record)
     if first_at_stage and record.lead_captured_at is not None:
         seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
-        store.after_commit(uow.session, functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
+        uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
     await update_lead(evt, facts, uow)
 
 
@@ -52,7 +52,7 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, uow: UnitOfWork[De
     """``facts`` is the lead, locked by this transaction; its changes are written once, after the clocks'."""
     data, store = evt.data, uow.deps.store
     if isinstance(data, LeadCaptured) and facts.form_key is None:
-        store.after_commit(uow.session, uow.deps.metrics.leads_captured.labels(data.form_key).inc)
+        uow.after_commit(uow.deps.metrics.leads_captured.labels(data.form_key).inc)
     changes = domain.lead_changes(facts, evt)
     updated = replace(facts, **changes)
     merged_fill = domain.merged_fill(evt, facts.lead_id)
@@ -95,7 +95,7 @@ async def stop_clocks(touch: LeadTouched, facts: LeadFacts, uow: UnitOfWork[Deps
     changes, speed = domain.touch_changes(facts, touch, stopped)
     if speed is not None:
         observe = metrics.speed_to_lead.labels(speed.tier, speed.team).observe
-        store.after_commit(uow.session, functools.partial(observe, speed.seconds))
+        uow.after_commit(functools.partial(observe, speed.seconds))
     return changes
 
 
@@ -151,7 +151,7 @@ async def fire_threshold(
     await uow.publish(sla_event)
     await store.enqueue_notification(uow.session, sla_notification(sla_event, clock.target_seconds), now)
     counter = metrics.warnings if kind == "warning" else metrics.breaches
-    store.after_commit(uow.session, counter.labels(clock.tier, domain.team_label(clock.team_id)).inc)
+    uow.after_commit(counter.labels(clock.tier, domain.team_label(clock.team_id)).inc)
     log.info("SLA %s for lead %s (tier %s, due %s)", kind, clock.lead_id, clock.tier, clock.due_at)
     return sla_event
 

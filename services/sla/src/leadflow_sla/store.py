@@ -9,7 +9,7 @@ which run rarely, use SQLAlchemy Core.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_kit.db import after_commit, driver_connection
+from leadflow_kit.db import driver_connection
 from leadflow_kit.webhooks import enqueue_webhook
 from leadflow_sla import domain
 from leadflow_sla.domain import (
@@ -237,10 +237,6 @@ class SlaStore:
         """Stops the lead's open clocks started by ``at``; returns them."""
         conn = await driver_connection(session)
         return [_record(SlaClock, r) for r in await conn.fetch(_STOP_CLOCKS, lead_id, at, reason)]
-
-    def after_commit(self, session: AsyncSession, action: Callable[[], None]) -> None:
-        """Run ``action`` (a metric) once the transaction commits, so a retried handler never counts twice."""
-        after_commit(session, action)
 
     # -- the scheduler: due clocks and their notices ------------------------------------------
 

@@ -4,7 +4,7 @@ and lists, with the same effects (upserts, ``ON CONFLICT DO NOTHING``, which clo
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -93,9 +93,6 @@ class FakeSlaStore(SlaStore):
                                                 next_fire_at=None)
                 stopped.append(self.clocks[clock.id])
         return stopped
-
-    def after_commit(self, session: AsyncSession, action: Callable[[], None]) -> None:
-        action()  # the fake unit of work always commits
 
     # -- the scheduler ----------------------------------------------------------------------
 
