@@ -6,11 +6,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from leadflow_kit.auth import require_scope
 from leadflow_kit.uow import unit_of_work
-from leadflow_sla import handlers, reports
+from leadflow_sla import domain, handlers, reports
 from leadflow_sla.bootstrap import DepsDep
 
 router = APIRouter(tags=["timeline"])
@@ -22,12 +22,49 @@ class TimelineStage(BaseModel):
     event_id: str
     at: datetime
     source: str
-    since_capture_ms: float | None
-    since_previous_ms: float | None
+    since_capture_ms: float | None = None
+    since_previous_ms: float | None = None
     details: dict[str, Any]
 
 
+_LEAD = "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10"
+
+
 class TimelinePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lead_id": _LEAD,
+        "stages": [
+            {"stage": "captured", "event_type": "lead.captured.v1", "event_id": "5b0e-c1", "source": "capture",
+             "at": "2026-11-23T09:00:00Z", "since_capture_ms": 0.0, "since_previous_ms": None,
+             "details": {"form_key": "demo-request", "utm_source": "google"}},
+            {"stage": "routed", "event_type": "lead.routed.v1", "event_id": "5b0e-r1", "source": "routing",
+             "at": "2026-11-23T09:00:00.041Z", "since_capture_ms": 41.0, "since_previous_ms": 12.0,
+             "details": {"owner_rep_id": "rep-ada", "owner_name": "Ada Park", "team_id": "emea",
+                         "reason": "round robin in team emea", "strategy": "round_robin", "tier": "hot"}},
+            {"stage": "webhook_delivered", "event_type": "lead.delivered.v1", "event_id": "5b0e-d1",
+             "source": "routing", "at": "2026-11-23T09:00:00.090Z", "since_capture_ms": 90.0,
+             "since_previous_ms": 49.0, "details": {"webhook_id": "msg_5b0e", "subscription_id": "crm",
+                                                    "event_type": "lead.routed", "status": "delivered",
+                                                    "attempt": 1, "status_code": 200}},
+        ],
+        "owner_changes": [{"at": "2026-11-23T09:00:00.041Z", "from_rep_id": None, "to_rep_id": "rep-ada",
+                           "team_id": "emea", "queue": None, "reason": "round robin in team emea",
+                           "escalated": False}],
+        "webhooks": [{"at": "2026-11-23T09:00:00.090Z", "webhook_id": "msg_5b0e", "subscription_id": "crm",
+                      "event_type": "lead.routed", "status": "delivered", "attempt": 1, "status_code": 200}],
+        "sla": {"state": "stopped", "outcome": "met", "breach_count": 0, "current": None, "clocks": [{
+            "clock_id": "c-5b0e", "status": "stopped", "tier": "hot", "team_id": "emea", "owner_rep_id": "rep-ada",
+            "policy_id": "default-hot", "target_seconds": 300, "business_hours": False,
+            "started_at": "2026-11-23T09:00:00.041Z", "warning_at": "2026-11-23T09:03:45.041Z",
+            "due_at": "2026-11-23T09:05:00.041Z", "warned_at": None, "breached_at": None, "breach_number": 0,
+            "stopped_at": "2026-11-23T09:02:10Z", "stop_reason": "call", "elapsed_seconds": 129.959,
+            "remaining_seconds": None, "met": True}]},
+        "funnel": {"captured_at": "2026-11-23T09:00:00Z", "stage": "mql", "mql_at": "2026-11-23T09:00:00.030Z",
+                   "accepted_at": None, "sql_at": None, "opportunity_at": None, "converted_at": None,
+                   "first_touch_at": "2026-11-23T09:02:10Z", "speed_to_lead_seconds": 130.0, "tier": "hot",
+                   "team_id": "emea", "rep_id": "rep-ada"},
+    }]})
+
     lead_id: str
     stages: list[TimelineStage]
     owner_changes: list[dict[str, Any]]
@@ -52,13 +89,20 @@ async def get_timeline(lead_id: str, deps: DepsDep) -> TimelinePublic:
 
 reports_router = APIRouter(tags=["reports"])
 
+# Worked out by the report itself from a small cohort, so the example is what the route answers.
+FUNNEL_EXAMPLE = reports.funnel_report(
+    [domain.FunnelLead("google", domain.FUNNEL_RANK[stage], speed, outcome) for stage, speed, outcome in (
+        ("captured", None, None), ("mql", 240.0, "met"), ("sql", 1800.0, "breached"), ("converted", 90.0, "met"))],
+    datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), None)
+
 
 @reports_router.get(
     "/v1/reports/funnel",
     dependencies=[Depends(require_scope("reports:read"))],
     summary="Funnel KPIs for leads captured in [from, to): stage counts, conversion rates, speed to lead, "
             "SLA compliance",
-    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    responses={200: {"content": {"application/json": {"example": jsonable_encoder(FUNNEL_EXAMPLE)},
+                                 "text/csv": {"example": reports.to_csv(FUNNEL_EXAMPLE)}}}},
 )
 async def get_funnel(
     request: Request,
