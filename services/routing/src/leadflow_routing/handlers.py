@@ -45,13 +45,13 @@ class Routed:
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
     for event in one_at_a_time(events):
         await uow.deps.store.take_routing_lock(uow.session)
-        await route_scored_lead(event, uow)
+        await route_scored_lead(event, uow, uow.now())
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
     for event in one_at_a_time(events):
         await uow.deps.store.take_routing_lock(uow.session)
-        await reroute_on_breach(event, uow)
+        await reroute_on_breach(event, uow, uow.now())
 
 
 # -- deciding -------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ async def _ruleset(uow: UnitOfWork[Deps], key: RulesetKey | None) -> domain.Rule
 # -- use cases ------------------------------------------------------------------------------
 
 
-async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps]) -> Routed | None:
+async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
     """Route a newly scored lead; a lead (or duplicate) already routed keeps its owner.
 
     A re-score of a known lead (new activity, decay) only refreshes the stored snapshot.
@@ -135,7 +135,7 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps]) -> 
     duplicate_of = scored.duplicate_of if scored.duplicate_of != scored.lead_id else None
     stored = await store.upsert_scored_lead(
         uow.session, scored, correlation_id=event.correlation_id, lead_captured_at=event.lead_captured_at,
-        now=uow.now(), duplicate_of=duplicate_of,
+        now=now, duplicate_of=duplicate_of,
     )
     lead = stored.lead
     # A new lead comes back with status "new", like one stored but never routed.
@@ -151,18 +151,18 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps]) -> 
     if kept_from is not None:
         kept_id, kept_owner, kept_team = kept_from
         owner = await store.lock_rep(uow.session, kept_owner) or domain.Rep(id=kept_owner)
-        decision = domain.kept_owner_decision(kept_id, owner, kept_team, uow.now())
-        return await apply_decision(uow, lead, decision, event, count_kept_owner=kept_id != lead.id)
+        decision = domain.kept_owner_decision(kept_id, owner, kept_team, now)
+        return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id)
 
     ruleset = await _ruleset(uow, stored.active_ruleset)
-    decision = await decide(store, uow.session, domain.LeadFacts.of(scored), uow.now(), uow.deps.settings, ruleset)
-    return await apply_decision(uow, lead, decision, event)
+    decision = await decide(store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings, ruleset)
+    return await apply_decision(uow, lead, decision, event, now)
 
 
-async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps]) -> Routed | None:
+async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
     """On an SLA breach hand the lead to the next available rep of its team (never the same rep
     again) or, after enough breaches, to the team's manager."""
-    store, sla, now = uow.deps.store, event.data, uow.now()
+    store, sla = uow.deps.store, event.data
     if sla.kind != "breach":
         return None
     lead = await store.lock_lead(uow.session, sla.lead_id)
@@ -170,7 +170,7 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps]) -> Rou
         log.info("breach for lead %s ignored: unknown or closed", sla.lead_id)
         return None
     if lead.owner_rep_id is None:
-        return await _retry_queued(uow, lead, event)
+        return await _retry_queued(uow, lead, event, now)
     if sla.owner_rep_id and sla.owner_rep_id != lead.owner_rep_id:
         # The breach is about an owner the lead no longer has; it was already re-routed.
         log.info("breach for lead %s ignored: it is about former owner %s", sla.lead_id, sla.owner_rep_id)
@@ -204,23 +204,24 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps]) -> Rou
                                       "owner kept", audit, now)
         return None
     reason = "sla_breach_escalation" if decision.outcome == "escalated" else "sla_breach"
-    return await apply_decision(uow, lead, decision, event, reroute=domain.Reroute(reason, current))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute(reason, current))
 
 
-async def _retry_queued(uow: UnitOfWork[Deps], lead: StoredLead, event: Event[LeadSla]) -> Routed | None:
+async def _retry_queued(
+    uow: UnitOfWork[Deps], lead: StoredLead, event: Event[LeadSla], now: datetime
+) -> Routed | None:
     """A lead waiting in a queue breached: route it afresh, since someone may be available now."""
     store = uow.deps.store
     breach_count = max(lead.breach_count + 1, event.data.breach_count)
     await store.set_breach_count(uow.session, lead.id, breach_count)
     ruleset = await _ruleset(uow, await store.active_ruleset_key(uow.session))
-    decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), uow.now(), uow.deps.settings,
-                            ruleset)
+    decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
     if decision.outcome == "fallback":
         log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
         return None
     decision.audit["breach_count"] = breach_count
     decision.outcome = "rerouted"
-    return await apply_decision(uow, lead, decision, event, reroute=domain.Reroute("sla_breach"))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"))
 
 
 # -- applying -------------------------------------------------------------------------------
@@ -231,12 +232,13 @@ async def apply_decision(
     lead: StoredLead,
     decision: domain.Decision,
     cause: Event[LeadScored] | Event[LeadSla],
+    now: datetime,
     *,
     reroute: domain.Reroute | None = None,
     count_kept_owner: bool = False,
 ) -> Routed:
     """Write the decision: counters, strategy state, the lead, the audit row, lead.routed, webhooks."""
-    now, store = uow.now(), uow.deps.store
+    store = uow.deps.store
     previous_owner = reroute.previous_owner_rep_id if reroute else None
     changes, turn_team_id, rr_last_rep_id = domain.rep_changes(
         decision, now, previous_owner=previous_owner, count_kept_owner=count_kept_owner)

@@ -395,7 +395,7 @@ class RoutingStore:
     ) -> UpsertedLead:
         """Store the lead's snapshot (row-locked until the transaction ends)."""
         conn = await driver_connection(session)
-        row = await conn.fetchrow(UPSERT_SCORED_LEAD, scored.lead_id, json.dumps(scored.model_dump(mode="json")),
+        row = await conn.fetchrow(UPSERT_SCORED_LEAD, scored.lead_id, scored.model_dump_json(),
                                   correlation_id, lead_captured_at, now, duplicate_of)
         assert row is not None  # an upsert returns its row
         version, created_at = row["ruleset_version"], row["ruleset_created_at"]

@@ -11,7 +11,7 @@ import pytest
 from leadflow_contracts import AccountMatch, Event, LeadProfile, LeadScored, LeadSla, new_event
 from leadflow_kit.fakes import fake_unit_of_work
 from leadflow_routing import handlers
-from leadflow_routing.domain import Condition, OutOfOffice, Rep, Rule, Team, TimeRange
+from leadflow_routing.domain import Condition, OutOfOffice, Rep, Rule, Strategy, Team, TimeRange
 
 from .fakes import FakeRoutingStore, fake_deps
 
@@ -36,7 +36,7 @@ def breach(lead_id: str = "lead-1", *, owner: str | None, breach_count: int = 1,
     return new_event(data, source="sla", subject=lead_id, time=NOW)
 
 
-def sales_team(store: FakeRoutingStore, *reps: Rep, strategy: str = "round_robin", **team: Any) -> None:
+def sales_team(store: FakeRoutingStore, *reps: Rep, strategy: Strategy = "round_robin", **team: Any) -> None:
     store.add_team(Team("sales", strategy=strategy, **team), *(reps or (Rep("rep-a"), Rep("rep-b"), Rep("rep-c"))))
     store.activate(Rule("everyone", team_id="sales"))
 
