@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
@@ -84,6 +84,38 @@ def create_service_app(
     ``retention``: the service's own rules; the sweeper also applies the inbox's (``inbox_rule``).
     """
     settings = platform.settings
+    lifespan = _lifespan(platform, deps, consumer, background, on_startup, broker_needed_for_readiness, retention)
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
+                  generate_unique_id_function=operation_id)
+    # Read only through the kit's typed dependencies (``leadflow_kit.platform``).
+    app.state.platform = platform
+    app.state.deps = deps
+    app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=platform.metrics)
+    if "*" not in settings.trusted_hosts:
+        # Added last, so it runs first: a request for another Host is turned away before anything.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    _install_error_handlers(app)
+    app.include_router(platform_router())
+    app.include_router(api_key_router())
+    for router in routers:
+        app.include_router(router)
+    _document_problems(app)
+    return app
+
+
+def _lifespan(
+    platform: Platform,
+    deps: D,
+    consumer: EventConsumer[D] | None,
+    background: Sequence[Background],
+    on_startup: Sequence[StartupHook],
+    broker_needed_for_readiness: bool,
+    retention: Sequence[RetentionRule],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the service's loops (outbox relay, consumer, background tasks, retention sweeper) and stop
+    them, then its connections, in reverse order."""
+    settings = platform.settings
     sweeper = Background("retention-sweeper", lambda: run_sweeper(
         settings, platform.db, platform.clock, platform.metrics, [inbox_rule(settings), *retention]))
 
@@ -122,23 +154,7 @@ def create_service_app(
             await platform.db.dispose()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan,
-                  generate_unique_id_function=operation_id)
-    # Read only through the kit's typed dependencies (``leadflow_kit.platform``).
-    app.state.platform = platform
-    app.state.deps = deps
-    app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware, metrics=platform.metrics)
-    if "*" not in settings.trusted_hosts:
-        # Added last, so it runs first: a request for another Host is turned away before anything.
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
-    _install_error_handlers(app)
-    app.include_router(platform_router())
-    app.include_router(api_key_router())
-    for router in routers:
-        app.include_router(router)
-    _document_problems(app)
-    return app
+    return lifespan
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ class _BoundedReceive:
     def _limit_of(self, route: Any) -> int:
         declared = getattr(getattr(route, "endpoint", None), BODY_LIMIT_ATTRIBUTE, None)
         if isinstance(declared, str):
-            return int(getattr(self.scope["app"].state.settings, declared))
+            return int(getattr(self.scope["app"].state.platform.settings, declared))
         return declared if isinstance(declared, int) else self.default_limit
 
     async def _check_caller(self, route: Any) -> None:

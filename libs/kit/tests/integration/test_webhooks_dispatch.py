@@ -25,13 +25,15 @@ from starlette.routing import Route
 from leadflow_kit.app import create_service_app
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.outbox import outbox_table
+from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import (
+    WebhookMetrics,
     WebhookSettings,
     define_webhook_tables,
     delivery_table,
     enqueue_webhook,
-    run_webhook_dispatcher,
     webhook_admin_router,
+    webhook_dispatcher,
 )
 from leadflow_stack.procs import free_port
 from leadflow_stack.testing import app_client, eventually
@@ -73,7 +75,9 @@ async def webhook_app(infra: Any, receive: Receive, **overrides: Any) -> AsyncIt
         "environment": "test", "webhook_retry_base_seconds": 0.05, "webhook_poll_interval_seconds": 0.1,
         "webhook_allow_http": True, "webhook_allowed_networks": "127.0.0.1", **overrides,
     })
-    app = create_service_app(settings, title="kit webhooks", background=[run_webhook_dispatcher],
+    platform = Platform.build(settings)
+    app = create_service_app(platform, None, title="kit webhooks",
+                             background=[webhook_dispatcher(platform, WebhookMetrics(platform.metrics.registry))],
                              routers=[webhook_admin_router(read_scope="sla:read", write_scope="sla:write")])
     try:
         async with app_client(app, "http://kit") as client:

@@ -1,4 +1,5 @@
-"""Webhook signing and the retry policy, checked against the ``standardwebhooks`` reference library."""
+"""Webhook signing (checked against the ``standardwebhooks`` reference library), the retry policy and
+the dispatcher's wiring."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from leadflow_kit.platform import Platform
+from leadflow_kit.settings import ServiceSettings
 from leadflow_kit.webhooks import (
     AttemptOutcome,
+    WebhookMetrics,
     WebhookSettings,
     active_secrets,
     new_secret,
@@ -19,6 +24,7 @@ from leadflow_kit.webhooks import (
     parse_retry_after,
     signed_headers,
     subscription_patterns,
+    webhook_dispatcher,
     webhook_payload,
 )
 
@@ -106,3 +112,17 @@ def test_the_default_schedule_starts_fast_and_backs_off_over_about_three_days() 
 def test_a_subscription_may_name_the_type_a_parent_wildcard_or_everything() -> None:
     assert subscription_patterns("lead.sla.breach") == ["lead.sla.breach", "lead.sla.*", "lead.*", "*"]
     assert subscription_patterns("ping") == ["ping", "*"]
+
+
+def test_a_retry_is_logged_and_counted_as_failed_and_a_final_outcome_as_itself() -> None:
+    labels = [next_step(AttemptOutcome(code, None), 1, NOW, SCHEDULE).label for code in (500, 204, 410)]
+    assert labels == ["failed", "delivered", "held"]
+    assert next_step(AttemptOutcome(500, None), len(SCHEDULE) + 1, NOW, SCHEDULE).label == "dead"
+
+
+def test_the_dispatcher_is_built_from_a_platform_whose_settings_send_webhooks() -> None:
+    platform = Platform.build(WebhookSettings(environment="test"))
+    background = webhook_dispatcher(platform, WebhookMetrics(platform.metrics.registry))
+    assert background.name == "webhook-dispatcher"
+    with pytest.raises(TypeError, match="not WebhookSettings"):
+        webhook_dispatcher(Platform.build(ServiceSettings(environment="test")), WebhookMetrics(CollectorRegistry()))

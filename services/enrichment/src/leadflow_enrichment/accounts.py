@@ -1,26 +1,18 @@
-"""The account directory's writes: one account at a time from the admin API, or thousands from a CSV."""
+"""The account directory's admin input: an account as the admin API takes and shows it, and thousands of them
+read from a CSV (the writes are ``EnrichmentStore.upsert_accounts``)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_enrichment import normalize
-from leadflow_enrichment.directory import bump_version
-from leadflow_enrichment.tables import account, account_domain
 from leadflow_kit.errors import FieldError
-
-CHUNK = 1000
 
 
 def _domain(value: str) -> str:
@@ -126,107 +118,6 @@ class ImportResult(BaseModel):
     errors: list[RowError] = Field(default_factory=list, description="At most the first 100 rejected rows")
 
 
-def public(row: Any) -> AccountPublic:
-    return AccountPublic.model_validate(row, from_attributes=True)
-
-
-def _values(fields: AccountFields, account_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "id": account_id, "name": fields.name, "name_key": normalize.company_key(fields.name) or fields.name.lower(),
-        "domains": fields.domains, "industry": fields.industry, "employee_count": fields.employee_count,
-        "annual_revenue": fields.annual_revenue, "country": fields.country, "owner_rep_id": fields.owner_rep_id,
-        "tier": fields.tier, "updated_at": now,
-    }
-
-
-async def upsert_accounts(session: AsyncSession, items: Sequence[AccountCreate], now: datetime) -> tuple[int, int]:
-    """Create or replace accounts (by id, else by a domain they already own); returns (created, updated).
-
-    A domain belongs to one account: the last account given it keeps it."""
-    if not items:
-        return 0, 0
-    all_domains = sorted({d for item in items for d in item.domains})
-    owner_of: dict[str, str] = {}
-    for chunk in _chunks(all_domains):
-        rows = (await session.execute(select(account_domain).where(account_domain.c.domain.in_(chunk)))).all()
-        owner_of.update({r.domain: r.account_id for r in rows})
-    values: dict[str, dict[str, Any]] = {}
-    for item in items:
-        account_id = item.id or next((owner_of[d] for d in item.domains if d in owner_of), None) \
-            or f"acct-{uuid.uuid4().hex[:16]}"
-        values[account_id] = _values(item, account_id, now)
-    ids = list(values)
-    existing: set[str] = set()
-    for chunk in _chunks(ids):
-        existing |= set((await session.execute(select(account.c.id).where(account.c.id.in_(chunk)))).scalars())
-    rows_in = list(values.values())
-    for chunk in _chunks(rows_in):
-        statement = insert(account).values([{**v, "created_at": now} for v in chunk])
-        await session.execute(statement.on_conflict_do_update(
-            index_elements=[account.c.id],
-            set_={c: statement.excluded[c] for c in chunk[0] if c not in ("id",)},
-        ))
-    for chunk in _chunks(ids):
-        await session.execute(delete(account_domain).where(account_domain.c.account_id.in_(chunk)))
-    pairs = {d: v["id"] for v in rows_in for d in v["domains"]}
-    domain_rows = [{"domain": d, "account_id": a} for d, a in pairs.items()]
-    for chunk in _chunks(domain_rows):
-        statement = insert(account_domain).values(chunk)
-        await session.execute(statement.on_conflict_do_update(
-            index_elements=[account_domain.c.domain], set_={"account_id": statement.excluded.account_id}))
-    await _drop_moved_domains(session, pairs, owner_of, set(ids))
-    await bump_version(session)
-    return len(ids) - len(existing & set(ids)), len(existing & set(ids))
-
-
-async def _drop_moved_domains(session: AsyncSession, pairs: dict[str, str], owner_before: dict[str, str],
-                              replaced: set[str]) -> None:
-    """Keep ``account.domains`` in step with ``account_domain`` when a domain moved to another account."""
-    moved: dict[str, set[str]] = {}
-    for domain, previous in owner_before.items():
-        if previous not in replaced and pairs.get(domain, previous) != previous:
-            moved.setdefault(previous, set()).add(domain)
-    for account_id, lost in moved.items():
-        kept = [d for d in await _domains_of(session, account_id) if d not in lost]
-        await session.execute(account.update().where(account.c.id == account_id).values(domains=kept))
-
-
-async def _domains_of(session: AsyncSession, account_id: str) -> list[str]:
-    return list((await session.execute(select(account.c.domains).where(account.c.id == account_id))).scalar_one())
-
-
-async def update_account(session: AsyncSession, account_id: str, changes: AccountUpdate,
-                         now: datetime) -> AccountPublic | None:
-    row = (await session.execute(select(account).where(account.c.id == account_id).with_for_update())).first()
-    if row is None:
-        return None
-    merged = AccountCreate.model_validate({**public(row).model_dump(include=set(AccountFields.model_fields)),
-                                           **changes.model_dump(exclude_unset=True), "id": account_id})
-    await upsert_accounts(session, [merged], now)
-    return await get_account(session, account_id)
-
-
-async def get_account(session: AsyncSession, account_id: str) -> AccountPublic | None:
-    row = (await session.execute(select(account).where(account.c.id == account_id))).first()
-    return public(row) if row is not None else None
-
-
-async def delete_account(session: AsyncSession, account_id: str) -> bool:
-    removed = (await session.execute(delete(account).where(account.c.id == account_id).returning(account.c.id))
-               ).first()
-    if removed is not None:
-        await bump_version(session)
-    return removed is not None
-
-
-async def list_accounts(session: AsyncSession, q: str | None, limit: int, offset: int) -> list[AccountPublic]:
-    query = select(account).order_by(account.c.name, account.c.id).limit(limit).offset(offset)
-    if q:
-        like = f"%{q.lower()}%"
-        query = query.where(or_(func.lower(account.c.name).like(like), account.c.domains.contains([q.lower()])))
-    return [public(r) for r in (await session.execute(query)).all()]
-
-
 # ---- CSV -------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("id", "name", "domains", "industry", "employee_count", "annual_revenue", "country",
@@ -293,11 +184,6 @@ def _numbers(row: dict[str, Any]) -> dict[str, Any]:
             if number is not None:
                 row[name] = int(number) if name == "employee_count" else number
     return row
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
 
 
 def to_field_errors(errors: list[RowError]) -> list[FieldError]:

@@ -9,10 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
 
 from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
-from leadflow_enrichment import accounts, domain, handlers, normalize
+from leadflow_enrichment import accounts, domain, normalize
 from leadflow_enrichment.accounts import (
     AccountCreate,
     AccountPublic,
@@ -20,7 +19,8 @@ from leadflow_enrichment.accounts import (
     CsvUnreadable,
     ImportResult,
 )
-from leadflow_enrichment.tables import lead, lead_fill
+from leadflow_enrichment.bootstrap import DepsDep
+from leadflow_enrichment.store import LeadRecord
 from leadflow_kit.auth import require_scope
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError
@@ -42,24 +42,23 @@ def _not_found(account_id: str) -> HTTPException:
 
 @accounts_router.post("", status_code=201, response_model=AccountPublic, summary="Create or replace an account",
                       dependencies=[Depends(require_scope("accounts:write"))])
-async def create_account(body: AccountCreate, request: Request) -> AccountPublic:
-    app = request.app
-    async with app.state.db.transaction() as session:
+async def create_account(body: AccountCreate, deps: DepsDep) -> AccountPublic:
+    async with deps.platform.db.transaction() as session:
         if body.id is None:
             body = body.model_copy(update={"id": f"acct-{uuid.uuid4().hex[:16]}"})
-        await accounts.upsert_accounts(session, [body], app.state.clock.now())
-        created = await accounts.get_account(session, body.id or "")
+        await deps.store.upsert_accounts(session, [body], deps.platform.clock.now())
+        created = await deps.store.get_account(session, body.id or "")
     assert created is not None
     return created
 
 
 @accounts_router.get("", response_model=list[AccountPublic], summary="List accounts (search by name or domain)",
                      dependencies=[Depends(require_scope("accounts:read"))])
-async def list_accounts(request: Request, q: str | None = Query(default=None, max_length=255),
+async def list_accounts(deps: DepsDep, q: str | None = Query(default=None, max_length=255),
                         limit: int = Query(default=100, ge=1, le=1000),
                         offset: int = Query(default=0, ge=0)) -> list[AccountPublic]:
-    async with request.app.state.db.transaction() as session:
-        return await accounts.list_accounts(session, q, limit, offset)
+    async with deps.platform.db.transaction() as session:
+        return await deps.store.list_accounts(session, q, limit, offset)
 
 
 @accounts_router.post(
@@ -71,7 +70,7 @@ async def list_accounts(request: Request, q: str | None = Query(default=None, ma
         "detail": "the CSV needs a 'name' column", "errors": [{"field": "body", "code": "csv", "message": "..."}]}}}}},
 )
 @body_limit("account_import_max_bytes")
-async def import_accounts(request: Request) -> ImportResult:
+async def import_accounts(request: Request, deps: DepsDep) -> ImportResult:
     body = await request.body()
     try:
         parsed = accounts.parse_accounts_csv(body.decode("utf-8-sig"))
@@ -80,8 +79,8 @@ async def import_accounts(request: Request) -> ImportResult:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": message, "errors": [FieldError(field="body", code="csv", message=message).model_dump()]
         }) from exc
-    async with request.app.state.db.transaction() as session:
-        created, updated = await accounts.upsert_accounts(session, parsed.accounts, request.app.state.clock.now())
+    async with deps.platform.db.transaction() as session:
+        created, updated = await deps.store.upsert_accounts(session, parsed.accounts, deps.platform.clock.now())
     return ImportResult(created=created, updated=updated, rejected=parsed.rejected, errors=parsed.errors)
 
 
@@ -100,21 +99,21 @@ class MatchPublic(BaseModel):
                      description="Runs the domain-then-fuzzy-name match for the given email, website and company "
                                  "without storing anything, to check the directory or the threshold.",
                      dependencies=[Depends(require_scope("accounts:read"))])
-async def match_account(request: Request, email: str | None = Query(default=None, max_length=320),
+async def match_account(deps: DepsDep, email: str | None = Query(default=None, max_length=320),
                         website: str | None = Query(default=None, max_length=2000),
                         company: str | None = Query(default=None, max_length=255)) -> MatchPublic:
     profile = domain.normalize_contact(LeadContact(email=email, website=website, company=company)).profile
-    async with request.app.state.db.transaction() as session:
-        matched = await handlers.match_account(session, profile, request.app.state.enrichment.directory)
+    async with deps.platform.db.transaction() as session:
+        matched = await deps.directory.match_lead(session, profile)
     return MatchPublic(company_domain=profile.company_domain, name_key=normalize.company_key(profile.company),
                        match=matched.match if matched is not None else None)
 
 
 @accounts_router.get("/{account_id}", response_model=AccountPublic, summary="One account", responses=NOT_FOUND,
                      dependencies=[Depends(require_scope("accounts:read"))])
-async def get_account(account_id: str, request: Request) -> AccountPublic:
-    async with request.app.state.db.transaction() as session:
-        found = await accounts.get_account(session, account_id)
+async def get_account(account_id: str, deps: DepsDep) -> AccountPublic:
+    async with deps.platform.db.transaction() as session:
+        found = await deps.store.get_account(session, account_id)
     if found is None:
         raise _not_found(account_id)
     return found
@@ -122,10 +121,10 @@ async def get_account(account_id: str, request: Request) -> AccountPublic:
 
 @accounts_router.patch("/{account_id}", response_model=AccountPublic, summary="Change some fields of an account",
                        responses=NOT_FOUND, dependencies=[Depends(require_scope("accounts:write"))])
-async def update_account(account_id: str, body: AccountUpdate, request: Request) -> AccountPublic:
+async def update_account(account_id: str, body: AccountUpdate, deps: DepsDep) -> AccountPublic:
     try:
-        async with request.app.state.db.transaction() as session:
-            found = await accounts.update_account(session, account_id, body, request.app.state.clock.now())
+        async with deps.platform.db.transaction() as session:
+            found = await deps.store.update_account(session, account_id, body, deps.platform.clock.now())
     except ValidationError as exc:
         # The account as changed is not a valid account (e.g. name set to null).
         raise RequestValidationError(exc.errors()) from None
@@ -136,10 +135,11 @@ async def update_account(account_id: str, body: AccountUpdate, request: Request)
 
 @accounts_router.delete("/{account_id}", status_code=204, summary="Remove an account", responses=NOT_FOUND,
                         dependencies=[Depends(require_scope("accounts:write"))])
-async def delete_account(account_id: str, request: Request) -> None:
-    async with request.app.state.db.transaction() as session:
-        if not await accounts.delete_account(session, account_id):
-            raise _not_found(account_id)
+async def delete_account(account_id: str, deps: DepsDep) -> None:
+    async with deps.platform.db.transaction() as session:
+        deleted = await deps.store.delete_account(session, account_id)
+    if not deleted:
+        raise _not_found(account_id)
 
 
 class FieldComparison(BaseModel):
@@ -194,6 +194,22 @@ class EnrichedLeadPublic(BaseModel):
     last_submitted_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, lead: LeadRecord) -> EnrichedLeadPublic:
+        original, profile = lead.original, lead.profile
+        return cls(
+            lead_id=lead.id, form_key=lead.form_key, original=original, profile=profile,
+            fields=[FieldComparison(field=f"{typed}→{made}", original=getattr(original, typed),
+                                    normalized=getattr(profile, made))
+                    for typed, made in FIELD_PAIRS if getattr(original, typed) is not None],
+            account=lead.account, quality=lead.quality, partial=lead.partial,
+            partial_reasons=lead.partial_reasons, fill_count=lead.fill_count,
+            fills=[FillPublic(captured_lead_id=f.captured_lead_id, form_key=f.form_key, submitted_at=f.submitted_at,
+                              duplicate=f.duplicate, original=f.original) for f in lead.fills],
+            enrichment_ms=lead.enrichment_ms, first_submitted_at=lead.first_submitted_at,
+            last_submitted_at=lead.last_submitted_at, updated_at=lead.updated_at,
+        )
+
 
 # Which normalized field each typed field became.
 FIELD_PAIRS = (
@@ -209,27 +225,9 @@ FIELD_PAIRS = (
                   responses={404: {"description": "No such lead",
                                    "content": {"application/json": {"example": {"detail": "no lead 'l-1'"}}}}},
                   dependencies=[Depends(require_scope("leads:read"))])
-async def get_lead(lead_id: str, request: Request) -> EnrichedLeadPublic:
-    async with request.app.state.db.transaction() as session:
-        canonical = (await session.execute(
-            select(lead_fill.c.lead_id).where(lead_fill.c.captured_lead_id == lead_id))).scalar_one_or_none()
-        row = (await session.execute(select(lead).where(lead.c.id == (canonical or lead_id)))).first()
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no lead '{lead_id}'")
-        fills = (await session.execute(
-            select(lead_fill).where(lead_fill.c.lead_id == row.id).order_by(lead_fill.c.submitted_at))).all()
-    original = LeadContact.model_validate(row.original)
-    profile = LeadProfile.model_validate(row.profile)
-    return EnrichedLeadPublic(
-        lead_id=row.id, form_key=row.form_key, original=original, profile=profile,
-        fields=[FieldComparison(field=f"{typed}→{made}", original=getattr(original, typed),
-                                normalized=getattr(profile, made))
-                for typed, made in FIELD_PAIRS if getattr(original, typed) is not None],
-        account=AccountMatch.model_validate(row.account) if row.account else None,
-        quality=DataQuality.model_validate(row.quality), partial=row.partial, partial_reasons=row.partial_reasons,
-        fill_count=row.fill_count,
-        fills=[FillPublic(captured_lead_id=f.captured_lead_id, form_key=f.form_key, submitted_at=f.submitted_at,
-                          duplicate=f.duplicate, original=LeadContact.model_validate(f.original)) for f in fills],
-        enrichment_ms=row.enrichment_ms, first_submitted_at=row.first_submitted_at,
-        last_submitted_at=row.last_submitted_at, updated_at=row.updated_at,
-    )
+async def get_lead(lead_id: str, deps: DepsDep) -> EnrichedLeadPublic:
+    async with deps.platform.db.transaction() as session:
+        found = await deps.store.enriched_lead(session, lead_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no lead '{lead_id}'")
+    return EnrichedLeadPublic.of(found)

@@ -5,50 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-import asyncpg
 from rapidfuzz import fuzz, process
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import AccountMatch
-from leadflow_enrichment.domain import Firmographics
-from leadflow_enrichment.tables import account_directory
-from leadflow_kit.db import driver_connection
-
-ACCOUNT_COLUMNS = "a.id, a.name, a.domains, a.industry, a.employee_count, a.annual_revenue, a.country, " \
-                  "a.owner_rep_id, a.tier"
-
-
-@dataclass(frozen=True)
-class AccountRecord:
-    id: str
-    name: str
-    domains: tuple[str, ...]
-    industry: str | None
-    employee_count: int | None
-    annual_revenue: float | None
-    country: str | None
-    owner_rep_id: str | None
-    tier: str | None
-
-    @classmethod
-    def of(cls, row: asyncpg.Record | Mapping[str, Any]) -> AccountRecord:
-        return cls(row["id"], row["name"], tuple(row["domains"] or ()), row["industry"], row["employee_count"],
-                   row["annual_revenue"], row["country"], row["owner_rep_id"], row["tier"])
-
-    def match(self, method: str, confidence: float, domain: str | None) -> AccountMatch:
-        return AccountMatch(
-            account_id=self.id, name=self.name, domain=domain or (self.domains[0] if self.domains else None),
-            method=method,
-            confidence=round(confidence, 4), owner_rep_id=self.owner_rep_id, tier=self.tier,
-        )
-
-    def firmographics(self) -> Firmographics:
-        return Firmographics(self.name, self.industry, self.employee_count, self.annual_revenue, self.country)
+from leadflow_contracts import AccountMatch, LeadProfile
+from leadflow_enrichment import normalize
+from leadflow_enrichment.domain import AccountRecord
+from leadflow_enrichment.store import EnrichmentStore
 
 
 @dataclass(frozen=True)
@@ -90,25 +56,29 @@ class NameIndex:
 
 
 class AccountDirectory:
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, store: EnrichmentStore, threshold: float) -> None:
+        self.store = store
         self.threshold = threshold
         self._index = NameIndex()
         self._version: int | None = None
         self._reload = asyncio.Lock()
 
+    async def match_lead(self, session: AsyncSession, profile: LeadProfile,
+                         version: int | None = None) -> Matched | None:
+        """By the website's domain, then the mailbox's, then by the company name. A free or disposable
+        mail domain is never matched, even where an older import gave one to an account."""
+        candidates = (profile.company_domain, normalize.registrable_domain(profile.email_domain))
+        domains = [d for d in candidates if d and not normalize.is_mailbox_provider(d)]
+        return await self.match(session, domains, normalize.company_key(profile.company), version=version)
+
     async def by_domain(self, session: AsyncSession, domains: Iterable[str]) -> tuple[AccountRecord, str] | None:
         wanted = [d for d in dict.fromkeys(domains) if d]
         if not wanted:
             return None
-        rows = await (await driver_connection(session)).fetch(
-            f"SELECT {ACCOUNT_COLUMNS}, d.domain FROM account a JOIN account_domain d ON d.account_id = a.id "
-            "WHERE d.domain = ANY($1::text[])",
-            wanted,
-        )
-        by_domain = {row["domain"]: row for row in rows}
+        by_domain = await self.store.accounts_by_domain(session, wanted)
         for domain in wanted:
             if domain in by_domain:
-                return AccountRecord.of(by_domain[domain]), domain
+                return by_domain[domain], domain
         return None
 
     async def by_name(self, session: AsyncSession, key: str | None,
@@ -119,9 +89,8 @@ class AccountDirectory:
         best = index.best(key, self.threshold)
         if best is None:
             return None
-        row = await (await driver_connection(session)).fetchrow(
-            f"SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id = $1", best[0])
-        return (AccountRecord.of(row), best[1] / 100) if row is not None else None
+        record = await self.store.account_record(session, best[0])
+        return (record, best[1] / 100) if record is not None else None
 
     async def match(self, session: AsyncSession, domains: Iterable[str], name_key: str | None,
                     *, version: int | None = None) -> Matched | None:
@@ -137,23 +106,14 @@ class AccountDirectory:
         return None
 
     async def _current_index(self, session: AsyncSession, version: int | None = None) -> NameIndex:
-        conn = await driver_connection(session)
         if version is None:
-            version = await conn.fetchval("SELECT version FROM account_directory WHERE id = 1")
+            version = await self.store.directory_version(session)
             if version is None:
                 raise LookupError("the account_directory row is missing")
         if version == self._version:
             return self._index
         async with self._reload:
             if version != self._version:
-                rows = await conn.fetch("SELECT id, name_key FROM account")
-                self._index = NameIndex((r["id"], r["name_key"]) for r in rows)
+                self._index = NameIndex(await self.store.account_name_keys(session))
                 self._version = version
         return self._index
-
-
-async def bump_version(session: AsyncSession) -> None:
-    """Called in the transaction of every directory change, so replicas reload their name index."""
-    await session.execute(
-        update(account_directory).where(account_directory.c.id == 1).values(version=account_directory.c.version + 1)
-    )

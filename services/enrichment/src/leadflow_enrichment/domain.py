@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
+from leadflow_contracts import AccountMatch, DataQuality, LeadCaptured, LeadContact, LeadProfile
 from leadflow_enrichment import normalize
 from leadflow_enrichment.titles import classify_title
 
@@ -25,10 +25,49 @@ class Firmographics:
 
 
 @dataclass(frozen=True)
+class AccountRecord:
+    """An account of the directory, as matching sees it."""
+
+    id: str
+    name: str
+    domains: tuple[str, ...]
+    industry: str | None
+    employee_count: int | None
+    annual_revenue: float | None
+    country: str | None
+    owner_rep_id: str | None
+    tier: str | None
+
+    def match(self, method: str, confidence: float, domain: str | None) -> AccountMatch:
+        return AccountMatch(
+            account_id=self.id, name=self.name, domain=domain or (self.domains[0] if self.domains else None),
+            method=method,
+            confidence=round(confidence, 4), owner_rep_id=self.owner_rep_id, tier=self.tier,
+        )
+
+    def firmographics(self) -> Firmographics:
+        return Firmographics(self.name, self.industry, self.employee_count, self.annual_revenue, self.country)
+
+
+@dataclass(frozen=True)
+class KnownLead:
+    """The lead a repeat fill of the same email merges into, as stored."""
+
+    id: str
+    original: LeadContact
+    custom_fields: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Normalized:
     profile: LeadProfile
     # What could not be normalized, for the quality score (the original stays on the lead).
     problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+def account_name_key(name: str) -> str:
+    """An account's name as fuzzy matching compares it."""
+    return normalize.company_key(name) or name.lower()
 
 
 def email_key(raw: str | None) -> str | None:
@@ -53,6 +92,15 @@ def fill_blank_custom_fields(existing: dict[str, str], newer: dict[str, str]) ->
         if not merged.get(name, "").strip():
             merged[name] = value
     return merged
+
+
+def merge_fill(known: KnownLead | None, captured: LeadCaptured) -> tuple[LeadContact, dict[str, str]]:
+    """The contact and custom fields a fill leaves its lead with: its own for a new person; for a repeat
+    fill, what was stored with the blanks filled from this fill."""
+    if known is None:
+        return captured.contact, captured.custom_fields
+    return (fill_blanks(known.original, captured.contact),
+            fill_blank_custom_fields(known.custom_fields, captured.custom_fields))
 
 
 def normalize_contact(contact: LeadContact, default_phone_region: str | None = None) -> Normalized:

@@ -117,7 +117,7 @@ class HttpFirmographicsProvider:
         self,
         url: str,
         *,
-        client: Callable[[], httpx.AsyncClient],
+        client: httpx.AsyncClient,
         timeout_seconds: float,
         retries: int,
         retry_backoff_seconds: float,
@@ -182,7 +182,7 @@ class HttpFirmographicsProvider:
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
 
     async def _fetch(self, domain: str) -> Firmographics | None:
-        response = await self.client().get(self.url, params={"domain": domain}, headers=self.headers,
+        response = await self.client.get(self.url, params={"domain": domain}, headers=self.headers,
                                            timeout=self.timeout)
         if response.status_code == 404:
             return None

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from leadflow_enrichment.accounts import AccountCreate, upsert_accounts
+from leadflow_enrichment.accounts import AccountCreate
 from leadflow_enrichment.settings import Settings
+from leadflow_enrichment.store import EnrichmentStore
 from leadflow_kit.clock import SystemClock
 from leadflow_kit.db import Database
 
@@ -24,4 +25,4 @@ DEMO_ACCOUNTS = (
 async def seed_demo(settings: Settings, db: Database) -> None:
     """Demo accounts (idempotent: re-running restores them as listed)."""
     async with db.transaction() as session:
-        await upsert_accounts(session, list(DEMO_ACCOUNTS), SystemClock().now())
+        await EnrichmentStore().upsert_accounts(session, list(DEMO_ACCOUNTS), SystemClock().now())

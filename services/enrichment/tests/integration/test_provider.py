@@ -14,7 +14,8 @@ import pytest
 from leadflow_contracts import LeadCaptured, LeadContact, new_event
 from leadflow_enrichment.domain import email_key
 from leadflow_enrichment.handlers import prefetch_firmographics
-from leadflow_kit.db import Database, asyncpg_dsn
+from leadflow_kit.app import app_deps
+from leadflow_kit.db import asyncpg_dsn
 from leadflow_stack.procs import free_port
 from leadflow_stack.testing import bearer
 
@@ -164,17 +165,13 @@ async def test_a_batch_asks_the_provider_side_by_side_and_once_per_domain(enrich
                                              contact=LeadContact(email=f"{name}@{company}")),
                                 source="capture", subject=str(uuid.uuid4()), lead_captured_at=now)
                       for name, company in (("ann", shared), ("bob", shared), ("cyd", other), ("dee", third))]
-            db = Database(enrichment_env.database_url, pool_size=1)
-            try:
-                prefetch = asyncio.create_task(prefetch_firmographics(events, db, service.app.state.enrichment))
-                # Two lookups in flight at once (the concurrency), and none more until one ends.
-                await _wait_for(lambda: provider.hits == 2)
-                await asyncio.sleep(0.2)
-                assert provider.hits == 2
-                provider.released.set()
-                prefetched = await prefetch
-            finally:
-                await db.dispose()
+            prefetch = asyncio.create_task(prefetch_firmographics(events, app_deps(service.app)))
+            # Two lookups in flight at once (the concurrency), and none more until one ends.
+            await _wait_for(lambda: provider.hits == 2)
+            await asyncio.sleep(0.2)
+            assert provider.hits == 2
+            provider.released.set()
+            prefetched = await prefetch
             assert provider.hits == 3, "three domains, each asked once"
             found = [prefetched[f"firmographics:{event.id}"] for event in events]
             assert [company for company, _ in found] == [shared, shared, other, third]

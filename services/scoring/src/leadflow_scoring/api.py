@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_kit.auth import require_scope
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError
-from leadflow_scoring import dryrun, reads, versions
+from leadflow_scoring import dryrun, reads
+from leadflow_scoring.bootstrap import Deps, DepsDep
 from leadflow_scoring.model import (
     InvalidModel,
     ScoringModelSpec,
@@ -32,6 +33,7 @@ from leadflow_scoring.schemas import (
     ValidationReport,
     model_public,
 )
+from leadflow_scoring.store import NothingToRollBack, UnknownModel
 
 leads_router = APIRouter(tags=["lead scores"])
 admin_router = APIRouter(prefix="/v1/admin/scoring-models", tags=["scoring models"])
@@ -66,11 +68,10 @@ DRAFT_DRY_RUN_BODY: dict[str, Any] = {"requestBody": {"content": {"application/j
     dependencies=[Depends(require_scope("leads:read"))],
     summary="A lead's score now (decay applied), its grade, tier, stage and how each past change came about",
 )
-async def get_lead_score(lead_id: str, request: Request) -> reads.LeadScorePublic:
-    state = request.app.state
-    async with state.db.transaction() as session:
+async def get_lead_score(lead_id: str, deps: DepsDep) -> reads.LeadScorePublic:
+    async with deps.platform.db.transaction() as session:
         view = await reads.lead_score_view(
-            session, state.scoring, lead_id, state.clock.now(), state.settings.score_history_limit
+            session, deps.store, lead_id, deps.platform.clock.now(), deps.settings.score_history_limit
         )
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scored lead '{lead_id}'")
@@ -100,10 +101,10 @@ def _principal_name(request: Request) -> str | None:
     return principal.name if principal is not None else None
 
 
-async def _show_active(request: Request, session: AsyncSession, model_id: str) -> None:
-    model = await request.app.state.scoring.models.get(session, model_id)
+async def _show_active(deps: Deps, session: AsyncSession, model_id: str) -> None:
+    model = await deps.store.model(session, model_id)
     if model is not None:
-        request.app.state.scoring.metrics.model_in_use(model)
+        deps.metrics.model_in_use(model)
 
 
 def _counts(spec: ScoringModelSpec) -> dict[str, int]:
@@ -132,22 +133,25 @@ async def validate(request: Request) -> ValidationReport:
 @admin_router.post("", status_code=201, response_model=ScoringModelPublic, dependencies=WRITE,
                    openapi_extra=MODEL_BODY, summary="Save a new model version (a draft until activated)")
 @body_limit(MODEL_BODY_LIMIT)
-async def create_model(request: Request) -> ScoringModelPublic:
+async def create_model(request: Request, deps: DepsDep) -> ScoringModelPublic:
     try:
         document, source = await _model_document(request)
         spec = validate_model(document)
     except InvalidModel as exc:
         raise _invalid(exc) from None
-    async with request.app.state.db.transaction() as session:
-        model_id = await versions.save_version(session, spec, source_text=source, created_by=_principal_name(request))
-        return model_public(await versions.get_version(session, model_id))
+    async with deps.platform.db.transaction() as session:
+        model_id = await deps.store.save_version(session, spec, source_text=source,
+                                                 created_by=_principal_name(request))
+        saved = await deps.store.version(session, model_id)
+    assert saved is not None  # saved in this transaction
+    return model_public(saved)
 
 
 @admin_router.get("", response_model=list[ScoringModelPublic], dependencies=READ,
                   summary="Every saved model version, newest first")
-async def list_models(request: Request) -> list[ScoringModelPublic]:
-    async with request.app.state.db.transaction() as session:
-        return [model_public(v) for v in await versions.list_versions(session)]
+async def list_models(deps: DepsDep) -> list[ScoringModelPublic]:
+    async with deps.platform.db.transaction() as session:
+        return [model_public(v) for v in await deps.store.list_versions(session)]
 
 
 @admin_router.get("/activations", dependencies=READ, summary="The activation log, newest first",
@@ -157,17 +161,14 @@ async def list_models(request: Request) -> list[ScoringModelPublic]:
                        "rolled_back_by": "ops-admin"},
                       {"id": 1, "model_id": "b2b-saas-default.v1", "activated_by": "bootstrap",
                        "activated_at": "2026-11-01T09:00:00Z"}]}}}})
-async def list_activations(request: Request) -> list[dict[str, Any]]:
-    async with request.app.state.db.transaction() as session:
-        return jsonable_encoder(await versions.activation_log(session))  # type: ignore[no-any-return]
+async def list_activations(deps: DepsDep) -> list[dict[str, Any]]:
+    async with deps.platform.db.transaction() as session:
+        return jsonable_encoder(await deps.store.activation_log(session))  # type: ignore[no-any-return]
 
 
-async def _dry_run(
-    request: Request, body: DryRunRequest, draft: ScoringModelSpec, draft_id: str | None
-) -> DryRunResult:
-    state = request.app.state
-    now = state.clock.now()
-    limit = state.settings.dry_run_max_leads
+async def _dry_run(deps: Deps, body: DryRunRequest, draft: ScoringModelSpec, draft_id: str | None) -> DryRunResult:
+    now = deps.platform.clock.now()
+    limit = deps.settings.dry_run_max_leads
     if (body.leads is None) == (body.last_n is None):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "Give either leads or last_n.",
@@ -177,19 +178,19 @@ async def _dry_run(
             "detail": f"A dry run takes at most {limit} leads.",
             "errors": [{"field": "last_n" if body.last_n else "leads", "code": "too_many",
                         "message": f"at most {limit} leads"}]})
-    async with state.db.transaction() as session:
-        current = await state.scoring.models.active(session)
+    async with deps.platform.db.transaction() as session:
+        current = await deps.store.active_model(session)
         if body.leads is not None:
             subjects = dryrun.subjects_from_request(body.leads, now)
         else:
-            subjects = await dryrun.recent_subjects(session, body.last_n or 0)
+            subjects = await dryrun.recent_subjects(session, deps.store, body.last_n or 0)
     return dryrun.compare(current.spec, current.id, draft, draft_id, subjects, now)
 
 
 @admin_router.post("/dry-run", response_model=DryRunResult, dependencies=WRITE, openapi_extra=DRAFT_DRY_RUN_BODY,
                    summary="Score leads with a draft model (not saved) and show what would change")
 @body_limit(MODEL_BODY_LIMIT)
-async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
+async def dry_run_draft(body: DryRunRequest, deps: DepsDep) -> DryRunResult:
     if body.model is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "Give the draft model.",
@@ -200,51 +201,49 @@ async def dry_run_draft(body: DryRunRequest, request: Request) -> DryRunResult:
     except InvalidModel as exc:
         raise _invalid(InvalidModel([e.model_copy(update={"field": f"model.{e.field}"}) for e in exc.errors])) \
             from None
-    return await _dry_run(request, body, spec, None)
+    return await _dry_run(deps, body, spec, None)
 
 
 @admin_router.post("/rollback", response_model=ActivationPublic, dependencies=WRITE,
                    summary="Undo the latest activation: the model active before it is active again")
-async def rollback(request: Request) -> ActivationPublic:
-    state = request.app.state
-    now = state.clock.now()
-    async with state.db.transaction() as session:
-        previous = await versions.active_version(session)
+async def rollback(request: Request, deps: DepsDep) -> ActivationPublic:
+    now = deps.platform.clock.now()
+    async with deps.platform.db.transaction() as session:
+        previous = await deps.store.active_version(session)
         try:
-            model_id = await versions.rollback(session, by=_principal_name(request), now=now)
-        except versions.NothingToRollBack as exc:
+            model_id = await deps.store.rollback(session, by=_principal_name(request), now=now)
+        except NothingToRollBack as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-        await _show_active(request, session, model_id)
+        await _show_active(deps, session, model_id)
     return ActivationPublic(active_model=model_id, previous_model=previous.id if previous else None,
                             activated_at=now)
 
 
 @admin_router.get("/{model_id}", response_model=ScoringModelPublic, dependencies=READ,
                   summary="One model version ('active' for the active one)")
-async def get_model(model_id: str, request: Request) -> ScoringModelPublic:
-    async with request.app.state.db.transaction() as session:
+async def get_model(model_id: str, deps: DepsDep) -> ScoringModelPublic:
+    async with deps.platform.db.transaction() as session:
         if model_id == "active":
-            active = await versions.active_version(session)
+            active = await deps.store.active_version(session)
             if active is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no scoring model is active")
             return model_public(active)
-        try:
-            return model_public(await versions.get_version(session, model_id))
-        except versions.UnknownModel:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
+        version = await deps.store.version(session, model_id)
+    if version is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'")
+    return model_public(version)
 
 
 @admin_router.get("/{model_id}/source", dependencies=READ, response_class=PlainTextResponse,
                   responses={200: {"content": {"text/plain": {"example": DEFAULT_MODEL_TEXT},
                                                "application/yaml": {"example": DEFAULT_MODEL_TEXT}}}},
                   summary="A version as it was posted (YAML/JSON text), comments included")
-async def get_model_source(model_id: str, request: Request) -> PlainTextResponse:
-    async with request.app.state.db.transaction() as session:
-        try:
-            version = await versions.get_version(session, model_id)
-        except versions.UnknownModel:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
-        source = await versions.source_text_of(session, model_id)
+async def get_model_source(model_id: str, deps: DepsDep) -> PlainTextResponse:
+    async with deps.platform.db.transaction() as session:
+        version = await deps.store.version(session, model_id)
+        if version is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'")
+        source = await deps.store.source_text_of(session, model_id)
     text = source if source is not None else yaml.safe_dump(version.spec, sort_keys=False)
     return PlainTextResponse(text, media_type="application/yaml")
 
@@ -252,17 +251,17 @@ async def get_model_source(model_id: str, request: Request) -> PlainTextResponse
 @admin_router.post("/{model_id}/dry-run", response_model=DryRunResult, dependencies=WRITE,
                    summary="Score leads with a saved version and show what would change against the active one")
 @body_limit(MODEL_BODY_LIMIT)
-async def dry_run_version(model_id: str, body: DryRunRequest, request: Request) -> DryRunResult:
+async def dry_run_version(model_id: str, body: DryRunRequest, deps: DepsDep) -> DryRunResult:
     if body.model is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
             "detail": "This route dry-runs a saved version; post a draft to /dry-run instead.",
             "errors": [{"field": "model", "code": "not_allowed", "message": "not allowed here"}]})
-    async with request.app.state.db.transaction() as session:
-        draft = await request.app.state.scoring.models.get(session, model_id)
+    async with deps.platform.db.transaction() as session:
+        draft = await deps.store.model(session, model_id)
     if draft is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'")
     _check_saved(draft.spec)
-    return await _dry_run(request, body, draft.spec, draft.id)
+    return await _dry_run(deps, body, draft.spec, draft.id)
 
 
 def _check_saved(spec: ScoringModelSpec) -> None:
@@ -275,18 +274,17 @@ def _check_saved(spec: ScoringModelSpec) -> None:
 
 @admin_router.post("/{model_id}/activate", response_model=ActivationPublic, dependencies=WRITE,
                    summary="Make this version the one every new score uses; the sweep re-scores the rest")
-async def activate(model_id: str, request: Request) -> ActivationPublic:
-    state = request.app.state
-    now = state.clock.now()
-    async with state.db.transaction() as session:
-        saved = await state.scoring.models.get(session, model_id)
+async def activate(model_id: str, request: Request, deps: DepsDep) -> ActivationPublic:
+    now = deps.platform.clock.now()
+    async with deps.platform.db.transaction() as session:
+        saved = await deps.store.model(session, model_id)
         if saved is not None:
             _check_saved(saved.spec)
-        previous = await versions.active_version(session)
+        previous = await deps.store.active_version(session)
         try:
-            await versions.activate(session, model_id, by=_principal_name(request), now=now)
-        except versions.UnknownModel:
+            await deps.store.activate(session, model_id, by=_principal_name(request), now=now)
+        except UnknownModel:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no scoring model '{model_id}'") from None
-        await _show_active(request, session, model_id)
+        await _show_active(deps, session, model_id)
     return ActivationPublic(active_model=model_id, previous_model=previous.id if previous else None,
                             activated_at=now)

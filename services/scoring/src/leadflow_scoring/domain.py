@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from leadflow_contracts import ScoreLine
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
 from leadflow_kit.patterns import pattern_found
 from leadflow_scoring.model import (
     GRADES,
@@ -73,29 +75,54 @@ class ScoreResult:
         return (self.score, self.fit_grade, self.engagement_level, self.tier, self.is_mql)
 
 
-def lead_facts(enriched: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat field map lead rules test, from a ``lead.enriched`` payload (as JSON data)."""
-    profile = enriched.get("profile") or {}
+class LeadFields(BaseModel):
+    """What lead rules read about a lead: the parts of ``lead.enriched`` a form fill brings (a dry run's
+    leads carry the same), as scoring keeps them with the lead's score."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    form_key: str | None = None
+    partial: bool = False
+    duplicate_of: str | None = None
+    profile: LeadProfile = Field(default_factory=LeadProfile)
+    account: AccountMatch | None = None
+    quality: DataQuality | None = None
+    attribution: Attribution = Field(default_factory=Attribution)
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, lead: BaseModel) -> LeadFields:
+        """The fields of a ``LeadEnriched`` (or a dry run's lead)."""
+        return cls.model_validate(lead, from_attributes=True)
+
+
+def email_key(email: str | None) -> str | None:
+    """An email as identities and locks key it."""
+    return email.strip().lower() if email and email.strip() else None
+
+
+def lead_facts(lead: LeadFields) -> dict[str, Any]:
+    """The flat field map lead rules test."""
+    profile = lead.profile.model_dump(mode="json")
     facts: dict[str, Any] = {}
     for name, value in profile.items():
         facts[name] = value
         facts[f"profile.{name}"] = value
-    country = (profile.get("country") or "").upper()
+    country = (lead.profile.country or "").upper()
     facts["region"] = REGION_OF.get(country)
-    facts["form_key"] = enriched.get("form_key")
-    facts["partial"] = bool(enriched.get("partial"))
-    facts["duplicate"] = enriched.get("duplicate_of") is not None
-    quality = enriched.get("quality") or {}
-    facts["data_quality"] = facts["quality.score"] = quality.get("score")
-    account = enriched.get("account")
-    facts["account"] = account.get("account_id") if account else None
+    facts["form_key"] = lead.form_key
+    facts["partial"] = lead.partial
+    facts["duplicate"] = lead.duplicate_of is not None
+    facts["data_quality"] = facts["quality.score"] = lead.quality.score if lead.quality else None
+    account = lead.account.model_dump(mode="json") if lead.account else None
+    facts["account"] = lead.account.account_id if lead.account else None
     for name, value in (account or {}).items():
         facts[f"account.{name}"] = value
-    for name, value in (enriched.get("attribution") or {}).items():
+    for name, value in lead.attribution.model_dump(mode="json").items():
         facts[f"attribution.{name}"] = value
         if name.startswith("utm_"):
             facts[name] = value
-    for name, value in (enriched.get("custom_fields") or {}).items():
+    for name, value in lead.custom_fields.items():
         facts[f"custom_fields.{name}"] = value
     return facts
 
@@ -231,79 +258,95 @@ def _tier_matches(rule: TierRule, score: float, grade: FitGrade, engagement: int
     )
 
 
+@dataclass
+class _Lines:
+    """A score's explanation as it is built: fit lines, behavior lines, and the rules blocking an MQL."""
+
+    fit: list[ScoreLine] = field(default_factory=list)
+    behavior: list[ScoreLine] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)
+
+
 def score_lead(
     spec: ScoringModelSpec, facts: Mapping[str, Any], activities: Sequence[Activity], now: datetime
 ) -> ScoreResult:
-    fit_lines: list[ScoreLine] = []
-    behavior_lines: list[ScoreLine] = []
-    blocked_by: list[str] = []
-
+    lines = _Lines()
     for fit in spec.fit_rules:
         if rule_matches(fit.all, fit.any, facts):
-            fit_lines.append(ScoreLine(rule_id=fit.id, category="fit", points=_round(fit.points),
+            lines.fit.append(ScoreLine(rule_id=fit.id, category="fit", points=_round(fit.points),
                                        reason=_reason(fit.reason, [*fit.all, *fit.any], facts)))
-
     half_life = spec.decay.half_life_days
     decayed_away = 0.0
     for behavior in spec.behavior_rules:
-        matched = _matching(behavior, behavior.activity_types, activities, now)
-        if not matched:
-            continue
-        face = behavior.points * len(matched)
-        kept = sum(
-            behavior.points * (0.5 ** (_age_days(a.occurred_at, now) / half_life)
-                               if behavior.decays and half_life else 1.0)
-            for a in matched
-        )
-        reason = f"{behavior.reason} ({_counted(matched)})"
-        if behavior.cap is not None and face > behavior.cap:
-            reason += f", capped at {behavior.cap:g}"
-            face = behavior.cap
-        kept = min(kept, face)
-        decayed_away += kept - _round(face)
-        behavior_lines.append(ScoreLine(rule_id=behavior.id, category="behavior", points=_round(face),
-                                        reason=reason))
-
+        decayed_away += _add_behavior(behavior, activities, now, half_life, lines)
     for negative in spec.negative_rules:
-        if negative.activity_types is None:
-            if rule_matches(negative.all, negative.any, facts):
-                fit_lines.append(ScoreLine(rule_id=negative.id, category="negative", points=_round(negative.points),
-                                           reason=_reason(negative.reason, [*negative.all, *negative.any], facts)))
-                if negative.blocks_mql:
-                    blocked_by.append(negative.id)
-            continue
-        matched = _matching(negative, negative.activity_types, activities, now)
-        if not matched:
-            continue
-        taken = negative.points * len(matched)
-        reason = f"{negative.reason} ({_counted(matched)})"
-        if negative.cap is not None and -taken > negative.cap:
-            taken = -negative.cap
-            reason += f", capped at -{negative.cap:g}"
-        behavior_lines.append(ScoreLine(rule_id=negative.id, category="negative", points=_round(taken),
-                                        reason=reason))
-        if negative.blocks_mql:
-            blocked_by.append(negative.id)
+        _add_negative(negative, facts, activities, now, lines)
 
     decay_points = _round(decayed_away)
     if decay_points != 0 and half_life:
-        behavior_lines.append(ScoreLine(rule_id="decay", category="decay", points=decay_points,
+        lines.behavior.append(ScoreLine(rule_id="decay", category="decay", points=decay_points,
                                         reason=f"behavioral points fade with a {half_life:g}-day half-life"))
 
-    fit_points = _round(sum(line.points for line in fit_lines))
-    behavior_points = _round(sum(line.points for line in behavior_lines))
+    fit_points = _round(sum(line.points for line in lines.fit))
+    behavior_points = _round(sum(line.points for line in lines.behavior))
     score = _round(fit_points + behavior_points)
     grade = grade_of(fit_points, spec)
     engagement = engagement_of(behavior_points, spec)
-    is_mql, mql_reason = _mql(spec, score, grade, activities, now, blocked_by)
+    is_mql, mql_reason = _mql(spec, score, grade, activities, now, lines.blocked_by)
     tier: Tier = next(
         (t.tier for t in spec.tiers if _tier_matches(t, score, grade, engagement, is_mql)), "cold"
     )
     return ScoreResult(
         score=score, fit_points=fit_points, behavior_points=behavior_points, fit_grade=grade,
-        engagement_level=engagement, is_mql=is_mql, tier=tier, lines=(*fit_lines, *behavior_lines),
-        mql_reason=mql_reason, mql_blocked_by=tuple(blocked_by),
+        engagement_level=engagement, is_mql=is_mql, tier=tier, lines=(*lines.fit, *lines.behavior),
+        mql_reason=mql_reason, mql_blocked_by=tuple(lines.blocked_by),
     )
+
+
+def _add_behavior(
+    behavior: BehaviorRule, activities: Sequence[Activity], now: datetime, half_life: float | None, lines: _Lines
+) -> float:
+    """Add a behavior rule's line (at face value, capped); returns what decay took from it (<= 0)."""
+    matched = _matching(behavior, behavior.activity_types, activities, now)
+    if not matched:
+        return 0.0
+    face = behavior.points * len(matched)
+    kept = sum(
+        behavior.points * (0.5 ** (_age_days(a.occurred_at, now) / half_life)
+                           if behavior.decays and half_life else 1.0)
+        for a in matched
+    )
+    reason = f"{behavior.reason} ({_counted(matched)})"
+    if behavior.cap is not None and face > behavior.cap:
+        reason += f", capped at {behavior.cap:g}"
+        face = behavior.cap
+    kept = min(kept, face)
+    lines.behavior.append(ScoreLine(rule_id=behavior.id, category="behavior", points=_round(face), reason=reason))
+    return kept - _round(face)
+
+
+def _add_negative(
+    negative: NegativeRule, facts: Mapping[str, Any], activities: Sequence[Activity], now: datetime, lines: _Lines
+) -> None:
+    """A negative rule on lead fields takes fit points; one on activities takes behavioral points."""
+    if negative.activity_types is None:
+        if rule_matches(negative.all, negative.any, facts):
+            lines.fit.append(ScoreLine(rule_id=negative.id, category="negative", points=_round(negative.points),
+                                       reason=_reason(negative.reason, [*negative.all, *negative.any], facts)))
+            if negative.blocks_mql:
+                lines.blocked_by.append(negative.id)
+        return
+    matched = _matching(negative, negative.activity_types, activities, now)
+    if not matched:
+        return
+    taken = negative.points * len(matched)
+    reason = f"{negative.reason} ({_counted(matched)})"
+    if negative.cap is not None and -taken > negative.cap:
+        taken = -negative.cap
+        reason += f", capped at -{negative.cap:g}"
+    lines.behavior.append(ScoreLine(rule_id=negative.id, category="negative", points=_round(taken), reason=reason))
+    if negative.blocks_mql:
+        lines.blocked_by.append(negative.id)
 
 
 def _mql(
@@ -363,6 +406,31 @@ def stage_after_touch(current: Stage, touch_type: str) -> Stage:
         # Sales may disqualify at any stage short of customer, and re-engage a disqualified lead.
         return target
     return target if STAGE_RANK[target] > STAGE_RANK[current] else current
+
+
+# When a re-score publishes lead.scored: always (a form fill, an activity), on any change of grade,
+# engagement, tier, MQL, stage or model (the sweep), or only on a stage change (a sales touch).
+Publish = Literal["always", "on_change", "on_stage"]
+
+
+def next_stage(current: Stage, is_mql: bool, override: Stage | None = None) -> Stage:
+    """The stage after a re-score: the one sales set (``override``), or scoring's own transition while
+    the lead is still scoring's."""
+    if override is not None:
+        return override
+    if current in SCORING_STAGES:
+        return stage_after_scoring(current, is_mql)
+    return current
+
+
+def worth_publishing(
+    when: Publish, *, new_lead: bool, stage_changed: bool, model_changed: bool, classification_changed: bool
+) -> bool:
+    if when == "always":
+        return True
+    if when == "on_stage":
+        return stage_changed
+    return new_lead or stage_changed or model_changed or classification_changed
 
 
 def differences(before: ScoreResult, after: ScoreResult) -> list[str]:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_scoring import domain, handlers
+from leadflow_scoring import domain
+from leadflow_scoring.domain import LeadFields
 from leadflow_scoring.model import ScoringModelSpec
 from leadflow_scoring.schemas import (
     DryRunLead,
@@ -20,7 +20,7 @@ from leadflow_scoring.schemas import (
     DryRunSummary,
     ScoreSnapshot,
 )
-from leadflow_scoring.tables import lead_score
+from leadflow_scoring.store import ScoringStore
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,6 @@ class Subject:
 def subjects_from_request(leads: Sequence[DryRunLead], now: datetime) -> list[Subject]:
     out = []
     for i, lead in enumerate(leads):
-        enriched = lead.model_dump(mode="json", exclude={"lead_id", "activities", "submitted_at"})
         activities = [
             domain.Activity(a.activity_id or f"given-{i}-{j}", a.activity_type, a.occurred_at, a.page_url,
                             dict(a.properties))
@@ -42,17 +41,14 @@ def subjects_from_request(leads: Sequence[DryRunLead], now: datetime) -> list[Su
         if lead.form_key:
             activities.append(domain.Activity(f"given-{i}-form", domain.FORM_SUBMISSION, lead.submitted_at or now,
                                               properties={"form_key": lead.form_key}))
-        out.append(Subject(lead.lead_id or f"lead-{i + 1}", domain.lead_facts(enriched), activities))
+        out.append(Subject(lead.lead_id or f"lead-{i + 1}", domain.lead_facts(LeadFields.of(lead)), activities))
     return out
 
 
-async def recent_subjects(session: AsyncSession, limit: int) -> list[Subject]:
-    rows = (
-        await session.execute(select(lead_score).order_by(lead_score.c.updated_at.desc()).limit(limit))
-    ).all()
+async def recent_subjects(session: AsyncSession, store: ScoringStore, limit: int) -> list[Subject]:
     return [
-        Subject(r.lead_id, domain.lead_facts(r.enriched), await handlers.activities_of(session, r.lead_id))
-        for r in rows
+        Subject(lead.lead_id, domain.lead_facts(lead.enriched), await store.activities_of(session, lead.lead_id))
+        for lead in await store.recent_leads(session, limit)
     ]
 
 

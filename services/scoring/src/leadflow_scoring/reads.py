@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import ScoreLine
-from leadflow_scoring import domain, handlers
-from leadflow_scoring.handlers import Scoring
-from leadflow_scoring.tables import lead_identity, lead_score, score_change
+from leadflow_scoring import domain
+from leadflow_scoring.store import ScoreChange, ScoringStore
 
 
 class ScoreNow(BaseModel):
@@ -29,20 +26,8 @@ class ScoreNow(BaseModel):
     breakdown: list[ScoreLine]
 
 
-class ScoreChangePublic(BaseModel):
-    at: datetime
-    trigger: str
-    cause: str | None
-    score: float
-    previous_score: float | None
-    fit_grade: str
-    engagement_level: int
-    tier: str
-    is_mql: bool
-    model_version: str
-    lifecycle_stage: str
-    previous_stage: str | None
-    breakdown: list[ScoreLine]
+class ScoreChangePublic(ScoreChange):
+    pass
 
 
 class LeadScorePublic(BaseModel):
@@ -56,33 +41,17 @@ class LeadScorePublic(BaseModel):
     history: list[ScoreChangePublic] = Field(description="Every published score, newest first")
 
 
-async def canonical_lead_id(session: AsyncSession, lead_id: str) -> str:
-    found = (
-        await session.execute(
-            select(lead_identity.c.lead_id).where(lead_identity.c.kind == "lead", lead_identity.c.value == lead_id)
-        )
-    ).scalar_one_or_none()
-    return str(found) if found is not None else lead_id
-
-
 async def lead_score_view(
-    session: AsyncSession, scoring: Scoring, lead_id: str, now: datetime, history_limit: int
+    session: AsyncSession, store: ScoringStore, lead_id: str, now: datetime, history_limit: int
 ) -> LeadScorePublic | None:
-    lead_id = await canonical_lead_id(session, lead_id)
-    row = (await session.execute(select(lead_score).where(lead_score.c.lead_id == lead_id))).first()
-    if row is None:
+    lead_id = await store.canonical_lead_id(session, lead_id)
+    lead = await store.scored_lead(session, lead_id)
+    if lead is None:
         return None
-    model = await scoring.models.active(session)
-    activities = await handlers.activities_of(session, lead_id)
-    result = domain.score_lead(model.spec, domain.lead_facts(row.enriched), activities, now)
-    changes = (
-        await session.execute(
-            select(score_change)
-            .where(score_change.c.lead_id == lead_id)
-            .order_by(score_change.c.id.desc())
-            .limit(history_limit)
-        )
-    ).all()
+    model = await store.active_model(session)
+    activities = await store.activities_of(session, lead_id)
+    result = domain.score_lead(model.spec, domain.lead_facts(lead.enriched), activities, now)
+    changes = await store.score_changes(session, lead_id, history_limit)
     return LeadScorePublic(
         lead_id=lead_id,
         current=ScoreNow(
@@ -91,20 +60,10 @@ async def lead_score_view(
             is_mql=result.is_mql, mql_reason=result.mql_reason, model_version=model.id, as_of=now,
             breakdown=list(result.lines),
         ),
-        lifecycle_stage=row.lifecycle_stage,
-        stage_changed_at=row.stage_changed_at,
-        mql_at=row.mql_at,
-        last_published_score=row.score,
-        last_scored_at=row.scored_at,
-        history=[_change(c) for c in changes],
+        lifecycle_stage=lead.lifecycle_stage,
+        stage_changed_at=lead.stage_changed_at,
+        mql_at=lead.mql_at,
+        last_published_score=lead.score,
+        last_scored_at=lead.scored_at,
+        history=[ScoreChangePublic.model_validate(change, from_attributes=True) for change in changes],
     )
-
-
-def _change(row: Any) -> ScoreChangePublic:
-    return ScoreChangePublic(
-        at=row.at, trigger=row.trigger, cause=row.cause, score=row.score, previous_score=row.previous_score,
-        fit_grade=row.fit_grade, engagement_level=row.engagement_level, tier=row.tier, is_mql=row.is_mql,
-        model_version=row.model_id, lifecycle_stage=row.lifecycle_stage, previous_stage=row.previous_stage,
-        breakdown=[ScoreLine.model_validate(line) for line in row.breakdown],
-    )
-

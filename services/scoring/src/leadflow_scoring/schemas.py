@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
 from leadflow_kit.errors import FieldError
 from leadflow_scoring.model import default_model
-from leadflow_scoring.versions import ModelVersion
+from leadflow_scoring.store import ModelVersion
 
 
 class ScoringModelPublic(BaseModel):

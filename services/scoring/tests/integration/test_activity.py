@@ -110,10 +110,11 @@ async def test_mql_crossing_on_an_activity_delivered_twice_emits_one_transition(
 async def _until_stored(scoring: Harness, count: int, identity: str, timeout: float = 20.0) -> None:
     from sqlalchemy import func, or_, select
 
+    from leadflow_kit.app import app_deps
     from leadflow_scoring.tables import activity as activity_table
 
     async def stored() -> int:
-        async with scoring.app.state.db.transaction() as session:
+        async with app_deps(scoring.app).platform.db.transaction() as session:
             query = select(func.count()).select_from(activity_table).where(or_(
                 activity_table.c.visitor_id == identity, activity_table.c.wanted_lead_id == identity))
             return int((await session.execute(query)).scalar_one())

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from leadflow_kit.db import Database
-from leadflow_scoring import versions
 from leadflow_scoring.model import ScoringModelSpec
+from leadflow_scoring.store import ScoringStore
 
 from .conftest import Harness, enriched, new_id
 from .test_admin_models import default_document
@@ -55,7 +55,7 @@ async def test_a_version_saved_before_the_check_is_refused_at_dry_run_and_activa
     spec = ScoringModelSpec.model_validate(with_pattern(r"(intern)\s+\1", "b2b-saas-legacy"))
     db = Database(scoring.settings.database_url)
     async with db.transaction() as session:
-        model_id = await versions.save_version(session, spec, source_text=None, created_by="an older release")
+        model_id = await ScoringStore().save_version(session, spec, source_text=None, created_by="an older release")
     await db.dispose()
     active = (await scoring.get("/v1/admin/scoring-models/active")).json()["id"]
 

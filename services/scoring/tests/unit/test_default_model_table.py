@@ -178,9 +178,9 @@ ROWS = [
 ]
 
 
-def enriched_payload(row: Row) -> dict[str, Any]:
-    return {"lead_id": "l", "form_key": "demo", "profile": row.profile, "quality": {"score": row.quality},
-            "account": row.account, **row.extra}
+def enriched_payload(row: Row) -> domain.LeadFields:
+    return domain.LeadFields.model_validate({"lead_id": "l", "form_key": "demo", "profile": row.profile,
+                                             "quality": {"score": row.quality}, "account": row.account, **row.extra})
 
 
 def test_the_table_has_at_least_thirty_leads() -> None:
@@ -226,7 +226,8 @@ def test_blocked_mql_says_which_rule_blocked_it() -> None:
 
 @pytest.mark.parametrize("activity_type", [t for t in ACTIVITY_TYPES if t not in INTERNAL_ACTIVITY_TYPES])
 def test_the_default_model_credits_every_documented_activity_type(activity_type: str) -> None:
-    facts = domain.lead_facts({"lead_id": "l", "form_key": "demo", "profile": US_SOFTWARE, "quality": {"score": 70}})
+    facts = domain.lead_facts(domain.LeadFields.model_validate(
+        {"lead_id": "l", "form_key": "demo", "profile": US_SOFTWARE, "quality": {"score": 70}}))
     # A careers page counts against the lead only under /careers; a plain page view counts anywhere.
     url = "/careers" if activity_type == "careers_page_view" else "/product"
     result = domain.score_lead(MODEL, facts, [act(activity_type, page_url=url)], NOW)

@@ -12,9 +12,10 @@ from leadflow_scoring.model import default_model, validate_model
 
 MODEL = default_model()
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-GOOD_FIT = domain.lead_facts({"profile": {"industry": "SaaS", "employee_count": 300, "seniority": "director",
-                                          "function": "sales", "country": "GB", "email_type": "corporate"},
-                              "quality": {"score": 70}})  # fit 61, grade A
+GOOD_FIT = domain.lead_facts(domain.LeadFields.model_validate(
+    {"profile": {"industry": "SaaS", "employee_count": 300, "seniority": "director",
+                 "function": "sales", "country": "GB", "email_type": "corporate"},
+     "quality": {"score": 70}}))  # fit 61, grade A
 
 
 def demo(at: datetime, n: int = 1) -> list[domain.Activity]:
@@ -74,8 +75,9 @@ def test_negative_activity_rules_are_capped_and_lead_rules_hit_the_grade() -> No
     assert result.fit_grade == "A"  # activity negatives lower engagement, not fit
     assert result.behavior_points == -30
 
-    student = domain.lead_facts({"profile": {**{"industry": "SaaS", "employee_count": 300},
-                                             "email_domain": "mit.edu"}, "quality": {"score": 70}})
+    student = domain.lead_facts(domain.LeadFields.model_validate(
+        {"profile": {**{"industry": "SaaS", "employee_count": 300}, "email_domain": "mit.edu"},
+         "quality": {"score": 70}}))
     graded = domain.score_lead(MODEL, student, [], T0)
     assert graded.fit_points == 0 and graded.fit_grade == "D"
     assert graded.mql_blocked_by == ("student",)
@@ -119,9 +121,9 @@ def test_sales_touches_move_the_later_stages_forward(current: domain.Stage, touc
 
 
 def test_region_is_derived_from_the_country() -> None:
-    assert domain.lead_facts({"profile": {"country": "de"}})["region"] == "emea"
-    assert domain.lead_facts({"profile": {"country": "BR"}})["region"] == "latam"
-    assert domain.lead_facts({"profile": {}})["region"] is None
+    assert domain.lead_facts(domain.LeadFields.model_validate({"profile": {"country": "de"}}))["region"] == "emea"
+    assert domain.lead_facts(domain.LeadFields.model_validate({"profile": {"country": "BR"}}))["region"] == "latam"
+    assert domain.lead_facts(domain.LeadFields.model_validate({"profile": {}}))["region"] is None
 
 
 def test_differences_describe_a_model_change_in_words() -> None:

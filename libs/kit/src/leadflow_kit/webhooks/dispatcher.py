@@ -1,0 +1,398 @@
+"""``WebhookDispatcher``: claims due deliveries, signs and POSTs them, and records each outcome
+(retrying on the policy's schedule); ``webhook_dispatcher`` runs one beside a service's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+
+from leadflow_contracts import LeadDelivered, new_event
+from leadflow_kit.clock import Clock, SystemClock
+from leadflow_kit.db import Database
+from leadflow_kit.egress import guarded_client
+from leadflow_kit.failures import is_infrastructure_error
+from leadflow_kit.outbox import Outbox
+from leadflow_kit.platform import Background, Platform
+from leadflow_kit.secretbox import SecretBox
+from leadflow_kit.webhooks.metrics import WebhookMetrics
+from leadflow_kit.webhooks.policy import AttemptOutcome, NextStep, next_step, parse_retry_after
+from leadflow_kit.webhooks.settings import WebhookSettings, webhook_settings
+from leadflow_kit.webhooks.signing import active_secrets, signed_headers
+from leadflow_kit.webhooks.store import DueDelivery, WebhookStore, listen_for_wakeups, webhook_transaction
+
+log = logging.getLogger(__name__)
+
+# How much of a failed response's body the delivery log keeps: enough to debug, too little to be a
+# channel for reading back what a receiver answered.
+FAILURE_BODY_BYTES = 1024
+# A 2xx body is read (and dropped) up to this much so the connection can be reused.
+SUCCESS_BODY_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    due: DueDelivery
+    # None when no configured encryption key opens the subscription's secret: nothing is sent.
+    secrets: list[str] | None
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    row: _Claimed
+    outcome: AttemptOutcome
+    step: NextStep
+    elapsed: float
+    at: datetime
+
+    @property
+    def number(self) -> int:
+        return self.row.due.attempts + 1
+
+
+def _clip(text: str, limit: int = FAILURE_BODY_BYTES) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body: a receiver cannot make us buffer more."""
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > limit:
+            break
+    return bytes(data[:limit])
+
+
+class WebhookDispatcher:
+    """Sends due deliveries; any number of replicas may run (rows are claimed, not shared).
+
+    Each claimed row is sent by its own task and recorded as soon as it ends; a subscription has at
+    most ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
+    """
+
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        db: Database,
+        http: httpx.AsyncClient,
+        metrics: WebhookMetrics,
+        outbox: Outbox | None = None,
+        clock: Clock | None = None,
+        box: SecretBox | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.http = http
+        self.metrics = metrics
+        self.outbox = outbox or Outbox(settings.topic_prefix)
+        self.clock = clock or SystemClock()
+        self.box = box or settings.secret_box()
+        self.service = settings.service_name
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._in_flight: dict[str, int] = {}
+        # Rows this dispatcher is sending or has yet to record: never claimed again meanwhile, even if
+        # the clock passes their lease (an injected clock can jump).
+        self._sending_ids: set[int] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._finished: list[_Attempt] = []
+        # ciphertext -> secret: each stored secret is decrypted once, not per delivery.
+        self._plaintext: dict[str, str] = {}
+
+    @property
+    def lease(self) -> timedelta:
+        # A claimed row is hidden this long; if this process dies mid-send, it becomes due again.
+        return timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = await self._listen()
+        try:
+            while not self._stopping.is_set():
+                # Cleared before the round: a NOTIFY or a finished send during the round wakes the next one at once.
+                self._wake.clear()
+                try:
+                    await self._record_finished()
+                    more_due = await self._start_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # An outage is one line a round; anything else deserves its stack trace.
+                    log.warning("webhook dispatch round failed (%s: %s); retrying", type(exc).__name__, exc,
+                                exc_info=not is_infrastructure_error(exc))
+                    await self._sleep(1.0)
+                    continue
+                if more_due or self._wake.is_set():
+                    continue
+                idle = await self._idle_wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), idle)
+                if listener is None or listener.is_closed():
+                    # Lost with a database restart: listen again, or wake-ups would wait for the poll.
+                    listener = await self._listen()
+        finally:
+            for task in list(self._sending):
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._record_finished()
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            return await listen_for_wakeups(self.db, self._wake.set)
+        except Exception as exc:
+            log.warning("webhook dispatcher cannot LISTEN (%s: %s); polling until it can", type(exc).__name__, exc)
+            return None
+
+    async def _idle_wait(self) -> float:
+        """Sleep until the next due row (bounded by the poll interval)."""
+        poll = self.settings.webhook_poll_interval_seconds
+        try:
+            async with webhook_transaction(self.db) as store:
+                due = await store.next_due_at()
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        wait = (due - self.clock.now()).total_seconds()
+        # A row already due that the last claim left is waiting for a send in flight (its
+        # subscription's share, or an earlier delivery of its lead): that send's end wakes us.
+        return poll if wait <= 0 else min(wait, poll)
+
+    async def _start_due(self) -> bool:
+        """Claim what is due and free to go, each row sent by its own task; True when the claim was
+        cut short by the batch size (more may be due at once)."""
+        free = self.settings.webhook_concurrency - len(self._sending)
+        limit = min(free, self.settings.webhook_batch_size)
+        if limit <= 0:
+            return False
+        claimed = await self._claim(limit)
+        for row in claimed:
+            due = row.due
+            self._in_flight[due.subscription_id] = self._in_flight.get(due.subscription_id, 0) + 1
+            self._sending_ids.add(due.id)
+            task = asyncio.create_task(self._deliver(row), name=f"webhook-{due.webhook_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return len(claimed) >= limit and limit < free
+
+    async def _deliver(self, row: _Claimed) -> None:
+        due = row.due
+        try:
+            # Not `self._finished.append(await ...)`: that would take the list before the await, and
+            # the loop swaps it for a fresh one while sends are in flight.
+            attempt = await self._attempt(row)
+            self._finished.append(attempt)
+        except asyncio.CancelledError:
+            self._sending_ids.discard(due.id)
+            raise
+        except Exception:
+            # The lease runs out and the row is sent again with the same webhook-id.
+            self._sending_ids.discard(due.id)
+            log.exception("sending webhook %s failed unexpectedly", due.webhook_id)
+        finally:
+            left = self._in_flight.get(due.subscription_id, 1) - 1
+            if left > 0:
+                self._in_flight[due.subscription_id] = left
+            else:
+                self._in_flight.pop(due.subscription_id, None)
+            self._wake.set()
+
+    async def _record_finished(self) -> None:
+        if self._finished:
+            finished, self._finished = self._finished, []
+            try:
+                await self._record_all(finished)
+            finally:
+                self._sending_ids.difference_update(a.row.due.id for a in finished)
+
+    async def _claim(self, limit: int) -> list[_Claimed]:
+        now = self.clock.now()
+        share = self.settings.webhook_subscription_concurrency
+        saturated = [sub for sub, n in self._in_flight.items() if n >= share]
+        async with webhook_transaction(self.db) as store:
+            found = await store.claim_due(now, limit=limit, share=share, skip_subscriptions=saturated,
+                                          skip_ids=list(self._sending_ids))
+            kept = self._within_shares(found, share)
+            if not kept:
+                return []
+            # Rows left out stay due; their row locks end with this transaction.
+            await store.lease([r.id for r in kept], now + self.lease)
+        return [_Claimed(r, self._signing_secrets(r, now)) for r in kept]
+
+    def _within_shares(self, due: Sequence[DueDelivery], share: int) -> list[DueDelivery]:
+        """The claimed rows that keep each subscription within its share of sends in flight."""
+        taken: dict[str, int] = {}
+        kept = []
+        for r in due:
+            sub = r.subscription_id
+            if self._in_flight.get(sub, 0) + taken.get(sub, 0) < share:
+                taken[sub] = taken.get(sub, 0) + 1
+                kept.append(r)
+        return kept
+
+    def _signing_secrets(self, r: DueDelivery, now: datetime) -> list[str] | None:
+        try:
+            current = self._decrypt(r.secret_ciphertext)
+            previous = r.previous_secret_ciphertext
+            return active_secrets(current, None if previous is None else self._decrypt(previous),
+                                  r.previous_secret_expires_at, now)
+        except ValueError:
+            log.error("no configured encryption key opens the signing secret of webhook subscription %s",
+                      r.subscription_id)
+            return None
+
+    def _decrypt(self, ciphertext: str) -> str:
+        plaintext = self._plaintext.get(ciphertext)
+        if plaintext is None:
+            plaintext = self.box.decrypt(ciphertext)
+            if len(self._plaintext) >= 10_000:
+                self._plaintext.clear()
+            self._plaintext[ciphertext] = plaintext
+        return plaintext
+
+    async def _send(self, row: _Claimed) -> tuple[AttemptOutcome, float]:
+        due = row.due
+        if row.secrets is None:
+            return AttemptOutcome(None, "not sent: no configured encryption key opens the signing secret"), 0.0
+        # The signature's timestamp is the wall clock even under an injected clock: receivers reject
+        # timestamps more than five minutes from their own time.
+        headers = signed_headers(row.secrets, due.webhook_id, datetime.now(UTC), due.payload)
+        timeout = self.settings.webhook_timeout_seconds
+        started = time.perf_counter()
+        try:
+            # One deadline for the whole exchange: a receiver that drips its answer cannot hold a slot.
+            async with (
+                asyncio.timeout(timeout),
+                self.http.stream("POST", due.url, content=due.payload.encode(), headers=headers,
+                                 timeout=timeout) as response,
+            ):
+                ok = 200 <= response.status_code < 300
+                body = await _read_prefix(response, SUCCESS_BODY_BYTES if ok else FAILURE_BODY_BYTES)
+        except Exception as exc:
+            return AttemptOutcome(None, _clip(f"{type(exc).__name__}: {exc}")), time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        error = None if ok else f"HTTP {response.status_code}: {_clip(body.decode(errors='replace'))}"
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+        return AttemptOutcome(response.status_code, error, retry_after), elapsed
+
+    async def _attempt(self, row: _Claimed) -> _Attempt:
+        outcome, elapsed = await self._send(row)
+        self.metrics.duration.labels(self.service).observe(elapsed)
+        now = self.clock.now()
+        step = next_step(
+            outcome, row.due.attempts + 1, now, self.settings.webhook_retry_schedule(),
+            jitter_ratio=self.settings.webhook_jitter_ratio,
+            max_retry_after=self.settings.webhook_max_retry_after_seconds,
+        )
+        return _Attempt(row, outcome, step, elapsed, now)
+
+    async def _record_all(self, attempts: Sequence[_Attempt]) -> None:
+        """Record finished attempts in one transaction (one commit for all), or one by one if that
+        fails, so one bad row cannot make the others be sent again. While the database is
+        unreachable the outcomes wait for it: a delivery already made must not be made again."""
+        try:
+            recorded = await self._record_through_outages(attempts)
+        except Exception:
+            if len(attempts) == 1:
+                # The lease expires and the row is sent again with the same webhook-id.
+                log.exception("could not record webhook outcome for %s", attempts[0].row.due.webhook_id)
+                return
+            log.warning("recording %d webhook outcomes together failed; recording them one by one",
+                        len(attempts), exc_info=True)
+            for attempt in attempts:
+                await self._record_all([attempt])
+            return
+        for attempt, was_recorded in zip(attempts, recorded, strict=True):
+            if was_recorded:
+                self._report(attempt)
+
+    async def _record_through_outages(self, attempts: Sequence[_Attempt]) -> list[bool]:
+        backoff = 0.2
+        while True:
+            try:
+                async with webhook_transaction(self.db) as store:
+                    return [await self._record(store, attempt) for attempt in attempts]
+            except Exception as exc:
+                if not is_infrastructure_error(exc) or self._stopping.is_set():
+                    raise
+                log.warning("recording %d webhook outcomes waits on the database (%s: %s); retrying in %.1fs",
+                            len(attempts), type(exc).__name__, exc, backoff)
+                await self._sleep(backoff + random.uniform(0, backoff))
+                backoff = min(backoff * 2, 5.0)
+
+    def _report(self, attempt: _Attempt) -> None:
+        due, step, outcome = attempt.row.due, attempt.step, attempt.outcome
+        self.metrics.deliveries.labels(self.service, step.label).inc()
+        if step.status == "dead":
+            log.error("webhook %s to subscription %s is dead after %d attempts: %s",
+                      due.webhook_id, due.subscription_id, attempt.number, outcome.error)
+        elif step.status == "pending":
+            log.info("webhook %s attempt %d failed (%s); next at %s",
+                     due.webhook_id, attempt.number, outcome.error, step.next_attempt_at)
+
+    async def _record(self, store: WebhookStore, attempt: _Attempt) -> bool:
+        """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
+        due, outcome, step, now = attempt.row.due, attempt.outcome, attempt.step, attempt.at
+        if not await store.record_attempt(due.id, due.attempts, outcome, step, now, attempt.elapsed):
+            return False
+        if step.disable_subscription:
+            await store.disable_subscription(due.subscription_id, "endpoint answered 410 Gone", now)
+            log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone; its deliveries are held "
+                        "until it is enabled again", due.subscription_id)
+        if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
+            data = LeadDelivered(
+                lead_id=due.lead_id, webhook_id=due.webhook_id, subscription_id=due.subscription_id,
+                event_type_delivered=due.event_type, status=step.status, attempt=attempt.number,
+                status_code=outcome.status_code, error=outcome.error, at=now,
+            )
+            await self.outbox.add(
+                store.session,
+                new_event(data, source=self.service, subject=due.lead_id, correlation_id=due.correlation_id,
+                          lead_captured_at=due.lead_captured_at, time=now),
+            )
+        return True
+
+    async def _sleep(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics) -> Background:
+    """The service's dispatcher, to run beside its routes. It sends through its own client, which checks
+    every connection against the egress policy."""
+    settings = webhook_settings(platform)
+
+    async def run() -> None:
+        http = guarded_client(settings.egress_policy(),
+                              limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2,
+                                                  max_keepalive_connections=settings.webhook_concurrency))
+        dispatcher = WebhookDispatcher(settings, platform.db, http, metrics, platform.outbox, platform.clock)
+        try:
+            await dispatcher.run()
+        finally:
+            dispatcher.stop()
+            await http.aclose()
+
+    return Background("webhook-dispatcher", run)

@@ -1,0 +1,446 @@
+"""Every SQL statement of the webhook machinery, behind named methods that take and return typed values.
+
+A ``WebhookStore`` works inside one transaction: the caller's session (``enqueue_webhook``, in the
+transaction of the business change), or one of its own (``webhook_transaction(db)``). The hot paths
+(enqueue, claim, record) are plain SQL on the asyncpg connection; the admin queries are SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_kit.db import Database, asyncpg_dsn, driver_connection
+from leadflow_kit.webhooks.payload import subscription_patterns, webhook_payload
+from leadflow_kit.webhooks.policy import AttemptOutcome, DeliveryStatus, NextStep
+from leadflow_kit.webhooks.tables import attempt_table, delivery_table, subscription_table
+
+# NOTIFY'd when a delivery becomes due now (queued, replayed, released): every dispatcher LISTENs.
+WEBHOOK_CHANNEL = "leadflow_webhook"
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str]
+    secret_ciphertext: str
+    previous_secret_ciphertext: str | None
+    previous_secret_expires_at: datetime | None
+    active: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    webhook_id: str
+    subscription_id: str
+    event_type: str
+    lead_id: str
+    payload: str
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    status: str
+    attempts: int
+    replays: int
+    next_attempt_at: datetime
+    leased_until: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    delivery_id: int
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    outcome: str
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A due delivery as the claim finds it, with its subscription's URL and (encrypted) secrets."""
+
+    id: int
+    webhook_id: str
+    subscription_id: str
+    event_type: str
+    lead_id: str
+    payload: str
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    attempts: int
+    url: str
+    secret_ciphertext: str
+    previous_secret_ciphertext: str | None
+    previous_secret_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredSecrets:
+    subscription_id: str
+    secret_ciphertext: str
+    previous_secret_ciphertext: str | None
+
+
+class _Columns(Protocol):
+    """A row by column name: SQLAlchemy's ``RowMapping``, asyncpg's ``Record``."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+def _typed(kind: type[R], row: _Columns) -> R:
+    return kind(**{field.name: row[field.name] for field in fields(kind)})  # type: ignore[arg-type]
+
+
+# One round trip: routing's transactions serialize, so each statement per lead is a wait for every
+# lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
+_ENQUEUE = (
+    "WITH subscriber AS (SELECT id, active FROM webhook_subscription WHERE deleted_at IS NULL "
+    "AND event_types && $1::varchar[]), "
+    "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
+    "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
+    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7, "
+    "CASE WHEN active THEN 'pending' ELSE 'held' END FROM subscriber "
+    "ORDER BY id RETURNING webhook_id, subscription_id) "
+    "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id"
+)
+
+# Each active subscription's due rows in turn (at most its share, so one receiver's backlog cannot
+# crowd out the others), skipping a row while an earlier one of the same lead to the same
+# subscription is still open (per-lead order).
+_CLAIM = (
+    "SELECT d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id,"
+    " d.lead_captured_at, d.attempts, s.url, s.secret_ciphertext, s.previous_secret_ciphertext,"
+    " s.previous_secret_expires_at"
+    " FROM webhook_subscription s CROSS JOIN LATERAL ("
+    " SELECT * FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
+    " AND d.next_attempt_at <= $1 AND d.id <> ALL($5::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
+    " WHERE e.subscription_id = d.subscription_id AND e.lead_id = d.lead_id AND e.id < d.id"
+    " AND e.status IN ('pending', 'held'))"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE SKIP LOCKED) d"
+    " WHERE s.active AND s.deleted_at IS NULL AND s.id <> ALL($4::varchar[])"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $2"
+)
+
+# One statement records an attempt: the delivery's new state (held instead of pending when its
+# subscription was disabled meanwhile), its attempt row only if the state was still ours (a replay
+# or another dispatcher may have recorded it; theirs wins), and on a success the subscription's
+# backlog made due at once: the receiver is back, nothing should wait out its backoff.
+_RECORD = (
+    "WITH updated AS ("
+    " UPDATE webhook_delivery SET status = CASE WHEN $3 = 'pending' AND NOT EXISTS (SELECT 1 FROM"
+    " webhook_subscription s WHERE s.id = subscription_id AND s.active AND s.deleted_at IS NULL) THEN 'held'"
+    " ELSE $3 END, attempts = $4, next_attempt_at = $5, leased_until = NULL, last_attempt_at = $6,"
+    " last_status_code = $7, last_error = $8, delivered_at = $9"
+    " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id, subscription_id, status),"
+    " woken AS ("
+    " UPDATE webhook_delivery w SET next_attempt_at = $6 FROM updated u"
+    " WHERE u.status = 'delivered' AND w.subscription_id = u.subscription_id AND w.status = 'pending'"
+    " AND w.next_attempt_at > $6 AND w.leased_until IS NULL)"
+    " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
+    " outcome, next_attempt_at)"
+    " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id"
+)
+
+# Rows of disabled subscriptions are held, not pending; each subscription's next row comes from its
+# own index.
+_NEXT_DUE = (
+    "SELECT min(x.next_attempt_at) FROM webhook_subscription s CROSS JOIN LATERAL ("
+    " SELECT d.next_attempt_at FROM webhook_delivery d WHERE d.subscription_id = s.id"
+    " AND d.status = 'pending' ORDER BY d.next_attempt_at LIMIT 1) x"
+    " WHERE s.active AND s.deleted_at IS NULL"
+)
+
+# Deliveries in flight are held as they end (the record's CASE), not here.
+_DISABLE = (
+    "WITH disabled AS (UPDATE webhook_subscription SET active = false, disabled_reason = $2, disabled_at = $3,"
+    " updated_at = $3 WHERE id = $1 RETURNING id)"
+    " UPDATE webhook_delivery SET status = 'held' WHERE subscription_id IN (SELECT id FROM disabled)"
+    " AND status = 'pending' AND (leased_until IS NULL OR leased_until <= $3)"
+)
+
+_ENABLE = (
+    "WITH enabled AS (UPDATE webhook_subscription SET active = true, disabled_reason = NULL, disabled_at = NULL,"
+    " updated_at = $2 WHERE id = $1 RETURNING id),"
+    " released AS (UPDATE webhook_delivery SET status = 'pending', next_attempt_at = $2, leased_until = NULL"
+    " WHERE subscription_id IN (SELECT id FROM enabled) AND status = 'held' RETURNING id)"
+    " SELECT count(*) FROM released"
+)
+
+
+class WebhookStore:
+    """The webhook tables, read and written inside ``session``'s transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _conn(self) -> asyncpg.Connection:
+        return await driver_connection(self.session)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        *,
+        event_type: str,
+        lead_id: str,
+        payload: str,
+        now: datetime,
+        correlation_id: str | None,
+        lead_captured_at: datetime | None,
+    ) -> list[str]:
+        """Queue ``payload`` for every subscription to ``event_type`` (held for a disabled one); the
+        new webhook ids, one per subscription. Dispatchers are woken at commit."""
+        rows = await (await self._conn()).fetch(
+            _ENQUEUE, subscription_patterns(event_type), event_type, lead_id, payload, correlation_id,
+            lead_captured_at, now, WEBHOOK_CHANNEL,
+        )
+        return [row["webhook_id"] for row in rows]
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, share: int, skip_subscriptions: Sequence[str], skip_ids: Sequence[int]
+    ) -> list[DueDelivery]:
+        """Due deliveries, locked until the transaction ends: at most ``share`` per subscription."""
+        rows = await (await self._conn()).fetch(_CLAIM, now, limit, share, list(skip_subscriptions), list(skip_ids))
+        return [_typed(DueDelivery, row) for row in rows]
+
+    async def lease(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        """Hide claimed deliveries until ``until``: if the sender dies, they become due again by themselves."""
+        await (await self._conn()).execute(
+            "UPDATE webhook_delivery SET next_attempt_at = $1, leased_until = $1 WHERE id = ANY($2::bigint[])",
+            until, list(delivery_ids),
+        )
+
+    async def record_attempt(
+        self, delivery_id: int, attempts_before: int, outcome: AttemptOutcome, step: NextStep, at: datetime,
+        duration_seconds: float,
+    ) -> bool:
+        """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
+        updated = await (await self._conn()).fetchval(
+            _RECORD,
+            delivery_id, attempts_before, step.status, attempts_before + 1, step.next_attempt_at or at, at,
+            outcome.status_code, outcome.error, at if step.status == "delivered" else None,
+            duration_seconds * 1000, step.label, step.next_attempt_at,
+        )
+        return updated is not None
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery of an active subscription is due."""
+        due: datetime | None = await (await self._conn()).fetchval(_NEXT_DUE)
+        return due
+
+    async def disable_subscription(self, subscription_id: str, reason: str, now: datetime) -> None:
+        """Disable a subscription and hold its pending deliveries (those in flight are held as they end)."""
+        await (await self._conn()).execute(_DISABLE, subscription_id, reason, now)
+
+    async def enable_subscription(self, subscription_id: str, now: datetime) -> int:
+        """Enable a subscription; its held deliveries become due now (in their per-lead order). Returns how many."""
+        released: int = await (await self._conn()).fetchval(_ENABLE, subscription_id, now)
+        return released
+
+    async def wake_dispatchers(self) -> None:
+        """Wake every dispatcher at commit (a replay or a release is due now)."""
+        await (await self._conn()).execute("SELECT pg_notify($1, '')", WEBHOOK_CHANNEL)
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    async def subscriptions(self) -> list[SubscriptionRow]:
+        s = subscription_table
+        rows = (await self.session.execute(select(s).where(s.c.deleted_at.is_(None)).order_by(s.c.created_at))).all()
+        return [_typed(SubscriptionRow, row._mapping) for row in rows]
+
+    async def subscription(self, subscription_id: str) -> SubscriptionRow | None:
+        """The subscription, unless it does not exist or was deleted."""
+        s = subscription_table
+        row = (await self.session.execute(
+            select(s).where(s.c.id == subscription_id, s.c.deleted_at.is_(None))
+        )).first()
+        return None if row is None else _typed(SubscriptionRow, row._mapping)
+
+    async def create_subscription(
+        self, *, subscription_id: str, url: str, description: str | None, event_types: Sequence[str],
+        secret_ciphertext: str, now: datetime,
+    ) -> SubscriptionRow:
+        s = subscription_table
+        row = (await self.session.execute(
+            insert(s)
+            .values(id=subscription_id, url=url, description=description, event_types=list(event_types),
+                    secret_ciphertext=secret_ciphertext, created_at=now, updated_at=now)
+            .returning(*s.c)
+        )).one()
+        return _typed(SubscriptionRow, row._mapping)
+
+    async def update_subscription(
+        self, subscription_id: str, now: datetime, *, url: str | None = None, description: str | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> None:
+        """Change the fields given (None leaves a field as it is)."""
+        changes: dict[str, Any] = {"url": url, "description": description,
+                                   "event_types": None if event_types is None else list(event_types)}
+        changes = {name: value for name, value in changes.items() if value is not None}
+        if changes:
+            s = subscription_table
+            await self.session.execute(update(s).where(s.c.id == subscription_id).values(**changes, updated_at=now))
+
+    async def delete_subscription(self, subscription_id: str, now: datetime) -> None:
+        # Soft delete keeps the delivery log readable.
+        s = subscription_table
+        await self.session.execute(
+            update(s).where(s.c.id == subscription_id).values(deleted_at=now, active=False, updated_at=now)
+        )
+
+    async def rotate_secret(
+        self, subscription_id: str, *, secret_ciphertext: str, previous_secret_ciphertext: str,
+        previous_secret_expires_at: datetime, now: datetime,
+    ) -> None:
+        s = subscription_table
+        await self.session.execute(
+            update(s).where(s.c.id == subscription_id).values(
+                secret_ciphertext=secret_ciphertext, previous_secret_ciphertext=previous_secret_ciphertext,
+                previous_secret_expires_at=previous_secret_expires_at, updated_at=now,
+            )
+        )
+
+    async def secrets_for_update(self) -> list[StoredSecrets]:
+        """Every subscription's stored secrets, locked until the transaction ends."""
+        s = subscription_table
+        rows = (await self.session.execute(
+            select(s.c.id.label("subscription_id"), s.c.secret_ciphertext, s.c.previous_secret_ciphertext)
+            .with_for_update()
+        )).all()
+        return [_typed(StoredSecrets, row._mapping) for row in rows]
+
+    async def set_secrets(
+        self, subscription_id: str, *, secret_ciphertext: str | None, previous_secret_ciphertext: str | None
+    ) -> None:
+        """Store re-encrypted secrets (None leaves that one as it is)."""
+        values = {name: value for name, value in (("secret_ciphertext", secret_ciphertext),
+                                                  ("previous_secret_ciphertext", previous_secret_ciphertext))
+                  if value is not None}
+        if values:
+            s = subscription_table
+            await self.session.execute(update(s).where(s.c.id == subscription_id).values(**values))
+
+    # -- the delivery log -----------------------------------------------------------------------
+
+    async def deliveries(
+        self, *, subscription_id: str | None, lead_id: str | None, status: DeliveryStatus | None, limit: int
+    ) -> list[DeliveryRow]:
+        """The delivery log, newest first, narrowed by whichever of the filters are given."""
+        d = delivery_table
+        conditions: list[ColumnElement[bool]] = []
+        if subscription_id:
+            conditions.append(d.c.subscription_id == subscription_id)
+        if lead_id:
+            conditions.append(d.c.lead_id == lead_id)
+        if status:
+            conditions.append(d.c.status == status)
+        rows = (await self.session.execute(
+            select(d).where(*conditions).order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit)
+        )).all()
+        return [_typed(DeliveryRow, row._mapping) for row in rows]
+
+    async def delivery(self, webhook_id: str) -> DeliveryRow | None:
+        d = delivery_table
+        row = (await self.session.execute(select(d).where(d.c.webhook_id == webhook_id))).first()
+        return None if row is None else _typed(DeliveryRow, row._mapping)
+
+    async def attempts(self, delivery_id: int) -> list[AttemptRow]:
+        """A delivery's attempt log, oldest first."""
+        a = attempt_table
+        rows = (await self.session.execute(select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.id))).all()
+        return [_typed(AttemptRow, row._mapping) for row in rows]
+
+    async def replay_delivery(self, webhook_id: str, now: datetime) -> DeliveryRow | None:
+        """Make a delivery pending again, due now, with a fresh count of attempts; None if there is none."""
+        d = delivery_table
+        row = (await self.session.execute(
+            update(d).where(d.c.webhook_id == webhook_id).values(**_replayed(now)).returning(*d.c)
+        )).first()
+        return None if row is None else _typed(DeliveryRow, row._mapping)
+
+    async def replay_subscription(
+        self, subscription_id: str, now: datetime, *, statuses: Sequence[str], since: datetime | None,
+        lead_id: str | None,
+    ) -> int:
+        """Replay a subscription's deliveries in ``statuses`` (made at or after ``since``, of ``lead_id``,
+        when given); how many."""
+        d = delivery_table
+        conditions = [d.c.subscription_id == subscription_id, d.c.status.in_(statuses)]
+        if since is not None:
+            conditions.append(d.c.created_at >= since)
+        if lead_id is not None:
+            conditions.append(d.c.lead_id == lead_id)
+        result = await self.session.execute(update(d).where(*conditions).values(**_replayed(now)).returning(d.c.id))
+        return len(result.all())
+
+
+def _replayed(now: datetime) -> dict[str, Any]:
+    return {"status": "pending", "attempts": 0, "replays": delivery_table.c.replays + 1, "next_attempt_at": now,
+            "leased_until": None}
+
+
+async def enqueue_webhook(
+    session: AsyncSession,
+    *,
+    event_type: str,
+    lead_id: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    correlation_id: str | None = None,
+    lead_captured_at: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Queue ``event_type`` for every subscription to it, inside the caller's transaction: pending for
+    an active subscription, held for a disabled one (sent once it is enabled again).
+
+    ``extra`` adds top-level fields beside type/timestamp/data (e.g. a chat-readable ``text``).
+    Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
+    """
+    return await WebhookStore(session).enqueue(
+        event_type=event_type, lead_id=lead_id, payload=webhook_payload(event_type, data, now, extra), now=now,
+        correlation_id=correlation_id, lead_captured_at=lead_captured_at,
+    )
+
+
+@asynccontextmanager
+async def webhook_transaction(db: Database) -> AsyncIterator[WebhookStore]:
+    """A ``WebhookStore`` in a transaction of its own (committed when the block ends)."""
+    async with db.transaction() as session:
+        yield WebhookStore(session)
+
+
+async def listen_for_wakeups(db: Database, wake: Callable[[], None]) -> asyncpg.Connection:
+    """A connection of its own that calls ``wake`` on every NOTIFY on ``WEBHOOK_CHANNEL``."""
+    conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        await conn.add_listener(WEBHOOK_CHANNEL, lambda *_: wake())
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+

@@ -1,0 +1,330 @@
+"""Every SQL statement of enrichment: the fill's hot path (asyncpg), the account directory's reads for
+matching, the enriched-lead read and the directory's admin writes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
+from leadflow_enrichment.accounts import AccountCreate, AccountFields, AccountPublic, AccountUpdate
+from leadflow_enrichment.domain import AccountRecord, KnownLead, account_name_key
+from leadflow_enrichment.tables import account, account_directory, account_domain, lead, lead_fill
+from leadflow_kit.db import driver_connection
+
+CHUNK = 1000
+
+# After the email's lock, in a statement of its own so it sees what the lock waited for: whether this
+# fill was enriched before, the lead of the same email (locked), and the directory version.
+LOOK_UP_FILL = """
+SELECT (SELECT lead_id FROM lead_fill WHERE captured_lead_id = $1) AS already_lead_id,
+       (SELECT version FROM account_directory WHERE id = 1) AS directory_version,
+       existing.id AS existing_id,
+       existing.original AS existing_original,
+       existing.custom_fields AS existing_custom_fields
+FROM (SELECT) AS one
+LEFT JOIN LATERAL (SELECT id, original, custom_fields FROM lead WHERE email = $2 FOR UPDATE) AS existing ON true"""
+# The lead and the fill linked to it in one statement.
+INSERT_LEAD_AND_FILL = """
+WITH written AS (
+    INSERT INTO lead (id, email, form_key, custom_fields, first_submitted_at, last_submitted_at, created_at,
+                      original, profile, account, quality, partial, partial_reasons, enrichment_ms, updated_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb, $11, $12::jsonb, $13, $6)
+    RETURNING id
+)
+INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
+SELECT $1, id, $3, $14::jsonb, $5, false, $6 FROM written"""
+MERGE_INTO_LEAD_AND_INSERT_FILL = """
+WITH written AS (
+    UPDATE lead SET fill_count = fill_count + 1, last_submitted_at = greatest(last_submitted_at, $5),
+                    custom_fields = $4::jsonb, original = $7::jsonb, profile = $8::jsonb,
+                    account = $9::jsonb, quality = $10::jsonb, partial = $11, partial_reasons = $12::jsonb,
+                    enrichment_ms = $13, updated_at = $6
+    WHERE id = $2
+    RETURNING id
+)
+INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
+SELECT $1, id, $3, $14::jsonb, $5, true, $6 FROM written"""
+
+ACCOUNT_COLUMNS = "a.id, a.name, a.domains, a.industry, a.employee_count, a.annual_revenue, a.country, " \
+                  "a.owner_rep_id, a.tier"
+
+
+@dataclass(frozen=True)
+class FillLookup:
+    """What the fill's transaction finds once it holds the email's lock."""
+
+    # The lead this fill was enriched into before (capture published it again), if it was.
+    already_lead_id: str | None
+    directory_version: int | None
+    # The lead of the same email, locked until the transaction ends.
+    known: KnownLead | None
+
+
+@dataclass(frozen=True)
+class EnrichedFill:
+    """One enriched fill as it is written: a new lead, or a merge into the lead of the same email."""
+
+    captured_lead_id: str
+    lead_id: str
+    merged: bool
+    email: str | None
+    form_key: str
+    submitted_at: datetime
+    enriched_at: datetime
+    # The lead's record after this fill, and the fill as the person sent it.
+    original: LeadContact
+    custom_fields: dict[str, str]
+    profile: LeadProfile
+    account: AccountMatch | None
+    quality: DataQuality
+    partial_reasons: list[str]
+    enrichment_ms: float
+    fill: LeadContact
+
+    def arguments(self) -> tuple[Any, ...]:
+        """The positional parameters of ``INSERT_LEAD_AND_FILL`` / ``MERGE_INTO_LEAD_AND_INSERT_FILL``."""
+        # JSON null, not SQL NULL, for no account: what the column held when SQLAlchemy wrote it.
+        return (
+            self.captured_lead_id, self.lead_id if self.merged else self.email, self.form_key,
+            json.dumps(self.custom_fields), self.submitted_at, self.enriched_at,
+            json.dumps(self.original.model_dump(mode="json")),
+            json.dumps(self.profile.model_dump(mode="json")),
+            json.dumps(self.account.model_dump(mode="json") if self.account else None),
+            json.dumps(self.quality.model_dump(mode="json")),
+            bool(self.partial_reasons),
+            json.dumps(self.partial_reasons),
+            self.enrichment_ms,
+            json.dumps(self.fill.model_dump(mode="json")),
+        )
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    captured_lead_id: str
+    form_key: str
+    submitted_at: datetime
+    duplicate: bool
+    original: LeadContact
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    """A lead as enrichment stored it, with every fill merged into it (oldest first)."""
+
+    id: str
+    form_key: str
+    original: LeadContact
+    profile: LeadProfile
+    account: AccountMatch | None
+    quality: DataQuality
+    partial: bool
+    partial_reasons: list[str]
+    fill_count: int
+    enrichment_ms: float | None
+    first_submitted_at: datetime
+    last_submitted_at: datetime
+    updated_at: datetime
+    fills: list[FillRecord]
+
+
+def _account_record(row: asyncpg.Record) -> AccountRecord:
+    return AccountRecord(row["id"], row["name"], tuple(row["domains"] or ()), row["industry"],
+                         row["employee_count"], row["annual_revenue"], row["country"], row["owner_rep_id"],
+                         row["tier"])
+
+
+def _public(row: Any) -> AccountPublic:
+    return AccountPublic.model_validate(row, from_attributes=True)
+
+
+def _account_values(fields: AccountFields, account_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": account_id, "name": fields.name, "name_key": account_name_key(fields.name),
+        "domains": fields.domains, "industry": fields.industry, "employee_count": fields.employee_count,
+        "annual_revenue": fields.annual_revenue, "country": fields.country, "owner_rep_id": fields.owner_rep_id,
+        "tier": fields.tier, "updated_at": now,
+    }
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
+
+
+class EnrichmentStore:
+    # ---- a fill (the consumer's hot path) --------------------------------------------------------
+
+    async def lock_email(self, session: AsyncSession, email: str) -> None:
+        """Until the transaction ends: two fills of one person on different partitions must not both
+        create the lead."""
+        conn = await driver_connection(session)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lead-email:{email}")
+
+    async def look_up_fill(self, session: AsyncSession, captured_lead_id: str, email: str | None) -> FillLookup:
+        found = await (await driver_connection(session)).fetchrow(LOOK_UP_FILL, captured_lead_id, email)
+        if found is None:
+            raise RuntimeError("the fill lookup returned no row")
+        known = None
+        if found["existing_id"] is not None:
+            known = KnownLead(found["existing_id"], LeadContact.model_validate(found["existing_original"]),
+                              dict(found["existing_custom_fields"] or {}))
+        return FillLookup(found["already_lead_id"], found["directory_version"], known)
+
+    async def save_fill(self, session: AsyncSession, fill: EnrichedFill) -> None:
+        """The lead (created, or merged into) and the fill linked to it, in one statement."""
+        statement = MERGE_INTO_LEAD_AND_INSERT_FILL if fill.merged else INSERT_LEAD_AND_FILL
+        await (await driver_connection(session)).execute(statement, *fill.arguments())
+
+    # ---- the account directory, for matching -----------------------------------------------------
+
+    async def accounts_by_domain(self, session: AsyncSession, domains: list[str]) -> dict[str, AccountRecord]:
+        """The accounts owning any of ``domains``, by domain."""
+        rows = await (await driver_connection(session)).fetch(
+            f"SELECT {ACCOUNT_COLUMNS}, d.domain FROM account a JOIN account_domain d ON d.account_id = a.id "
+            "WHERE d.domain = ANY($1::text[])",
+            domains,
+        )
+        return {row["domain"]: _account_record(row) for row in rows}
+
+    async def account_record(self, session: AsyncSession, account_id: str) -> AccountRecord | None:
+        row = await (await driver_connection(session)).fetchrow(
+            f"SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id = $1", account_id)
+        return _account_record(row) if row is not None else None
+
+    async def directory_version(self, session: AsyncSession) -> int | None:
+        """None when the directory's version row is missing."""
+        version: int | None = await (await driver_connection(session)).fetchval(
+            "SELECT version FROM account_directory WHERE id = 1")
+        return version
+
+    async def account_name_keys(self, session: AsyncSession) -> list[tuple[str, str]]:
+        """Every account's (id, name key), for the fuzzy-name index."""
+        rows = await (await driver_connection(session)).fetch("SELECT id, name_key FROM account")
+        return [(row["id"], row["name_key"]) for row in rows]
+
+    # ---- the enriched lead (read) ----------------------------------------------------------------
+
+    async def enriched_lead(self, session: AsyncSession, lead_id: str) -> LeadRecord | None:
+        """The lead by its canonical id or the id of any fill merged into it."""
+        canonical = (await session.execute(
+            select(lead_fill.c.lead_id).where(lead_fill.c.captured_lead_id == lead_id))).scalar_one_or_none()
+        row = (await session.execute(select(lead).where(lead.c.id == (canonical or lead_id)))).first()
+        if row is None:
+            return None
+        fills = (await session.execute(
+            select(lead_fill).where(lead_fill.c.lead_id == row.id).order_by(lead_fill.c.submitted_at))).all()
+        return LeadRecord(
+            id=row.id, form_key=row.form_key, original=LeadContact.model_validate(row.original),
+            profile=LeadProfile.model_validate(row.profile),
+            account=AccountMatch.model_validate(row.account) if row.account else None,
+            quality=DataQuality.model_validate(row.quality), partial=row.partial,
+            partial_reasons=row.partial_reasons, fill_count=row.fill_count, enrichment_ms=row.enrichment_ms,
+            first_submitted_at=row.first_submitted_at, last_submitted_at=row.last_submitted_at,
+            updated_at=row.updated_at,
+            fills=[FillRecord(f.captured_lead_id, f.form_key, f.submitted_at, f.duplicate,
+                              LeadContact.model_validate(f.original)) for f in fills],
+        )
+
+    # ---- the account directory's admin writes ----------------------------------------------------
+
+    async def upsert_accounts(self, session: AsyncSession, items: Sequence[AccountCreate],
+                              now: datetime) -> tuple[int, int]:
+        """Create or replace accounts (by id, else by a domain they already own); returns (created, updated).
+
+        A domain belongs to one account: the last account given it keeps it."""
+        if not items:
+            return 0, 0
+        owner_of = await self._domain_owners(session, sorted({d for item in items for d in item.domains}))
+        values: dict[str, dict[str, Any]] = {}
+        for item in items:
+            account_id = item.id or next((owner_of[d] for d in item.domains if d in owner_of), None) \
+                or f"acct-{uuid.uuid4().hex[:16]}"
+            values[account_id] = _account_values(item, account_id, now)
+        ids = list(values)
+        existing: set[str] = set()
+        for chunk in _chunks(ids):
+            existing |= set((await session.execute(select(account.c.id).where(account.c.id.in_(chunk)))).scalars())
+        rows_in = list(values.values())
+        for chunk in _chunks(rows_in):
+            statement = insert(account).values([{**v, "created_at": now} for v in chunk])
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=[account.c.id],
+                set_={c: statement.excluded[c] for c in chunk[0] if c not in ("id",)},
+            ))
+        for chunk in _chunks(ids):
+            await session.execute(delete(account_domain).where(account_domain.c.account_id.in_(chunk)))
+        pairs = {d: v["id"] for v in rows_in for d in v["domains"]}
+        domain_rows = [{"domain": d, "account_id": a} for d, a in pairs.items()]
+        for chunk in _chunks(domain_rows):
+            statement = insert(account_domain).values(chunk)
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=[account_domain.c.domain], set_={"account_id": statement.excluded.account_id}))
+        await self._drop_moved_domains(session, pairs, owner_of, set(ids))
+        await self.bump_directory_version(session)
+        return len(ids) - len(existing & set(ids)), len(existing & set(ids))
+
+    async def _domain_owners(self, session: AsyncSession, domains: Sequence[str]) -> dict[str, str]:
+        owner_of: dict[str, str] = {}
+        for chunk in _chunks(domains):
+            rows = (await session.execute(select(account_domain).where(account_domain.c.domain.in_(chunk)))).all()
+            owner_of.update({r.domain: r.account_id for r in rows})
+        return owner_of
+
+    async def _drop_moved_domains(self, session: AsyncSession, pairs: Mapping[str, str],
+                                  owner_before: Mapping[str, str], replaced: set[str]) -> None:
+        """Keep ``account.domains`` in step with ``account_domain`` when a domain moved to another account."""
+        moved: dict[str, set[str]] = {}
+        for domain, previous in owner_before.items():
+            if previous not in replaced and pairs.get(domain, previous) != previous:
+                moved.setdefault(previous, set()).add(domain)
+        for account_id, lost in moved.items():
+            domains = (await session.execute(select(account.c.domains).where(account.c.id == account_id))
+                       ).scalar_one()
+            kept = [d for d in domains if d not in lost]
+            await session.execute(account.update().where(account.c.id == account_id).values(domains=kept))
+
+    async def update_account(self, session: AsyncSession, account_id: str, changes: AccountUpdate,
+                             now: datetime) -> AccountPublic | None:
+        """None when there is no such account; raises ``ValidationError`` when the changed account is not
+        a valid account (e.g. its name set to null)."""
+        row = (await session.execute(select(account).where(account.c.id == account_id).with_for_update())).first()
+        if row is None:
+            return None
+        merged = AccountCreate.model_validate({**_public(row).model_dump(include=set(AccountFields.model_fields)),
+                                               **changes.model_dump(exclude_unset=True), "id": account_id})
+        await self.upsert_accounts(session, [merged], now)
+        return await self.get_account(session, account_id)
+
+    async def get_account(self, session: AsyncSession, account_id: str) -> AccountPublic | None:
+        row = (await session.execute(select(account).where(account.c.id == account_id))).first()
+        return _public(row) if row is not None else None
+
+    async def delete_account(self, session: AsyncSession, account_id: str) -> bool:
+        removed = (await session.execute(delete(account).where(account.c.id == account_id).returning(account.c.id))
+                   ).first()
+        if removed is not None:
+            await self.bump_directory_version(session)
+        return removed is not None
+
+    async def list_accounts(self, session: AsyncSession, q: str | None, limit: int,
+                            offset: int) -> list[AccountPublic]:
+        query = select(account).order_by(account.c.name, account.c.id).limit(limit).offset(offset)
+        if q:
+            like = f"%{q.lower()}%"
+            query = query.where(or_(func.lower(account.c.name).like(like), account.c.domains.contains([q.lower()])))
+        return [_public(r) for r in (await session.execute(query)).all()]
+
+    async def bump_directory_version(self, session: AsyncSession) -> None:
+        """In the transaction of every directory change, so replicas reload their name index."""
+        await session.execute(update(account_directory).where(account_directory.c.id == 1)
+                              .values(version=account_directory.c.version + 1))
