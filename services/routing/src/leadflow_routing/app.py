@@ -6,7 +6,7 @@ from leadflow_kit.app import create_service_app
 from leadflow_kit.clock import Clock
 from leadflow_kit.privacy import privacy_router
 from leadflow_kit.retention import webhook_rules
-from leadflow_kit.webhooks import webhook_admin_router
+from leadflow_kit.webhooks import webhook_admin_router, webhook_dispatcher
 from leadflow_routing.admin import admin_router, rules_router
 from leadflow_routing.api import leads_router
 from leadflow_routing.bootstrap import bootstrap
@@ -31,5 +31,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             privacy_router(PERSONAL_DATA),
         ],
         consumer=build_consumer(),
+        background=[webhook_dispatcher(deps.platform, deps.webhook_metrics)],
         retention=webhook_rules(settings),
     )

@@ -1,4 +1,5 @@
-"""Everything routing has before its app exists: the platform, its metrics, store and caches."""
+"""Everything routing has before its app exists: the platform, its metrics, store and caches, and the
+webhook dispatcher's metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends
 
 from leadflow_kit.clock import Clock
 from leadflow_kit.platform import Platform, deps_dependency
+from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import RoutingStore, RulesetCache
@@ -21,6 +23,7 @@ class Deps:
     metrics: RoutingMetrics
     store: RoutingStore
     rulesets: RulesetCache
+    webhook_metrics: WebhookMetrics
 
 
 def bootstrap(settings: Settings, clock: Clock | None = None) -> Deps:
@@ -31,6 +34,7 @@ def bootstrap(settings: Settings, clock: Clock | None = None) -> Deps:
         metrics=RoutingMetrics(platform.metrics.registry),
         store=RoutingStore(),
         rulesets=RulesetCache(),
+        webhook_metrics=WebhookMetrics(platform.metrics.registry),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import LeadScored
 from leadflow_kit.platform import Platform
+from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing import domain
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.metrics import RoutingMetrics
@@ -156,4 +157,5 @@ def fake_deps(store: FakeRoutingStore | None = None, **settings: Any) -> Deps:
     service_settings = Settings(environment="test", **settings)
     platform = Platform.build(service_settings)
     return Deps(platform=platform, settings=service_settings, metrics=RoutingMetrics(platform.metrics.registry),
-                store=store or FakeRoutingStore(), rulesets=RulesetCache())
+                store=store or FakeRoutingStore(), rulesets=RulesetCache(),
+                webhook_metrics=WebhookMetrics(platform.metrics.registry))
