@@ -90,6 +90,18 @@ def test_every_operation_has_an_example(
     assert bodies == []
 
 
+def test_every_success_answer_has_an_example(service: tuple[FastAPI, dict[str, Any]]) -> None:
+    """What a 2xx answers is shown, not only its errors: an example on the response, or on the schema it
+    names (a list's items included)."""
+    _, doc = service
+    schemas = doc["components"]["schemas"]
+    missing = [f"{m.upper()} {p} {code}" for p, m, op in operations(doc)
+               for code, response in op["responses"].items() if code.startswith("2")
+               for content in (response.get("content") or {}).values()
+               if not ("example" in content or "examples" in content or has_example(content.get("schema"), schemas))]
+    assert missing == []
+
+
 def examples_of(doc: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
     """(where, example, schema) for every example a schema or a request or response body carries."""
     found = [(f"schema {name}", example, schema) for name, schema in doc["components"]["schemas"].items()

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_contracts import Event, PrivacyErasureCompleted, PrivacyErasureRequested, follow_up, topics
 from leadflow_kit.auth import require_scope
@@ -152,6 +152,12 @@ def _invalid(field: str, code: str, message: str) -> JSONResponse:
 
 
 class PersonExport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "service": "scoring", "lead_ids": ["0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10"],
+        "tables": {"lead_score": [{"lead_id": "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10", "email": "ada@example.com",
+                                   "score": 52.0, "lifecycle_stage": "mql"}]},
+    }]})
+
     service: str
     lead_ids: list[str]
     tables: dict[str, list[Any]] = Field(description="Table name -> the person's rows, as stored")

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from leadflow_capture import bodies, domain, handlers, web
-from leadflow_capture.runtime import page_load_throttled, runtime_of
+from leadflow_capture.bootstrap import Deps, DepsDep
 from leadflow_capture.schemas import (
     ACTIVITY_EXAMPLE,
     ActivitiesAccepted,
@@ -26,6 +26,7 @@ from leadflow_kit.auth import authorize, optional_key_doc, presented_key
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError, Problem, field_errors
 from leadflow_kit.failures import is_outage
+from leadflow_kit.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +79,14 @@ ACTIVITY_OPENAPI: dict[str, Any] = {
     openapi_extra=ACTIVITY_OPENAPI,
 )
 @body_limit("max_activities_body_bytes")
-async def post_activities(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def post_activities(request: Request, deps: DepsDep) -> Response:
     origin = request.headers.get("origin")
-    cors = web.cors_headers(origin, runtime.settings.activity_allowed_origins)
+    cors = web.cors_headers(origin, deps.settings.activity_allowed_origins)
     if origin is not None and not cors.get("Access-Control-Allow-Origin"):
         return web.json_error(403, f"origin {origin[:200]} may not post activities", headers=cors)
-    retry_after = runtime.activity_limiter.check(runtime.client_ip(request), None)
+    retry_after = deps.limiters.activities.check(deps.client_ip(request), None)
     if retry_after:
-        return web.json_error(429, f"too many requests; retry after {retry_after} seconds",
-                              [FieldError(field="body", code="rate_limited", message="rate limit reached")],
-                              headers={**cors, "Retry-After": str(retry_after)})
+        return web.too_many_requests(retry_after, cors)
     try:
         raw = await web.read_body(request)
         media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
@@ -110,31 +108,30 @@ async def post_activities(request: Request) -> Response:
         return web.json_error(422, "The activities are invalid; see errors.", field_errors(exc.errors()),
                               headers=cors)
     try:
-        return await _accept(request, parsed, cors)
+        return await _accept(request, deps, parsed, cors)
     except Exception as exc:
         # The key lookup and the insert need the database: an outage is a 503 a browser can read
         # (CORS headers), never a 500.
-        if not await is_outage(exc, request.app.state.db):
+        if not await is_outage(exc, deps.platform.db):
             raise
         log.warning("activities not stored: the database is unreachable (%s: %s)", type(exc).__name__, exc)
         return web.storage_unavailable(False, cors)
 
 
-async def _accept(request: Request, parsed: ActivityIn | ActivityBatch, cors: dict[str, str]) -> Response:
+async def _accept(request: Request, deps: Deps, parsed: ActivityIn | ActivityBatch,
+                  cors: dict[str, str]) -> Response:
     """Check the key and the per-lead limit, then store the activities and their events in one transaction."""
-    runtime = runtime_of(request)
-    state = request.app.state
     items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
     refused = await _refuse_unkeyed(request, items, cors)
     if refused is not None:
         return refused
-    retry_after = runtime.activity_lead_limiter.take_each(
+    retry_after = deps.limiters.activity_subjects.take_each(
         subject for item in items for subject in _subjects(item))
     if retry_after:
         return web.json_error(429, f"too many activities for one lead; retry after {retry_after} seconds",
                               [FieldError(field="body", code="rate_limited", message="per-lead rate limit reached")],
                               headers={**cors, "Retry-After": str(retry_after)})
-    now = state.clock.now()
+    now = deps.platform.clock.now()
     events = [
         LeadActivity(
             activity_id=item.activity_id or str(uuid.uuid4()),
@@ -149,14 +146,13 @@ async def _accept(request: Request, parsed: ActivityIn | ActivityBatch, cors: di
         for item in items
     ]
     try:
-        async with state.db.transaction() as session:
-            ids = await handlers.record_activities(session, state.outbox, events,
-                                                  runtime.settings.person_key_secret.get_secret_value().encode())
+        async with unit_of_work(deps.platform, deps) as uow:
+            ids = await handlers.record_activities(events, uow)
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
     for event in events:
         known = event.activity_type in ACTIVITY_TYPES
-        runtime.metrics.activities.labels(event.activity_type if known else "custom").inc()
+        deps.metrics.activities.labels(event.activity_type if known else "custom").inc()
     body = {"activity_ids": ids} if isinstance(parsed, ActivityBatch) else {"activity_id": ids[0]}
     return JSONResponse(body, status_code=202, headers=cors)
 
@@ -215,11 +211,11 @@ def _has_control_characters(value: Any) -> bool:
         429: {"description": "Rate limited per IP; see Retry-After", "model": Problem},
     },
 )
-async def activities_preflight(request: Request) -> Response:
-    if (throttled := page_load_throttled(request)) is not None:
+async def activities_preflight(request: Request, deps: DepsDep) -> Response:
+    if (throttled := web.page_load_throttled(deps.limiters.page_loads, deps.client_ip(request))) is not None:
         return throttled
     origin = request.headers.get("origin")
-    allowed = runtime_of(request).settings.activity_allowed_origins
+    allowed = deps.settings.activity_allowed_origins
     if origin is None:
         return Response(status_code=204, headers={"Allow": "POST, OPTIONS"})
     if not web.cors_headers(origin, allowed).get("Access-Control-Allow-Origin"):

@@ -14,10 +14,12 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from leadflow_capture import bodies, domain, handlers, web
-from leadflow_capture.runtime import page_load_throttled, runtime_of
+from leadflow_capture.bootstrap import Deps, DepsDep
 from leadflow_capture.schemas import SubmissionAccepted
+from leadflow_capture.store import StoredResponse
 from leadflow_kit.errors import FieldError, Problem
 from leadflow_kit.failures import is_outage
+from leadflow_kit.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -105,148 +107,35 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     "`303` to the form's success or error URL, or a built-in page. Spam (honeypot, too-fast fill) is "
     "answered like a success and dropped; a double submit of the same email returns the first lead id.",
 )
-async def submit(form_key: str, request: Request) -> Response:
+async def submit(form_key: str, request: Request, deps: DepsDep) -> Response:
+    post = _Post(request, deps, form_key)
     try:
-        return await _submit(form_key, request)
+        return await _submit(post)
     except Exception as exc:
         # The database being unreachable is the one failure a client should simply retry.
-        if not await is_outage(exc, request.app.state.db):
+        if not await is_outage(exc, deps.platform.db):
             raise
         log.warning("submission to form %s not stored: the database is unreachable (%s: %s)", form_key,
                     type(exc).__name__, exc)
-        media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
-        wants_html = web.wants_html(request, media_type)
-        origin = request.headers.get("origin")
-        return web.storage_unavailable(wants_html, web.cors_headers(origin, runtime_of(request).known_forms.get(
-            form_key, ())))
+        return web.storage_unavailable(post.wants_html,
+                                       web.cors_headers(post.origin, deps.forms.allowed_origins(form_key)))
 
 
-async def _submit(form_key: str, request: Request) -> Response:
-    runtime = runtime_of(request)
-    state = request.app.state
-    media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
-    wants_html = web.wants_html(request, media_type)
-    origin = request.headers.get("origin")
-    ip = runtime.client_ip(request)
+class _Post:
+    """One submission: who sent it, what it wants back, and its body, read at most once (a request decided
+    again for a changed form reuses it)."""
 
-    def fail(code: int, detail: str, errors: list[FieldError] | None = None, cors: tuple[str, ...] = (),
-             extra: dict[str, str] | None = None) -> Response:
-        headers = {**web.cors_headers(origin, cors), **(extra or {})}
-        return web.error_response(wants_html, code, detail, errors, headers)
-
-    retry_after = runtime.limiter.check(ip, form_key)
-    if retry_after:
-        runtime.count(form_key, "rate_limited")
-        return fail(429, f"too many submissions; retry after {retry_after} seconds",
-                    [_field_error("body", "rate_limited", "rate limit reached")],
-                    runtime.known_forms.get(form_key, ()), {"Retry-After": str(retry_after)})
-
-    body = _BodyOnce(request)
-
-    async def submit_to(form: domain.FormDefinition, confirmed: bool) -> Response:
-        """The request against ``form``; unless ``confirmed`` (read in this request), ``form`` was
-        remembered and every answer first checks it is still the stored one (FormChanged if not)."""
-
-        async def confirm() -> None:
-            if not confirmed:
-                async with state.db.transaction() as session:
-                    await handlers.confirm_form(session, form)
-
-        cors = form.allowed_origins
-        if origin is not None and not domain.origin_allowed(cors, origin):
-            await confirm()
-            runtime.count(form_key, "invalid")
-            return fail(403, f"origin {origin[:200]} is not allowed to post to this form",
-                        [_field_error("origin", "origin_not_allowed", "add the origin to the form's allowed_origins")])
-
-        idempotency_key = request.headers.get("idempotency-key")
-        if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
-            await confirm()
-            runtime.count(form_key, "invalid")
-            return fail(400, f"Idempotency-Key must have 1-{IDEMPOTENCY_KEY_MAX} characters",
-                        [_field_error("Idempotency-Key", "invalid_idempotency_key", "bad length")], cors)
-        try:
-            raw = await body.read()
-            parsed = bodies.parse_body(request.headers.get("content-type"), raw)
-        except bodies.BadBody as exc:
-            await confirm()
-            runtime.count(form_key, "invalid")
-            return _invalid(form, wants_html, exc.status, exc.message, exc.errors, origin) \
-                if exc.status == 422 else fail(exc.status, exc.message, exc.errors, cors)
-
-        posted = domain.merge_fields(parsed.pairs)
-        context = handlers.SubmissionContext(
-            ip=ip,
-            user_agent=request.headers.get("user-agent"),
-            page_url=request.headers.get("referer") if wants_html else None,
-            double_submit_window=runtime.double_submit_window,
-            limits=runtime.limits,
-        )
-        scope = f"submission:{form.key}"
-        fingerprint = hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest()
-        now = state.clock.now()
-        try:
-            async with state.db.transaction() as session:
-                form_confirmed = confirmed
-                if idempotency_key is not None:
-                    # A replay answers for the form as it is now, so check it before the key.
-                    await handlers.confirm_form(session, None if form_confirmed else form)
-                    form_confirmed = True
-                    stored = await handlers.claim_idempotency_key(session, scope, idempotency_key, fingerprint)
-                    if stored is not None:
-                        runtime.count(form.key, "duplicate")
-                        return _replay(stored, web.cors_headers(origin, cors))
-                outcome = await handlers.capture_submission(session, state.outbox, form, posted, now, context,
-                                                            form_confirmed=form_confirmed)
-                response = _accepted(form, outcome.lead_id, wants_html)
-                if idempotency_key is not None:
-                    await handlers.store_idempotent_response(session, scope, idempotency_key, _stored(response))
-        except handlers.InvalidSubmission as exc:
-            runtime.count(form_key, "invalid")
-            return _invalid(form, wants_html, 422, "The submission is invalid; see errors.", exc.errors, origin)
-        except handlers.IdempotencyKeyReused:
-            runtime.count(form_key, "invalid")
-            return fail(422, "this Idempotency-Key was used with a different request",
-                        [_field_error("Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")],
-                        cors)
-        runtime.count(form.key, outcome.kind)
-        if outcome.kind == "accepted":
-            runtime.metrics.leads_captured.labels(form.key).inc()
-        elif outcome.kind == "spam":
-            log.info("submission to form %s dropped as spam (%s)", form.key, outcome.reason)
-        response.headers.update(web.cors_headers(origin, cors))
-        return response
-
-    # A form seen before comes from memory and is checked against the stored one in the submission's
-    # own transaction; only a form not seen before costs a transaction of its own to read.
-    form = runtime.remembered_form(form_key)
-    confirmed = form is None
-    if form is None:
-        async with state.db.transaction() as session:
-            form = await handlers.current_form(session, form_key)
-    while True:
-        if form is None:
-            runtime.forget(form_key)
-            return fail(404, f"no form '{form_key}'", [_field_error("form_key", "unknown_form", "no such form")])
-        runtime.remember(form)
-        if form.archived:
-            return fail(410, f"form '{form_key}' is archived and takes no more submissions",
-                        [_field_error("form_key", "form_archived", "the form is archived")], form.allowed_origins)
-        try:
-            return await submit_to(form, confirmed)
-        except handlers.FormChanged as changed:
-            # Edited, archived or removed since it was remembered: answer as for the form it is now.
-            form, confirmed = changed.current, True
-
-
-class _BodyOnce:
-    """The request body, read at most once: a request decided again for a changed form reuses it."""
-
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, deps: Deps, form_key: str) -> None:
         self.request = request
+        self.deps = deps
+        self.form_key = form_key
+        media_type, _ = bodies.media_type_of(request.headers.get("content-type"))
+        self.wants_html = web.wants_html(request, media_type)
+        self.origin = request.headers.get("origin")
+        self.ip = deps.client_ip(request)
         self._read: bytes | bodies.BadBody | None = None
 
-    async def read(self) -> bytes:
+    async def body(self) -> bytes:
         if self._read is None:
             try:
                 self._read = await web.read_body(self.request)
@@ -255,6 +144,118 @@ class _BodyOnce:
         if isinstance(self._read, bodies.BadBody):
             raise self._read
         return self._read
+
+    def fail(self, code: int, detail: str, errors: list[FieldError] | None = None, cors: tuple[str, ...] = (),
+             extra: dict[str, str] | None = None) -> Response:
+        headers = {**web.cors_headers(self.origin, cors), **(extra or {})}
+        return web.error_response(self.wants_html, code, detail, errors, headers)
+
+
+async def _submit(post: _Post) -> Response:
+    deps, form_key = post.deps, post.form_key
+    retry_after = deps.limiters.submissions.check(post.ip, form_key)
+    if retry_after:
+        deps.count(form_key, "rate_limited")
+        return post.fail(429, f"too many submissions; retry after {retry_after} seconds",
+                         [_field_error("body", "rate_limited", "rate limit reached")],
+                         deps.forms.allowed_origins(form_key), {"Retry-After": str(retry_after)})
+    # A form seen before comes from memory and is checked against the stored one in the submission's
+    # own transaction; only a form not seen before costs a transaction of its own to read.
+    form = deps.forms.remembered(form_key)
+    confirmed = form is None
+    if form is None:
+        async with deps.platform.db.transaction() as session:
+            form = await deps.store.current_form(session, form_key)
+    while True:
+        if form is None:
+            deps.forms.forget(form_key)
+            return post.fail(404, f"no form '{form_key}'", [_field_error("form_key", "unknown_form", "no such form")])
+        deps.forms.remember(form)
+        if form.archived:
+            return post.fail(410, f"form '{form_key}' is archived and takes no more submissions",
+                             [_field_error("form_key", "form_archived", "the form is archived")], form.allowed_origins)
+        try:
+            return await _submit_to(post, form, confirmed)
+        except handlers.FormChanged as changed:
+            # Edited, archived or removed since it was remembered: answer as for the form it is now.
+            form, confirmed = changed.current, True
+
+
+async def _submit_to(post: _Post, form: domain.FormDefinition, confirmed: bool) -> Response:
+    """The request against ``form``; unless ``confirmed`` (read in this request), ``form`` was
+    remembered and every answer first checks it is still the stored one (FormChanged if not)."""
+    read = await _read(post, form)
+    if isinstance(read, Response):
+        if not confirmed:
+            async with unit_of_work(post.deps.platform, post.deps) as uow:
+                await handlers.confirm_form(form, uow)
+        post.deps.count(post.form_key, "invalid")
+        return read
+    return await _capture(post, _fill(post, form, confirmed, *read))
+
+
+async def _read(post: _Post, form: domain.FormDefinition) -> tuple[bodies.ParsedBody, bytes] | Response:
+    """The parsed body and its bytes, or the answer refusing the request before its fill is looked at."""
+    cors = form.allowed_origins
+    if post.origin is not None and not domain.origin_allowed(cors, post.origin):
+        return post.fail(403, f"origin {post.origin[:200]} is not allowed to post to this form",
+                         [_field_error("origin", "origin_not_allowed", "add the origin to the form's allowed_origins")])
+    idempotency_key = post.request.headers.get("idempotency-key")
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
+        return post.fail(400, f"Idempotency-Key must have 1-{IDEMPOTENCY_KEY_MAX} characters",
+                         [_field_error("Idempotency-Key", "invalid_idempotency_key", "bad length")], cors)
+    try:
+        raw = await post.body()
+        return bodies.parse_body(post.request.headers.get("content-type"), raw), raw
+    except bodies.BadBody as exc:
+        return _invalid(form, post.wants_html, exc.status, exc.message, exc.errors, post.origin) \
+            if exc.status == 422 else post.fail(exc.status, exc.message, exc.errors, cors)
+
+
+def _fill(post: _Post, form: domain.FormDefinition, confirmed: bool, parsed: bodies.ParsedBody,
+          raw: bytes) -> handlers.FormFill:
+    headers = post.request.headers
+    idempotency_key = headers.get("idempotency-key")
+    claim = None if idempotency_key is None else handlers.IdempotencyClaim(
+        f"submission:{form.key}", idempotency_key,
+        hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest())
+    context = handlers.SubmissionContext(
+        ip=post.ip,
+        user_agent=headers.get("user-agent"),
+        page_url=headers.get("referer") if post.wants_html else None,
+        double_submit_window=post.deps.double_submit_window,
+        limits=post.deps.limits,
+    )
+    return handlers.FormFill(form, domain.merge_fields(parsed.pairs), context, confirmed, claim)
+
+
+async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
+    deps, form = post.deps, fill.form
+    cors = web.cors_headers(post.origin, form.allowed_origins)
+    try:
+        async with unit_of_work(deps.platform, deps) as uow:
+            outcome = await handlers.capture_form_fill(fill, uow)
+            if isinstance(outcome, StoredResponse):
+                deps.count(form.key, "duplicate")
+                return _replay(outcome, cors)
+            response = _accepted(form, outcome.lead_id, post.wants_html)
+            if fill.idempotency is not None:
+                await deps.store.save_idempotent_response(uow.session, fill.idempotency.scope, fill.idempotency.key,
+                                                          _stored(response))
+    except handlers.InvalidSubmission as exc:
+        deps.count(post.form_key, "invalid")
+        return _invalid(form, post.wants_html, 422, "The submission is invalid; see errors.", exc.errors, post.origin)
+    except handlers.IdempotencyKeyReused:
+        deps.count(post.form_key, "invalid")
+        return post.fail(422, "this Idempotency-Key was used with a different request", [_field_error(
+            "Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")], form.allowed_origins)
+    deps.count(form.key, outcome.kind)
+    if outcome.kind == "accepted":
+        deps.metrics.leads_captured.labels(form.key).inc()
+    elif outcome.kind == "spam":
+        log.info("submission to form %s dropped as spam (%s)", form.key, outcome.reason)
+    response.headers.update(cors)
+    return response
 
 
 def _field_error(field: str, code: str, message: str) -> FieldError:
@@ -277,12 +278,12 @@ def _invalid(form: domain.FormDefinition, wants_html: bool, code: int, detail: s
     return web.error_response(wants_html, code, detail, errors, headers)
 
 
-def _stored(response: Response) -> handlers.StoredResponse:
+def _stored(response: Response) -> StoredResponse:
     headers = {k: v for k, v in response.headers.items() if k.lower() in ("location", "content-type")}
-    return handlers.StoredResponse(response.status_code, headers, web.response_body_text(response))
+    return StoredResponse(response.status_code, headers, web.response_body_text(response))
 
 
-def _replay(stored: handlers.StoredResponse, cors: dict[str, str]) -> Response:
+def _replay(stored: StoredResponse, cors: dict[str, str]) -> Response:
     headers = {**stored.headers, **cors, "Idempotency-Replayed": "true"}
     media_type = headers.pop("content-type", None)
     return Response(stored.body, status_code=stored.status_code, headers=headers, media_type=media_type)
@@ -297,19 +298,26 @@ def _replay(stored: handlers.StoredResponse, cors: dict[str, str]) -> Response:
                429: _error_doc("Rate limited per IP; see Retry-After", "rate_limited", "rate limit reached")},
     summary="CORS preflight: allowed only for the form's allowed origins",
 )
-async def preflight(form_key: str, request: Request) -> Response:
-    if (throttled := page_load_throttled(request)) is not None:
+async def preflight(form_key: str, request: Request, deps: DepsDep) -> Response:
+    if (throttled := web.page_load_throttled(deps.limiters.page_loads, deps.client_ip(request))) is not None:
         return throttled
     origin = request.headers.get("origin")
-    try:
-        async with request.app.state.db.transaction() as session:
-            form = await handlers.load_form(session, form_key)
-    except handlers.UnknownForm:
-        return web.json_error(404, f"no form '{form_key}'")
-    except handlers.ArchivedForm:
-        return web.json_error(410, f"form '{form_key}' is archived")
-    runtime_of(request).remember(form)
+    form = await _active_form(deps, form_key)
+    if isinstance(form, Response):
+        return form
+    deps.forms.remember(form)
     return _preflight_answer(origin, request.headers.get("access-control-request-method"), form.allowed_origins)
+
+
+async def _active_form(deps: Deps, form_key: str) -> domain.FormDefinition | Response:
+    """The form a page loads (embed.js, a preflight), or the 404 or 410 that says why there is none."""
+    async with deps.platform.db.transaction() as session:
+        form = await deps.store.current_form(session, form_key)
+    if form is None:
+        return web.json_error(404, f"no form '{form_key}'")
+    if form.archived:
+        return web.json_error(410, f"form '{form_key}' is archived")
+    return form
 
 
 def _preflight_answer(origin: str | None, method: str | None, allowed: tuple[str, ...] | list[str]) -> Response:
@@ -346,17 +354,13 @@ async def thanks(form_key: str, request: Request, lead_id: str | None = None) ->
         429: _error_doc("Rate limited per IP; see Retry-After", "rate_limited", "rate limit reached"),
     },
 )
-async def embed_script(form_key: str, request: Request) -> Response:
-    if (throttled := page_load_throttled(request)) is not None:
+async def embed_script(form_key: str, request: Request, deps: DepsDep) -> Response:
+    if (throttled := web.page_load_throttled(deps.limiters.page_loads, deps.client_ip(request))) is not None:
         return throttled
-    try:
-        async with request.app.state.db.transaction() as session:
-            form = await handlers.load_form(session, form_key)
-    except handlers.UnknownForm:
-        return web.json_error(404, f"no form '{form_key}'")
-    except handlers.ArchivedForm:
-        return web.json_error(410, f"form '{form_key}' is archived")
-    settings = runtime_of(request).settings
+    form = await _active_form(deps, form_key)
+    if isinstance(form, Response):
+        return form
+    settings = deps.settings
     # Never the request's Host: a forged one would point the script (and any cache holding it) elsewhere.
     base = (settings.public_base_url or "").rstrip("/")
     config = {

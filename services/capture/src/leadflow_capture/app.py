@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from leadflow_capture import activities, admin, api, privacy, privacy_api
+from leadflow_capture.bootstrap import bootstrap
 from leadflow_capture.consumer import build_consumer
-from leadflow_capture.runtime import CaptureRuntime
 from leadflow_capture.schemas import ActivityBatch, ActivityIn
 from leadflow_capture.settings import Settings
 from leadflow_kit.app import create_service_app
@@ -19,22 +19,22 @@ from leadflow_kit.retention import RetentionRule
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    deps = bootstrap(settings, clock)
     app = create_service_app(
-        settings,
+        deps.platform,
+        deps,
         title="LeadFlow capture",
         description="Takes form fills and behavioral events in, stores them durably, publishes lead.captured "
         "and lead.activity. Form submissions and activities are public; `/v1/admin/*` needs an API key.",
         routers=[api.router, admin.router, activities.router, privacy_api.router,
                  privacy_router(privacy.PERSONAL_DATA)],
         consumer=build_consumer(),
-        clock=clock,
         # Capture keeps accepting leads while Kafka is down: the outbox holds them.
         broker_needed_for_readiness=False,
         # Idempotency keys answer retries for a day; older ones only take space.
         retention=[RetentionRule("idempotency_key", "created_at < $1",
                                  timedelta(hours=settings.idempotency_key_retention_hours))],
     )
-    app.state.capture = CaptureRuntime.build(settings, app.state.metrics.registry)
     _document_schemas(app, [ActivityIn, ActivityBatch])
     return app
 

@@ -9,9 +9,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from leadflow_contracts import Attribution, Consent, LeadCaptured, LeadContact
+from leadflow_contracts import Attribution, Consent, LeadActivity, LeadCaptured, LeadContact
 from leadflow_kit.errors import FieldError
 
 CONTACT_FIELDS = frozenset(LeadContact.model_fields)
@@ -87,6 +88,23 @@ class FormDefinition:
             if target == canonical:
                 return posted
         return canonical
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    """A form as the admin API shows it: its definition and when it was made and last changed."""
+
+    definition: FormDefinition
+    created_at: datetime
+    updated_at: datetime
+
+
+def consent_complete(current: FormDefinition, changes: Mapping[str, Any]) -> bool:
+    """Whether the form, with ``changes`` applied, has the text and version of any consent it requires."""
+    required = changes.get("consent_required", current.consent_required)
+    text = changes.get("consent_text", current.consent_text)
+    version = changes.get("consent_version", current.consent_version)
+    return not required or bool(text and version)
 
 
 @dataclass(frozen=True)
@@ -279,6 +297,53 @@ def person_key(email: str, secret: bytes) -> str:
     by hashing a list of guessed addresses."""
     digest = hmac.new(secret, (normalize_email(email) or "").encode(), hashlib.sha256).hexdigest()
     return f"person-{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class NewLead:
+    """A lead as it is stored: what the fill said, and where it came from."""
+
+    id: str
+    form_key: str
+    contact: LeadContact
+    custom_fields: dict[str, str]
+    attribution: Attribution
+    submitted_at: datetime
+    email_normalized: str | None
+    consent: Consent | None
+    visitor_id: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+def new_lead(lead_id: str, form: FormDefinition, submission: Submission, now: datetime, ip: str | None,
+             user_agent: str | None) -> NewLead:
+    return NewLead(
+        id=lead_id,
+        form_key=form.key,
+        contact=submission.contact,
+        custom_fields=submission.custom_fields,
+        attribution=submission.attribution,
+        submitted_at=now,
+        email_normalized=normalize_email(submission.contact.email),
+        consent=consent_record(form, submission, now, ip),
+        visitor_id=submission.visitor_id,
+        ip=ip,
+        user_agent=(user_agent or "")[:1000] or None,
+    )
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person as capture knows them: their email (when known) and the leads of their fills."""
+
+    email: str | None
+    lead_ids: list[str]
+
+
+def activity_key(data: LeadActivity, person_secret: bytes) -> str:
+    """Kafka key of an activity: the lead when known, else the visitor, else an opaque id of the email."""
+    return data.lead_id or data.visitor_id or person_key(data.email or "", person_secret)
 
 
 def consent_record(form: FormDefinition, submission: Submission, now: datetime, ip: str | None) -> Consent | None:

@@ -1,40 +1,32 @@
-"""Capture's use cases: plain functions over a session and the outbox."""
+"""Capture's use cases: a form fill, activity posts, erasure requests and the answers to them.
+
+Each runs in a unit of work (one transaction, the outbox in it): the routes open one with
+``unit_of_work``, the consumer opens one per batch. A use case decides with ``domain`` and reads and
+writes only through ``uow.deps.store``.
+"""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
-
-import asyncpg
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Literal
 
 from leadflow_capture import domain
-from leadflow_capture.tables import form as form_table
-from leadflow_contracts import LeadActivity, new_event
+from leadflow_capture.bootstrap import Deps
+from leadflow_capture.privacy import NewErasure
+from leadflow_capture.store import StoredResponse
+from leadflow_contracts import (
+    Event,
+    LeadActivity,
+    PrivacyErasureCompleted,
+    PrivacyErasureRequested,
+    new_event,
+)
 from leadflow_contracts.envelope import MAX_EVENT_BYTES
-from leadflow_kit.db import driver_connection
+from leadflow_kit.consumer import UnitOfWork, one_at_a_time
 from leadflow_kit.errors import FieldError
-from leadflow_kit.outbox import Outbox
-
-
-class UnknownForm(LookupError):
-    pass
-
-
-class ArchivedForm(LookupError):
-    def __init__(self, form: domain.FormDefinition) -> None:
-        super().__init__(form.key)
-        self.form = form
-
-
-class FormExists(ValueError):
-    pass
 
 
 class FormChanged(Exception):
@@ -65,212 +57,92 @@ class SubmissionContext:
 
 
 @dataclass(frozen=True)
+class IdempotencyClaim:
+    """An Idempotency-Key as a request sent it: ``scope`` names what it keys, ``fingerprint`` the request."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class FormFill:
+    form: domain.FormDefinition
+    posted: Mapping[str, str]
+    context: SubmissionContext = field(default_factory=SubmissionContext)
+    # False: ``form`` was remembered from an earlier request; before any outcome it is checked against
+    # the stored form in this transaction, and FormChanged is raised when they differ.
+    form_confirmed: bool = True
+    idempotency: IdempotencyClaim | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     kind: Literal["accepted", "duplicate", "spam"]
     lead_id: str
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class StoredResponse:
-    status_code: int
-    headers: dict[str, str]
-    body: str
+# -- form fills ---------------------------------------------------------------------------------
 
 
-# -- forms --------------------------------------------------------------------------------------
+async def capture_form_fill(fill: FormFill, uow: UnitOfWork[Deps]) -> Outcome | StoredResponse:
+    """The fill's outcome, or the answer stored for an earlier request with its Idempotency-Key."""
+    if fill.idempotency is None:
+        return await capture_submission(fill, uow)
+    # A replay answers for the form as it is now, so check it before the key.
+    await confirm_form(None if fill.form_confirmed else fill.form, uow)
+    stored = await claim_idempotency_key(fill.idempotency, uow)
+    if stored is not None:
+        return stored
+    return await capture_submission(replace(fill, form_confirmed=True), uow)
 
 
-def form_from_row(row: Any) -> domain.FormDefinition:
-    return form_from_record(row._mapping)
-
-
-def form_from_record(record: asyncpg.Record | Mapping[str, Any]) -> domain.FormDefinition:
-    return domain.FormDefinition(
-        key=record["key"],
-        name=record["name"],
-        field_mapping=dict(record["field_mapping"]),
-        required_fields=tuple(record["required_fields"]),
-        allowed_origins=tuple(record["allowed_origins"]),
-        success_url=record["success_url"],
-        error_url=record["error_url"],
-        consent_required=record["consent_required"],
-        consent_text=record["consent_text"],
-        consent_version=record["consent_version"],
-        honeypot_field=record["honeypot_field"],
-        min_fill_seconds=record["min_fill_seconds"],
-        archived_at=record["archived_at"],
-    )
-
-
-FORM_COLUMNS = ("key, name, field_mapping, required_fields, allowed_origins, success_url, error_url, "
-                "consent_required, consent_text, consent_version, honeypot_field, min_fill_seconds, archived_at")
-SELECT_FORM = f"SELECT {FORM_COLUMNS} FROM form WHERE key = $1"
-
-
-async def current_form(session: AsyncSession, key: str) -> domain.FormDefinition | None:
-    """The stored definition of form ``key`` (archived or not), or None when there is none."""
-    record = await (await driver_connection(session)).fetchrow(SELECT_FORM, key)
-    return form_from_record(record) if record is not None else None
-
-
-async def confirm_form(session: AsyncSession, remembered: domain.FormDefinition | None) -> None:
-    """Raise :class:`FormChanged` unless ``remembered`` is still the stored form; None: nothing to check."""
-    if remembered is not None:
-        _check_form(remembered, await (await driver_connection(session)).fetchrow(SELECT_FORM, remembered.key))
-
-
-def _check_form(remembered: domain.FormDefinition, record: asyncpg.Record | None) -> None:
-    current = form_from_record(record) if record is not None else None
-    if current != remembered:
-        raise FormChanged(current)
-
-
-async def find_form_row(session: AsyncSession, key: str) -> Any:
-    row = (await session.execute(select(form_table).where(form_table.c.key == key))).first()
-    if row is None:
-        raise UnknownForm(key)
-    return row
-
-
-async def load_form(session: AsyncSession, key: str, *, allow_archived: bool = False) -> domain.FormDefinition:
-    form = form_from_row(await find_form_row(session, key))
-    if form.archived and not allow_archived:
-        raise ArchivedForm(form)
-    return form
-
-
-async def list_forms(session: AsyncSession, status: str | None = None) -> list[Any]:
-    query = select(form_table).order_by(form_table.c.key)
-    if status == "active":
-        query = query.where(form_table.c.archived_at.is_(None))
-    elif status == "archived":
-        query = query.where(form_table.c.archived_at.is_not(None))
-    return list((await session.execute(query)).all())
-
-
-async def create_form(session: AsyncSession, values: Mapping[str, Any], now: datetime) -> Any:
-    row = (
-        await session.execute(
-            pg_insert(form_table)
-            .values(**values, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=[form_table.c.key])
-            .returning(*form_table.c)
-        )
-    ).first()
-    if row is None:
-        raise FormExists(values["key"])
-    return row
-
-
-async def update_form(session: AsyncSession, key: str, values: Mapping[str, Any], now: datetime) -> Any:
-    row = (
-        await session.execute(
-            update(form_table)
-            .where(form_table.c.key == key)
-            .values(**values, updated_at=now)
-            .returning(*form_table.c)
-        )
-    ).first()
-    if row is None:
-        raise UnknownForm(key)
-    return row
-
-
-# -- submissions --------------------------------------------------------------------------------
-
-LEAD_COLUMNS = ("id, form_key, contact, custom_fields, attribution, submitted_at, email_normalized, consent, "
-                "visitor_id, ip, user_agent")
-LEAD_VALUES = "$1::text, $2::text, $3::jsonb, $4::jsonb, $5::jsonb, $6::timestamptz, $7::text, $8::jsonb, " \
-              "$9::text, $10::text, $11::text"
-INSERT_LEAD = f"INSERT INTO lead ({LEAD_COLUMNS}) VALUES ({LEAD_VALUES})"
-# The double-submit check and the insert in one statement: the lead is stored only when the same email
-# sent no fill to the form since $12; the row returned is that earlier lead.
-INSERT_LEAD_UNLESS_RECENT = f"""
-WITH recent AS (
-    SELECT id FROM lead
-    WHERE form_key = $2::text AND email_normalized = $7::text AND submitted_at >= $12::timestamptz
-    ORDER BY submitted_at DESC
-    LIMIT 1
-), inserted AS (
-    INSERT INTO lead ({LEAD_COLUMNS})
-    SELECT {LEAD_VALUES}
-    WHERE NOT EXISTS (SELECT FROM recent)
-)
-SELECT id FROM recent"""
-LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))"
-LOCK_AND_SELECT_FORM = f"SELECT {FORM_COLUMNS}, pg_advisory_xact_lock(hashtextextended($2::text, 0)) " \
-                       "FROM form WHERE key = $1"
-
-
-async def capture_submission(
-    session: AsyncSession,
-    outbox: Outbox,
-    form: domain.FormDefinition,
-    posted: Mapping[str, str],
-    now: datetime,
-    context: SubmissionContext | None = None,
-    *,
-    form_confirmed: bool = True,
-) -> Outcome:
+async def capture_submission(fill: FormFill, uow: UnitOfWork[Deps]) -> Outcome:
     """Store the lead and its ``lead.captured`` event in one transaction.
 
     Spam is answered like an accepted fill (bots learn nothing) but nothing is stored or sent;
-    a double submit returns the lead the first fill made. With ``form_confirmed=False`` ``form`` is
-    one remembered from an earlier request: before any outcome it is checked against the stored form
-    in this transaction, and :class:`FormChanged` is raised when they differ.
+    a double submit returns the lead the first fill made.
     """
-    context = context or SubmissionContext()
-    remembered = None if form_confirmed else form
+    form, context, now = fill.form, fill.context, uow.now()
+    remembered = None if fill.form_confirmed else form
     try:
-        screened = _screen(form, posted, now, context)
+        screened = _screen(form, fill.posted, now, context)
     except InvalidSubmission:
-        await confirm_form(session, remembered)
+        await confirm_form(remembered, uow)
         raise
     if isinstance(screened, Outcome):
-        await confirm_form(session, remembered)
+        await confirm_form(remembered, uow)
         return screened
-    submission = screened
-
-    conn = await driver_connection(session)
-    email = domain.normalize_email(submission.contact.email)
-    lead_id = str(uuid.uuid4())
-    consent = domain.consent_record(form, submission, now, context.ip)
-    # JSON null, not SQL NULL, for an absent consent: what the column held when SQLAlchemy wrote it.
-    lead_values = (
-        lead_id,
-        form.key,
-        json.dumps(submission.contact.model_dump(exclude_none=True)),
-        json.dumps(submission.custom_fields),
-        json.dumps(submission.attribution.model_dump(exclude_none=True)),
-        now,
-        email,
-        json.dumps(consent.model_dump(mode="json") if consent else None),
-        submission.visitor_id,
-        context.ip,
-        (context.user_agent or "")[:1000] or None,
-    )
-    if email and context.double_submit_window > timedelta(0):
-        # Serialize fills of one email on one form, so two racing double-submits still make one lead.
-        # The lock is its own statement: the double-submit check must see what the lock waited for.
-        lock_key = f"capture:{form.key}:{email}"
-        if remembered is None:
-            await conn.execute(LOCK, lock_key)
-        else:
-            _check_form(remembered, await conn.fetchrow(LOCK_AND_SELECT_FORM, form.key, lock_key))
-        existing = await conn.fetchval(INSERT_LEAD_UNLESS_RECENT, *lead_values, now - context.double_submit_window)
-        if existing is not None:
-            return Outcome("duplicate", existing)
-    else:
-        await confirm_form(session, remembered)
-        await conn.execute(INSERT_LEAD, *lead_values)
-    data = domain.lead_captured(lead_id, form, submission, now, consent)
+    lead = domain.new_lead(str(uuid.uuid4()), form, screened, now, context.ip, context.user_agent)
+    earlier = await _store_lead(lead, remembered, context.double_submit_window, uow)
+    if earlier is not None:
+        return Outcome("duplicate", earlier)
+    data = domain.lead_captured(lead.id, form, screened, now, lead.consent)
     if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
         # Rolls the lead back with the rest of the transaction: an event Kafka would refuse must not be stored.
         raise InvalidSubmission([FieldError(field="body", code="too_large",
                                             message=f"the fields add up to more than {MAX_EVENT_BYTES} bytes")])
-    await outbox.add(session, new_event(data, source="capture", subject=lead_id, lead_captured_at=now, time=now))
-    return Outcome("accepted", lead_id)
+    await uow.publish(new_event(data, source="capture", subject=lead.id, lead_captured_at=now, time=now))
+    return Outcome("accepted", lead.id)
+
+
+async def _store_lead(lead: domain.NewLead, remembered: domain.FormDefinition | None, window: timedelta,
+                      uow: UnitOfWork[Deps]) -> str | None:
+    """Store the lead, unless it repeats a fill within ``window``: then the id of the lead that fill made."""
+    store = uow.deps.store
+    if lead.email_normalized and window > timedelta(0):
+        # Serialize fills of one email on one form, so two racing double-submits still make one lead.
+        # The lock is its own statement: the double-submit check must see what the lock waited for.
+        lock_key = f"capture:{lead.form_key}:{lead.email_normalized}"
+        if remembered is None:
+            await store.lock(uow.session, lock_key)
+        else:
+            _check_form(remembered, await store.lock_and_read_form(uow.session, lead.form_key, lock_key))
+        return await store.insert_lead_unless_recent(uow.session, lead, lead.submitted_at - window)
+    await confirm_form(remembered, uow)
+    await store.insert_lead(uow.session, lead)
+    return None
 
 
 def _screen(form: domain.FormDefinition, posted: Mapping[str, str], now: datetime,
@@ -293,88 +165,78 @@ def _screen(form: domain.FormDefinition, posted: Mapping[str, str], now: datetim
     return domain.Submission(**{**submission.__dict__, "attribution": attribution})
 
 
-# -- idempotency --------------------------------------------------------------------------------
+async def confirm_form(remembered: domain.FormDefinition | None, uow: UnitOfWork[Deps]) -> None:
+    """Raise :class:`FormChanged` unless ``remembered`` is still the stored form; None: nothing to check."""
+    if remembered is not None:
+        _check_form(remembered, await uow.deps.store.current_form(uow.session, remembered.key))
 
 
-async def claim_idempotency_key(
-    session: AsyncSession, scope: str, key: str, fingerprint: str
-) -> StoredResponse | None:
-    """Claim ``key`` for this transaction, or return the response stored under it.
+def _check_form(remembered: domain.FormDefinition, current: domain.FormDefinition | None) -> None:
+    if current != remembered:
+        raise FormChanged(current)
+
+
+async def claim_idempotency_key(claim: IdempotencyClaim, uow: UnitOfWork[Deps]) -> StoredResponse | None:
+    """Claim the key for this transaction, or return the response stored under it.
 
     A concurrent request with the same key waits on the unique index until the first one
     commits (then replays its response) or rolls back (then takes the key itself).
     """
-    conn = await driver_connection(session)
-    claimed = await conn.fetchval(
-        "INSERT INTO idempotency_key (scope, key, fingerprint) VALUES ($1, $2, $3) "
-        "ON CONFLICT DO NOTHING RETURNING key",
-        scope, key, fingerprint,
-    )
-    if claimed is not None:
+    store = uow.deps.store
+    if await store.claim_idempotency_key(uow.session, claim.scope, claim.key, claim.fingerprint):
         return None
     # A statement of its own: only a new snapshot sees the row the insert waited for.
-    row = await conn.fetchrow(
-        "SELECT fingerprint, status_code, headers, body FROM idempotency_key WHERE scope = $1 AND key = $2",
-        scope, key,
-    )
-    if row is None:
-        raise LookupError(f"idempotency key {key} vanished while claimed")
-    if row["fingerprint"] != fingerprint:
-        raise IdempotencyKeyReused(key)
-    return StoredResponse(row["status_code"], dict(row["headers"]), row["body"] or "")
-
-
-async def store_idempotent_response(session: AsyncSession, scope: str, key: str, response: StoredResponse) -> None:
-    await (await driver_connection(session)).execute(
-        "UPDATE idempotency_key SET status_code = $3, headers = $4::jsonb, body = $5 WHERE scope = $1 AND key = $2",
-        scope, key, response.status_code, json.dumps(response.headers), response.body,
-    )
+    record = await store.idempotency_record(uow.session, claim.scope, claim.key)
+    if record is None:
+        raise LookupError(f"idempotency key {claim.key} vanished while claimed")
+    if record.fingerprint != claim.fingerprint:
+        raise IdempotencyKeyReused(claim.key)
+    return record.response
 
 
 # -- activities ---------------------------------------------------------------------------------
 
-INSERT_ACTIVITIES = """
-INSERT INTO activity (id, activity_type, lead_id, email, visitor_id, page_url, properties, occurred_at)
-SELECT a.id, a.activity_type, a.lead_id, a.email, a.visitor_id, a.page_url, a.properties::jsonb, a.occurred_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[])
-     AS a(id, activity_type, lead_id, email, visitor_id, page_url, properties, occurred_at)
-ON CONFLICT DO NOTHING
-RETURNING id"""
 
-
-def activity_key(data: LeadActivity, person_secret: bytes) -> str:
-    """Kafka key of an activity: the lead when known, else the visitor, else an opaque id of the email."""
-    return data.lead_id or data.visitor_id or domain.person_key(data.email or "", person_secret)
-
-
-async def record_activities(
-    session: AsyncSession, outbox: Outbox, activities: list[LeadActivity], person_secret: bytes
-) -> list[str]:
+async def record_activities(activities: list[LeadActivity], uow: UnitOfWork[Deps]) -> list[str]:
     """Store each activity and its ``lead.activity`` event; a retried activity id is recorded once."""
     for index, data in enumerate(activities):
         if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
             raise InvalidSubmission([FieldError(field=f"activities.{index}", code="too_large",
                                                 message=f"the activity exceeds {MAX_EVENT_BYTES} bytes")])
-    conn = await driver_connection(session)
-    rows = await conn.fetch(
-        INSERT_ACTIVITIES,
-        [a.activity_id for a in activities],
-        [a.activity_type for a in activities],
-        [a.lead_id for a in activities],
-        [a.email for a in activities],
-        [a.visitor_id for a in activities],
-        [a.page_url for a in activities],
-        [json.dumps(a.properties) for a in activities],
-        [a.occurred_at for a in activities],
-    )
-    inserted = {row["id"] for row in rows}
+    inserted = await uow.deps.store.insert_activities(uow.session, activities)
     for data in activities:
         if data.activity_id in inserted:
             inserted.discard(data.activity_id)  # an id repeated in the batch was stored once, by its first
-            await outbox.add(
-                session,
-                new_event(data, source="capture", subject=activity_key(data, person_secret), time=data.occurred_at,
-                          event_id=data.activity_id),
-            )
+            await uow.publish(new_event(data, source="capture",
+                                        subject=domain.activity_key(data, uow.deps.person_secret),
+                                        time=data.occurred_at, event_id=data.activity_id))
     return [a.activity_id for a in activities]
+
+
+# -- data-subject requests ----------------------------------------------------------------------
+
+
+async def request_erasure(email: str | None, lead_ids: list[str], uow: UnitOfWork[Deps]) -> str:
+    """Record the request and announce it; an open request for the same person is returned instead."""
+    store = uow.deps.store
+    person = await store.find_person(uow.session, email, lead_ids)
+    person_key = domain.person_key(person.email, uow.deps.person_secret) if person.email else None
+    if person_key is not None:
+        # Serializes two requests for one person, so the second finds the first.
+        await store.lock(uow.session, person_key)
+        open_request = await store.open_erasure(uow.session, person_key)
+        if open_request is not None:
+            return open_request
+    now = uow.now()
+    erasure = NewErasure(str(uuid.uuid4()), person_key, person.lead_ids, now)
+    await store.add_erasure(uow.session, erasure)
+    requested = PrivacyErasureRequested(erasure_id=erasure.erasure_id, email=person.email,
+                                        lead_ids=person.lead_ids, requested_at=now)
+    await uow.publish(new_event(requested, source="capture", subject=erasure.erasure_id, time=now))
+    return erasure.erasure_id
+
+
+async def record_erasure_answers(events: list[Event[PrivacyErasureCompleted]], uow: UnitOfWork[Deps]) -> None:
+    """Each service's answer; a request is complete once every service answered."""
+    for event in one_at_a_time(events):
+        await uow.deps.store.record_erasure_answer(uow.session, event.data, uow.now())

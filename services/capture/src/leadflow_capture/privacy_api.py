@@ -14,13 +14,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from leadflow_capture import privacy
+from leadflow_capture import handlers, privacy
 from leadflow_capture.admin import AUTH_ERRORS
-from leadflow_capture.runtime import runtime_of
+from leadflow_capture.bootstrap import Deps, DepsDep
 from leadflow_kit.auth import require_scope
-from leadflow_kit.db import driver_connection
 from leadflow_kit.errors import Problem
-from leadflow_kit.privacy import MAX_LEAD_IDS, export_person, person_of
+from leadflow_kit.privacy import MAX_LEAD_IDS, person_of
+from leadflow_kit.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/admin/privacy", tags=["privacy (admin)"])
 
@@ -53,6 +53,19 @@ class ErasurePublic(BaseModel):
     completed_at: datetime | None
     services: dict[str, ServiceErasure]
 
+    @classmethod
+    def of(cls, erasure: privacy.Erasure) -> ErasurePublic:
+        """Every service's part: its answer, or pending until it answers."""
+        services = {
+            name: ServiceErasure(status="completed", rows_erased=answer.rows_erased, completed_at=answer.completed_at)
+            if (answer := erasure.answers.get(name)) is not None
+            else ServiceErasure(status="pending", rows_erased=None, completed_at=None)
+            for name in privacy.SERVICES
+        }
+        return cls(erasure_id=erasure.erasure_id, status="completed" if erasure.completed_at is not None else "pending",
+                   lead_ids=erasure.lead_ids, requested_at=erasure.requested_at, completed_at=erasure.completed_at,
+                   services=services)
+
 
 @router.delete(
     "/people", status_code=status.HTTP_202_ACCEPTED, response_model=ErasurePublic,
@@ -62,16 +75,19 @@ class ErasurePublic(BaseModel):
     "service erases its rows and answers. Asking again while a request for the person is open returns it. "
     "Follow it at `GET /v1/admin/privacy/erasures/{erasure_id}`.",
 )
-async def erase_person(request: Request, email: Email = None, lead_id: LeadIds = None) -> Any:
+async def erase_person(deps: DepsDep, email: Email = None, lead_id: LeadIds = None) -> Any:
     subject = person_of(email, lead_id or [])
     if isinstance(subject, JSONResponse):
         return subject
-    state = request.app.state
-    secret = runtime_of(request).settings.person_key_secret.get_secret_value().encode()
-    async with state.db.transaction() as session:
-        erasure_id = await privacy.request_erasure(session, state.outbox, *subject, secret, state.clock.now())
-    async with state.db.transaction() as session:
-        return await privacy.erasure_status(session, erasure_id)
+    async with unit_of_work(deps.platform, deps) as uow:
+        erasure_id = await handlers.request_erasure(*subject, uow)
+    return await _erasure(deps, erasure_id)
+
+
+async def _erasure(deps: Deps, erasure_id: str) -> ErasurePublic | None:
+    async with deps.platform.db.transaction() as session:
+        erasure = await deps.store.erasure(session, erasure_id)
+    return ErasurePublic.of(erasure) if erasure is not None else None
 
 
 @router.get(
@@ -79,43 +95,53 @@ async def erase_person(request: Request, email: Email = None, lead_id: LeadIds =
     responses={**AUTH_ERRORS, 404: {"description": "No such erasure request", "model": Problem}},
     summary="An erasure request and each service's answer",
 )
-async def get_erasure(erasure_id: str, request: Request) -> Any:
+async def get_erasure(erasure_id: str, deps: DepsDep) -> Any:
     found = None
     if "\x00" not in erasure_id:  # PostgreSQL text cannot hold one, so no request has it
-        async with request.app.state.db.transaction() as session:
-            found = await privacy.erasure_status(session, erasure_id)
+        found = await _erasure(deps, erasure_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no erasure request '{erasure_id[:100]}'")
     return found
 
 
+_LEAD = "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10"
+EVERYTHING_EXAMPLE = {
+    "email": "ada@example.com", "lead_ids": [_LEAD], "exported_at": "2026-11-23T09:00:00Z",
+    "services": {
+        "capture": {"service": "capture", "lead_ids": [_LEAD], "tables": {"lead": [
+            {"id": _LEAD, "email": "ada@example.com", "form_key": "demo-request"}]}},
+        "scoring": {"service": "scoring", "lead_ids": [_LEAD], "tables": {"lead_score": [
+            {"lead_id": _LEAD, "score": 52.0, "lifecycle_stage": "mql"}]}},
+    },
+}
+
+
 @router.get(
     "/people/export", dependencies=[Depends(require_scope("privacy:read"))],
     responses={**AUTH_ERRORS, **NAMES_NOBODY,
+               200: {"content": {"application/json": {"example": EVERYTHING_EXAMPLE}}},
                502: {"description": "A service did not answer; nothing partial is returned", "model": Problem}},
     summary="Everything LeadFlow holds about a person (GDPR art. 15), from all five services, as one document",
     description="The caller's API key must be valid on every service (the admin key, or a `privacy:read` key "
     "created on each).",
 )
-async def export_everything(request: Request, email: Email = None, lead_id: LeadIds = None) -> Any:
+async def export_everything(request: Request, deps: DepsDep, email: Email = None, lead_id: LeadIds = None) -> Any:
     subject = person_of(email, lead_id or [])
     if isinstance(subject, JSONResponse):
         return subject
-    state = request.app.state
-    async with state.db.transaction() as session:
-        conn = await driver_connection(session)
-        person = await privacy.find_person(conn, *subject)
-        own = await export_person(conn, privacy.PERSONAL_DATA, person.email, person.lead_ids)
-    peers = runtime_of(request).settings.privacy_export_urls
-    params: list[tuple[str, str]] = [("lead_id", i) for i in person.lead_ids[:MAX_LEAD_IDS]]
+    async with deps.platform.db.transaction() as session:
+        person = await deps.store.find_person(session, *subject)
+        own = await deps.store.export_person(session, person)
+    peers = deps.settings.privacy_export_urls
+    params = httpx.QueryParams([("lead_id", i) for i in person.lead_ids[:MAX_LEAD_IDS]])
     if person.email:
-        params.append(("email", person.email))
+        params = params.add("email", person.email)
     headers = {"Authorization": request.headers.get("authorization", "")}
 
     async def ask(name: str, url: str) -> tuple[str, Any]:
         try:
-            answer = await state.http.get(f"{url.rstrip('/')}/v1/admin/privacy/export", params=params,
-                                          headers=headers)
+            answer = await deps.platform.http.get(f"{url.rstrip('/')}/v1/admin/privacy/export", params=params,
+                                                  headers=headers)
         except httpx.HTTPError as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY,
                                 detail=f"{name} did not answer: {type(exc).__name__}") from None
@@ -127,6 +153,6 @@ async def export_everything(request: Request, email: Email = None, lead_id: Lead
     return {
         "email": person.email,
         "lead_ids": person.lead_ids,
-        "exported_at": state.clock.now(),
+        "exported_at": deps.platform.clock.now(),
         "services": {"capture": own, **dict(answers)},
     }

@@ -98,3 +98,17 @@ class SubmissionLimiter:
         if wait == 0.0 and form_key is not None:
             wait = self.by_form.take(form_key)
         return math.ceil(wait) if wait > 0 else 0
+
+
+@dataclass
+class Limiters:
+    """Capture's limits, each per replica."""
+
+    # Form fills, per address and per form.
+    submissions: SubmissionLimiter
+    # Activity posts, per address.
+    activities: SubmissionLimiter
+    # Activities per lead id, email or visitor id they name.
+    activity_subjects: TokenBuckets
+    # What page loads cost: embed.js fetches and CORS preflights, per address.
+    page_loads: SubmissionLimiter

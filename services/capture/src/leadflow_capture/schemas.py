@@ -170,15 +170,16 @@ class FormPublic(BaseModel):
     embed_url: str
 
     @classmethod
-    def of(cls, row: Any) -> FormPublic:
+    def of(cls, stored: domain.StoredForm) -> FormPublic:
+        form = stored.definition
         return cls(
-            key=row.key, name=row.name, field_mapping=row.field_mapping, required_fields=row.required_fields,
-            allowed_origins=row.allowed_origins, success_url=row.success_url, error_url=row.error_url,
-            consent_required=row.consent_required, consent_text=row.consent_text,
-            consent_version=row.consent_version, honeypot_field=row.honeypot_field,
-            min_fill_seconds=row.min_fill_seconds, status="archived" if row.archived_at else "active",
-            created_at=row.created_at, updated_at=row.updated_at, archived_at=row.archived_at,
-            submission_url=f"/v1/forms/{row.key}/submissions", embed_url=f"/v1/forms/{row.key}/embed.js",
+            key=form.key, name=form.name, field_mapping=form.field_mapping, required_fields=list(form.required_fields),
+            allowed_origins=list(form.allowed_origins), success_url=form.success_url, error_url=form.error_url,
+            consent_required=form.consent_required, consent_text=form.consent_text,
+            consent_version=form.consent_version, honeypot_field=form.honeypot_field,
+            min_fill_seconds=form.min_fill_seconds, status="archived" if form.archived_at else "active",
+            created_at=stored.created_at, updated_at=stored.updated_at, archived_at=form.archived_at,
+            submission_url=f"/v1/forms/{form.key}/submissions", embed_url=f"/v1/forms/{form.key}/embed.js",
         )
 
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from leadflow_capture import bodies, domain
+from leadflow_capture.ratelimit import SubmissionLimiter
 from leadflow_kit.bodies import BodyRefused
 from leadflow_kit.errors import FieldError, problem_response
 
@@ -103,6 +104,18 @@ def preflight_headers(origin: str) -> dict[str, str]:
         "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
         "Vary": "Origin",
     }
+
+
+def page_load_throttled(limiter: SubmissionLimiter, ip: str | None) -> Response | None:
+    """A 429 for an address over its page-load budget (embed.js, CORS preflights), else None."""
+    retry_after = limiter.check(ip, None)
+    return too_many_requests(retry_after) if retry_after else None
+
+
+def too_many_requests(retry_after: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return json_error(429, f"too many requests; retry after {retry_after} seconds",
+                      [FieldError(field="body", code="rate_limited", message="rate limit reached")],
+                      headers={**(headers or {}), "Retry-After": str(retry_after)})
 
 
 def json_error(status: int, detail: str, errors: list[FieldError] | None = None,

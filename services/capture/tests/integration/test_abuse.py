@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import text
 
 from leadflow_contracts import topics
+from leadflow_kit.app import app_deps
 
 pytestmark = pytest.mark.integration
 
 
 async def stored(capture, form_key: str) -> int:
-    async with capture.app.state.db.transaction() as session:
+    async with app_deps(capture.app).platform.db.transaction() as session:
         return int((await session.execute(text("SELECT count(*) FROM lead WHERE form_key = :k"),
                                           {"k": form_key})).scalar_one())
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from leadflow_contracts import topics
+from leadflow_kit.app import app_deps
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ async def test_a_honeypot_renamed_elsewhere_catches_the_next_bot(capture, start_
     response = await capture.client.post(f"/v1/forms/{form['key']}/submissions",
                                          json={"email": "bot@example.com", "website": "http://spam.example"})
     assert response.status_code == 202
-    async with capture.app.state.db.transaction() as session:
+    async with app_deps(capture.app).platform.db.transaction() as session:
         stored = (await session.execute(text("SELECT count(*) FROM lead WHERE email_normalized = 'bot@example.com' "
                                              "AND form_key = :k"), {"k": form["key"]})).scalar_one()
     assert stored == 0, "the renamed honeypot marks the fill as spam"
@@ -81,7 +82,7 @@ async def test_an_origin_removed_elsewhere_is_refused_even_for_a_bad_body(captur
 async def test_a_form_removed_from_the_database_is_404(capture):
     form = await capture.create_form()
     await serve_once(capture, form["key"])
-    async with capture.app.state.db.transaction() as session:
+    async with app_deps(capture.app).platform.db.transaction() as session:
         await session.execute(text("DELETE FROM lead WHERE form_key = :k"), {"k": form["key"]})
         await session.execute(text("DELETE FROM form WHERE key = :k"), {"k": form["key"]})
     response = await capture.client.post(f"/v1/forms/{form['key']}/submissions", json={"email": "x@example.com"})

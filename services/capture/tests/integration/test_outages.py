@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from leadflow_contracts import topics
+from leadflow_kit.app import app_deps
 from leadflow_stack.procs import free_port
 from leadflow_stack.testing import app_client
 
@@ -25,7 +26,7 @@ async def test_lead_posted_while_kafka_is_down_is_published_when_it_is_back(capt
         assert response.status_code == 202
         assert time.monotonic() - started < 5, "accepting a lead must not wait on the broker"
         lead_id = response.json()["lead_id"]
-        async with capture.app.state.db.transaction() as session:
+        async with app_deps(capture.app).platform.db.transaction() as session:
             pending = (await session.execute(
                 text("SELECT count(*) FROM outbox WHERE key = :k AND published_at IS NULL"), {"k": lead_id}
             )).scalar_one()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from leadflow_capture import handlers, web
+from leadflow_capture import domain, web
 from leadflow_capture.ratelimit import SubmissionLimiter, TokenBuckets
 from leadflow_capture.settings import Settings
 from leadflow_contracts import LeadActivity
@@ -80,14 +80,14 @@ def activity(**ids) -> LeadActivity:
 
 def test_activities_are_keyed_by_lead_then_visitor_then_an_opaque_id_of_the_email():
     secret = b"s" * 32
-    assert handlers.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co"), secret) == "L"
-    assert handlers.activity_key(activity(visitor_id="V", email="e@x.co"), secret) == "V"
-    key = handlers.activity_key(activity(email="E@X.co"), secret)
+    assert domain.activity_key(activity(lead_id="L", visitor_id="V", email="e@x.co"), secret) == "L"
+    assert domain.activity_key(activity(visitor_id="V", email="e@x.co"), secret) == "V"
+    key = domain.activity_key(activity(email="E@X.co"), secret)
     assert "e@x.co" not in key.lower() and key.startswith("person-")
     # One person, one key (and so one partition), however the address is typed; another secret, another key.
-    assert handlers.activity_key(activity(email=" e@x.CO "), secret) == key
-    assert handlers.activity_key(activity(email="f@x.co"), secret) != key
-    assert handlers.activity_key(activity(email="e@x.co"), b"t" * 32) != key
+    assert domain.activity_key(activity(email=" e@x.CO "), secret) == key
+    assert domain.activity_key(activity(email="f@x.co"), secret) != key
+    assert domain.activity_key(activity(email="e@x.co"), b"t" * 32) != key
 
 
 def test_a_production_capture_needs_its_own_person_key_secret():

@@ -113,7 +113,8 @@ def _counts(spec: ScoringModelSpec) -> dict[str, int]:
             "tiers": len(spec.tiers)}
 
 
-@admin_router.get("/schema", summary="The JSON Schema of a scoring model", dependencies=READ)
+@admin_router.get("/schema", summary="The JSON Schema of a scoring model", dependencies=READ,
+                  responses={200: {"content": {"application/json": {"example": json_schema()}}}})
 async def get_schema() -> dict[str, Any]:
     return json_schema()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import ScoreLine
@@ -30,7 +30,32 @@ class ScoreChangePublic(ScoreChange):
     pass
 
 
+_LINES: list[JsonValue] = [
+    {"rule_id": "fit.seniority.vp", "category": "fit", "points": 15.0, "reason": "seniority is vp"},
+    {"rule_id": "fit.employees.mid-market", "category": "fit", "points": 10.0,
+     "reason": "employee_count 800 is within 200..2000"},
+    {"rule_id": "behavior.demo_requested", "category": "behavior", "points": 30.0,
+     "reason": "demo_requested once (30 points each)"},
+    {"rule_id": "decay", "category": "decay", "points": -3.0,
+     "reason": "behavioral points fade with a 30-day half-life"},
+]
+
+
 class LeadScorePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "lead_id": "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10",
+        "current": {"score": 52.0, "fit_points": 25.0, "behavior_points": 27.0, "fit_grade": "B",
+                    "engagement_level": 2, "tier": "warm", "is_mql": True,
+                    "mql_reason": "score 52 ≥ 50", "model_version": "b2b-saas-default.v1",
+                    "as_of": "2026-11-23T09:00:00Z", "breakdown": _LINES},
+        "lifecycle_stage": "mql", "stage_changed_at": "2026-11-16T10:02:00Z", "mql_at": "2026-11-16T10:02:00Z",
+        "last_published_score": 55.0, "last_scored_at": "2026-11-16T10:02:00Z",
+        "history": [{"at": "2026-11-16T10:02:00Z", "trigger": "activity", "cause": "demo_requested",
+                     "score": 55.0, "previous_score": 25.0, "fit_grade": "B", "engagement_level": 2, "tier": "warm",
+                     "is_mql": True, "model_version": "b2b-saas-default.v1", "lifecycle_stage": "mql",
+                     "previous_stage": "lead", "breakdown": _LINES[:3]}],
+    }]})
+
     lead_id: str
     current: ScoreNow = Field(description="The score right now under the active model, decay applied")
     lifecycle_stage: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
 from leadflow_kit.errors import FieldError
@@ -40,6 +40,14 @@ def model_public(version: ModelVersion) -> ScoringModelPublic:
 
 
 class ValidationReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"valid": True, "name": "b2b-saas-default", "rules": {"fit": 12, "behavior": 9, "negative": 3},
+         "errors": []},
+        {"valid": False, "name": "b2b-saas-default", "rules": {},
+         "errors": [{"field": "fit.0.points", "code": "greater_than_equal",
+                     "message": "Input should be greater than or equal to -100"}]},
+    ]})
+
     valid: bool
     name: str | None = None
     rules: dict[str, int] = Field(default_factory=dict)
@@ -118,7 +126,19 @@ class DryRunSummary(BaseModel):
     average_score_change: float
 
 
+_SNAPSHOT: dict[str, JsonValue] = {"score": 52.0, "fit_grade": "B", "engagement_level": 2, "tier": "warm", "is_mql": True}
+
+
 class DryRunResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "current_model": "b2b-saas-default.v1", "draft_model": "b2b-saas-default", "as_of": "2026-11-23T09:00:00Z",
+        "summary": {"leads": 1, "changed": 1, "mql_current": 1, "mql_draft": 0,
+                    "tiers_current": {"warm": 1}, "tiers_draft": {"cold": 1}, "average_score_change": -12.0},
+        "leads": [{"lead_id": "0d9c3c0e-8a53-4f1e-9a57-3f1f3c2b7a10", "current": _SNAPSHOT,
+                   "draft": {**_SNAPSHOT, "score": 40.0, "tier": "cold", "is_mql": False},
+                   "score_change": -12.0, "changes": ["stops being an MQL", "tier warm -> cold", "score 52 -> 40"]}],
+    }]})
+
     current_model: str
     draft_model: str
     as_of: datetime

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from leadflow_kit.auth import require_scope
 from leadflow_sla import domain
-from leadflow_sla.tables import rep_calendar, sla_policy
+from leadflow_sla.bootstrap import DepsDep
+from leadflow_sla.store import StoredPolicy
 
 router = APIRouter(prefix="/v1/admin", tags=["sla policies"])
 
@@ -72,8 +70,12 @@ class RepCalendarPublic(BaseModel):
     updated_at: datetime
 
 
-def _public(row: Any) -> SlaPolicyPublic:
-    return SlaPolicyPublic.model_validate(row, from_attributes=True)
+def _public(policy: StoredPolicy) -> SlaPolicyPublic:
+    return SlaPolicyPublic.model_validate(policy, from_attributes=True)
+
+
+def _no_policy(policy_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
 
 
 def _conflict(tier: str, team_id: str | None) -> HTTPException:
@@ -85,93 +87,73 @@ def _conflict(tier: str, team_id: str | None) -> HTTPException:
 
 
 @router.get("/sla-policies", response_model=list[SlaPolicyPublic], dependencies=READ)
-async def list_policies(request: Request) -> list[SlaPolicyPublic]:
-    async with request.app.state.db.transaction() as session:
-        rows = (await session.execute(select(sla_policy).order_by(sla_policy.c.tier, sla_policy.c.team_id))).all()
-    return [_public(r) for r in rows]
+async def list_policies(deps: DepsDep) -> list[SlaPolicyPublic]:
+    async with deps.platform.db.transaction() as session:
+        policies = await deps.store.list_policies(session)
+    return [_public(p) for p in policies]
 
 
 @router.post("/sla-policies", response_model=SlaPolicyPublic, status_code=201, dependencies=WRITE)
-async def create_policy(body: SlaPolicyCreate, request: Request) -> SlaPolicyPublic:
+async def create_policy(body: SlaPolicyCreate, deps: DepsDep) -> SlaPolicyPublic:
     values = body.model_dump(mode="json")
     values["name"] = body.name or f"{body.tier} {body.team_id or 'default'}"
     try:
-        async with request.app.state.db.transaction() as session:
-            row = (
-                await session.execute(
-                    insert(sla_policy).values(id=str(uuid.uuid4()), **values).returning(*sla_policy.c)
-                )
-            ).one()
+        async with deps.platform.db.transaction() as session:
+            policy = await deps.store.create_policy(session, str(uuid.uuid4()), values)
     except IntegrityError:
         raise _conflict(body.tier, body.team_id) from None
-    return _public(row)
+    return _public(policy)
 
 
 @router.get("/sla-policies/{policy_id}", response_model=SlaPolicyPublic, dependencies=READ)
-async def get_policy(policy_id: str, request: Request) -> SlaPolicyPublic:
-    async with request.app.state.db.transaction() as session:
-        row = (await session.execute(select(sla_policy).where(sla_policy.c.id == policy_id))).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
-    return _public(row)
+async def get_policy(policy_id: str, deps: DepsDep) -> SlaPolicyPublic:
+    async with deps.platform.db.transaction() as session:
+        policy = await deps.store.get_policy(session, policy_id)
+    if policy is None:
+        raise _no_policy(policy_id)
+    return _public(policy)
 
 
 @router.patch("/sla-policies/{policy_id}", response_model=SlaPolicyPublic, dependencies=WRITE)
-async def update_policy(policy_id: str, body: SlaPolicyUpdate, request: Request) -> SlaPolicyPublic:
+async def update_policy(policy_id: str, body: SlaPolicyUpdate, deps: DepsDep) -> SlaPolicyPublic:
     """Changes apply to clocks opened from now on; running clocks keep the deadline they started with."""
     changes = body.model_dump(mode="json", exclude_unset=True)
-    async with request.app.state.db.transaction() as session:
-        statement = update(sla_policy).where(sla_policy.c.id == policy_id)
-        if changes:
-            statement = statement.values(**changes, updated_at=request.app.state.clock.now())
-        else:
-            statement = statement.values(updated_at=sla_policy.c.updated_at)
-        row = (await session.execute(statement.returning(*sla_policy.c))).first()
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
-    return _public(row)
+    async with deps.platform.db.transaction() as session:
+        policy = await deps.store.update_policy(session, policy_id, changes, deps.platform.clock.now())
+    if policy is None:
+        raise _no_policy(policy_id)
+    return _public(policy)
 
 
 @router.delete("/sla-policies/{policy_id}", status_code=204, dependencies=WRITE)
-async def delete_policy(policy_id: str, request: Request) -> Response:
+async def delete_policy(policy_id: str, deps: DepsDep) -> Response:
     """Without a policy for its tier, a lead gets the built-in default (hot 5 min, warm 1 h, cold 24 h)."""
-    async with request.app.state.db.transaction() as session:
-        deleted = (
-            await session.execute(delete(sla_policy).where(sla_policy.c.id == policy_id).returning(sla_policy.c.id))
-        ).first()
-    if deleted is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no SLA policy '{policy_id}'")
+    async with deps.platform.db.transaction() as session:
+        deleted = await deps.store.delete_policy(session, policy_id)
+    if not deleted:
+        raise _no_policy(policy_id)
     return Response(status_code=204)
 
 
 @router.put("/sla-calendars/{rep_id}", response_model=RepCalendarPublic, dependencies=WRITE)
-async def put_rep_calendar(rep_id: str, body: domain.BusinessHours, request: Request) -> RepCalendarPublic:
-    now = request.app.state.clock.now()
-    hours = body.model_dump(mode="json")
-    async with request.app.state.db.transaction() as session:
-        row = (
-            await session.execute(
-                insert(rep_calendar)
-                .values(rep_id=rep_id, business_hours=hours, updated_at=now)
-                .on_conflict_do_update(index_elements=[rep_calendar.c.rep_id],
-                                       set_={"business_hours": hours, "updated_at": now})
-                .returning(*rep_calendar.c)
-            )
-        ).one()
-    return RepCalendarPublic.model_validate(row, from_attributes=True)
+async def put_rep_calendar(rep_id: str, body: domain.BusinessHours, deps: DepsDep) -> RepCalendarPublic:
+    now = deps.platform.clock.now()
+    async with deps.platform.db.transaction() as session:
+        calendar = await deps.store.put_rep_calendar(session, rep_id, body, now)
+    return RepCalendarPublic.model_validate(calendar, from_attributes=True)
 
 
 @router.get("/sla-calendars/{rep_id}", response_model=RepCalendarPublic, dependencies=READ)
-async def get_rep_calendar(rep_id: str, request: Request) -> RepCalendarPublic:
-    async with request.app.state.db.transaction() as session:
-        row = (await session.execute(select(rep_calendar).where(rep_calendar.c.rep_id == rep_id))).first()
-    if row is None:
+async def get_rep_calendar(rep_id: str, deps: DepsDep) -> RepCalendarPublic:
+    async with deps.platform.db.transaction() as session:
+        calendar = await deps.store.get_rep_calendar(session, rep_id)
+    if calendar is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no calendar for rep '{rep_id}'")
-    return RepCalendarPublic.model_validate(row, from_attributes=True)
+    return RepCalendarPublic.model_validate(calendar, from_attributes=True)
 
 
 @router.delete("/sla-calendars/{rep_id}", status_code=204, dependencies=WRITE)
-async def delete_rep_calendar(rep_id: str, request: Request) -> Response:
-    async with request.app.state.db.transaction() as session:
-        await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
+async def delete_rep_calendar(rep_id: str, deps: DepsDep) -> Response:
+    async with deps.platform.db.transaction() as session:
+        await deps.store.delete_rep_calendar(session, rep_id)
     return Response(status_code=204)

@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from leadflow_kit.auth import require_scope
+from leadflow_kit.uow import unit_of_work
 from leadflow_sla import handlers, reports
+from leadflow_sla.bootstrap import DepsDep
 
 router = APIRouter(tags=["timeline"])
 
@@ -40,10 +42,9 @@ class TimelinePublic(BaseModel):
     dependencies=[Depends(require_scope("leads:read"))],
     summary="The lead's whole journey across services, in order, with its SLA clock state",
 )
-async def get_timeline(lead_id: str, request: Request) -> TimelinePublic:
-    state = request.app.state
-    async with state.db.transaction() as session:
-        timeline = await handlers.load_timeline(session, lead_id, state.clock.now())
+async def get_timeline(lead_id: str, deps: DepsDep) -> TimelinePublic:
+    async with unit_of_work(deps.platform, deps) as uow:
+        timeline = await handlers.lead_timeline(lead_id, uow)
     if timeline is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no events for lead '{lead_id}' yet")
     return TimelinePublic.model_validate(timeline, from_attributes=True)
@@ -61,21 +62,22 @@ reports_router = APIRouter(tags=["reports"])
 )
 async def get_funnel(
     request: Request,
+    deps: DepsDep,
     start: datetime | None = Query(default=None, alias="from", description="Inclusive; default 30 days ago"),
     end: datetime | None = Query(default=None, alias="to", description="Exclusive; default now"),
     group_by: reports.GroupBy | None = Query(default=None),
     format: Literal["json", "csv"] | None = Query(default=None, description="Or send Accept: text/csv"),
 ) -> Response:
-    state = request.app.state
-    end = _utc(end) if end else state.clock.now()
+    end = _utc(end) if end else deps.platform.clock.now()
     start = _utc(start) if start else end - timedelta(days=30)
     if start >= end:
         raise HTTPException(422, detail={
             "detail": "The request is invalid; see errors.",
             "errors": [{"field": "from", "code": "range", "message": "from must be before to"}],
         })
-    async with state.db.transaction() as session:
-        report = await reports.funnel_report(session, start, end, group_by)
+    async with deps.platform.db.transaction() as session:
+        leads = await deps.store.funnel_leads(session, start, end, group_by)
+    report = reports.funnel_report(leads, start, end, group_by)
     wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if wants_csv:
         return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8",

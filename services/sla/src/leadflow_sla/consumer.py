@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from leadflow_contracts import Event, topics
-from leadflow_kit.consumer import EventConsumer, UnitOfWork
+from leadflow_contracts import (
+    LeadActivity,
+    LeadCaptured,
+    LeadDelivered,
+    LeadEnriched,
+    LeadRouted,
+    LeadScored,
+    LeadSla,
+    LeadTouched,
+    topics,
+)
+from leadflow_kit.consumer import EventConsumer
 from leadflow_kit.privacy import subscribe_erasures
 from leadflow_sla import handlers
-from leadflow_sla.metrics import SlaMetrics
+from leadflow_sla.bootstrap import Deps
 from leadflow_sla.privacy import PERSONAL_DATA
 
 
-def build_consumer(metrics: Callable[[], SlaMetrics]) -> EventConsumer:
-    """``metrics`` is looked up per event: the registry only exists once the app does."""
-    consumer = EventConsumer("sla")
-
-    async def record(event: Event[Any], uow: UnitOfWork) -> None:
-        await handlers.record_event(uow.session, event, metrics())
-
-    for topic in topics.LEAD_TOPICS:
-        consumer.subscribe(topic)(record)
+def build_consumer() -> EventConsumer[Deps]:
+    consumer = EventConsumer[Deps]("sla")
+    consumer.subscribe(topics.CAPTURED, LeadCaptured)(handlers.record_lead_events)
+    consumer.subscribe(topics.ENRICHED, LeadEnriched)(handlers.record_lead_events)
+    consumer.subscribe(topics.SCORED, LeadScored)(handlers.record_lead_events)
+    consumer.subscribe(topics.ROUTED, LeadRouted)(handlers.record_lead_events)
+    consumer.subscribe(topics.ACTIVITY, LeadActivity)(handlers.record_lead_events)
+    consumer.subscribe(topics.TOUCHED, LeadTouched)(handlers.record_lead_events)
+    consumer.subscribe(topics.SLA, LeadSla)(handlers.record_lead_events)
+    consumer.subscribe(topics.DELIVERED, LeadDelivered)(handlers.record_lead_events)
     subscribe_erasures(consumer, PERSONAL_DATA)
     return consumer

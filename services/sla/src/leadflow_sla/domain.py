@@ -10,13 +10,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadflow_contracts import (
+    Event,
     EventData,
     LeadActivity,
     LeadCaptured,
@@ -305,6 +306,21 @@ def calendar_for(policy: Policy, owner_hours: BusinessHours | None) -> BusinessH
     return policy.business_hours
 
 
+def policy_for(
+    policies: Iterable[Policy], tier: Tier, team_id: str | None, owner_hours: dict[str, Any] | None
+) -> tuple[Policy, BusinessHours | None]:
+    """The policy for a lead of this tier and team, and the calendar its clock counts in (``owner_hours``:
+    the owning rep's stored calendar, read only when the policy counts in it)."""
+    policy = choose_policy(policies, tier, team_id)
+    owner_calendar = BusinessHours.model_validate(owner_hours) if owner_hours and policy.use_owner_hours else None
+    return policy, calendar_for(policy, owner_calendar)
+
+
+def open_clocks_by_tier(counts: dict[str, int]) -> dict[str, int]:
+    """Every tier's count of open clocks, zero for a tier with none."""
+    return {**dict.fromkeys(TIERS, 0), **counts}
+
+
 @dataclass(frozen=True)
 class ClockPlan:
     started_at: datetime
@@ -434,3 +450,475 @@ def funnel(leads: Iterable[FunnelLead]) -> tuple[list[dict[str, Any]], dict[str,
         groups.setdefault(item.group, FunnelGroup(item.group)).add(item)
         total.add(item)
     return [groups[k].report() for k in sorted(groups)], total.report()
+
+
+# --------------------------------------------------------------------------------------------
+# A lead's facts, as events change them
+# --------------------------------------------------------------------------------------------
+
+LeadData = TypeVar("LeadData", bound=EventData)
+
+# The lead columns one event changes, by column name (only these are written, in one statement).
+LeadChanges = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    """What the funnel knows about a lead: its ``lead`` row."""
+
+    lead_id: str
+    captured_at: datetime | None = None
+    form_key: str | None = None
+    source: str | None = None
+    utm_campaign: str | None = None
+    tier: str | None = None
+    score: float | None = None
+    team_id: str | None = None
+    rep_id: str | None = None
+    stage_rank: int = 0
+    mql_at: datetime | None = None
+    accepted_at: datetime | None = None
+    sql_at: datetime | None = None
+    opportunity_at: datetime | None = None
+    converted_at: datetime | None = None
+    disqualified_at: datetime | None = None
+    first_routed_at: datetime | None = None
+    first_touch_at: datetime | None = None
+    speed_to_lead_seconds: float | None = None
+    sla_outcome: str | None = None
+    breach_count: int = 0
+    merged_into: str | None = None
+    # The latest clock-stopping touch, so a routed event that arrives after it opens no running clock.
+    last_stop_touch_at: datetime | None = None
+    last_stop_touch_type: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TimelineRecord:
+    """One event as it goes on the timelines of the leads it concerns, and what it means for the lead's facts."""
+
+    lead_ids: list[str]
+    event_id: str
+    event_type: str
+    stage: str
+    source: str
+    at: datetime
+    lead_captured_at: datetime | None
+    details: dict[str, Any]
+    facts_lead_id: str
+    subject: str
+    # Counted towards pipeline latency when it is the subject's first event at this stage.
+    measured: bool
+    # Only webhooks of the routed lead count as the pipeline's last stage (a LIKE pattern on the event type).
+    earlier_event_type_like: str | None
+
+
+ROUTED_WEBHOOK_LIKE = "lead.routed%"
+
+
+def occurred_at(evt: Event[LeadData]) -> datetime:
+    """When the thing happened, which for some events is earlier than when it was announced."""
+    data = evt.data
+    if isinstance(data, LeadCaptured):
+        return data.submitted_at
+    if isinstance(data, LeadTouched | LeadActivity):
+        return data.occurred_at
+    if isinstance(data, LeadDelivered):
+        return data.at
+    return evt.time
+
+
+def captured_at_of(evt: Event[LeadData]) -> datetime | None:
+    if isinstance(evt.data, LeadCaptured):
+        return evt.data.submitted_at
+    return evt.lead_captured_at
+
+
+def facts_lead_id(evt: Event[LeadData]) -> str:
+    """The lead whose funnel facts and clocks the event moves."""
+    lead_id: str | None = getattr(evt.data, "lead_id", None)
+    return lead_id or evt.subject
+
+
+def belongs_to_a_lead(data: EventData) -> bool:
+    """An anonymous visitor's activity belongs to no lead yet."""
+    return not (isinstance(data, LeadActivity) and data.lead_id is None)
+
+
+def timeline_record(evt: Event[LeadData]) -> TimelineRecord:
+    data = evt.data
+    stage = stage_of(data)
+    # The pipeline ends at the CRM webhook of the routed lead; SLA notifications are deliveries too, but later.
+    measured = stage in PIPELINE_STAGES and (
+        not isinstance(data, LeadDelivered) or data.event_type_delivered.startswith("lead.routed")
+    )
+    return TimelineRecord(
+        lead_ids=lead_ids_of(evt.subject, data), event_id=evt.id, event_type=evt.type, stage=stage,
+        source=evt.source, at=occurred_at(evt), lead_captured_at=captured_at_of(evt),
+        details=stage_details(data), facts_lead_id=facts_lead_id(evt), subject=evt.subject, measured=measured,
+        earlier_event_type_like=ROUTED_WEBHOOK_LIKE if stage == "webhook_delivered" else None,
+    )
+
+
+def reach(facts: LeadFacts, changes: LeadChanges, funnel_stage: str, at: datetime) -> None:
+    """Mark the funnel stage and every stage before it as reached (first time wins)."""
+    rank = FUNNEL_RANK[funnel_stage]
+    for name in FUNNEL_STAGES[1 : rank + 1]:
+        column = f"{name}_at"
+        if getattr(facts, column) is None and column not in changes:
+            changes[column] = at
+    if rank > facts.stage_rank:
+        changes["stage_rank"] = rank
+
+
+def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
+    """What the event itself changes on the lead (the clocks may change more); ``updated_at`` with it."""
+    data = evt.data
+    at = occurred_at(evt)
+    captured_at = captured_at_of(evt)
+    changes: LeadChanges = {}
+    if facts.captured_at is None and captured_at is not None:
+        changes["captured_at"] = captured_at
+    if isinstance(data, LeadCaptured) or (isinstance(data, LeadEnriched) and facts.form_key is None):
+        changes.update(form_key=data.form_key, source=data.attribution.utm_source or "direct",
+                       utm_campaign=data.attribution.utm_campaign)
+    elif isinstance(data, LeadScored):
+        _scored(facts, changes, data, at)
+    elif isinstance(data, LeadRouted):
+        changes.update(team_id=data.owner.team_id if data.owner else None,
+                       rep_id=data.owner.rep_id if data.owner else None)
+        if data.tier is not None and facts.tier is None:
+            changes["tier"] = data.tier
+        if facts.first_routed_at is None:
+            changes["first_routed_at"] = at
+    elif isinstance(data, LeadSla):
+        if data.kind == "breach":
+            changes["sla_outcome"] = "breached"
+            if data.breach_count > facts.breach_count:
+                changes["breach_count"] = data.breach_count
+    elif isinstance(data, LeadTouched):
+        funnel_stage = TOUCH_TO_FUNNEL.get(data.touch_type)
+        if funnel_stage is not None:
+            reach(facts, changes, funnel_stage, at)
+        if data.touch_type == "disqualified" and facts.disqualified_at is None:
+            changes["disqualified_at"] = at
+    if changes:
+        # Only the event's own facts mark the lead as updated; what the clocks settle does not.
+        changes["updated_at"] = evt.time
+    return changes
+
+
+def _scored(facts: LeadFacts, changes: LeadChanges, data: LeadScored, at: datetime) -> None:
+    changes.update(tier=data.tier, score=data.score)
+    if data.is_mql:
+        reach(facts, changes, "mql", at)
+    funnel_stage = LIFECYCLE_TO_FUNNEL.get(data.lifecycle_stage)
+    if funnel_stage is not None and funnel_stage != "captured":
+        reach(facts, changes, funnel_stage, at)
+    if data.lifecycle_stage == "disqualified" and facts.disqualified_at is None:
+        changes["disqualified_at"] = at
+
+
+def merged_fill(evt: Event[LeadData], lead_id: str) -> str | None:
+    """The repeat fill's own lead id when the event folds it into ``lead_id``."""
+    data = evt.data
+    if isinstance(data, LeadEnriched) and data.duplicate_of and data.captured_lead_id != lead_id:
+        return data.captured_lead_id
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Opening, stopping and firing clocks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaClock:
+    """A first-touch clock: one per routing of a lead (an ``sla_clock`` row)."""
+
+    id: str
+    lead_id: str
+    routed_event_id: str
+    tier: Tier
+    team_id: str | None
+    owner_rep_id: str | None
+    policy_id: str | None
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    target_seconds: int
+    warning_ratio: float
+    breach_limit: int
+    business_hours: dict[str, Any] | None  # as stored: the calendar the clock counts in
+    started_at: datetime
+    warning_at: datetime
+    due_at: datetime
+    status: str  # open | stopped | superseded
+    warned_at: datetime | None = None
+    breached_at: datetime | None = None
+    breach_number: int | None = None
+    next_fire_at: datetime | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+    @property
+    def calendar(self) -> BusinessHours | None:
+        return BusinessHours.model_validate(self.business_hours) if self.business_hours else None
+
+
+def opens_clock(routed: LeadRouted, routed_before: bool) -> bool:
+    """A repeat fill that kept the owner of a lead already routed leaves its clock as it is: running,
+    it keeps its deadline; stopped, the rep is working the lead and a fresh clock would breach and
+    re-route the lead away from them."""
+    return not (routed.kept_owner and routed_before)
+
+
+def clock_tier(routed: LeadRouted, facts: LeadFacts) -> Tier:
+    return cast(Tier, routed.tier or facts.tier or FALLBACK_TIER)
+
+
+def new_clock(
+    clock_id: str, evt: Event[LeadData], routed: LeadRouted, facts: LeadFacts, tier: Tier, policy: Policy,
+    calendar: BusinessHours | None,
+) -> tuple[SlaClock, LeadChanges]:
+    """The clock ``evt`` (whose data is ``routed``) starts, and what it settles on the lead. The touch can
+    overtake the routed event (they travel on different topics): then the clock starts stopped."""
+    plan = plan_clock(evt.time, policy, calendar)
+    status, stopped_at, stop_reason = "open", None, None
+    changes: LeadChanges = {}
+    touched_at = facts.last_stop_touch_at
+    if touched_at is not None and touched_at >= plan.started_at:
+        status, stopped_at, stop_reason = "stopped", touched_at, facts.last_stop_touch_type
+        if facts.sla_outcome is None:
+            changes["sla_outcome"] = "met" if touched_at <= plan.due_at else "breached"
+    clock = SlaClock(
+        id=clock_id, lead_id=routed.lead_id, routed_event_id=evt.id, tier=tier,
+        team_id=routed.owner.team_id if routed.owner else None,
+        owner_rep_id=routed.owner.rep_id if routed.owner else None, policy_id=policy.id,
+        correlation_id=evt.correlation_id, lead_captured_at=facts.captured_at,
+        target_seconds=policy.target_seconds, warning_ratio=policy.warning_ratio, breach_limit=policy.breach_limit,
+        business_hours=calendar.model_dump(mode="json") if calendar else None,
+        started_at=plan.started_at, warning_at=plan.warning_at, due_at=plan.due_at, status=status,
+        next_fire_at=plan.warning_at if status == "open" else None, stopped_at=stopped_at, stop_reason=stop_reason,
+    )
+    return clock, changes
+
+
+@dataclass(frozen=True)
+class SpeedToLead:
+    seconds: float
+    tier: str
+    team: str
+
+
+def touch_changes(
+    facts: LeadFacts, touch: LeadTouched, stopped: Sequence[SlaClock]
+) -> tuple[LeadChanges, SpeedToLead | None]:
+    """What a clock-stopping touch settles on the lead, and the speed to lead when it is the first touch."""
+    changes: LeadChanges = {}
+    if facts.last_stop_touch_at is None or touch.occurred_at > facts.last_stop_touch_at:
+        changes.update(last_stop_touch_at=touch.occurred_at, last_stop_touch_type=touch.touch_type)
+    if facts.first_touch_at is not None:
+        return changes, None
+    reference = facts.captured_at or facts.first_routed_at
+    speed = max((touch.occurred_at - reference).total_seconds(), 0.0) if reference else None
+    changes.update(first_touch_at=touch.occurred_at, speed_to_lead_seconds=speed)
+    if facts.sla_outcome is None and stopped:
+        changes["sla_outcome"] = "breached" if any(c.breached_at for c in stopped) else "met"
+    if speed is None:
+        return changes, None
+    clock = stopped[0] if stopped else None
+    tier = clock.tier if clock else (facts.tier or FALLBACK_TIER)
+    team = team_label(clock.team_id if clock else facts.team_id)
+    return changes, SpeedToLead(speed, tier, team)
+
+
+ThresholdKind = Literal["warning", "breach"]
+
+
+@dataclass(frozen=True)
+class Fired:
+    clock_id: str
+    lead_id: str
+    kind: ThresholdKind
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning or breach emitted for a clock (an ``sla_notice`` row: at most one per clock and kind)."""
+
+    clock_id: str
+    kind: ThresholdKind
+    event_id: str
+    lead_id: str
+    threshold_at: datetime
+    emitted_at: datetime
+
+
+def threshold_data(clock: SlaClock, kind: ThresholdKind, breach_number: int) -> LeadSla:
+    return LeadSla(
+        lead_id=clock.lead_id, clock_id=clock.id, kind=kind, tier=clock.tier,
+        owner_rep_id=clock.owner_rep_id, team_id=clock.team_id, started_at=clock.started_at,
+        due_at=clock.due_at, breach_count=breach_number,
+        escalate=kind == "breach" and should_escalate(breach_number, clock.breach_limit),
+    )
+
+
+def fired_changes(clock: SlaClock, fired: Sequence[Fired], now: datetime, breach_number: int) -> dict[str, Any]:
+    """The clock's columns that change after a round of firing (``next_fire_at`` always)."""
+    changes: dict[str, Any] = {}
+    kinds = {f.kind for f in fired}
+    if "warning" in kinds:
+        changes["warned_at"] = now
+    if "breach" in kinds:
+        changes.update(breached_at=now, breach_number=breach_number)
+    warned = clock.warned_at is not None or "warning" in kinds
+    breached = clock.breached_at is not None or "breach" in kinds
+    changes["next_fire_at"] = next_fire_at(clock.warning_at, clock.due_at, warned, breached)
+    return changes
+
+
+# --------------------------------------------------------------------------------------------
+# Timeline
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One event on a lead's timeline (a ``lead_event`` row)."""
+
+    id: int
+    event_id: str
+    event_type: str
+    stage: str
+    source: str
+    at: datetime
+    lead_captured_at: datetime | None
+    details: dict[str, Any]
+
+
+@dataclass
+class Timeline:
+    lead_id: str
+    stages: list[dict[str, Any]]
+    owner_changes: list[dict[str, Any]]
+    webhooks: list[dict[str, Any]]
+    sla: dict[str, Any]
+    funnel: dict[str, Any]
+
+
+def _ms(delta_seconds: float) -> float:
+    return round(delta_seconds * 1000, 3)
+
+
+def clock_state(clock: SlaClock, now: datetime) -> dict[str, Any]:
+    end = clock.stopped_at or now
+    elapsed = working_time_between(clock.started_at, end, clock.calendar).total_seconds()
+    return {
+        "clock_id": clock.id,
+        "status": clock.status,
+        "tier": clock.tier,
+        "team_id": clock.team_id,
+        "owner_rep_id": clock.owner_rep_id,
+        "policy_id": clock.policy_id,
+        "target_seconds": clock.target_seconds,
+        "business_hours": clock.business_hours,
+        "started_at": clock.started_at,
+        "warning_at": clock.warning_at,
+        "due_at": clock.due_at,
+        "warned_at": clock.warned_at,
+        "breached_at": clock.breached_at,
+        "breach_number": clock.breach_number,
+        "stopped_at": clock.stopped_at,
+        "stop_reason": clock.stop_reason,
+        "elapsed_seconds": round(elapsed, 3),
+        "remaining_seconds": round(clock.target_seconds - elapsed, 3) if clock.status == "open" else None,
+        "met": (clock.stopped_at <= clock.due_at) if clock.status == "stopped" and clock.stopped_at else None,
+    }
+
+
+def timeline(
+    lead_id: str, events: Sequence[TimelineEvent], facts: LeadFacts | None, clocks: Sequence[SlaClock],
+    now: datetime,
+) -> Timeline | None:
+    """The lead's journey in order, with its owners, webhooks, clocks and funnel facts; None for a lead never seen."""
+    if not events and facts is None:
+        return None
+    ordered = sorted(events, key=lambda e: (e.at, stage_rank(e.stage), e.id))
+    captured = facts.captured_at if facts is not None and facts.captured_at else None
+    if captured is None:
+        captured = next((e.lead_captured_at for e in ordered if e.lead_captured_at is not None), None)
+    webhooks = [{"at": e.at, **e.details} for e in ordered if e.stage in ("webhook_delivered", "webhook_failed")]
+    return Timeline(lead_id, _stages(ordered, captured), _owner_changes(ordered), webhooks,
+                    _sla_summary(facts, clocks, now), _funnel_facts(facts))
+
+
+def _stages(events: Sequence[TimelineEvent], captured: datetime | None) -> list[dict[str, Any]]:
+    stages: list[dict[str, Any]] = []
+    previous_at: datetime | None = None
+    for e in events:
+        stages.append({
+            "stage": e.stage,
+            "event_type": e.event_type,
+            "event_id": e.event_id,
+            "at": e.at,
+            "source": e.source,
+            "since_capture_ms": _ms((e.at - captured).total_seconds()) if captured else None,
+            "since_previous_ms": _ms((e.at - previous_at).total_seconds()) if previous_at else None,
+            "details": e.details,
+        })
+        previous_at = e.at
+    return stages
+
+
+def _owner_changes(events: Sequence[TimelineEvent]) -> list[dict[str, Any]]:
+    changes: list[dict[str, Any]] = []
+    previous_owner: str | None = None
+    previous_rep: str | None = None
+    for e in events:
+        if e.stage != "routed":
+            continue
+        d = e.details
+        owner = d.get("owner_rep_id") or (f"queue:{d['queue']}" if d.get("queue") else None)
+        if owner != previous_owner:
+            changes.append({
+                "at": e.at,
+                "from_rep_id": previous_rep,
+                "to_rep_id": d.get("owner_rep_id"),
+                "team_id": d.get("team_id"),
+                "queue": d.get("queue"),
+                "reason": d.get("reroute_reason") or d.get("reason"),
+                "escalated": bool(d.get("escalated")),
+            })
+            previous_owner, previous_rep = owner, d.get("owner_rep_id")
+    return changes
+
+
+def _sla_summary(facts: LeadFacts | None, clocks: Sequence[SlaClock], now: datetime) -> dict[str, Any]:
+    history = [clock_state(c, now) for c in clocks]
+    current = next((c for c in reversed(history) if c["status"] == "open"), history[-1] if history else None)
+    return {
+        # Touched before its routing reached us: no clock yet, but nothing is waiting either.
+        "state": current["status"] if current else (
+            "stopped" if facts is not None and facts.last_stop_touch_at is not None else "none"),
+        "current": current,
+        "clocks": history,
+        "outcome": facts.sla_outcome if facts is not None else None,
+        "breach_count": facts.breach_count if facts is not None else 0,
+    }
+
+
+def _funnel_facts(facts: LeadFacts | None) -> dict[str, Any]:
+    if facts is None:
+        return {}
+    return {
+        "captured_at": facts.captured_at,
+        "stage": FUNNEL_STAGES[facts.stage_rank],
+        **{f"{name}_at": getattr(facts, f"{name}_at") for name in FUNNEL_STAGES[1:]},
+        "first_touch_at": facts.first_touch_at,
+        "speed_to_lead_seconds": facts.speed_to_lead_seconds,
+        "tier": facts.tier,
+        "team_id": facts.team_id,
+        "rep_id": facts.rep_id,
+    }

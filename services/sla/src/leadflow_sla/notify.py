@@ -7,13 +7,11 @@ Teams incoming-webhook URL can be subscribed directly and shows a readable messa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadflow_contracts import Event, LeadSla
-from leadflow_kit.webhooks import enqueue_webhook
 
 
 def notification_type(kind: str) -> str:
@@ -47,18 +45,26 @@ def notification_data(event: Event[LeadSla]) -> dict[str, Any]:
     return {**data.model_dump(mode="json"), "event_id": event.id, "audience": audience}
 
 
-async def enqueue_sla_notification(
-    session: AsyncSession, event: Event[LeadSla], now: datetime, target_seconds: int | None = None
-) -> list[str]:
-    """Queue the notification for every active subscription to it (``lead.sla.*`` included),
-    in the caller's transaction; ``text`` makes it readable in a Slack or Teams incoming webhook."""
-    return await enqueue_webhook(
-        session,
+@dataclass(frozen=True)
+class Notification:
+    """An SLA warning or breach as a webhook delivery; ``text`` makes it readable in a Slack or Teams
+    incoming webhook."""
+
+    event_type: str
+    lead_id: str
+    data: dict[str, Any]
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    text: str
+
+
+def sla_notification(event: Event[LeadSla], target_seconds: int | None = None) -> Notification:
+    """What goes to every active subscription to the event's kind (``lead.sla.*`` included)."""
+    return Notification(
         event_type=notification_type(event.data.kind),
         lead_id=event.data.lead_id,
         data=notification_data(event),
-        now=now,
         correlation_id=event.correlation_id,
         lead_captured_at=event.lead_captured_at,
-        extra={"text": message(event.data, target_seconds)},
+        text=message(event.data, target_seconds),
     )

@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit import csvexport
 from leadflow_kit.csvexport import Cell
 from leadflow_sla import domain
-from leadflow_sla.tables import lead
 
 GroupBy = Literal["source", "utm_campaign", "form", "team", "rep"]
-GROUP_COLUMNS = {
-    "source": lead.c.source,
-    "utm_campaign": lead.c.utm_campaign,
-    "form": lead.c.form_key,
-    "team": lead.c.team_id,
-    "rep": lead.c.rep_id,
-}
 NO_VALUE = "(none)"
 
 
-async def funnel_report(
-    session: AsyncSession, start: datetime, end: datetime, group_by: GroupBy | None
+def funnel_report(
+    leads: Iterable[domain.FunnelLead], start: datetime, end: datetime, group_by: GroupBy | None
 ) -> dict[str, Any]:
     """The cohort is the leads captured in [start, end); each is counted at every stage it has reached."""
-    group_column = GROUP_COLUMNS[group_by] if group_by else None
-    columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome]
-    if group_column is not None:
-        columns.append(group_column.label("group_key"))
-    rows = (
-        await session.execute(select(*columns).where(lead.c.captured_at >= start, lead.c.captured_at < end,
-                                   lead.c.merged_into.is_(None)))
-    ).all()
-    items = [
-        domain.FunnelLead(
-            group=(row.group_key or NO_VALUE) if group_column is not None else "total",
-            stage_rank=row.stage_rank,
-            speed_to_lead_seconds=row.speed_to_lead_seconds,
-            sla_outcome=row.sla_outcome,
-        )
-        for row in rows
-    ]
-    groups, total = domain.funnel(items)
+    groups, total = domain.funnel(leads)
     return {
         "from": start,
         "to": end,

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers, new_event
+from leadflow_kit.app import app_runtime
 from leadflow_kit.clock import Clock
 from leadflow_kit.migrations import upgrade
 from leadflow_sla.app import create_app
@@ -157,7 +158,7 @@ class AppRunner:
                                    headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         self._stack.append((lifespan, client))
         if wait_assigned:
-            await asyncio.wait_for(app.state.runner.assigned.wait(), 30)
+            await asyncio.wait_for(app_runtime(app).runner.assigned.wait(), 30)
         return app, client
 
     async def stop_all(self) -> None:

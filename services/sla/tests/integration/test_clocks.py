@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leadflow_contracts import LeadRouted, LeadTouched, RoutedOwner, topics
+from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
 SECOND = timedelta(seconds=1)
@@ -39,7 +40,7 @@ async def test_a_hot_clock_warns_at_four_minutes_breaches_at_five_and_restarts_o
     t0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     clock = FrozenClock(t0)
     app, client = await apps.start(clock, scheduler_interval_seconds=3600)
-    scheduler = app.state.scheduler
+    scheduler = app_deps(app).scheduler
     lead_id = sla_env.new_lead_id()
     await sla_env.send(routed(sla_env, lead_id, t0, "hot", "rep-ada", "team-emea"))
     first = await open_clock_of(sla_env, lead_id)
@@ -115,7 +116,7 @@ async def test_a_restart_loses_no_clock(sla_env: Any, apps: Any) -> None:
     await sla_env.send(routed(sla_env, lead_id, t0, "warm", "rep-cy", "team-amer"))
     await open_clock_of(sla_env, lead_id)
     clock.set(t0 + 50 * 60 * SECOND)
-    assert [f.kind for f in await first.state.scheduler.fire_due()] == ["warning"]
+    assert [f.kind for f in await app_deps(first).scheduler.fire_due()] == ["warning"]
     await apps.stop_all()
 
     # Down across the deadline; the next process fires the breach as soon as it starts.
@@ -127,7 +128,7 @@ async def test_a_restart_loses_no_clock(sla_env: Any, apps: Any) -> None:
         return [r["kind"] for r in rows] if len(rows) == 2 else None
 
     assert await sla_env.eventually(breached) == ["warning", "breach"]
-    assert await second.state.scheduler.fire_due() == []
+    assert await app_deps(second).scheduler.fire_due() == []
     events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id, 2)
     assert [e.data.kind for e in events] == ["warning", "breach"]
 
@@ -151,7 +152,7 @@ async def test_business_hours_and_public_holidays_are_honoured(sla_env: Any, app
     assert row["warning_at"] == datetime(2026, 12, 28, 9, 2, tzinfo=berlin)
     assert row["due_at"] == datetime(2026, 12, 28, 9, 3, tzinfo=berlin)
 
-    scheduler = app.state.scheduler
+    scheduler = app_deps(app).scheduler
     clock.set(datetime(2026, 12, 25, 12, 0, tzinfo=berlin))
     assert await scheduler.fire_due() == []
     clock.set(datetime(2026, 12, 28, 9, 1, 59, tzinfo=berlin))
@@ -179,7 +180,7 @@ async def test_a_touch_before_the_warning_means_nothing_fires(sla_env: Any, apps
     stopped = await open_clock_of(sla_env, lead_id, status="stopped")
     assert (stopped["stop_reason"], stopped["next_fire_at"]) == ("meeting_booked", None)
     clock.set(t0 + 3600 * SECOND)
-    assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
+    assert [f for f in await app_deps(app).scheduler.fire_due() if f.lead_id == lead_id] == []
     body = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
     assert body["sla"]["outcome"] == "met" and body["sla"]["current"]["met"] is True
 
@@ -204,7 +205,7 @@ async def test_a_touch_that_overtakes_its_routed_event_leaves_no_running_clock(s
     assert (stopped["stopped_at"], stopped["stop_reason"], stopped["next_fire_at"]) == (
         t0 + 60 * SECOND, "contacted", None)
     clock.set(t0 + 3600 * SECOND)
-    assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
+    assert [f for f in await app_deps(app).scheduler.fire_due() if f.lead_id == lead_id] == []
     body = (await client.get(f"/v1/leads/{lead_id}/timeline")).json()
     assert [s["stage"] for s in body["stages"]] == ["routed", "touched"]
     assert body["sla"]["outcome"] == "met"
@@ -242,4 +243,4 @@ async def test_a_repeat_fill_that_keeps_the_owner_keeps_its_clock_running_or_sto
     clocks = await sla_env.fetch("SELECT id, status, stopped_at FROM sla_clock WHERE lead_id = $1", lead_id)
     assert [(c["id"], c["status"], c["stopped_at"]) for c in clocks] == [(first["id"], "stopped", t0 + 200 * SECOND)]
     clock.set(t0 + 7200 * SECOND)
-    assert [f for f in await app.state.scheduler.fire_due() if f.lead_id == lead_id] == []
+    assert [f for f in await app_deps(app).scheduler.fire_due() if f.lead_id == lead_id] == []

@@ -33,6 +33,7 @@ from leadflow_contracts import (
     LeadTouched,
     RoutedOwner,
 )
+from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
 C = datetime(2026, 11, 10, 10, 0, tzinfo=UTC)
@@ -101,7 +102,7 @@ async def test_funnel_numbers_match_the_hand_computed_answers(sla_env: Any, apps
     await _wait_clocks(sla_env, [ids["L1"], ids["L5"], ids["L6"]], "stopped")
 
     clock.set(C + 400 * S)
-    fired = await app.state.scheduler.fire_due()
+    fired = await app_deps(app).scheduler.fire_due()
     assert sorted((f.lead_id, f.kind) for f in fired) == [(ids["L2"], "breach"), (ids["L2"], "warning")]
 
     await sla_env.send(_touch(sla_env, ids["L2"], "contacted", 600))

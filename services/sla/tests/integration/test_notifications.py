@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from leadflow_contracts import LeadRouted, RoutedOwner
+from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
 
@@ -81,9 +82,9 @@ async def test_owner_and_manager_channels_get_signed_sla_messages(
 
     await sla_env.eventually(clock_open)
     clock.set(t0 + timedelta(seconds=240))
-    await app.state.scheduler.fire_due()
+    await app_deps(app).scheduler.fire_due()
     clock.set(t0 + timedelta(seconds=300))
-    await app.state.scheduler.fire_due()
+    await app_deps(app).scheduler.fire_due()
 
     async def delivered() -> Any:
         got = receiver.received

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from leadflow_contracts import LeadRouted, RoutedOwner
+from leadflow_kit.app import app_runtime
 from leadflow_sla.app import create_app
 
 RULES = Path(__file__).resolve().parents[4] / "deploy" / "prometheus" / "rules" / "leadflow.rules.yml"
@@ -44,7 +45,7 @@ async def test_breach_alert_fires_on_real_scraped_data(sla_env: Any) -> None:
                 break
             await asyncio.sleep(0.01)
         assert server.started, "sla did not start serving"
-        await asyncio.wait_for(app.state.runner.assigned.wait(), 30)
+        await asyncio.wait_for(app_runtime(app).runner.assigned.wait(), 30)
 
         prom_port = free_port()
         (workdir / "prometheus.yml").write_text(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadflow_contracts import LeadRouted, RoutedOwner, topics
+from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -62,13 +63,13 @@ async def test_two_replicas_emit_each_threshold_once(sla_env: Any, apps: Any) ->
 
     clock.set(T0 + timedelta(minutes=10))
     fired_first, fired_second = await asyncio.gather(
-        first.state.scheduler.fire_due(), second.state.scheduler.fire_due()
+        app_deps(first).scheduler.fire_due(), app_deps(second).scheduler.fire_due()
     )
     both = [(f.clock_id, f.kind) for f in [*fired_first, *fired_second]]
     expected = 2 * (ROUTED_BY_KAFKA + BULK_DUE)
     assert len(both) == expected and len(set(both)) == expected
     # Once all is fired, further ticks of either replica find nothing.
-    assert await first.state.scheduler.fire_due() == [] and await second.state.scheduler.fire_due() == []
+    assert await app_deps(first).scheduler.fire_due() == [] and await app_deps(second).scheduler.fire_due() == []
 
     notices = await sla_env.fetch("SELECT count(*) AS n FROM sla_notice")
     assert notices[0]["n"] == expected
@@ -80,7 +81,7 @@ async def test_two_replicas_emit_each_threshold_once(sla_env: Any, apps: Any) ->
     assert set(per_threshold.values()) == {1}
 
     # Breached clocks stay open until someone touches the lead; the gauge counts them from the database.
-    open_counts = await first.state.scheduler.refresh_open_clocks()
+    open_counts = await app_deps(first).scheduler.refresh_open_clocks()
     assert open_counts == {"hot": ROUTED_BY_KAFKA, "warm": 0, "cold": BULK_OPEN}
     metrics = (await client.get("/metrics")).text
     assert sla_env.sample(metrics, "leadflow_sla_open_clocks", tier="cold") == BULK_OPEN

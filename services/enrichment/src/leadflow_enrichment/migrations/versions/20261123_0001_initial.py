@@ -21,6 +21,11 @@ depends_on = None
 # come from the live metadata in tables.py.
 def upgrade() -> None:
     create_platform_tables(op)
+    _create_leads()
+    _create_accounts()
+
+
+def _create_leads() -> None:
     op.create_table(
         "lead",
         sa.Column("id", sa.String(64), nullable=False),
@@ -55,6 +60,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["lead_id"], ["lead.id"], name="fk_lead_fill_lead_id_lead"),
     )
     op.create_index("ix_lead_fill_lead_id", "lead_fill", ["lead_id"])
+
+
+def _create_accounts() -> None:
     op.create_table(
         "account",
         sa.Column("id", sa.String(64), nullable=False),

@@ -1,0 +1,385 @@
+"""Every SQL statement of sla, behind named methods: each takes the transaction first, and typed values.
+
+The consumer's and the scheduler's statements run as plain SQL on the session's asyncpg connection:
+every event of every lead topic passes here, a firing runs about twice per lead left untouched, and a
+SQLAlchemy statement costs about six times the CPU (docs/performance.md). Admin routes and reports,
+which run rarely, use SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_kit.db import after_commit, driver_connection
+from leadflow_kit.webhooks import enqueue_webhook
+from leadflow_sla import domain
+from leadflow_sla.domain import (
+    BusinessHours,
+    FunnelLead,
+    LeadChanges,
+    LeadFacts,
+    Notice,
+    Policy,
+    SlaClock,
+    TimelineEvent,
+    TimelineRecord,
+)
+from leadflow_sla.notify import Notification
+from leadflow_sla.reports import NO_VALUE, GroupBy
+from leadflow_sla.tables import lead, lead_event, rep_calendar, sla_clock, sla_policy
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """An SLA policy as the admin API shows it (an ``sla_policy`` row)."""
+
+    id: str
+    name: str
+    tier: domain.Tier
+    team_id: str | None
+    target_seconds: int
+    warning_ratio: float
+    breach_limit: int
+    business_hours: dict[str, Any] | None
+    use_owner_hours: bool
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RepCalendar:
+    """A rep's own working hours (a ``rep_calendar`` row)."""
+
+    rep_id: str
+    business_hours: dict[str, Any]
+    updated_at: datetime
+
+
+class _Row(Protocol):
+    """A row by column name: an asyncpg record or a SQLAlchemy row's mapping."""
+
+    def __getitem__(self, column: str) -> Any: ...
+
+
+def _record(kind: type[R], row: _Row) -> R:
+    """The dataclass ``kind`` from a row's columns of the same names (the row may have more)."""
+    return kind(**{f.name: row[f.name] for f in fields(kind)})  # type: ignore[arg-type]
+
+
+def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    # Sorted, so each set of changed columns is one statement text in asyncpg's prepared-statement cache.
+    columns = sorted(changes)
+    assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(columns, start=2))
+    return f"UPDATE {table} SET {assignments} WHERE {key} = $1", [changes[c] for c in columns]
+
+
+# One round trip per event: the event goes on each lead's timeline, and the lead whose facts it updates is
+# locked (created when new) and returned. The upsert's no-op DO UPDATE, unlike DO NOTHING, locks and returns
+# the row even when a concurrent transaction inserted it first. Every part of the statement reads the
+# snapshot from before it, so first_at_stage still means "the subject had not reached the stage before".
+_RECORD_AND_LOCK = """
+WITH recorded AS (
+    INSERT INTO lead_event (lead_id, event_id, event_type, stage, source, at, lead_captured_at, details)
+    SELECT timeline_lead_id, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, $8::jsonb
+    FROM unnest($1::text[]) AS timeline_lead_id
+    ON CONFLICT DO NOTHING
+    RETURNING lead_id
+), facts AS (
+    INSERT INTO lead (lead_id, captured_at) VALUES ($9, $7)
+    ON CONFLICT (lead_id) DO UPDATE SET lead_id = EXCLUDED.lead_id
+    RETURNING *
+)
+SELECT facts.*,
+       $10::boolean
+       AND EXISTS (SELECT 1 FROM recorded WHERE recorded.lead_id = $11)
+       AND NOT EXISTS (
+           SELECT 1 FROM lead_event AS earlier
+           WHERE earlier.lead_id = $11 AND earlier.stage = $4
+             AND ($12::text IS NULL OR earlier.details ->> 'event_type' LIKE $12)
+       ) AS first_at_stage
+FROM facts
+"""
+
+# A repeat form fill leaves the funnel: its own lead row points at the lead it was merged into.
+_MERGE_INTO = """
+INSERT INTO lead (lead_id, captured_at, merged_into) VALUES ($1, $2, $3)
+ON CONFLICT (lead_id) DO UPDATE SET merged_into = EXCLUDED.merged_into
+"""
+
+# The owner's calendar comes along with the policies, looked up once, in case the chosen policy counts in it.
+_ACTIVE_POLICIES = """
+SELECT sla_policy.*, (SELECT business_hours FROM rep_calendar WHERE rep_id = $2) AS owner_hours
+FROM sla_policy
+WHERE tier = $1 AND active
+"""
+
+_INSERT_CLOCK = """
+INSERT INTO sla_clock (id, lead_id, routed_event_id, tier, team_id, owner_rep_id, policy_id, correlation_id,
+                       lead_captured_at, target_seconds, warning_ratio, breach_limit, business_hours, started_at,
+                       warning_at, due_at, status, next_fire_at, stopped_at, stop_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT DO NOTHING
+"""
+
+# Only the latest routing's clock runs; events may arrive out of order, so the latest is by start time.
+_SUPERSEDE_OLDER_CLOCKS = """
+UPDATE sla_clock AS older
+SET status = 'superseded', next_fire_at = NULL, stopped_at = latest.started_at, stop_reason = 'rerouted'
+FROM (
+    SELECT id, started_at FROM sla_clock
+    WHERE lead_id = $1 AND status = 'open'
+    ORDER BY started_at DESC, created_at DESC
+    LIMIT 1
+) AS latest
+WHERE older.lead_id = $1 AND older.status = 'open' AND older.id <> latest.id
+"""
+
+_STOP_CLOCKS = """
+UPDATE sla_clock SET status = 'stopped', stopped_at = $2, stop_reason = $3, next_fire_at = NULL
+WHERE lead_id = $1 AND status = 'open' AND started_at <= $2
+RETURNING *
+"""
+
+_CLAIM_DUE = """
+SELECT * FROM sla_clock WHERE next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
+_BREACHES_OF_LEAD = "SELECT count(*) FROM sla_notice WHERE lead_id = $1 AND kind = 'breach'"
+_RECORD_NOTICE = """
+INSERT INTO sla_notice (clock_id, kind, event_id, lead_id, threshold_at, emitted_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+
+GROUP_COLUMNS = {
+    "source": lead.c.source,
+    "utm_campaign": lead.c.utm_campaign,
+    "form": lead.c.form_key,
+    "team": lead.c.team_id,
+    "rep": lead.c.rep_id,
+}
+
+
+def _policy(row: _Row) -> Policy:
+    hours = BusinessHours.model_validate(row["business_hours"]) if row["business_hours"] else None
+    return Policy(
+        id=row["id"], tier=row["tier"], target_seconds=row["target_seconds"], warning_ratio=row["warning_ratio"],
+        breach_limit=row["breach_limit"], business_hours=hours, use_owner_hours=row["use_owner_hours"],
+        team_id=row["team_id"],
+    )
+
+
+class SlaStore:
+    """sla's database: timelines, lead facts, clocks and notices, policies and calendars."""
+
+    # -- the consumer: timelines, lead facts, clocks ------------------------------------------
+
+    async def record_and_lock(self, session: AsyncSession, record: TimelineRecord) -> tuple[LeadFacts, bool]:
+        """Put the event on its leads' timelines and lock the lead whose facts it moves; also whether it is
+        the subject's first (measured) event at its stage."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(
+            _RECORD_AND_LOCK,
+            record.lead_ids, record.event_id, record.event_type, record.stage, record.source, record.at,
+            record.lead_captured_at, json.dumps(record.details), record.facts_lead_id, record.measured,
+            record.subject, record.earlier_event_type_like,
+        )
+        assert row is not None  # the upsert always returns the lead
+        return _record(LeadFacts, row), bool(row["first_at_stage"])
+
+    async def merge_into(
+        self, session: AsyncSession, fill_lead_id: str, captured_at: datetime | None, lead_id: str
+    ) -> None:
+        conn = await driver_connection(session)
+        await conn.execute(_MERGE_INTO, fill_lead_id, captured_at, lead_id)
+
+    async def update_lead(self, session: AsyncSession, lead_id: str, changes: LeadChanges) -> None:
+        conn = await driver_connection(session)
+        statement, values = _update_statement("lead", "lead_id", changes)
+        await conn.execute(statement, lead_id, *values)
+
+    async def active_policies(
+        self, session: AsyncSession, tier: domain.Tier, rep_id: str | None
+    ) -> tuple[list[Policy], dict[str, Any] | None]:
+        """The tier's active policies, and the rep's own calendar as stored (None without one)."""
+        conn = await driver_connection(session)
+        rows = await conn.fetch(_ACTIVE_POLICIES, tier, rep_id)
+        return [_policy(r) for r in rows], (rows[0]["owner_hours"] if rows else None)
+
+    async def insert_clock(self, session: AsyncSession, clock: SlaClock) -> None:
+        conn = await driver_connection(session)
+        await conn.execute(
+            _INSERT_CLOCK,
+            clock.id, clock.lead_id, clock.routed_event_id, clock.tier, clock.team_id, clock.owner_rep_id,
+            clock.policy_id, clock.correlation_id, clock.lead_captured_at, clock.target_seconds,
+            clock.warning_ratio, clock.breach_limit,
+            json.dumps(clock.business_hours) if clock.business_hours is not None else None,
+            clock.started_at, clock.warning_at, clock.due_at, clock.status, clock.next_fire_at,
+            clock.stopped_at, clock.stop_reason,
+        )
+
+    async def supersede_older_clocks(self, session: AsyncSession, lead_id: str) -> None:
+        conn = await driver_connection(session)
+        await conn.execute(_SUPERSEDE_OLDER_CLOCKS, lead_id)
+
+    async def stop_clocks(self, session: AsyncSession, lead_id: str, at: datetime, reason: str) -> list[SlaClock]:
+        """Stops the lead's open clocks started by ``at``; returns them."""
+        conn = await driver_connection(session)
+        return [_record(SlaClock, r) for r in await conn.fetch(_STOP_CLOCKS, lead_id, at, reason)]
+
+    def after_commit(self, session: AsyncSession, action: Callable[[], None]) -> None:
+        """Run ``action`` (a metric) once the transaction commits, so a retried handler never counts twice."""
+        after_commit(session, action)
+
+    # -- the scheduler: due clocks and their notices ------------------------------------------
+
+    async def claim_due_clocks(self, session: AsyncSession, now: datetime, limit: int) -> list[SlaClock]:
+        """Clocks with a threshold due, locked; a clock another replica holds is skipped, not waited for."""
+        conn = await driver_connection(session)
+        return [_record(SlaClock, r) for r in await conn.fetch(_CLAIM_DUE, now, limit)]
+
+    async def breaches_of_lead(self, session: AsyncSession, lead_id: str) -> int:
+        conn = await driver_connection(session)
+        return int(await conn.fetchval(_BREACHES_OF_LEAD, lead_id))
+
+    async def record_notice(self, session: AsyncSession, notice: Notice) -> bool:
+        """False when the clock's notice of this kind was already recorded (it must not go out twice)."""
+        conn = await driver_connection(session)
+        recorded = await conn.fetchval(_RECORD_NOTICE, notice.clock_id, notice.kind, notice.event_id,
+                                       notice.lead_id, notice.threshold_at, notice.emitted_at)
+        return recorded is not None
+
+    async def update_clock(self, session: AsyncSession, clock_id: str, changes: Mapping[str, Any]) -> None:
+        conn = await driver_connection(session)
+        statement, values = _update_statement("sla_clock", "id", changes)
+        await conn.execute(statement, clock_id, *values)
+
+    async def enqueue_notification(self, session: AsyncSession, notification: Notification, now: datetime) -> None:
+        """Queue the notification for every active webhook subscription to it, in this transaction."""
+        await enqueue_webhook(
+            session, event_type=notification.event_type, lead_id=notification.lead_id, data=notification.data,
+            now=now, correlation_id=notification.correlation_id, lead_captured_at=notification.lead_captured_at,
+            extra={"text": notification.text},
+        )
+
+    async def open_clock_counts(self, session: AsyncSession) -> dict[str, int]:
+        """Open clocks per tier (tiers without one are absent)."""
+        rows = (
+            await session.execute(
+                select(sla_clock.c.tier, func.count()).where(sla_clock.c.status == "open").group_by(sla_clock.c.tier)
+            )
+        ).all()
+        return {row[0]: int(row[1]) for row in rows}
+
+    # -- reads: timelines and the funnel ------------------------------------------------------
+
+    async def timeline_events(self, session: AsyncSession, lead_id: str) -> list[TimelineEvent]:
+        statement = select(lead_event).where(lead_event.c.lead_id == lead_id).order_by(lead_event.c.at)
+        return [_record(TimelineEvent, row._mapping) for row in await session.execute(statement)]
+
+    async def lead_facts(self, session: AsyncSession, lead_id: str) -> LeadFacts | None:
+        row = (await session.execute(select(lead).where(lead.c.lead_id == lead_id))).first()
+        return _record(LeadFacts, row._mapping) if row is not None else None
+
+    async def clocks_of_lead(self, session: AsyncSession, lead_id: str) -> list[SlaClock]:
+        statement = select(sla_clock).where(sla_clock.c.lead_id == lead_id).order_by(sla_clock.c.started_at)
+        return [_record(SlaClock, row._mapping) for row in await session.execute(statement)]
+
+    async def funnel_leads(
+        self, session: AsyncSession, start: datetime, end: datetime, group_by: GroupBy | None
+    ) -> list[FunnelLead]:
+        """The leads captured in [start, end), merged fills left out, each in its group."""
+        group_column = GROUP_COLUMNS[group_by] if group_by else None
+        columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome]
+        if group_column is not None:
+            columns.append(group_column.label("group_key"))
+        rows = (
+            await session.execute(select(*columns).where(lead.c.captured_at >= start, lead.c.captured_at < end,
+                                                         lead.c.merged_into.is_(None)))
+        ).all()
+        return [
+            FunnelLead(
+                group=(row.group_key or NO_VALUE) if group_column is not None else "total",
+                stage_rank=row.stage_rank,
+                speed_to_lead_seconds=row.speed_to_lead_seconds,
+                sla_outcome=row.sla_outcome,
+            )
+            for row in rows
+        ]
+
+    # -- admin: policies and calendars --------------------------------------------------------
+
+    async def list_policies(self, session: AsyncSession) -> list[StoredPolicy]:
+        statement = select(sla_policy).order_by(sla_policy.c.tier, sla_policy.c.team_id)
+        return [_record(StoredPolicy, row._mapping) for row in await session.execute(statement)]
+
+    async def create_policy(self, session: AsyncSession, policy_id: str, values: Mapping[str, Any]) -> StoredPolicy:
+        """``values``: the policy's columns (JSON-ready); a second policy for a tier and team is an IntegrityError."""
+        row = (
+            await session.execute(insert(sla_policy).values(id=policy_id, **values).returning(*sla_policy.c))
+        ).one()
+        return _record(StoredPolicy, row._mapping)
+
+    async def get_policy(self, session: AsyncSession, policy_id: str) -> StoredPolicy | None:
+        row = (await session.execute(select(sla_policy).where(sla_policy.c.id == policy_id))).first()
+        return _record(StoredPolicy, row._mapping) if row is not None else None
+
+    async def update_policy(
+        self, session: AsyncSession, policy_id: str, changes: Mapping[str, Any], now: datetime
+    ) -> StoredPolicy | None:
+        """``changes``: the columns to set (JSON-ready); none still answers with the policy."""
+        statement = update(sla_policy).where(sla_policy.c.id == policy_id)
+        if changes:
+            statement = statement.values(**changes, updated_at=now)
+        else:
+            statement = statement.values(updated_at=sla_policy.c.updated_at)
+        row = (await session.execute(statement.returning(*sla_policy.c))).first()
+        return _record(StoredPolicy, row._mapping) if row is not None else None
+
+    async def delete_policy(self, session: AsyncSession, policy_id: str) -> bool:
+        statement = delete(sla_policy).where(sla_policy.c.id == policy_id).returning(sla_policy.c.id)
+        return (await session.execute(statement)).first() is not None
+
+    async def ensure_default_policies(self, session: AsyncSession) -> None:
+        for tier in domain.TIERS:
+            await session.execute(
+                insert(sla_policy)
+                .values(id=f"default-{tier}", name=f"Default {tier}", tier=tier,
+                        target_seconds=domain.DEFAULT_TARGET_SECONDS[tier], warning_ratio=domain.DEFAULT_WARNING_RATIO,
+                        breach_limit=domain.DEFAULT_BREACH_LIMIT)
+                .on_conflict_do_nothing()
+            )
+
+    async def put_rep_calendar(
+        self, session: AsyncSession, rep_id: str, hours: BusinessHours, now: datetime
+    ) -> RepCalendar:
+        stored = hours.model_dump(mode="json")
+        row = (
+            await session.execute(
+                insert(rep_calendar)
+                .values(rep_id=rep_id, business_hours=stored, updated_at=now)
+                .on_conflict_do_update(index_elements=[rep_calendar.c.rep_id],
+                                       set_={"business_hours": stored, "updated_at": now})
+                .returning(*rep_calendar.c)
+            )
+        ).one()
+        return _record(RepCalendar, row._mapping)
+
+    async def get_rep_calendar(self, session: AsyncSession, rep_id: str) -> RepCalendar | None:
+        row = (await session.execute(select(rep_calendar).where(rep_calendar.c.rep_id == rep_id))).first()
+        return _record(RepCalendar, row._mapping) if row is not None else None
+
+    async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> None:
+        await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
+
