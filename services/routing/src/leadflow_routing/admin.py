@@ -18,6 +18,8 @@ from leadflow_routing import domain, handlers
 from leadflow_routing.api import not_found
 from leadflow_routing.bootstrap import Deps, DepsDep
 from leadflow_routing.schemas import (
+    DRY_RUN_EXAMPLE,
+    QUEUED_LEADS_EXAMPLE,
     ConditionIn,
     DryRun,
     QueueCreate,
@@ -33,6 +35,7 @@ from leadflow_routing.schemas import (
     TeamFields,
     TeamPublic,
     TeamUpdate,
+    json_example,
 )
 
 admin_router = APIRouter(prefix="/v1/admin", tags=["routing admin"])
@@ -216,7 +219,8 @@ async def list_queues(deps: DepsDep) -> list[QueuePublic]:
     return known + implicit
 
 
-@admin_router.get("/queues/{queue_id}/leads", dependencies=readable, summary="Leads waiting in a queue")
+@admin_router.get("/queues/{queue_id}/leads", dependencies=readable, summary="Leads waiting in a queue",
+                  responses=json_example(QUEUED_LEADS_EXAMPLE))
 async def queued_leads(queue_id: str, deps: DepsDep, limit: int = 100) -> list[dict[str, Any]]:
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.queued_leads(session, queue_id, min(max(limit, 1), 1000))
@@ -349,7 +353,7 @@ async def activate_ruleset(version: RuleSetVersion, deps: DepsDep) -> RuleSetPub
     return ruleset
 
 
-@rules_router.post("/dry-run", dependencies=readable,
+@rules_router.post("/dry-run", dependencies=readable, responses=json_example(DRY_RUN_EXAMPLE),
                    summary="Where a lead would go and why, without assigning it or touching any counter")
 async def dry_run(body: DryRun, deps: DepsDep) -> dict[str, Any]:
     now = body.at or deps.platform.clock.now()

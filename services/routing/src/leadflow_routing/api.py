@@ -10,7 +10,7 @@ from leadflow_kit.auth import Principal, require_scope
 from leadflow_kit.uow import unit_of_work
 from leadflow_routing import handlers
 from leadflow_routing.bootstrap import DepsDep
-from leadflow_routing.schemas import CrmEvent, CrmEventAccepted
+from leadflow_routing.schemas import ASSIGNMENT_EXAMPLE, CrmEvent, CrmEventAccepted, json_example
 from leadflow_routing.store import LeadAssignments
 
 
@@ -51,7 +51,8 @@ def assignment_view(lead: LeadAssignments) -> dict[str, Any]:
     }
 
 
-@leads_router.get("/v1/leads/{lead_id}/assignment", summary="Who owns the lead, and every routing decision")
+@leads_router.get("/v1/leads/{lead_id}/assignment", summary="Who owns the lead, and every routing decision",
+                  responses=json_example(ASSIGNMENT_EXAMPLE))
 async def get_assignment(
     lead_id: str, deps: DepsDep, _: Principal = Depends(require_scope("routing:read", "crm:events"))
 ) -> dict[str, Any]:

@@ -294,3 +294,48 @@ class DryRun(BaseModel):
         if (self.lead_id is None) == (self.lead is None):
             raise ValueError("give exactly one of lead_id or lead")
         return self
+
+
+# -- response examples of the routes that answer plain JSON ---------------------------------
+
+_AUDIT_EXAMPLE: dict[str, Any] = {
+    "decided_at": "2026-11-23T09:12:00+00:00", "tier": "hot", "ruleset_version": 4,
+    "rules": [{"rule_id": "emea", "matched": True, "conditions": [
+        {"field": "region", "op": "eq", "value": "EMEA", "actual": "EMEA", "passed": True}]}],
+    "strategy": "round_robin",
+    "candidates": [{"rep_id": "rep-grace", "skipped": "outside_working_hours"}, {"rep_id": "rep-ada", "skipped": None}],
+    "chosen_rep_id": "rep-ada",
+    "strategy_state": {"before": {"last_rep_id": "rep-linus"}, "after": {"last_rep_id": "rep-ada"}},
+    "team_id": "emea-sales",
+}
+_OWNER_EXAMPLE = {"rep_id": "rep-ada", "name": "Ada Lovelace", "email": "ada@example.com", "team_id": "emea-sales"}
+
+ASSIGNMENT_EXAMPLE: dict[str, Any] = {
+    "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "status": "assigned", "owner": _OWNER_EXAMPLE,
+    "team_id": "emea-sales", "queue": None, "assignment_id": "asg_3f9a2b7c1d0e4f5a9b8c7d6e5f4a3b2c",
+    "reason": "rule emea → team emea-sales (round_robin)", "rule_id": "emea", "strategy": "round_robin",
+    "routed_at": "2026-11-23T09:12:00Z", "breach_count": 0,
+    "history": [{
+        "assignment_id": "asg_3f9a2b7c1d0e4f5a9b8c7d6e5f4a3b2c", "at": "2026-11-23T09:12:00Z",
+        "outcome": "assigned", "rep_id": "rep-ada", "team_id": "emea-sales", "queue": None,
+        "reason": "rule emea → team emea-sales (round_robin)", "rule_id": "emea", "ruleset_version": 4,
+        "strategy": "round_robin", "reroute": False, "reroute_reason": None, "previous_owner_rep_id": None,
+        "escalated": False, "audit": _AUDIT_EXAMPLE,
+    }],
+}
+QUEUED_LEADS_EXAMPLE: list[dict[str, Any]] = [
+    {"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "queued_at": "2026-11-23T09:12:00Z", "team_id": "emea-sales"},
+]
+DRY_RUN_EXAMPLE: dict[str, Any] = {
+    "dry_run": True,
+    "fields": {"tier": "hot", "score": 80, "country": "GB", "region": "EMEA", "employee_segment": "201-1000",
+               "source": "direct"},
+    "outcome": "assigned", "reason": "rule emea → team emea-sales (round_robin)", "owner": _OWNER_EXAMPLE,
+    "team_id": "emea-sales", "queue": None, "rule_id": "emea", "ruleset_version": 4, "strategy": "round_robin",
+    "audit": _AUDIT_EXAMPLE,
+}
+
+
+def json_example(example: Any) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses``: its 200 answer shown by ``example``."""
+    return {200: {"content": {"application/json": {"example": example}}}}
