@@ -12,6 +12,7 @@ from datetime import date, datetime, time
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from leadflow_contracts import LeadRouted, LeadScored, RoutedOwner
 from leadflow_kit.patterns import pattern_error, pattern_found
 
 Strategy = Literal["round_robin", "weighted", "load_balanced"]
@@ -71,6 +72,38 @@ def employee_segment(count: int | None) -> str | None:
 
 
 # -- lead fields ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The account a lead matched, as routing uses it: its owner takes the lead first."""
+
+    account_id: str | None
+    name: str | None
+    owner_rep_id: str | None
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    """What a routing decision reads of a lead: the fields rules test, its tier, its account."""
+
+    fields: Mapping[str, Any]
+    tier: str | None
+    account: AccountRef | None = None
+
+    @classmethod
+    def of(cls, scored: LeadScored) -> LeadFacts:
+        account = scored.account
+        return cls(lead_fields(scored.model_dump(mode="json")), scored.tier,
+                   AccountRef(account.account_id, account.name, account.owner_rep_id) if account else None)
+
+    @classmethod
+    def of_payload(cls, payload: Mapping[str, Any]) -> LeadFacts:
+        """A dry run's lead: a ``lead.scored``-shaped JSON object, which may be partial or flat."""
+        account = payload.get("account")
+        ref = (AccountRef(account.get("account_id"), account.get("name"), account.get("owner_rep_id"))
+               if isinstance(account, Mapping) else None)
+        return cls(lead_fields(payload), payload.get("tier"), ref)
 
 
 def lead_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -516,3 +549,283 @@ def should_escalate(breach_count: int, team: Team | None, *, default_after: int,
         return False
     threshold = team.escalate_after_breaches or default_after
     return requested or breach_count >= threshold
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated"]
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    reason: str
+    rep: Rep | None = None
+    team_id: str | None = None
+    queue: str | None = None
+    rule_id: str | None = None
+    ruleset_version: int | None = None
+    strategy: str | None = None
+    pick: Pick | None = None
+    audit: dict[str, Any] = field(default_factory=dict)
+    fallback_team: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "owner": owner_dict(self.rep),
+            "team_id": self.team_id,
+            "queue": self.queue,
+            "rule_id": self.rule_id,
+            "ruleset_version": self.ruleset_version,
+            "strategy": self.strategy,
+            "audit": self.audit,
+        }
+
+
+def owner_dict(rep: Rep | None) -> dict[str, Any] | None:
+    if rep is None:
+        return None
+    return {"rep_id": rep.id, "name": rep.name, "email": rep.email, "team_id": rep.team_id}
+
+
+def skip_reason(rep: Rep | None, now: datetime, *, tier: str | None) -> SkipReason | None:
+    """Why a rep named outright (an account owner, a rule's rep) cannot take the lead, or None."""
+    return "unknown_rep" if rep is None else unavailability(rep, now, tier=tier)
+
+
+def account_owner_decision(
+    account: AccountRef, owner: Rep | None, skipped: SkipReason | None, audit: dict[str, Any]
+) -> Decision | None:
+    """The account owner takes the lead when available; either way the audit says what was seen."""
+    audit["account_owner"] = {"account_id": account.account_id, "rep_id": account.owner_rep_id, "skipped": skipped}
+    if owner is None or skipped is not None:
+        return None
+    return Decision("account_owner", f"account owner of {account.name or account.account_id}",
+                    rep=owner, team_id=owner.team_id, audit=audit)
+
+
+@dataclass(frozen=True)
+class MatchedRule:
+    """The rule a lead matched, in the rule set it came from."""
+
+    rule: Rule
+    ruleset_version: int | None
+    fallback_queue: str
+
+
+def no_rule_decision(ruleset_version: int | None, fallback_queue: str, audit: dict[str, Any]) -> Decision:
+    audit["fallback"] = {"queue": fallback_queue, "why": "no_rule_matched"}
+    return Decision("fallback", "no routing rule matched", queue=fallback_queue, ruleset_version=ruleset_version,
+                    audit=audit, fallback_team="none")
+
+
+def rep_rule_decision(
+    matched: MatchedRule, rep: Rep | None, now: datetime, *, tier: str | None, audit: dict[str, Any]
+) -> Decision:
+    """A rule naming one rep: that rep, or the fallback queue when the rep cannot take it."""
+    rule, version, queue = matched.rule, matched.ruleset_version, matched.fallback_queue
+    skipped = skip_reason(rep, now, tier=tier)
+    audit["candidates"] = [{"rep_id": rule.rep_id, "skipped": skipped}]
+    if rep is not None and skipped is None:
+        return Decision("assigned", f"rule {rule.id} names rep {rep.id}", rep=rep, team_id=rep.team_id,
+                        rule_id=rule.id, ruleset_version=version, audit=audit)
+    audit["fallback"] = {"queue": queue, "why": f"rep {rule.rep_id} unavailable: {skipped}"}
+    return Decision("fallback", f"rule {rule.id}: rep {rule.rep_id} unavailable ({skipped})",
+                    queue=queue, rule_id=rule.id, ruleset_version=version, audit=audit, fallback_team=rule.rep_id)
+
+
+def team_rule_decision(
+    matched: MatchedRule, team: Team | None, reps: Sequence[Rep], facts: LeadFacts, now: datetime,
+    audit: dict[str, Any],
+) -> Decision:
+    """A rule naming a team: the rep its strategy picks, or a fallback queue when nobody can take it."""
+    rule, version, fallback_queue = matched.rule, matched.ruleset_version, matched.fallback_queue
+    team_id = rule.team_id or ""
+    if team is None:
+        audit["fallback"] = {"queue": fallback_queue, "why": f"unknown team {team_id}"}
+        return Decision("fallback", f"rule {rule.id}: unknown team {team_id}", queue=fallback_queue,
+                        rule_id=rule.id, ruleset_version=version, audit=audit, fallback_team=team_id)
+    pick = pick_rep(team, reps, facts.fields, now, tier=facts.tier)
+    audit.update(pick.audit())
+    audit["team_id"] = team.id
+    if pick.rep_id is None:
+        queue = team.fallback_queue or fallback_queue
+        audit["fallback"] = {"queue": queue, "why": "whole team unavailable"}
+        return Decision("fallback", f"rule {rule.id}: no rep of team {team.id} available", team_id=team.id,
+                        queue=queue, rule_id=rule.id, ruleset_version=version, strategy=team.strategy, pick=pick,
+                        audit=audit, fallback_team=team.id)
+    chosen = next(r for r in reps if r.id == pick.rep_id)
+    return Decision("assigned", f"rule {rule.id} → team {team.id} ({team.strategy})", rep=chosen, team_id=team.id,
+                    rule_id=rule.id, ruleset_version=version, strategy=team.strategy, pick=pick, audit=audit)
+
+
+def kept_owner_decision(kept_lead_id: str, owner: Rep, team_id: str | None, now: datetime) -> Decision:
+    """A repeat fill or duplicate of a lead already routed keeps that lead's owner."""
+    return Decision(
+        "kept_owner", f"duplicate of already-routed lead {kept_lead_id}: keeps its owner",
+        rep=owner, team_id=team_id,
+        audit={"decided_at": now.isoformat(), "kept_owner_of": kept_lead_id, "owner_rep_id": owner.id},
+    )
+
+
+# -- re-routing on an SLA breach ------------------------------------------------------------
+
+
+def reroute_within_team(
+    team: Team, reps: Sequence[Rep], facts: LeadFacts, now: datetime, *, current: str, breach_count: int,
+    audit: dict[str, Any],
+) -> Decision | None:
+    """The next available rep of the team, never the owner who breached; None when there is none."""
+    pick = pick_rep(team, reps, facts.fields, now, tier=facts.tier, exclude=frozenset({current}))
+    audit.update(pick.audit())
+    if pick.rep_id is None:
+        audit["escalation"] = "no other rep of the team is available"
+        return None
+    chosen = next(r for r in reps if r.id == pick.rep_id)
+    return Decision("rerouted", f"SLA breach #{breach_count}: reassigned within team {team.id}",
+                    rep=chosen, team_id=team.id, strategy=team.strategy, pick=pick, audit=audit)
+
+
+def escalation_decision(
+    team: Team, manager: Rep | None, now: datetime, *, tier: str | None, current: str, breach_count: int,
+    audit: dict[str, Any],
+) -> Decision | None:
+    """The team's manager takes the lead, unless absent or the owner who breached."""
+    skipped = "unknown_rep" if manager is None else manager_unavailability(manager, now, tier=tier)
+    audit["manager"] = {"rep_id": team.manager_rep_id, "skipped": skipped}
+    if manager is None or skipped is not None or manager.id == current:
+        return None
+    return Decision("escalated", f"SLA breach #{breach_count}: escalated to manager of team {team.id}",
+                    rep=manager, team_id=team.id, audit=audit)
+
+
+# -- what a decision writes -----------------------------------------------------------------
+
+
+@dataclass
+class RepChange:
+    """What one decision does to a rep: counts a lead on its local day, releases one, sets its credit."""
+
+    counted_on: date | None = None
+    released: bool = False
+    credit: int | None = None
+
+
+@dataclass(frozen=True)
+class Reroute:
+    reason: str
+    previous_owner_rep_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AssignmentWrite:
+    """Everything one decision changes: the audit row, the lead, the reps' counters and credits and
+    the team's turn (``turn_team_id`` None advances no team)."""
+
+    assignment_id: str
+    lead_id: str
+    decision: Decision
+    reroute: Reroute | None
+    event_id: str
+    at: datetime
+    rep_changes: Mapping[str, RepChange]
+    turn_team_id: str | None
+    rr_last_rep_id: str | None
+
+    @property
+    def status(self) -> str:
+        return "assigned" if self.decision.rep is not None else "queued"
+
+
+def rep_changes(
+    decision: Decision, now: datetime, *, previous_owner: str | None, count_kept_owner: bool
+) -> tuple[dict[str, RepChange], str | None, str | None]:
+    """The reps a decision changes, the team whose turn it takes and the round-robin cursor it leaves.
+
+    A kept owner is counted only with ``count_kept_owner`` (a duplicate of another lead): the lead
+    it keeps was counted when it was routed."""
+    changes: dict[str, RepChange] = {}
+    if decision.rep is not None and (decision.outcome != "kept_owner" or count_kept_owner):
+        changes.setdefault(decision.rep.id, RepChange()).counted_on = decision.rep.local_day(now)
+    turn_team_id: str | None = None
+    rr_last_rep_id: str | None = None
+    pick = decision.pick
+    if pick is not None and pick.rep_id is not None and decision.team_id:
+        turn_team_id = decision.team_id
+        if pick.strategy == "round_robin":
+            rr_last_rep_id = pick.rep_id
+        for rep_id, credit in pick.credits.items():
+            changes.setdefault(rep_id, RepChange()).credit = credit
+    if previous_owner and (decision.rep is None or decision.rep.id != previous_owner):
+        changes.setdefault(previous_owner, RepChange()).released = True
+    return changes, turn_team_id, rr_last_rep_id
+
+
+def lead_routed(
+    lead_id: str, assignment_id: str, scored: LeadScored, decision: Decision, reroute: Reroute | None
+) -> LeadRouted:
+    owner = decision.rep
+    return LeadRouted(
+        lead_id=lead_id,
+        assignment_id=assignment_id,
+        owner=RoutedOwner(rep_id=owner.id, name=owner.name, email=owner.email, team_id=owner.team_id)
+        if owner else None,
+        queue=decision.queue,
+        reason=decision.reason,
+        rule_id=decision.rule_id,
+        strategy=decision.strategy,
+        tier=scored.tier,
+        score=scored.score,
+        reroute=reroute is not None,
+        reroute_reason=reroute.reason if reroute else None,
+        previous_owner_rep_id=reroute.previous_owner_rep_id if reroute else None,
+        escalated=decision.outcome == "escalated",
+        kept_owner=decision.outcome == "kept_owner",
+        form_key=scored.form_key,
+        attribution=scored.attribution,
+    )
+
+
+def webhook_data(scored: LeadScored, routed: LeadRouted, decision: Decision, now: datetime) -> dict[str, Any]:
+    """What the CRM receives: the lead, its enrichment, its score explained, the owner and why."""
+    return {
+        "lead_id": routed.lead_id,
+        "lead": {
+            "id": routed.lead_id,
+            "profile": scored.profile.model_dump(mode="json"),
+            "form_key": scored.form_key,
+            "attribution": scored.attribution.model_dump(mode="json"),
+            "lifecycle_stage": scored.lifecycle_stage,
+            "duplicate_of": scored.duplicate_of,
+        },
+        "enrichment": {
+            "account": scored.account.model_dump(mode="json") if scored.account else None,
+            "quality": scored.quality.model_dump(mode="json") if scored.quality else None,
+        },
+        "score": {
+            "score": scored.score,
+            "fit_grade": scored.fit_grade,
+            "engagement_level": scored.engagement_level,
+            "tier": scored.tier,
+            "is_mql": scored.is_mql,
+            "model_version": scored.model_version,
+            "explanation": [line.model_dump(mode="json") for line in scored.breakdown],
+        },
+        "owner": routed.owner.model_dump() if routed.owner else None,
+        "queue": routed.queue,
+        "routing": {
+            "assignment_id": routed.assignment_id,
+            "outcome": decision.outcome,
+            "reason": routed.reason,
+            "rule_id": routed.rule_id,
+            "ruleset_version": decision.ruleset_version,
+            "strategy": routed.strategy,
+            "reroute": routed.reroute,
+            "reroute_reason": routed.reroute_reason,
+            "previous_owner_rep_id": routed.previous_owner_rep_id,
+            "escalated": routed.escalated,
+            "routed_at": now.isoformat(),
+        },
+    }

@@ -11,6 +11,7 @@ from routing_harness import Env, collecting, produce, running, scored
 from sqlalchemy import func, select
 
 from leadflow_contracts import topics
+from leadflow_kit.app import app_deps, app_runtime
 from leadflow_kit.db import Database
 from leadflow_routing.tables import assignment, lead
 from leadflow_stack.testing import eventually
@@ -36,7 +37,8 @@ async def test_two_consumers_route_1000_leads_round_robin_exactly(env: Env) -> N
         assert (await first.post("/v1/admin/routing-rules", json=rules)).status_code == 201
 
         async def both_own_partitions() -> bool:
-            kafkas = [svc.app.state.runner._kafka for svc in (first, second)]
+            runners = [app_runtime(svc.app).runner for svc in (first, second)]
+            kafkas = [runner._kafka if runner is not None else None for runner in runners]
             return all(k is not None and k.assignment() for k in kafkas)
 
         await eventually(both_own_partitions, timeout=60, interval=0.1, what="replicas splitting the partitions")
@@ -75,7 +77,7 @@ async def test_two_consumers_route_1000_leads_round_robin_exactly(env: Env) -> N
 
 def _consumed(app: Any, topic: str) -> float:
     total = 0.0
-    for metric in app.state.metrics.events_consumed.collect():
+    for metric in app_deps(app).platform.metrics.events_consumed.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.labels.get("topic") == topic \
                     and sample.labels.get("outcome") == "processed":

@@ -1,0 +1,761 @@
+"""Every SQL statement of routing, behind named methods that take the transaction first.
+
+The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
+a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg, and a
+lead is routed in a handful of statements (upsert the lead, lock the team and its reps, write the
+decision), see docs/performance.md. Fairness lives in PostgreSQL: a team's row is locked while its
+rotation advances, and the reps' counters are updated under their row locks, so replicas never race.
+The admin routes' statements are SQLAlchemy Core, as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_contracts import LeadScored
+from leadflow_kit.db import driver_connection
+from leadflow_kit.webhooks import enqueue_webhook, subscription_table
+from leadflow_routing import domain
+from leadflow_routing.schemas import (
+    QueueCreate,
+    RepFields,
+    RuleSetCreate,
+    RuleSetPublic,
+    TeamCreate,
+    TeamPublic,
+    TeamUpdate,
+)
+from leadflow_routing.tables import assignment as assignment_table
+from leadflow_routing.tables import lead as lead_table
+from leadflow_routing.tables import queue as queue_table
+from leadflow_routing.tables import rep as rep_table
+from leadflow_routing.tables import routing_ruleset as ruleset_table
+from leadflow_routing.tables import team as team_table
+from leadflow_routing.tables import touch as touch_table
+
+# Assignment decisions are serialized per database. Lock order alone cannot prevent deadlocks once
+# the kit handles a poll's leads in one transaction: lead 1 may lock an account owner's rep row and
+# lead 2 a team, while a concurrent batch does the reverse. Round-robin turns were serialized on the
+# team row already, so one transaction-scoped lock costs little and makes deadlocks impossible.
+ROUTING_LOCK_KEY = 0x5EAD0001
+# Where a session remembers the transaction that holds the lock.
+ROUTING_LOCK_HELD = "leadflow_routing_lock_held_by"
+# Held by every change of the rule sets and by the deletions they could name, so a rule set never
+# names a team that a concurrent deletion removes.
+RULES_LOCK = 0x5EB0
+
+REP_COLUMNS = (
+    "id", "name", "email", "team_id", "territories", "weight", "daily_capacity", "max_open_leads", "timezone",
+    "working_hours", "out_of_office", "active", "open_leads", "assigned_today", "assigned_day", "rr_credit",
+    "last_assigned_at",
+)
+TEAM_COLUMNS = ("id", "name", "strategy", "manager_rep_id", "escalate_after_breaches", "fallback_queue",
+                "rr_last_rep_id")
+REP_SELECT = ", ".join(REP_COLUMNS)
+TEAM_SELECT = ", ".join(TEAM_COLUMNS)
+
+SELECT_REP = f"SELECT {REP_SELECT} FROM rep WHERE id = $1"
+LOCK_REP = f"{SELECT_REP} FOR UPDATE"
+SELECT_TEAM = f"SELECT {TEAM_SELECT} FROM team WHERE id = $1"
+LOCK_TEAM = f"{SELECT_TEAM} FOR UPDATE"
+# One statement for a team and its reps. The team's columns carry a ``team_`` prefix, and FOR UPDATE
+# locks the team's row, then each rep's in id order (the order of the rows): the lock order of
+# every other path.
+SELECT_TEAM_REPS = (
+    "SELECT " + ", ".join(f"t.{c} AS team_{c}" for c in TEAM_COLUMNS) + ", "
+    + ", ".join(f"r.{c}" for c in REP_COLUMNS)
+    + " FROM team t JOIN rep r ON r.team_id = t.id WHERE t.id = $1 ORDER BY r.id"
+)
+LOCK_TEAM_REPS = f"{SELECT_TEAM_REPS} FOR UPDATE"
+LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count"
+
+# The lead's snapshot is stored (inserted, or its data refreshed) and row-locked by the conflict, and
+# the same statement reads what routing needs next: the row as it was (an update leaves status,
+# owner and team alone), the owner of the lead it duplicates, and which ruleset version is active.
+# It runs after the routing lock, so its snapshot sees every earlier routing transaction.
+UPSERT_SCORED_LEAD = """
+INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
+VALUES ($1, $2::jsonb, $3, $4, $5, $5)
+ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count,
+    (SELECT original.owner_rep_id FROM lead original WHERE original.id = $6) AS original_owner_rep_id,
+    (SELECT original.team_id FROM lead original WHERE original.id = $6) AS original_team_id,
+    (SELECT version FROM routing_ruleset WHERE active) AS ruleset_version,
+    (SELECT created_at FROM routing_ruleset WHERE active) AS ruleset_created_at
+"""
+
+# Everything a decision changes, in one statement: the reps' counters and credits, the team's turn,
+# the lead, and the audit row. Each table is written once (of two updates of one row in one
+# statement PostgreSQL applies only one), so a rep counted and re-credited is one row of ``change``.
+# A counted rep takes a lead (its daily counter restarts on a new local day); a released one gives
+# one back; a credit is its new weighted round-robin balance. A NULL team id advances no team.
+WRITE_DECISION = """
+WITH rep_change AS (
+    UPDATE rep SET
+        open_leads = CASE WHEN change.counted THEN rep.open_leads + 1
+                          WHEN change.released THEN greatest(rep.open_leads - 1, 0)
+                          ELSE rep.open_leads END,
+        assigned_today = CASE WHEN NOT change.counted THEN rep.assigned_today
+                              WHEN rep.assigned_day = change.day THEN rep.assigned_today + 1
+                              ELSE 1 END,
+        assigned_day = CASE WHEN change.counted THEN change.day ELSE rep.assigned_day END,
+        last_assigned_at = CASE WHEN change.counted THEN $17 ELSE rep.last_assigned_at END,
+        rr_credit = coalesce(change.credit, rep.rr_credit)
+    FROM unnest($18::text[], $19::boolean[], $20::boolean[], $21::date[], $22::bigint[])
+        AS change(id, counted, released, day, credit)
+    WHERE rep.id = change.id
+), team_turn AS (
+    UPDATE team SET assignments = team.assignments + 1, rr_last_rep_id = coalesce($24, team.rr_last_rep_id)
+    WHERE team.id = $23
+), lead_change AS (
+    UPDATE lead SET owner_rep_id = $4, team_id = $5, queue = $6, status = $25, last_assignment_id = $1,
+        routed_at = $17, updated_at = $17
+    WHERE lead.id = $2
+)
+INSERT INTO assignment (id, lead_id, outcome, rep_id, team_id, queue, reason, rule_id, ruleset_version,
+    strategy, reroute, reroute_reason, previous_owner_rep_id, escalated, audit, event_id, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17)
+"""
+
+
+# -- typed values ---------------------------------------------------------------------------
+
+
+def rep_from_row(row: Any) -> domain.Rep:
+    """A rep from any row that reads by column name (an asyncpg record, a SQLAlchemy row's mapping)."""
+    return domain.Rep(
+        id=row["id"], name=row["name"], email=row["email"], team_id=row["team_id"],
+        territories=tuple(row["territories"] or ()), weight=row["weight"], daily_capacity=row["daily_capacity"],
+        max_open_leads=row["max_open_leads"], timezone=row["timezone"],
+        working_hours=domain.parse_working_hours(row["working_hours"]),
+        out_of_office=tuple(
+            domain.OutOfOffice(datetime.fromisoformat(o["start"]), datetime.fromisoformat(o["end"]), o.get("reason"))
+            for o in row["out_of_office"] or ()
+        ),
+        active=row["active"], open_leads=row["open_leads"], assigned_today=row["assigned_today"],
+        assigned_day=row["assigned_day"], rr_credit=row["rr_credit"], last_assigned_at=row["last_assigned_at"],
+    )
+
+
+def team_from_row(row: Any, prefix: str = "") -> domain.Team:
+    return domain.Team(
+        id=row[f"{prefix}id"], name=row[f"{prefix}name"], strategy=row[f"{prefix}strategy"],
+        manager_rep_id=row[f"{prefix}manager_rep_id"],
+        escalate_after_breaches=row[f"{prefix}escalate_after_breaches"],
+        fallback_queue=row[f"{prefix}fallback_queue"], rr_last_rep_id=row[f"{prefix}rr_last_rep_id"],
+    )
+
+
+def ruleset_from_json(version: int, rules: Sequence[Mapping[str, Any]], fallback_queue: str | None) -> domain.RuleSet:
+    return domain.RuleSet(
+        version=version,
+        rules=tuple(
+            domain.Rule(
+                id=r["id"], name=r.get("name") or "", match=r.get("match", "all"),
+                conditions=tuple(domain.Condition(c["field"], c.get("op", "eq"), c.get("value"))
+                                 for c in r.get("conditions", ())),
+                team_id=r.get("team_id"), rep_id=r.get("rep_id"), enabled=r.get("enabled", True),
+            )
+            for r in rules
+        ),
+        fallback_queue=fallback_queue,
+    )
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """The lead row as the handlers use it: its latest ``lead.scored`` snapshot and routing state."""
+
+    id: str
+    scored: LeadScored
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+    status: str
+    owner_rep_id: str | None
+    team_id: str | None
+    breach_count: int
+
+
+def lead_from_row(row: Any, scored: LeadScored | None = None) -> StoredLead:
+    return StoredLead(
+        id=row["id"], scored=LeadScored.model_validate(row["data"]) if scored is None else scored,
+        correlation_id=row["correlation_id"], lead_captured_at=row["lead_captured_at"], status=row["status"],
+        owner_rep_id=row["owner_rep_id"], team_id=row["team_id"], breach_count=row["breach_count"],
+    )
+
+
+@dataclass(frozen=True)
+class RulesetKey:
+    """A rule set version as stored: its number and creation time (a recreated database reuses numbers)."""
+
+    version: int
+    created_at: datetime
+
+
+class RulesetCache:
+    """The routing rules of the version last seen active, per process.
+
+    A version's rules never change once written (the admin API only adds versions and moves the
+    ``active`` flag), so a version, told apart by its number and creation time, maps to one rule set
+    for good. Which version is active is read again in each lead's first statement, so every replica
+    follows an activation at its next lead.
+    """
+
+    def __init__(self) -> None:
+        self._key: RulesetKey | None = None
+        self._ruleset: domain.RuleSet | None = None
+
+    def get(self, key: RulesetKey) -> domain.RuleSet | None:
+        return self._ruleset if self._key == key else None
+
+    def put(self, key: RulesetKey, ruleset: domain.RuleSet) -> None:
+        self._key, self._ruleset = key, ruleset
+
+
+@dataclass(frozen=True)
+class UpsertedLead:
+    """A scored lead as stored, the routing of the lead it duplicates, and the active rule set."""
+
+    lead: StoredLead
+    original_owner_rep_id: str | None
+    original_team_id: str | None
+    active_ruleset: RulesetKey | None
+
+
+@dataclass(frozen=True)
+class Touch:
+    id: str
+    lead_id: str
+    touch_type: str
+    rep_id: str | None
+    owner_rep_id: str | None
+    owner_mismatch: bool
+    reason: str | None
+    integration: str | None
+    external_id: str | None
+    occurred_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A CRM webhook to queue for every subscription to ``event_type``."""
+
+    event_type: str
+    lead_id: str
+    data: Mapping[str, Any]
+    now: datetime
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AssignmentRecord:
+    id: str
+    created_at: datetime
+    outcome: str
+    rep_id: str | None
+    team_id: str | None
+    queue: str | None
+    reason: str
+    rule_id: str | None
+    ruleset_version: int | None
+    strategy: str | None
+    reroute: bool
+    reroute_reason: str | None
+    previous_owner_rep_id: str | None
+    escalated: bool
+    audit: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    rep_id: str
+    name: str | None
+    email: str | None
+    team_id: str | None
+
+
+@dataclass(frozen=True)
+class LeadAssignments:
+    """A lead's routing state, its owner, and every decision about it (oldest first)."""
+
+    lead_id: str
+    status: str
+    owner: OwnerRecord | None
+    team_id: str | None
+    queue: str | None
+    last_assignment_id: str | None
+    routed_at: datetime | None
+    breach_count: int
+    history: list[AssignmentRecord]
+
+
+@dataclass(frozen=True)
+class RepRecord:
+    """A rep as stored: the routing view of it, its schedule as written, and when it changed."""
+
+    rep: domain.Rep
+    working_hours: dict[str, list[str]] | None
+    out_of_office: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    id: str
+    name: str
+    description: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class QueuedLead:
+    lead_id: str
+    queued_at: datetime | None
+    team_id: str | None
+
+
+def _rep_record(row: Any) -> RepRecord:
+    return RepRecord(rep_from_row(row._mapping), row.working_hours, list(row.out_of_office), row.created_at,
+                     row.updated_at)
+
+
+def _queue_record(row: Any) -> QueueRecord:
+    return QueueRecord(id=row.id, name=row.name, description=row.description, created_at=row.created_at)
+
+
+def _ruleset_record(row: Any) -> RuleSetPublic:
+    return RuleSetPublic.model_validate(row, from_attributes=True)
+
+
+def _assignment_record(row: Any) -> AssignmentRecord:
+    return AssignmentRecord(
+        id=row.id, created_at=row.created_at, outcome=row.outcome, rep_id=row.rep_id, team_id=row.team_id,
+        queue=row.queue, reason=row.reason, rule_id=row.rule_id, ruleset_version=row.ruleset_version,
+        strategy=row.strategy, reroute=row.reroute, reroute_reason=row.reroute_reason,
+        previous_owner_rep_id=row.previous_owner_rep_id, escalated=row.escalated, audit=row.audit,
+    )
+
+
+def rep_values(body: RepFields) -> dict[str, Any]:
+    """A rep body's columns: only the fields the request set."""
+    values = body.model_dump(exclude_unset=True, exclude={"id"})
+    if "out_of_office" in values:
+        values["out_of_office"] = [o.model_dump(mode="json") for o in body.out_of_office or []]
+    if "territories" in values and values["territories"] is None:
+        values["territories"] = []
+    return values
+
+
+def _write_decision_args(write: domain.AssignmentWrite) -> tuple[Any, ...]:
+    decision, reroute, changes = write.decision, write.reroute, write.rep_changes
+    return (
+        write.assignment_id, write.lead_id, decision.outcome, decision.rep.id if decision.rep else None,
+        decision.team_id, decision.queue, decision.reason, decision.rule_id, decision.ruleset_version,
+        decision.strategy, reroute is not None, reroute.reason if reroute else None,
+        reroute.previous_owner_rep_id if reroute else None, decision.outcome == "escalated",
+        json.dumps(decision.audit), write.event_id, write.at,
+        list(changes), [c.counted_on is not None for c in changes.values()],
+        [c.released for c in changes.values()], [c.counted_on for c in changes.values()],
+        [c.credit for c in changes.values()],
+        write.turn_team_id, write.rr_last_rep_id, write.status,
+    )
+
+
+class RoutingStore:
+    """Routing's database: leads, reps, teams, queues, rule sets, assignments and touches."""
+
+    # -- routing (asyncpg) --
+
+    async def take_routing_lock(self, session: AsyncSession) -> None:
+        """Serialize this transaction's routing decisions with every other's (see ROUTING_LOCK_KEY)."""
+        # Held until the transaction ends, so a batch's later leads skip the statement; the lock is
+        # re-entrant anyway. The transaction object tells a new transaction of the same session apart.
+        transaction = session.sync_session.get_transaction()
+        if transaction is not None and session.info.get(ROUTING_LOCK_HELD) is transaction:
+            return
+        conn = await driver_connection(session)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK_KEY)
+        session.info[ROUTING_LOCK_HELD] = session.sync_session.get_transaction()
+
+    async def upsert_scored_lead(
+        self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,
+        lead_captured_at: datetime | None, now: datetime, duplicate_of: str | None,
+    ) -> UpsertedLead:
+        """Store the lead's snapshot (row-locked until the transaction ends)."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(UPSERT_SCORED_LEAD, scored.lead_id, scored.model_dump_json(),
+                                  correlation_id, lead_captured_at, now, duplicate_of)
+        assert row is not None  # an upsert returns its row
+        version, created_at = row["ruleset_version"], row["ruleset_created_at"]
+        return UpsertedLead(
+            lead_from_row(row, scored), row["original_owner_rep_id"], row["original_team_id"],
+            RulesetKey(version, created_at) if version is not None and created_at is not None else None,
+        )
+
+    async def lock_lead(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(f"SELECT {LEAD_SELECT} FROM lead WHERE id = $1 FOR UPDATE", lead_id)
+        return lead_from_row(row) if row else None
+
+    async def set_breach_count(self, session: AsyncSession, lead_id: str, breach_count: int) -> None:
+        conn = await driver_connection(session)
+        await conn.execute("UPDATE lead SET breach_count = $2 WHERE id = $1", lead_id, breach_count)
+
+    async def load_rep(self, session: AsyncSession, rep_id: str) -> domain.Rep | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(SELECT_REP, rep_id)
+        return rep_from_row(row) if row else None
+
+    async def lock_rep(self, session: AsyncSession, rep_id: str) -> domain.Rep | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(LOCK_REP, rep_id)
+        return rep_from_row(row) if row else None
+
+    async def team_with_reps(
+        self, session: AsyncSession, team_id: str, *, lock: bool
+    ) -> tuple[domain.Team | None, list[domain.Rep]]:
+        """The team and its reps; with ``lock`` row-locked (team first, reps by id: one lock order
+        everywhere), without for dry runs."""
+        conn = await driver_connection(session)
+        rows = await conn.fetch(LOCK_TEAM_REPS if lock else SELECT_TEAM_REPS, team_id)
+        if rows:
+            return team_from_row(rows[0], "team_"), [rep_from_row(r) for r in rows]
+        # No rep joined: the team has none, or does not exist.
+        row = await conn.fetchrow(LOCK_TEAM if lock else SELECT_TEAM, team_id)
+        return (team_from_row(row), []) if row else (None, [])
+
+    async def active_ruleset_key(self, session: AsyncSession) -> RulesetKey | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow("SELECT version, created_at FROM routing_ruleset WHERE active")
+        return RulesetKey(row["version"], row["created_at"]) if row else None
+
+    async def ruleset_version(self, session: AsyncSession, version: int) -> domain.RuleSet | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow("SELECT rules, fallback_queue FROM routing_ruleset WHERE version = $1", version)
+        return ruleset_from_json(version, row["rules"], row["fallback_queue"]) if row else None
+
+    async def active_ruleset(self, session: AsyncSession) -> domain.RuleSet | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow("SELECT version, rules, fallback_queue FROM routing_ruleset WHERE active")
+        return ruleset_from_json(row["version"], row["rules"], row["fallback_queue"]) if row else None
+
+    async def write_assignment(self, session: AsyncSession, write: domain.AssignmentWrite) -> None:
+        conn = await driver_connection(session)
+        await conn.execute(WRITE_DECISION, *_write_decision_args(write))
+
+    async def record_owner_kept(
+        self, session: AsyncSession, lead: StoredLead, reason: str, audit: Mapping[str, Any], now: datetime
+    ) -> None:
+        """A breach nobody else could take: an audit row, and the lead stays with its owner."""
+        conn = await driver_connection(session)
+        await conn.execute(
+            "INSERT INTO assignment (id, lead_id, outcome, rep_id, team_id, reason, reroute, reroute_reason, audit,"
+            " created_at) VALUES ($1, $2, 'unchanged', $3, $4, $5, false, 'sla_breach', $6::jsonb, $7)",
+            f"asg_{uuid.uuid4().hex}", lead.id, lead.owner_rep_id, lead.team_id, reason, json.dumps(audit), now,
+        )
+
+    async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
+        await enqueue_webhook(
+            session, event_type=webhook.event_type, lead_id=webhook.lead_id, data=webhook.data, now=webhook.now,
+            correlation_id=webhook.correlation_id, lead_captured_at=webhook.lead_captured_at,
+        )
+
+    # -- CRM touches --
+
+    async def find_touch(self, session: AsyncSession, integration: str | None, external_id: str) -> Touch | None:
+        row = (
+            await session.execute(
+                select(touch_table).where(touch_table.c.integration == integration,
+                                          touch_table.c.external_id == external_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Touch(**{column: row._mapping[column] for column in Touch.__dataclass_fields__})
+
+    async def insert_touch(self, session: AsyncSession, touch: Touch) -> None:
+        await session.execute(insert(touch_table).values(**touch.__dict__))
+
+    async def close_lead(self, session: AsyncSession, lead_id: str, owner_rep_id: str | None, now: datetime) -> None:
+        """The lead is closed; its owner has one open lead fewer."""
+        conn = await driver_connection(session)
+        await conn.execute("UPDATE lead SET status = 'closed', closed_at = $2, updated_at = $2 WHERE id = $1",
+                           lead_id, now)
+        if owner_rep_id is not None:
+            await conn.execute("UPDATE rep SET open_leads = greatest(open_leads - 1, 0) WHERE id = $1", owner_rep_id)
+
+    # -- reads of leads --
+
+    async def lead_assignments(self, session: AsyncSession, lead_id: str) -> LeadAssignments | None:
+        """None when routing has not routed the lead (unknown, or stored and never routed)."""
+        lead = (await session.execute(select(lead_table).where(lead_table.c.id == lead_id))).first()
+        if lead is None or lead.status == "new":
+            return None
+        owner = None
+        if lead.owner_rep_id:
+            rep = (await session.execute(select(rep_table).where(rep_table.c.id == lead.owner_rep_id))).first()
+            owner = OwnerRecord(lead.owner_rep_id, rep.name if rep else None, rep.email if rep else None,
+                                rep.team_id if rep else lead.team_id)
+        history = (
+            await session.execute(
+                select(assignment_table).where(assignment_table.c.lead_id == lead_id)
+                .order_by(assignment_table.c.created_at, assignment_table.c.id)
+            )
+        ).all()
+        return LeadAssignments(
+            lead_id=lead_id, status=lead.status, owner=owner, team_id=lead.team_id, queue=lead.queue,
+            last_assignment_id=lead.last_assignment_id, routed_at=lead.routed_at, breach_count=lead.breach_count,
+            history=[_assignment_record(h) for h in history],
+        )
+
+    async def lead_data(self, session: AsyncSession, lead_id: str) -> dict[str, Any] | None:
+        """The lead's stored ``lead.scored`` snapshot, as JSON (for dry runs)."""
+        row = (await session.execute(select(lead_table.c.data).where(lead_table.c.id == lead_id))).first()
+        return dict(row.data) if row else None
+
+    # -- admin: reps --
+
+    async def team_exists(self, session: AsyncSession, team_id: str) -> bool:
+        # KEY SHARE: a deletion of the team waits for this transaction, and sees the rep or rule it adds.
+        return (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id)
+                                      .with_for_update(key_share=True))).first() is not None
+
+    async def rep_exists(self, session: AsyncSession, rep_id: str) -> bool:
+        return (await session.execute(select(rep_table.c.id).where(rep_table.c.id == rep_id))).first() is not None
+
+    async def create_rep(self, session: AsyncSession, rep_id: str, body: RepFields, now: datetime) -> RepRecord:
+        row = (
+            await session.execute(
+                insert(rep_table).values(id=rep_id, created_at=now, updated_at=now, **rep_values(body))
+                .returning(*rep_table.c)
+            )
+        ).one()
+        return _rep_record(row)
+
+    async def list_reps(self, session: AsyncSession, team_id: str | None) -> list[RepRecord]:
+        query = select(rep_table).order_by(rep_table.c.id)
+        if team_id:
+            query = query.where(rep_table.c.team_id == team_id)
+        return [_rep_record(row) for row in (await session.execute(query)).all()]
+
+    async def get_rep(self, session: AsyncSession, rep_id: str) -> RepRecord | None:
+        row = (await session.execute(select(rep_table).where(rep_table.c.id == rep_id))).first()
+        return _rep_record(row) if row else None
+
+    async def update_rep(self, session: AsyncSession, rep_id: str, body: RepFields, now: datetime) -> RepRecord | None:
+        row = (
+            await session.execute(
+                update(rep_table).where(rep_table.c.id == rep_id).values(updated_at=now, **rep_values(body))
+                .returning(*rep_table.c)
+            )
+        ).first()
+        return _rep_record(row) if row else None
+
+    async def deactivate_rep(self, session: AsyncSession, rep_id: str, now: datetime) -> bool:
+        row = (
+            await session.execute(
+                update(rep_table).where(rep_table.c.id == rep_id)
+                .values(active=False, updated_at=now).returning(rep_table.c.id)
+            )
+        ).first()
+        return row is not None
+
+    # -- admin: teams --
+
+    async def team_members(self, session: AsyncSession, team_id: str) -> list[str]:
+        return list((await session.execute(select(rep_table.c.id).where(rep_table.c.team_id == team_id)
+                                           .order_by(rep_table.c.id))).scalars().all())
+
+    async def _team_record(self, session: AsyncSession, row: Any) -> TeamPublic:
+        return TeamPublic(
+            id=row.id, name=row.name, strategy=row.strategy, manager_rep_id=row.manager_rep_id,
+            escalate_after_breaches=row.escalate_after_breaches, fallback_queue=row.fallback_queue,
+            rr_last_rep_id=row.rr_last_rep_id, assignments=row.assignments,
+            rep_ids=await self.team_members(session, row.id), created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+    async def create_team(self, session: AsyncSession, team_id: str, body: TeamCreate, now: datetime) -> TeamPublic:
+        row = (
+            await session.execute(
+                insert(team_table).values(id=team_id, created_at=now, updated_at=now,
+                                          **{**body.model_dump(exclude_unset=True, exclude={"id"}),
+                                             "strategy": body.strategy})
+                .returning(*team_table.c)
+            )
+        ).one()
+        return await self._team_record(session, row)
+
+    async def list_teams(self, session: AsyncSession) -> list[TeamPublic]:
+        rows = (await session.execute(select(team_table).order_by(team_table.c.id))).all()
+        return [await self._team_record(session, row) for row in rows]
+
+    async def get_team(self, session: AsyncSession, team_id: str) -> TeamPublic | None:
+        row = (await session.execute(select(team_table).where(team_table.c.id == team_id))).first()
+        return await self._team_record(session, row) if row else None
+
+    async def update_team(
+        self, session: AsyncSession, team_id: str, body: TeamUpdate, now: datetime
+    ) -> TeamPublic | None:
+        row = (
+            await session.execute(
+                update(team_table).where(team_table.c.id == team_id)
+                .values(updated_at=now, **body.model_dump(exclude_unset=True))
+                .returning(*team_table.c)
+            )
+        ).first()
+        return await self._team_record(session, row) if row else None
+
+    async def lock_team_row(self, session: AsyncSession, team_id: str) -> bool:
+        """Lock the team's row (False: no such team); waits for a rep being added to the team."""
+        return (await session.execute(select(team_table.c.id).where(team_table.c.id == team_id).with_for_update())
+                ).first() is not None
+
+    async def delete_team(self, session: AsyncSession, team_id: str) -> None:
+        await session.execute(delete(team_table).where(team_table.c.id == team_id))
+
+    # -- admin: queues --
+
+    async def queue_exists(self, session: AsyncSession, queue_id: str) -> bool:
+        return (await session.execute(select(queue_table.c.id).where(queue_table.c.id == queue_id))).first() is not None
+
+    async def create_queue(self, session: AsyncSession, body: QueueCreate, now: datetime) -> QueueRecord:
+        row = (
+            await session.execute(
+                insert(queue_table).values(**body.model_dump(), created_at=now).returning(*queue_table.c)
+            )
+        ).one()
+        return _queue_record(row)
+
+    async def list_queues(self, session: AsyncSession) -> list[QueueRecord]:
+        return [_queue_record(row) for row in
+                (await session.execute(select(queue_table).order_by(queue_table.c.id))).all()]
+
+    async def waiting_by_queue(self, session: AsyncSession) -> dict[str | None, int]:
+        """How many leads wait in each queue (named by leads, created or not)."""
+        rows = (
+            await session.execute(
+                select(lead_table.c.queue, func.count()).where(lead_table.c.status == "queued")
+                .group_by(lead_table.c.queue)
+            )
+        ).all()
+        return {queue: count for queue, count in rows}
+
+    async def queued_leads(self, session: AsyncSession, queue_id: str, limit: int) -> list[QueuedLead]:
+        rows = (
+            await session.execute(
+                select(lead_table.c.id, lead_table.c.routed_at, lead_table.c.team_id)
+                .where(lead_table.c.queue == queue_id, lead_table.c.status == "queued")
+                .order_by(lead_table.c.routed_at).limit(limit)
+            )
+        ).all()
+        return [QueuedLead(r.id, r.routed_at, r.team_id) for r in rows]
+
+    async def waiting_in(self, session: AsyncSession, queue_id: str) -> int:
+        count: int = (await session.execute(select(func.count()).select_from(lead_table).where(
+            lead_table.c.queue == queue_id, lead_table.c.status == "queued"))).scalar_one()
+        return count
+
+    async def update_queue(self, session: AsyncSession, queue_id: str, values: Mapping[str, Any]) -> QueueRecord | None:
+        """Set the given columns (none: read the queue as it is)."""
+        query = update(queue_table).where(queue_table.c.id == queue_id).values(**values).returning(*queue_table.c)
+        row = (await session.execute(query if values else select(queue_table).where(queue_table.c.id == queue_id))
+               ).first()
+        return _queue_record(row) if row else None
+
+    async def lock_queue(self, session: AsyncSession, queue_id: str) -> bool:
+        return (await session.execute(select(queue_table.c.id).where(queue_table.c.id == queue_id)
+                                      .with_for_update())).first() is not None
+
+    async def teams_falling_back_to(self, session: AsyncSession, queue_id: str) -> list[str]:
+        return list((await session.execute(select(team_table.c.id).where(team_table.c.fallback_queue == queue_id)
+                                           .order_by(team_table.c.id))).scalars().all())
+
+    async def delete_queue(self, session: AsyncSession, queue_id: str) -> None:
+        await session.execute(delete(queue_table).where(queue_table.c.id == queue_id))
+
+    # -- admin: rule sets --
+
+    async def lock_rules(self, session: AsyncSession) -> None:
+        await session.execute(select(func.pg_advisory_xact_lock(RULES_LOCK)))
+
+    async def active_ruleset_record(self, session: AsyncSession) -> RuleSetPublic | None:
+        row = (await session.execute(select(ruleset_table).where(ruleset_table.c.active.is_(True)))).first()
+        return _ruleset_record(row) if row else None
+
+    async def ruleset_record(self, session: AsyncSession, version: int) -> RuleSetPublic | None:
+        row = (await session.execute(select(ruleset_table).where(ruleset_table.c.version == version))).first()
+        return _ruleset_record(row) if row else None
+
+    async def list_ruleset_records(self, session: AsyncSession) -> list[RuleSetPublic]:
+        rows = (await session.execute(select(ruleset_table).order_by(ruleset_table.c.version.desc()))).all()
+        return [_ruleset_record(row) for row in rows]
+
+    async def create_ruleset(self, session: AsyncSession, body: RuleSetCreate, now: datetime) -> RuleSetPublic:
+        """The next version (the caller holds the rules' lock, so two admins never mint the same one),
+        active unless ``body.activate`` is false."""
+        version = (await session.execute(select(func.coalesce(func.max(ruleset_table.c.version), 0) + 1))).scalar_one()
+        if body.activate:
+            await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
+        row = (
+            await session.execute(
+                insert(ruleset_table).values(
+                    version=version, rules=[r.model_dump() for r in body.rules], fallback_queue=body.fallback_queue,
+                    comment=body.comment, active=body.activate, created_at=now,
+                    activated_at=now if body.activate else None,
+                ).returning(*ruleset_table.c)
+            )
+        ).one()
+        return _ruleset_record(row)
+
+    async def activate_ruleset(self, session: AsyncSession, version: int, now: datetime) -> RuleSetPublic:
+        await session.execute(update(ruleset_table).where(ruleset_table.c.active.is_(True)).values(active=False))
+        row = (
+            await session.execute(
+                update(ruleset_table).where(ruleset_table.c.version == version)
+                .values(active=True, activated_at=now).returning(*ruleset_table.c)
+            )
+        ).one()
+        return _ruleset_record(row)
+
+    # -- the demo seed --
+
+    async def ensure_team(self, session: AsyncSession, team_id: str, name: str, strategy: domain.Strategy) -> None:
+        await session.execute(
+            upsert(team_table).values(id=team_id, name=name, strategy=strategy).on_conflict_do_nothing())
+
+    async def ensure_rep(self, session: AsyncSession, rep_id: str, name: str, email: str, team_id: str) -> None:
+        await session.execute(
+            upsert(rep_table).values(id=rep_id, name=name, email=email, team_id=team_id).on_conflict_do_nothing())
+
+    async def has_rulesets(self, session: AsyncSession) -> bool:
+        return (await session.execute(select(ruleset_table.c.version).limit(1))).first() is not None
+
+    async def seed_first_ruleset(
+        self, session: AsyncSession, rules: Sequence[Mapping[str, Any]], fallback_queue: str, comment: str
+    ) -> None:
+        await session.execute(insert(ruleset_table).values(
+            version=1, rules=list(rules), fallback_queue=fallback_queue, comment=comment, active=True))
+
+    async def put_webhook_subscription(
+        self, session: AsyncSession, subscription_id: str, *, url: str, event_types: list[str],
+        secret_ciphertext: str, description: str,
+    ) -> None:
+        """Subscribe ``url`` (active) to ``event_types``, replacing what ``subscription_id`` held."""
+        values = {"url": url, "event_types": event_types, "secret_ciphertext": secret_ciphertext,
+                  "active": True, "description": description}
+        await session.execute(
+            upsert(subscription_table).values(id=subscription_id, **values)
+            .on_conflict_do_update(index_elements=[subscription_table.c.id], set_=values)
+        )

@@ -1,0 +1,161 @@
+"""An in-memory ``RoutingStore`` for handler unit tests: the routing path's reads and writes over
+dicts, with the same effects as its SQL (counters, credits, the round-robin cursor, the lead's state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_contracts import LeadScored
+from leadflow_kit.platform import Platform
+from leadflow_kit.webhooks import WebhookMetrics
+from leadflow_routing import domain
+from leadflow_routing.bootstrap import Deps
+from leadflow_routing.metrics import RoutingMetrics
+from leadflow_routing.settings import Settings
+from leadflow_routing.store import (
+    RoutingStore,
+    RulesetCache,
+    RulesetKey,
+    StoredLead,
+    Touch,
+    UpsertedLead,
+    WebhookRequest,
+)
+
+RULESET_CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeRoutingStore(RoutingStore):
+    def __init__(self) -> None:
+        self.reps: dict[str, domain.Rep] = {}
+        self.teams: dict[str, domain.Team] = {}
+        self.team_assignments: dict[str, int] = {}
+        self.rulesets: dict[int, domain.RuleSet] = {}
+        self.active_version: int | None = None
+        self.leads: dict[str, StoredLead] = {}
+        self.queues: dict[str, str | None] = {}  # lead id -> the queue it waits in
+        self.assignments: list[domain.AssignmentWrite] = []
+        self.owner_kept: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.webhooks: list[WebhookRequest] = []
+        self.touches: list[Touch] = []
+        self.routing_locks = 0
+
+    # -- arranging --
+
+    def add_team(self, team: domain.Team, *reps: domain.Rep) -> None:
+        self.teams[team.id] = team
+        for rep in reps:
+            self.reps[rep.id] = replace(rep, team_id=team.id)
+
+    def activate(self, *rules: domain.Rule, fallback_queue: str | None = None) -> domain.RuleSet:
+        version = max(self.rulesets, default=0) + 1
+        self.rulesets[version] = domain.RuleSet(version, tuple(rules), fallback_queue)
+        self.active_version = version
+        return self.rulesets[version]
+
+    # -- routing --
+
+    async def take_routing_lock(self, session: AsyncSession) -> None:
+        self.routing_locks += 1
+
+    async def upsert_scored_lead(
+        self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,
+        lead_captured_at: datetime | None, now: datetime, duplicate_of: str | None,
+    ) -> UpsertedLead:
+        known = self.leads.get(scored.lead_id)
+        lead = replace(known, scored=scored) if known is not None else StoredLead(
+            scored.lead_id, scored, correlation_id, lead_captured_at, "new", None, None, 0)
+        self.leads[lead.id] = lead
+        original = self.leads.get(duplicate_of) if duplicate_of else None
+        return UpsertedLead(lead, original.owner_rep_id if original else None,
+                            original.team_id if original else None, await self.active_ruleset_key(session))
+
+    async def lock_lead(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
+        return self.leads.get(lead_id)
+
+    async def set_breach_count(self, session: AsyncSession, lead_id: str, breach_count: int) -> None:
+        self.leads[lead_id] = replace(self.leads[lead_id], breach_count=breach_count)
+
+    async def load_rep(self, session: AsyncSession, rep_id: str) -> domain.Rep | None:
+        return self.reps.get(rep_id)
+
+    async def lock_rep(self, session: AsyncSession, rep_id: str) -> domain.Rep | None:
+        return self.reps.get(rep_id)
+
+    async def team_with_reps(
+        self, session: AsyncSession, team_id: str, *, lock: bool
+    ) -> tuple[domain.Team | None, list[domain.Rep]]:
+        team = self.teams.get(team_id)
+        if team is None:
+            return None, []
+        return team, sorted((r for r in self.reps.values() if r.team_id == team_id), key=lambda r: r.id)
+
+    async def active_ruleset_key(self, session: AsyncSession) -> RulesetKey | None:
+        return RulesetKey(self.active_version, RULESET_CREATED_AT) if self.active_version is not None else None
+
+    async def ruleset_version(self, session: AsyncSession, version: int) -> domain.RuleSet | None:
+        return self.rulesets.get(version)
+
+    async def active_ruleset(self, session: AsyncSession) -> domain.RuleSet | None:
+        return self.rulesets.get(self.active_version) if self.active_version is not None else None
+
+    async def write_assignment(self, session: AsyncSession, write: domain.AssignmentWrite) -> None:
+        for rep_id, change in write.rep_changes.items():
+            self.reps[rep_id] = _changed(self.reps[rep_id], change, write.at)
+        if write.turn_team_id is not None and write.turn_team_id in self.teams:
+            team = self.teams[write.turn_team_id]
+            self.teams[team.id] = replace(team, rr_last_rep_id=write.rr_last_rep_id or team.rr_last_rep_id)
+            self.team_assignments[team.id] = self.team_assignments.get(team.id, 0) + 1
+        decision = write.decision
+        self.leads[write.lead_id] = replace(
+            self.leads[write.lead_id], status=write.status, owner_rep_id=decision.rep.id if decision.rep else None,
+            team_id=decision.team_id)
+        self.queues[write.lead_id] = decision.queue
+        self.assignments.append(write)
+
+    async def record_owner_kept(
+        self, session: AsyncSession, lead: StoredLead, reason: str, audit: Mapping[str, Any], now: datetime
+    ) -> None:
+        self.owner_kept.append((lead.id, reason, audit))
+
+    async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
+        self.webhooks.append(webhook)
+
+    # -- CRM touches --
+
+    async def find_touch(self, session: AsyncSession, integration: str | None, external_id: str) -> Touch | None:
+        return next((t for t in self.touches if t.integration == integration and t.external_id == external_id), None)
+
+    async def insert_touch(self, session: AsyncSession, touch: Touch) -> None:
+        self.touches.append(touch)
+
+    async def close_lead(self, session: AsyncSession, lead_id: str, owner_rep_id: str | None, now: datetime) -> None:
+        self.leads[lead_id] = replace(self.leads[lead_id], status="closed")
+        if owner_rep_id is not None:
+            rep = self.reps[owner_rep_id]
+            self.reps[owner_rep_id] = replace(rep, open_leads=max(rep.open_leads - 1, 0))
+
+
+def _changed(rep: domain.Rep, change: domain.RepChange, at: datetime) -> domain.Rep:
+    """What WRITE_DECISION does to one rep's row."""
+    if change.counted_on is not None:
+        today = rep.assigned_today + 1 if rep.assigned_day == change.counted_on else 1
+        rep = replace(rep, open_leads=rep.open_leads + 1, assigned_today=today, assigned_day=change.counted_on,
+                      last_assigned_at=at)
+    elif change.released:
+        rep = replace(rep, open_leads=max(rep.open_leads - 1, 0))
+    return replace(rep, rr_credit=change.credit) if change.credit is not None else rep
+
+
+def fake_deps(store: FakeRoutingStore | None = None, **settings: Any) -> Deps:
+    """Routing's deps over a fake store; nothing here connects."""
+    service_settings = Settings(environment="test", **settings)
+    platform = Platform.build(service_settings)
+    return Deps(platform=platform, settings=service_settings, metrics=RoutingMetrics(platform.metrics.registry),
+                store=store or FakeRoutingStore(), rulesets=RulesetCache(),
+                webhook_metrics=WebhookMetrics(platform.metrics.registry))
