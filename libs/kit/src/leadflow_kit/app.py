@@ -48,6 +48,7 @@ from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import OutboxRelay
 from leadflow_kit.platform import Background, Platform, PlatformDep, request_platform
+from leadflow_kit.publisher import DirectPublisher
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.version import VERSION
 
@@ -125,13 +126,16 @@ def _lifespan(
         # Made per start: a stopped runner or relay stays stopped.
         runner = ConsumerRunner(consumer, platform, deps) if consumer is not None else None
         relay = OutboxRelay(settings, platform.db, platform.producers, platform.metrics, platform.clock)
+        publisher = DirectPublisher(settings, platform.db, platform.producers, platform.metrics)
+        platform.outbox.publisher = publisher
         app.state.runtime = Runtime(runner, relay, broker_needed_for_readiness)
         if settings.admin_api_key is not None:
             await sync_bootstrap_key(platform.db, settings.admin_api_key.get_secret_value())
         for hook in on_startup:
             await hook()
         # The relay and the runner stop by themselves, and first; background loops are cancelled.
-        stoppable = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        stoppable = [asyncio.create_task(relay.run(), name="outbox-relay"),
+                     asyncio.create_task(publisher.run(), name="outbox-publisher")]
         if runner is not None:
             stoppable.append(asyncio.create_task(runner.run(), name="event-consumer"))
         cancelled = [asyncio.create_task(task.run(), name=task.name) for task in (*background, sweeper)]
@@ -145,6 +149,7 @@ def _lifespan(
             if runner is not None:
                 runner.stop()
             relay.stop()
+            publisher.stop()
             _, pending = await asyncio.wait(stoppable, timeout=10)
             for task in [*pending, *cancelled]:
                 task.cancel()

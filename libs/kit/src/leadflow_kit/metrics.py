@@ -29,8 +29,14 @@ class ServiceMetrics:
             ["service", "topic"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.events_published = Counter(
-            "leadflow_events_published_total", "Events the outbox relay published to Kafka",
+            "leadflow_events_published_total", "Events the outbox published to Kafka (directly or by its relay)",
             ["service", "topic"], registry=r,
+        )
+        self.outbox_left_to_relay = Counter(
+            "leadflow_outbox_left_to_relay_total",
+            "Committed outbox rows the writing process did not send itself, by reason (kafka, database, "
+            "order: an older row of the key was pending, paused, stopped); the relay publishes them",
+            ["service", "reason"], registry=r,
         )
         self.outbox_backlog = Gauge(
             "leadflow_outbox_backlog", "Outbox rows not yet published", ["service"], registry=r,

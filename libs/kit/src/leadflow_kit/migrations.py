@@ -98,20 +98,7 @@ def create_platform_tables(op: Operations) -> None:
         sa.PrimaryKeyConstraint("id", name="pk_api_key"),
         sa.UniqueConstraint("key_hash", name="uq_api_key_key_hash"),
     )
-    op.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION leadflow_notify_outbox() RETURNS trigger AS $$
-        BEGIN
-            PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
-            RETURN NULL;
-        END;
-        $$ LANGUAGE plpgsql
-        """
-    )
-    op.execute(
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-        "FOR EACH STATEMENT EXECUTE FUNCTION leadflow_notify_outbox()"
-    )
+    restore_outbox_notify(op)
 
 
 def replace_api_key_prefix_with_public_id(op: Operations) -> None:
@@ -135,8 +122,32 @@ def restore_api_key_prefix(op: Operations) -> None:
     op.drop_column("api_key", "public_id")
 
 
-def drop_platform_tables(op: Operations) -> None:
+def drop_outbox_notify(op: Operations) -> None:
+    """A later platform revision: the writing process now sends its outbox rows itself and the relay
+    polls for stale ones, so no insert needs to wake it (a NOTIFY serializes every commit that sends one)."""
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS leadflow_notify_outbox()")
+
+
+def restore_outbox_notify(op: Operations) -> None:
+    """The NOTIFY trigger as the first revision created it (a relay LISTENed for new rows)."""
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION leadflow_notify_outbox() RETURNS trigger AS $$
+        BEGIN
+            PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+            RETURN NULL;
+        END;
+        $$ LANGUAGE plpgsql
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION leadflow_notify_outbox()"
+    )
+
+
+def drop_platform_tables(op: Operations) -> None:
+    drop_outbox_notify(op)
     for table in ("api_key", "processed_event", "outbox"):
         op.drop_table(table)

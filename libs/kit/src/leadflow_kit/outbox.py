@@ -1,32 +1,38 @@
-"""Transactional outbox: events are written with the state change, then relayed to Kafka.
+"""Transactional outbox: events are written with the state change, then sent to Kafka.
 
-Only one relay per service database publishes at a time (a PostgreSQL advisory lock), so a
-lead's events leave in the order they were written even with several replicas running.
+The process that committed them sends them right after the commit (``leadflow_kit.publisher``);
+the relay is the backstop for what it could not send (a crash between commit and send, Kafka
+down): it takes the outbox's head once that is older than ``BACKSTOP_AGE_SECONDS``. Only one relay
+per service database publishes at a time (a PostgreSQL advisory lock), and no claimer, relay or
+direct, takes a row while an older row of its key is still in the outbox, so a lead's events leave
+in the order they were written even with several replicas running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import socket
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import OUTBOX_CHANNEL, Database, asyncpg_dsn, deferred_rows, driver_connection, new_metadata
+from leadflow_kit.db import Database, after_commit, asyncpg_dsn, deferred_rows, driver_connection, new_metadata
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
+from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, CommittedRow, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -95,27 +101,52 @@ async def _close(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
-_INSERT_ROW = "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5)"
+_INSERT_ROW = (
+    "INSERT INTO outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id"
+)
+# One statement for a batch's rows, ids assigned in the order the events were added.
+_INSERT_ROWS = (
+    "INSERT INTO outbox (event_id, topic, key, headers, body) "
+    "SELECT event_id, topic, key, headers::jsonb, body "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
+    "AS r(event_id, topic, key, headers, body, position) ORDER BY position RETURNING id, event_id"
+)
+
+
+@dataclass(frozen=True)
+class _Row:
+    event_id: str
+    topic: str
+    key: str
+    headers: list[tuple[str, bytes]]
+    body: str  # TOMBSTONE_BODY for a tombstone
+
+    def insert_parameters(self) -> tuple[str, str, str, str, str]:
+        headers = orjson.dumps([[name, value.decode()] for name, value in self.headers]).decode()
+        return self.event_id, self.topic, self.key, headers, self.body
+
+    def committed(self, row_id: int) -> CommittedRow:
+        value = None if self.body == TOMBSTONE_BODY else self.body.encode()
+        return CommittedRow(row_id, self.topic, self.key.encode(), self.headers, value)
 
 
 class Outbox:
     """Writes events into the outbox inside the caller's transaction.
 
-    The rows are gathered and written in one round trip just before ``Database.transaction``
-    commits: a consumer's batch (routing's whole poll) writes its events together, and routing's
-    transactions, serialized on its lock, wait on one statement per lead less.
+    The rows are gathered and written in one statement just before ``Database.transaction``
+    commits: a consumer's batch writes its events together. With a ``DirectPublisher`` attached
+    (a running service), the committed rows are handed to it to be sent at once; the relay
+    publishes whatever it leaves.
     """
 
     def __init__(self, topic_prefix: str = "") -> None:
         self.topic_prefix = topic_prefix
+        self.publisher: DirectPublisher | None = None
 
     async def add(self, session: AsyncSession, event: Event[Any]) -> None:
         typed: Event[EventData] = event
-        deferred_rows(session, "outbox", _write_rows).append((
-            typed.id,
-            f"{self.topic_prefix}{typed.topic}",
-            typed.subject,
-            json.dumps([[name, value.decode()] for name, value in encode_headers(typed)]),
+        deferred_rows(session, "outbox", self._write_rows).append(_Row(
+            typed.id, f"{self.topic_prefix}{typed.topic}", typed.subject, encode_headers(typed),
             encode_body(typed).decode(),
         ))
 
@@ -123,23 +154,44 @@ class Outbox:
         """A record with ``key`` and no value on ``topic``: compaction then drops every earlier record
         of the key, and a consumer skips it. Stored as a row with an empty body (an event never has
         one), published in order with the events written around it."""
-        deferred_rows(session, "outbox", _write_rows).append(
-            (f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, "[]", TOMBSTONE_BODY)
+        deferred_rows(session, "outbox", self._write_rows).append(
+            _Row(f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, [], TOMBSTONE_BODY)
         )
+
+    async def _write_rows(self, session: AsyncSession, rows: list[_Row]) -> None:
+        conn = await driver_connection(session)
+        if len(rows) == 1:
+            ids = {rows[0].event_id: await conn.fetchval(_INSERT_ROW, *rows[0].insert_parameters())}
+        else:
+            columns = list(zip(*(row.insert_parameters() for row in rows), strict=True))
+            ids = {record["event_id"]: record["id"] for record in await conn.fetch(_INSERT_ROWS, *columns)}
+        publisher = self.publisher
+        if publisher is not None:
+            committed = [row.committed(ids[row.event_id]) for row in rows]
+            after_commit(session, lambda: publisher.committed(committed))
 
 
 # An outbox row with this body is a tombstone: the relay publishes it with no value.
 TOMBSTONE_BODY = ""
 
 
-async def _write_rows(session: AsyncSession, rows: list[Any]) -> None:
-    conn = await driver_connection(session)
-    if len(rows) == 1:
-        # A lone row (capture's post, a quiet consumer): executemany's pipelining only pays for several.
-        await conn.execute(_INSERT_ROW, *rows[0])
-    else:
-        # executemany pipelines the inserts: one round trip, ids in the order the events were added.
-        await conn.executemany(_INSERT_ROW, rows)
+# The outbox's head, once its oldest row is stale (a direct send failed or never happened), in id
+# order: rows of a key with an older row outside the head (one a direct publisher is sending) wait.
+_CLAIM_HEAD = """
+WITH head AS (
+    SELECT id FROM outbox WHERE published_at IS NULL
+    AND (SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1)
+        < now() - make_interval(secs => $2)
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+DELETE FROM outbox o USING head WHERE o.id = head.id
+AND NOT EXISTS (
+    SELECT 1 FROM outbox older
+    WHERE older.published_at IS NULL AND older.id < o.id AND older.key = o.key AND older.topic = o.topic
+    AND older.id NOT IN (SELECT id FROM head)
+)
+RETURNING o.id, o.topic, o.key, o.headers, o.body
+"""
 
 
 class OutboxRelay:
@@ -214,12 +266,10 @@ class OutboxRelay:
                     backlog_due = loop.time() + 5
                 if await self._sleep(STANDBY_RETRY_SECONDS):
                     return
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
             log.info("outbox relay is leading")
             housekeeping_due = backlog_due = 0.0
             while not self._stopping.is_set():
-                # Cleared before the round, not after it: a NOTIFY for a row its DELETE did not see
-                # then wakes the next round at once, and no empty round is needed to look for one.
+                # The direct publishers send fresh rows; the relay looks for stale ones on a timer.
                 self._wake.clear()
                 await self._publish_pending(conn)
                 # The backlog gauge is refreshed on a timer, not per publish: a COUNT(*) per lead is
@@ -233,7 +283,7 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await self._while_leading(conn, self._wake.wait(), self.settings.outbox_poll_interval_seconds)
                 if conn.is_closed():
-                    raise ConnectionError("listener connection closed")
+                    raise ConnectionError("relay connection closed")
         finally:
             await _close(conn)
 
@@ -286,18 +336,14 @@ class OutboxRelay:
         """
         producer = await self.producers.get()
         async with conn.transaction():
-            claimed = await conn.fetch(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, headers, body",
-                self.settings.outbox_batch_size,
-            )
+            claimed = await conn.fetch(_CLAIM_HEAD, self.settings.outbox_batch_size, BACKSTOP_AGE_SECONDS)
             if not claimed:
                 return 0
             # RETURNING promises no order, and a lead's events must leave in the order they were written.
             rows = sorted(claimed, key=lambda row: row["id"])
             deliveries = []
             for row in rows:
-                headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
+                headers = [(name, value.encode()) for name, value in orjson.loads(row["headers"])]
                 value = None if row["body"] == TOMBSTONE_BODY else row["body"].encode()
                 deliveries.append(
                     await producer.send(row["topic"], value=value, key=row["key"].encode(), headers=headers)

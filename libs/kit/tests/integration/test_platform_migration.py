@@ -1,5 +1,6 @@
 """The frozen platform DDL of the first revision, with the later platform revisions, builds exactly
-what leadflow_kit.db describes; the api key revision gives existing keys a public id."""
+what leadflow_kit.db describes; the api key revision gives existing keys a public id; the outbox
+revision drops the NOTIFY trigger (and its downgrade brings it back)."""
 
 import re
 from typing import Any
@@ -13,9 +14,11 @@ from sqlalchemy.engine import Connection
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.migrations import (
     create_platform_tables,
+    drop_outbox_notify,
     drop_platform_tables,
     replace_api_key_prefix_with_public_id,
     restore_api_key_prefix,
+    restore_outbox_notify,
 )
 
 pytestmark = pytest.mark.integration
@@ -63,5 +66,31 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
             assert await conn.run_sync(down_and_up) == []
         async with db.engine.begin() as conn:
             assert await conn.run_sync(drop) == []
+    finally:
+        await db.dispose()
+
+
+async def test_the_outbox_revision_drops_the_notify_trigger_and_its_downgrade_restores_it(infra: Any) -> None:
+    db = Database(await infra.new_database("kit_migration"))
+
+    def triggers(connection: Connection) -> list[str]:
+        rows = connection.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal")
+        return [row[0] for row in rows]
+
+    def migrate(connection: Connection) -> list[list[str]]:
+        op = Operations(MigrationContext.configure(connection))
+        create_platform_tables(op)
+        seen = [triggers(connection)]
+        drop_outbox_notify(op)
+        seen.append(triggers(connection))
+        restore_outbox_notify(op)
+        seen.append(triggers(connection))
+        drop_platform_tables(op)
+        return seen
+
+    try:
+        async with db.engine.begin() as conn:
+            assert await conn.run_sync(migrate) == [["outbox_notify"], [], ["outbox_notify"]]
     finally:
         await db.dispose()

@@ -258,7 +258,7 @@ async def apply_decision(
         uow.deps.metrics.fallback.labels(decision.fallback_team or "none").inc()
         log.warning("lead %s went to fallback queue %s: %s", lead.id, decision.queue, decision.reason)
     else:
-        log.info("lead %s routed (%s) to %s: %s", lead.id, decision.outcome,
+        log.debug("lead %s routed (%s) to %s: %s", lead.id, decision.outcome,
                  decision.rep.id if decision.rep else decision.queue, decision.reason)
     return Routed(assignment_id, decision, event)
 

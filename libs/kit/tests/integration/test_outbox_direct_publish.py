@@ -1,0 +1,218 @@
+"""Publish after commit: the writer sends its rows itself, the relay takes what it leaves, and a lead's
+events keep their order whoever sends them."""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+
+from leadflow_contracts import Event, LeadCaptured, LeadContact, encode_body, encode_headers, new_event
+from leadflow_contracts.topics import CAPTURED
+from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
+from leadflow_kit.kafka import ProducerHolder
+from leadflow_kit.metrics import ServiceMetrics
+from leadflow_kit.outbox import Outbox, OutboxRelay
+from leadflow_kit.publisher import DirectPublisher
+from leadflow_kit.settings import ServiceSettings
+from leadflow_stack.testing import eventually, read_events
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "kit-direct"
+
+
+def captured(lead_id: str) -> Event[LeadCaptured]:
+    now = datetime.now(UTC)
+    data = LeadCaptured(lead_id=lead_id, form_key="demo", submitted_at=now, contact=LeadContact(email="a@b.co"))
+    return new_event(data, source="capture", subject=lead_id, lead_captured_at=now)
+
+
+def holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return condition()
+
+    return check
+
+
+class Writer:
+    """A service process's outbox side: its outbox, and its direct publisher and relay when running."""
+
+    def __init__(self, infra: Any, db: Database, prefix: str) -> None:
+        self.settings = ServiceSettings(service_name=SERVICE, kafka_bootstrap_servers=infra.bootstrap_servers,
+                                        topic_prefix=prefix, database_url=db.url, kafka_request_timeout_ms=2000)
+        self.db = db
+        self.metrics = ServiceMetrics(SERVICE)
+        self.producers = ProducerHolder(self.settings)
+        self.outbox = Outbox(prefix)
+        self.publisher = DirectPublisher(self.settings, db, self.producers, self.metrics)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def write(self, *events: Event[Any]) -> None:
+        async with self.db.transaction() as session:
+            for event in events:
+                await self.outbox.add(session, event)
+
+    @asynccontextmanager
+    async def publishing(self) -> AsyncIterator[None]:
+        self.outbox.publisher = self.publisher
+        task = asyncio.create_task(self.publisher.run())
+        await eventually(holds(lambda: self.publisher.running), what="the publisher runs")
+        try:
+            yield
+        finally:
+            self.publisher.stop()
+            await asyncio.wait_for(task, 30)
+
+    @asynccontextmanager
+    async def relaying(self) -> AsyncIterator[None]:
+        relay = OutboxRelay(self.settings, self.db, self.producers, self.metrics)
+        task = asyncio.create_task(relay.run())
+        try:
+            yield
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, 30)
+
+    def left(self, reason: str) -> float:
+        value: float = self.metrics.outbox_left_to_relay.labels(SERVICE, reason)._value.get()
+        return value
+
+    def published(self) -> float:
+        value: float = self.metrics.events_published.labels(SERVICE, self.settings.topic(CAPTURED))._value.get()
+        return value
+
+
+@pytest.fixture
+async def writer(infra: Any) -> AsyncIterator[Writer]:
+    prefix = infra.new_topic_prefix("direct")
+    await infra.create_topics(prefix, partitions=3)
+    db = Database(await infra.new_database("kit_direct"))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(new_metadata().create_all)
+    process = Writer(infra, db, prefix)
+    yield process
+    await process.producers.close()
+    await db.dispose()
+
+
+async def outbox_size(db: Database) -> int:
+    async with db.transaction() as session:
+        count: int = (await session.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        return count
+
+
+async def on_kafka(infra: Any, writer: Writer, expected: list[Event[Any]]) -> list[str]:
+    """The ids on the topic once every expected event is there, in the order of their partitions."""
+    wanted = {event.id for event in expected}
+    seen = await read_events(infra.bootstrap_servers, writer.settings.topic(CAPTURED),
+                             until=lambda events: wanted <= {event.id for event in events}, timeout=30)
+    return [event.id for event in seen]
+
+
+def of_key(ids: list[str], events: list[Event[Any]]) -> list[str]:
+    """``events``' ids in the order they first reached Kafka. A send abandoned during an outage may
+    still arrive after the relay's (at least once; consumers skip what their inbox has seen)."""
+    mine = {event.id for event in events}
+    return list(dict.fromkeys(event_id for event_id in ids if event_id in mine))
+
+
+async def test_the_writer_sends_its_committed_rows_itself_in_commit_order(infra: Any, writer: Writer) -> None:
+    lead_a = [captured("lead-a") for _ in range(3)]
+    lead_b = [captured("lead-b") for _ in range(2)]
+    async with writer.publishing():  # and no relay at all
+        await writer.write(lead_a[0], lead_b[0])
+        await writer.write(lead_a[1])
+        await writer.write(lead_a[2], lead_b[1])
+        ids = await on_kafka(infra, writer, [*lead_a, *lead_b])
+        await eventually(holds(lambda: writer.published() == 5), what="every event counted")
+    assert of_key(ids, lead_a) == [event.id for event in lead_a]
+    assert of_key(ids, lead_b) == [event.id for event in lead_b]
+    assert len(ids) == 5
+    assert await outbox_size(writer.db) == 0
+    assert sum(writer.left(reason) for reason in ("kafka", "database", "order", "paused", "stopped")) == 0
+
+
+async def test_a_row_committed_while_kafka_is_down_goes_out_through_the_relay_before_later_rows_of_its_key(
+    infra: Any, writer: Writer
+) -> None:
+    warm_up, during, after = captured("lead-w"), captured("lead-k"), [captured("lead-k") for _ in range(3)]
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(writer.publishing())
+        await stack.enter_async_context(writer.relaying())
+        await writer.write(warm_up)
+        await on_kafka(infra, writer, [warm_up])
+
+        await infra.stop_kafka()
+        try:
+            await writer.write(during)
+            await eventually(holds(lambda: writer.left("kafka") >= 1), timeout=30,
+                             what="the failed direct send leaves the row to the relay")
+            assert await outbox_size(writer.db) == 1
+        finally:
+            await infra.start_kafka()
+        for event in after:
+            await writer.write(event)
+        ids = await on_kafka(infra, writer, [during, *after])
+    assert of_key(ids, [during, *after]) == [event.id for event in [during, *after]]
+    assert await outbox_size(writer.db) == 0
+
+
+async def test_a_writer_killed_between_commit_and_send_leaves_its_row_to_the_relay(
+    infra: Any, writer: Writer
+) -> None:
+    killed = Outbox(writer.settings.topic_prefix)  # committed, then the process died: nobody sends it
+    orphan, later = captured("lead-k"), [captured("lead-k") for _ in range(2)]
+    async with writer.db.transaction() as session:
+        await killed.add(session, orphan)
+    async with writer.publishing(), writer.relaying():
+        for event in later:
+            await writer.write(event)
+        ids = await on_kafka(infra, writer, [orphan, *later])
+    # The live writer found the orphan ahead of its rows and left them behind it, to the relay.
+    assert writer.left("order") >= 1
+    assert of_key(ids, [orphan, *later]) == [event.id for event in [orphan, *later]]
+    assert await outbox_size(writer.db) == 0
+
+
+async def test_a_direct_send_waits_behind_an_older_row_of_its_key_that_a_relay_is_sending(
+    infra: Any, writer: Writer
+) -> None:
+    older, newer, other_key = captured("lead-k"), captured("lead-k"), captured("lead-other")
+    await writer.write(older)  # before the publisher runs: the relay's to send
+    relay_session = await asyncpg.connect(asyncpg_dsn(writer.db.url))
+    relay_claim = relay_session.transaction()
+    await relay_claim.start()
+    committed = False
+    try:
+        # What a relay holds while Kafka has not yet acknowledged the row: deleted, not committed.
+        claimed = await relay_session.fetch("DELETE FROM outbox WHERE event_id = $1 RETURNING id", older.id)
+        assert len(claimed) == 1
+        async with writer.publishing():
+            await writer.write(newer)
+            await writer.write(other_key)
+            await on_kafka(infra, writer, [other_key])  # the publisher goes on with other keys
+            assert writer.left("order") == 1
+            # The relay's send of the older row is acknowledged, then its claim commits.
+            producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True)
+            await producer.start()
+            try:
+                await producer.send_and_wait(writer.settings.topic(CAPTURED), encode_body(older),
+                                             key=older.subject.encode(), headers=encode_headers(older))
+            finally:
+                await producer.stop()
+            await relay_claim.commit()
+            committed = True
+            async with writer.relaying():
+                ids = await on_kafka(infra, writer, [older, newer])
+    finally:
+        if not committed:
+            await relay_claim.rollback()
+        await relay_session.close()
+    assert of_key(ids, [older, newer]) == [older.id, newer.id]
+    assert await outbox_size(writer.db) == 0
