@@ -82,6 +82,23 @@ class FloorLoad:
         return taken
 
 
+def sustained(summary: dict[str, Any], drain_end: str, open_leads: int) -> bool:
+    """Whether a step's load was carried: capture took it at the offered pace, the latency did not grow
+    within the step, the drain ended, and (nearly) every lead came through."""
+    trend = summary["end_latency_trend_ms"]
+    growing = trend["last_third_p50"] > 2 * trend["first_third_p50"] + 100
+    rate = summary["offered_rate"]
+    # Capture answering late also queues: all accepted, but over a longer time than the step's.
+    paced = rate is None or summary["achieved_capture_rate"] >= 0.9 * rate
+    return (
+        drain_end != "timeout"
+        and not growing
+        and paced
+        and summary["accepted"] >= 0.95 * summary["offered"]
+        and open_leads <= 0.01 * max(summary["distinct_leads"], 1)
+    )
+
+
 async def run_step(
     step: Step,
     load: Load,
@@ -150,14 +167,7 @@ async def run_step(
     summary["drain_s"] = round(drained_in, 2)
     summary["not_completed"] = last_pending
     summary["drain_end"] = drain_end
-    trend = summary["end_latency_trend_ms"]
-    growing = trend["last_third_p50"] > 2 * trend["first_third_p50"] + 100
-    summary["sustained"] = (
-        drain_end != "timeout"
-        and not growing
-        and summary["accepted"] >= 0.95 * summary["offered"]
-        and last_pending <= 0.01 * max(summary["distinct_leads"], 1)
-    )
+    summary["sustained"] = sustained(summary, drain_end, last_pending)
     leads = max(summary["distinct_leads"], 1)
     for usage in resources.values():
         # CPU per lead: what each process spends to carry one lead (activities included).

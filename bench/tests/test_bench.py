@@ -13,7 +13,7 @@ from bench.floor import PAYLOAD_BYTES, padded
 from bench.loadgen import FormFillFactory
 from bench.observer import find_lead_id
 from bench.schedule import open_loop
-from bench.steps import step_duration
+from bench.steps import step_duration, sustained
 
 
 def test_percentiles_nearest_rank_in_ms() -> None:
@@ -179,3 +179,16 @@ def test_floor_records_are_padded_to_the_pipelines_payload_size() -> None:
     assert len(grown) == 900 and json.loads(grown)["email"] == "x@example.com"
     assert padded(body, 10) == body  # never shorter
     assert len(padded(b'{"email":"bench@example.com"}', PAYLOAD_BYTES["captured"])) == PAYLOAD_BYTES["captured"]
+
+
+def test_a_step_whose_capture_answers_late_is_not_sustained() -> None:
+    summary = {"offered_rate": 100.0, "offered": 800, "accepted": 800, "distinct_leads": 800,
+               "achieved_capture_rate": 98.0, "end_latency_trend_ms": {"first_third_p50": 40.0, "last_third_p50": 45.0}}
+    assert sustained(summary, "complete", 0)
+    # Every request accepted, but over 27 s for an 8 s step: capture queued them.
+    assert not sustained({**summary, "achieved_capture_rate": 29.3}, "complete", 0)
+    assert not sustained(summary, "timeout", 0)
+    assert not sustained(summary, "complete", 20)  # 20 of 800 leads never came through
+    assert not sustained({**summary, "end_latency_trend_ms": {"first_third_p50": 40.0, "last_third_p50": 900.0}},
+                         "complete", 0)
+    assert sustained({**summary, "offered_rate": None, "achieved_capture_rate": 5.0}, "complete", 0)  # 'max'
