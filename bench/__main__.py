@@ -25,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import os
 import platform
 import secrets
@@ -102,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    steps = [Step(f"{rate:g}", rate, step_duration(rate, args.duration, min_leads=args.min_leads,
+    # --min-leads counts new leads: the repeat fills among the posted ones are not counted twice.
+    min_fills = math.ceil(args.min_leads / max(1.0 - args.duplicate_share, 0.01))
+    steps = [Step(f"{rate:g}", rate, step_duration(rate, args.duration, min_leads=min_fills,
                                                     long_seconds=args.long_seconds)) for rate in rates]
     if args.max_seconds > 0:
         steps.append(Step("max", None, args.max_seconds, args.max_concurrency))

@@ -148,8 +148,10 @@ def test_a_step_lasts_long_enough_for_a_p99() -> None:
 def test_quick_look_flag_shortens_the_steps() -> None:
     from bench.__main__ import build_steps, parse_args
 
-    steps = build_steps(parse_args(["--rates", "25,400", "--duration", "10", "--max-seconds", "30"]))
-    assert [(s.name, s.duration) for s in steps] == [("25", 80.0), ("400", 60.0), ("max", 30.0)]
+    steps = build_steps(parse_args(["--rates", "25,400", "--duration", "10", "--max-seconds", "30",
+                                    "--duplicate-share", "0.2"]))
+    # 2,000 new leads when a fifth of the fills repeat an earlier person: 2,500 fills.
+    assert [(s.name, s.duration) for s in steps] == [("25", 100.0), ("400", 60.0), ("max", 30.0)]
     quick = build_steps(parse_args(["--rates", "25,400", "--duration", "10", "--quick", "--max-seconds", "0"]))
     assert [(s.name, s.duration) for s in quick] == [("25", 10.0), ("400", 10.0)]
 
