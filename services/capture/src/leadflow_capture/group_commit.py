@@ -5,7 +5,8 @@ group's commit before it answers, so a 202 still means the lead is stored. A gro
 outbox write and one COMMIT however many fills it holds. A fill that fails inside a group (a refused
 fill rolls back what it wrote, a changed form, a deadlock) must not fail the others: the group is rolled
 back and its fills run again one by one, each in its own transaction, as the consumer does for a failing
-batch. An outage fails every fill of the group at once (each request then answers 503).
+batch; a deadlock or serialization failure between groups is such a failure too. An outage fails every
+fill of the group at once (each request then answers 503).
 
 Nothing here is capture's own; it belongs in ``leadflow_kit`` beside ``unit_of_work`` once another
 route needs it.
@@ -19,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import asyncpg
 
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.uow import UnitOfWork
@@ -81,7 +84,7 @@ class GroupCommit(Generic[D]):
         try:
             results = await self._together(members)
         except Exception as exc:
-            if is_infrastructure_error(exc):
+            if is_infrastructure_error(exc) and not _conflict(exc):
                 for member in members:
                     _settle(member.answer, exc, None)
                 return
@@ -121,3 +124,11 @@ def _settle(answer: asyncio.Future[Any], error: BaseException | None, result: An
         answer.set_exception(error)
     else:
         answer.set_result(result)
+
+
+def _conflict(error: BaseException) -> bool:
+    """A deadlock or serialization failure: transactions in each other's way, not an outage; alone, the
+    fills go through. Raised by asyncpg itself on the hot path, or wrapped by SQLAlchemy at the commit."""
+    wrapped = getattr(error, "orig", None)
+    links = (error, error.__cause__, wrapped, getattr(wrapped, "__cause__", None))
+    return any(isinstance(link, asyncpg.exceptions.TransactionRollbackError) for link in links)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from leadflow_capture import handlers
@@ -110,6 +111,17 @@ async def test_an_outage_fails_every_fill_of_the_group_without_running_them_agai
 
     assert answers == [down, down]
     assert transactions.runs == [["a"]]
+
+
+async def test_a_deadlock_between_groups_sends_the_group_one_by_one(transactions):
+    group = grouped(transactions, [])
+    deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    answers = await asyncio.gather(group.run(work(transactions, "a")), group.run(work(transactions, "b", deadlock)),
+                                   return_exceptions=True)
+
+    assert answers == ["answer to a", deadlock]
+    assert transactions.runs == [["a", "b"], ["a"], ["b"]]
 
 
 async def test_without_a_window_every_fill_has_its_own_transaction(transactions):
