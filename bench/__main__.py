@@ -2,9 +2,12 @@
 
 Every knob has an environment variable (for `make bench BENCH_RATES=...`) and a flag:
 
-    BENCH_RATES=10,50,100,200,400   open-loop steps, leads/s
-    BENCH_DURATION=20               seconds per step
-    BENCH_MAX_SECONDS=20            the saturation step ('max'); 0 leaves it out
+    BENCH_RATES=25,100,200,400      open-loop steps, leads/s
+    BENCH_DURATION=10               seconds per step, at least (see BENCH_MIN_LEADS, BENCH_LONG_SECONDS)
+    BENCH_MIN_LEADS=2000            a fixed-rate step lasts long enough for this many leads (a p99)
+    BENCH_LONG_SECONDS=60           steps from 400 leads/s on last at least this long (--quick: 0 and 0)
+    BENCH_MAX_SECONDS=30            the saturation step ('max'); 0 leaves it out
+    BENCH_PREFILL=1000000           earlier leads written into every service's tables first; 0 = none
     BENCH_WARMUP_SECONDS=20         unmeasured load before the floor and before the pipeline
     BENCH_MAX_CONCURRENCY=64        requests outstanding during 'max'
     BENCH_ACTIVITY_SHARE=0.2        activities posted per form fill
@@ -22,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import os
 import platform
 import secrets
@@ -37,13 +41,21 @@ from typing import Any
 
 import psutil
 
-from bench import children, profile, report, targets
+from bench import children, prefill, profile, report, targets
 from bench.analysis import ObservationTail
-from bench.floor import STAGES, FloorSource, floor_topics
+from bench.floor import PAYLOAD_BYTES, STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
 from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.stackctl import BenchStack
-from bench.steps import FloorLoad, Step, run_step
+from bench.steps import (
+    LONG_STEP_RATE,
+    LONG_STEP_SECONDS,
+    MIN_LEADS_PER_STEP,
+    FloorLoad,
+    Step,
+    run_step,
+    step_duration,
+)
 from leadflow_stack.services import DEV_ADMIN_API_KEY
 
 log = logging.getLogger("bench")
@@ -57,9 +69,18 @@ def _env(name: str, default: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="LeadFlow speed and capacity benchmark")
-    parser.add_argument("--rates", default=_env("BENCH_RATES", "10,50,100,200,400"))
-    parser.add_argument("--duration", type=float, default=float(_env("BENCH_DURATION", "20")))
-    parser.add_argument("--max-seconds", type=float, default=float(_env("BENCH_MAX_SECONDS", "20")))
+    parser.add_argument("--rates", default=_env("BENCH_RATES", "25,100,200,400"))
+    parser.add_argument("--duration", type=float, default=float(_env("BENCH_DURATION", "10")))
+    parser.add_argument("--min-leads", type=int, default=int(_env("BENCH_MIN_LEADS", str(MIN_LEADS_PER_STEP))),
+                        help="a fixed-rate step lasts long enough for this many leads")
+    parser.add_argument("--long-seconds", type=float,
+                        default=float(_env("BENCH_LONG_SECONDS", f"{LONG_STEP_SECONDS:g}")),
+                        help=f"steps from {LONG_STEP_RATE:g} leads/s on last at least this long")
+    parser.add_argument("--quick", action="store_true",
+                        help="a quick look: steps of --duration exactly (--min-leads 0 --long-seconds 0)")
+    parser.add_argument("--prefill", type=int, default=int(_env("BENCH_PREFILL", "1000000")),
+                        help="earlier leads written into every service's tables before the steps; 0 = none")
+    parser.add_argument("--max-seconds", type=float, default=float(_env("BENCH_MAX_SECONDS", "30")))
     parser.add_argument("--warmup-seconds", type=float, default=float(_env("BENCH_WARMUP_SECONDS", "20")))
     parser.add_argument("--max-concurrency", type=int, default=int(_env("BENCH_MAX_CONCURRENCY", "64")))
     parser.add_argument("--activity-share", type=float, default=float(_env("BENCH_ACTIVITY_SHARE", "0.2")))
@@ -74,11 +95,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rates up to this run even after a lower rate was not sustained (the targets' rate)")
     parser.add_argument("--drain-timeout", type=float, default=float(_env("BENCH_DRAIN_TIMEOUT", "60")))
     parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.min_leads, args.long_seconds = 0, 0.0
+    return args
 
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
-    steps = [Step(f"{float(r):g}", float(r), args.duration) for r in args.rates.split(",") if r.strip()]
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    # --min-leads counts new leads: the repeat fills among the posted ones are not counted twice.
+    min_fills = math.ceil(args.min_leads / max(1.0 - args.duplicate_share, 0.01))
+    steps = [Step(f"{rate:g}", rate, step_duration(rate, args.duration, min_leads=min_fills,
+                                                    long_seconds=args.long_seconds)) for rate in rates]
     if args.max_seconds > 0:
         steps.append(Step("max", None, args.max_seconds, args.max_concurrency))
     return steps
@@ -118,9 +146,12 @@ def _tmp_workdir(run_id: str) -> Path:
 
 
 async def run_floor(
-    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace
+    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace, *, durable: bool = False
 ) -> list[dict[str, Any]]:
-    prefix = f"bench-floor-{stack.run_id}."
+    """The transport floor (bare consume and produce), or with ``durable`` one PostgreSQL transaction
+    per batch in every relay (its own database, as each service has)."""
+    kind = "durable" if durable else "floor"
+    prefix = f"bench-{kind}-{stack.run_id}."
     topics = floor_topics(prefix)
     await stack.create_topics(list(topics.values()))
     relays: list[children.Child] = []
@@ -129,34 +160,38 @@ async def run_floor(
     results: list[dict[str, Any]] = []
     try:
         for i in range(len(STAGES) - 1):
+            database = (["--dsn", await stack.create_database(f"bench_{stack.run_id}_{kind}{i + 1}")]
+                        if durable else [])
             relays.append(await children.spawn(
                 f"relay{i + 1}", "bench.floor", "--bootstrap", stack.bootstrap_servers,
                 "--src", topics[STAGES[i]], "--dst", topics[STAGES[i + 1]], "--group", f"{prefix}relay{i + 1}",
-                log_path=str(workdir / f"floor-relay{i + 1}.log"),
+                "--payload-bytes", str(PAYLOAD_BYTES[STAGES[i + 1]]), *database,
+                log_path=str(workdir / f"{kind}-relay{i + 1}.log"),
             ))
-        obs_file = workdir / "floor-observations.jsonl"
+        obs_file = workdir / f"{kind}-observations.jsonl"
         observer = await children.spawn(
             "observer", "bench.observer", "--bootstrap", stack.bootstrap_servers, "--out", str(obs_file),
             *[a for stage, topic in topics.items() for a in ("--topic", f"{stage}={topic}")],
-            log_path=str(workdir / "floor-observer.log"),
+            log_path=str(workdir / f"{kind}-observer.log"),
         )
         await source.start()
         tail = ObservationTail(obs_file)
         monitor = ResourceMonitor()
         for relay in relays:
-            monitor.add(f"floor-{relay.name}", relay.pid)
+            monitor.add(f"{kind}-{relay.name}", relay.pid)
         monitor.add("observer", observer.pid)
         monitor.add("loadgen", os.getpid())
         for name, pid in stack.infra_pids().items():
-            if name == "kafka":
-                monitor.add(name, pid)
+            if name == "kafka" or durable:
+                monitor.add(name, pid, with_children=name == "postgres")
         load = FloorLoad(source)
         # Warm-up: connections, metadata and group assignments settle, and the broker's JIT compiles its
         # hot paths (it spent 0.4 cores on 10 leads/s in its first minute, half that two minutes later).
         await run_step(Step("warmup", 50, args.warmup_seconds), load, tail, monitor, STAGES, with_webhooks=False,
                        drain_timeout=15)
         for step in steps:
-            print(f"floor step {step.name} ...", file=sys.stderr, flush=True)
+            label = "durable" if durable else "transport"
+            print(f"{label} floor step {step.name} ({step.duration:g}s) ...", file=sys.stderr, flush=True)
             results.append(await run_step(step, load, tail, monitor, STAGES, with_webhooks=False,
                                           drain_timeout=args.drain_timeout))
             await asyncio.sleep(1)
@@ -168,7 +203,7 @@ async def run_floor(
 
 
 async def run_pipeline(
-    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace
+    stack: BenchStack, steps: list[Step], workdir: Path, args: argparse.Namespace, result: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
     await stack.create_pipeline_topics()
     obs_file = workdir / "observations.jsonl"
@@ -199,6 +234,10 @@ async def run_pipeline(
         if missing:
             print(f"services not written yet: {', '.join(missing)}; measuring capture -> {end_stage}",
                   file=sys.stderr, flush=True)
+        if args.prefill > 0:
+            print(f"pre-filling every service's tables with {args.prefill} leads ...", file=sys.stderr, flush=True)
+            result["prefill"] = await prefill.prefill(stack.service_dsns(), args.prefill)
+            print(f"pre-filled in {result['prefill']['seconds']:.0f}s", file=sys.stderr, flush=True)
         tail = ObservationTail(obs_file)
         monitor = ResourceMonitor()
         for name, pid in stack.service_pids().items():
@@ -224,7 +263,7 @@ async def run_pipeline(
         fixed = [s for s in steps if s.rate is not None]
         saturating = [s for s in steps if s.rate is None]
         for index, step in enumerate(fixed):
-            print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
+            print(f"pipeline step {step.name} ({step.duration:g}s) ...", file=sys.stderr, flush=True)
             result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                                     with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
                                     db_waits=db_waits, statements=statements)
@@ -245,7 +284,7 @@ async def run_pipeline(
         if args.profile != "none":
             profiled = await profile_busiest(stack, load, tail, monitor, measured, workdir, args, end_stage)
         for step in saturating:
-            print(f"pipeline step {step.name} ...", file=sys.stderr, flush=True)
+            print(f"pipeline step {step.name} ({step.duration:g}s) ...", file=sys.stderr, flush=True)
             result = await run_step(step, load, tail, monitor, PIPELINE_STAGES, end_stage=end_stage,
                                     with_webhooks=with_webhooks, drain_timeout=args.drain_timeout,
                                     db_waits=db_waits, statements=statements)
@@ -337,9 +376,10 @@ async def main_async(args: argparse.Namespace) -> int:
         result["partitions"] = stack.partitions
         if not args.skip_floor:
             result["floor"] = await run_floor(stack, steps, workdir, args)
+            result["durable_floor"] = await run_floor(stack, steps, workdir, args, durable=True)
         if not args.floor_only:
             result["pipeline"], result["profile"], result["idle_resources"] = await run_pipeline(
-                stack, steps, workdir, args
+                stack, steps, workdir, args, result
             )
     finally:
         print("cleaning up ...", file=sys.stderr, flush=True)
@@ -348,6 +388,8 @@ async def main_async(args: argparse.Namespace) -> int:
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if result.get("pipeline") and result.get("floor"):
         result["floor_multiples"] = report.floor_multiples(result["pipeline"], result["floor"])
+    if result.get("pipeline") and result.get("durable_floor"):
+        result["durable_floor_multiples"] = report.floor_multiples(result["pipeline"], result["durable_floor"])
     if result.get("pipeline") and all(s.get("end_stage") == "routed" for s in report.measured(result["pipeline"])):
         result["verdicts"] = targets.judge(result)
     out: Path = args.out

@@ -36,6 +36,7 @@ class Submission:
     status: int  # HTTP status; 0 for a transport error
     kind: str = "lead"  # lead | duplicate | activity
     error: str | None = None
+    sent: float | None = None  # when the generator handed the request to its connection (epoch s)
 
     @property
     def ok(self) -> bool:
@@ -49,8 +50,13 @@ class Observations:
     events: dict[str, dict[str, list[tuple[float | None, float | None, float]]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )  # lead -> stage -> [(ce_time, captured_at, arrival)]
-    webhooks: dict[str, list[tuple[float, bool]]] = field(default_factory=lambda: defaultdict(list))
+    webhooks: dict[str, list[tuple[float, bool, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # lead -> [(arrival, verified, when the verification finished)]
     unattributed_webhooks: int = 0
+    payload_bytes: dict[str, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )  # stage -> [records, bytes]
 
     def feed(self, line: str) -> None:
         try:
@@ -59,9 +65,13 @@ class Observations:
             return  # a line cut short when the observer stopped
         if rec.get("k") == "ev" and rec.get("lead"):
             self.events[rec["lead"]][rec["stage"]].append((rec["time"], rec["cap"], rec["arr"]))
+            if rec.get("sz") is not None:
+                sizes = self.payload_bytes[rec["stage"]]
+                sizes[0] += 1
+                sizes[1] += rec["sz"]
         elif rec.get("k") == "wh":
             if rec.get("lead"):
-                self.webhooks[rec["lead"]].append((rec["arr"], bool(rec.get("ok"))))
+                self.webhooks[rec["lead"]].append((rec["arr"], bool(rec.get("ok")), rec.get("ver", rec["arr"])))
             else:
                 self.unattributed_webhooks += 1
 
@@ -74,6 +84,24 @@ class Observations:
                 if cap is not None:
                     return cap
         return None
+
+    def first_verified(self, lead: str) -> float | None:
+        """When the receiver finished verifying the lead's first webhook that passed verification."""
+        return next((ver for _arr, ok, ver in self.webhooks.get(lead, ()) if ok), None)
+
+
+def send_to_webhook(submissions: list[Submission], obs: Observations) -> list[float]:
+    """Seconds from each new lead's request leaving the generator to its webhook verified at the
+    receiver: what a user sees, HTTP queueing, capture, the pipeline and the delivery included.
+    A repeat fill of an email is left out (its lead's webhook belongs to the first fill)."""
+    latencies = []
+    for s in submissions:
+        if s.kind != "lead" or not s.ok or not s.lead_id or s.sent is None:
+            continue
+        verified = obs.first_verified(s.lead_id)
+        if verified is not None:
+            latencies.append(verified - s.sent)
+    return latencies
 
 
 class ObservationTail:
@@ -115,7 +143,8 @@ def summarize_step(
     leads = [s for s in submissions if s.kind != "activity"]
     activities = [s for s in submissions if s.kind == "activity"]
     accepted = [s for s in leads if s.ok]
-    lead_ids = sorted({s.lead_id for s in accepted if s.lead_id})
+    # Figures follow each person once: a repeat fill's lead is the first fill's, already counted.
+    lead_ids = sorted({s.lead_id for s in accepted if s.lead_id and s.kind == "lead"})
     errors: dict[str, int] = defaultdict(int)
     for s in submissions:
         if not s.ok:
@@ -167,19 +196,21 @@ def summarize_step(
             if not deliveries:
                 continue
             delivered += 1
-            bad_signatures += sum(1 for _arr, ok in deliveries if not ok)
+            bad_signatures += sum(1 for _arr, ok, _ver in deliveries if not ok)
             cap = obs.captured_at(lead)
             if cap is not None:
                 wh_lat.append(deliveries[0][0] - cap)
         webhook = {
             "delivered": delivered,
+            "verified": sum(1 for lead in lead_ids if obs.first_verified(lead) is not None),
             "bad_signatures": bad_signatures,
             "capture_to_webhook_ms": percentiles(wh_lat),
+            "send_to_verified_ms": percentiles(send_to_webhook(submissions, obs)),
         }
 
     # A pipeline that keeps up shows the same latency late in the step as early on; a backlog
     # shows up as latency that grows with every second of the step.
-    by_due = sorted((s.due, s.lead_id) for s in accepted if s.lead_id)
+    by_due = sorted((s.due, s.lead_id) for s in accepted if s.lead_id and s.kind == "lead")
     trend: list[float] = []
     for part in (by_due[: len(by_due) // 3], by_due[-(len(by_due) // 3):] if len(by_due) >= 3 else []):
         lat = []
@@ -200,7 +231,8 @@ def summarize_step(
         "duration_s": round(duration, 2),
         "offered": len(leads),
         "accepted": len(accepted),
-        "distinct_leads": len(lead_ids),
+        "distinct_leads": len({s.lead_id for s in accepted if s.lead_id}),
+        "new_leads": len(lead_ids),
         "duplicates_posted": sum(1 for s in leads if s.kind == "duplicate"),
         "activities_posted": len(activities),
         "activities_accepted": sum(1 for s in activities if s.ok),
@@ -214,4 +246,6 @@ def summarize_step(
         "end_latency_trend_ms": {"first_third_p50": trend[0], "last_third_p50": trend[1]},
         "stages": per_stage,
         "webhook": webhook,
+        "payload_bytes": {stage: round(total / count) for stage, (count, total) in obs.payload_bytes.items()
+                          if count},
     }

@@ -147,10 +147,11 @@ class CaptureLoad:
         lead_id: str | None = None
         error: str | None = None
         status = 0
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if kind == "activity":
+            headers.update(self.activity_headers)
+        sent = time.time()
         try:
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            if kind == "activity":
-                headers.update(self.activity_headers)
             response = await self.client.request("POST", path, body, headers)
             status = response.status
             if kind != "activity" and 200 <= status < 300:
@@ -159,7 +160,7 @@ class CaptureLoad:
                 error = response.body[:200].decode(errors="replace")
         except Exception as exc:  # a refused or reset connection is a measured error, not a crash
             error = type(exc).__name__
-        self.submissions.append(Submission(lead_id, due, time.time(), status, kind, error))
+        self.submissions.append(Submission(lead_id, due, time.time(), status, kind, error, sent))
 
     async def fire(self, _i: int, due: float) -> None:
         kind, fill = self.factory.next()

@@ -3,11 +3,12 @@
 It runs apart from the load generator so that neither one's event-loop delays end up in the
 other's timestamps. Every observation is one JSON line in ``--out``:
 
-* ``{"k": "ev", "stage": ..., "lead": ..., "time": ..., "cap": ..., "arr": ...}`` for a Kafka
-  record (``time`` = its ``ce_time``, ``cap`` = its ``ce_leadcapturedat``, ``arr`` = when this
-  process got it; all epoch seconds);
-* ``{"k": "wh", "lead": ..., "arr": ..., "ok": ...}`` for a webhook delivery (``ok`` = the
-  Standard Webhooks signature verified, or no secret was given).
+* ``{"k": "ev", "stage": ..., "lead": ..., "time": ..., "cap": ..., "arr": ..., "sz": ...}`` for a
+  Kafka record (``time`` = its ``ce_time``, ``cap`` = its ``ce_leadcapturedat``, ``arr`` = when
+  this process got it; all epoch seconds; ``sz`` = its value's bytes);
+* ``{"k": "wh", "lead": ..., "arr": ..., "ver": ..., "ok": ...}`` for a webhook delivery (``arr`` =
+  its request read, ``ver`` = its Standard Webhooks signature checked, ``ok`` = verified, or no
+  secret was given).
 
 It prints ``ready <webhook port>`` on stdout once its consumer sits at the end of every
 partition, and stops on SIGTERM.
@@ -86,7 +87,7 @@ class Observer:
                 payload = json.loads(request.body or b"null")
         else:
             payload = json.loads(request.body or b"null")
-        self.write({"k": "wh", "lead": find_lead_id(payload), "arr": arrived, "ok": ok,
+        self.write({"k": "wh", "lead": find_lead_id(payload), "arr": arrived, "ver": time.time(), "ok": ok,
                     "id": request.headers.get("webhook-id")})
         return 204 if ok else 401
 
@@ -105,6 +106,7 @@ class Observer:
                         "time": _epoch(headers.get("ce_time")),
                         "cap": _epoch(headers.get("ce_leadcapturedat")),
                         "arr": arrived,
+                        "sz": len(record.value or b""),
                     })
             # The benchmark follows this file while a step drains.
             self.out.flush()

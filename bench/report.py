@@ -19,8 +19,26 @@ def measured(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [s for s in steps if not s.get("skipped")]
 
 
+# The benchmark's own processes: on the machine's CPU, but not the product's.
+BENCH_PROCESSES = ("loadgen", "observer")
+
+
+def product_cpu_ms_per_lead(step: dict[str, Any]) -> float | None:
+    """CPU per lead of everything the system under test runs (services or relays, Kafka, PostgreSQL
+    with its backends), without the generator and the observer."""
+    resources = step.get("resources") or {}
+    ours = [r["cpu_ms_per_lead"] for name, r in resources.items()
+            if not name.startswith("_") and name not in BENCH_PROCESSES]
+    return round(sum(ours), 2) if ours else None
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return round(ours / theirs, 2) if ours and theirs else None
+
+
 def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per step name: our capture->routed p50 (as the observer saw it) over the floor's."""
+    """Per step name: our capture->routed p50 and p99 (as the observer saw them) and our CPU per lead,
+    each over the floor's at the same step."""
     pipeline = measured(pipeline)
     by_name = {s["step"]: s for s in floor}
     out: dict[str, dict[str, Any]] = {}
@@ -32,14 +50,63 @@ def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]])
         theirs = _pct(base["capture_to_routed_observed_ms"], "p50")
         ours99 = _pct(step["capture_to_routed_observed_ms"], "p99")
         theirs99 = _pct(base["capture_to_routed_observed_ms"], "p99")
+        ours_cpu, floor_cpu = product_cpu_ms_per_lead(step), product_cpu_ms_per_lead(base)
         out[step["step"]] = {
             "floor_p50_ms": theirs,
             "ours_p50_ms": ours,
-            "multiple_p50": round(ours / theirs, 2) if ours and theirs else None,
+            "multiple_p50": _ratio(ours, theirs),
             "floor_p99_ms": theirs99,
-            "multiple_p99": round(ours99 / theirs99, 2) if ours99 and theirs99 else None,
+            "multiple_p99": _ratio(ours99, theirs99),
+            "floor_cpu_ms_per_lead": floor_cpu,
+            "ours_cpu_ms_per_lead": ours_cpu,
+            "multiple_cpu": _ratio(ours_cpu, floor_cpu),
         }
     return out
+
+
+def _floor_table(title: str, steps: list[dict[str, Any]]) -> None:
+    print(f"\n{title}, latency in ms since produce; CPU ms per lead without generator and observer")
+    print(f"{'step':>6} {'offer/s':>8} {'got/s':>7} {'e2e/s':>7} {'prod p50':>8} {'p99':>6} "
+          f"{'end p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'lost':>5} {'cpu/lead':>8}")
+    for s in steps:
+        e2e = s["capture_to_routed_observed_ms"] or {}
+        http = s["capture_http_ms"]
+        print(f"{s['step']:>6} {_ms(s['offered_rate']):>8} {s['achieved_capture_rate']:>7} "
+              f"{_ms(s['achieved_routed_rate']):>7} {_ms(http['p50']):>8} {_ms(http['p99']):>6} "
+              f"{_ms(e2e.get('p50')):>8} {_ms(e2e.get('p95')):>6} {_ms(e2e.get('p99')):>6} "
+              f"{_ms(e2e.get('max')):>6} {s['not_completed']:>5} {_ms(product_cpu_ms_per_lead(s)):>8}")
+
+
+def _multiples_table(result: dict[str, Any], pipeline: list[dict[str, Any]]) -> None:
+    transport = result.get("floor_multiples") or {}
+    durable = result.get("durable_floor_multiples") or {}
+    if not transport and not durable:
+        return
+    print("\nOURS / FLOOR at the same step: capture->routed p50 and p99 (observer arrival), CPU per lead")
+    print(f"{'step':>6} {'floor p50':>9} {'p99':>5} {'durable p50':>11} {'p99':>5} {'cpu':>5}   "
+          f"ours: {'cpu/lead':>8} durable: {'cpu/lead':>8}")
+
+    def x(value: Any) -> str:
+        return "-" if value is None else f"{value:.1f}x"
+
+    for s in pipeline:
+        t, d = transport.get(s["step"], {}), durable.get(s["step"], {})
+        print(f"{s['step']:>6} {x(t.get('multiple_p50')):>9} {x(t.get('multiple_p99')):>5} "
+              f"{x(d.get('multiple_p50')):>11} {x(d.get('multiple_p99')):>5} {x(d.get('multiple_cpu')):>5}   "
+              f"      {_ms(d.get('ours_cpu_ms_per_lead')):>8}          {_ms(d.get('floor_cpu_ms_per_lead')):>8}")
+
+
+def _send_table(pipeline: list[dict[str, Any]]) -> None:
+    print("\nWHAT A USER SEES: ms from the generator sending the HTTP request to the receiver having verified "
+          "the webhook (new leads only; a repeat fill's email is not counted twice)")
+    print(f"{'step':>6} {'secs':>5} {'leads':>6} {'verified':>8} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} "
+          f"{'gen late':>8}")
+    for s in pipeline:
+        hook = s.get("webhook") or {}
+        sent = hook.get("send_to_verified_ms") or {}
+        print(f"{s['step']:>6} {s['duration_s']:>5.0f} {s.get('new_leads', '-'):>6} {hook.get('verified', '-'):>8} "
+              f"{_ms(sent.get('p50')):>6} {_ms(sent.get('p95')):>6} {_ms(sent.get('p99')):>6} "
+              f"{_ms(sent.get('max')):>6} {_ms((s.get('schedule') or {}).get('generator_max_behind_ms')):>8}")
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -50,17 +117,19 @@ def print_tables(result: dict[str, Any]) -> None:
     print()
     print(f"LeadFlow benchmark {result['run_id']}  ({result['machine']['summary']})")
     print(f"infrastructure: {result['infrastructure']}")
-    if floor:
-        print("\nFLOOR (bare aiokafka, 4 topics / 3 relays, no logic, no DB), latency in ms since produce")
-        print(f"{'step':>6} {'offer/s':>8} {'got/s':>7} {'e2e/s':>7} {'prod p50':>8} {'p99':>6} "
-              f"{'end p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'lost':>5}")
-        for s in floor:
-            e2e = s["capture_to_routed_observed_ms"] or {}
-            http = s["capture_http_ms"]
-            print(f"{s['step']:>6} {_ms(s['offered_rate']):>8} {s['achieved_capture_rate']:>7} "
-                  f"{_ms(s['achieved_routed_rate']):>7} {_ms(http['p50']):>8} {_ms(http['p99']):>6} "
-                  f"{_ms(e2e.get('p50')):>8} {_ms(e2e.get('p95')):>6} {_ms(e2e.get('p99')):>6} "
-                  f"{_ms(e2e.get('max')):>6} {s['not_completed']:>5}")
+    if result.get("prefill"):
+        fill = result["prefill"]
+        took = ", ".join(f"{svc} {r['seconds']:.0f}s" if "error" not in r else f"{svc} FAILED ({r['error']})"
+                         for svc, r in fill["services"].items())
+        print(f"\nprefill: {fill['leads']} earlier leads in every service's tables in {fill['seconds']:.0f}s "
+              f"(insert + VACUUM ANALYZE; {took})")
+    for title, steps in (
+        ("FLOOR (bare aiokafka, 4 topics / 3 relays, no logic, no DB)", floor),
+        ("DURABLE FLOOR (the same hops, one PostgreSQL transaction per batch: effect rows + offset row, "
+         "fsync on, then the produce)", result.get("durable_floor") or []),
+    ):
+        if steps:
+            _floor_table(title, steps)
     if pipeline:
         end = pipeline[0].get("end_stage", "routed")
         print(f"\nPIPELINE, latency in ms since the lead's capture (rout = leads.{end} ce_time; "
@@ -81,6 +150,8 @@ def print_tables(result: dict[str, Any]) -> None:
                   f"{_ms(hook.get('p95')):>5} {_ms(hook.get('p99')):>5} {_ms(hook.get('max')):>6} "
                   f"{'-' if mult is None else f'{mult:.1f}x':>7} {errors:>4} {s['not_completed']:>4} "
                   f"{s['drain_end']:>8} {'yes' if s.get('sustained') else 'NO':>4}")
+        _send_table(pipeline)
+        _multiples_table(result, pipeline)
         print("\nper stage: hop p50 / p99 ms (observer arrival after the previous stage's arrival)")
         stages = list(pipeline[0]["stages"])
         print(f"{'step':>6} " + " ".join(f"{name:>15}" for name in stages))
@@ -103,12 +174,13 @@ def print_tables(result: dict[str, Any]) -> None:
         if idle:
             cells = [f"{n} {idle[n]['cpu_cores']:.2f}" for n in names if n in idle]
             print("\nidle (10 s, no load), cores: " + ", ".join(cells))
-        print("\nCPU ms per lead (activities included)")
-        print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names))
+        print("\nCPU ms per lead (activities included; 'system' = all but the generator and the observer)")
+        print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names) + f" {'system':>8}")
         for s in pipeline:
             cells = ["-" if s["resources"].get(n) is None else f"{s['resources'][n]['cpu_ms_per_lead']:.1f}"
                      for n in names]
-            print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells))
+            print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells)
+                  + f" {_ms(product_cpu_ms_per_lead(s)):>8}")
         print("\nPostgreSQL connections per service, average count by state (idle left out)")
         for s in pipeline:
             conns = s.get("db_connections") or {}
@@ -147,6 +219,8 @@ def print_tables(result: dict[str, Any]) -> None:
                 print("      - and the reasons given above")
             said.update(fresh)
     prof = result.get("profile") or {}
+    if result.get("elapsed_s") is not None:
+        print(f"\nthe whole run took {result['elapsed_s'] / 60:.1f} min")
     for service, summary in (prof.get("services") or {}).items():
         if "samples" not in summary:
             print(f"\nPROFILE of {service}: {summary.get('error')}")
@@ -173,6 +247,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         return False
     pipeline = [s for s in measured(result.get("pipeline", [])) if s.get("offered_rate")]
     floor = [s for s in result.get("floor", []) if s.get("offered_rate")]
+    durable = [s for s in result.get("durable_floor", []) if s.get("offered_rate")]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
 
     def series(
@@ -190,14 +265,17 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     for label, steps, key, sub, color in (
         ("capture->routed", pipeline, "capture_to_routed_ms", None, "tab:blue"),
         ("capture->webhook", pipeline, "capture_to_webhook_ms", "webhook", "tab:orange"),
+        ("send->webhook verified", pipeline, "send_to_verified_ms", "webhook", "tab:red"),
         ("floor (4 hops, bare Kafka)", floor, "capture_to_routed_observed_ms", None, "tab:gray"),
+        ("durable floor (4 hops, 1 txn/batch)", durable, "capture_to_routed_observed_ms", None, "tab:brown"),
         ("capture HTTP", pipeline, "capture_http_ms", None, "tab:green"),
     ):
         for pct, style in (("p50", "-o"), ("p99", "--^")):
             xs, ys = series(steps, key, pct, sub)
             if xs:
                 ax.plot(xs, ys, style, color=color, label=f"{label} {pct}")
-    ax.axhline(50, color="tab:blue", lw=0.6, ls=":")
+    ax.axhline(25, color="tab:red", lw=0.6, ls=":")
+    ax.axhline(150, color="tab:red", lw=0.6, ls=":")
     ax.axhline(1000, color="tab:orange", lw=0.6, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -82,6 +82,18 @@ class BenchStack:
         assert self.infra is not None
         self.topics += await self.infra.create_topics(self.topic_prefix, partitions=self.partitions)
 
+    async def create_database(self, name: str) -> str:
+        """A database of the benchmark's own (the durable floor's), dropped with the run; its asyncpg DSN."""
+        assert self.infra is not None
+        await self.infra.postgres.create_database(name)
+        self.databases.append(name)
+        return self.infra.postgres.dsn(name)
+
+    def service_dsns(self) -> dict[str, str]:
+        """service -> the asyncpg DSN of its database."""
+        assert self.infra is not None
+        return {name: self.infra.postgres.dsn(f"bench_{self.run_id}_{name}") for name in self.configs}
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

@@ -7,11 +7,13 @@ import json
 import time
 from pathlib import Path
 
-from bench import profile, rawhttp
-from bench.analysis import Observations, Submission, percentiles, summarize_step
+from bench import prefill, profile, rawhttp
+from bench.analysis import Observations, Submission, percentiles, send_to_webhook, summarize_step
+from bench.floor import PAYLOAD_BYTES, padded
 from bench.loadgen import FormFillFactory
 from bench.observer import find_lead_id
 from bench.schedule import open_loop
+from bench.steps import step_duration, sustained
 
 
 def test_percentiles_nearest_rank_in_ms() -> None:
@@ -97,3 +99,98 @@ def test_profile_summary_groups_by_package(tmp_path: Path) -> None:
     assert summary["samples"] == 4 and summary["busy_pct"] == 50.0
     assert dict(summary["inclusive_pct_by_package"])["uvicorn"] == 100.0
     assert dict(summary["self_pct_by_package"]) == {"asyncpg": 75.0, "json": 25.0}
+
+
+def test_send_to_webhook_joins_the_generators_send_with_the_verified_arrival() -> None:
+    obs = Observations()
+    obs.feed(json.dumps({"k": "wh", "lead": "a", "arr": 10.100, "ver": 10.102, "ok": True}))
+    obs.feed(json.dumps({"k": "wh", "lead": "b", "arr": 10.200, "ver": 10.201, "ok": False}))  # bad signature
+    obs.feed(json.dumps({"k": "wh", "lead": "b", "arr": 10.300, "ver": 10.305, "ok": True}))  # the retry
+    obs.feed(json.dumps({"k": "wh", "lead": "c", "arr": 10.050, "ok": True}))  # an older observer: no "ver"
+    subs = [
+        Submission("a", due=9.990, done=10.010, status=202, sent=10.000),
+        Submission("b", due=10.000, done=10.020, status=202, sent=10.005),
+        Submission("c", due=10.000, done=10.020, status=202, sent=10.010),
+        # A repeat fill: its lead's webhook is the first fill's, so it is not counted again.
+        Submission("a", due=10.0, done=10.02, status=202, kind="duplicate", sent=10.001),
+        Submission("d", due=10.0, done=10.02, status=202, sent=10.0),  # no webhook yet
+        Submission(None, due=10.0, done=10.02, status=0, error="Reset", sent=10.0),
+    ]
+    assert [round(x * 1000) for x in send_to_webhook(subs, obs)] == [102, 300, 40]
+
+
+def test_step_summary_counts_each_email_once_and_reports_send_to_verified() -> None:
+    obs = Observations()
+    for lead in ("a", "b"):
+        for stage, t in (("captured", 0.001), ("routed", 0.030)):
+            obs.feed(json.dumps({"k": "ev", "stage": stage, "lead": lead, "time": 100 + t, "cap": 100.0,
+                                 "arr": 100 + t, "sz": 1000 if stage == "captured" else 3000}))
+        obs.feed(json.dumps({"k": "wh", "lead": lead, "arr": 100.05, "ver": 100.06, "ok": True}))
+    subs = [Submission("a", 99.99, 100.0, 202, sent=99.99), Submission("b", 99.99, 100.0, 202, sent=99.99),
+            Submission("dup", 99.99, 100.0, 202, kind="duplicate", sent=99.99)]
+    s = summarize_step("10", 10, subs, (100.0, 101.0), obs, ("captured", "routed"))
+    assert s["new_leads"] == 2 and s["distinct_leads"] == 3 and s["stages"]["captured"]["reached"] == 2
+    assert s["webhook"]["verified"] == 2
+    assert s["webhook"]["send_to_verified_ms"]["p50"] == 70.0
+    assert s["payload_bytes"] == {"captured": 1000, "routed": 3000}
+
+
+def test_a_step_lasts_long_enough_for_a_p99() -> None:
+    assert step_duration(10, 20) == 200.0  # 2,000 leads at 10/s
+    assert step_duration(100, 10) == 20.0
+    assert step_duration(200, 30) == 30.0  # already long enough
+    assert step_duration(400, 10) == 60.0  # the sustained target's 60 s
+    assert step_duration(1000, 10) == 60.0
+    assert step_duration(10, 8, min_leads=0, long_seconds=0) == 8.0  # --quick
+    assert step_duration(400, 8, min_leads=0, long_seconds=0) == 8.0
+
+
+def test_quick_look_flag_shortens_the_steps() -> None:
+    from bench.__main__ import build_steps, parse_args
+
+    steps = build_steps(parse_args(["--rates", "25,400", "--duration", "10", "--max-seconds", "30",
+                                    "--duplicate-share", "0.2"]))
+    # 2,000 new leads when a fifth of the fills repeat an earlier person: 2,500 fills.
+    assert [(s.name, s.duration) for s in steps] == [("25", 100.0), ("400", 60.0), ("max", 30.0)]
+    quick = build_steps(parse_args(["--rates", "25,400", "--duration", "10", "--quick", "--max-seconds", "0"]))
+    assert [(s.name, s.duration) for s in quick] == [("25", 10.0), ("400", 10.0)]
+
+
+def test_prefill_writes_every_services_lead_rows_apart_from_generated_leads() -> None:
+    expected = {"capture": ["lead"], "enrichment": ["lead", "lead_fill"],
+                "scoring": ["lead_score", "score_change", "lead_identity"],
+                "routing": ["lead", "assignment"], "sla": ["lead", "lead_event", "sla_clock"]}
+    for service, tables in expected.items():
+        sql = prefill.statements(service, 1_000_000)
+        assert prefill.tables_of(sql) == tables
+        for statement in sql:
+            assert "FROM generate_series(1, 1000000) AS g" in statement
+            assert "'pf-' || g" in statement  # ids that no capture UUID can equal
+        if service in ("capture", "enrichment", "scoring"):
+            assert any("@prefill.invalid" in statement for statement in sql)
+    assert prefill.statements("capture", 0) == []
+    assert "CROSS JOIN unnest(ARRAY['captured', 'enriched', 'scored', 'routed'])" in prefill.sla_sql(5)[1]
+    # Generated emails carry the run id and an .example or mail provider's domain: never @prefill.invalid.
+    factory = FormFillFactory("r1")
+    assert not any(fill["email"].endswith("@prefill.invalid") for _kind, fill in (factory.next() for _ in range(200)))
+
+
+def test_floor_records_are_padded_to_the_pipelines_payload_size() -> None:
+    body = b'{"email":"x@example.com"}'
+    grown = padded(body, 900)
+    assert len(grown) == 900 and json.loads(grown)["email"] == "x@example.com"
+    assert padded(body, 10) == body  # never shorter
+    assert len(padded(b'{"email":"bench@example.com"}', PAYLOAD_BYTES["captured"])) == PAYLOAD_BYTES["captured"]
+
+
+def test_a_step_whose_capture_answers_late_is_not_sustained() -> None:
+    summary = {"offered_rate": 100.0, "offered": 800, "accepted": 800, "distinct_leads": 800,
+               "achieved_capture_rate": 98.0, "end_latency_trend_ms": {"first_third_p50": 40.0, "last_third_p50": 45.0}}
+    assert sustained(summary, "complete", 0)
+    # Every request accepted, but over 27 s for an 8 s step: capture queued them.
+    assert not sustained({**summary, "achieved_capture_rate": 29.3}, "complete", 0)
+    assert not sustained(summary, "timeout", 0)
+    assert not sustained(summary, "complete", 20)  # 20 of 800 leads never came through
+    assert not sustained({**summary, "end_latency_trend_ms": {"first_third_p50": 40.0, "last_third_p50": 900.0}},
+                         "complete", 0)
+    assert sustained({**summary, "offered_rate": None, "achieved_capture_rate": 5.0}, "complete", 0)  # 'max'

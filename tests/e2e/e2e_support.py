@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from leadflow_contracts import Event, EventData, decode
 from leadflow_contracts.topics import LEAD_TOPICS, dead_letter_topic
@@ -88,6 +95,47 @@ class Pipeline:
             f"{self.urls['routing']}/v1/leads/{lead_id}/assignment", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         )
         return response.json() if response.status_code == 200 else None
+
+
+@asynccontextmanager
+async def running_pipeline(
+    infra: Any, overrides: Mapping[str, Mapping[str, str]] | None = None, *, partitions: int = 3
+) -> AsyncIterator[Pipeline]:
+    """The five services, seeded with the demo data, on fresh topics with ``partitions`` partitions, and a
+    verifying CRM receiver; ``overrides`` adds settings per service."""
+    receiver = WebhookReceiver(WEBHOOK_SECRET)
+    server = uvicorn.Server(
+        uvicorn.Config(Starlette(routes=[Route("/crm/leads", receiver.receive, methods=["POST"])]),
+                       host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off")
+    )
+    server_task = asyncio.create_task(server.serve())
+    prefix = infra.new_topic_prefix("e2e")
+    await infra.create_topics(prefix, partitions=partitions)
+    # Ports known in advance, so capture's data-subject export can ask the other four.
+    ports = {name: free_port() for name in SERVICES}
+    peers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items() if name != "capture"}
+    settings: dict[str, dict[str, str]] = {
+        "capture": {"PRIVACY_EXPORT_URLS": json.dumps(peers)},
+        "routing": {"DEMO_WEBHOOK_URL": receiver.url, "DEMO_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "WEBHOOK_RETRY_BASE_SECONDS": "0.2"},
+    }
+    for name, extra in (overrides or {}).items():
+        settings[name] = {**settings.get(name, {}), **extra}
+    urls = {}
+    try:
+        for name in SERVICES:
+            config = await infra.start_service(
+                name, settings.get(name, {}), topic_prefix=prefix, port=ports[name], seed_demo=True, timeout=90
+            )
+            urls[name] = config.url
+        async with httpx.AsyncClient(timeout=10) as client:
+            yield Pipeline(infra, prefix, receiver, urls, client)
+    finally:
+        for name in reversed(SERVICES):
+            if name in urls:
+                await infra.stop_service(name)
+        server.should_exit = True
+        await server_task
 
 
 async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:

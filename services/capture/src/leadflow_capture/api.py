@@ -19,7 +19,7 @@ from leadflow_capture.schemas import SubmissionAccepted
 from leadflow_capture.store import StoredResponse
 from leadflow_kit.errors import FieldError, Problem
 from leadflow_kit.failures import is_outage
-from leadflow_kit.uow import unit_of_work
+from leadflow_kit.uow import UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -233,15 +233,8 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
     deps, form = post.deps, fill.form
     cors = web.cors_headers(post.origin, form.allowed_origins)
     try:
-        async with unit_of_work(deps.platform, deps) as uow:
-            outcome = await handlers.capture_form_fill(fill, uow)
-            if isinstance(outcome, StoredResponse):
-                deps.count(form.key, "duplicate")
-                return _replay(outcome, cors)
-            response = _accepted(form, outcome.lead_id, post.wants_html)
-            if fill.idempotency is not None:
-                await deps.store.save_idempotent_response(uow.session, fill.idempotency.scope, fill.idempotency.key,
-                                                          _stored(response))
+        # Shares a transaction with the fills of the same millisecond or two; answers once it committed.
+        stored = await deps.fills.run(functools.partial(_store_fill, fill, post.wants_html))
     except handlers.InvalidSubmission as exc:
         deps.count(post.form_key, "invalid")
         return _invalid(form, post.wants_html, 422, "The submission is invalid; see errors.", exc.errors, post.origin)
@@ -249,6 +242,10 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
         deps.count(post.form_key, "invalid")
         return post.fail(422, "this Idempotency-Key was used with a different request", [_field_error(
             "Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")], form.allowed_origins)
+    if isinstance(stored, StoredResponse):
+        deps.count(form.key, "duplicate")
+        return _replay(stored, cors)
+    outcome, response = stored
     deps.count(form.key, outcome.kind)
     if outcome.kind == "accepted":
         deps.metrics.leads_captured.labels(form.key).inc()
@@ -256,6 +253,20 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
         log.info("submission to form %s dropped as spam (%s)", form.key, outcome.reason)
     response.headers.update(cors)
     return response
+
+
+async def _store_fill(fill: handlers.FormFill, wants_html: bool,
+                      uow: UnitOfWork[Deps]) -> tuple[handlers.Outcome, Response] | StoredResponse:
+    """The fill's outcome and answer, stored under its Idempotency-Key; or the answer stored for an earlier
+    request with that key."""
+    outcome = await handlers.capture_form_fill(fill, uow)
+    if isinstance(outcome, StoredResponse):
+        return outcome
+    response = _accepted(fill.form, outcome.lead_id, wants_html)
+    if fill.idempotency is not None:
+        await uow.deps.store.save_idempotent_response(uow.session, fill.idempotency.scope, fill.idempotency.key,
+                                                      _stored(response))
+    return outcome, response
 
 
 def _field_error(field: str, code: str, message: str) -> FieldError:

@@ -11,12 +11,14 @@ from fastapi import Depends, Request
 
 from leadflow_capture import domain, web
 from leadflow_capture.form_cache import KnownForms
+from leadflow_capture.group_commit import GroupCommit
 from leadflow_capture.metrics import CaptureMetrics
 from leadflow_capture.ratelimit import Limiters, SubmissionLimiter, TokenBuckets
 from leadflow_capture.settings import Settings
 from leadflow_capture.store import CaptureStore
 from leadflow_kit.clock import Clock
 from leadflow_kit.platform import Platform, deps_dependency
+from leadflow_kit.uow import unit_of_work
 
 
 @dataclass
@@ -33,6 +35,13 @@ class Deps:
     # Keys the opaque id of a person known only by email (domain.person_key).
     person_secret: bytes
     forms: KnownForms = field(default_factory=KnownForms)
+    # The form fills' shared transactions (group_commit.py).
+    fills: GroupCommit[Deps] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fills = GroupCommit(lambda: unit_of_work(self.platform, self),
+                                 self.settings.submission_group_window_ms / 1000, self.settings.submission_group_max,
+                                 self.metrics.group_size.observe)
 
     def client_ip(self, request: Request) -> str | None:
         """The address rate limits count for this request (see ``web.client_address``)."""

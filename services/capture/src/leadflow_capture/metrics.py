@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class CaptureMetrics:
@@ -17,4 +17,8 @@ class CaptureMetrics:
         )
         self.activities = Counter(
             "leadflow_activities_total", "Behavioral events accepted, by type family", ["kind"], registry=registry,
+        )
+        self.group_size = Histogram(
+            "leadflow_capture_group_size", "Form fills committed together in one transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry,
         )

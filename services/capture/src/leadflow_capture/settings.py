@@ -24,6 +24,11 @@ class Settings(ServiceSettings):
     max_field_length: int = Field(default=2000, ge=1)
     max_message_length: int = Field(default=10000, ge=1)
 
+    # Form fills arriving within this many milliseconds of a group's first share its transaction (up to
+    # submission_group_max of them); each answers once that transaction committed. 0: every fill alone.
+    submission_group_window_ms: float = Field(default=1.5, ge=0, le=50)
+    submission_group_max: int = Field(default=64, ge=1, le=1000)
+
     # A second fill of the same email on the same form within this window is the same lead.
     double_submit_window_seconds: float = Field(default=600.0, ge=0)
 

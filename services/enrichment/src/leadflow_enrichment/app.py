@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from leadflow_enrichment.api import accounts_router, leads_router
+from leadflow_enrichment.admin import accounts_router
+from leadflow_enrichment.api import leads_router
 from leadflow_enrichment.bootstrap import bootstrap
 from leadflow_enrichment.consumer import build_consumer
 from leadflow_enrichment.privacy import PERSONAL_DATA

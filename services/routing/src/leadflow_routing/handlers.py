@@ -1,8 +1,12 @@
 """Routing's use cases over one unit of work: route a scored lead, re-route on SLA breach, record a
 CRM touch. Decisions are made by ``domain``; every read and write goes through ``uow.deps.store``.
 
-Every routing decision first takes the routing lock (``RoutingStore.take_routing_lock``): decisions
-are serialized per database, so they never deadlock on each other's row locks."""
+There is no lock shared by every decision: a batch of events first locks, in one order everywhere
+(its stored leads, then teams, then reps, each by id), every row its decisions may change, found by
+reading without locks (``claims``). Batches of different teams then route side by side, and two
+batches never wait on each other in a cycle. A row only found later (a rule set activated, or a
+duplicate's original routed, between the claim and the decision) is locked when reached; the
+deadlock that could then follow rolls the batch back and it is handled again event by event."""
 
 from __future__ import annotations
 
@@ -43,15 +47,74 @@ class Routed:
 
 
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
+    await claim_for_scored(events, uow)
     for event in one_at_a_time(events):
-        await uow.deps.store.take_routing_lock(uow.session)
         await route_scored_lead(event, uow, uow.now())
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
+    await claim_for_breaches(events, uow)
     for event in one_at_a_time(events):
-        await uow.deps.store.take_routing_lock(uow.session)
         await reroute_on_breach(event, uow, uow.now())
+
+
+# -- claiming: the rows a batch's decisions may change, locked up front ----------------------
+
+
+@dataclass
+class Claims:
+    """The teams (each with its reps) and the reps a batch's decisions may lock."""
+
+    team_ids: set[str]
+    rep_ids: set[str]
+
+    def add_decision(self, facts: domain.LeadFacts, ruleset: domain.RuleSet | None) -> None:
+        """What ``decide`` may lock for a lead: its account owner, and the rep or team of its rule."""
+        if facts.account is not None and facts.account.owner_rep_id:
+            self.rep_ids.add(facts.account.owner_rep_id)
+        rule = domain.match_rules(ruleset, facts.fields).rule
+        if rule is not None and rule.rep_id is not None:
+            self.rep_ids.add(rule.rep_id)
+        elif rule is not None and rule.team_id:
+            self.team_ids.add(rule.team_id)
+
+
+async def claim_for_scored(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
+    """Lock the batch's stored leads, then every team and rep its decisions may change: the owners
+    a lead or its original already has, its account owner, its rule's rep or team."""
+    store, session = uow.deps.store, uow.session
+    originals = {e.data.duplicate_of for e in events if e.data.duplicate_of not in (None, e.data.lead_id)}
+    owners = await store.lock_leads_for_routing(session, sorted({e.data.lead_id for e in events}),
+                                                sorted(o for o in originals if o))
+    claims = Claims(set(), set(owners))
+    ruleset = await _ruleset(uow, await store.active_ruleset_key(session))
+    for event in events:
+        claims.add_decision(domain.LeadFacts.of(event.data), ruleset)
+    await store.lock_routing_rows(session, sorted(claims.team_ids), sorted(claims.rep_ids), managers=False)
+
+
+async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
+    """Lock the breached leads, then their teams (with their managers) and owners; a lead waiting in
+    a queue claims what a fresh decision would."""
+    store, session = uow.deps.store, uow.session
+    leads = await store.lock_leads(session, sorted({e.data.lead_id for e in events if e.data.kind == "breach"}))
+    claims = Claims(set(), set())
+    ruleset: domain.RuleSet | None = None
+    for lead in leads:
+        if lead.status in ("closed", "new"):
+            continue
+        if lead.owner_rep_id is None:
+            ruleset = ruleset or await _ruleset(uow, await store.active_ruleset_key(session))
+            claims.add_decision(domain.LeadFacts.of(lead.scored), ruleset)
+            continue
+        claims.rep_ids.add(lead.owner_rep_id)
+        team_id = lead.team_id
+        if team_id is None:
+            owner = await store.load_rep(session, lead.owner_rep_id)
+            team_id = owner.team_id if owner else None
+        if team_id:
+            claims.team_ids.add(team_id)
+    await store.lock_routing_rows(session, sorted(claims.team_ids), sorted(claims.rep_ids), managers=True)
 
 
 # -- deciding -------------------------------------------------------------------------------

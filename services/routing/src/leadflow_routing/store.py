@@ -42,13 +42,6 @@ from leadflow_routing.tables import routing_ruleset as ruleset_table
 from leadflow_routing.tables import team as team_table
 from leadflow_routing.tables import touch as touch_table
 
-# Assignment decisions are serialized per database. Lock order alone cannot prevent deadlocks once
-# the kit handles a poll's leads in one transaction: lead 1 may lock an account owner's rep row and
-# lead 2 a team, while a concurrent batch does the reverse. Round-robin turns were serialized on the
-# team row already, so one transaction-scoped lock costs little and makes deadlocks impossible.
-ROUTING_LOCK_KEY = 0x5EAD0001
-# Where a session remembers the transaction that holds the lock.
-ROUTING_LOCK_HELD = "leadflow_routing_lock_held_by"
 # Held by every change of the rule sets and by the deletions they could name, so a rule set never
 # names a team that a concurrent deletion removes.
 RULES_LOCK = 0x5EB0
@@ -78,10 +71,29 @@ SELECT_TEAM_REPS = (
 LOCK_TEAM_REPS = f"{SELECT_TEAM_REPS} FOR UPDATE"
 LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count"
 
+# A batch's up-front locks, one order everywhere: its stored leads by id, then teams by id, then reps
+# by id (ORDER BY sorts below the row locking, so rows are locked in that order). Lead rows of a
+# batch belong to its partitions, so two consumers never contend for them; the owners returned are
+# those of the batch's leads and of the leads they duplicate (read, not locked).
+LOCK_LEADS_OWNERS = """
+WITH locked AS (SELECT id, owner_rep_id FROM lead WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
+SELECT owner_rep_id FROM locked WHERE owner_rep_id IS NOT NULL
+UNION SELECT owner_rep_id FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
+"""
+LOCK_TEAMS = "SELECT id FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+# The reps named, every rep of the teams named and, with $3, the teams' managers.
+LOCK_REPS = """
+SELECT id FROM rep
+WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
+    OR ($3 AND id IN (SELECT manager_rep_id FROM team WHERE id = ANY($1::text[])))
+ORDER BY id FOR UPDATE
+"""
+
 # The lead's snapshot is stored (inserted, or its data refreshed) and row-locked by the conflict, and
 # the same statement reads what routing needs next: the row as it was (an update leaves status,
 # owner and team alone), the owner of the lead it duplicates, and which ruleset version is active.
-# It runs after the routing lock, so its snapshot sees every earlier routing transaction.
+# It runs after the batch's rows are locked (see handlers), so it sees every earlier decision about
+# them.
 UPSERT_SCORED_LEAD = """
 INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
 VALUES ($1, $2::jsonb, $3, $4, $5, $5)
@@ -378,16 +390,32 @@ class RoutingStore:
 
     # -- routing (asyncpg) --
 
-    async def take_routing_lock(self, session: AsyncSession) -> None:
-        """Serialize this transaction's routing decisions with every other's (see ROUTING_LOCK_KEY)."""
-        # Held until the transaction ends, so a batch's later leads skip the statement; the lock is
-        # re-entrant anyway. The transaction object tells a new transaction of the same session apart.
-        transaction = session.sync_session.get_transaction()
-        if transaction is not None and session.info.get(ROUTING_LOCK_HELD) is transaction:
+    async def lock_leads_for_routing(
+        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str]
+    ) -> set[str]:
+        """Lock the stored leads among ``lead_ids`` (by id); the reps that own them or the leads
+        ``original_ids`` (their originals, not locked)."""
+        conn = await driver_connection(session)
+        return {row["owner_rep_id"] for row in await conn.fetch(LOCK_LEADS_OWNERS, list(lead_ids), list(original_ids))}
+
+    async def lock_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[StoredLead]:
+        """The stored leads among ``lead_ids``, locked in id order."""
+        conn = await driver_connection(session)
+        rows = await conn.fetch(f"SELECT {LEAD_SELECT} FROM lead WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                                list(lead_ids))
+        return [lead_from_row(row) for row in rows]
+
+    async def lock_routing_rows(
+        self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str], *, managers: bool
+    ) -> None:
+        """Lock the teams, then their reps and the reps named (with ``managers``, the teams' managers
+        too), each by id: the order every routing transaction takes them in."""
+        if not team_ids and not rep_ids:
             return
         conn = await driver_connection(session)
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", ROUTING_LOCK_KEY)
-        session.info[ROUTING_LOCK_HELD] = session.sync_session.get_transaction()
+        if team_ids:
+            await conn.execute(LOCK_TEAMS, list(team_ids))
+        await conn.execute(LOCK_REPS, list(team_ids), list(rep_ids), managers)
 
     async def upsert_scored_lead(
         self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,

@@ -1,5 +1,7 @@
 """Two routing replicas in one consumer group share 1,000 leads: round-robin stays exact and no
-lead is assigned twice, because the rotation lives in a row-locked PostgreSQL row."""
+lead is assigned twice, because the rotation lives in a row-locked PostgreSQL row. No lock is shared
+by every decision, yet batches that cross teams (a lead whose account owner sits in the other team)
+never deadlock."""
 
 from __future__ import annotations
 
@@ -75,11 +77,54 @@ async def test_two_consumers_route_1000_leads_round_robin_exactly(env: Env) -> N
     assert stored == counts
 
 
-def _consumed(app: Any, topic: str) -> float:
+async def test_two_replicas_route_crossing_teams_without_deadlock_or_dead_letters(fresh: Env) -> None:
+    env = fresh
+    teams = {"east": ["east-0", "east-1", "east-2"], "west": ["west-0", "west-1", "west-2"]}
+    settings = env.settings(consumer_retry_backoff_seconds=0.01, database_pool_size=4)
+    # Every fifth lead belongs to an account whose owner sits in the other team, so one batch locks a
+    # team and a rep of the other one while a concurrent batch may do the reverse.
+    leads = [scored(country="DE" if n % 2 else "US",
+                    owner_rep_id=(("east-0" if n % 2 else "west-0") if n % 5 == 0 else None))
+             for n in range(600)]
+    async with (
+        collecting(env.infra.bootstrap_servers, env.topic(topics.ROUTED)) as routed,
+        running(settings) as first,
+        running(settings) as second,
+    ):
+        for team, reps in teams.items():
+            assert (await first.post("/v1/admin/teams", json={"id": team, "name": team})).status_code == 201
+            for rep_id in reps:
+                response = await first.post("/v1/admin/reps", json={"id": rep_id, "name": rep_id, "team_id": team})
+                assert response.status_code == 201, response.text
+        rules = {"rules": [
+            {"id": "germany", "conditions": [{"field": "country", "op": "eq", "value": "DE"}], "team_id": "west"},
+            {"id": "everyone", "team_id": "east"},
+        ]}
+        assert (await first.post("/v1/admin/routing-rules", json=rules)).status_code == 201
+        await produce(env.infra.bootstrap_servers, env.prefix, leads)
+        await routed.wait(lambda: len(routed.events) >= len(leads), timeout=120, what="600 lead.routed")
+        await asyncio.sleep(0.5)
+        dead = [_consumed(svc.app, env.topic(topics.SCORED), "dead_lettered") for svc in (first, second)]
+
+    assert sorted(e.subject for e in routed.events) == sorted(e.data.lead_id for e in leads)
+    assert dead == [0, 0]
+    by_owner = {e.data.lead_id: e.data.account.owner_rep_id for e in leads if e.data.account}
+    counts: dict[str, int] = {}
+    for event in routed.events:
+        rep_id = event.data.owner.rep_id
+        if event.subject in by_owner:
+            assert rep_id == by_owner[event.subject]
+        else:
+            counts[rep_id] = counts.get(rep_id, 0) + 1
+    for reps in teams.values():
+        assert max(counts[r] for r in reps) - min(counts[r] for r in reps) <= 1, counts
+
+
+def _consumed(app: Any, topic: str, outcome: str = "processed") -> float:
     total = 0.0
     for metric in app_deps(app).platform.metrics.events_consumed.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.labels.get("topic") == topic \
-                    and sample.labels.get("outcome") == "processed":
+                    and sample.labels.get("outcome") == outcome:
                 total += sample.value
     return total

@@ -3,7 +3,7 @@ dicts, with the same effects as its SQL (counters, credits, the round-robin curs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,8 @@ class FakeRoutingStore(RoutingStore):
         self.owner_kept: list[tuple[str, str, Mapping[str, Any]]] = []
         self.webhooks: list[WebhookRequest] = []
         self.touches: list[Touch] = []
-        self.routing_locks = 0
+        # Each batch's up-front lock of rows: (team ids, rep ids, with managers).
+        self.claimed: list[tuple[list[str], list[str], bool]] = []
 
     # -- arranging --
 
@@ -60,8 +61,19 @@ class FakeRoutingStore(RoutingStore):
 
     # -- routing --
 
-    async def take_routing_lock(self, session: AsyncSession) -> None:
-        self.routing_locks += 1
+    async def lock_leads_for_routing(
+        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str]
+    ) -> set[str]:
+        leads = [self.leads[i] for i in [*lead_ids, *original_ids] if i in self.leads]
+        return {lead.owner_rep_id for lead in leads if lead.owner_rep_id is not None}
+
+    async def lock_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[StoredLead]:
+        return [self.leads[i] for i in sorted(lead_ids) if i in self.leads]
+
+    async def lock_routing_rows(
+        self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str], *, managers: bool
+    ) -> None:
+        self.claimed.append((list(team_ids), list(rep_ids), managers))
 
     async def upsert_scored_lead(
         self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,

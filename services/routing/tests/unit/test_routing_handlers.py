@@ -153,7 +153,8 @@ async def test_round_robin_takes_turns_fairly_and_leaves_its_cursor_on_the_last_
     assert {rep.id: rep.open_leads for rep in store.reps.values()} == {"rep-a": 2, "rep-b": 2, "rep-c": 2}
     assert store.teams["sales"].rr_last_rep_id == "rep-c"
     assert store.team_assignments["sales"] == 6
-    assert store.routing_locks == 6  # every decision runs under the routing lock
+    # The batch locked its team (with its reps) up front, once, and no lock shared by every decision.
+    assert store.claimed == [(["sales"], [], False)]
 
 
 async def test_round_robin_resumes_after_the_stored_cursor() -> None:
@@ -269,6 +270,23 @@ async def test_a_duplicate_of_a_routed_lead_gets_that_leads_owner() -> None:
     assert event.data.kept_owner and owners([event]) == ["rep-a"]
     assert store.reps["rep-a"].open_leads == 2  # a new lead for the owner
     assert store.webhooks[-1].event_type == "lead.routed"
+    # The batch claimed the original's owner up front, with the rule's team.
+    assert store.claimed[-1] == (["sales"], ["rep-a"], False)
+
+
+async def test_a_batch_claims_its_account_owners_and_its_rules_reps_and_teams_before_deciding() -> None:
+    store = FakeRoutingStore()
+    store.add_team(Team("sales"), Rep("rep-a"))
+    store.reps["rep-owner"] = Rep("rep-owner")
+    store.reps["rep-de"] = Rep("rep-de")
+    store.activate(Rule("germany", conditions=(Condition("country", "eq", "DE"),), rep_id="rep-de"),
+                   Rule("everyone", team_id="sales"))
+
+    events = await route(store, scored("lead-1", owner="rep-owner"), scored("lead-2", country="DE"),
+                         scored("lead-3"))
+
+    assert owners(events) == ["rep-owner", "rep-de", "rep-a"]
+    assert store.claimed == [(["sales"], ["rep-de", "rep-owner"], False)]
 
 
 # -- SLA breaches ---------------------------------------------------------------------------
@@ -299,6 +317,8 @@ async def test_a_breach_escalates_to_the_manager_once_the_team_says_so() -> None
 
     assert owners([event]) == ["rep-boss"] and event.data.escalated
     assert event.data.reroute_reason == "sla_breach_escalation"
+    # The breach claimed the lead's team with its manager, and its owner, before deciding.
+    assert store.claimed[-1] == (["sales"], ["rep-a"], True)
 
 
 async def test_a_breach_nobody_else_can_take_keeps_the_owner_and_says_so() -> None:

@@ -7,7 +7,8 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.periodic import periodic
 from leadflow_kit.privacy import privacy_router
 from leadflow_scoring import handlers
-from leadflow_scoring.api import admin_router, leads_router
+from leadflow_scoring.admin import admin_router
+from leadflow_scoring.api import leads_router
 from leadflow_scoring.bootstrap import bootstrap
 from leadflow_scoring.consumer import build_consumer
 from leadflow_scoring.privacy import PERSONAL_DATA

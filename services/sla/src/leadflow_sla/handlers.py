@@ -31,25 +31,35 @@ SOURCE = "sla"
 
 
 async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps]) -> None:
-    """Put each event on the timeline of every lead it concerns, then update that lead's facts and clocks."""
-    for event in one_at_a_time(events):
-        await record_lead_event(event, uow)
+    """Put each event on the timeline of every lead it concerns, then update that lead's facts and clocks.
 
-
-async def record_lead_event(evt: Event[LeadData], uow: UnitOfWork[Deps]) -> None:
-    if not domain.belongs_to_a_lead(evt.data):
+    A batch costs one statement for its timelines and leads' locks and one for the leads' changes, however
+    many events it holds (the clocks' own statements aside); the events still apply in order, each to the
+    lead as the ones before it left it."""
+    owned = [evt for evt in events if domain.belongs_to_a_lead(evt.data)]
+    if not owned:
         return
     store, metrics = uow.deps.store, uow.deps.metrics
-    record = domain.timeline_record(evt)
-    facts, first_at_stage = await store.record_and_lock(uow.session, record)
-    if first_at_stage and record.lead_captured_at is not None:
-        seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
-        uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
-    await update_lead(evt, facts, uow)
+    records = [domain.timeline_record(evt) for evt in owned]
+    leads, firsts = await store.record_and_lock(uow.session, records)
+    changed: dict[str, LeadChanges] = {}
+    for position, (evt, record) in enumerate(zip(one_at_a_time(owned), records, strict=True)):
+        if position in firsts and record.lead_captured_at is not None:
+            seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
+            uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
+        facts = leads[record.facts_lead_id]
+        changes = await update_lead(evt, facts, leads, uow)
+        if changes:
+            leads[facts.lead_id] = replace(facts, **changes)
+            changed.setdefault(facts.lead_id, {}).update(changes)
+    if changed:
+        await store.update_leads(uow.session, changed)
 
 
-async def update_lead(evt: Event[LeadData], facts: LeadFacts, uow: UnitOfWork[Deps]) -> None:
-    """``facts`` is the lead, locked by this transaction; its changes are written once, after the clocks'."""
+async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, LeadFacts],
+                      uow: UnitOfWork[Deps]) -> LeadChanges:
+    """What ``evt`` changes on ``facts`` (the lead, locked by this transaction), its clocks' changes included;
+    the caller writes them. ``leads``: the batch's leads as the events so far left them."""
     data, store = evt.data, uow.deps.store
     if isinstance(data, LeadCaptured) and facts.form_key is None:
         uow.after_commit(uow.deps.metrics.leads_captured.labels(data.form_key).inc)
@@ -58,14 +68,15 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, uow: UnitOfWork[De
     merged_fill = domain.merged_fill(evt, facts.lead_id)
     if merged_fill is not None:
         await store.merge_into(uow.session, merged_fill, domain.captured_at_of(evt), facts.lead_id)
+        if merged_fill in leads:
+            leads[merged_fill] = replace(leads[merged_fill], merged_into=facts.lead_id)
     if isinstance(data, LeadRouted):
         # Clocks are only ever opened here, in the transaction that sets first_routed_at: a lead never
         # routed before has no older clock to supersede.
         changes.update(await open_clock(evt, data, updated, uow, routed_before=facts.first_routed_at is not None))
     elif isinstance(data, LeadTouched) and data.touch_type in domain.STOPPING_TOUCHES:
         changes.update(await stop_clocks(data, updated, uow))
-    if changes:
-        await store.update_lead(uow.session, facts.lead_id, changes)
+    return changes
 
 
 async def open_clock(

@@ -66,6 +66,12 @@ class RepCalendar:
     updated_at: datetime
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for a {type(value).__name__}")
+
+
 class _Row(Protocol):
     """A row by column name: an asyncpg record or a SQLAlchemy row's mapping."""
 
@@ -84,31 +90,58 @@ def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple
     return f"UPDATE {table} SET {assignments} WHERE {key} = $1", [changes[c] for c in columns]
 
 
-# One round trip per event: the event goes on each lead's timeline, and the lead whose facts it updates is
-# locked (created when new) and returned. The upsert's no-op DO UPDATE, unlike DO NOTHING, locks and returns
-# the row even when a concurrent transaction inserted it first. Every part of the statement reads the
-# snapshot from before it, so first_at_stage still means "the subject had not reached the stage before".
+# One round trip per batch: its timeline rows go in with one insert, and the leads whose facts its events
+# move are locked (created when new, in key order, so two transactions locking some of the same leads never
+# wait on each other crosswise) and returned. The no-op DO UPDATE, unlike DO NOTHING, locks and returns the
+# row even when a concurrent transaction inserted it first. Each row also carries the positions (in the
+# batch) of the measured events that are their subject's first at their stage: recorded now, with no row at
+# that stage before the batch (the snapshot every part of the statement reads) nor from an earlier event of
+# the batch, as if the events were recorded one by one.
 _RECORD_AND_LOCK = """
-WITH recorded AS (
+WITH timeline AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[], $8::timestamptz[], $9::text[])
+        AS t(position, lead_id, event_id, event_type, stage, source, at, lead_captured_at, details)
+), recorded AS (
     INSERT INTO lead_event (lead_id, event_id, event_type, stage, source, at, lead_captured_at, details)
-    SELECT timeline_lead_id, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::timestamptz, $8::jsonb
-    FROM unnest($1::text[]) AS timeline_lead_id
+    SELECT lead_id, event_id, event_type, stage, source, at, lead_captured_at, details::jsonb
+    FROM timeline ORDER BY position
     ON CONFLICT DO NOTHING
-    RETURNING lead_id
+    RETURNING lead_id, event_id
+), measured AS (
+    SELECT * FROM unnest($10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
+        AS m(position, subject, event_id, stage, event_type_like)
+), firsts AS (
+    SELECT m.position FROM measured AS m
+    WHERE EXISTS (SELECT 1 FROM recorded AS r WHERE r.lead_id = m.subject AND r.event_id = m.event_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM lead_event AS earlier
+          WHERE earlier.lead_id = m.subject AND earlier.stage = m.stage
+            AND (m.event_type_like IS NULL OR earlier.details ->> 'event_type' LIKE m.event_type_like))
+      AND NOT EXISTS (
+          SELECT 1 FROM timeline AS earlier
+          WHERE earlier.position < m.position AND earlier.lead_id = m.subject AND earlier.stage = m.stage
+            AND (m.event_type_like IS NULL OR earlier.details::jsonb ->> 'event_type' LIKE m.event_type_like))
 ), facts AS (
-    INSERT INTO lead (lead_id, captured_at) VALUES ($9, $7)
+    INSERT INTO lead (lead_id, captured_at)
+    SELECT lead_id, captured_at FROM unnest($15::text[], $16::timestamptz[]) AS l(lead_id, captured_at)
+    ORDER BY lead_id
     ON CONFLICT (lead_id) DO UPDATE SET lead_id = EXCLUDED.lead_id
     RETURNING *
 )
-SELECT facts.*,
-       $10::boolean
-       AND EXISTS (SELECT 1 FROM recorded WHERE recorded.lead_id = $11)
-       AND NOT EXISTS (
-           SELECT 1 FROM lead_event AS earlier
-           WHERE earlier.lead_id = $11 AND earlier.stage = $4
-             AND ($12::text IS NULL OR earlier.details ->> 'event_type' LIKE $12)
-       ) AS first_at_stage
-FROM facts
+SELECT facts.*, ARRAY(SELECT position FROM firsts) AS first_positions FROM facts
+"""
+
+# Every lead's changes in one statement: each lead's JSON object names the columns it changes; the others
+# keep what the row holds (jsonb_populate_record over the row itself).
+_LEAD_COLUMNS = [column.name for column in lead.c if column.name != "lead_id"]
+_UPDATE_LEADS = f"""
+UPDATE lead SET ({", ".join(_LEAD_COLUMNS)}) = (
+    SELECT {", ".join(f"changed.{column}" for column in _LEAD_COLUMNS)}
+    FROM jsonb_populate_record(lead, changes.changes::jsonb) AS changed
+)
+FROM unnest($1::text[], $2::text[]) AS changes(lead_id, changes)
+WHERE lead.lead_id = changes.lead_id
 """
 
 # A repeat form fill leaves the funnel: its own lead row points at the lead it was merged into.
@@ -185,29 +218,44 @@ class SlaStore:
 
     # -- the consumer: timelines, lead facts, clocks ------------------------------------------
 
-    async def record_and_lock(self, session: AsyncSession, record: TimelineRecord) -> tuple[LeadFacts, bool]:
-        """Put the event on its leads' timelines and lock the lead whose facts it moves; also whether it is
-        the subject's first (measured) event at its stage."""
+    async def record_and_lock(
+        self, session: AsyncSession, records: list[TimelineRecord]
+    ) -> tuple[dict[str, LeadFacts], set[int]]:
+        """Put each event on its leads' timelines (a repeated event once) and lock the leads whose facts the
+        events move (created, captured when their first event says, when new). Returns those leads' facts by
+        id, and the positions in ``records`` of the events that are their subject's first measured event at
+        their stage, as if recorded one by one."""
+        timeline = [(position, lead_id, record) for position, record in enumerate(records)
+                    for lead_id in record.lead_ids]
+        measured = [(position, record) for position, record in enumerate(records) if record.measured]
+        captured: dict[str, datetime | None] = {}
+        for record in records:
+            captured.setdefault(record.facts_lead_id, record.lead_captured_at)
         conn = await driver_connection(session)
-        row = await conn.fetchrow(
+        rows = await conn.fetch(
             _RECORD_AND_LOCK,
-            record.lead_ids, record.event_id, record.event_type, record.stage, record.source, record.at,
-            record.lead_captured_at, json.dumps(record.details), record.facts_lead_id, record.measured,
-            record.subject, record.earlier_event_type_like,
+            [p for p, _, _ in timeline], [lead_id for _, lead_id, _ in timeline],
+            [r.event_id for _, _, r in timeline], [r.event_type for _, _, r in timeline],
+            [r.stage for _, _, r in timeline], [r.source for _, _, r in timeline], [r.at for _, _, r in timeline],
+            [r.lead_captured_at for _, _, r in timeline], [json.dumps(r.details) for _, _, r in timeline],
+            [p for p, _ in measured], [r.subject for _, r in measured], [r.event_id for _, r in measured],
+            [r.stage for _, r in measured], [r.earlier_event_type_like for _, r in measured],
+            list(captured), list(captured.values()),
         )
-        assert row is not None  # the upsert always returns the lead
-        return _record(LeadFacts, row), bool(row["first_at_stage"])
+        firsts = set(rows[0]["first_positions"]) if rows else set()
+        return {row["lead_id"]: _record(LeadFacts, row) for row in rows}, firsts
+
+    async def update_leads(self, session: AsyncSession, changes: Mapping[str, LeadChanges]) -> None:
+        """Set on each lead the columns its changes name."""
+        conn = await driver_connection(session)
+        await conn.execute(_UPDATE_LEADS, list(changes),
+                           [json.dumps(c, default=_json_value) for c in changes.values()])
 
     async def merge_into(
         self, session: AsyncSession, fill_lead_id: str, captured_at: datetime | None, lead_id: str
     ) -> None:
         conn = await driver_connection(session)
         await conn.execute(_MERGE_INTO, fill_lead_id, captured_at, lead_id)
-
-    async def update_lead(self, session: AsyncSession, lead_id: str, changes: LeadChanges) -> None:
-        conn = await driver_connection(session)
-        statement, values = _update_statement("lead", "lead_id", changes)
-        await conn.execute(statement, lead_id, *values)
 
     async def active_policies(
         self, session: AsyncSession, tier: domain.Tier, rep_id: str | None

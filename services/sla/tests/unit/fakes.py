@@ -37,21 +37,31 @@ class FakeSlaStore(SlaStore):
 
     # -- the consumer ---------------------------------------------------------------------
 
-    async def record_and_lock(self, session: AsyncSession, record: TimelineRecord) -> tuple[LeadFacts, bool]:
-        earlier = [e for e in self.timelines.get(record.subject, []) if e.stage == record.stage and (
-            record.earlier_event_type_like is None
-            or str(e.details.get("event_type", "")).startswith(record.earlier_event_type_like.rstrip("%")))]
-        recorded = []
-        for lead_id in record.lead_ids:
-            timeline = self.timelines.setdefault(lead_id, [])
-            if any(e.event_id == record.event_id for e in timeline):
-                continue
-            timeline.append(TimelineEvent(next(self._ids), record.event_id, record.event_type, record.stage,
-                                          record.source, record.at, record.lead_captured_at, record.details))
-            recorded.append(lead_id)
-        facts = self.leads.setdefault(
-            record.facts_lead_id, LeadFacts(record.facts_lead_id, captured_at=record.lead_captured_at))
-        return facts, record.measured and record.subject in recorded and not earlier
+    async def record_and_lock(
+        self, session: AsyncSession, records: list[TimelineRecord]
+    ) -> tuple[dict[str, LeadFacts], set[int]]:
+        firsts = set()
+        for position, record in enumerate(records):
+            earlier = [e for e in self.timelines.get(record.subject, []) if e.stage == record.stage and (
+                record.earlier_event_type_like is None
+                or str(e.details.get("event_type", "")).startswith(record.earlier_event_type_like.rstrip("%")))]
+            recorded = []
+            for lead_id in record.lead_ids:
+                timeline = self.timelines.setdefault(lead_id, [])
+                if any(e.event_id == record.event_id for e in timeline):
+                    continue
+                timeline.append(TimelineEvent(next(self._ids), record.event_id, record.event_type, record.stage,
+                                              record.source, record.at, record.lead_captured_at, record.details))
+                recorded.append(lead_id)
+            if record.measured and record.subject in recorded and not earlier:
+                firsts.add(position)
+            self.leads.setdefault(record.facts_lead_id,
+                                  LeadFacts(record.facts_lead_id, captured_at=record.lead_captured_at))
+        return {r.facts_lead_id: self.leads[r.facts_lead_id] for r in records}, firsts
+
+    async def update_leads(self, session: AsyncSession, changes: Mapping[str, LeadChanges]) -> None:
+        for lead_id, lead_changes in changes.items():
+            self.leads[lead_id] = replace(self.leads[lead_id], **lead_changes)
 
     async def merge_into(
         self, session: AsyncSession, fill_lead_id: str, captured_at: datetime | None, lead_id: str
@@ -59,9 +69,6 @@ class FakeSlaStore(SlaStore):
         existing = self.leads.get(fill_lead_id)
         self.leads[fill_lead_id] = (replace(existing, merged_into=lead_id) if existing is not None
                                     else LeadFacts(fill_lead_id, captured_at=captured_at, merged_into=lead_id))
-
-    async def update_lead(self, session: AsyncSession, lead_id: str, changes: LeadChanges) -> None:
-        self.leads[lead_id] = replace(self.leads[lead_id], **changes)
 
     async def active_policies(
         self, session: AsyncSession, tier: domain.Tier, rep_id: str | None

@@ -42,10 +42,21 @@ class Sla:
         self.uow, self.outbox, self.clock = fake_unit_of_work(self.deps, T0)
 
     async def receive(self, *data: EventData, at: datetime | None = None) -> None:
+        """Each of ``data`` in a batch of its own."""
         for item in data:
-            event: Event[Any] = new_event(item, source="test", subject=getattr(item, "lead_id", None) or LEAD,
-                                          time=at or self.clock.now(), lead_captured_at=T0 - SECOND)
-            await handlers.record_lead_events([event], self.uow)
+            await handlers.record_lead_events([self.event(item, at)], self.uow)
+
+    async def receive_together(self, *data: EventData, at: datetime | None = None) -> None:
+        """All of ``data`` in one batch."""
+        await handlers.record_lead_events([self.event(item, at) for item in data], self.uow)
+
+    def event(self, data: EventData, at: datetime | None) -> Event[Any]:
+        return new_event(data, source="test", subject=getattr(data, "lead_id", None) or LEAD,
+                         time=at or self.clock.now(), lead_captured_at=T0 - SECOND)
+
+    def stage_observations(self, stage: str) -> float:
+        return self.deps.platform.metrics.registry.get_sample_value(
+            "leadflow_pipeline_stage_seconds_count", {"stage": stage}) or 0.0
 
     async def fire_at(self, at: datetime) -> list[tuple[str, str]]:
         self.clock.set(at)
@@ -61,6 +72,11 @@ def routed(rep: str = "rep-ada", tier: str | None = "hot", team: str = "team-eme
 def touched(at: datetime, touch_type: str = "contacted") -> LeadTouched:
     return LeadTouched(lead_id=LEAD, touch_id=f"t-{at.timestamp()}", touch_type=touch_type,
                        occurred_at=at)
+
+
+def captured_fill() -> LeadCaptured:
+    return LeadCaptured(lead_id=LEAD, form_key="demo", submitted_at=T0 - SECOND,
+                        contact=LeadContact(email="ada@example.com"), attribution=Attribution(utm_source="ads"))
 
 
 def sla_events(outbox: RecordingOutbox) -> list[LeadSla]:
@@ -247,3 +263,30 @@ async def test_the_open_clocks_gauge_counts_every_tier(sla: Sla) -> None:
     await sla.receive(routed())
     assert await handlers.refresh_open_clocks(sla.uow) == {"hot": 1, "warm": 0, "cold": 0}
 
+
+
+async def test_a_lead_s_events_in_one_batch_apply_in_order_as_one_by_one() -> None:
+    story = (captured_fill(), routed(), touched(T0 + 60 * SECOND, "accepted"), touched(T0 + 120 * SECOND),
+             routed("rep-bob", reroute=True, reroute_reason="manual"))
+    alone, together = Sla(), Sla()
+    await alone.receive(*story)
+    await together.receive_together(*story)
+
+    assert together.store.leads == alone.store.leads
+    assert [(c.owner_rep_id, c.status, c.stop_reason, c.due_at) for c in together.store.clocks_of(LEAD)] == \
+        [(c.owner_rep_id, c.status, c.stop_reason, c.due_at) for c in alone.store.clocks_of(LEAD)]
+    assert [e.event_type for e in together.store.timelines[LEAD]] == [e.event_type for e in alone.store.timelines[LEAD]]
+    # The re-route is not the lead's first routing: each stage is measured once, in one batch as one by one.
+    assert together.stage_observations("routed") == alone.stage_observations("routed") == 1
+
+
+async def test_leads_in_one_batch_keep_their_own_facts_and_clocks(sla: Sla) -> None:
+    other = "lead-2"
+    await sla.receive_together(routed(), LeadRouted(lead_id=other, assignment_id="as-2", reason="test", tier="cold",
+                                                    owner=RoutedOwner(rep_id="rep-cy", team_id="team-emea")),
+                               touched(T0 + 30 * SECOND))
+
+    assert [c.status for c in sla.store.clocks_of(LEAD)] == ["stopped"]
+    assert [(c.status, c.owner_rep_id, c.tier) for c in sla.store.clocks_of(other)] == [("open", "rep-cy", "cold")]
+    assert (sla.store.leads[LEAD].rep_id, sla.store.leads[other].rep_id) == ("rep-ada", "rep-cy")
+    assert sla.store.leads[LEAD].speed_to_lead_seconds == 31.0  # from the capture, a second before T0

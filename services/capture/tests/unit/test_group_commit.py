@@ -1,0 +1,164 @@
+"""Group commit over fake units of work: fills of the same moment share one, each gets its own answer, a
+failing fill sends the group one by one, an outage fails them all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from leadflow_capture import handlers
+from leadflow_capture.bootstrap import Deps
+from leadflow_capture.domain import FormDefinition
+from leadflow_capture.group_commit import GroupCommit
+from leadflow_kit.fakes import fake_unit_of_work
+from leadflow_kit.uow import UnitOfWork
+
+from .fakes import FakeCaptureStore, fake_deps
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+FORM = FormDefinition("demo-request", "Demo request", allowed_origins=("*",))
+
+
+@dataclass
+class Transactions:
+    """Fake units of work over ``deps``: which works each one ran, and whether it committed."""
+
+    deps: Deps
+    runs: list[list[str]] = field(default_factory=list)
+    committed: list[bool] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[UnitOfWork[Deps]]:
+        uow, _, _ = fake_unit_of_work(self.deps, NOW)
+        self.runs.append([])
+        self.committed.append(False)
+        yield uow
+        self.committed[-1] = True
+
+
+def grouped(transactions: Transactions, sizes: list[int], window: float = 0.01,
+            max_size: int = 10) -> GroupCommit[Deps]:
+    return GroupCommit(transactions.open, window, max_size, sizes.append)
+
+
+def work(transactions: Transactions, name: str, fails: Exception | None = None) -> Any:
+    async def run(uow: UnitOfWork[Deps]) -> str:
+        transactions.runs[-1].append(name)
+        if fails is not None:
+            raise fails
+        return f"answer to {name}"
+    return run
+
+
+@pytest.fixture
+def transactions() -> Transactions:
+    return Transactions(fake_deps(FakeCaptureStore()))
+
+
+async def test_works_handed_in_within_the_window_share_one_transaction_and_each_gets_its_answer(transactions):
+    sizes: list[int] = []
+    group = grouped(transactions, sizes)
+
+    answers = await asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(5)))
+
+    assert answers == [f"answer to fill {n}" for n in range(5)]
+    assert transactions.runs == [[f"fill {n}" for n in range(5)]]
+    assert transactions.committed == [True]
+    assert sizes == [5]
+
+
+async def test_a_full_group_commits_at_once_and_the_rest_start_the_next(transactions):
+    sizes: list[int] = []
+    group = grouped(transactions, sizes, window=10.0, max_size=3)
+
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(6))), timeout=5)
+
+    assert answers == [f"answer to fill {n}" for n in range(6)]
+    assert transactions.runs == [["fill 0", "fill 1", "fill 2"], ["fill 3", "fill 4", "fill 5"]]
+    assert sizes == [3, 3]
+
+
+async def test_a_failing_fill_sends_the_group_one_by_one_and_fails_alone(transactions):
+    sizes: list[int] = []
+    group = grouped(transactions, sizes)
+    refused = handlers.InvalidSubmission([])
+
+    answers = await asyncio.gather(
+        group.run(work(transactions, "a")), group.run(work(transactions, "bad", refused)),
+        group.run(work(transactions, "c")), return_exceptions=True)
+
+    assert answers == ["answer to a", refused, "answer to c"]
+    # The group's transaction rolled back at the failing fill; then each ran in one of its own.
+    assert transactions.runs == [["a", "bad"], ["a"], ["bad"], ["c"]]
+    assert transactions.committed == [False, True, False, True]
+    assert sizes == [1, 1]
+
+
+async def test_an_outage_fails_every_fill_of_the_group_without_running_them_again(transactions):
+    group = grouped(transactions, [])
+    down = ConnectionRefusedError("the database is down")
+
+    answers = await asyncio.gather(group.run(work(transactions, "a", down)), group.run(work(transactions, "b")),
+                                   return_exceptions=True)
+
+    assert answers == [down, down]
+    assert transactions.runs == [["a"]]
+
+
+async def test_a_deadlock_between_groups_sends_the_group_one_by_one(transactions):
+    group = grouped(transactions, [])
+    deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+
+    answers = await asyncio.gather(group.run(work(transactions, "a")), group.run(work(transactions, "b", deadlock)),
+                                   return_exceptions=True)
+
+    assert answers == ["answer to a", deadlock]
+    assert transactions.runs == [["a", "b"], ["a"], ["b"]]
+
+
+async def test_without_a_window_every_fill_has_its_own_transaction(transactions):
+    sizes: list[int] = []
+    group = grouped(transactions, sizes, window=0)
+
+    answers = await asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(3)))
+
+    assert answers == ["answer to fill 0", "answer to fill 1", "answer to fill 2"]
+    assert transactions.runs == [["fill 0"], ["fill 1"], ["fill 2"]]
+    assert sizes == [1, 1, 1]
+
+
+async def test_a_request_given_up_on_does_not_cancel_its_group(transactions):
+    group = grouped(transactions, [])
+    waiting = asyncio.ensure_future(group.run(work(transactions, "gone")))
+    staying = asyncio.ensure_future(group.run(work(transactions, "stays")))
+    await asyncio.sleep(0)
+    waiting.cancel()
+
+    assert await staying == "answer to stays"
+    assert transactions.runs == [["gone", "stays"]] and transactions.committed == [True]
+
+
+async def test_a_double_submit_within_one_group_gets_the_first_fills_lead(transactions):
+    store = transactions.deps.store
+    assert isinstance(store, FakeCaptureStore)
+    store.add_form(FORM, NOW - timedelta(days=1))
+    group = grouped(transactions, [])
+
+    def fill(email: str) -> Any:
+        return lambda uow: handlers.capture_form_fill(handlers.FormFill(FORM, {"email": email}), uow)
+
+    first, again, other = await asyncio.gather(*(group.run(fill(email)) for email in
+                                                 ("ada@example.com", " ADA@example.com", "grace@example.com")))
+
+    assert len(transactions.runs) == 1
+    assert (first.kind, again.kind, other.kind) == ("accepted", "duplicate", "accepted")
+    assert again.lead_id == first.lead_id != other.lead_id
+    assert sorted(store.leads) == sorted([first.lead_id, other.lead_id])
