@@ -508,7 +508,8 @@ class TimelineRecord:
     details: dict[str, Any]
     facts_lead_id: str
     subject: str
-    # Counted towards pipeline latency when it is the subject's first event at this stage.
+    # Noted when it is the subject's first event at this stage: pipeline latency for the pipeline's stages,
+    # the count of captured leads for ``captured`` (whichever topic's event reaches sla first).
     measured: bool
     # Only webhooks of the routed lead count as the pipeline's last stage (a LIKE pattern on the event type).
     earlier_event_type_like: str | None
@@ -550,9 +551,9 @@ def timeline_record(evt: Event[LeadData]) -> TimelineRecord:
     data = evt.data
     stage = stage_of(data)
     # The pipeline ends at the CRM webhook of the routed lead; SLA notifications are deliveries too, but later.
-    measured = stage in PIPELINE_STAGES and (
+    measured = stage == "captured" or (stage in PIPELINE_STAGES and (
         not isinstance(data, LeadDelivered) or data.event_type_delivered.startswith("lead.routed")
-    )
+    ))
     return TimelineRecord(
         lead_ids=lead_ids_of(evt.subject, data), event_id=evt.id, event_type=evt.type, stage=stage,
         source=evt.source, at=occurred_at(evt), lead_captured_at=captured_at_of(evt),

@@ -44,7 +44,9 @@ async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps
     leads, firsts = await store.record_and_lock(uow.session, records)
     changed: dict[str, LeadChanges] = {}
     for position, (evt, record) in enumerate(zip(one_at_a_time(owned), records, strict=True)):
-        if position in firsts and record.lead_captured_at is not None:
+        if position in firsts and isinstance(evt.data, LeadCaptured):
+            uow.after_commit(metrics.leads_captured.labels(evt.data.form_key).inc)
+        elif position in firsts and record.lead_captured_at is not None:
             seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
             uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
         facts = leads[record.facts_lead_id]
@@ -61,8 +63,6 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, L
     """What ``evt`` changes on ``facts`` (the lead, locked by this transaction), its clocks' changes included;
     the caller writes them. ``leads``: the batch's leads as the events so far left them."""
     data, store = evt.data, uow.deps.store
-    if isinstance(data, LeadCaptured) and facts.form_key is None:
-        uow.after_commit(uow.deps.metrics.leads_captured.labels(data.form_key).inc)
     changes = domain.lead_changes(facts, evt)
     updated = replace(facts, **changes)
     merged_fill = domain.merged_fill(evt, facts.lead_id)

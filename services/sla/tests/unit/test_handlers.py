@@ -10,11 +10,14 @@ import pytest
 
 from leadflow_contracts import (
     Attribution,
+    DataQuality,
     Event,
     EventData,
     LeadActivity,
     LeadCaptured,
     LeadContact,
+    LeadEnriched,
+    LeadProfile,
     LeadRouted,
     LeadSla,
     LeadTouched,
@@ -241,6 +244,17 @@ async def test_a_captured_lead_reaches_the_funnel_with_its_source(sla: Sla) -> N
     lead = sla.store.leads[LEAD]
     assert (lead.form_key, lead.source, lead.utm_campaign, lead.captured_at) == (
         "demo", "newsletter", "launch", T0 - SECOND)
+
+
+async def test_a_lead_is_counted_captured_once_even_when_its_enrichment_arrives_first(sla: Sla) -> None:
+    # Topics are not ordered with each other: lead.enriched may reach sla before lead.captured.
+    enriched = LeadEnriched(lead_id=LEAD, captured_lead_id=LEAD, form_key="demo", profile=LeadProfile(),
+                            original=LeadContact(), quality=DataQuality(score=80))
+    await sla.receive(enriched, captured_fill(), captured_fill())
+
+    captured = sla.deps.platform.metrics.registry.get_sample_value(
+        "leadflow_leads_captured_total", {"form": "demo"})
+    assert captured == 1
 
 
 async def test_the_timeline_shows_each_owner_change_and_the_running_clock(sla: Sla) -> None:
