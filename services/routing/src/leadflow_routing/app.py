@@ -11,6 +11,8 @@ from leadflow_routing.admin import admin_router, rules_router
 from leadflow_routing.api import leads_router
 from leadflow_routing.bootstrap import bootstrap
 from leadflow_routing.consumer import build_consumer
+from leadflow_routing.notifications.admin import notifications_router
+from leadflow_routing.notifications.sender import notification_sender
 from leadflow_routing.privacy import PERSONAL_DATA
 from leadflow_routing.settings import Settings
 
@@ -29,8 +31,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             rules_router,
             webhook_admin_router(),
             privacy_router(PERSONAL_DATA),
+            notifications_router,
         ],
         consumer=build_consumer(),
-        background=[webhook_dispatcher(deps.platform, deps.webhook_metrics)],
+        background=[webhook_dispatcher(deps.platform, deps.webhook_metrics),
+                    notification_sender(deps.platform, settings)],
         retention=webhook_rules(settings),
     )

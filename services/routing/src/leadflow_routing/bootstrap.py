@@ -3,7 +3,7 @@ webhook dispatcher's metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
@@ -12,6 +12,7 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.platform import Platform, deps_dependency
 from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing.metrics import RoutingMetrics
+from leadflow_routing.notifications.store import NotificationStore
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import RoutingStore, RulesetCache
 
@@ -24,6 +25,7 @@ class Deps:
     store: RoutingStore
     rulesets: RulesetCache
     webhook_metrics: WebhookMetrics
+    notifications: NotificationStore = field(default_factory=NotificationStore)
 
 
 def bootstrap(settings: Settings, clock: Clock | None = None) -> Deps:

@@ -24,6 +24,7 @@ from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
 from leadflow_routing import domain
 from leadflow_routing.bootstrap import Deps
+from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import RoutingStore, RulesetKey, StoredLead, Touch, WebhookRequest
 
@@ -53,6 +54,7 @@ async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[De
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
+    await notify_sla_warnings(events, uow)
     await claim_for_breaches(events, uow)
     for event in one_at_a_time(events):
         await reroute_on_breach(event, uow, uow.now())
@@ -316,6 +318,8 @@ async def apply_decision(
         WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
         domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id, event.lead_captured_at,
     ))
+    if not refill:
+        await notify_routed(uow, lead.scored, event, now)
     uow.deps.metrics.decisions.labels(decision.outcome).inc()
     if decision.outcome == "fallback":
         uow.deps.metrics.fallback.labels(decision.fallback_team or "none").inc()

@@ -3,12 +3,12 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from leadflow_kit.settings import service_config
-from leadflow_kit.webhooks import WebhookSettings
+from leadflow_routing.notifications.settings import NotificationSettings
 
 DEV_DEMO_WEBHOOK_SECRET = "whsec_bGVhZGZsb3ctZGVtby13ZWJob29rLXNlY3JldC0wMQ=="
 
 
-class Settings(WebhookSettings):
+class Settings(NotificationSettings):
     model_config = service_config("ROUTING_")
 
     service_name: str = "routing"

@@ -145,3 +145,48 @@ touch = Table(
     Index("uq_touch_integration_external_id", "integration", "external_id", unique=True,
           postgresql_where=text("external_id IS NOT NULL")),
 )
+
+# -- issue 18 item 3: reps told at once (leadflow_routing.notifications) -----------------------
+
+rep_notification_settings = Table(
+    "rep_notification_settings",
+    metadata,
+    Column("rep_id", String(64), ForeignKey("rep.id"), primary_key=True),
+    Column("email", String(320)),
+    Column("slack_user_id", String(32)),
+    Column("channels", ARRAY(String(16)), nullable=False, server_default="{}"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# A team's Slack incoming-webhook URL, Fernet-encrypted (the URL is the credential).
+team_slack_webhook = Table(
+    "team_slack_webhook",
+    metadata,
+    Column("team_id", String(64), ForeignKey("team.id"), primary_key=True),
+    Column("url_ciphertext", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One message to one rep on one channel, written with the assignment (or the SLA warning) it tells
+# of, sent after commit by the notification sender.
+rep_notification = Table(
+    "rep_notification",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("cause_event_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("rep_id", String(64), nullable=False),
+    Column("team_id", String(64)),
+    Column("lead_id", String(64), nullable=False, index=True),
+    Column("content", JSONB, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("uq_rep_notification_cause", "cause_event_id", "rep_id", "channel", unique=True),
+    Index("ix_rep_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+)

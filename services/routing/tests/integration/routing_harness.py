@@ -40,7 +40,7 @@ from leadflow_stack.testing import EventCollector as Collector
 from leadflow_stack.testing import app_client, bearer, collecting, produce, service_settings
 
 __all__ = ["ADMIN", "PLACEHOLDER", "Collector", "Env", "Receiver", "Running", "collecting", "deliveries", "new_env",
-           "produce", "receiver", "running", "scored", "subscribe"]
+           "produce", "receiver", "running", "scored", "start_local_server", "stop_local_server", "subscribe"]
 
 MIGRATIONS = Path(leadflow_routing.__file__).parent / "migrations"
 ADMIN = bearer()
@@ -128,17 +128,26 @@ class Receiver:
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/crm/leads", self.receive, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off"))
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.01)
+        self._server, self._task = await start_local_server(app, self.port)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
+            await stop_local_server(self._server, self._task)
             self._server = None
+
+
+async def start_local_server(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve ``app`` on loopback ``port`` (a receiver standing in for a CRM, Slack, ...) until stopped."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def stop_local_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await task
 
 
 @contextlib.asynccontextmanager

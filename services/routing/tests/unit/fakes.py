@@ -16,6 +16,8 @@ from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing import domain
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.metrics import RoutingMetrics
+from leadflow_routing.notifications.messages import Recipient
+from leadflow_routing.notifications.store import NewNotification, NotificationStore, StoredLeadNotice
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import (
     RoutingStore,
@@ -45,6 +47,7 @@ class FakeRoutingStore(RoutingStore):
         self.touches: list[Touch] = []
         # Each batch's up-front lock of rows: (team ids, rep ids, with managers).
         self.claimed: list[tuple[list[str], list[str], bool]] = []
+        self.notifications = FakeNotificationStore(self)
 
     # -- arranging --
 
@@ -153,6 +156,28 @@ class FakeRoutingStore(RoutingStore):
             self.reps[owner_rep_id] = replace(rep, open_leads=max(rep.open_leads - 1, 0))
 
 
+class FakeNotificationStore(NotificationStore):
+    """Reps' channels and the notifications queued, over the routing fake's leads and reps."""
+
+    def __init__(self, routing: FakeRoutingStore) -> None:
+        self.routing = routing
+        self.recipients: dict[str, Recipient] = {}
+        self.queued: list[NewNotification] = []
+
+    async def recipient(self, session: AsyncSession, rep_id: str) -> Recipient | None:
+        found = self.recipients.get(rep_id)
+        rep = self.routing.reps.get(rep_id)
+        return found.model_copy(update={"team_id": rep.team_id}) if found and rep else found
+
+    async def lead_for_notice(self, session: AsyncSession, lead_id: str) -> StoredLeadNotice | None:
+        lead = self.routing.leads.get(lead_id)
+        return None if lead is None else StoredLeadNotice(lead.scored, lead.status, lead.owner_rep_id)
+
+    async def enqueue(self, session: AsyncSession, notes: Sequence[NewNotification]) -> None:
+        seen = {(n.cause_event_id, n.content.rep_id, n.channel) for n in self.queued}
+        self.queued += [n for n in notes if (n.cause_event_id, n.content.rep_id, n.channel) not in seen]
+
+
 def _changed(rep: domain.Rep, change: domain.RepChange, at: datetime) -> domain.Rep:
     """What WRITE_DECISION does to one rep's row."""
     if change.counted_on is not None:
@@ -168,6 +193,7 @@ def fake_deps(store: FakeRoutingStore | None = None, **settings: Any) -> Deps:
     """Routing's deps over a fake store; nothing here connects."""
     service_settings = Settings(environment="test", **settings)
     platform = Platform.build(service_settings)
+    store = store or FakeRoutingStore()
     return Deps(platform=platform, settings=service_settings, metrics=RoutingMetrics(platform.metrics.registry),
-                store=store or FakeRoutingStore(), rulesets=RulesetCache(),
-                webhook_metrics=WebhookMetrics(platform.metrics.registry))
+                store=store, rulesets=RulesetCache(), webhook_metrics=WebhookMetrics(platform.metrics.registry),
+                notifications=store.notifications)

@@ -1,0 +1,60 @@
+"""Queue notifications in the handler's own transaction: the rep of a new assignment, the owner of a
+lead whose SLA clock warns. Nothing is sent here; the sender sends after commit."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla
+from leadflow_kit.uow import UnitOfWork
+from leadflow_routing.bootstrap import Deps
+from leadflow_routing.notifications import messages
+from leadflow_routing.notifications.store import NewNotification
+
+log = logging.getLogger(__name__)
+
+
+def new_notifications(cause_event_id: str, recipient: messages.Recipient, note: messages.NotificationContent,
+                      now: datetime) -> list[NewNotification]:
+    """One notification per channel the rep has set up."""
+    return [NewNotification(f"ntf_{uuid.uuid4().hex}", cause_event_id, channel, recipient.team_id, note, now)
+            for channel in messages.CHANNELS if channel in recipient.channels]
+
+
+async def notify_routed(uow: UnitOfWork[Deps], scored: LeadScored, routed: Event[LeadRouted], now: datetime) -> None:
+    """Tell the owner a lead was routed to them (first routing, re-route, claim, reassignment, hand-off)."""
+    owner = routed.data.owner
+    if owner is None:
+        return
+    store = uow.deps.notifications
+    recipient = await store.recipient(uow.session, owner.rep_id)
+    if recipient is None:
+        return
+    note = messages.content(messages.routed_kind(routed.data), scored, recipient,
+                            lead_url=uow.deps.settings.lead_url(routed.data.lead_id), routing_reason=routed.data.reason)
+    await store.enqueue(uow.session, new_notifications(routed.id, recipient, note, now))
+
+
+async def notify_sla_warnings(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
+    """Tell each warned lead's owner its SLA clock is running out; a warning about a former owner, or a
+    closed or queued lead, tells nobody."""
+    store, now = uow.deps.notifications, uow.now()
+    for event in events:
+        warning = event.data
+        if warning.kind != "warning":
+            continue
+        lead = await store.lead_for_notice(uow.session, warning.lead_id)
+        if lead is None or lead.status == "closed" or lead.owner_rep_id is None:
+            continue
+        if warning.owner_rep_id and warning.owner_rep_id != lead.owner_rep_id:
+            log.info("SLA warning for lead %s not sent: it is about former owner %s", warning.lead_id,
+                     warning.owner_rep_id)
+            continue
+        recipient = await store.recipient(uow.session, lead.owner_rep_id)
+        if recipient is None:
+            continue
+        note = messages.content("sla_warning", lead.scored, recipient, sla_due_at=warning.due_at,
+                                lead_url=uow.deps.settings.lead_url(warning.lead_id))
+        await store.enqueue(uow.session, new_notifications(event.id, recipient, note, now))
