@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet, InvalidToken
 from routing_harness import (
     ADMIN,
     Env,
@@ -316,3 +317,35 @@ async def test_the_migration_builds_the_notification_tables_as_declared(env: Env
             assert await conn.run_sync(differences) == []
     finally:
         await db.dispose()
+
+
+async def test_a_key_rotation_moves_teams_slack_webhooks_under_the_new_key_at_start(env: Env) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    slack = Slack()
+    async with running(env.settings(webhook_encryption_keys=old)) as svc:
+        rep_id = await rep_with_channels(svc, "slack")
+        team_id = (await svc.get(f"/v1/admin/reps/{rep_id}")).json()["team_id"]
+        put = await svc.client.put(f"/v1/admin/teams/{team_id}/slack-webhook", headers=ADMIN, json={"url": slack.url})
+        assert put.status_code == 200
+
+    async def stored() -> str:
+        db = Database(env.database_url)
+        try:
+            async with db.transaction() as session:
+                found: str = (await session.execute(
+                    text("SELECT url_ciphertext FROM team_slack_webhook WHERE team_id = :t"), {"t": team_id},
+                )).scalar_one()
+        finally:
+            await db.dispose()
+        return found
+
+    assert Fernet(old.encode()).decrypt(await stored()).decode() == slack.url
+    async with running(env.settings(webhook_encryption_keys=f"{new},{old}")) as svc:
+        async def under_new_key() -> bool:
+            with contextlib.suppress(InvalidToken):
+                return Fernet(new.encode()).decrypt(await stored()).decode() == slack.url
+            return False
+
+        await eventually(under_new_key, what="the Slack URL re-encrypted under the new key")
+        shown = (await svc.get(f"/v1/admin/teams/{team_id}/slack-webhook")).json()
+        assert shown["configured"] and shown["host"] == "127.0.0.1"

@@ -24,6 +24,7 @@ from leadflow_kit.db import Database
 from leadflow_kit.egress import guarded_client
 from leadflow_kit.periodic import run_periodically
 from leadflow_kit.platform import Background, Platform
+from leadflow_kit.secretbox import SecretBox
 from leadflow_kit.webhooks import AttemptOutcome, next_step, parse_retry_after
 from leadflow_routing.notifications import messages
 from leadflow_routing.notifications.settings import NotificationSettings
@@ -143,11 +144,33 @@ class NotificationSender:
         )
 
 
+async def reencrypt_slack_webhooks(db: Database, box: SecretBox, store: NotificationStore | None = None) -> int:
+    """Move every team's Slack URL under the box's first key (after a key rotation); how many changed."""
+    store = store or NotificationStore()
+    changed = 0
+    async with db.transaction() as session:
+        for team_id, ciphertext in await store.slack_ciphertexts_for_update(session):
+            moved = box.reencrypt(ciphertext)
+            if moved is not None:
+                await store.set_slack_ciphertext(session, team_id, moved)
+                changed += 1
+    return changed
+
+
 def notification_sender(platform: Platform, settings: NotificationSettings) -> Background:
-    """The sender, run beside routing's routes; Slack is reached through the egress guard webhooks use."""
+    """The sender, run beside routing's routes; Slack is reached through the egress guard webhooks use.
+    At start it moves teams' Slack URLs under the first encryption key, so a key rotation (a restart
+    with a new key in front) leaves no URL under the old one."""
     metrics = NotificationMetrics(platform.metrics.registry)
 
     async def run() -> None:
+        try:
+            changed = await reencrypt_slack_webhooks(platform.db, settings.secret_box())
+        except Exception as exc:  # the database may still be starting: the next start tries again
+            log.warning("could not re-encrypt teams' Slack webhooks (%s: %s)", type(exc).__name__, exc)
+        else:
+            if changed:
+                log.info("re-encrypted %d team Slack webhook URL(s) under the first key", changed)
         async with guarded_client(settings.egress_policy()) as http:
             sender = NotificationSender(settings, platform.db, platform.clock, http, metrics)
             await run_periodically("notification sender", settings.notify_poll_interval_seconds, sender.send_due)
