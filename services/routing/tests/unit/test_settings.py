@@ -18,3 +18,12 @@ def test_routing_refuses_the_demo_webhook_secret_in_production() -> None:
     own = "whsec_" + "B" * 43
     assert Settings(**PRODUCTION, demo_webhook_secret=own).demo_webhook_secret == own
     assert Settings().demo_webhook_secret == DEV_DEMO_WEBHOOK_SECRET  # development keeps the demo working
+
+
+def test_routing_refuses_plain_smtp_in_production_and_never_shows_its_secrets() -> None:
+    own = {**PRODUCTION, "demo_webhook_secret": "whsec_" + "B" * 43, "smtp_host": "smtp.example.com"}
+    with pytest.raises(ValidationError, match="smtp_security"):
+        Settings(**own, smtp_security="none")
+    settings = Settings(**own, smtp_password="hunter2", notify_slack_webhook_url="https://hooks.slack.com/services/T/B/x")
+    assert settings.smtp_security == "starttls"
+    assert "hunter2" not in repr(settings) and "hooks.slack.com" not in repr(settings)
