@@ -36,5 +36,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         consumer=build_consumer(),
         background=[webhook_dispatcher(deps.platform, deps.webhook_metrics),
                     notification_sender(deps.platform, settings)],
-        retention=webhook_rules(settings),
+        retention=webhook_rules(settings) + settings.retention_rules(),
     )

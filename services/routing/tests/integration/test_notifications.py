@@ -349,3 +349,28 @@ async def test_a_key_rotation_moves_teams_slack_webhooks_under_the_new_key_at_st
         await eventually(under_new_key, what="the Slack URL re-encrypted under the new key")
         shown = (await svc.get(f"/v1/admin/teams/{team_id}/slack-webhook")).json()
         assert shown["configured"] and shown["host"] == "127.0.0.1"
+
+
+async def test_sent_notifications_go_after_their_retention_and_pending_ones_stay(env: Env) -> None:
+    from leadflow_kit.retention import sweep_rule
+
+    settings = env.settings(notify_sent_retention_days=1)
+    [rule] = settings.retention_rules()
+    now = datetime.now(UTC)
+    db = Database(env.database_url)
+    try:
+        async with db.transaction() as session:
+            for notification_id, status, sent_at in (("ntf_old", "sent", now - timedelta(days=2)),
+                                                     ("ntf_new", "sent", now), ("ntf_wait", "pending", None)):
+                await session.execute(text(
+                    "INSERT INTO rep_notification (id, cause_event_id, kind, channel, rep_id, lead_id, content, "
+                    "status, next_attempt_at, created_at, sent_at) VALUES (:id, :id, 'assigned', 'email', 'rep', "
+                    "'lead-retention', '{}', :status, :now, :now, :sent_at)"),
+                    {"id": notification_id, "status": status, "now": now - timedelta(days=3), "sent_at": sent_at})
+        assert await sweep_rule(db, rule, now, batch_size=10) == 1
+        async with db.transaction() as session:
+            left = (await session.execute(text(
+                "SELECT id FROM rep_notification WHERE lead_id = 'lead-retention' ORDER BY id"))).scalars().all()
+    finally:
+        await db.dispose()
+    assert left == ["ntf_new", "ntf_wait"]

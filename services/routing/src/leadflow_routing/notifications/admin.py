@@ -147,7 +147,10 @@ async def get_team_slack_webhook(team_id: str, deps: DepsDep) -> SlackWebhookPub
         stored = await deps.notifications.team_slack_webhook(session, team_id)
     if stored is None:
         return SlackWebhookPublic(team_id=team_id, configured=False, host=None, updated_at=None)
-    host = parse_url(deps.settings.secret_box().decrypt(stored[0])).host
+    try:
+        host: str | None = parse_url(deps.settings.secret_box().decrypt(stored[0])).host
+    except ValueError:  # under a key no longer configured: set it again (docs/runbook.md)
+        host = None
     return SlackWebhookPublic(team_id=team_id, configured=True, host=host, updated_at=stored[1])
 
 

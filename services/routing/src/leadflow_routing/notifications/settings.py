@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from leadflow_kit.retention import RetentionRule
 from leadflow_kit.webhooks import WebhookSettings
 
 # Delays before retry 1, 2, ...: a blip costs seconds, an outage is retried for about a day.
@@ -24,6 +26,8 @@ class NotificationSettings(WebhookSettings):
     notify_timeout_seconds: float = Field(default=15.0, gt=0)
     notify_retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_RETRY_SCHEDULE))
     notify_jitter_ratio: float = Field(default=0.2, ge=0, le=1)
+    # Sent notifications are deleted this long after they went out (pending and dead ones stay).
+    notify_sent_retention_days: float = Field(default=30.0, gt=0)
 
     # Email through SMTP; no host means email notifications wait (and retry) until one is set.
     smtp_host: str | None = None
@@ -42,6 +46,10 @@ class NotificationSettings(WebhookSettings):
         if self.environment == "production" and self.smtp_host and self.smtp_security == "none":
             raise ValueError("smtp_security 'none' sends passwords and leads in clear; production refuses it")
         return self
+
+    def retention_rules(self) -> list[RetentionRule]:
+        return [RetentionRule("rep_notification", "status = 'sent' AND sent_at < $1",
+                              timedelta(days=self.notify_sent_retention_days), name="rep_notification_sent")]
 
     def lead_url(self, lead_id: str) -> str:
         return f"{self.notify_lead_base_url.rstrip('/')}/{lead_id}"

@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import LeadScored
+from leadflow_kit.db import driver_connection
 from leadflow_routing.notifications.messages import Channel, NotificationContent, Recipient
 from leadflow_routing.tables import lead, rep, rep_notification, rep_notification_settings, team, team_slack_webhook
 
-NOTIFICATION_STATUSES = ("pending", "sent", "dead")
+SELECT_RECIPIENT = (
+    "SELECT r.id, r.name, r.team_id, coalesce(s.email, r.email) AS email, s.slack_user_id, s.channels "
+    "FROM rep_notification_settings s JOIN rep r ON r.id = s.rep_id WHERE s.rep_id = $1"
+)
 
 
 @dataclass(frozen=True)
@@ -81,17 +85,14 @@ class NotificationStore:
     # -- settings ----------------------------------------------------------------------------
 
     async def recipient(self, session: AsyncSession, rep_id: str) -> Recipient | None:
-        """The rep with the channels they are told through; None when they have none."""
-        s = rep_notification_settings
-        row = (await session.execute(
-            select(rep.c.id, rep.c.name, rep.c.team_id, func.coalesce(s.c.email, rep.c.email).label("email"),
-                   s.c.slack_user_id, s.c.channels)
-            .join(s, s.c.rep_id == rep.c.id).where(rep.c.id == rep_id)
-        )).first()
-        if row is None or not row.channels:
+        """The rep with the channels they are told through; None when they have none. Asked on every
+        assignment, so a plain asyncpg statement (docs/architecture.md, "speed")."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(SELECT_RECIPIENT, rep_id)
+        if row is None or not row["channels"]:
             return None
-        return Recipient(rep_id=row.id, name=row.name, team_id=row.team_id, email=row.email,
-                         slack_user_id=row.slack_user_id, channels=list(row.channels))
+        return Recipient(rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["email"],
+                         slack_user_id=row["slack_user_id"], channels=list(row["channels"]))
 
     async def rep_settings(self, session: AsyncSession, rep_id: str) -> RepNotificationSettings | None:
         s = rep_notification_settings
