@@ -133,6 +133,19 @@ async def test_a_reroute_tells_the_new_owner_the_lead_was_reassigned_to_them() -
     assert queued.content.kind == "reassigned" and queued.content.rep_id == "rep-b"
 
 
+async def test_a_queued_lead_that_finds_a_rep_is_new_to_them_not_reassigned() -> None:
+    store = FakeRoutingStore()
+    sales_team(store, Rep("rep-a", active=False), fallback_queue="overflow")
+    await route(store, scored())
+    store.reps["rep-a"] = Rep("rep-a", team_id="sales")
+    store.notifications.recipients["rep-a"] = recipient("rep-a", "email")
+
+    await reroute(store, breach(owner=None))
+
+    [queued] = store.notifications.queued
+    assert queued.content.kind == "assigned" and queued.content.rep_id == "rep-a"
+
+
 async def test_an_sla_warning_tells_the_owner_with_the_due_time_once() -> None:
     store = FakeRoutingStore()
     sales_team(store)

@@ -82,8 +82,8 @@ def content(
 
 
 def routed_kind(routed: LeadRouted) -> NotificationKind:
-    """A lead that had an owner before is reassigned; otherwise it is new to its rep."""
-    return "reassigned" if routed.previous_owner_rep_id or routed.reroute else "assigned"
+    """A lead taken from another rep is reassigned; one routed afresh or taken from a queue is new."""
+    return "reassigned" if routed.previous_owner_rep_id else "assigned"
 
 
 def _due_text(due: datetime | None) -> str | None:
