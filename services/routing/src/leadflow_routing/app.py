@@ -12,6 +12,7 @@ from leadflow_routing.api import leads_router
 from leadflow_routing.bootstrap import bootstrap
 from leadflow_routing.consumer import build_consumer
 from leadflow_routing.privacy import PERSONAL_DATA
+from leadflow_routing.queue_api import queues_router
 from leadflow_routing.settings import Settings
 
 
@@ -25,6 +26,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         "SLA breach; delivers signed CRM webhooks; takes CRM callbacks.",
         routers=[
             leads_router,
+            queues_router,
             admin_router,
             rules_router,
             webhook_admin_router(),

@@ -553,7 +553,8 @@ def should_escalate(breach_count: int, team: Team | None, *, default_after: int,
 
 # -- decisions ------------------------------------------------------------------------------
 
-Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated"]
+Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated", "claimed",
+                  "reassigned"]
 
 
 @dataclass
