@@ -10,6 +10,7 @@ PERSONAL_DATA = PersonalData(
     rows=(
         PersonalRows("touch", "lead_id = ANY(:lead_ids)"),
         PersonalRows("assignment", "lead_id = ANY(:lead_ids)"),
+        PersonalRows("lead_sla", "lead_id = ANY(:lead_ids)"),
         PersonalRows("lead", "id = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),

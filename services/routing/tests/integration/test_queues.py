@@ -154,6 +154,9 @@ async def test_a_queue_lists_its_waiting_leads_oldest_first_in_pages_with_age_an
     assert warned["state"] == "warned"
     assert datetime.fromisoformat(warned["due_at"]) == queued_at + timedelta(hours=4)
     assert (await state_of(leads[1]))["state"] == "open"
+    # The stored state is the lead's: a data-subject export (and erasure) covers it.
+    export = await world.svc.get("/v1/admin/privacy/export", params={"lead_id": leads[0]})
+    assert [row["kind"] for row in export.json()["tables"]["lead_sla"]] == ["warning"]
 
     assert (await world.listing("desk-queue", cursor="not-a-cursor")).status_code == 422
     assert (await world.listing("no-such-queue")).status_code == 404
