@@ -357,18 +357,20 @@ class QueueEntry:
     sla_breach_count: int | None
 
 
-# A queue's waiting leads after a (routed_at, id) position, oldest first, each with the SLA row of the
-# clock started when it was queued (sla starts it at the routed event's time, the lead's routed_at).
+# A queue's waiting leads (after a (routed_at, id) position: the next page), oldest first, each with the
+# SLA row of the clock started when it was queued (sla starts it at the routed event's time, the lead's
+# routed_at). Both read the partial index ix_lead_queued_routed_at in order.
 QUEUE_PAGE = """
 SELECT l.id, l.routed_at, l.team_id, l.data->>'tier' AS tier, (l.data->>'score')::float8 AS score,
     l.data->'profile'->>'company' AS company, l.data->'profile'->>'job_title' AS job_title,
     l.data->'profile'->>'country' AS country, s.kind, s.due_at, s.breach_count
 FROM lead l LEFT JOIN lead_sla s ON s.lead_id = l.id AND s.started_at >= l.routed_at
-WHERE l.queue = $1 AND l.status = 'queued' AND l.routed_at IS NOT NULL
-    AND ($2::timestamptz IS NULL OR (l.routed_at, l.id) > ($2::timestamptz, $3::text))
+WHERE l.queue = $1 AND l.status = 'queued' AND l.routed_at IS NOT NULL {after}
 ORDER BY l.routed_at, l.id
-LIMIT $4
+LIMIT $2
 """
+FIRST_QUEUE_PAGE = QUEUE_PAGE.format(after="")
+NEXT_QUEUE_PAGE = QUEUE_PAGE.format(after="AND (l.routed_at, l.id) > ($3::timestamptz, $4::text)")
 # A lead's latest SLA event; an older one arriving late changes nothing.
 RECORD_SLA_SEEN = """
 INSERT INTO lead_sla (lead_id, clock_id, kind, started_at, due_at, breach_count, at)
@@ -762,8 +764,8 @@ class RoutingStore:
         self, session: AsyncSession, queue_id: str, after: tuple[datetime, str] | None, limit: int
     ) -> list[QueueEntry]:
         conn = await driver_connection(session)
-        rows = await conn.fetch(QUEUE_PAGE, queue_id, after[0] if after else None, after[1] if after else None,
-                                limit)
+        rows = await (conn.fetch(NEXT_QUEUE_PAGE, queue_id, limit, *after) if after
+                      else conn.fetch(FIRST_QUEUE_PAGE, queue_id, limit))
         return [QueueEntry(r["id"], r["routed_at"], r["team_id"], r["tier"], r["score"], r["company"],
                            r["job_title"], r["country"], r["kind"], r["due_at"], r["breach_count"]) for r in rows]
 
