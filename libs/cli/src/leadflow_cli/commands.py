@@ -389,9 +389,10 @@ def add_routing_admin(b: Builder) -> None:
     p.add_argument("--id", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--description")
-    p = r.action("leads", queues_leads, "Leads waiting in a queue, oldest first")
+    p = r.action("leads", queues_leads, "Leads waiting in a queue, oldest first, with their age and SLA state")
     p.add_argument("queue_id")
     p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--cursor", help="the next_cursor of the page before")
     p = r.action("update", queues_update, "Rename or describe a queue")
     p.add_argument("queue_id")
     p.add_argument("--name")
@@ -460,8 +461,12 @@ def queues_create(api: Api, args: argparse.Namespace) -> Output:
 
 
 def queues_leads(api: Api, args: argparse.Namespace) -> Output:
-    rows = api.get("routing", f"/v1/admin/queues/{seg(args.queue_id)}/leads", limit=args.limit)
-    return Output(rows, [("lead", "lead_id"), ("queued at", "queued_at"), ("team", "team_id")])
+    page = api.get("routing", f"/v1/queues/{seg(args.queue_id)}/leads", limit=args.limit, cursor=args.cursor)
+    rows = [{**lead, "sla_state": lead["sla"]["state"], "due_at": lead["sla"]["due_at"]} for lead in page["leads"]]
+    listing = table(rows, [("lead", "lead_id"), ("queued at", "queued_at"), ("age s", "age_seconds"),
+                           ("tier", "tier"), ("company", "company"), ("sla", "sla_state"), ("due at", "due_at")])
+    more = f"\n\nnext page: --cursor {page['next_cursor']}" if page.get("next_cursor") else ""
+    return Output(page, text=f"{page['waiting']} waiting in {page['queue']}\n\n{listing}{more}")
 
 
 def queues_update(api: Api, args: argparse.Namespace) -> Output:
@@ -798,7 +803,16 @@ def keys_revoke(api: Api, args: argparse.Namespace) -> Output:
 
 
 def add_leads(b: Builder) -> None:
-    r = b.resource("leads", "What happened to one lead (read-only)")
+    r = b.resource("leads", "What happened to one lead; claim or reassign it (routing)")
+    p = r.action("claim", leads_claim, "A rep takes a lead waiting in a queue")
+    p.add_argument("lead_id")
+    p.add_argument("--rep", required=True, help="the rep who takes it")
+    p = r.action("reassign", leads_reassign, "Move any open lead to a rep or a queue, with a reason")
+    p.add_argument("lead_id")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--rep")
+    target.add_argument("--queue")
+    p.add_argument("--reason", required=True)
     for name, handler, text in (
         ("timeline", leads_timeline, "The lead's whole journey across services, with its SLA clock (sla)"),
         ("assignment", leads_assignment, "Who owns the lead and every routing decision (routing)"),
@@ -835,6 +849,15 @@ def leads_assignment(api: Api, args: argparse.Namespace) -> Output:
         ("at", "at"), ("outcome", "outcome"), ("rep", "rep_id"), ("team", "team_id"), ("queue", "queue"),
         ("rule", "rule_id"), ("version", "ruleset_version"), ("reason", "reason")])
     return Output(view, text=f"{block(head)}\n\nhistory:\n{history}")
+
+
+def leads_claim(api: Api, args: argparse.Namespace) -> Output:
+    return Output(api.post("routing", f"/v1/leads/{seg(args.lead_id)}/claim", {"rep_id": args.rep}))
+
+
+def leads_reassign(api: Api, args: argparse.Namespace) -> Output:
+    target = {"rep_id": args.rep} if args.rep else {"queue": args.queue}
+    return Output(api.post("routing", f"/v1/leads/{seg(args.lead_id)}/reassign", {**target, "reason": args.reason}))
 
 
 def leads_score(api: Api, args: argparse.Namespace) -> Output:

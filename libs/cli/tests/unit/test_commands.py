@@ -235,3 +235,21 @@ def test_source_of_the_active_model_looks_up_its_id_first(fake: FakeServices) ->
     fake.on("scoring", "GET", "/v1/admin/scoring-models/m-7/source", text="name: x\n")
     result = run(fake, "scoring-models", "source")
     assert (result.code, result.out) == (0, "name: x\n")
+
+
+def test_a_queue_lists_its_leads_with_age_and_sla_and_a_lead_is_claimed_or_reassigned(fake: FakeServices) -> None:
+    lead = {"lead_id": "lead-1", "queued_at": "2026-12-03T09:00:00Z", "age_seconds": 600.0, "tier": "hot",
+            "company": "Acme", "sla": {"state": "warned", "due_at": "2026-12-03T09:05:00Z", "breach_count": 0}}
+    fake.on("routing", "GET", "/v1/queues/triage/leads", body={"queue": "triage", "waiting": 7, "leads": [lead],
+                                                              "next_cursor": "abc"})
+    listed = run(fake, "queues", "leads", "triage", "--limit", "1")
+    assert "7 waiting in triage" in listed.out and "warned" in listed.out and "--cursor abc" in listed.out
+    assert dict(fake.requests[0].url.params) == {"limit": "1"}
+    fake.on("routing", "POST", "/v1/leads/lead-1/claim", body={"lead_id": "lead-1", "outcome": "claimed"})
+    fake.on("routing", "POST", "/v1/leads/lead-1/reassign", body={"lead_id": "lead-1", "outcome": "reassigned"})
+    assert run(fake, "leads", "claim", "lead-1", "--rep", "rep-ada").code == 0
+    assert run(fake, "leads", "reassign", "lead-1", "--queue", "triage", "--reason", "wrong territory").code == 0
+    assert run(fake, "leads", "reassign", "lead-1", "--reason", "where to?").code == 2
+    assert fake.sent("POST") == [
+        ("routing", "POST", "/v1/leads/lead-1/claim", {"rep_id": "rep-ada"}),
+        ("routing", "POST", "/v1/leads/lead-1/reassign", {"queue": "triage", "reason": "wrong territory"})]

@@ -200,6 +200,9 @@ class LeadRouted(EventData):
     assignment_id: str
     owner: RoutedOwner | None = None
     queue: str | None = Field(default=None, description="Set when the lead went to a fallback queue")
+    team_id: str | None = Field(default=None, description="The lead's team: its owner's, or for a lead waiting "
+                                "in a queue the team whose fallback queue it is (its SLA clock follows that "
+                                "team's policy)")
     reason: str
     rule_id: str | None = None
     strategy: str | None = None

@@ -14,6 +14,7 @@ from leadflow_routing.consumer import build_consumer
 from leadflow_routing.notifications.admin import notifications_router
 from leadflow_routing.notifications.sender import notification_sender
 from leadflow_routing.privacy import PERSONAL_DATA
+from leadflow_routing.queue_api import queues_router
 from leadflow_routing.settings import Settings
 
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         "SLA breach; delivers signed CRM webhooks; takes CRM callbacks.",
         routers=[
             leads_router,
+            queues_router,
             admin_router,
             rules_router,
             webhook_admin_router(),

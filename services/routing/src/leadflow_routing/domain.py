@@ -553,7 +553,8 @@ def should_escalate(breach_count: int, team: Team | None, *, default_after: int,
 
 # -- decisions ------------------------------------------------------------------------------
 
-Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated"]
+Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated", "claimed",
+                  "reassigned"]
 
 
 @dataclass
@@ -773,6 +774,7 @@ def lead_routed(
         owner=RoutedOwner(rep_id=owner.id, name=owner.name, email=owner.email, team_id=owner.team_id)
         if owner else None,
         queue=decision.queue,
+        team_id=decision.team_id,
         reason=decision.reason,
         rule_id=decision.rule_id,
         strategy=decision.strategy,

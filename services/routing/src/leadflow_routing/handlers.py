@@ -22,7 +22,7 @@ from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla, LeadTouch
 from leadflow_contracts.events import TouchType
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_routing import domain
+from leadflow_routing import domain, sla_states
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
@@ -55,6 +55,7 @@ async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[De
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
     await notify_sla_warnings(events, uow)
+    await sla_states.record_sla_states(events, uow)
     await claim_for_breaches(events, uow)
     for event in one_at_a_time(events):
         await reroute_on_breach(event, uow, uow.now())
@@ -108,6 +109,8 @@ async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]
         if lead.owner_rep_id is None:
             ruleset = ruleset or await _ruleset(uow, await store.active_ruleset_key(session))
             claims.add_decision(domain.LeadFacts.of(lead.scored), ruleset)
+            if lead.team_id:  # its team's manager, should nobody else take it
+                claims.team_ids.add(lead.team_id)
             continue
         claims.rep_ids.add(lead.owner_rep_id)
         team_id = lead.team_id
@@ -282,11 +285,32 @@ async def _retry_queued(
     ruleset = await _ruleset(uow, await store.active_ruleset_key(uow.session))
     decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
     if decision.outcome == "fallback":
-        log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
-        return None
+        return await _escalate_queued(uow, lead, event, breach_count, decision.audit, now)
     decision.audit["breach_count"] = breach_count
     decision.outcome = "rerouted"
     return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"))
+
+
+async def _escalate_queued(
+    uow: UnitOfWork[Deps], lead: StoredLead, event: Event[LeadSla], breach_count: int, audit: dict[str, Any],
+    now: datetime,
+) -> Routed | None:
+    """Nobody can take a queued lead that breached: like an assigned one, it goes to the manager of
+    its team (the team whose fallback queue it waits in); without one it stays queued, audited."""
+    store = uow.deps.store
+    audit["breach_count"] = breach_count
+    team = await store.load_team(uow.session, lead.team_id) if lead.team_id else None
+    if team is not None and team.manager_rep_id:
+        manager = await store.lock_rep(uow.session, team.manager_rep_id)
+        decision = domain.escalation_decision(team, manager, now, tier=lead.scored.tier, current="",
+                                              breach_count=breach_count, audit=audit)
+        if decision is not None:
+            return await apply_decision(uow, lead, decision, event, now,
+                                        reroute=domain.Reroute("sla_breach_escalation"))
+    log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
+    await store.record_owner_kept(uow.session, lead, f"SLA breach #{breach_count} in a queue: nobody can take it; "
+                                  "it stays queued", audit, now)
+    return None
 
 
 # -- applying -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("touch", "lead_id = ANY(:lead_ids)"),
         PersonalRows("rep_notification", "lead_id = ANY(:lead_ids)"),
         PersonalRows("assignment", "lead_id = ANY(:lead_ids)"),
+        PersonalRows("lead_sla", "lead_id = ANY(:lead_ids)"),
         PersonalRows("lead", "id = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),

@@ -34,6 +34,7 @@ from leadflow_routing.schemas import (
     TeamPublic,
     TeamUpdate,
 )
+from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.tables import assignment as assignment_table
 from leadflow_routing.tables import lead as lead_table
 from leadflow_routing.tables import queue as queue_table
@@ -336,6 +337,50 @@ class QueuedLead:
     lead_id: str
     queued_at: datetime | None
     team_id: str | None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A lead waiting in a queue, as a worked queue lists it: what a rep needs to pick it, and the
+    last SLA warning or breach of its current clock (None: none fired yet)."""
+
+    lead_id: str
+    queued_at: datetime
+    team_id: str | None
+    tier: str | None
+    score: float | None
+    company: str | None
+    job_title: str | None
+    country: str | None
+    sla_kind: str | None
+    sla_due_at: datetime | None
+    sla_breach_count: int | None
+
+
+# A queue's waiting leads (after a (routed_at, id) position: the next page), oldest first, each with the
+# SLA row of the clock started when it was queued (sla starts it at the routed event's time, the lead's
+# routed_at). Both read the partial index ix_lead_queued_routed_at in order.
+QUEUE_PAGE = """
+SELECT l.id, l.routed_at, l.team_id, l.data->>'tier' AS tier, (l.data->>'score')::float8 AS score,
+    l.data->'profile'->>'company' AS company, l.data->'profile'->>'job_title' AS job_title,
+    l.data->'profile'->>'country' AS country, s.kind, s.due_at, s.breach_count
+FROM lead l LEFT JOIN lead_sla s ON s.lead_id = l.id AND s.started_at >= l.routed_at
+WHERE l.queue = $1 AND l.status = 'queued' AND l.routed_at IS NOT NULL {after}
+ORDER BY l.routed_at, l.id
+LIMIT $2
+"""
+FIRST_QUEUE_PAGE = QUEUE_PAGE.format(after="")
+NEXT_QUEUE_PAGE = QUEUE_PAGE.format(after="AND (l.routed_at, l.id) > ($3::timestamptz, $4::text)")
+# A lead's latest SLA event; an older one arriving late changes nothing.
+RECORD_SLA_SEEN = """
+INSERT INTO lead_sla (lead_id, clock_id, kind, started_at, due_at, breach_count, at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int[],
+    $7::timestamptz[])
+ON CONFLICT (lead_id) DO UPDATE SET clock_id = EXCLUDED.clock_id, kind = EXCLUDED.kind,
+    started_at = EXCLUDED.started_at, due_at = EXCLUDED.due_at, breach_count = EXCLUDED.breach_count,
+    at = EXCLUDED.at
+WHERE lead_sla.at <= EXCLUDED.at
+"""
 
 
 def _rep_record(row: Any) -> RepRecord:
@@ -712,6 +757,35 @@ class RoutingStore:
 
     async def delete_queue(self, session: AsyncSession, queue_id: str) -> None:
         await session.execute(delete(queue_table).where(queue_table.c.id == queue_id))
+
+    # -- queues people work --
+
+    async def queue_page(
+        self, session: AsyncSession, queue_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[QueueEntry]:
+        conn = await driver_connection(session)
+        rows = await (conn.fetch(NEXT_QUEUE_PAGE, queue_id, limit, *after) if after
+                      else conn.fetch(FIRST_QUEUE_PAGE, queue_id, limit))
+        return [QueueEntry(r["id"], r["routed_at"], r["team_id"], r["tier"], r["score"], r["company"],
+                           r["job_title"], r["country"], r["kind"], r["due_at"], r["breach_count"]) for r in rows]
+
+    async def record_sla_seen(self, session: AsyncSession, seen: Sequence[SlaSeen]) -> None:
+        if not seen:
+            return
+        conn = await driver_connection(session)
+        await conn.execute(RECORD_SLA_SEEN, [s.lead_id for s in seen], [s.clock_id for s in seen],
+                           [s.kind for s in seen], [s.started_at for s in seen], [s.due_at for s in seen],
+                           [s.breach_count for s in seen], [s.at for s in seen])
+
+    async def lead_queue(self, session: AsyncSession, lead_id: str) -> str | None:
+        conn = await driver_connection(session)
+        queue: str | None = await conn.fetchval("SELECT queue FROM lead WHERE id = $1", lead_id)
+        return queue
+
+    async def load_team(self, session: AsyncSession, team_id: str) -> domain.Team | None:
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(SELECT_TEAM, team_id)
+        return team_from_row(row) if row else None
 
     # -- admin: rule sets --
 

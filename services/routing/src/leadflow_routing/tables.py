@@ -105,6 +105,24 @@ lead = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# The last SLA warning or breach routing saw for each lead (from leads.sla): the state a queue's
+# listing shows, for the clock started when the lead entered the queue (``started_at`` >= ``routed_at``).
+lead_sla = Table(
+    "lead_sla",
+    metadata,
+    Column("lead_id", String(64), primary_key=True),
+    Column("clock_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("breach_count", Integer, nullable=False, server_default=text("0")),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# A queue's waiting leads, oldest first (the worked queue's listing and its pages).
+Index("ix_lead_queued_routed_at", lead.c.queue, lead.c.routed_at, lead.c.id,
+      postgresql_where=text("status = 'queued'"))
+
 assignment = Table(
     "assignment",
     metadata,

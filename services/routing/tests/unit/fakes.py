@@ -19,6 +19,7 @@ from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.messages import Recipient
 from leadflow_routing.notifications.store import NewNotification, NotificationStore, StoredLeadNotice
 from leadflow_routing.settings import Settings
+from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.store import (
     RoutingStore,
     RulesetCache,
@@ -48,6 +49,8 @@ class FakeRoutingStore(RoutingStore):
         # Each batch's up-front lock of rows: (team ids, rep ids, with managers).
         self.claimed: list[tuple[list[str], list[str], bool]] = []
         self.notifications = FakeNotificationStore(self)
+        self.created_queues: set[str] = set()
+        self.sla_seen: dict[str, SlaSeen] = {}
 
     # -- arranging --
 
@@ -140,6 +143,22 @@ class FakeRoutingStore(RoutingStore):
 
     async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
         self.webhooks.append(webhook)
+
+    # -- queues people work --
+
+    async def record_sla_seen(self, session: AsyncSession, seen: Sequence[SlaSeen]) -> None:
+        for row in seen:
+            if row.lead_id not in self.sla_seen or self.sla_seen[row.lead_id].at <= row.at:
+                self.sla_seen[row.lead_id] = row
+
+    async def lead_queue(self, session: AsyncSession, lead_id: str) -> str | None:
+        return self.queues.get(lead_id)
+
+    async def load_team(self, session: AsyncSession, team_id: str) -> domain.Team | None:
+        return self.teams.get(team_id)
+
+    async def queue_exists(self, session: AsyncSession, queue_id: str) -> bool:
+        return queue_id in self.created_queues
 
     # -- CRM touches --
 

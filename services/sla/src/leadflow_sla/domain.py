@@ -96,7 +96,7 @@ def stage_details(data: EventData) -> dict[str, Any]:
         return _compact(assignment_id=data.assignment_id,
                         owner_rep_id=data.owner.rep_id if data.owner else None,
                         owner_name=data.owner.name if data.owner else None,
-                        team_id=data.owner.team_id if data.owner else None,
+                        team_id=routed_team_id(data),
                         queue=data.queue, reason=data.reason, rule_id=data.rule_id, strategy=data.strategy,
                         tier=data.tier, reroute=data.reroute or None, reroute_reason=data.reroute_reason,
                         previous_owner_rep_id=data.previous_owner_rep_id, escalated=data.escalated or None)
@@ -587,7 +587,7 @@ def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
     elif isinstance(data, LeadScored):
         _scored(facts, changes, data, at)
     elif isinstance(data, LeadRouted):
-        changes.update(team_id=data.owner.team_id if data.owner else None,
+        changes.update(team_id=routed_team_id(data),
                        rep_id=data.owner.rep_id if data.owner else None)
         if data.tier is not None and facts.tier is None:
             changes["tier"] = data.tier
@@ -667,6 +667,12 @@ class SlaClock:
         return BusinessHours.model_validate(self.business_hours) if self.business_hours else None
 
 
+def routed_team_id(routed: LeadRouted) -> str | None:
+    """The routed lead's team: its owner's; for a lead waiting in a queue, the team whose fallback queue
+    it is, so the queue's clock follows that team's policy."""
+    return routed.owner.team_id if routed.owner else routed.team_id
+
+
 def opens_clock(routed: LeadRouted, routed_before: bool) -> bool:
     """A repeat fill that kept the owner of a lead already routed leaves its clock as it is: running,
     it keeps its deadline; stopped, the rep is working the lead and a fresh clock would breach and
@@ -694,7 +700,7 @@ def new_clock(
             changes["sla_outcome"] = "met" if touched_at <= plan.due_at else "breached"
     clock = SlaClock(
         id=clock_id, lead_id=routed.lead_id, routed_event_id=evt.id, tier=tier,
-        team_id=routed.owner.team_id if routed.owner else None,
+        team_id=routed_team_id(routed),
         owner_rep_id=routed.owner.rep_id if routed.owner else None, policy_id=policy.id,
         correlation_id=evt.correlation_id, lead_captured_at=facts.captured_at,
         target_seconds=policy.target_seconds, warning_ratio=policy.warning_ratio, breach_limit=policy.breach_limit,

@@ -88,7 +88,7 @@ async def open_clock(
         return {}
     store = uow.deps.store
     tier = domain.clock_tier(routed, facts)
-    team_id = routed.owner.team_id if routed.owner else None
+    team_id = domain.routed_team_id(routed)
     rep_id = routed.owner.rep_id if routed.owner else None
     policies, owner_hours = await store.active_policies(uow.session, tier, rep_id)
     policy, calendar = domain.policy_for(policies, tier, team_id, owner_hours)
