@@ -235,3 +235,17 @@ def test_source_of_the_active_model_looks_up_its_id_first(fake: FakeServices) ->
     fake.on("scoring", "GET", "/v1/admin/scoring-models/m-7/source", text="name: x\n")
     result = run(fake, "scoring-models", "source")
     assert (result.code, result.out) == (0, "name: x\n")
+
+
+def test_webhook_filters_are_sent_on_create_and_replaced_or_removed_on_update(fake: FakeServices) -> None:
+    fake.on("routing", "POST", "/v1/admin/webhooks/subscriptions", 201,
+            {"id": "sub_1", "url": "https://crm.example.com/h", "event_types": ["lead.mql"], "secret": "whsec_x"})
+    fake.on("routing", "PATCH", "/v1/admin/webhooks/subscriptions/sub_1", 200, {"id": "sub_1"})
+    run(fake, "webhooks", "create", "--url", "https://crm.example.com/h", "--event-type", "lead.mql",
+        "--tier", "hot", "--tier", "warm", "--form", "demo")
+    run(fake, "webhooks", "update", "sub_1", "--team", "emea")
+    run(fake, "webhooks", "update", "sub_1", "--no-filters")
+    bodies = [request[3] for request in fake.sent()]
+    assert bodies[0]["filters"] == {"tiers": ["hot", "warm"], "forms": ["demo"]}
+    assert bodies[1] == {"filters": {"teams": ["emea"]}}
+    assert bodies[2] == {"filters": {}}
