@@ -119,6 +119,9 @@ async def deliver_sla(event: Event[LeadSla] | Event[LeadSlaStarted], uow: UnitOf
 
 
 async def deliver_sla_started(events: list[Event[LeadSlaStarted]], uow: UnitOfWork[Deps]) -> None:
+    """One for every routing that opened a clock: while nobody subscribes, one statement a batch."""
+    if not await uow.deps.store.webhook_wanted(uow.session, [SLA_STARTED]):
+        return
     for event in events:
         await deliver_sla(event, uow)
 

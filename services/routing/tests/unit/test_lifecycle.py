@@ -68,7 +68,7 @@ async def test_nothing_is_queued_for_lifecycle_types_nobody_subscribes_to() -> N
 
 
 async def test_sla_notices_carry_the_due_time_and_the_lead_s_form_and_team() -> None:
-    store = routing_store()
+    store = routing_store(lifecycle.SLA_STARTED)
     await route(store, scored(is_mql=True, stage="mql", previous=None))
     due = NOW + timedelta(minutes=5)
     started = new_event(LeadSlaStarted(lead_id="lead-1", clock_id="c1", tier="hot", owner_rep_id="rep-a",
