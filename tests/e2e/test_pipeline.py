@@ -94,3 +94,30 @@ async def test_each_documented_activity_posted_to_capture_is_credited_by_scoring
             return any(f"x {activity_type}" in reason for reason in reasons)
 
         assert await eventually(credited), activity_type
+
+
+async def test_the_routed_webhook_carries_consent_custom_fields_and_message_from_the_form(
+    pipeline: Pipeline,
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    form = await pipeline.client.post(f"{pipeline.urls['capture']}/v1/admin/forms", headers=admin, json={
+        "key": "e2e-consent", "name": "Consent form", "required_fields": ["email"], "allowed_origins": ["*"],
+        "consent_required": True, "consent_text": "I agree to be contacted.", "consent_version": "2026-12"})
+    assert form.status_code == 201, form.text
+    response = await pipeline.client.post(f"{pipeline.urls['capture']}/v1/forms/e2e-consent/submissions", json={
+        "email": "ada@analytical-engines.com", "first_name": "Ada", "last_name": "Lovelace",
+        "company": "Analytical Engines", "message": "Please call after 3pm", "seats": "40", "consent": "yes",
+        "utm_source": "newsletter"})
+    assert response.status_code == 202, response.text
+    lead_id = response.json()["lead_id"]
+
+    async def routed() -> dict[str, Any] | None:
+        return next((d["payload"]["data"] for d in pipeline.receiver.deliveries
+                     if d["payload"]["type"] == "lead.routed" and d["payload"]["data"]["lead_id"] == lead_id), None)
+
+    record = (await eventually(routed))["lead"]
+    assert record["profile"]["first_name"] == "Ada" and record["profile"]["company"] == "Analytical Engines"
+    assert record["consent"]["text_version"] == "2026-12"
+    assert record["consent"]["text"] == "I agree to be contacted." and record["consent"]["given_at"]
+    assert record["custom_fields"] == {"seats": "40"} and record["message"] == "Please call after 3pm"
+    assert record["attribution"]["utm_source"] == "newsletter"

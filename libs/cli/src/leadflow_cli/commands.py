@@ -671,12 +671,15 @@ def add_webhooks(b: Builder) -> None:
     p.add_argument("--event-type", dest="event_types", action="append", required=True, metavar="TYPE",
                    help="e.g. lead.routed; repeat for more; '*' for all")
     p.add_argument("--description")
+    _filter_flags(p)
     p = r.action("update", hooks_update, "Change a subscription; --active re-enables one disabled by a 410")
     p.add_argument("subscription_id")
     p.add_argument("--url")
     p.add_argument("--event-type", dest="event_types", action="append", metavar="TYPE")
     p.add_argument("--description")
     _active_flags(p)
+    _filter_flags(p)
+    p.add_argument("--no-filters", action="store_true", help="remove the subscription's filters")
     p = r.action("delete", hooks_delete, "Remove a subscription (its delivery log stays readable)")
     p.add_argument("subscription_id")
     p = r.action("rotate-secret", hooks_rotate, "New signing secret; the old one keeps signing during the overlap")
@@ -710,15 +713,30 @@ def hooks_get(api: Api, args: argparse.Namespace) -> Output:
     return Output(api.get(args.service, f"{HOOKS}/subscriptions/{seg(args.subscription_id)}"))
 
 
+def _filter_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, dest in (("--tier", "tiers"), ("--team", "teams"), ("--form", "forms")):
+        parser.add_argument(flag, dest=dest, action="append", metavar=flag.upper().lstrip("-"),
+                            help=f"only leads of this {flag.lstrip('-')} (repeatable); replaces the old filters")
+
+
+def _filters(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    """The filters the flags name (None: none named)."""
+    named = {name: getattr(args, name) for name in ("tiers", "teams", "forms") if getattr(args, name)}
+    return named or None
+
+
 def hooks_create(api: Api, args: argparse.Namespace) -> Output:
-    body = {"url": args.url, "event_types": args.event_types, "description": args.description}
+    body: dict[str, Any] = {"url": args.url, "event_types": args.event_types, "description": args.description}
+    if _filters(args):
+        body["filters"] = _filters(args)
     created = api.post(args.service, f"{HOOKS}/subscriptions", body)
     return Output(created, message="the secret is shown only now: store it where the receiver can read it")
 
 
 def hooks_update(api: Api, args: argparse.Namespace) -> Output:
     body = {k: v for k, v in {"url": args.url, "event_types": args.event_types, "description": args.description,
-                              "active": args.active}.items() if v is not None}
+                              "active": args.active,
+                              "filters": {} if args.no_filters else _filters(args)}.items() if v is not None}
     return Output(api.patch(args.service, f"{HOOKS}/subscriptions/{seg(args.subscription_id)}",
                             _require_body(body, "a subscription")))
 

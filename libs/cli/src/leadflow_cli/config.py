@@ -24,7 +24,7 @@ REP_FIELDS = ("name", "email", "team_id", "territories", "weight", "daily_capaci
 QUEUE_FIELDS = ("name", "description")
 POLICY_FIELDS = ("name", "target_seconds", "warning_ratio", "breach_limit", "business_hours", "use_owner_hours",
                  "active")
-SUBSCRIPTION_FIELDS = ("url", "event_types", "description", "active")
+SUBSCRIPTION_FIELDS = ("url", "event_types", "description", "active", "filters")
 WEBHOOK_SERVICES = ("routing", "sla")
 
 CHANGE_COLUMNS = [("resource", "resource"), ("id", "id"), ("action", "action"), ("detail", "detail")]
@@ -261,7 +261,7 @@ def _import_webhooks(api: Api, changes: Changes, document: dict[str, Any]) -> No
                 detail = ""
                 if changes.writing:
                     created = api.post(service, "/v1/admin/webhooks/subscriptions", {
-                        k: wanted.get(k) for k in ("url", "event_types", "description")})
+                        k: wanted.get(k) for k in ("url", "event_types", "description", "filters")})
                     if wanted.get("active") is False:
                         api.patch(service, f"/v1/admin/webhooks/subscriptions/{seg(created['id'])}",
                                   {"active": False})

@@ -253,3 +253,17 @@ def test_a_queue_lists_its_leads_with_age_and_sla_and_a_lead_is_claimed_or_reass
     assert fake.sent("POST") == [
         ("routing", "POST", "/v1/leads/lead-1/claim", {"rep_id": "rep-ada"}),
         ("routing", "POST", "/v1/leads/lead-1/reassign", {"queue": "triage", "reason": "wrong territory"})]
+
+
+def test_webhook_filters_are_sent_on_create_and_replaced_or_removed_on_update(fake: FakeServices) -> None:
+    fake.on("routing", "POST", "/v1/admin/webhooks/subscriptions", 201,
+            {"id": "sub_1", "url": "https://crm.example.com/h", "event_types": ["lead.mql"], "secret": "whsec_x"})
+    fake.on("routing", "PATCH", "/v1/admin/webhooks/subscriptions/sub_1", 200, {"id": "sub_1"})
+    run(fake, "webhooks", "create", "--url", "https://crm.example.com/h", "--event-type", "lead.mql",
+        "--tier", "hot", "--tier", "warm", "--form", "demo")
+    run(fake, "webhooks", "update", "sub_1", "--team", "emea")
+    run(fake, "webhooks", "update", "sub_1", "--no-filters")
+    bodies = [request[3] for request in fake.sent()]
+    assert bodies[0]["filters"] == {"tiers": ["hot", "warm"], "forms": ["demo"]}
+    assert bodies[1] == {"filters": {"teams": ["emea"]}}
+    assert bodies[2] == {"filters": {}}

@@ -34,11 +34,12 @@ SENDERS: dict[str, tuple[str, ...]] = {
     "lead.delivered.v1": ("routing", "sla"),
     "lead.touched.v1": ("routing",),
     "lead.sla.v1": ("sla",),
+    "lead.sla_started.v1": ("sla",),
     "privacy.erasure_requested.v1": ("capture",),
     "privacy.erasure_completed.v1": SERVICES,
 }
 RECEIVERS: dict[str, tuple[str, ...]] = {
-    "lead.captured.v1": ("enrichment", "sla"),
+    "lead.captured.v1": ("enrichment", "routing", "sla"),
     "lead.activity.v1": ("scoring", "sla"),
     "lead.enriched.v1": ("scoring", "sla"),
     "lead.scored.v1": ("routing", "sla"),
@@ -46,6 +47,7 @@ RECEIVERS: dict[str, tuple[str, ...]] = {
     "lead.delivered.v1": ("sla",),
     "lead.touched.v1": ("scoring", "sla"),
     "lead.sla.v1": ("routing", "sla"),
+    "lead.sla_started.v1": ("routing",),
     "privacy.erasure_requested.v1": SERVICES,
     "privacy.erasure_completed.v1": ("capture",),
 }
@@ -58,6 +60,7 @@ SUMMARIES: dict[str, str] = {
     "lead.delivered.v1": "A webhook delivery's outcome (delivered / failed / dead)",
     "lead.touched.v1": "Accepted, contacted, meeting booked, disqualified, converted (the CRM's callback)",
     "lead.sla.v1": "An SLA warning or breach of a first-touch clock",
+    "lead.sla_started.v1": "A first-touch clock was opened: tier, owner or queue, due time (routing tells the CRM)",
     "privacy.erasure_requested.v1": "Erase a person: their normalized email and every lead id of their fills",
     "privacy.erasure_completed.v1": "One service erased its rows of the request (rows_erased)",
 }

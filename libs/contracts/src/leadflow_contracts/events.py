@@ -50,6 +50,7 @@ class Consent(BaseModel):
 
     given: bool
     text_version: str | None = None
+    text: str | None = Field(default=None, description="The consent text the person agreed to (that version's)")
     given_at: datetime | None = None
     ip: str | None = None
 
@@ -168,6 +169,7 @@ class LeadEnriched(EventData):
     attribution: Attribution = Field(default_factory=Attribution)
     custom_fields: dict[str, str] = Field(default_factory=dict)
     visitor_id: str | None = None
+    consent: Consent | None = Field(default=None, description="As capture recorded it with the fill")
 
 
 class LeadScored(EventData):
@@ -191,6 +193,10 @@ class LeadScored(EventData):
     account: AccountMatch | None = None
     quality: DataQuality | None = None
     attribution: Attribution = Field(default_factory=Attribution)
+    # Carried along from the lead's form fill, so routing hands the CRM the whole record.
+    consent: Consent | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    message: str | None = Field(default=None, description="The message the person typed in the form")
 
 
 class LeadRouted(EventData):
@@ -261,6 +267,25 @@ class LeadSla(EventData):
     escalate: bool = False
 
 
+class LeadSlaStarted(EventData):
+    """A first-touch clock was opened (sla owns the policies, so this is where a lead's due time is
+    known); routing hands it to the CRM as the ``lead.sla.started`` webhook."""
+
+    EVENT_TYPE: ClassVar[str] = "lead.sla_started.v1"
+
+    lead_id: str
+    clock_id: str
+    tier: PriorityTier
+    owner_rep_id: str | None = None
+    team_id: str | None = None
+    queue: str | None = None
+    started_at: datetime
+    due_at: datetime
+    warning_at: datetime | None = None
+    target_seconds: int | None = None
+    assignment_id: str | None = Field(default=None, description="The lead.routed assignment that opened it")
+
+
 class LeadDelivered(EventData):
     EVENT_TYPE: ClassVar[str] = "lead.delivered.v1"
 
@@ -305,6 +330,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "lead.activity.v1": LeadActivity,
     "lead.touched.v1": LeadTouched,
     "lead.sla.v1": LeadSla,
+    "lead.sla_started.v1": LeadSlaStarted,
     "lead.delivered.v1": LeadDelivered,
     "privacy.erasure_requested.v1": PrivacyErasureRequested,
     "privacy.erasure_completed.v1": PrivacyErasureCompleted,
@@ -318,6 +344,7 @@ TOPIC_OF: dict[str, str] = {
     "lead.activity.v1": topics.ACTIVITY,
     "lead.touched.v1": topics.TOUCHED,
     "lead.sla.v1": topics.SLA,
+    "lead.sla_started.v1": topics.SLA,
     "lead.delivered.v1": topics.DELIVERED,
     "privacy.erasure_requested.v1": topics.PRIVACY,
     "privacy.erasure_completed.v1": topics.PRIVACY,

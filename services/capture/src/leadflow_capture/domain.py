@@ -349,7 +349,8 @@ def activity_key(data: LeadActivity, person_secret: bytes) -> str:
 def consent_record(form: FormDefinition, submission: Submission, now: datetime, ip: str | None) -> Consent | None:
     if not submission.consent_given:
         return None
-    return Consent(given=True, text_version=form.consent_version, given_at=now, ip=ip)
+    return Consent(given=True, text_version=form.consent_version, text=form.consent_text, given_at=now,
+                   ip=ip)
 
 
 def normalize_origin(origin: str) -> str:

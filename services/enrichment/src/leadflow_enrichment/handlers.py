@@ -161,6 +161,7 @@ async def enrich_captured_lead(event: Event[LeadCaptured], uow: UnitOfWork[Deps]
         attribution=captured.attribution,
         custom_fields=custom_fields,
         visitor_id=captured.visitor_id,
+        consent=captured.consent,
     )
     # Keyed by the canonical lead, so every event about one person stays in order downstream.
     await uow.publish(follow_up(event, enriched, source=SOURCE, subject=fill.lead_id, time=fill.enriched_at))

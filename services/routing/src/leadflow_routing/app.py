@@ -7,6 +7,7 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.privacy import privacy_router
 from leadflow_kit.retention import webhook_rules
 from leadflow_kit.webhooks import webhook_admin_router, webhook_dispatcher
+from leadflow_routing import lifecycle
 from leadflow_routing.admin import admin_router, rules_router
 from leadflow_routing.api import leads_router
 from leadflow_routing.bootstrap import bootstrap
@@ -31,7 +32,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             queues_router,
             admin_router,
             rules_router,
-            webhook_admin_router(),
+            webhook_admin_router(event_types=lifecycle.EVENT_TYPES),
             privacy_router(PERSONAL_DATA),
             notifications_router,
         ],

@@ -1,11 +1,12 @@
-"""Routing's event subscriptions: scored leads are routed, SLA breaches re-routed."""
+"""Routing's event subscriptions: scored leads are routed, SLA breaches re-routed; captured leads and
+SLA clocks become the CRM's lifecycle webhooks."""
 
 from __future__ import annotations
 
-from leadflow_contracts import LeadScored, LeadSla, topics
+from leadflow_contracts import LeadCaptured, LeadScored, LeadSla, LeadSlaStarted, topics
 from leadflow_kit.consumer import EventConsumer
 from leadflow_kit.privacy import subscribe_erasures
-from leadflow_routing import handlers
+from leadflow_routing import handlers, lifecycle
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.privacy import PERSONAL_DATA
 
@@ -14,5 +15,8 @@ def build_consumer() -> EventConsumer[Deps]:
     consumer = EventConsumer[Deps]("routing")
     consumer.subscribe(topics.SCORED, LeadScored)(handlers.route_scored_leads)
     consumer.subscribe(topics.SLA, LeadSla)(handlers.reroute_on_breaches)
+    # Only for the CRM's lifecycle webhooks (lifecycle.py), off the routing path.
+    consumer.subscribe(topics.CAPTURED, LeadCaptured)(lifecycle.deliver_captured)
+    consumer.subscribe(topics.SLA, LeadSlaStarted)(lifecycle.deliver_sla_started)
     subscribe_erasures(consumer, PERSONAL_DATA)
     return consumer

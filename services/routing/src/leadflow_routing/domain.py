@@ -790,8 +790,14 @@ def lead_routed(
     )
 
 
+def decision_team(decision: Decision) -> str | None:
+    """The team a decision hands the lead to: the owner's, else the queue's."""
+    return decision.team_id or (decision.rep.team_id if decision.rep else None) or decision.fallback_team
+
+
 def webhook_data(scored: LeadScored, routed: LeadRouted, decision: Decision, now: datetime) -> dict[str, Any]:
-    """What the CRM receives: the lead, its enrichment, its score explained, the owner and why."""
+    """What the CRM receives: the person, their consent and what they filled in, its enrichment, its
+    score explained, the owner and why. The SLA due time is sla's to know: ``lead.sla.started``."""
     return {
         "lead_id": routed.lead_id,
         "lead": {
@@ -801,6 +807,9 @@ def webhook_data(scored: LeadScored, routed: LeadRouted, decision: Decision, now
             "attribution": scored.attribution.model_dump(mode="json"),
             "lifecycle_stage": scored.lifecycle_stage,
             "duplicate_of": scored.duplicate_of,
+            "consent": scored.consent.model_dump(mode="json", exclude={"ip"}) if scored.consent else None,
+            "custom_fields": scored.custom_fields,
+            "message": scored.message,
         },
         "enrichment": {
             "account": scored.account.model_dump(mode="json") if scored.account else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla, LeadTouch
 from leadflow_contracts.events import TouchType
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_routing import domain, sla_states
+from leadflow_routing import domain, lifecycle, sla_states
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
@@ -31,9 +31,8 @@ from leadflow_routing.store import RoutingStore, RulesetKey, StoredLead, Touch, 
 log = logging.getLogger(__name__)
 
 SOURCE = "routing"
-WEBHOOK_EVENT_TYPE = "lead.routed"
-# A repeat fill of a lead already routed tells the CRM what changed; the hand-off is not restarted.
-WEBHOOK_UPDATE_EVENT_TYPE = "lead.updated"
+WEBHOOK_EVENT_TYPE = lifecycle.ROUTED
+WEBHOOK_UPDATE_EVENT_TYPE = lifecycle.UPDATED
 CLOSING_TOUCHES: frozenset[str] = frozenset({"converted", "disqualified"})
 
 
@@ -51,6 +50,7 @@ async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[De
     await claim_for_scored(events, uow)
     for event in one_at_a_time(events):
         await route_scored_lead(event, uow, uow.now())
+        await lifecycle.deliver_scored(event, uow, uow.now())
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
@@ -58,6 +58,7 @@ async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps
     await sla_states.record_sla_states(events, uow)
     await claim_for_breaches(events, uow)
     for event in one_at_a_time(events):
+        await lifecycle.deliver_sla(event, uow)
         await reroute_on_breach(event, uow, uow.now())
 
 
@@ -341,6 +342,7 @@ async def apply_decision(
     await store.enqueue_webhook(uow.session, WebhookRequest(
         WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
         domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id, event.lead_captured_at,
+        lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
     ))
     if not refill:
         await notify_routed(uow, lead.scored, event, now)
@@ -415,6 +417,8 @@ async def record_touch(uow: UnitOfWork[Deps], crm: CrmTouch) -> TouchRecorded:
         lead_id=lead_id, touch_id=touch.id, touch_type=crm.touch_type, occurred_at=touch.occurred_at,
         rep_id=crm.rep_id or owner, reason=crm.reason, integration=crm.integration, owner_mismatch=mismatch,
     )
-    await uow.publish(new_event(touched, source=SOURCE, subject=lead_id, correlation_id=lead.correlation_id,
-                                lead_captured_at=lead.lead_captured_at, time=now))
+    touched_event = new_event(touched, source=SOURCE, subject=lead_id, correlation_id=lead.correlation_id,
+                              lead_captured_at=lead.lead_captured_at, time=now)
+    await uow.publish(touched_event)
+    await lifecycle.deliver_touched(uow, lead, touched_event, now)
     return TouchRecorded(touch.id, lead_id, crm.touch_type, owner, mismatch)

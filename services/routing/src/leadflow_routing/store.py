@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import LeadScored
 from leadflow_kit.db import driver_connection
-from leadflow_kit.webhooks import enqueue_webhook, subscription_table
+from leadflow_kit.webhooks import DeliveryFacts, enqueue_webhook, subscription_patterns, subscription_table
 from leadflow_routing import domain
 from leadflow_routing.schemas import (
     QueueCreate,
@@ -104,6 +104,20 @@ RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, b
     (SELECT original.team_id FROM lead original WHERE original.id = $6) AS original_team_id,
     (SELECT version FROM routing_ruleset WHERE active) AS ruleset_version,
     (SELECT created_at FROM routing_ruleset WHERE active) AS ruleset_created_at
+"""
+
+# Any subscription (disabled ones hold their deliveries) to one of the patterns.
+WEBHOOK_WANTED = (
+    "SELECT EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $1::varchar[])"
+)
+# The first time a lead is an MQL is noted once; the same statement reads its team and whether anyone
+# subscribes to the lifecycle types at all, so a lead nobody listens for costs this one statement.
+MARK_LIFECYCLE = """
+WITH before AS (SELECT id, mql_notified_at FROM lead WHERE id = $1 FOR UPDATE)
+UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN $3 THEN $2::timestamptz END)
+FROM before WHERE lead.id = before.id
+RETURNING lead.team_id, $3 AND before.mql_notified_at IS NULL AS first_mql,
+    EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $4::varchar[]) AS wanted
 """
 
 # Everything a decision changes, in one statement: the reps' counters and credits, the team's turn,
@@ -198,6 +212,10 @@ class StoredLead:
     breach_count: int
 
 
+def _patterns(event_types: Sequence[str]) -> list[str]:
+    return sorted({pattern for event_type in event_types for pattern in subscription_patterns(event_type)})
+
+
 def lead_from_row(row: Any, scored: LeadScored | None = None) -> StoredLead:
     return StoredLead(
         id=row["id"], scored=LeadScored.model_validate(row["data"]) if scored is None else scored,
@@ -269,6 +287,16 @@ class WebhookRequest:
     now: datetime
     correlation_id: str | None
     lead_captured_at: datetime | None
+    facts: DeliveryFacts | None = None
+
+
+@dataclass(frozen=True)
+class LifecycleMarks:
+    """What the lead.mql and lead.stage_changed webhooks need of the stored lead."""
+
+    team_id: str | None
+    first_mql: bool
+    wanted: bool
 
 
 @dataclass(frozen=True)
@@ -542,8 +570,31 @@ class RoutingStore:
     async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
         await enqueue_webhook(
             session, event_type=webhook.event_type, lead_id=webhook.lead_id, data=webhook.data, now=webhook.now,
-            correlation_id=webhook.correlation_id, lead_captured_at=webhook.lead_captured_at,
+            correlation_id=webhook.correlation_id, lead_captured_at=webhook.lead_captured_at, facts=webhook.facts,
         )
+
+    # -- lifecycle webhooks (lifecycle.py) --
+
+    async def webhook_wanted(self, session: AsyncSession, event_types: Sequence[str]) -> bool:
+        """Whether any subscription, active or not, would receive one of ``event_types``."""
+        conn = await driver_connection(session)
+        wanted: bool = await conn.fetchval(WEBHOOK_WANTED, _patterns(event_types))
+        return wanted
+
+    async def mark_lifecycle(
+        self, session: AsyncSession, lead_id: str, now: datetime, *, mql: bool, event_types: Sequence[str]
+    ) -> LifecycleMarks | None:
+        """Note the lead's first MQL moment (with ``mql``); its team, whether this was that first
+        moment, and whether any subscription wants ``event_types``. None for a lead never stored."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(MARK_LIFECYCLE, lead_id, now, mql, _patterns(event_types))
+        return LifecycleMarks(row["team_id"], row["first_mql"], row["wanted"]) if row else None
+
+    async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
+        """The stored lead, read without a lock (for a webhook's filters and payload)."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(f"SELECT {LEAD_SELECT} FROM lead WHERE id = $1", lead_id)
+        return lead_from_row(row) if row else None
 
     # -- CRM touches --
 

@@ -103,6 +103,8 @@ lead = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the lead.mql webhook went out: it is sent once, the first time the lead is an MQL.
+    Column("mql_notified_at", DateTime(timezone=True)),
 )
 
 # The last SLA warning or breach routing saw for each lead (from leads.sla): the state a queue's

@@ -21,6 +21,7 @@ from leadflow_routing.notifications.store import NewNotification, NotificationSt
 from leadflow_routing.settings import Settings
 from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.store import (
+    LifecycleMarks,
     RoutingStore,
     RulesetCache,
     RulesetKey,
@@ -45,6 +46,8 @@ class FakeRoutingStore(RoutingStore):
         self.assignments: list[domain.AssignmentWrite] = []
         self.owner_kept: list[tuple[str, str, Mapping[str, Any]]] = []
         self.webhooks: list[WebhookRequest] = []
+        self.subscribed: set[str] = set()  # the webhook types some subscription names
+        self.mql_notified: set[str] = set()
         self.touches: list[Touch] = []
         # Each batch's up-front lock of rows: (team ids, rep ids, with managers).
         self.claimed: list[tuple[list[str], list[str], bool]] = []
@@ -159,6 +162,23 @@ class FakeRoutingStore(RoutingStore):
 
     async def queue_exists(self, session: AsyncSession, queue_id: str) -> bool:
         return queue_id in self.created_queues
+
+    async def webhook_wanted(self, session: AsyncSession, event_types: Sequence[str]) -> bool:
+        return bool(self.subscribed & set(event_types))
+
+    async def mark_lifecycle(
+        self, session: AsyncSession, lead_id: str, now: datetime, *, mql: bool, event_types: Sequence[str]
+    ) -> LifecycleMarks | None:
+        lead = self.leads.get(lead_id)
+        if lead is None:
+            return None
+        first_mql = mql and lead_id not in self.mql_notified
+        if mql:
+            self.mql_notified.add(lead_id)
+        return LifecycleMarks(lead.team_id, first_mql, bool(self.subscribed & set(event_types)))
+
+    async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
+        return self.leads.get(lead_id)
 
     # -- CRM touches --
 

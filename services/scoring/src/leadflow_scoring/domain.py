@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow_contracts import AccountMatch, Attribution, DataQuality, LeadProfile, ScoreLine
+from leadflow_contracts import AccountMatch, Attribution, Consent, DataQuality, LeadContact, LeadProfile, ScoreLine
 from leadflow_kit.patterns import pattern_found
 from leadflow_scoring.model import (
     GRADES,
@@ -89,6 +89,9 @@ class LeadFields(BaseModel):
     quality: DataQuality | None = None
     attribution: Attribution = Field(default_factory=Attribution)
     custom_fields: dict[str, str] = Field(default_factory=dict)
+    # Not read by rules: passed along in lead.scored so routing can hand the CRM the whole record.
+    consent: Consent | None = None
+    original: LeadContact = Field(default_factory=LeadContact)
 
     @classmethod
     def of(cls, lead: BaseModel) -> LeadFields:

@@ -219,6 +219,9 @@ def _lead_scored(
         account=fields.account,
         quality=fields.quality,
         attribution=fields.attribution,
+        consent=fields.consent,
+        custom_fields=fields.custom_fields,
+        message=fields.original.message,
     )
 
 

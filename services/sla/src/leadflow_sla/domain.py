@@ -26,6 +26,7 @@ from leadflow_contracts import (
     LeadRouted,
     LeadScored,
     LeadSla,
+    LeadSlaStarted,
     LeadTouched,
 )
 
@@ -761,6 +762,14 @@ class Notice:
     lead_id: str
     threshold_at: datetime
     emitted_at: datetime
+
+
+def clock_started(clock: SlaClock, routed: LeadRouted) -> LeadSlaStarted:
+    return LeadSlaStarted(
+        lead_id=clock.lead_id, clock_id=clock.id, tier=clock.tier, owner_rep_id=clock.owner_rep_id,
+        team_id=clock.team_id, queue=routed.queue, started_at=clock.started_at, due_at=clock.due_at,
+        warning_at=clock.warning_at, target_seconds=clock.target_seconds, assignment_id=routed.assignment_id,
+    )
 
 
 def threshold_data(clock: SlaClock, kind: ThresholdKind, breach_number: int) -> LeadSla:

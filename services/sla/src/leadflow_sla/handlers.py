@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadSla, LeadTouched, new_event
+from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadSla, LeadTouched, follow_up, new_event
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
 from leadflow_sla import domain
@@ -94,6 +94,9 @@ async def open_clock(
     policy, calendar = domain.policy_for(policies, tier, team_id, owner_hours)
     clock, changes = domain.new_clock(str(uuid.uuid4()), evt, routed, facts, tier, policy, calendar)
     await store.insert_clock(uow.session, clock)
+    # The due time is known only here (sla owns the policies): routing hands it on to the CRM.
+    await uow.publish(follow_up(evt, domain.clock_started(clock, routed), source=SOURCE, subject=clock.lead_id,
+                                time=uow.now()))
     if routed_before:
         await store.supersede_older_clocks(uow.session, routed.lead_id)
     return changes

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.db import driver_connection
-from leadflow_kit.webhooks import enqueue_webhook
+from leadflow_kit.webhooks import DeliveryFacts, enqueue_webhook
 from leadflow_sla import domain
 from leadflow_sla.domain import (
     BusinessHours,
@@ -315,6 +315,7 @@ class SlaStore:
             session, event_type=notification.event_type, lead_id=notification.lead_id, data=notification.data,
             now=now, correlation_id=notification.correlation_id, lead_captured_at=notification.lead_captured_at,
             extra={"text": notification.text},
+            facts=DeliveryFacts(tier=notification.data.get("tier"), team=notification.data.get("team_id")),
         )
 
     async def open_clock_counts(self, session: AsyncSession) -> dict[str, int]:

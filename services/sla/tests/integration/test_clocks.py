@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leadflow_contracts import LeadRouted, LeadTouched, RoutedOwner, topics
+from leadflow_contracts import LeadRouted, LeadSla, LeadTouched, RoutedOwner, topics
 from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
@@ -71,7 +71,8 @@ async def test_a_hot_clock_warns_at_four_minutes_breaches_at_five_and_restarts_o
     clock.set(rerouted_at + 300 * SECOND)
     assert [f.kind for f in await scheduler.fire_due()] == ["warning", "breach"]
 
-    events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id, 4)
+    events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id and e.type == LeadSla.EVENT_TYPE,
+                                   4)
     assert [(e.data.kind, e.data.owner_rep_id, e.data.breach_count, e.data.escalate) for e in events] == [
         ("warning", "rep-ada", 0, False),
         ("breach", "rep-ada", 1, False),
@@ -129,7 +130,8 @@ async def test_a_restart_loses_no_clock(sla_env: Any, apps: Any) -> None:
 
     assert await sla_env.eventually(breached) == ["warning", "breach"]
     assert await app_deps(second).scheduler.fire_due() == []
-    events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id, 2)
+    events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id and e.type == LeadSla.EVENT_TYPE,
+                                   2)
     assert [e.data.kind for e in events] == ["warning", "breach"]
 
 

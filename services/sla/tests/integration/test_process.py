@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from leadflow_contracts import LeadRouted, RoutedOwner, topics
+from leadflow_contracts import LeadRouted, LeadSla, RoutedOwner, topics
 
 DEV_KEY = {"Authorization": "Bearer dev-admin-key"}
 
@@ -41,7 +41,8 @@ async def test_a_killed_process_keeps_its_clocks(sla_env: Any) -> None:
         await asyncio.sleep(5)  # the deadline passes while nothing runs
         await infra.restart_service("sla")
 
-        events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id, 2, timeout=30, settle=1.0)
+        events = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id and e.type == LeadSla.EVENT_TYPE,
+                                       2, timeout=30, settle=1.0)
         assert [e.data.kind for e in events] == ["warning", "breach"]
         async with httpx.AsyncClient(base_url=config.url, headers=DEV_KEY, timeout=5.0) as client:
             async def on_timeline() -> Any:

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leadflow_contracts import LeadRouted, RoutedOwner, topics
+from leadflow_contracts import LeadRouted, LeadSla, RoutedOwner, topics
 from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
@@ -75,7 +75,8 @@ async def test_two_replicas_emit_each_threshold_once(sla_env: Any, apps: Any) ->
     assert notices[0]["n"] == expected
     # Every threshold leaves as exactly one event: the 60 routed through Kafka and the 1,000 due bulk clocks.
     wanted = {*lead_ids, *(f"bulk-lead-{n}" for n in range(1, BULK_DUE + 1))}
-    events = await sla_env.collect(topics.SLA, lambda e: e.subject in wanted, expected, timeout=60, settle=1.0)
+    events = await sla_env.collect(topics.SLA, lambda e: e.subject in wanted and e.type == LeadSla.EVENT_TYPE,
+                                   expected, timeout=60, settle=1.0)
     per_threshold = Counter((e.data.clock_id, e.data.kind) for e in events)
     assert len(per_threshold) == expected
     assert set(per_threshold.values()) == {1}

@@ -27,12 +27,16 @@ Wiring, in a service::
     # first migration, then the later revisions' steps in theirs
     create_webhook_tables(op)
     upgrade_webhook_tables_2(op)
+    upgrade_webhook_tables_3(op)
     # settings.py
     class Settings(WebhookSettings): ...
     # bootstrap / app
     metrics = WebhookMetrics(platform.metrics.registry)
     background = [webhook_dispatcher(platform, metrics)]
-    routers = [webhook_admin_router(read_scope=..., write_scope=...)]
+    routers = [webhook_admin_router(read_scope=..., write_scope=..., event_types=SENT_TYPES)]
+
+Subscriptions may filter on the lead's tier, team and form: the service passes a ``DeliveryFacts``
+to ``enqueue_webhook``, and only subscriptions whose filters it passes get a delivery.
 """
 
 from leadflow_kit.webhooks.admin import webhook_admin_router
@@ -49,7 +53,14 @@ from leadflow_kit.webhooks.signing import (
     signature_header,
     signed_headers,
 )
-from leadflow_kit.webhooks.store import WEBHOOK_CHANNEL, WebhookStore, enqueue_webhook, webhook_transaction
+from leadflow_kit.webhooks.store import (
+    WEBHOOK_CHANNEL,
+    DeliveryFacts,
+    SubscriptionFilter,
+    WebhookStore,
+    enqueue_webhook,
+    webhook_transaction,
+)
 from leadflow_kit.webhooks.tables import (
     WebhookTables,
     attempt_table,
@@ -57,17 +68,21 @@ from leadflow_kit.webhooks.tables import (
     define_webhook_tables,
     delivery_table,
     downgrade_webhook_tables_2,
+    downgrade_webhook_tables_3,
     drop_webhook_tables,
     subscription_table,
     upgrade_webhook_tables_2,
+    upgrade_webhook_tables_3,
 )
 
 __all__ = [
     "ALL_EVENT_TYPES",
     "WEBHOOK_CHANNEL",
     "AttemptOutcome",
+    "DeliveryFacts",
     "DeliveryStatus",
     "NextStep",
+    "SubscriptionFilter",
     "WebhookDispatcher",
     "WebhookMetrics",
     "WebhookSettings",
@@ -79,6 +94,7 @@ __all__ = [
     "define_webhook_tables",
     "delivery_table",
     "downgrade_webhook_tables_2",
+    "downgrade_webhook_tables_3",
     "drop_webhook_tables",
     "enqueue_webhook",
     "new_secret",
@@ -91,6 +107,7 @@ __all__ = [
     "subscription_patterns",
     "subscription_table",
     "upgrade_webhook_tables_2",
+    "upgrade_webhook_tables_3",
     "webhook_admin_router",
     "webhook_dispatcher",
     "webhook_payload",

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from leadflow_kit.auth import require_scope
 from leadflow_kit.egress import destination_refusal, parse_url
 from leadflow_kit.errors import FieldError
 from leadflow_kit.platform import PlatformDep
+from leadflow_kit.webhooks.payload import subscription_patterns
 from leadflow_kit.webhooks.policy import DeliveryStatus
 from leadflow_kit.webhooks.schemas import (
     AttemptPublic,
@@ -28,12 +30,19 @@ from leadflow_kit.webhooks.schemas import (
     SecretRotated,
     SubscriptionCreate,
     SubscriptionCreated,
+    SubscriptionFilters,
     SubscriptionPublic,
     SubscriptionUpdate,
 )
 from leadflow_kit.webhooks.settings import WebhookSettings, webhook_settings
 from leadflow_kit.webhooks.signing import new_secret
-from leadflow_kit.webhooks.store import DeliveryRow, SubscriptionRow, WebhookStore, webhook_transaction
+from leadflow_kit.webhooks.store import (
+    DeliveryRow,
+    SubscriptionFilter,
+    SubscriptionRow,
+    WebhookStore,
+    webhook_transaction,
+)
 
 
 def _settings(platform: PlatformDep) -> WebhookSettings:
@@ -48,11 +57,15 @@ def webhook_admin_router(
     read_scope: str = "webhooks:read",
     write_scope: str = "webhooks:write",
     prefix: str = "/v1/admin/webhooks",
+    event_types: Collection[str] | None = None,
 ) -> APIRouter:
-    """Subscriptions (secret shown once, rotation), the delivery log and replay."""
+    """Subscriptions (secret shown once, rotation), the delivery log and replay.
+
+    ``event_types``: the types the service sends; a subscription naming anything else (or a pattern
+    that matches none of them) is refused with a 422. None accepts any type."""
     router = APIRouter(prefix=prefix, tags=["webhooks"])
     readable = [Depends(require_scope(read_scope))]
-    writable = [Depends(require_scope(write_scope))]
+    writable = [Depends(require_scope(write_scope)), Depends(_event_types_checker(event_types))]
     router.add_api_route(
         "/subscriptions", create_subscription, methods=["POST"], status_code=201,
         response_model=SubscriptionCreated, dependencies=writable,
@@ -87,6 +100,37 @@ def webhook_admin_router(
     return router
 
 
+def _event_types_checker(known: Collection[str] | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing a body whose ``event_types`` names a type the service never sends."""
+    async def check(request: Request) -> None:
+        if known is None or request.method not in ("POST", "PATCH"):
+            return
+        try:
+            body = await request.json()
+        except ValueError:
+            return  # the route's own body parsing answers it
+        names = body.get("event_types") if isinstance(body, dict) else None
+        if not isinstance(names, list):
+            return
+        unknown = [name for name in names if isinstance(name, str) and not _sent(name, known)]
+        if unknown:
+            error = FieldError(field="event_types", code="unknown_event_type",
+                               message=f"unknown event type(s) {', '.join(sorted(unknown))}; "
+                                       f"one of {', '.join(sorted(known))} (or a pattern such as 'lead.*', '*')")
+            raise HTTPException(422, detail={"detail": "The request is invalid; see errors.",
+                                              "errors": [error.model_dump()]})
+    return check
+
+
+def _sent(name: str, known: Collection[str]) -> bool:
+    """Whether a subscription naming ``name`` would receive any of the ``known`` types."""
+    return any(name in subscription_patterns(event_type) for event_type in known)
+
+
+def _filter(filters: SubscriptionFilters | None) -> SubscriptionFilter | None:
+    return None if filters is None else SubscriptionFilter(filters.tiers, filters.teams, filters.forms)
+
+
 async def create_subscription(
     body: SubscriptionCreate, platform: PlatformDep, settings: SettingsDep
 ) -> SubscriptionCreated:
@@ -97,7 +141,7 @@ async def create_subscription(
         row = await store.create_subscription(
             subscription_id=f"sub_{uuid.uuid4().hex[:20]}", url=body.url, description=body.description,
             event_types=sorted(set(body.event_types)), secret_ciphertext=settings.secret_box().encrypt(secret),
-            now=now,
+            now=now, filters=_filter(body.filters),
         )
     return SubscriptionCreated(**_subscription_public(row).model_dump(), secret=secret)
 
@@ -124,7 +168,7 @@ async def update_subscription(
     async with webhook_transaction(platform.db) as store:
         current = await _existing_subscription(store, subscription_id)
         await store.update_subscription(subscription_id, now, url=body.url, description=body.description,
-                                        event_types=event_types)
+                                        event_types=event_types, filters=_filter(body.filters))
         if body.active is True and not current.active:
             await store.enable_subscription(subscription_id, now)
         elif body.active is False and current.active:
@@ -226,7 +270,9 @@ def _no_delivery(webhook_id: str) -> HTTPException:
 
 
 def _subscription_public(row: SubscriptionRow) -> SubscriptionPublic:
-    return SubscriptionPublic.model_validate(row, from_attributes=True)
+    public = SubscriptionPublic.model_validate(row, from_attributes=True)
+    public.filters = SubscriptionFilters(tiers=row.filter_tiers, teams=row.filter_teams, forms=row.filter_forms)
+    return public
 
 
 def _delivery_public(row: DeliveryRow) -> DeliveryPublic:

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from leadflow_kit.egress import parse_url
+
+FilterValues = list[Annotated[str, StringConstraints(min_length=1, max_length=100)]]
+
+
+class SubscriptionFilters(BaseModel):
+    """Which leads a subscription hears about; a property left out (or null) does not filter. A lead
+    passes when each property given lists its value: a lead without a value (no team yet, say) does
+    not pass a filter on it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"tiers": ["hot", "warm"], "teams": ["team_emea"], "forms": ["demo-request"]}]})
+
+    tiers: FilterValues | None = Field(default=None, min_length=1, max_length=100,
+                                       description="Priority tiers (hot, warm, cold)")
+    teams: FilterValues | None = Field(default=None, min_length=1, max_length=100,
+                                       description="Team ids (the owner's team, or the queue's)")
+    forms: FilterValues | None = Field(default=None, min_length=1, max_length=100,
+                                       description="Form keys of the lead's fill")
 
 
 class SubscriptionCreate(BaseModel):
@@ -16,6 +34,7 @@ class SubscriptionCreate(BaseModel):
                                  "reserved address")
     event_types: list[str] = Field(min_length=1, examples=[["lead.routed"]])
     description: str | None = None
+    filters: SubscriptionFilters | None = Field(default=None, description="None: every lead")
 
     @field_validator("url")
     @classmethod
@@ -32,6 +51,7 @@ class SubscriptionUpdate(BaseModel):
     event_types: list[str] | None = Field(default=None, min_length=1)
     description: str | None = None
     active: bool | None = None
+    filters: SubscriptionFilters | None = Field(default=None, description="Replaces the filters; {} removes them")
 
     @field_validator("url")
     @classmethod
@@ -53,6 +73,7 @@ class SubscriptionPublic(BaseModel):
     disabled_reason: str | None = None
     disabled_at: datetime | None = None
     previous_secret_expires_at: datetime | None = None
+    filters: SubscriptionFilters = Field(default_factory=SubscriptionFilters)
     created_at: datetime
     updated_at: datetime
 

@@ -43,6 +43,32 @@ class SubscriptionRow:
     deleted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    filter_tiers: list[str] | None = None
+    filter_teams: list[str] | None = None
+    filter_forms: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionFilter:
+    """A subscription's filters (None: that property does not filter)."""
+
+    tiers: Sequence[str] | None = None
+    teams: Sequence[str] | None = None
+    forms: Sequence[str] | None = None
+
+    def columns(self) -> dict[str, list[str] | None]:
+        return {f"filter_{name}": None if values is None else list(values)
+                for name, values in (("tiers", self.tiers), ("teams", self.teams), ("forms", self.forms))}
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What subscription filters test of a delivery: its lead's tier, team and form (None: unknown,
+    which passes no filter on that property)."""
+
+    tier: str | None = None
+    team: str | None = None
+    form: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +146,9 @@ def _typed(kind: type[R], row: _Columns) -> R:
 # lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
 _ENQUEUE = (
     "WITH subscriber AS (SELECT id, active FROM webhook_subscription WHERE deleted_at IS NULL "
-    "AND event_types && $1::varchar[]), "
+    "AND event_types && $1::varchar[] AND (filter_tiers IS NULL OR $9::varchar = ANY(filter_tiers)) "
+    "AND (filter_teams IS NULL OR $10::varchar = ANY(filter_teams)) "
+    "AND (filter_forms IS NULL OR $11::varchar = ANY(filter_forms))), "
     "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
     "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
     "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7, "
@@ -212,12 +240,14 @@ class WebhookStore:
         now: datetime,
         correlation_id: str | None,
         lead_captured_at: datetime | None,
+        facts: DeliveryFacts | None = None,
     ) -> list[str]:
-        """Queue ``payload`` for every subscription to ``event_type`` (held for a disabled one); the
-        new webhook ids, one per subscription. Dispatchers are woken at commit."""
+        """Queue ``payload`` for every subscription to ``event_type`` whose filters ``facts`` pass (held
+        for a disabled one); the new webhook ids, one per subscription. Dispatchers are woken at commit."""
+        facts = facts or DeliveryFacts()
         rows = await (await self._conn()).fetch(
             _ENQUEUE, subscription_patterns(event_type), event_type, lead_id, payload, correlation_id,
-            lead_captured_at, now, WEBHOOK_CHANNEL,
+            lead_captured_at, now, WEBHOOK_CHANNEL, facts.tier, facts.team, facts.form,
         )
         return [row["webhook_id"] for row in rows]
 
@@ -283,25 +313,28 @@ class WebhookStore:
 
     async def create_subscription(
         self, *, subscription_id: str, url: str, description: str | None, event_types: Sequence[str],
-        secret_ciphertext: str, now: datetime,
+        secret_ciphertext: str, now: datetime, filters: SubscriptionFilter | None = None,
     ) -> SubscriptionRow:
         s = subscription_table
         row = (await self.session.execute(
             insert(s)
             .values(id=subscription_id, url=url, description=description, event_types=list(event_types),
-                    secret_ciphertext=secret_ciphertext, created_at=now, updated_at=now)
+                    secret_ciphertext=secret_ciphertext, created_at=now, updated_at=now,
+                    **(filters or SubscriptionFilter()).columns())
             .returning(*s.c)
         )).one()
         return _typed(SubscriptionRow, row._mapping)
 
     async def update_subscription(
         self, subscription_id: str, now: datetime, *, url: str | None = None, description: str | None = None,
-        event_types: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None, filters: SubscriptionFilter | None = None,
     ) -> None:
-        """Change the fields given (None leaves a field as it is)."""
+        """Change the fields given (None leaves a field as it is; ``filters`` replaces all of them)."""
         changes: dict[str, Any] = {"url": url, "description": description,
                                    "event_types": None if event_types is None else list(event_types)}
         changes = {name: value for name, value in changes.items() if value is not None}
+        if filters is not None:
+            changes.update(filters.columns())
         if changes:
             s = subscription_table
             await self.session.execute(update(s).where(s.c.id == subscription_id).values(**changes, updated_at=now))
@@ -414,16 +447,18 @@ async def enqueue_webhook(
     correlation_id: str | None = None,
     lead_captured_at: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
+    facts: DeliveryFacts | None = None,
 ) -> list[str]:
-    """Queue ``event_type`` for every subscription to it, inside the caller's transaction: pending for
-    an active subscription, held for a disabled one (sent once it is enabled again).
+    """Queue ``event_type`` for every subscription to it whose filters ``facts`` pass, inside the
+    caller's transaction: pending for an active subscription, held for a disabled one (sent once it
+    is enabled again). Without ``facts`` only subscriptions without filters receive it.
 
     ``extra`` adds top-level fields beside type/timestamp/data (e.g. a chat-readable ``text``).
     Returns the webhook ids (one per subscription). The dispatcher is woken at commit.
     """
     return await WebhookStore(session).enqueue(
         event_type=event_type, lead_id=lead_id, payload=webhook_payload(event_type, data, now, extra), now=now,
-        correlation_id=correlation_id, lead_captured_at=lead_captured_at,
+        correlation_id=correlation_id, lead_captured_at=lead_captured_at, facts=facts,
     )
 
 

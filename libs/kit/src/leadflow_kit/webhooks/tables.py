@@ -33,6 +33,9 @@ from sqlalchemy import (
 from leadflow_kit.db import NAMING_CONVENTION
 from leadflow_kit.secretbox import SecretBox
 
+# What a subscription may filter its deliveries on (columns ``filter_<name>``).
+FILTER_PROPERTIES = ("tiers", "teams", "forms")
+
 
 @dataclass(frozen=True)
 class WebhookTables:
@@ -75,7 +78,13 @@ def _subscription(metadata: MetaData) -> Table:
         Column("deleted_at", DateTime(timezone=True)),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        *_revision_3_filter_columns(),
     )
+
+
+def _revision_3_filter_columns() -> list[Column[list[str]]]:
+    # NULL: no filter on that property; otherwise a delivery's value must be one of the list.
+    return [Column(f"filter_{name}", ARRAY(String(100))) for name in FILTER_PROPERTIES]
 
 
 def _delivery(metadata: MetaData) -> Table:
@@ -238,6 +247,17 @@ def downgrade_webhook_tables_2(op: Operations) -> None:
     op.drop_column("webhook_delivery", "leased_until")
     op.alter_column("webhook_subscription", "secret_ciphertext", new_column_name="secret")
     op.alter_column("webhook_subscription", "previous_secret_ciphertext", new_column_name="previous_secret")
+
+
+def upgrade_webhook_tables_3(op: Operations) -> None:
+    """Filters per subscription (tier, team, form), NULL where a subscription has none."""
+    for column in _revision_3_filter_columns():
+        op.add_column("webhook_subscription", column)
+
+
+def downgrade_webhook_tables_3(op: Operations) -> None:
+    for name in FILTER_PROPERTIES:
+        op.drop_column("webhook_subscription", f"filter_{name}")
 
 
 def _convert_secrets(op: Operations, conversion: Callable[[SecretBox], Callable[[str], str]]) -> None:

@@ -1,0 +1,138 @@
+"""The CRM's one subscription point for a lead's whole lifecycle: signed webhooks for capture, the
+first MQL moment, every stage change, routing, CRM touches and the SLA clock (started, warning,
+breach), each queued in the transaction of the event that caused it.
+
+Subscriptions may filter on the lead's tier, team and form (``DeliveryFacts``): a fact routing does
+not know yet (a captured lead has no tier or team) passes no filter on it. ``lead.routed`` itself is
+queued by ``handlers.apply_decision``; its payload is ``domain.webhook_data``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from leadflow_contracts import Event, LeadCaptured, LeadScored, LeadSla, LeadSlaStarted, LeadTouched
+from leadflow_kit.uow import UnitOfWork
+from leadflow_kit.webhooks import DeliveryFacts
+from leadflow_routing.bootstrap import Deps
+from leadflow_routing.store import StoredLead, WebhookRequest
+
+CAPTURED = "lead.captured"
+MQL = "lead.mql"
+STAGE_CHANGED = "lead.stage_changed"
+ROUTED = "lead.routed"
+# A repeat fill of a lead already routed tells the CRM what changed; the hand-off is not restarted.
+UPDATED = "lead.updated"
+TOUCHED = "lead.touched"
+SLA_STARTED = "lead.sla.started"
+SLA_WARNING = "lead.sla.warning"
+SLA_BREACH = "lead.sla.breach"
+
+# Every webhook type routing sends: a subscription naming another is refused.
+EVENT_TYPES: tuple[str, ...] = (CAPTURED, MQL, STAGE_CHANGED, ROUTED, UPDATED, TOUCHED, SLA_STARTED, SLA_WARNING,
+                                SLA_BREACH)
+
+
+def lead_facts(lead: StoredLead) -> DeliveryFacts:
+    return DeliveryFacts(tier=lead.scored.tier, team=lead.team_id, form=lead.scored.form_key)
+
+
+# -- lead.captured: from leads.captured -------------------------------------------------------
+
+
+async def deliver_captured(events: list[Event[LeadCaptured]], uow: UnitOfWork[Deps]) -> None:
+    """Queue ``lead.captured`` for each fill, unless nobody subscribes to it (one statement a batch then)."""
+    store, session = uow.deps.store, uow.session
+    if not await store.webhook_wanted(session, [CAPTURED]):
+        return
+    now = uow.now()
+    for event in events:
+        captured = event.data
+        await store.enqueue_webhook(session, WebhookRequest(
+            CAPTURED, captured.lead_id, captured.model_dump(mode="json"), now, event.correlation_id,
+            event.lead_captured_at, DeliveryFacts(form=captured.form_key),
+        ))
+
+
+# -- lead.mql and lead.stage_changed: from leads.scored --------------------------------------
+
+
+def stage_changed(scored: LeadScored) -> bool:
+    return scored.previous_stage is not None and scored.previous_stage != scored.lifecycle_stage
+
+
+async def deliver_scored(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> None:
+    """After the lead was routed (or its snapshot refreshed): ``lead.mql`` the first time it is an MQL,
+    ``lead.stage_changed`` whenever its lifecycle stage moved."""
+    scored, store = event.data, uow.deps.store
+    changed = stage_changed(scored)
+    if not scored.is_mql and not changed:
+        return
+    marks = await store.mark_lifecycle(uow.session, scored.lead_id, now, mql=scored.is_mql,
+                                       event_types=[MQL, STAGE_CHANGED])
+    if marks is None or not marks.wanted:
+        return
+    facts = DeliveryFacts(tier=scored.tier, team=marks.team_id, form=scored.form_key)
+    if marks.first_mql:
+        await store.enqueue_webhook(uow.session, WebhookRequest(
+            MQL, scored.lead_id, scored_data(scored, now), now, event.correlation_id, event.lead_captured_at, facts))
+    if changed:
+        await store.enqueue_webhook(uow.session, WebhookRequest(
+            STAGE_CHANGED, scored.lead_id, scored_data(scored, now), now, event.correlation_id,
+            event.lead_captured_at, facts))
+
+
+def scored_data(scored: LeadScored, now: datetime) -> dict[str, Any]:
+    """The lead as scoring saw it at this moment: who, the score explained, the stage move."""
+    return {
+        "lead_id": scored.lead_id,
+        "lifecycle_stage": scored.lifecycle_stage,
+        "previous_stage": scored.previous_stage,
+        "stage_changed_at": (scored.stage_changed_at or now).isoformat(),
+        "trigger": scored.trigger,
+        "form_key": scored.form_key,
+        "profile": scored.profile.model_dump(mode="json"),
+        "account": scored.account.model_dump(mode="json") if scored.account else None,
+        "score": {
+            "score": scored.score, "fit_grade": scored.fit_grade, "engagement_level": scored.engagement_level,
+            "tier": scored.tier, "is_mql": scored.is_mql, "model_version": scored.model_version,
+            "explanation": [line.model_dump(mode="json") for line in scored.breakdown],
+        },
+    }
+
+
+# -- lead.sla.*: from leads.sla ----------------------------------------------------------------
+
+
+async def deliver_sla(event: Event[LeadSla] | Event[LeadSlaStarted], uow: UnitOfWork[Deps]) -> None:
+    """Queue ``lead.sla.started``, ``lead.sla.warning`` or ``lead.sla.breach`` with the clock's due time."""
+    data, store = event.data, uow.deps.store
+    lead = await store.lead_for_webhook(uow.session, data.lead_id)
+    facts = DeliveryFacts(tier=data.tier, team=data.team_id or (lead.team_id if lead else None),
+                          form=lead.scored.form_key if lead else None)
+    event_type = SLA_STARTED if isinstance(data, LeadSlaStarted) else f"lead.sla.{data.kind}"
+    await store.enqueue_webhook(uow.session, WebhookRequest(
+        event_type, data.lead_id, {**data.model_dump(mode="json"), "event_id": event.id}, uow.now(),
+        event.correlation_id, event.lead_captured_at, facts,
+    ))
+
+
+async def deliver_sla_started(events: list[Event[LeadSlaStarted]], uow: UnitOfWork[Deps]) -> None:
+    """One for every routing that opened a clock: while nobody subscribes, one statement a batch."""
+    if not await uow.deps.store.webhook_wanted(uow.session, [SLA_STARTED]):
+        return
+    for event in events:
+        await deliver_sla(event, uow)
+
+
+# -- lead.touched: from the CRM touch route ---------------------------------------------------
+
+
+async def deliver_touched(
+    uow: UnitOfWork[Deps], lead: StoredLead, touched: Event[LeadTouched], now: datetime
+) -> None:
+    await uow.deps.store.enqueue_webhook(uow.session, WebhookRequest(
+        TOUCHED, lead.id, {**touched.data.model_dump(mode="json"), "owner_rep_id": lead.owner_rep_id}, now,
+        touched.correlation_id, touched.lead_captured_at, lead_facts(lead),
+    ))
