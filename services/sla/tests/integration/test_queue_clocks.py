@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leadflow_contracts import LeadRouted, RoutedOwner, topics
+from leadflow_contracts import LeadRouted, LeadSla, RoutedOwner, topics
 from leadflow_kit.app import app_deps
 from leadflow_kit.clock import FrozenClock
 
@@ -47,7 +47,7 @@ async def test_a_queued_lead_runs_its_teams_clock_and_a_claim_and_a_reassignment
     clock.set(t0 + 600 * SECOND)
     scheduler = app_deps(app).scheduler
     assert [f.kind for f in await scheduler.fire_due()] == ["warning", "breach"]
-    _, breach = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id, 2)
+    _, breach = await sla_env.collect(topics.SLA, lambda e: e.subject == lead_id and e.type == LeadSla.EVENT_TYPE, 2)
     assert (breach.data.kind, breach.data.owner_rep_id, breach.data.team_id) == ("breach", None, team)
     assert breach.data.started_at == t0 and breach.data.breach_count == 1
 
