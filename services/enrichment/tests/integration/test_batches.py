@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from leadflow_contracts import Event, LeadCaptured, LeadContact, decode, new_event
@@ -18,6 +17,7 @@ from leadflow_enrichment.handlers import enrich_captured_leads
 from leadflow_kit.clock import FrozenClock
 from leadflow_kit.db import driver_connection
 from leadflow_kit.uow import unit_of_work
+from leadflow_stack.testing import counting_statements
 
 from .conftest import enrichment_settings, new_env
 
@@ -60,20 +60,9 @@ async def enrichment_deps(infra: Any) -> AsyncIterator[Deps]:
 
 async def handle(deps: Deps, events: list[Event[LeadCaptured]]) -> int:
     """Handle ``events`` as one batch in one transaction; returns how many statements the handler ran."""
-    statements: list[str] = []
-
-    def count(record: Any) -> None:
-        # asyncpg's look-up of a type new to the connection (with jit switched off around it) is not the handler's.
-        if not any(internal in record.query for internal in ("typeinfo_tree", "'jit'")):
-            statements.append(record.query)
-
     async with unit_of_work(deps.platform, deps) as uow:
-        conn: asyncpg.Connection = await driver_connection(uow.session)
-        conn.add_query_logger(count)
-        try:
+        with counting_statements(await driver_connection(uow.session)) as statements:
             await enrich_captured_leads(events, uow)
-        finally:
-            conn.remove_query_logger(count)
     return len(statements)
 
 

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from leadflow_contracts import Event, decode
@@ -20,6 +19,7 @@ from leadflow_kit.uow import UnitOfWork, unit_of_work
 from leadflow_scoring import handlers
 from leadflow_scoring.bootstrap import Deps, bootstrap
 from leadflow_scoring.seed import install_initial_model
+from leadflow_stack.testing import counting_statements
 
 from .conftest import MIGRATIONS, activity, enriched, good_fit, scoring_settings, touched
 
@@ -45,20 +45,9 @@ async def scoring_deps(infra: Any) -> AsyncIterator[Deps]:
 
 async def handle(deps: Deps, handler: Handler, events: list[Event[Any]]) -> int:
     """Handle ``events`` as one batch in one transaction; returns how many statements the handler ran."""
-    statements: list[str] = []
-
-    def count(record: Any) -> None:
-        # asyncpg's look-up of a type new to the connection (with jit switched off around it) is not the handler's.
-        if not any(internal in record.query for internal in ("typeinfo_tree", "'jit'")):
-            statements.append(record.query)
-
     async with unit_of_work(deps.platform, deps) as uow:
-        conn: asyncpg.Connection = await driver_connection(uow.session)
-        conn.add_query_logger(count)
-        try:
+        with counting_statements(await driver_connection(uow.session)) as statements:
             await handler(events, uow)
-        finally:
-            conn.remove_query_logger(count)
     return len(statements)
 
 
