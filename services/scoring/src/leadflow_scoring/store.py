@@ -4,9 +4,8 @@ return typed values.
 The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
 a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg
 (docs/performance.md). A batch of events takes its locks in one statement, writes what its events bring
-in one (activities find their leads in one more), reads its leads (rows, active model, activities) in one
-and stores the new scores in one, whatever its size. The admin
-queries (model versions, reads, dry runs) use SQLAlchemy Core.
+in one, reads its leads (rows, active model, activities) in one and stores the new scores in one, whatever
+its size. The admin queries (model versions, reads, dry runs) use SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -322,37 +321,53 @@ UNION ALL
 SELECT activity_id, n FROM credited
 """
 
-# What a batch of activities needs to find their leads, under the identity locks the handler holds: the
-# identities they name, and which of them were recorded before.
-LOOK_UP_ACTIVITIES = """
-SELECT i.kind, i.value, i.lead_id
-FROM unnest($1::text[], $2::text[]) AS k(kind, value)
-JOIN lead_identity AS i ON i.kind = k.kind AND i.value = k.value
-UNION ALL
-SELECT NULL, activity_id, NULL FROM activity WHERE activity_id = ANY($3::text[])
-"""
-# A batch's new activities, the visitors they made known, and the locks of the leads they were credited to
-# (last, after the identity locks the handler holds, in the one order every lead lock is taken in).
+# A batch's activities, each kept once (the first of an id the batch repeats), credited to the lead its
+# identities name (lead id, then email, then visitor: a visitor an earlier activity of the batch made known
+# counts, as one by one), with the visitors they made known, and the locks of those leads (in the one order
+# every lead lock is taken in, after the identity locks the handler holds). The statement's snapshot only
+# reads identities those locks protect; what the leads' locks guard is read by the next statement. Returns,
+# for each activity kept now, its position and its lead (NULL while it waits for one).
 RECORD_ACTIVITIES = """
-WITH recorded AS (
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::text[], $9::timestamptz[]) WITH ORDINALITY
+        AS g(activity_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at, page_url, properties,
+             received_at, n)
+), fresh AS MATERIALIZED (
+    SELECT DISTINCT ON (g.activity_id) g.*,
+           COALESCE((SELECT lead_id FROM lead_identity WHERE kind = 'lead' AND value = NULLIF(g.wanted_lead_id, '')),
+                    (SELECT lead_id FROM lead_identity WHERE kind = 'email' AND value = NULLIF(g.email, '')))
+               AS named_lead_id,
+           (SELECT lead_id FROM lead_identity WHERE kind = 'visitor' AND value = NULLIF(g.visitor_id, ''))
+               AS visitor_lead_id
+    FROM given AS g
+    WHERE NOT EXISTS (SELECT 1 FROM activity AS a WHERE a.activity_id = g.activity_id)
+    ORDER BY g.activity_id, g.n
+), found AS MATERIALIZED (
+    SELECT f.*, COALESCE(f.named_lead_id, f.visitor_lead_id, (
+               SELECT e.named_lead_id FROM fresh AS e
+               WHERE e.visitor_id = NULLIF(f.visitor_id, '') AND e.named_lead_id IS NOT NULL AND e.n < f.n
+               ORDER BY e.n LIMIT 1)) AS lead_id
+    FROM fresh AS f
+), recorded AS (
     INSERT INTO activity (activity_id, lead_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at,
                           page_url, properties, received_at, credited_at)
     SELECT activity_id, lead_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at, page_url,
            properties::jsonb, received_at, CASE WHEN lead_id IS NOT NULL THEN received_at END
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-                $8::text[], $9::text[], $10::timestamptz[])
-        AS a(activity_id, lead_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at, page_url,
-             properties, received_at)
+    FROM found ORDER BY n
     ON CONFLICT DO NOTHING
 ), visitor AS (
     INSERT INTO lead_identity (kind, value, lead_id)
-    SELECT 'visitor', value, lead_id FROM unnest($11::text[], $12::text[]) WITH ORDINALITY AS v(value, lead_id, n)
-    ORDER BY v.n
+    SELECT 'visitor', visitor_id, lead_id FROM found
+    WHERE lead_id IS NOT NULL AND NULLIF(visitor_id, '') IS NOT NULL
+    ORDER BY n
     ON CONFLICT DO NOTHING
+), locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended('row:' || lead_id, 0))
+    FROM (SELECT DISTINCT lead_id FROM found WHERE lead_id IS NOT NULL) AS leads
+    ORDER BY lead_id COLLATE "C"
 )
-SELECT pg_advisory_xact_lock(hashtextextended('row:' || k, 0))
-FROM unnest($13::text[]) AS k
-ORDER BY k COLLATE "C"
+SELECT n, lead_id FROM found WHERE (SELECT count(*) FROM locked) >= 0
 """
 
 # Touched leads (the canonical one when the touched id was a duplicate fill), in the order given, and their
@@ -414,16 +429,6 @@ def _scored_lead(row: _Columns) -> ScoredLead:
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows as the parallel arrays ``unnest`` takes (``width`` empty ones for no rows)."""
     return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
-
-
-def _activity_identities(record: ActivityRecord) -> tuple[list[str], list[str]]:
-    return identities(("lead", record.lead_id), ("email", record.email), ("visitor", record.visitor_id))
-
-
-def _activity_row(record: ActivityRecord, lead_id: str | None) -> tuple[Any, ...]:
-    """$1-$10 of ``RECORD_ACTIVITIES``."""
-    return (record.activity_id, lead_id, record.lead_id, record.email, record.visitor_id, record.activity_type,
-            record.occurred_at, record.page_url, json.dumps(dict(record.properties)), record.received_at)
 
 
 def _lead_state(row: _Columns) -> LeadState:
@@ -535,34 +540,15 @@ class ScoringStore:
 
     async def record_activities(self, session: AsyncSession,
                                 records: Sequence[ActivityRecord]) -> list[RecordedActivity | None]:
-        """Keep each activity once, credited to the lead its identities name (lead id, then email, then visitor;
-        a visitor an earlier activity of the batch made known counts), and take the locks of those leads;
-        None for an activity kept before (or earlier in the batch)."""
-        conn = await driver_connection(session)
-        named = [key for record in records for key in zip(*_activity_identities(record), strict=True)]
-        rows = await conn.fetch(LOOK_UP_ACTIVITIES, *_columns(named, 2), [record.activity_id for record in records])
-        known = {(row["kind"], row["value"]): row["lead_id"] for row in rows if row["kind"] is not None}
-        seen = {row["value"] for row in rows if row["kind"] is None}
-        recorded: list[RecordedActivity | None] = []
-        new: list[tuple[ActivityRecord, str | None]] = []
-        visitors: list[tuple[str, str]] = []
-        for record in records:
-            if record.activity_id in seen:
-                recorded.append(None)
-                continue
-            seen.add(record.activity_id)
-            keys = zip(*_activity_identities(record), strict=True)
-            lead_id = next((known[key] for key in keys if key in known), None)
-            if lead_id is not None and record.visitor_id and ("visitor", record.visitor_id) not in known:
-                known[("visitor", record.visitor_id)] = lead_id
-                visitors.append((record.visitor_id, lead_id))
-            new.append((record, lead_id))
-            recorded.append(RecordedActivity(lead_id))
-        if new:
-            leads = sorted({lead_id for _, lead_id in new if lead_id is not None})
-            await conn.execute(RECORD_ACTIVITIES, *_columns([_activity_row(record, lead_id) for record, lead_id in new],
-                                                            10), *_columns(visitors, 2), leads)
-        return recorded
+        """Keep each activity once, credited to the lead its identities name (a visitor an earlier activity of
+        the batch made known counts), and take the locks of those leads; None for an activity kept before (or
+        earlier in the batch)."""
+        rows = await (await driver_connection(session)).fetch(RECORD_ACTIVITIES, *_columns([(
+            record.activity_id, record.lead_id, record.email, record.visitor_id, record.activity_type,
+            record.occurred_at, record.page_url, json.dumps(dict(record.properties)), record.received_at,
+        ) for record in records], 9))
+        kept = {row["n"] - 1: RecordedActivity(row["lead_id"]) for row in rows}
+        return [kept.get(position) for position in range(len(records))]
 
     async def lock_touched_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[str]:
         """The canonical lead of each touched lead id, in order, locked."""

@@ -107,7 +107,7 @@ class FakeScoringStore(ScoringStore):
 
     async def record_activities(self, session: AsyncSession,
                                 records: Sequence[ActivityRecord]) -> list[RecordedActivity | None]:
-        self.statements += 2
+        self.statements += 1
         return [self._record_activity(record) for record in records]
 
     def _record_activity(self, record: ActivityRecord) -> RecordedActivity | None:

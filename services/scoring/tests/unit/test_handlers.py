@@ -351,7 +351,7 @@ async def test_a_batch_of_fills_activities_and_touches_leaves_what_one_by_one_le
         [replace(w, event_id=None) for w in alone.store.changes]
     assert [e.data.lifecycle_stage for e in batched if e.subject == "lead-1"] == ["lead", "mql", "sal", "sql"]
     assert together.store.activities["act-3"].lead_id == "lead-3"
-    # Per batch: locks, what the events bring, the leads read, the scores written (activities find their leads
-    # in one statement more; no lead is read when none was credited); one by one, that many for each event.
-    assert together.store.statements == 3 + 4 + 5 + 4
+    # Per batch: locks, what the events bring, the leads read, the scores written (no lead is read when no
+    # activity was credited); one by one, that many for each event.
+    assert together.store.statements == 2 + 4 + 4 + 4
     assert alone.store.statements > 3 * together.store.statements
