@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -259,3 +260,24 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
     if code is not None:
         assert code in {e["code"] for e in body["errors"]}, body
     return body
+
+
+# asyncpg's own look-ups of a type new to the connection, with jit switched off around them.
+_DRIVER_INTERNALS = ("typeinfo_tree", "'jit'")
+
+
+@contextlib.contextmanager
+def counting_statements(conn: asyncpg.Connection) -> Iterator[list[str]]:
+    """The statements ``conn`` runs inside the block, in order (without the driver's own type look-ups): how
+    a test counts what a handler asks of the database."""
+    statements: list[str] = []
+
+    def count(record: Any) -> None:
+        if not any(internal in record.query for internal in _DRIVER_INTERNALS):
+            statements.append(record.query)
+
+    conn.add_query_logger(count)
+    try:
+        yield statements
+    finally:
+        conn.remove_query_logger(count)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
@@ -55,6 +55,11 @@ class NameIndex:
         return self.ids[int(position)], float(score)
 
 
+def _match_domains(profile: LeadProfile) -> list[str]:
+    candidates = (profile.company_domain, normalize.registrable_domain(profile.email_domain))
+    return list(dict.fromkeys(d for d in candidates if d and not normalize.is_mailbox_provider(d)))
+
+
 class AccountDirectory:
     def __init__(self, store: EnrichmentStore, threshold: float) -> None:
         self.store = store
@@ -67,43 +72,35 @@ class AccountDirectory:
                          version: int | None = None) -> Matched | None:
         """By the website's domain, then the mailbox's, then by the company name. A free or disposable
         mail domain is never matched, even where an older import gave one to an account."""
-        candidates = (profile.company_domain, normalize.registrable_domain(profile.email_domain))
-        domains = [d for d in candidates if d and not normalize.is_mailbox_provider(d)]
-        return await self.match(session, domains, normalize.company_key(profile.company), version=version)
+        [matched] = await self.match_leads(session, [profile], version)
+        return matched
 
-    async def by_domain(self, session: AsyncSession, domains: Iterable[str]) -> tuple[AccountRecord, str] | None:
-        wanted = [d for d in dict.fromkeys(domains) if d]
-        if not wanted:
-            return None
-        by_domain = await self.store.accounts_by_domain(session, wanted)
-        for domain in wanted:
-            if domain in by_domain:
-                return by_domain[domain], domain
-        return None
-
-    async def by_name(self, session: AsyncSession, key: str | None,
-                      version: int | None = None) -> tuple[AccountRecord, float] | None:
-        if not key:
-            return None
-        index = await self._current_index(session, version)
-        best = index.best(key, self.threshold)
-        if best is None:
-            return None
-        record = await self.store.account_record(session, best[0])
-        return (record, best[1] / 100) if record is not None else None
-
-    async def match(self, session: AsyncSession, domains: Iterable[str], name_key: str | None,
-                    *, version: int | None = None) -> Matched | None:
-        """``version``: the directory's version when the caller read it in this transaction already."""
-        hit = await self.by_domain(session, domains)
-        if hit is not None:
-            record, domain = hit
-            return Matched(record, record.match("domain", 1.0, domain))
-        named = await self.by_name(session, name_key, version)
-        if named is not None:
-            record, confidence = named
-            return Matched(record, record.match("fuzzy_name", confidence, None))
-        return None
+    async def match_leads(self, session: AsyncSession, profiles: Sequence[LeadProfile],
+                          version: int | None = None) -> list[Matched | None]:
+        """``match_lead`` for each profile, with one read of the domains and one of the named accounts
+        for all of them. ``version``: the directory's version when the caller read it in this transaction."""
+        wanted = [_match_domains(profile) for profile in profiles]
+        every_domain = list(dict.fromkeys(d for domains in wanted for d in domains))
+        by_domain = await self.store.accounts_by_domain(session, every_domain) if every_domain else {}
+        found: list[Matched | None] = []
+        named: dict[int, tuple[str, float]] = {}  # position -> (account id, score 0-100)
+        index: NameIndex | None = None
+        for position, (profile, domains) in enumerate(zip(profiles, wanted, strict=True)):
+            hit = next((d for d in domains if d in by_domain), None)
+            found.append(Matched(by_domain[hit], by_domain[hit].match("domain", 1.0, hit)) if hit else None)
+            key = normalize.company_key(profile.company)
+            if hit is None and key:
+                if index is None:
+                    index = await self._current_index(session, version)
+                best = index.best(key, self.threshold)
+                if best is not None:
+                    named[position] = best
+        records = await self.store.account_records(session, sorted({i for i, _ in named.values()})) if named else {}
+        for position, (account_id, score) in named.items():
+            record = records.get(account_id)
+            if record is not None:
+                found[position] = Matched(record, record.match("fuzzy_name", score / 100, None))
+        return found
 
     async def _current_index(self, session: AsyncSession, version: int | None = None) -> NameIndex:
         if version is None:

@@ -25,6 +25,7 @@ from leadflow_contracts import (
 from leadflow_enrichment import domain
 from leadflow_enrichment.bootstrap import Deps
 from leadflow_enrichment.directory import Matched
+from leadflow_enrichment.domain import KnownLead
 from leadflow_enrichment.metrics import EnrichmentMetrics
 from leadflow_enrichment.provider import Lookup
 from leadflow_enrichment.store import EnrichedFill, FillLookup
@@ -68,11 +69,11 @@ async def prefetch_firmographics(events: list[Event[LeadCaptured]], deps: Deps) 
             with_domain[event.id] = (profile, profile.company_domain)
     if not with_domain:
         return {}
-    wanted: dict[str, str] = {}  # event id -> company domain
     async with deps.platform.db.transaction() as session:
-        for event_id, (profile, company_domain) in with_domain.items():
-            if _needs_provider(profile, await deps.directory.match_lead(session, profile)):
-                wanted[event_id] = company_domain
+        matched = await deps.directory.match_leads(session, [profile for profile, _ in with_domain.values()])
+    wanted = {event_id: company_domain  # event id -> company domain
+              for (event_id, (profile, company_domain)), found in zip(with_domain.items(), matched, strict=True)
+              if _needs_provider(profile, found)}
     domains = list(dict.fromkeys(wanted.values()))
     found = dict(zip(domains, await asyncio.gather(*(provider.lookup(d) for d in domains)), strict=True))
     prefetched: dict[str, tuple[str, Lookup]] = {}
@@ -87,17 +88,82 @@ async def prefetch_firmographics(events: list[Event[LeadCaptured]], deps: Deps) 
     return prefetched
 
 
-async def enrich(session: AsyncSession, contact: LeadContact, deps: Deps,
-                 directory_version: int | None = None, prefetched: tuple[str, Lookup] | None = None) -> Enriched:
-    """Normalize, match an account, ask the provider chain for what is still missing, score the quality.
+@dataclass(frozen=True)
+class Fill:
+    """A captured fill as the batch will write it: the lead it becomes or merges into, and what it leaves."""
+
+    event: Event[LeadCaptured]
+    email: str | None
+    found: FillLookup
+    original: LeadContact
+    custom_fields: dict[str, str]
+
+
+async def enrich_captured_leads(events: list[Event[LeadCaptured]], uow: UnitOfWork[Deps]) -> None:
+    """A batch of fills in a few statements whatever its size (the emails' locks, one look-up, the account
+    matching, one write), each fill seeing the batch's earlier fills as it would one by one."""
+    started = time.perf_counter()
+    store, session = uow.deps.store, uow.session
+    emails = [domain.email_key(event.data.contact.email) for event in events]
+    # Two fills of one person on different partitions must not both create the lead.
+    await store.lock_emails(session, sorted({email for email in emails if email is not None}))
+    found = await store.look_up_fills(session, [(e.data.lead_id, email) for e, email in zip(events, emails,
+                                                                                             strict=True)])
+    fills = _fills_in_order(events, emails, found)
+    if not fills:
+        return
+    results = await enrich_many(session, [(fill.original, uow.prepared.get(_prefetch_key(fill.event.id)))
+                                          for fill in fills], uow.deps, fills[0].found.directory_version)
+    # Each fill's share of the batch's time, plus its own provider lookup before the transaction.
+    share = (time.perf_counter() - started) / len(fills)
+    written = [_enriched_fill(fill, result, share + result.prefetched_seconds, uow.now())
+               for fill, result in zip(fills, results, strict=True)]
+    await store.save_fills(session, written)
+    for fill, result, enriched_fill in zip(fills, results, written, strict=True):
+        await _publish(uow, fill, result, enriched_fill)
+
+
+def _fills_in_order(events: list[Event[LeadCaptured]], emails: list[str | None],
+                    found: list[FillLookup]) -> list[Fill]:
+    """The fills to write, each merged into what the batch's earlier fills of its email left (as one by one),
+    without the fills capture published again (enriched before, or earlier in this batch)."""
+    known: dict[str, KnownLead] = {}  # email -> its lead as the batch's fills so far leave it
+    done: set[str] = set()  # captured lead ids enriched in this batch
+    fills: list[Fill] = []
+    for event, email, lookup in zip(one_at_a_time(events), emails, found, strict=True):
+        captured = event.data
+        already = lookup.already_lead_id or (captured.lead_id if captured.lead_id in done else None)
+        if already is not None:
+            log.info("fill %s was already enriched into lead %s", captured.lead_id, already)
+            continue
+        lead = known.get(email, lookup.known) if email is not None else None
+        original, custom_fields = domain.merge_fill(lead, captured)
+        fill = Fill(event, email, dataclasses.replace(lookup, known=lead), original, custom_fields)
+        if email is not None:
+            known[email] = KnownLead(lead.id if lead is not None else captured.lead_id, original, custom_fields)
+        done.add(captured.lead_id)
+        fills.append(fill)
+    return fills
+
+
+async def enrich_many(session: AsyncSession, fills: list[tuple[LeadContact, tuple[str, Lookup] | None]],
+                      deps: Deps, directory_version: int | None = None) -> list[Enriched]:
+    """Normalize each contact, match the accounts of all of them at once, ask the provider chain for what
+    is still missing, score the quality.
 
     ``directory_version``: the account directory's version when the caller has read it in this transaction.
-    ``prefetched``: the (domain, lookup) :func:`prefetch_firmographics` made for this fill before the
+    Each fill's ``prefetched`` (domain, lookup) is what :func:`prefetch_firmographics` found for it before the
     transaction; another domain (a repeat fill completed from the earlier one) is looked up here.
     """
-    normalized = domain.normalize_contact(contact, deps.settings.default_phone_region)
+    normalized = [domain.normalize_contact(contact, deps.settings.default_phone_region) for contact, _ in fills]
+    matched = await deps.directory.match_leads(session, [n.profile for n in normalized], directory_version)
+    return [await _complete(deps, contact, found, match, prefetched)
+            for (contact, prefetched), found, match in zip(fills, normalized, matched, strict=True)]
+
+
+async def _complete(deps: Deps, contact: LeadContact, normalized: domain.Normalized, matched: Matched | None,
+                    prefetched: tuple[str, Lookup] | None) -> Enriched:
     profile = normalized.profile
-    matched = await deps.directory.match_lead(session, profile, directory_version)
     needs_provider = _needs_provider(profile, matched)
     profile = domain.apply_firmographics(profile, matched.account.firmographics() if matched is not None else None)
     partial_reasons: list[str] = []
@@ -121,65 +187,44 @@ async def enrich(session: AsyncSession, contact: LeadContact, deps: Deps,
     return Enriched(profile, quality, account_match, partial_reasons, prefetched_seconds)
 
 
-async def enrich_captured_leads(events: list[Event[LeadCaptured]], uow: UnitOfWork[Deps]) -> None:
-    for event in one_at_a_time(events):
-        await enrich_captured_lead(event, uow)
-
-
-async def enrich_captured_lead(event: Event[LeadCaptured], uow: UnitOfWork[Deps]) -> None:
-    captured = event.data
-    started = time.perf_counter()
-    store = uow.deps.store
-    email = domain.email_key(captured.contact.email)
-    if email is not None:
-        # Two fills of one person on different partitions must not both create the lead.
-        await store.lock_email(uow.session, email)
-    found = await store.look_up_fill(uow.session, captured.lead_id, email)
-    if found.already_lead_id is not None:
-        # Capture published this fill again under a new event id: it was enriched the first time.
-        log.info("fill %s was already enriched into lead %s", captured.lead_id, found.already_lead_id)
-        return
-    original, custom_fields = domain.merge_fill(found.known, captured)
-    result = await enrich(uow.session, original, uow.deps, found.directory_version,
-                          uow.prepared.get(_prefetch_key(event.id)))
-    elapsed = time.perf_counter() - started + result.prefetched_seconds
-    fill = _enriched_fill(captured, found, email, original, custom_fields, result, elapsed, uow.now())
-    await store.save_fill(uow.session, fill)
-    if fill.merged:
+async def _publish(uow: UnitOfWork[Deps], fill: Fill, result: Enriched, written: EnrichedFill) -> None:
+    captured = fill.event.data
+    if written.merged:
         uow.deps.metrics.duplicates.labels(uow.deps.metrics.service).inc()
     enriched = LeadEnriched(
-        lead_id=fill.lead_id,
+        lead_id=written.lead_id,
         captured_lead_id=captured.lead_id,
-        duplicate_of=fill.lead_id if fill.merged else None,
+        duplicate_of=written.lead_id if written.merged else None,
         form_key=captured.form_key,
         profile=result.profile,
-        original=original,
+        original=fill.original,
         account=result.account,
         quality=result.quality,
         partial=bool(result.partial_reasons),
         partial_reasons=result.partial_reasons,
         attribution=captured.attribution,
-        custom_fields=custom_fields,
+        custom_fields=fill.custom_fields,
         visitor_id=captured.visitor_id,
         consent=captured.consent,
     )
     # Keyed by the canonical lead, so every event about one person stays in order downstream.
-    await uow.publish(follow_up(event, enriched, source=SOURCE, subject=fill.lead_id, time=fill.enriched_at))
-    _observe(uow.deps.metrics, result, elapsed)
+    await uow.publish(follow_up(fill.event, enriched, source=SOURCE, subject=written.lead_id,
+                                time=written.enriched_at))
+    _observe(uow.deps.metrics, result, written.enrichment_ms / 1000)
 
 
-def _enriched_fill(captured: LeadCaptured, found: FillLookup, email: str | None, original: LeadContact,
-                   custom_fields: dict[str, str], result: Enriched, elapsed: float, now: datetime) -> EnrichedFill:
+def _enriched_fill(fill: Fill, result: Enriched, elapsed: float, now: datetime) -> EnrichedFill:
+    captured, known = fill.event.data, fill.found.known
     return EnrichedFill(
         captured_lead_id=captured.lead_id,
-        lead_id=found.known.id if found.known is not None else captured.lead_id,
-        merged=found.known is not None,
-        email=email,
+        lead_id=known.id if known is not None else captured.lead_id,
+        merged=known is not None,
+        email=fill.email,
         form_key=captured.form_key,
         submitted_at=captured.submitted_at,
         enriched_at=now,
-        original=original,
-        custom_fields=custom_fields,
+        original=fill.original,
+        custom_fields=fill.custom_fields,
         profile=result.profile,
         account=result.account,
         quality=result.quality,

@@ -25,5 +25,6 @@ class EnrichmentMetrics:
             "(answered, not_found, cached, provider_timeout, provider_error, provider_circuit_open)",
             ["service", "outcome"], registry=registry)
         self.duration = Histogram("leadflow_enrichment_duration_seconds",
-                                  "Time to enrich one fill (normalization, matching, providers)", ["service"],
+                                  "Time to enrich one fill: its share of its batch's (normalization, matching) "
+                                  "plus its provider lookup", ["service"],
                                   buckets=ENRICH_BUCKETS, registry=registry)

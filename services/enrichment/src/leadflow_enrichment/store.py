@@ -23,37 +23,54 @@ from leadflow_kit.db import driver_connection
 
 CHUNK = 1000
 
-# After the email's lock, in a statement of its own so it sees what the lock waited for: whether this
-# fill was enriched before, the lead of the same email (locked), and the directory version.
-LOOK_UP_FILL = """
-SELECT (SELECT lead_id FROM lead_fill WHERE captured_lead_id = $1) AS already_lead_id,
+# The locks of a batch's emails, in one order for every transaction (the lock ids' order: two batches never
+# deadlock); PostgreSQL takes them row by row after the ORDER BY.
+LOCK_EMAILS = """
+SELECT pg_advisory_xact_lock(k)
+FROM (SELECT DISTINCT hashtextextended('lead-email:' || e, 0) AS k FROM unnest($1::text[]) AS e) AS keys
+ORDER BY k"""
+# After the emails' locks, in a statement of its own so it sees what the locks waited for: for each fill,
+# in the order given, whether it was enriched before, the lead of its email (locked), and the directory version.
+LOOK_UP_FILLS = """
+SELECT (SELECT lead_id FROM lead_fill WHERE captured_lead_id = f.captured_lead_id) AS already_lead_id,
        (SELECT version FROM account_directory WHERE id = 1) AS directory_version,
        existing.id AS existing_id,
        existing.original AS existing_original,
        existing.custom_fields AS existing_custom_fields
-FROM (SELECT) AS one
-LEFT JOIN LATERAL (SELECT id, original, custom_fields FROM lead WHERE email = $2 FOR UPDATE) AS existing ON true"""
-# The lead and the fill linked to it in one statement.
-INSERT_LEAD_AND_FILL = """
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS f(captured_lead_id, email, n)
+LEFT JOIN LATERAL (SELECT id, original, custom_fields FROM lead WHERE email = f.email FOR UPDATE) AS existing ON true
+ORDER BY f.n"""
+# A batch's leads (created, or merged into: one row each, as its last fill left it) and its fills, in one
+# statement. The fills' foreign keys are checked at its end, when the created leads exist.
+SAVE_FILLS = """
 WITH written AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                         $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
+                         $13::text[], $14::float8[], $15::int[], $16::bool[])
+        AS w(id, email, form_key, custom_fields, first_submitted_at, last_submitted_at, enriched_at, original,
+             profile, account, quality, partial, partial_reasons, enrichment_ms, fills, merged)
+), created AS (
     INSERT INTO lead (id, email, form_key, custom_fields, first_submitted_at, last_submitted_at, created_at,
-                      original, profile, account, quality, partial, partial_reasons, enrichment_ms, updated_at)
-    VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb, $11, $12::jsonb, $13, $6)
-    RETURNING id
+                      original, profile, account, quality, partial, partial_reasons, enrichment_ms, updated_at,
+                      fill_count)
+    SELECT id, email, form_key, custom_fields::jsonb, first_submitted_at, last_submitted_at, enriched_at,
+           original::jsonb, profile::jsonb, account::jsonb, quality::jsonb, partial, partial_reasons::jsonb,
+           enrichment_ms, enriched_at, fills
+    FROM written WHERE NOT merged
+), updated AS (
+    UPDATE lead SET fill_count = lead.fill_count + w.fills,
+                    last_submitted_at = greatest(lead.last_submitted_at, w.last_submitted_at),
+                    custom_fields = w.custom_fields::jsonb, original = w.original::jsonb, profile = w.profile::jsonb,
+                    account = w.account::jsonb, quality = w.quality::jsonb, partial = w.partial,
+                    partial_reasons = w.partial_reasons::jsonb, enrichment_ms = w.enrichment_ms,
+                    updated_at = w.enriched_at
+    FROM written AS w
+    WHERE w.merged AND lead.id = w.id
 )
 INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
-SELECT $1, id, $3, $14::jsonb, $5, false, $6 FROM written"""
-MERGE_INTO_LEAD_AND_INSERT_FILL = """
-WITH written AS (
-    UPDATE lead SET fill_count = fill_count + 1, last_submitted_at = greatest(last_submitted_at, $5),
-                    custom_fields = $4::jsonb, original = $7::jsonb, profile = $8::jsonb,
-                    account = $9::jsonb, quality = $10::jsonb, partial = $11, partial_reasons = $12::jsonb,
-                    enrichment_ms = $13, updated_at = $6
-    WHERE id = $2
-    RETURNING id
-)
-INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
-SELECT $1, id, $3, $14::jsonb, $5, true, $6 FROM written"""
+SELECT captured_lead_id, lead_id, form_key, original::jsonb, submitted_at, duplicate, enriched_at
+FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::bool[], $23::timestamptz[])
+    AS f(captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)"""
 
 ACCOUNT_COLUMNS = "a.id, a.name, a.domains, a.industry, a.employee_count, a.annual_revenue, a.country, " \
                   "a.owner_rep_id, a.tier"
@@ -91,21 +108,25 @@ class EnrichedFill:
     enrichment_ms: float
     fill: LeadContact
 
-    def arguments(self) -> tuple[Any, ...]:
-        """The positional parameters of ``INSERT_LEAD_AND_FILL`` / ``MERGE_INTO_LEAD_AND_INSERT_FILL``."""
-        # JSON null, not SQL NULL, for no account: what the column held when SQLAlchemy wrote it.
-        return (
-            self.captured_lead_id, self.lead_id if self.merged else self.email, self.form_key,
-            json.dumps(self.custom_fields), self.submitted_at, self.enriched_at,
-            json.dumps(self.original.model_dump(mode="json")),
-            json.dumps(self.profile.model_dump(mode="json")),
-            json.dumps(self.account.model_dump(mode="json") if self.account else None),
-            json.dumps(self.quality.model_dump(mode="json")),
-            bool(self.partial_reasons),
-            json.dumps(self.partial_reasons),
-            self.enrichment_ms,
-            json.dumps(self.fill.model_dump(mode="json")),
-        )
+    def fill_columns(self) -> tuple[Any, ...]:
+        """This fill's row of ``lead_fill``, as ``SAVE_FILLS`` takes it ($17-$23)."""
+        return (self.captured_lead_id, self.lead_id, self.form_key, json.dumps(self.fill.model_dump(mode="json")),
+                self.submitted_at, self.merged, self.enriched_at)
+
+
+def _lead_columns(fills: Sequence[EnrichedFill]) -> tuple[Any, ...]:
+    """One lead's row as a batch's fills of it leave it ($1-$16 of ``SAVE_FILLS``): created by the first
+    unless that one merged, with what the last fill made of it, as the fills one after another would."""
+    first, last = fills[0], fills[-1]
+    # JSON null, not SQL NULL, for no account: what the column held when SQLAlchemy wrote it.
+    return (
+        first.lead_id, first.email, first.form_key, json.dumps(last.custom_fields), first.submitted_at,
+        max(fill.submitted_at for fill in fills), last.enriched_at,
+        json.dumps(last.original.model_dump(mode="json")), json.dumps(last.profile.model_dump(mode="json")),
+        json.dumps(last.account.model_dump(mode="json") if last.account else None),
+        json.dumps(last.quality.model_dump(mode="json")), bool(last.partial_reasons),
+        json.dumps(last.partial_reasons), last.enrichment_ms, len(fills), first.merged,
+    )
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,13 @@ def _account_record(row: asyncpg.Record) -> AccountRecord:
                          row["tier"])
 
 
+def _known_lead(row: asyncpg.Record) -> KnownLead | None:
+    if row["existing_id"] is None:
+        return None
+    return KnownLead(row["existing_id"], LeadContact.model_validate(row["existing_original"]),
+                     dict(row["existing_custom_fields"] or {}))
+
+
 def _public(row: Any) -> AccountPublic:
     return AccountPublic.model_validate(row, from_attributes=True)
 
@@ -164,26 +192,30 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 class EnrichmentStore:
     # ---- a fill (the consumer's hot path) --------------------------------------------------------
 
-    async def lock_email(self, session: AsyncSession, email: str) -> None:
+    async def lock_emails(self, session: AsyncSession, emails: Sequence[str]) -> None:
         """Until the transaction ends: two fills of one person on different partitions must not both
         create the lead."""
-        conn = await driver_connection(session)
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lead-email:{email}")
+        if emails:
+            await (await driver_connection(session)).execute(LOCK_EMAILS, list(emails))
 
-    async def look_up_fill(self, session: AsyncSession, captured_lead_id: str, email: str | None) -> FillLookup:
-        found = await (await driver_connection(session)).fetchrow(LOOK_UP_FILL, captured_lead_id, email)
-        if found is None:
-            raise RuntimeError("the fill lookup returned no row")
-        known = None
-        if found["existing_id"] is not None:
-            known = KnownLead(found["existing_id"], LeadContact.model_validate(found["existing_original"]),
-                              dict(found["existing_custom_fields"] or {}))
-        return FillLookup(found["already_lead_id"], found["directory_version"], known)
+    async def look_up_fills(self, session: AsyncSession,
+                            fills: Sequence[tuple[str, str | None]]) -> list[FillLookup]:
+        """For each (captured lead id, email) in order, under the emails' locks."""
+        rows = await (await driver_connection(session)).fetch(
+            LOOK_UP_FILLS, [captured for captured, _ in fills], [email for _, email in fills])
+        return [FillLookup(row["already_lead_id"], row["directory_version"], _known_lead(row)) for row in rows]
 
-    async def save_fill(self, session: AsyncSession, fill: EnrichedFill) -> None:
-        """The lead (created, or merged into) and the fill linked to it, in one statement."""
-        statement = MERGE_INTO_LEAD_AND_INSERT_FILL if fill.merged else INSERT_LEAD_AND_FILL
-        await (await driver_connection(session)).execute(statement, *fill.arguments())
+    async def save_fills(self, session: AsyncSession, fills: Sequence[EnrichedFill]) -> None:
+        """The leads (created, or merged into) and the fills linked to them, in one statement; ``fills`` in
+        the order they were enriched."""
+        if not fills:
+            return
+        by_lead: dict[str, list[EnrichedFill]] = {}
+        for fill in fills:
+            by_lead.setdefault(fill.lead_id, []).append(fill)
+        leads = list(zip(*(_lead_columns(of_lead) for of_lead in by_lead.values()), strict=True))
+        rows = list(zip(*(fill.fill_columns() for fill in fills), strict=True))
+        await (await driver_connection(session)).execute(SAVE_FILLS, *leads, *rows)
 
     # ---- the account directory, for matching -----------------------------------------------------
 
@@ -196,10 +228,10 @@ class EnrichmentStore:
         )
         return {row["domain"]: _account_record(row) for row in rows}
 
-    async def account_record(self, session: AsyncSession, account_id: str) -> AccountRecord | None:
-        row = await (await driver_connection(session)).fetchrow(
-            f"SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id = $1", account_id)
-        return _account_record(row) if row is not None else None
+    async def account_records(self, session: AsyncSession, account_ids: list[str]) -> dict[str, AccountRecord]:
+        rows = await (await driver_connection(session)).fetch(
+            f"SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id = ANY($1::text[])", account_ids)
+        return {row["id"]: _account_record(row) for row in rows}
 
     async def directory_version(self, session: AsyncSession) -> int | None:
         """None when the directory's version row is missing."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +31,8 @@ class FakeEnrichmentStore(EnrichmentStore):
         self.fills: dict[str, EnrichedFill] = {}
         self.leads: dict[str, EnrichedFill] = {}
         self.locked_emails: list[str] = []
+        # How many statements the real store would have run for what was asked of this one.
+        self.statements = 0
 
     def add_account(self, account_id: str, name: str, *domains: str, **facts: Any) -> AccountRecord:
         """An account as stored, unchecked (an older import may have given it any domain)."""
@@ -42,27 +46,39 @@ class FakeEnrichmentStore(EnrichmentStore):
     def fill_count(self, lead_id: str) -> int:
         return sum(1 for fill in self.fills.values() if fill.lead_id == lead_id)
 
-    async def lock_email(self, session: AsyncSession, email: str) -> None:
-        self.locked_emails.append(email)
+    async def lock_emails(self, session: AsyncSession, emails: Sequence[str]) -> None:
+        self.locked_emails.extend(emails)
+        self.statements += 1 if emails else 0
 
-    async def look_up_fill(self, session: AsyncSession, captured_lead_id: str, email: str | None) -> FillLookup:
+    async def look_up_fills(self, session: AsyncSession,
+                            fills: Sequence[tuple[str, str | None]]) -> list[FillLookup]:
+        self.statements += 1
+        return [self._look_up_fill(captured_lead_id, email) for captured_lead_id, email in fills]
+
+    def _look_up_fill(self, captured_lead_id: str, email: str | None) -> FillLookup:
         already = self.fills.get(captured_lead_id)
         lead = next((lead for lead in self.leads.values() if email is not None and lead.email == email), None)
         known = KnownLead(lead.lead_id, lead.original, dict(lead.custom_fields)) if lead is not None else None
         return FillLookup(already.lead_id if already else None, self.directory_version_number, known)
 
-    async def save_fill(self, session: AsyncSession, fill: EnrichedFill) -> None:
-        assert fill.merged == (fill.lead_id in self.leads), "a merge needs the lead, a new lead must be new"
-        assert fill.captured_lead_id not in self.fills, "a fill is saved once"
-        self.fills[fill.captured_lead_id] = fill
-        self.leads[fill.lead_id] = fill
+    async def save_fills(self, session: AsyncSession, fills: Sequence[EnrichedFill]) -> None:
+        self.statements += 1 if fills else 0
+        for fill in fills:
+            assert fill.merged == (fill.lead_id in self.leads), "a merge needs the lead, a new lead must be new"
+            assert fill.captured_lead_id not in self.fills, "a fill is saved once"
+            self.fills[fill.captured_lead_id] = fill
+            # The lead keeps the email it was created with.
+            self.leads[fill.lead_id] = dataclasses.replace(fill, email=self.leads[fill.lead_id].email) \
+                if fill.merged else fill
 
     async def accounts_by_domain(self, session: AsyncSession, domains: list[str]) -> dict[str, AccountRecord]:
+        self.statements += 1
         return {domain: record for record in self.accounts.values() for domain in record.domains
                 if domain in domains}
 
-    async def account_record(self, session: AsyncSession, account_id: str) -> AccountRecord | None:
-        return self.accounts.get(account_id)
+    async def account_records(self, session: AsyncSession, account_ids: list[str]) -> dict[str, AccountRecord]:
+        self.statements += 1
+        return {account_id: self.accounts[account_id] for account_id in account_ids if account_id in self.accounts}
 
     async def directory_version(self, session: AsyncSession) -> int | None:
         return self.directory_version_number

@@ -4,6 +4,7 @@ from the directory or the provider."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -302,3 +303,41 @@ async def test_without_a_provider_nothing_is_prefetched_and_the_lead_is_not_part
     [enriched] = published(await enrich(deps, event))
     assert enriched.partial is False
     assert "missing_firmographics" in enriched.quality.reasons
+
+
+# ---- a batch -----------------------------------------------------------------------------------------
+
+
+async def test_fills_in_one_batch_leave_what_they_leave_one_by_one_in_a_few_statements():
+    first = captured(email="ada@acme.com", first_name="Ada", custom_fields={"plan": "team"})
+    story = [
+        first,
+        captured(email="grace@gmail.com", company="Globex Corp"),
+        captured(email="ADA@acme.com", first_name="Augusta", phone="+44 20 7946 0958", custom_fields={"x": "1"}),
+        first.model_copy(update={"id": "published-again"}),
+        captured(first_name="No Email"),
+        captured(email="grace@gmail.com", job_title="CTO"),
+        captured(email="ada@acme.com", country="GB"),
+    ]
+    alone, together = FakeEnrichmentStore(), FakeEnrichmentStore()
+    for store in (alone, together):
+        store.add_account("acct-acme", "Acme, Inc.", "acme.com", owner_rep_id="rep-ada")
+        store.add_account("acct-globex", "Globex Corporation", "globex.com", owner_rep_id="rep-grace")
+    alone_deps, together_deps = fake_deps(alone), fake_deps(together)
+    one_by_one = [data for event in story for data in published(await enrich(alone_deps, event))]
+    batched = published(await enrich(together_deps, *story))
+
+    assert batched == one_by_one
+    assert [data.duplicate_of for data in batched] == [None, None, first.data.lead_id, None,
+                                                       batched[1].lead_id, first.data.lead_id]
+    assert batched[5].original.phone == "+44 20 7946 0958" and batched[5].original.first_name == "Ada"
+    assert batched[1].account is not None and batched[1].account.method == "fuzzy_name"
+
+    def kept(store: FakeEnrichmentStore) -> tuple[Any, Any]:
+        return ({k: replace(v, enrichment_ms=0) for k, v in store.leads.items()},
+                {k: replace(v, enrichment_ms=0) for k, v in store.fills.items()})
+
+    assert kept(together) == kept(alone)
+    # Locks, look-up, accounts by domain, named accounts, write: for the batch, not for each fill.
+    assert together.statements == 5
+    assert alone.statements == 24

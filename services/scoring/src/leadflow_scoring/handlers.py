@@ -1,13 +1,14 @@
 """Scoring's use cases: score a form fill, credit activity, follow sales' touches, sweep for decay.
 
-Each event takes its locks first (identities, then the lead), writes what it brings, reads the lead
-under its lock, and re-scores it under the active model; all through ``uow.deps.store``.
+A batch of events takes its locks first (identities, then the leads), writes what its events bring, reads
+their leads under their locks, re-scores each event's lead in order under the active model, and stores the
+scores: one statement each for the whole batch, all through ``uow.deps.store``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal
@@ -22,19 +23,23 @@ from leadflow_contracts import (
     new_event,
 )
 from leadflow_kit.consumer import one_at_a_time
+from leadflow_kit.logging import log_context
 from leadflow_kit.uow import UnitOfWork, unit_of_work
 from leadflow_scoring import domain
 from leadflow_scoring.bootstrap import Deps
 from leadflow_scoring.domain import LeadFields
 from leadflow_scoring.store import (
+    MAX_ACTIVITIES_PER_LEAD,
     ActivityRecord,
     FormFill,
     LeadState,
+    RecordedActivity,
     ScoredLead,
     ScoreWrite,
     StoredModel,
     identity_lock_keys,
     lead_lock_key,
+    scored_after,
 )
 
 log = logging.getLogger(__name__)
@@ -62,79 +67,130 @@ class Rescored:
     stage: domain.Stage
     previous_stage: domain.Stage | None
     published: bool
+    write: ScoreWrite
 
 
 # -- event handlers --------------------------------------------------------------------------
 
 
+@dataclass
+class Rescoring:
+    """A batch's leads as its events so far leave them: read once, under their locks, and each re-score applied
+    before the lead's next event is scored, so every event sees what it would see handled alone."""
+
+    states: dict[str, LeadState]
+    # Activities a later event of the batch brought: already read with their lead, not yet seen.
+    later: set[str]
+    writes: list[ScoreWrite] = field(default_factory=list)
+
+    @classmethod
+    async def load(cls, uow: UnitOfWork[Deps], lead_ids: list[str], brought: list[set[str]]) -> Rescoring:
+        later = set().union(*brought)
+        states = await uow.deps.store.load_leads(uow.session, lead_ids, MAX_ACTIVITIES_PER_LEAD + len(later))
+        return cls(states, later)
+
+    def state(self, lead_id: str, brought: set[str]) -> LeadState:
+        """The lead as the event that ``brought`` these activities finds it."""
+        self.later -= brought
+        state = self.states[lead_id]
+        seen = [activity for activity in state.activities if activity.activity_id not in self.later]
+        return replace(state, activities=seen[:MAX_ACTIVITIES_PER_LEAD])
+
+    def scored(self, rescored: Rescored | None) -> None:
+        if rescored is not None:
+            self.writes.append(rescored.write)
+            state = self.states[rescored.write.lead_id]
+            self.states[rescored.write.lead_id] = replace(state, lead=scored_after(state.lead, rescored.write))
+
+    async def save(self, uow: UnitOfWork[Deps]) -> None:
+        await uow.deps.store.save_scores(uow.session, self.writes)
+
+
 async def score_leads(events: list[Event[LeadEnriched]], uow: UnitOfWork[Deps]) -> None:
-    for event in one_at_a_time(events):
-        await score_enriched_lead(event, uow)
-
-
-async def score_enriched_lead(event: Event[LeadEnriched], uow: UnitOfWork[Deps]) -> None:
-    """A (possibly repeated) form fill: remember who the lead is, credit what they did before, score."""
-    data, store, session = event.data, uow.deps.store, uow.session
-    lead_id = data.lead_id
-    email = domain.email_key(data.profile.email)
-    await store.lock(session, [
-        *identity_lock_keys(lead_id, email, data.visitor_id),
-        *identity_lock_keys(data.captured_lead_id),
-        lead_lock_key(lead_id),
-    ])
+    """Form fills (possibly repeated): remember who each lead is, credit what they did before, score. The
+    batch takes its locks, writes the fills, reads the leads and stores the scores in one statement each."""
+    store, session = uow.deps.store, uow.session
+    fills = [_form_fill(event, uow.now()) for event in events]
+    await store.lock(session, [key for fill in fills for key in (
+        *identity_lock_keys(fill.lead_id, fill.email, fill.visitor_id), *identity_lock_keys(fill.captured_lead_id),
+        lead_lock_key(fill.lead_id))])
     # The form fill itself is behavior (a demo request is the strongest signal there is).
-    credited = await store.record_form_fill(session, FormFill(
-        lead_id=lead_id, captured_lead_id=data.captured_lead_id, email=email, visitor_id=data.visitor_id,
-        form_key=data.form_key, submitted_at=event.lead_captured_at or event.time, received_at=uow.now(),
-    ))
-    if credited:
-        log.info("credited %d earlier activities to lead %s", credited, lead_id)
-    await rescore(uow, lead_id, await store.load_lead(session, lead_id), Rescore("enriched", event.id), fill=event)
+    brought = await store.record_form_fills(session, fills)
+    rescoring = await Rescoring.load(uow, [fill.lead_id for fill in fills], brought)
+    for event, fill, activities in zip(one_at_a_time(events), fills, brought, strict=True):
+        credited = len(activities - {f"form:{fill.captured_lead_id}"})
+        if credited:
+            log.info("credited %d earlier activities to lead %s", credited, fill.lead_id)
+        state = rescoring.state(fill.lead_id, activities)
+        rescoring.scored(await rescore(uow, fill.lead_id, state, Rescore("enriched", event.id), fill=event))
+    await rescoring.save(uow)
+
+
+def _form_fill(event: Event[LeadEnriched], now: datetime) -> FormFill:
+    data = event.data
+    return FormFill(lead_id=data.lead_id, captured_lead_id=data.captured_lead_id,
+                    email=domain.email_key(data.profile.email), visitor_id=data.visitor_id, form_key=data.form_key,
+                    submitted_at=event.lead_captured_at or event.time, received_at=now)
 
 
 async def record_activities(events: list[Event[LeadActivity]], uow: UnitOfWork[Deps]) -> None:
-    for event in one_at_a_time(events):
-        await record_activity(event, uow)
+    """Keep each activity once; re-score its lead now, or hold it until the visitor is identified."""
+    store, session = uow.deps.store, uow.session
+    records = [_activity_record(event, uow.now()) for event in events]
+    await store.lock(session, [key for record in records
+                               for key in identity_lock_keys(record.lead_id, record.email, record.visitor_id)])
+    recorded = await store.record_activities(session, records)
+    credited = [(event, lead_id) for event, found in zip(one_at_a_time(events), recorded, strict=True)
+                if (lead_id := _credited_to(event, found)) is not None]
+    if not credited:
+        return
+    rescoring = await Rescoring.load(uow, [lead_id for _, lead_id in credited],
+                                     [{event.data.activity_id} for event, _ in credited])
+    for event, lead_id in credited:
+        with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
+            state = rescoring.state(lead_id, {event.data.activity_id})
+            rescoring.scored(await rescore(uow, lead_id, state, Rescore("activity", event.data.activity_id)))
+    await rescoring.save(uow)
 
 
-async def record_activity(event: Event[LeadActivity], uow: UnitOfWork[Deps]) -> None:
-    """Keep the activity once; re-score its lead now, or hold it until the visitor is identified."""
-    data, store, session = event.data, uow.deps.store, uow.session
-    email = domain.email_key(data.email)
-    await store.lock(session, identity_lock_keys(data.lead_id, email, data.visitor_id))
-    recorded = await store.record_activity(session, ActivityRecord(
-        activity_id=data.activity_id, lead_id=data.lead_id, email=email, visitor_id=data.visitor_id,
-        activity_type=data.activity_type, occurred_at=data.occurred_at, page_url=data.page_url,
-        properties=data.properties, received_at=uow.now(),
-    ))
-    if recorded is None:
-        log.info("activity %s was already recorded", data.activity_id)
-        return
-    if recorded.lead_id is None:
-        return
-    lead = await store.load_lead(session, recorded.lead_id)
-    await rescore(uow, recorded.lead_id, lead, Rescore("activity", data.activity_id))
+def _activity_record(event: Event[LeadActivity], now: datetime) -> ActivityRecord:
+    data = event.data
+    return ActivityRecord(
+        activity_id=data.activity_id, lead_id=data.lead_id, email=domain.email_key(data.email),
+        visitor_id=data.visitor_id, activity_type=data.activity_type, occurred_at=data.occurred_at,
+        page_url=data.page_url, properties=data.properties, received_at=now,
+    )
+
+
+def _credited_to(event: Event[LeadActivity], found: RecordedActivity | None) -> str | None:
+    """The lead the activity was kept for now; None while it waits for its lead, or when it was kept before
+    (logged)."""
+    if found is None:
+        log.info("activity %s was already recorded", event.data.activity_id)
+        return None
+    return found.lead_id
 
 
 async def record_touches(events: list[Event[LeadTouched]], uow: UnitOfWork[Deps]) -> None:
-    for event in one_at_a_time(events):
-        await record_touch(event, uow)
+    """Sales moved leads (accepted, meeting booked, converted, disqualified): follow their stages."""
+    store, session = uow.deps.store, uow.session
+    await store.lock(session, [key for event in events for key in identity_lock_keys(event.data.lead_id)])
+    lead_ids = await store.lock_touched_leads(session, [event.data.lead_id for event in events])
+    rescoring = await Rescoring.load(uow, lead_ids, [])
+    for event, lead_id in zip(one_at_a_time(events), lead_ids, strict=True):
+        rescoring.scored(await _follow_touch(uow, event.data, lead_id, rescoring.state(lead_id, set())))
+    await rescoring.save(uow)
 
 
-async def record_touch(event: Event[LeadTouched], uow: UnitOfWork[Deps]) -> None:
-    """Sales moved the lead (accepted, meeting booked, converted, disqualified): follow its stage."""
-    data, store, session = event.data, uow.deps.store, uow.session
-    await store.lock(session, identity_lock_keys(data.lead_id))
-    lead_id = await store.lock_touched_lead(session, data.lead_id)
-    state = await store.load_lead(session, lead_id)
+async def _follow_touch(uow: UnitOfWork[Deps], data: LeadTouched, lead_id: str, state: LeadState) -> Rescored | None:
     if state.lead is None:
         log.warning("touch %s for lead %s that scoring never saw; ignored", data.touch_type, lead_id)
-        return
+        return None
     stage = domain.stage_after_touch(state.lead.lifecycle_stage, data.touch_type)
     if stage == state.lead.lifecycle_stage:
-        return
-    await rescore(uow, lead_id, state, Rescore("touched", f"{data.touch_type}:{data.touch_id}", publish="on_stage",
-                                               stage=stage))
+        return None
+    return await rescore(uow, lead_id, state, Rescore("touched", f"{data.touch_type}:{data.touch_id}",
+                                                      publish="on_stage", stage=stage))
 
 
 # -- re-scoring --------------------------------------------------------------------------------
@@ -143,9 +199,9 @@ async def record_touch(event: Event[LeadTouched], uow: UnitOfWork[Deps]) -> None
 async def rescore(
     uow: UnitOfWork[Deps], lead_id: str, state: LeadState, why: Rescore, fill: Event[LeadEnriched] | None = None
 ) -> Rescored | None:
-    """Score a lead now under the active model, move its stage, store it, and publish ``lead.scored``
-    when ``why.publish`` says so. ``state`` was read under the lead's lock, which the caller still
-    holds; ``fill`` is the form fill that brought the lead's fields, if one did."""
+    """Score a lead now under the active model, move its stage, and publish ``lead.scored`` when
+    ``why.publish`` says so; the caller stores the returned write. ``state`` was read under the lead's
+    lock, which the caller still holds; ``fill`` is the form fill that brought the lead's fields, if one did."""
     store, session, now = uow.deps.store, uow.session, uow.now()
     lead = state.lead
     fields = LeadFields.of(fill.data) if fill is not None else lead.enriched if lead is not None else None
@@ -175,15 +231,15 @@ async def rescore(
         await uow.publish(event)
         uow.after_commit(partial(uow.deps.metrics.published, why.trigger, result.score, model,
                                          result.tier if became_mql else None))
-    await store.save_score(session, ScoreWrite(
+    write = ScoreWrite(
         lead_id=lead_id, result=result, model_id=model.id, stage=stage, stage_changed_at=stage_changed_at,
         mql_at=now if became_mql else None, scored_at=now, enriched=fill.data if fill is not None else None,
         event_id=event.id if event is not None else None, trigger=why.trigger, cause=why.cause,
         previous_score=lead.score if lead is not None else None, previous_stage=previous_stage,
         new_lead=lead is None, correlation_id=fill.correlation_id if fill is not None else None,
         captured_at=fill.lead_captured_at if fill is not None else None,
-    ))
-    return Rescored(result, stage, previous_stage, publish)
+    )
+    return Rescored(result, stage, previous_stage, publish, write)
 
 
 def _scored_event(
@@ -277,4 +333,7 @@ async def sweep_lead(uow: UnitOfWork[Deps], lead_id: str) -> Rescored | None:
         return None
     active = state.active_model_id
     trigger: Trigger = "model_change" if active is not None and state.lead.model_id != active else "decay"
-    return await rescore(uow, lead_id, state, Rescore(trigger, None, publish="on_change"))
+    rescored = await rescore(uow, lead_id, state, Rescore(trigger, None, publish="on_change"))
+    if rescored is not None:
+        await store.save_scores(session, [rescored.write])
+    return rescored

@@ -3,16 +3,16 @@ return typed values.
 
 The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
 a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg
-(docs/performance.md). Each event takes its locks in one statement, writes what it brings in one,
-reads the lead (row, active model, activities) in one and stores the new score in one. The admin
-queries (model versions, reads, dry runs) use SQLAlchemy Core.
+(docs/performance.md). A batch of events takes its locks in one statement, writes what its events bring
+in one, reads its leads (rows, active model, activities) in one and stores the new scores in one, whatever
+its size. The admin queries (model versions, reads, dry runs) use SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -214,120 +214,175 @@ _LEAD_COLUMNS = (
     "is_mql, model_id, lifecycle_stage, stage_changed_at, mql_at, scored_at"
 )
 
-# Everything a re-score reads, in one statement: the lead's row (all NULL for a new lead), the
-# active model and the lead's activities (newest first, as one array of records).
-LOAD_LEAD = f"""
+# Everything a batch's re-scores read, in one statement: the active model and, for each lead in the order
+# given, its row (all NULL for a new lead) and its activities (newest first, as one array of records).
+LOAD_LEADS = f"""
 SELECT
     ({SELECT_ACTIVE_MODEL_ID}) AS active_model_id,
+    l.wanted,
     ARRAY(
         SELECT ROW(a.activity_id, a.activity_type, a.occurred_at, a.page_url, a.properties)
         FROM activity AS a
-        WHERE a.lead_id = $1::text
+        WHERE a.lead_id = l.wanted
         ORDER BY a.occurred_at DESC
-        LIMIT {MAX_ACTIVITIES_PER_LEAD}
+        LIMIT $2::int
     ) AS activities,
     {", ".join(f"s.{column}" for column in _LEAD_COLUMNS.split(", "))}
-FROM (SELECT 1) AS one
-LEFT JOIN lead_score AS s ON s.lead_id = $1::text
+FROM unnest($1::text[]) WITH ORDINALITY AS l(wanted, n)
+LEFT JOIN lead_score AS s ON s.lead_id = l.wanted
+ORDER BY l.n
 """
 
-# The lead's new score, and with it (when ``$17`` carries an event id) the score_change row that
-# explains the published event, in one statement. $1-$16 are shared by the insert and the update.
-_SCORE_CHANGE = """
-INSERT INTO score_change (lead_id, event_id, at, trigger, cause, score, previous_score, fit_grade, engagement_level,
-                          tier, is_mql, model_id, breakdown, lifecycle_stage, previous_stage)
-SELECT lead_id, $17::text, scored_at, $18::text, $19::text, score, $20::float8, fit_grade, engagement_level,
-       tier, is_mql, model_id, breakdown, lifecycle_stage, $21::text
-FROM scored
-WHERE $17::text IS NOT NULL
-"""
-_SCORED_COLUMNS = (
-    "lead_id, scored_at, score, fit_grade, engagement_level, tier, is_mql, model_id, breakdown, lifecycle_stage"
-)
-INSERT_SCORE = f"""
-WITH scored AS (
+# A batch's scores in one statement: each lead's row as its last write left it (created by its first write
+# when that one made a new lead), and a score_change row, in the order written, for each write that
+# published an event. ``enriched``/``email`` change only with a form fill; ``mql_at`` only on becoming an MQL.
+SAVE_SCORES = """
+WITH written AS (
+    SELECT * FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::text[], $6::int[], $7::text[],
+                         $8::bool[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
+                         $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::timestamptz[],
+                         $19::timestamptz[], $20::bool[])
+        AS w(lead_id, score, fit_points, behavior_points, fit_grade, engagement_level, tier, is_mql, model_id,
+             breakdown, lifecycle_stage, stage_changed_at, mql_at, scored_at, enriched, email, correlation_id,
+             captured_at, created_at, created)
+), created AS (
     INSERT INTO lead_score (lead_id, score, fit_points, behavior_points, fit_grade, engagement_level, tier, is_mql,
                             model_id, breakdown, lifecycle_stage, stage_changed_at, mql_at, scored_at, updated_at,
                             enriched, email, correlation_id, captured_at, created_at)
-    VALUES ($1::text, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13::timestamptz, $14, $14,
-            $15::jsonb, $16, $22, $23, $14)
-    RETURNING {_SCORED_COLUMNS}
+    SELECT lead_id, score, fit_points, behavior_points, fit_grade, engagement_level, tier, is_mql, model_id,
+           breakdown::jsonb, lifecycle_stage, stage_changed_at, mql_at, scored_at, scored_at, enriched::jsonb, email,
+           correlation_id, captured_at, created_at
+    FROM written WHERE created
+), updated AS (
+    UPDATE lead_score AS s
+    SET score = w.score, fit_points = w.fit_points, behavior_points = w.behavior_points, fit_grade = w.fit_grade,
+        engagement_level = w.engagement_level, tier = w.tier, is_mql = w.is_mql, model_id = w.model_id,
+        breakdown = w.breakdown::jsonb, lifecycle_stage = w.lifecycle_stage, stage_changed_at = w.stage_changed_at,
+        mql_at = COALESCE(w.mql_at, s.mql_at), scored_at = w.scored_at, updated_at = w.scored_at,
+        enriched = COALESCE(w.enriched::jsonb, s.enriched),
+        email = CASE WHEN w.enriched IS NULL THEN s.email ELSE w.email END
+    FROM written AS w
+    WHERE NOT w.created AND s.lead_id = w.lead_id
 )
-{_SCORE_CHANGE}
-"""
-# ``enriched``/``email`` change only with a form fill ($15 not NULL); ``mql_at`` only on becoming an MQL.
-UPDATE_SCORE = f"""
-WITH scored AS (
-    UPDATE lead_score
-    SET score = $2, fit_points = $3, behavior_points = $4, fit_grade = $5, engagement_level = $6, tier = $7,
-        is_mql = $8, model_id = $9, breakdown = $10::jsonb, lifecycle_stage = $11, stage_changed_at = $12,
-        mql_at = COALESCE($13::timestamptz, mql_at), scored_at = $14, updated_at = $14,
-        enriched = COALESCE($15::jsonb, enriched),
-        email = CASE WHEN $15::jsonb IS NULL THEN email ELSE $16 END
-    WHERE lead_id = $1::text
-    RETURNING {_SCORED_COLUMNS}
-)
-{_SCORE_CHANGE}
+INSERT INTO score_change (lead_id, event_id, at, trigger, cause, score, previous_score, fit_grade, engagement_level,
+                          tier, is_mql, model_id, breakdown, lifecycle_stage, previous_stage)
+SELECT lead_id, event_id, at, trigger, cause, score, previous_score, fit_grade, engagement_level, tier, is_mql,
+       model_id, breakdown::jsonb, lifecycle_stage, previous_stage
+FROM unnest($21::text[], $22::text[], $23::timestamptz[], $24::text[], $25::text[], $26::float8[], $27::float8[],
+            $28::text[], $29::int[], $30::text[], $31::bool[], $32::text[], $33::text[], $34::text[], $35::text[])
+    WITH ORDINALITY AS c(lead_id, event_id, at, trigger, cause, score, previous_score, fit_grade, engagement_level,
+                         tier, is_mql, model_id, breakdown, lifecycle_stage, previous_stage, n)
+ORDER BY c.n
 """
 
-# A form fill's writes before scoring: the lead's identities, the fill itself as activity, and
-# crediting the activity that waited for this lead (the form row is born credited, so the UPDATE,
-# which sees the statement's starting snapshot, never meets it). Returns how many were credited.
-RECORD_FORM_FILL = """
-WITH identity AS (
+# A batch's form fills' writes before scoring: the leads' identities (the first fill naming one keeps it), the
+# fills themselves as activity, and crediting the activity that waited for these leads, each to the first
+# fill (in the batch's order) it matches, as one fill after another would. The form rows are born credited,
+# so the UPDATE, which sees the statement's starting snapshot, never meets them. Returns the activity rows
+# this statement wrote: the forms it kept and the waiting activity it credited, each with its fill's position.
+RECORD_FORM_FILLS = """
+WITH fill AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                         $7::timestamptz[]) WITH ORDINALITY
+        AS f(lead_id, captured_lead_id, email, visitor_id, form_key, submitted_at, received_at, n)
+), identity AS (
     INSERT INTO lead_identity (kind, value, lead_id)
-    SELECT kind, value, $1::text FROM unnest($2::text[], $3::text[]) AS i(kind, value)
+    SELECT kind, value, lead_id FROM unnest($8::text[], $9::text[], $10::text[]) WITH ORDINALITY
+        AS i(kind, value, lead_id, n)
+    ORDER BY i.n
     ON CONFLICT DO NOTHING
 ), form AS (
     INSERT INTO activity (activity_id, lead_id, activity_type, occurred_at, properties, received_at, credited_at)
-    VALUES ($4::text, $1::text, $5::text, $6::timestamptz, $7::jsonb, $8::timestamptz, $8::timestamptz)
+    SELECT 'form:' || captured_lead_id, lead_id, $11::text, submitted_at, jsonb_build_object('form_key', form_key),
+           received_at, received_at
+    FROM fill ORDER BY n
     ON CONFLICT DO NOTHING
-), credited AS (
-    UPDATE activity SET lead_id = $1::text, credited_at = $8::timestamptz
-    WHERE lead_id IS NULL AND (wanted_lead_id = ANY($9::text[]) OR email = $10::text OR visitor_id = $11::text)
     RETURNING activity_id
+), waiting AS (
+    SELECT DISTINCT ON (activity_id) activity_id, lead_id, received_at, n
+    FROM (
+        SELECT a.activity_id, f.lead_id, f.received_at, f.n FROM fill AS f
+        JOIN activity AS a ON a.lead_id IS NULL AND a.wanted_lead_id IN (f.lead_id, f.captured_lead_id)
+        UNION ALL
+        SELECT a.activity_id, f.lead_id, f.received_at, f.n FROM fill AS f
+        JOIN activity AS a ON a.lead_id IS NULL AND a.email = f.email
+        UNION ALL
+        SELECT a.activity_id, f.lead_id, f.received_at, f.n FROM fill AS f
+        JOIN activity AS a ON a.lead_id IS NULL AND a.visitor_id = f.visitor_id
+    ) AS matched
+    ORDER BY activity_id, n
+), credited AS (
+    UPDATE activity SET lead_id = w.lead_id, credited_at = w.received_at
+    FROM waiting AS w WHERE activity.activity_id = w.activity_id
+    RETURNING activity.activity_id, w.n
 )
-SELECT count(*) FROM credited
+SELECT activity_id, NULL::bigint AS n FROM form
+UNION ALL
+SELECT activity_id, n FROM credited
 """
 
-# An activity: find its lead by identity (lead id, then email, then visitor), keep the activity
-# once, remember the visitor for that lead, and take the lead's lock. Returns no row when the
-# activity was already recorded, a NULL lead_id when it waits for its lead. The lock comes last in
-# the statement (after the identity locks the handler holds), and this statement's snapshot only
-# reads identities those locks protect; what the lock guards is read by the next statement.
-RECORD_ACTIVITY = """
-WITH found AS (
-    SELECT i.lead_id
-    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, value, n)
-    JOIN lead_identity AS i ON i.kind = k.kind AND i.value = k.value
-    ORDER BY k.n
-    LIMIT 1
+# A batch's activities, each kept once (the first of an id the batch repeats), credited to the lead its
+# identities name (lead id, then email, then visitor: a visitor an earlier activity of the batch made known
+# counts, as one by one), with the visitors they made known, and the locks of those leads (in the one order
+# every lead lock is taken in, after the identity locks the handler holds). The statement's snapshot only
+# reads identities those locks protect; what the leads' locks guard is read by the next statement. Returns,
+# for each activity kept now, its position and its lead (NULL while it waits for one).
+RECORD_ACTIVITIES = """
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::text[], $9::timestamptz[]) WITH ORDINALITY
+        AS g(activity_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at, page_url, properties,
+             received_at, n)
+), fresh AS MATERIALIZED (
+    SELECT DISTINCT ON (g.activity_id) g.*,
+           COALESCE((SELECT lead_id FROM lead_identity WHERE kind = 'lead' AND value = NULLIF(g.wanted_lead_id, '')),
+                    (SELECT lead_id FROM lead_identity WHERE kind = 'email' AND value = NULLIF(g.email, '')))
+               AS named_lead_id,
+           (SELECT lead_id FROM lead_identity WHERE kind = 'visitor' AND value = NULLIF(g.visitor_id, ''))
+               AS visitor_lead_id
+    FROM given AS g
+    WHERE NOT EXISTS (SELECT 1 FROM activity AS a WHERE a.activity_id = g.activity_id)
+    ORDER BY g.activity_id, g.n
+), found AS MATERIALIZED (
+    SELECT f.*, COALESCE(f.named_lead_id, f.visitor_lead_id, (
+               SELECT e.named_lead_id FROM fresh AS e
+               WHERE e.visitor_id = NULLIF(f.visitor_id, '') AND e.named_lead_id IS NOT NULL AND e.n < f.n
+               ORDER BY e.n LIMIT 1)) AS lead_id
+    FROM fresh AS f
 ), recorded AS (
     INSERT INTO activity (activity_id, lead_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at,
                           page_url, properties, received_at, credited_at)
-    SELECT $3::text, found.lead_id, $4::text, $5::text, $6::text, $7::text, $8::timestamptz, $9::text, $10::jsonb,
-           $11::timestamptz, CASE WHEN found.lead_id IS NOT NULL THEN $11::timestamptz END
-    FROM (SELECT 1) AS one LEFT JOIN found ON true
+    SELECT activity_id, lead_id, wanted_lead_id, email, visitor_id, activity_type, occurred_at, page_url,
+           properties::jsonb, received_at, CASE WHEN lead_id IS NOT NULL THEN received_at END
+    FROM found ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING lead_id
 ), visitor AS (
     INSERT INTO lead_identity (kind, value, lead_id)
-    SELECT 'visitor', $12::text, lead_id FROM recorded WHERE lead_id IS NOT NULL AND $12::text IS NOT NULL
+    SELECT 'visitor', visitor_id, lead_id FROM found
+    WHERE lead_id IS NOT NULL AND NULLIF(visitor_id, '') IS NOT NULL
+    ORDER BY n
     ON CONFLICT DO NOTHING
+), locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended('row:' || lead_id, 0))
+    FROM (SELECT DISTINCT lead_id FROM found WHERE lead_id IS NOT NULL) AS leads
+    ORDER BY lead_id COLLATE "C"
 )
-SELECT lead_id,
-       CASE WHEN lead_id IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('row:' || lead_id, 0)) END
-FROM recorded
+SELECT n, lead_id FROM found WHERE (SELECT count(*) FROM locked) >= 0
 """
 
-# A touch's lead (the canonical one when the touched id was a duplicate fill), and its lock. As in
-# RECORD_ACTIVITY, the snapshot only reads an identity the handler's lock protects.
-LOCK_TOUCHED_LEAD = """
+# Touched leads (the canonical one when the touched id was a duplicate fill), in the order given, and their
+# locks, in the one order every lead lock is taken in. The snapshot only reads identities the handler's
+# locks protect.
+LOCK_TOUCHED_LEADS = """
 WITH touched AS MATERIALIZED (
-    SELECT COALESCE((SELECT lead_id FROM lead_identity WHERE kind = 'lead' AND value = $1::text), $1::text)
-        AS lead_id
+    SELECT t.n, COALESCE((SELECT lead_id FROM lead_identity WHERE kind = 'lead' AND value = t.id), t.id) AS lead_id
+    FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)
+), locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended('row:' || lead_id, 0))
+    FROM (SELECT DISTINCT lead_id FROM touched) AS leads
+    ORDER BY lead_id COLLATE "C"
 )
-SELECT lead_id, pg_advisory_xact_lock(hashtextextended('row:' || lead_id, 0)) FROM touched
+SELECT lead_id FROM touched WHERE (SELECT count(*) FROM locked) >= 0 ORDER BY n
 """
 
 
@@ -371,18 +426,69 @@ def _scored_lead(row: _Columns) -> ScoredLead:
     )
 
 
-def _score_params(write: ScoreWrite) -> list[Any]:
-    """$1-$21 of INSERT_SCORE and UPDATE_SCORE."""
-    result, enriched = write.result, write.enriched
-    return [
-        write.lead_id, result.score, result.fit_points, result.behavior_points, result.fit_grade,
-        result.engagement_level, result.tier, result.is_mql, write.model_id,
-        json.dumps([line.model_dump(mode="json") for line in result.lines]), write.stage, write.stage_changed_at,
-        write.mql_at, write.scored_at,
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as the parallel arrays ``unnest`` takes (``width`` empty ones for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _lead_state(row: _Columns) -> LeadState:
+    activities = [
+        domain.Activity(activity_id, activity_type, occurred_at, page_url, dict(properties or {}))
+        for activity_id, activity_type, occurred_at, page_url, properties in row["activities"]
+    ]
+    lead = _scored_lead(row) if row["lead_id"] is not None else None
+    return LeadState(lead, row["active_model_id"], activities)
+
+
+def _breakdown(write: ScoreWrite) -> str:
+    return json.dumps([line.model_dump(mode="json") for line in write.result.lines])
+
+
+def scored_after(lead: ScoredLead | None, write: ScoreWrite) -> ScoredLead:
+    """The lead's row once ``write`` is stored over ``lead`` (None: the write creates it), as ``SAVE_SCORES``
+    leaves it: what a later event of the same batch reads."""
+    result = write.result
+    enriched = LeadFields.of(write.enriched) if write.enriched is not None else None
+    if lead is None:
+        assert enriched is not None, "only a form fill creates a lead"
+        return ScoredLead(
+            lead_id=write.lead_id, enriched=enriched, correlation_id=write.correlation_id or write.lead_id,
+            captured_at=write.captured_at, score=result.score, behavior_points=result.behavior_points,
+            fit_grade=result.fit_grade, engagement_level=result.engagement_level, tier=result.tier,
+            is_mql=result.is_mql, model_id=write.model_id, lifecycle_stage=write.stage,
+            stage_changed_at=write.stage_changed_at, mql_at=write.mql_at, scored_at=write.scored_at)
+    return replace(
+        lead, enriched=enriched or lead.enriched, score=result.score, behavior_points=result.behavior_points,
+        fit_grade=result.fit_grade, engagement_level=result.engagement_level, tier=result.tier,
+        is_mql=result.is_mql, model_id=write.model_id, lifecycle_stage=write.stage,
+        stage_changed_at=write.stage_changed_at, mql_at=write.mql_at or lead.mql_at, scored_at=write.scored_at)
+
+
+def _lead_row(writes: Sequence[ScoreWrite]) -> tuple[Any, ...]:
+    """A lead's ``lead_score`` row as a batch's writes of it leave it ($1-$20 of ``SAVE_SCORES``): what the last
+    wrote, the last MQL time and form fill any of them brought, created by the first when it made a new lead."""
+    first, last = writes[0], writes[-1]
+    result = last.result
+    enriched = next((write.enriched for write in reversed(writes) if write.enriched is not None), None)
+    mql_at = next((write.mql_at for write in reversed(writes) if write.mql_at is not None), None)
+    return (
+        last.lead_id, result.score, result.fit_points, result.behavior_points, result.fit_grade,
+        result.engagement_level, result.tier, result.is_mql, last.model_id, _breakdown(last), last.stage,
+        last.stage_changed_at, mql_at, last.scored_at,
         json.dumps(enriched.model_dump(mode="json")) if enriched is not None else None,
         domain.email_key(enriched.profile.email) if enriched is not None else None,
-        write.event_id, write.trigger, write.cause, write.previous_score, write.previous_stage,
-    ]
+        first.correlation_id or first.lead_id, first.captured_at, first.scored_at, first.new_lead,
+    )
+
+
+def _change_row(write: ScoreWrite) -> tuple[Any, ...]:
+    """The score_change row explaining a published event ($21-$35 of ``SAVE_SCORES``)."""
+    result = write.result
+    return (
+        write.lead_id, write.event_id, write.scored_at, write.trigger, write.cause, result.score,
+        write.previous_score, result.fit_grade, result.engagement_level, result.tier, result.is_mql,
+        write.model_id, _breakdown(write), write.stage, write.previous_stage,
+    )
 
 
 def _version(row: Any, active_id: str | None, first_activation: dict[str, datetime]) -> ModelVersion:
@@ -412,53 +518,63 @@ class ScoringStore:
         return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
                                         lead_lock_key(lead_id)))
 
-    async def record_form_fill(self, session: AsyncSession, fill: FormFill) -> int:
-        """Remember who the lead is, keep the fill as activity, credit what waited for the lead;
-        returns how many earlier activities were credited."""
-        kinds, values = identities(("lead", fill.lead_id), ("lead", fill.captured_lead_id), ("email", fill.email),
-                                   ("visitor", fill.visitor_id))
-        conn = await driver_connection(session)
-        credited: int = await conn.fetchval(
-            RECORD_FORM_FILL, fill.lead_id, kinds, values, f"form:{fill.captured_lead_id}", domain.FORM_SUBMISSION,
-            fill.submitted_at, json.dumps({"form_key": fill.form_key}), fill.received_at,
-            [fill.lead_id, fill.captured_lead_id], fill.email, fill.visitor_id or None,
+    async def record_form_fills(self, session: AsyncSession, fills: Sequence[FormFill]) -> list[set[str]]:
+        """Remember who the leads are, keep the fills as activity, credit what waited for the leads; returns,
+        for each fill, the activities it brought to its lead (its form, what it credited)."""
+        identity_rows = [(kind, value, fill.lead_id) for fill in fills for kind, value in zip(*identities(
+            ("lead", fill.lead_id), ("lead", fill.captured_lead_id), ("email", fill.email),
+            ("visitor", fill.visitor_id)), strict=True)]
+        rows = await (await driver_connection(session)).fetch(
+            RECORD_FORM_FILLS, *_columns([(fill.lead_id, fill.captured_lead_id, fill.email, fill.visitor_id or None,
+                                           fill.form_key, fill.submitted_at, fill.received_at) for fill in fills], 7),
+            *_columns(identity_rows, 3), domain.FORM_SUBMISSION,
         )
-        return credited
+        brought: list[set[str]] = [set() for _ in fills]
+        position_of_form = {}
+        for position, fill in reversed(list(enumerate(fills))):
+            position_of_form[f"form:{fill.captured_lead_id}"] = position
+        for row in rows:
+            position = row["n"] - 1 if row["n"] is not None else position_of_form[row["activity_id"]]
+            brought[position].add(row["activity_id"])
+        return brought
 
-    async def record_activity(self, session: AsyncSession, record: ActivityRecord) -> RecordedActivity | None:
-        """Keep the activity once, credited to the lead its identities name (whose lock it then takes);
-        None when it was already kept."""
-        kinds, values = identities(("lead", record.lead_id), ("email", record.email), ("visitor", record.visitor_id))
-        conn = await driver_connection(session)
-        row = await conn.fetchrow(
-            RECORD_ACTIVITY, kinds, values, record.activity_id, record.lead_id, record.email, record.visitor_id,
-            record.activity_type, record.occurred_at, record.page_url, json.dumps(dict(record.properties)),
-            record.received_at, record.visitor_id or None,
-        )
-        return RecordedActivity(row["lead_id"]) if row is not None else None
+    async def record_activities(self, session: AsyncSession,
+                                records: Sequence[ActivityRecord]) -> list[RecordedActivity | None]:
+        """Keep each activity once, credited to the lead its identities name (a visitor an earlier activity of
+        the batch made known counts), and take the locks of those leads; None for an activity kept before (or
+        earlier in the batch)."""
+        rows = await (await driver_connection(session)).fetch(RECORD_ACTIVITIES, *_columns([(
+            record.activity_id, record.lead_id, record.email, record.visitor_id, record.activity_type,
+            record.occurred_at, record.page_url, json.dumps(dict(record.properties)), record.received_at,
+        ) for record in records], 9))
+        kept = {row["n"] - 1: RecordedActivity(row["lead_id"]) for row in rows}
+        return [kept.get(position) for position in range(len(records))]
 
-    async def lock_touched_lead(self, session: AsyncSession, lead_id: str) -> str:
-        """The canonical lead of a touched lead id, locked."""
-        found: str = await (await driver_connection(session)).fetchval(LOCK_TOUCHED_LEAD, lead_id)
-        return found
+    async def lock_touched_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[str]:
+        """The canonical lead of each touched lead id, in order, locked."""
+        rows = await (await driver_connection(session)).fetch(LOCK_TOUCHED_LEADS, list(lead_ids))
+        return [row["lead_id"] for row in rows]
 
     async def load_lead(self, session: AsyncSession, lead_id: str) -> LeadState:
-        found = await (await driver_connection(session)).fetchrow(LOAD_LEAD, lead_id)
-        assert found is not None  # the outer join always yields one row
-        activities = [
-            domain.Activity(activity_id, activity_type, occurred_at, page_url, dict(properties or {}))
-            for activity_id, activity_type, occurred_at, page_url, properties in found["activities"]
-        ]
-        lead = _scored_lead(found) if found["lead_id"] is not None else None
-        return LeadState(lead, found["active_model_id"], activities)
+        return (await self.load_leads(session, [lead_id]))[lead_id]
 
-    async def save_score(self, session: AsyncSession, write: ScoreWrite) -> None:
-        conn = await driver_connection(session)
-        if write.new_lead:
-            await conn.execute(INSERT_SCORE, *_score_params(write), write.correlation_id or write.lead_id,
-                               write.captured_at)
-        else:
-            await conn.execute(UPDATE_SCORE, *_score_params(write))
+    async def load_leads(self, session: AsyncSession, lead_ids: Sequence[str],
+                         max_activities: int = MAX_ACTIVITIES_PER_LEAD) -> dict[str, LeadState]:
+        """Each lead's state, with at most ``max_activities`` of its activities (newest first)."""
+        wanted = list(dict.fromkeys(lead_ids))
+        rows = await (await driver_connection(session)).fetch(LOAD_LEADS, wanted, max_activities)
+        return {row["wanted"]: _lead_state(row) for row in rows}
+
+    async def save_scores(self, session: AsyncSession, writes: Sequence[ScoreWrite]) -> None:
+        """The writes of a batch, in the order they were made, in one statement."""
+        if not writes:
+            return
+        by_lead: dict[str, list[ScoreWrite]] = {}
+        for write in writes:
+            by_lead.setdefault(write.lead_id, []).append(write)
+        leads = [_lead_row(of_lead) for of_lead in by_lead.values()]
+        changes = [_change_row(write) for write in writes if write.event_id is not None]
+        await (await driver_connection(session)).execute(SAVE_SCORES, *_columns(leads, 20), *_columns(changes, 15))
 
     async def leads_due_for_sweep(
         self, session: AsyncSession, now: datetime, min_age: timedelta, active_model: str, limit: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_kit.platform import Platform
 from leadflow_scoring import domain
 from leadflow_scoring.bootstrap import Deps
-from leadflow_scoring.domain import LeadFields
 from leadflow_scoring.metrics import ScoringMetrics
 from leadflow_scoring.model import ScoringModelSpec, default_model
 from leadflow_scoring.settings import Settings
@@ -30,6 +29,7 @@ from leadflow_scoring.store import (
     StoredModel,
     UnknownModel,
     identities,
+    scored_after,
 )
 
 DEFAULT_MODEL = default_model()
@@ -69,14 +69,21 @@ class FakeScoringStore(ScoringStore):
         self.changes: list[ScoreWrite] = []  # the writes that explain a published event
         self.locked: list[str] = []
         self.busy: set[str] = set()
+        # How many statements the real store would have run for what the handlers asked of this one.
+        self.statements = 0
 
     async def lock(self, session: AsyncSession, keys: Sequence[str]) -> None:
         self.locked.extend(sorted(set(keys)))
+        self.statements += 1
 
     async def try_lock_lead(self, session: AsyncSession, lead_id: str) -> bool:
         return lead_id not in self.busy
 
-    async def record_form_fill(self, session: AsyncSession, fill: FormFill) -> int:
+    async def record_form_fills(self, session: AsyncSession, fills: Sequence[FormFill]) -> list[set[str]]:
+        self.statements += 1
+        return [self._record_form_fill(fill) for fill in fills]
+
+    def _record_form_fill(self, fill: FormFill) -> set[str]:
         kinds, values = identities(("lead", fill.lead_id), ("lead", fill.captured_lead_id), ("email", fill.email),
                                    ("visitor", fill.visitor_id))
         for kind, value in zip(kinds, values, strict=True):
@@ -89,13 +96,21 @@ class FakeScoringStore(ScoringStore):
         ]
         for waiting in credited:
             waiting.lead_id, waiting.credited_at = fill.lead_id, fill.received_at
+        brought = {waiting.activity_id for waiting in credited}
         form_id = f"form:{fill.captured_lead_id}"
-        self.activities.setdefault(form_id, StoredActivity(
-            form_id, fill.lead_id, None, None, None, domain.FORM_SUBMISSION, fill.submitted_at, None,
-            {"form_key": fill.form_key}, fill.received_at))
-        return len(credited)
+        if form_id not in self.activities:
+            self.activities[form_id] = StoredActivity(
+                form_id, fill.lead_id, None, None, None, domain.FORM_SUBMISSION, fill.submitted_at, None,
+                {"form_key": fill.form_key}, fill.received_at)
+            brought.add(form_id)
+        return brought
 
-    async def record_activity(self, session: AsyncSession, record: ActivityRecord) -> RecordedActivity | None:
+    async def record_activities(self, session: AsyncSession,
+                                records: Sequence[ActivityRecord]) -> list[RecordedActivity | None]:
+        self.statements += 1
+        return [self._record_activity(record) for record in records]
+
+    def _record_activity(self, record: ActivityRecord) -> RecordedActivity | None:
         if record.activity_id in self.activities:
             return None
         kinds, values = identities(("lead", record.lead_id), ("email", record.email), ("visitor", record.visitor_id))
@@ -109,32 +124,24 @@ class FakeScoringStore(ScoringStore):
             self.identities.setdefault(("visitor", record.visitor_id), lead_id)
         return RecordedActivity(lead_id)
 
-    async def lock_touched_lead(self, session: AsyncSession, lead_id: str) -> str:
-        return self.identities.get(("lead", lead_id), lead_id)
+    async def lock_touched_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[str]:
+        self.statements += 1
+        return [self.identities.get(("lead", lead_id), lead_id) for lead_id in lead_ids]
 
-    async def load_lead(self, session: AsyncSession, lead_id: str) -> LeadState:
-        return LeadState(self.leads.get(lead_id), self._active_id(), await self.activities_of(session, lead_id))
+    async def load_leads(self, session: AsyncSession, lead_ids: Sequence[str],
+                         max_activities: int = MAX_ACTIVITIES_PER_LEAD) -> dict[str, LeadState]:
+        self.statements += 1
+        return {lead_id: LeadState(self.leads.get(lead_id), self._active_id(),
+                                   (await self.activities_of(session, lead_id, max_activities)))
+                for lead_id in lead_ids}
 
-    async def save_score(self, session: AsyncSession, write: ScoreWrite) -> None:
-        result = write.result
-        existing = self.leads.get(write.lead_id)
-        if write.new_lead:
-            assert existing is None and write.enriched is not None
-            existing = ScoredLead(
-                lead_id=write.lead_id, enriched=LeadFields.of(write.enriched),
-                correlation_id=write.correlation_id or write.lead_id, captured_at=write.captured_at, score=0,
-                behavior_points=0, fit_grade="D", engagement_level=1, tier="cold", is_mql=False, model_id="",
-                lifecycle_stage="lead", stage_changed_at=write.scored_at, mql_at=None, scored_at=write.scored_at)
-        assert existing is not None
-        self.leads[write.lead_id] = replace(
-            existing, score=result.score, behavior_points=result.behavior_points, fit_grade=result.fit_grade,
-            engagement_level=result.engagement_level, tier=result.tier, is_mql=result.is_mql,
-            model_id=write.model_id, lifecycle_stage=write.stage, stage_changed_at=write.stage_changed_at,
-            mql_at=write.mql_at or existing.mql_at, scored_at=write.scored_at,
-            enriched=LeadFields.of(write.enriched) if write.enriched is not None else existing.enriched,
-        )
-        if write.event_id is not None:
-            self.changes.append(write)
+    async def save_scores(self, session: AsyncSession, writes: Sequence[ScoreWrite]) -> None:
+        self.statements += 1 if writes else 0
+        for write in writes:
+            assert write.new_lead == (write.lead_id not in self.leads), "a new lead must be new, an update needs one"
+            self.leads[write.lead_id] = scored_after(self.leads.get(write.lead_id), write)
+            if write.event_id is not None:
+                self.changes.append(write)
 
     async def leads_due_for_sweep(
         self, session: AsyncSession, now: datetime, min_age: timedelta, active_model: str, limit: int
@@ -204,11 +211,12 @@ class FakeScoringStore(ScoringStore):
         newest = sorted(self.leads.values(), key=lambda lead: lead.scored_at, reverse=True)[:limit]
         return [RecentLead(lead.lead_id, lead.enriched) for lead in newest]
 
-    async def activities_of(self, session: AsyncSession, lead_id: str) -> list[domain.Activity]:
+    async def activities_of(self, session: AsyncSession, lead_id: str,
+                            limit: int = MAX_ACTIVITIES_PER_LEAD) -> list[domain.Activity]:
         mine = sorted((a for a in self.activities.values() if a.lead_id == lead_id),
                       key=lambda a: a.occurred_at, reverse=True)
         return [domain.Activity(a.activity_id, a.activity_type, a.occurred_at, a.page_url, dict(a.properties))
-                for a in mine[:MAX_ACTIVITIES_PER_LEAD]]
+                for a in mine[:limit]]
 
 
 def fake_deps(store: FakeScoringStore | None = None, *, with_default_model: bool = True) -> Deps:

@@ -3,6 +3,7 @@ threshold, credit activity, follow sales' touches, and recycle a stale MQL in th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -303,3 +304,54 @@ async def test_a_leads_score_is_read_with_decay_applied_and_its_history_newest_f
     assert view.last_published_score == second.data.score and view.lifecycle_stage == "sal"
     assert [change.trigger for change in view.history] == ["touched", "enriched"]
     assert await reads.lead_score_view(uow.session, scoring.store, "lead-unknown", later, history_limit=10) is None
+
+
+# -- a batch, as one by one ----------------------------------------------------------------------
+
+
+async def handle(scoring: Scoring, events: list[Event[Any]]) -> list[Event[LeadScored]]:
+    """``events`` of one type as one batch, in one unit of work."""
+    uow, outbox, _ = fake_unit_of_work(scoring.deps, scoring.now)
+    handler = {LeadEnriched: handlers.score_leads, LeadActivity: handlers.record_activities,
+               LeadTouched: handlers.record_touches}[type(events[0].data)]
+    await handler(events, uow)
+    return scored(outbox)
+
+
+async def test_a_batch_of_fills_activities_and_touches_leaves_what_one_by_one_leaves() -> None:
+    story: list[list[Event[Any]]] = [
+        [activity("pricing_page_view", "act-v", visitor_id="v-1"),
+         activity("webinar_attended", "act-early", lead_id="lead-3")],
+        # lead-1 twice (the repeat fill asks for a demo), lead-2 credits the visitor's activity, lead-3 its own.
+        [enriched("lead-1"), enriched("lead-2", visitor_id="v-1"),
+         enriched("lead-1", form_key="demo", captured_lead_id="lead-1b"), enriched("lead-3", industry="Retail")],
+        # lead-3 is known by id; v-2 is made known by the first and credits the third; act-1 comes twice.
+        [activity("pricing_page_view", "act-1", lead_id="lead-3"),
+         activity("pricing_page_view", "act-2", lead_id="lead-3", visitor_id="v-2"),
+         activity("pricing_page_view", "act-3", visitor_id="v-2"),
+         activity("pricing_page_view", "act-1", lead_id="lead-3"),
+         activity("pricing_page_view", "act-4", visitor_id="v-unknown")],
+        [touched("lead-1b", "accepted", "t-1"), touched("lead-1", "accepted", "t-2"),
+         touched("lead-2", "disqualified", "t-3"), touched("lead-9", "accepted", "t-4"),
+         touched("lead-1", "meeting_booked", "t-5")],
+    ]
+    alone, together = Scoring(), Scoring()
+    one_by_one, batched = [], []
+    for batch in story:
+        for event in batch:
+            one_by_one += await handle(alone, [event])
+        batched += await handle(together, batch)
+
+    assert [(e.subject, e.correlation_id, e.data) for e in batched] == \
+        [(e.subject, e.correlation_id, e.data) for e in one_by_one]
+    assert together.store.leads == alone.store.leads
+    assert together.store.activities == alone.store.activities
+    assert together.store.identities == alone.store.identities
+    assert [replace(w, event_id=None) for w in together.store.changes] == \
+        [replace(w, event_id=None) for w in alone.store.changes]
+    assert [e.data.lifecycle_stage for e in batched if e.subject == "lead-1"] == ["lead", "mql", "sal", "sql"]
+    assert together.store.activities["act-3"].lead_id == "lead-3"
+    # Per batch: locks, what the events bring, the leads read, the scores written (no lead is read when no
+    # activity was credited); one by one, that many for each event.
+    assert together.store.statements == 2 + 4 + 4 + 4
+    assert alone.store.statements > 3 * together.store.statements
