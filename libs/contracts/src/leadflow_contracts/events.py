@@ -26,7 +26,9 @@ LifecycleStage = Literal[
 ]
 PriorityTier = Literal["hot", "warm", "cold"]
 FitGrade = Literal["A", "B", "C", "D"]
-TouchType = Literal["accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted"]
+TouchType = Literal[
+    "accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted", "recycled"
+]
 
 
 class Attribution(BaseModel):
@@ -215,6 +217,10 @@ class LeadRouted(EventData):
     )
     form_key: str | None = None
     attribution: Attribution = Field(default_factory=Attribution)
+    nurture: bool = Field(
+        default=False,
+        description="Held in marketing's nurture (owner None, queue 'nurture'): not handed to sales, no SLA clock",
+    )
 
 
 class LeadActivity(EventData):

@@ -28,6 +28,9 @@ SkipReason = Literal[
     "unknown_rep",
 ]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# When a lead goes to sales: at its first fill, or when it becomes an MQL (it waits in nurture until then).
+Handoff = Literal["first_fill", "mql"]
+NURTURE_QUEUE = "nurture"
 MatchMode = Literal["all", "any"]
 Operator = Literal[
     "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between",
@@ -163,6 +166,7 @@ class RuleSet:
     version: int
     rules: tuple[Rule, ...]
     fallback_queue: str | None = None
+    handoff: Handoff = "first_fill"
 
 
 def _norm(value: Any) -> Any:
@@ -553,7 +557,7 @@ def should_escalate(breach_count: int, team: Team | None, *, default_after: int,
 
 # -- decisions ------------------------------------------------------------------------------
 
-Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated"]
+Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated", "nurture"]
 
 
 @dataclass
@@ -736,6 +740,8 @@ class AssignmentWrite:
 
     @property
     def status(self) -> str:
+        if self.decision.outcome == "nurture":
+            return "nurture"
         return "assigned" if self.decision.rep is not None else "queued"
 
 
@@ -785,6 +791,7 @@ def lead_routed(
         kept_owner=decision.outcome == "kept_owner",
         form_key=scored.form_key,
         attribution=scored.attribution,
+        nurture=decision.outcome == "nurture",
     )
 
 

@@ -22,7 +22,7 @@ from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla, LeadTouch
 from leadflow_contracts.events import TouchType
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_routing import domain
+from leadflow_routing import domain, lifecycle
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import RoutingStore, RulesetKey, StoredLead, Touch, WebhookRequest
@@ -33,7 +33,7 @@ SOURCE = "routing"
 WEBHOOK_EVENT_TYPE = "lead.routed"
 # A repeat fill of a lead already routed tells the CRM what changed; the hand-off is not restarted.
 WEBHOOK_UPDATE_EVENT_TYPE = "lead.updated"
-CLOSING_TOUCHES: frozenset[str] = frozenset({"converted", "disqualified"})
+CLOSING_TOUCHES: frozenset[str] = frozenset({"converted"})
 
 
 @dataclass
@@ -101,7 +101,7 @@ async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]
     claims = Claims(set(), set())
     ruleset: domain.RuleSet | None = None
     for lead in leads:
-        if lead.status in ("closed", "new"):
+        if lead.status in ("closed", "new", "nurture"):
             continue
         if lead.owner_rep_id is None:
             ruleset = ruleset or await _ruleset(uow, await store.active_ruleset_key(session))
@@ -192,7 +192,9 @@ async def _ruleset(uow: UnitOfWork[Deps], key: RulesetKey | None) -> domain.Rule
 async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
     """Route a newly scored lead; a lead (or duplicate) already routed keeps its owner.
 
-    A re-score of a known lead (new activity, decay) only refreshes the stored snapshot.
+    Under the ``mql`` hand-off a new lead that is not an MQL waits in nurture. A re-score of a known
+    lead (new activity, decay, model change) only refreshes the stored snapshot, unless the lead waits
+    in nurture and is now an MQL: then it is handed to sales (see ``lifecycle``).
     """
     store, scored = uow.deps.store, event.data
     duplicate_of = scored.duplicate_of if scored.duplicate_of != scored.lead_id else None
@@ -203,6 +205,8 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
     lead = stored.lead
     # A new lead comes back with status "new", like one stored but never routed.
     kept_from: tuple[str, str, str | None] | None = None
+    if lead.status == "nurture":
+        return await hand_off_from_nurture(uow, lead, stored.active_ruleset, event, now)
     if lead.status != "new":
         if scored.duplicate_of is None and scored.trigger != "enriched":
             return None
@@ -218,8 +222,27 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
         return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id)
 
     ruleset = await _ruleset(uow, stored.active_ruleset)
+    if lead.status == "new" and lifecycle.holds_in_nurture(ruleset, scored):
+        held = lifecycle.nurture_decision("not an MQL yet: waits in nurture until it becomes one", now,
+                                          tier=scored.tier, ruleset_version=ruleset.version if ruleset else None)
+        return await apply_decision(uow, lead, held, event, now)
     decision = await decide(store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings, ruleset)
     return await apply_decision(uow, lead, decision, event, now)
+
+
+async def hand_off_from_nurture(
+    uow: UnitOfWork[Deps], lead: StoredLead, ruleset_key: RulesetKey | None, event: Event[LeadScored],
+    now: datetime,
+) -> Routed | None:
+    """A lead waiting in nurture goes to sales the moment a re-score finds it an MQL (by activities, a
+    model change, decay reversing), once the cool-down after the CRM sent it back has passed."""
+    if not lifecycle.ready_for_handoff(lead.scored, lead.handoff_after, now):
+        return None
+    ruleset = await _ruleset(uow, ruleset_key)
+    store = uow.deps.store
+    decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
+    await store.hold_in_nurture_until(uow.session, lead.id, None)
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"))
 
 
 async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
@@ -229,8 +252,8 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: d
     if sla.kind != "breach":
         return None
     lead = await store.lock_lead(uow.session, sla.lead_id)
-    if lead is None or lead.status in ("closed", "new"):
-        log.info("breach for lead %s ignored: unknown or closed", sla.lead_id)
+    if lead is None or lead.status in ("closed", "new", "nurture"):
+        log.info("breach for lead %s ignored: unknown, closed or in nurture", sla.lead_id)
         return None
     if lead.owner_rep_id is None:
         return await _retry_queued(uow, lead, event, now)
@@ -294,7 +317,7 @@ async def apply_decision(
     uow: UnitOfWork[Deps],
     lead: StoredLead,
     decision: domain.Decision,
-    cause: Event[LeadScored] | Event[LeadSla],
+    cause: Event[LeadScored] | Event[LeadSla] | Event[LeadTouched],
     now: datetime,
     *,
     reroute: domain.Reroute | None = None,
@@ -312,10 +335,13 @@ async def apply_decision(
         assignment_id, lead.id, decision, reroute, event.id, now, changes, turn_team_id, rr_last_rep_id))
     await uow.publish(event)
     refill = decision.outcome == "kept_owner" and not count_kept_owner
-    await store.enqueue_webhook(uow.session, WebhookRequest(
-        WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
-        domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id, event.lead_captured_at,
-    ))
+    if decision.outcome != "nurture":
+        # The CRM hears of hand-offs to sales; a lead held in (or sent back to) nurture is marketing's.
+        await store.enqueue_webhook(uow.session, WebhookRequest(
+            WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
+            domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id,
+            event.lead_captured_at,
+        ))
     uow.deps.metrics.decisions.labels(decision.outcome).inc()
     if decision.outcome == "fallback":
         uow.deps.metrics.fallback.labels(decision.fallback_team or "none").inc()
@@ -327,6 +353,21 @@ async def apply_decision(
 
 
 # -- CRM touches ----------------------------------------------------------------------------
+
+
+async def back_to_nurture(uow: UnitOfWork[Deps], lead: StoredLead, touch: Event[LeadTouched], now: datetime) -> None:
+    """The CRM disqualified or recycled the lead: it leaves its owner (or queue) for nurture, with the
+    touch's reason, and is not handed off again before the cool-down ends."""
+    data, cooldown = touch.data, uow.deps.settings.recycle_cooldown_seconds
+    until = lifecycle.cooldown_end(now, cooldown)
+    decision = lifecycle.nurture_decision(
+        f"{data.touch_type} by the CRM" + (f": {data.reason}" if data.reason else ""), now, tier=lead.scored.tier,
+        extra={"touch_id": data.touch_id, "handoff_after": until.isoformat()},
+    )
+    await apply_decision(uow, lead, decision, touch, now,
+                         reroute=domain.Reroute(data.touch_type, lead.owner_rep_id))
+    await uow.deps.store.hold_in_nurture_until(uow.session, lead.id, until)
+
 
 
 class UnknownLead(LookupError):
@@ -387,6 +428,9 @@ async def record_touch(uow: UnitOfWork[Deps], crm: CrmTouch) -> TouchRecorded:
         lead_id=lead_id, touch_id=touch.id, touch_type=crm.touch_type, occurred_at=touch.occurred_at,
         rep_id=crm.rep_id or owner, reason=crm.reason, integration=crm.integration, owner_mismatch=mismatch,
     )
-    await uow.publish(new_event(touched, source=SOURCE, subject=lead_id, correlation_id=lead.correlation_id,
-                                lead_captured_at=lead.lead_captured_at, time=now))
+    touched_event = new_event(touched, source=SOURCE, subject=lead_id, correlation_id=lead.correlation_id,
+                              lead_captured_at=lead.lead_captured_at, time=now)
+    await uow.publish(touched_event)
+    if crm.touch_type in lifecycle.BACK_TO_NURTURE and lead.status not in ("closed", "new"):
+        await back_to_nurture(uow, lead, touched_event, now)
     return TouchRecorded(touch.id, lead_id, crm.touch_type, owner, mismatch)
