@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from e2e_support import ADMIN_KEY, eventually, running_pipeline
 
+from leadflow_stack.handoff_demo import run_handoff_demo
+
 pytestmark = pytest.mark.e2e
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -52,6 +54,14 @@ async def test_a_cold_lead_lifted_to_mql_is_handed_to_sales_and_a_warm_to_hot_le
 
         opened = await eventually(lambda: _open_clock(pipeline, lead_id))
         assert opened["owner_rep_id"] == handed["owner"]["rep_id"] and opened["tier"] == "warm"
+
+        # `make demo`'s hand-off journey shows the same steps, each with its time.
+        journey = await run_handoff_demo(capture, pipeline.urls["sla"], ADMIN_KEY, timeout=60)
+        assert [s.stage for s in journey.steps][:3] == ["captured", "scored", "routed"]
+        assert journey.steps[2].detail.startswith("nurture")
+        handed_step = journey.handed_off
+        assert handed_step is not None and handed_step.detail.endswith("reason mql")
+        assert journey.clock is not None and journey.clock["status"] == "open"
 
         # Under a first-fill hand-off a warm lead (fit B, not an MQL) gets a rep and the warm clock at once;
         # a demo request makes it a hot MQL, and that running clock tightens.
