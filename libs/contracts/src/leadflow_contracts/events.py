@@ -201,7 +201,8 @@ class LeadRouted(EventData):
     lead_id: str
     assignment_id: str
     owner: RoutedOwner | None = None
-    queue: str | None = Field(default=None, description="Set when the lead went to a fallback queue")
+    queue: str | None = Field(default=None,
+                              description="Set when the lead waits in a queue: a fallback queue, or 'nurture'")
     reason: str
     rule_id: str | None = None
     strategy: str | None = None
