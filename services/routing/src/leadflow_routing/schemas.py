@@ -341,6 +341,7 @@ DRY_RUN_EXAMPLE: dict[str, Any] = {
     "outcome": "assigned", "reason": "rule emea → team emea-sales (round_robin)", "owner": _OWNER_EXAMPLE,
     "team_id": "emea-sales", "queue": None, "rule_id": "emea", "ruleset_version": 4, "strategy": "round_robin",
     "audit": _AUDIT_EXAMPLE,
+    "handoff": {"policy": "mql", "held_in_nurture": False},
 }
 
 

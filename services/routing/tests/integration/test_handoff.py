@@ -94,6 +94,9 @@ async def test_the_handoff_policy_is_admin_data_and_first_fill_routes_every_lead
         running(settings) as svc,
     ):
         assert (await svc.get("/v1/admin/routing-rules")).json()["handoff"] == "mql"
+        trial = await svc.post("/v1/admin/routing-rules/dry-run", json={"lead": {"is_mql": False, "country": "US"}})
+        assert trial.status_code == 200, trial.text
+        assert trial.json()["handoff"] == {"policy": "mql", "held_in_nurture": True}
         bad = await svc.post("/v1/admin/routing-rules", json={"rules": [{"id": "all", "team_id": "sales"}],
                                                                "handoff": "whenever"})
         assert bad.status_code == 422
