@@ -17,7 +17,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:
 	@echo "make up      install Python deps, start Kafka + PostgreSQL + the five services (idempotent)"
-	@echo "make demo    post sample form fills and print each lead's journey"
+	@echo "make demo    post sample form fills and print each lead's journey, then one lead going cold -> nurture -> MQL -> rep"
 	@echo "make status  what runs where;  make logs  tails of every log (ARGS='-f capture' to follow)"
 	@echo "make down    stop everything make up started"
 	@echo "make test    lint + unit, integration and e2e tests on real Kafka and PostgreSQL"

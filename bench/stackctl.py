@@ -111,7 +111,9 @@ class BenchStack:
                 # Activities go to the last 1000 leads; the first seconds of a run have only a few.
                 "RATE_LIMIT_ACTIVITY_LEAD_PER_MINUTE": "0",
             },
-            "routing": {"DEMO_WEBHOOK_URL": webhook_url, "DEMO_WEBHOOK_SECRET": webhook_secret},
+            # Every lead to sales at its first fill: the bench follows each lead to its CRM webhook.
+            "routing": {"DEMO_WEBHOOK_URL": webhook_url, "DEMO_WEBHOOK_SECRET": webhook_secret,
+                        "DEMO_HANDOFF": "first_fill"},
         }
         present = [name for name in SERVICE_NAMES if service_available(name)]
         ports = procs.free_ports(len(present))

@@ -116,8 +116,9 @@ async def running_pipeline(
     peers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items() if name != "capture"}
     settings: dict[str, dict[str, str]] = {
         "capture": {"PRIVACY_EXPORT_URLS": json.dumps(peers)},
+        # Every lead to sales at its first fill: these tests follow each lead to its CRM webhook.
         "routing": {"DEMO_WEBHOOK_URL": receiver.url, "DEMO_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                    "WEBHOOK_RETRY_BASE_SECONDS": "0.2"},
+                    "WEBHOOK_RETRY_BASE_SECONDS": "0.2", "DEMO_HANDOFF": "first_fill"},
     }
     for name, extra in (overrides or {}).items():
         settings[name] = {**settings.get(name, {}), **extra}

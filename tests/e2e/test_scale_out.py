@@ -100,7 +100,7 @@ async def arrange_two_teams(pipeline: Pipeline) -> None:
     rules = {"rules": [
         {"id": "germany", "conditions": [{"field": "country", "op": "eq", "value": "DE"}], "team_id": "emea"},
         {"id": "everyone", "team_id": "sales"},
-    ]}
+    ], "handoff": "first_fill"}
     response = await pipeline.client.post(f"{routing}/v1/admin/routing-rules", headers=ADMIN, json=rules)
     assert response.status_code == 201, response.text
 

@@ -73,7 +73,8 @@ def export_all(api: Api) -> dict[str, Any]:
         "reps": [{"id": r["id"], **_pick(r, REP_FIELDS)} for r in reps],
         "queues": [{"id": q["id"], **_pick(q, QUEUE_FIELDS)} for q in queues],
         "routing_rules": None if ruleset is None else {"version": ruleset["version"], "rules": ruleset["rules"],
-                                                       "fallback_queue": ruleset["fallback_queue"]},
+                                                       "fallback_queue": ruleset["fallback_queue"],
+                                                       "handoff": ruleset.get("handoff")},
         "sla_policies": sorted(
             ({"tier": p["tier"], "team_id": p["team_id"], **_pick(p, POLICY_FIELDS)} for p in policies),
             key=lambda p: (p["tier"], p["team_id"] or "")),
@@ -206,15 +207,17 @@ def _import_routing(api: Api, changes: Changes, document: dict[str, Any]) -> Non
     wanted = document.get("routing_rules")
     if wanted is not None:
         active = _find(api, "routing", "/v1/admin/routing-rules")
-        if active is not None and (active["rules"], active["fallback_queue"]) == (
-                wanted.get("rules"), wanted.get("fallback_queue")):
+        # A document exported before hand-off policies has none: it keeps the active one's.
+        handoff = wanted.get("handoff") or (active or {}).get("handoff")
+        if active is not None and (active["rules"], active["fallback_queue"], active.get("handoff")) == (
+                wanted.get("rules"), wanted.get("fallback_queue"), handoff):
             changes.record("routing rules", f"v{active['version']}", "unchanged", "active")
         else:
             ident = "new version"
             if changes.writing:
                 created = api.post("routing", "/v1/admin/routing-rules", {
                     "rules": wanted.get("rules") or [], "fallback_queue": wanted.get("fallback_queue"),
-                    "comment": "leadflow import", "activate": True})
+                    **({"handoff": handoff} if handoff else {}), "comment": "leadflow import", "activate": True})
                 ident = f"v{created['version']}"
             changes.record("routing rules", ident, "create",
                            f"activated (was {'v' + str(active['version']) if active else 'none'})")

@@ -132,7 +132,8 @@ def fake_configured_services(fake: FakeServices) -> None:
         {"id": "implicit", "name": "implicit", "description": None, "waiting": 3, "created_at": "0001-01-01T00:00:00"},
     ])
     fake.on("routing", "GET", "/v1/admin/routing-rules", body={
-        "version": 3, "rules": [{"id": "r1", "team_id": "emea"}], "fallback_queue": "triage", "active": True})
+        "version": 3, "rules": [{"id": "r1", "team_id": "emea"}], "fallback_queue": "triage", "handoff": "mql",
+        "active": True})
     fake.on("sla", "GET", "/v1/admin/sla-policies", body=[{
         "id": "p-uuid", "tier": "hot", "team_id": None, "name": "hot default", "target_seconds": 300,
         "warning_ratio": 0.8, "breach_limit": 2, "business_hours": None, "use_owner_hours": False, "active": True}])
@@ -154,6 +155,7 @@ def test_export_keeps_configuration_and_drops_counters_and_generated_ids(fake: F
     assert "assignments" not in exported["teams"][0] and "open_leads" not in exported["reps"][0]
     assert [q["id"] for q in exported["queues"]] == ["triage"]
     assert exported["routing_rules"]["rules"] == [{"id": "r1", "team_id": "emea"}]
+    assert exported["routing_rules"]["handoff"] == "mql"
     assert "id" not in exported["sla_policies"][0]
     assert exported["sla_calendars"] == [{"rep_id": "rep-ada", "business_hours": {"timezone": "UTC"}}]
     assert "secret" not in json.dumps(exported["webhook_subscriptions"])

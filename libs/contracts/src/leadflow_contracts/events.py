@@ -26,7 +26,9 @@ LifecycleStage = Literal[
 ]
 PriorityTier = Literal["hot", "warm", "cold"]
 FitGrade = Literal["A", "B", "C", "D"]
-TouchType = Literal["accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted"]
+TouchType = Literal[
+    "accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted", "recycled"
+]
 
 
 class Attribution(BaseModel):
@@ -205,7 +207,8 @@ class LeadRouted(EventData):
     lead_id: str
     assignment_id: str
     owner: RoutedOwner | None = None
-    queue: str | None = Field(default=None, description="Set when the lead went to a fallback queue")
+    queue: str | None = Field(default=None,
+                              description="Set when the lead waits in a queue: a fallback queue, or 'nurture'")
     team_id: str | None = Field(default=None, description="The lead's team: its owner's, or for a lead waiting "
                                 "in a queue the team whose fallback queue it is (its SLA clock follows that "
                                 "team's policy)")
@@ -224,6 +227,10 @@ class LeadRouted(EventData):
     )
     form_key: str | None = None
     attribution: Attribution = Field(default_factory=Attribution)
+    nurture: bool = Field(
+        default=False,
+        description="Held in marketing's nurture (owner None, queue 'nurture'): not handed to sales, no SLA clock",
+    )
 
 
 class LeadActivity(EventData):

@@ -17,6 +17,7 @@ from pathlib import Path
 from leadflow_stack import procs
 from leadflow_stack.demo import run_demo
 from leadflow_stack.errors import StackError
+from leadflow_stack.handoff_demo import HandoffJourney, run_handoff_demo
 from leadflow_stack.stack import Stack, StackStatus
 
 
@@ -119,7 +120,25 @@ async def _demo(stack: Stack, timeout: float) -> int:
             f"{len(routed)}/{len(journeys)} leads routed; capture -> routed min {min(routed):.1f} ms, "
             f"max {max(routed):.1f} ms"
         )
-    return 0 if len(routed) == len(journeys) else 1
+    handoff = await run_handoff_demo(capture.url, sla.url, stack.config.admin_api_key, timeout=timeout)
+    _print_handoff(handoff)
+    return 0 if len(routed) == len(journeys) and handoff.handed_off is not None else 1
+
+
+def _print_handoff(journey: HandoffJourney) -> None:
+    print(f"\nhand-off: lead {journey.lead_id}  {journey.email}  (cold -> nurture -> MQL -> rep)")
+    start = journey.steps[0].at if journey.steps else None
+    for step in journey.steps:
+        offset = f"+{(step.at - start).total_seconds() * 1000:8.1f} ms" if start else ""
+        print(f"    {step.stage:<10} {step.at.isoformat(timespec='milliseconds')}  {offset}  {step.detail}")
+    if journey.clock is not None:
+        print(f"    SLA clock  {journey.clock['tier']}, started {journey.clock['started_at']}, "
+              f"due {journey.clock['due_at']}")
+    handed = journey.handed_off
+    if handed is None or start is None:
+        print("    NOT HANDED OFF within the timeout (are the seeded routing rules' hand-off 'mql'?)")
+    else:
+        print(f"    capture -> rep: {(handed.at - start).total_seconds() * 1000:.1f} ms")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""`make demo`: post a few form fills to capture and follow each lead through sla's timeline.
+"""`make demo`: post a few form fills to capture and follow each lead through sla's timeline (the hand-off
+journey that follows is in ``handoff_demo``).
 
 It relies only on the public surface: capture ``POST /v1/forms/{form_key}/submissions``
 (JSON, ``202 {"lead_id": ...}``) and sla ``GET /v1/leads/{lead_id}/timeline``, whose body is

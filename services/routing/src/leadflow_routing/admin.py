@@ -378,4 +378,8 @@ async def dry_run(body: DryRun, deps: DepsDep) -> dict[str, Any]:
         decision = await handlers.decide(deps.store, session, facts, now, deps.settings, ruleset, lock=False)
         # Nothing was written, but roll back anyway so a dry run can never change state.
         await session.rollback()
-    return {"dry_run": True, "fields": facts.fields, **decision.public()}
+    # The decision is where the lead goes when handed to sales; a lead that says it is no MQL waits in
+    # nurture first under the `mql` hand-off.
+    handoff = {"policy": ruleset.handoff if ruleset else None,
+               "held_in_nurture": ruleset is not None and ruleset.handoff == "mql" and payload.get("is_mql") is False}
+    return {"dry_run": True, "fields": facts.fields, **decision.public(), "handoff": handoff}

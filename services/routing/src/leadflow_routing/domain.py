@@ -28,6 +28,9 @@ SkipReason = Literal[
     "unknown_rep",
 ]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# When a lead goes to sales: at its first fill, or when it becomes an MQL (it waits in nurture until then).
+Handoff = Literal["first_fill", "mql"]
+NURTURE_QUEUE = "nurture"
 MatchMode = Literal["all", "any"]
 Operator = Literal[
     "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between",
@@ -163,6 +166,7 @@ class RuleSet:
     version: int
     rules: tuple[Rule, ...]
     fallback_queue: str | None = None
+    handoff: Handoff = "first_fill"
 
 
 def _norm(value: Any) -> Any:
@@ -554,7 +558,7 @@ def should_escalate(breach_count: int, team: Team | None, *, default_after: int,
 # -- decisions ------------------------------------------------------------------------------
 
 Outcome = Literal["assigned", "account_owner", "kept_owner", "fallback", "rerouted", "escalated", "claimed",
-                  "reassigned"]
+                  "reassigned", "nurture"]
 
 
 @dataclass
@@ -737,6 +741,8 @@ class AssignmentWrite:
 
     @property
     def status(self) -> str:
+        if self.decision.outcome == "nurture":
+            return "nurture"
         return "assigned" if self.decision.rep is not None else "queued"
 
 
@@ -787,6 +793,7 @@ def lead_routed(
         kept_owner=decision.outcome == "kept_owner",
         form_key=scored.form_key,
         attribution=scored.attribution,
+        nurture=decision.outcome == "nurture",
     )
 
 

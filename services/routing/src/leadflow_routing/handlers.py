@@ -22,7 +22,7 @@ from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla, LeadTouch
 from leadflow_contracts.events import TouchType
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_routing import domain, lifecycle, sla_states
+from leadflow_routing import domain, handoff_rules, lifecycle, sla_states
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 SOURCE = "routing"
 WEBHOOK_EVENT_TYPE = lifecycle.ROUTED
 WEBHOOK_UPDATE_EVENT_TYPE = lifecycle.UPDATED
-CLOSING_TOUCHES: frozenset[str] = frozenset({"converted", "disqualified"})
+CLOSING_TOUCHES: frozenset[str] = frozenset({"converted"})
 
 
 @dataclass
@@ -105,7 +105,7 @@ async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]
     claims = Claims(set(), set())
     ruleset: domain.RuleSet | None = None
     for lead in leads:
-        if lead.status in ("closed", "new"):
+        if lead.status in ("closed", "new", "nurture"):
             continue
         if lead.owner_rep_id is None:
             ruleset = ruleset or await _ruleset(uow, await store.active_ruleset_key(session))
@@ -198,7 +198,9 @@ async def _ruleset(uow: UnitOfWork[Deps], key: RulesetKey | None) -> domain.Rule
 async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
     """Route a newly scored lead; a lead (or duplicate) already routed keeps its owner.
 
-    A re-score of a known lead (new activity, decay) only refreshes the stored snapshot.
+    Under the ``mql`` hand-off a new lead that is not an MQL waits in nurture. A re-score of a known
+    lead (new activity, decay, model change) only refreshes the stored snapshot, unless the lead waits
+    in nurture and is now an MQL: then it is handed to sales (see ``handoff_rules``).
     """
     store, scored = uow.deps.store, event.data
     duplicate_of = scored.duplicate_of if scored.duplicate_of != scored.lead_id else None
@@ -209,6 +211,8 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
     lead = stored.lead
     # A new lead comes back with status "new", like one stored but never routed.
     kept_from: tuple[str, str, str | None] | None = None
+    if lead.status == "nurture":
+        return await hand_off_from_nurture(uow, lead, stored.active_ruleset, event, now)
     if lead.status != "new":
         if scored.duplicate_of is None and scored.trigger != "enriched":
             return None
@@ -224,8 +228,27 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
         return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id)
 
     ruleset = await _ruleset(uow, stored.active_ruleset)
+    if lead.status == "new" and handoff_rules.holds_in_nurture(ruleset, scored):
+        held = handoff_rules.nurture_decision("not an MQL yet: waits in nurture until it becomes one", now,
+                                          tier=scored.tier, ruleset_version=ruleset.version if ruleset else None)
+        return await apply_decision(uow, lead, held, event, now)
     decision = await decide(store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings, ruleset)
     return await apply_decision(uow, lead, decision, event, now)
+
+
+async def hand_off_from_nurture(
+    uow: UnitOfWork[Deps], lead: StoredLead, ruleset_key: RulesetKey | None, event: Event[LeadScored],
+    now: datetime,
+) -> Routed | None:
+    """A lead waiting in nurture goes to sales the moment a re-score finds it an MQL (by activities, a
+    model change, decay reversing), once the cool-down after the CRM sent it back has passed."""
+    if not handoff_rules.ready_for_handoff(lead.scored, lead.handoff_after, now):
+        return None
+    ruleset = await _ruleset(uow, ruleset_key)
+    store = uow.deps.store
+    decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
+    await store.hold_in_nurture_until(uow.session, lead.id, None)
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"))
 
 
 async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
@@ -235,8 +258,8 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: d
     if sla.kind != "breach":
         return None
     lead = await store.lock_lead(uow.session, sla.lead_id)
-    if lead is None or lead.status in ("closed", "new"):
-        log.info("breach for lead %s ignored: unknown or closed", sla.lead_id)
+    if lead is None or lead.status in ("closed", "new", "nurture"):
+        log.info("breach for lead %s ignored: unknown, closed or in nurture", sla.lead_id)
         return None
     if lead.owner_rep_id is None:
         return await _retry_queued(uow, lead, event, now)
@@ -321,7 +344,7 @@ async def apply_decision(
     uow: UnitOfWork[Deps],
     lead: StoredLead,
     decision: domain.Decision,
-    cause: Event[LeadScored] | Event[LeadSla],
+    cause: Event[LeadScored] | Event[LeadSla] | Event[LeadTouched],
     now: datetime,
     *,
     reroute: domain.Reroute | None = None,
@@ -339,11 +362,13 @@ async def apply_decision(
         assignment_id, lead.id, decision, reroute, event.id, now, changes, turn_team_id, rr_last_rep_id))
     await uow.publish(event)
     refill = decision.outcome == "kept_owner" and not count_kept_owner
-    await store.enqueue_webhook(uow.session, WebhookRequest(
-        WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
-        domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id, event.lead_captured_at,
-        lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
-    ))
+    if decision.outcome != "nurture":
+        # The CRM hears of hand-offs to sales; a lead held in (or sent back to) nurture is marketing's.
+        await store.enqueue_webhook(uow.session, WebhookRequest(
+            WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
+            domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id,
+            event.lead_captured_at, lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
+        ))
     if not refill:
         await notify_routed(uow, lead.scored, event, now)
     uow.deps.metrics.decisions.labels(decision.outcome).inc()
@@ -357,6 +382,21 @@ async def apply_decision(
 
 
 # -- CRM touches ----------------------------------------------------------------------------
+
+
+async def back_to_nurture(uow: UnitOfWork[Deps], lead: StoredLead, touch: Event[LeadTouched], now: datetime) -> None:
+    """The CRM disqualified or recycled the lead: it leaves its owner (or queue) for nurture, with the
+    touch's reason, and is not handed off again before the cool-down ends."""
+    data, cooldown = touch.data, uow.deps.settings.recycle_cooldown_seconds
+    until = handoff_rules.cooldown_end(now, cooldown)
+    decision = handoff_rules.nurture_decision(
+        f"{data.touch_type} by the CRM" + (f": {data.reason}" if data.reason else ""), now, tier=lead.scored.tier,
+        extra={"touch_id": data.touch_id, "handoff_after": until.isoformat()},
+    )
+    await apply_decision(uow, lead, decision, touch, now,
+                         reroute=domain.Reroute(data.touch_type, lead.owner_rep_id))
+    await uow.deps.store.hold_in_nurture_until(uow.session, lead.id, until)
+
 
 
 class UnknownLead(LookupError):
@@ -421,4 +461,6 @@ async def record_touch(uow: UnitOfWork[Deps], crm: CrmTouch) -> TouchRecorded:
                               lead_captured_at=lead.lead_captured_at, time=now)
     await uow.publish(touched_event)
     await lifecycle.deliver_touched(uow, lead, touched_event, now)
+    if crm.touch_type in handoff_rules.BACK_TO_NURTURE and lead.status not in ("closed", "new"):
+        await back_to_nurture(uow, lead, touched_event, now)
     return TouchRecorded(touch.id, lead_id, crm.touch_type, owner, mismatch)

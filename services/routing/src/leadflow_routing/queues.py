@@ -143,6 +143,9 @@ async def claim_lead(uow: UnitOfWork[Deps], claim: Claim) -> handlers.Routed:
         raise MoveRefused("forbidden", refusal)
     if lead.status == "closed":
         raise MoveRefused("conflict", f"lead '{lead.id}' is closed")
+    if lead.status == "nurture":
+        # Marketing's, not a sales queue: it goes to sales at its MQL moment (or an admin reassigns it).
+        raise MoveRefused("conflict", f"lead '{lead.id}' waits in nurture, not in a sales queue")
     if lead.owner_rep_id is not None:
         raise MoveRefused("conflict", f"lead '{lead.id}' is already claimed: rep '{lead.owner_rep_id}' owns it")
     rep = await _active_rep(uow, claim.rep_id, [])

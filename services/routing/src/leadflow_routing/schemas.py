@@ -253,17 +253,24 @@ class RuleSetCreate(BaseModel):
             {"id": "emea", "name": "EMEA", "team_id": "emea-sales",
              "conditions": [{"field": "country", "op": "in", "value": ["DE", "FR", "GB"]}]},
         ],
-        "fallback_queue": "unassigned", "comment": "Enterprise split out for the US", "activate": True}]})
+        "fallback_queue": "unassigned", "handoff": "mql", "comment": "Enterprise split out for the US",
+        "activate": True}]})
 
     rules: list[RuleIn]
     fallback_queue: str | None = None
+    handoff: domain.Handoff = Field(
+        default="mql",
+        description="When a lead goes to sales: 'mql' (when it becomes an MQL; until then it waits in nurture, "
+                    "with no rep and no SLA clock) or 'first_fill' (every lead, at its first form fill)",
+    )
     comment: str | None = None
     activate: bool = True
 
 
 class RuleSetPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "version": 4, "active": True, "fallback_queue": "unassigned", "comment": "Enterprise split out for the US",
+        "version": 4, "active": True, "fallback_queue": "unassigned", "handoff": "mql",
+        "comment": "Enterprise split out for the US",
         "rules": [{"id": "us-enterprise", "name": "US enterprise", "match": "all", "team_id": "us-enterprise",
                    "rep_id": None, "enabled": True,
                    "conditions": [{"field": "country", "op": "eq", "value": "US"},
@@ -273,6 +280,7 @@ class RuleSetPublic(BaseModel):
     version: int
     rules: list[dict[str, Any]]
     fallback_queue: str | None
+    handoff: domain.Handoff
     comment: str | None
     active: bool
     created_at: datetime
@@ -333,6 +341,7 @@ DRY_RUN_EXAMPLE: dict[str, Any] = {
     "outcome": "assigned", "reason": "rule emea → team emea-sales (round_robin)", "owner": _OWNER_EXAMPLE,
     "team_id": "emea-sales", "queue": None, "rule_id": "emea", "ruleset_version": 4, "strategy": "round_robin",
     "audit": _AUDIT_EXAMPLE,
+    "handoff": {"policy": "mql", "held_in_nurture": False},
 }
 
 

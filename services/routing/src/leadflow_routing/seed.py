@@ -11,7 +11,8 @@ DEMO_SUBSCRIPTION = "sub_demo"
 
 
 async def seed_demo(settings: Settings, db: Database) -> None:
-    """Team `sales` (round-robin over three reps), a catch-all rule to it, and — with
+    """Team `sales` (round-robin over three reps), a catch-all rule to it handing off at
+    ROUTING_DEMO_HANDOFF (MQLs to sales, by default), and — with
     ROUTING_DEMO_WEBHOOK_URL set — lead.routed and lead.updated webhooks to that URL signed with the demo secret."""
     store = RoutingStore()
     async with db.transaction() as session:
@@ -23,7 +24,7 @@ async def seed_demo(settings: Settings, db: Database) -> None:
                 session,
                 [{"id": "everyone-to-sales", "name": "Every lead to the sales team", "match": "all",
                   "conditions": [], "team_id": DEMO_TEAM, "rep_id": None, "enabled": True}],
-                settings.default_fallback_queue, "demo seed",
+                settings.default_fallback_queue, "demo seed", settings.demo_handoff,
             )
         if settings.demo_webhook_url:
             await store.put_webhook_subscription(

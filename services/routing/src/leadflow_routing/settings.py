@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from leadflow_kit.settings import service_config
@@ -21,10 +23,16 @@ class Settings(NotificationSettings):
     # Where leads wait when no rule matches or a whole team is unavailable.
     default_fallback_queue: str = "unassigned"
     default_escalate_after_breaches: int = Field(default=2, ge=1)
+    # A lead the CRM marks disqualified or recycled waits in nurture at least this long before it can be
+    # handed to sales again, however high it scores (default 30 days).
+    recycle_cooldown_seconds: float = Field(default=30 * 24 * 3600, ge=0)
 
     # `seed-demo` subscribes this URL (with this secret) to lead.routed, for `make up` and the e2e tests.
     demo_webhook_url: str | None = None
     demo_webhook_secret: str = DEV_DEMO_WEBHOOK_SECRET
+    # The hand-off policy of the rule set `seed-demo` writes: MQLs to sales (the product's default), or
+    # every lead at its first fill (the bench and the e2e tests, which expect every lead routed).
+    demo_handoff: Literal["first_fill", "mql"] = "mql"
 
     @model_validator(mode="after")
     def _no_demo_webhook_secret_in_production(self) -> Settings:

@@ -70,7 +70,7 @@ SELECT_TEAM_REPS = (
     + " FROM team t JOIN rep r ON r.team_id = t.id WHERE t.id = $1 ORDER BY r.id"
 )
 LOCK_TEAM_REPS = f"{SELECT_TEAM_REPS} FOR UPDATE"
-LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count"
+LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after"
 
 # A batch's up-front locks, one order everywhere: its stored leads by id, then teams by id, then reps
 # by id (ORDER BY sorts below the row locking, so rows are locked in that order). Lead rows of a
@@ -99,7 +99,7 @@ UPSERT_SCORED_LEAD = """
 INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
 VALUES ($1, $2::jsonb, $3, $4, $5, $5)
 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
-RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count,
+RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after,
     (SELECT original.owner_rep_id FROM lead original WHERE original.id = $6) AS original_owner_rep_id,
     (SELECT original.team_id FROM lead original WHERE original.id = $6) AS original_team_id,
     (SELECT version FROM routing_ruleset WHERE active) AS ruleset_version,
@@ -182,7 +182,9 @@ def team_from_row(row: Any, prefix: str = "") -> domain.Team:
     )
 
 
-def ruleset_from_json(version: int, rules: Sequence[Mapping[str, Any]], fallback_queue: str | None) -> domain.RuleSet:
+def ruleset_from_json(
+    version: int, rules: Sequence[Mapping[str, Any]], fallback_queue: str | None, handoff: domain.Handoff = "first_fill"
+) -> domain.RuleSet:
     return domain.RuleSet(
         version=version,
         rules=tuple(
@@ -195,6 +197,7 @@ def ruleset_from_json(version: int, rules: Sequence[Mapping[str, Any]], fallback
             for r in rules
         ),
         fallback_queue=fallback_queue,
+        handoff=handoff,
     )
 
 
@@ -210,6 +213,8 @@ class StoredLead:
     owner_rep_id: str | None
     team_id: str | None
     breach_count: int
+    # Set when the CRM sent the lead back to nurture: no hand-off to sales before then.
+    handoff_after: datetime | None = None
 
 
 def _patterns(event_types: Sequence[str]) -> list[str]:
@@ -221,6 +226,7 @@ def lead_from_row(row: Any, scored: LeadScored | None = None) -> StoredLead:
         id=row["id"], scored=LeadScored.model_validate(row["data"]) if scored is None else scored,
         correlation_id=row["correlation_id"], lead_captured_at=row["lead_captured_at"], status=row["status"],
         owner_rep_id=row["owner_rep_id"], team_id=row["team_id"], breach_count=row["breach_count"],
+        handoff_after=row["handoff_after"],
     )
 
 
@@ -544,13 +550,14 @@ class RoutingStore:
 
     async def ruleset_version(self, session: AsyncSession, version: int) -> domain.RuleSet | None:
         conn = await driver_connection(session)
-        row = await conn.fetchrow("SELECT rules, fallback_queue FROM routing_ruleset WHERE version = $1", version)
-        return ruleset_from_json(version, row["rules"], row["fallback_queue"]) if row else None
+        row = await conn.fetchrow("SELECT rules, fallback_queue, handoff FROM routing_ruleset WHERE version = $1",
+                                  version)
+        return ruleset_from_json(version, row["rules"], row["fallback_queue"], row["handoff"]) if row else None
 
     async def active_ruleset(self, session: AsyncSession) -> domain.RuleSet | None:
         conn = await driver_connection(session)
-        row = await conn.fetchrow("SELECT version, rules, fallback_queue FROM routing_ruleset WHERE active")
-        return ruleset_from_json(row["version"], row["rules"], row["fallback_queue"]) if row else None
+        row = await conn.fetchrow("SELECT version, rules, fallback_queue, handoff FROM routing_ruleset WHERE active")
+        return ruleset_from_json(row["version"], row["rules"], row["fallback_queue"], row["handoff"]) if row else None
 
     async def write_assignment(self, session: AsyncSession, write: domain.AssignmentWrite) -> None:
         conn = await driver_connection(session)
@@ -595,6 +602,10 @@ class RoutingStore:
         conn = await driver_connection(session)
         row = await conn.fetchrow(f"SELECT {LEAD_SELECT} FROM lead WHERE id = $1", lead_id)
         return lead_from_row(row) if row else None
+    async def hold_in_nurture_until(self, session: AsyncSession, lead_id: str, until: datetime | None) -> None:
+        """The lead is not handed off to sales again before ``until`` (None: as soon as it is an MQL)."""
+        conn = await driver_connection(session)
+        await conn.execute("UPDATE lead SET handoff_after = $2 WHERE id = $1", lead_id, until)
 
     # -- CRM touches --
 
@@ -865,7 +876,7 @@ class RoutingStore:
             await session.execute(
                 insert(ruleset_table).values(
                     version=version, rules=[r.model_dump() for r in body.rules], fallback_queue=body.fallback_queue,
-                    comment=body.comment, active=body.activate, created_at=now,
+                    handoff=body.handoff, comment=body.comment, active=body.activate, created_at=now,
                     activated_at=now if body.activate else None,
                 ).returning(*ruleset_table.c)
             )
@@ -896,10 +907,12 @@ class RoutingStore:
         return (await session.execute(select(ruleset_table.c.version).limit(1))).first() is not None
 
     async def seed_first_ruleset(
-        self, session: AsyncSession, rules: Sequence[Mapping[str, Any]], fallback_queue: str, comment: str
+        self, session: AsyncSession, rules: Sequence[Mapping[str, Any]], fallback_queue: str, comment: str,
+        handoff: domain.Handoff,
     ) -> None:
         await session.execute(insert(ruleset_table).values(
-            version=1, rules=list(rules), fallback_queue=fallback_queue, comment=comment, active=True))
+            version=1, rules=list(rules), fallback_queue=fallback_queue, comment=comment, active=True,
+            handoff=handoff))
 
     async def put_webhook_subscription(
         self, session: AsyncSession, subscription_id: str, *, url: str, event_types: list[str],

@@ -79,6 +79,8 @@ routing_ruleset = Table(
     Column("version", Integer, primary_key=True),
     Column("rules", JSONB, nullable=False),
     Column("fallback_queue", String(100)),
+    # When a lead goes to sales: "first_fill", or "mql" (everyone else waits in nurture).
+    Column("handoff", String(16), nullable=False, server_default="first_fill"),
     Column("comment", Text),
     Column("active", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -101,6 +103,8 @@ lead = Table(
     Column("breach_count", Integer, nullable=False, server_default=text("0")),
     Column("routed_at", DateTime(timezone=True)),
     Column("closed_at", DateTime(timezone=True)),
+    # A lead sent back to nurture by the CRM is not handed off again before this moment.
+    Column("handoff_after", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # When the lead.mql webhook went out: it is sent once, the first time the lead is an MQL.

@@ -62,9 +62,10 @@ class FakeRoutingStore(RoutingStore):
         for rep in reps:
             self.reps[rep.id] = replace(rep, team_id=team.id)
 
-    def activate(self, *rules: domain.Rule, fallback_queue: str | None = None) -> domain.RuleSet:
+    def activate(self, *rules: domain.Rule, fallback_queue: str | None = None,
+                 handoff: domain.Handoff = "first_fill") -> domain.RuleSet:
         version = max(self.rulesets, default=0) + 1
-        self.rulesets[version] = domain.RuleSet(version, tuple(rules), fallback_queue)
+        self.rulesets[version] = domain.RuleSet(version, tuple(rules), fallback_queue, handoff)
         self.active_version = version
         return self.rulesets[version]
 
@@ -138,6 +139,9 @@ class FakeRoutingStore(RoutingStore):
             team_id=decision.team_id)
         self.queues[write.lead_id] = decision.queue
         self.assignments.append(write)
+
+    async def hold_in_nurture_until(self, session: AsyncSession, lead_id: str, until: datetime | None) -> None:
+        self.leads[lead_id] = replace(self.leads[lead_id], handoff_after=until)
 
     async def record_owner_kept(
         self, session: AsyncSession, lead: StoredLead, reason: str, audit: Mapping[str, Any], now: datetime

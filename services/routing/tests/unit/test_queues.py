@@ -4,6 +4,7 @@ queued lead's breach escalating to its team's manager."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -114,6 +115,14 @@ async def test_a_claim_is_refused_for_another_rep_a_claimed_lead_and_an_inactive
     with pytest.raises(queues.MoveRefused) as refused:
         await claim(store, "desk-a", actor("rep:desk-a"))
     assert refused.value.kind == "conflict" and "already claimed" in refused.value.detail
+
+
+async def test_a_lead_in_nurture_cannot_be_claimed() -> None:
+    store = await queued_store()
+    store.leads["lead-1"] = replace(store.leads["lead-1"], status="nurture")
+    with pytest.raises(queues.MoveRefused) as refused:
+        await claim(store, "desk-a", actor("routing:write"))
+    assert refused.value.kind == "conflict" and "nurture" in refused.value.detail
 
 
 async def test_reassigning_moves_the_lead_and_its_count_from_the_previous_owner() -> None:

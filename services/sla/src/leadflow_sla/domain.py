@@ -592,7 +592,7 @@ def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
                        rep_id=data.owner.rep_id if data.owner else None)
         if data.tier is not None and facts.tier is None:
             changes["tier"] = data.tier
-        if facts.first_routed_at is None:
+        if facts.first_routed_at is None and not data.nurture:
             changes["first_routed_at"] = at
     elif isinstance(data, LeadSla):
         if data.kind == "breach":

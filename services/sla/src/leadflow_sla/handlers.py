@@ -10,10 +10,19 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadSla, LeadTouched, follow_up, new_event
+from leadflow_contracts import (
+    Event,
+    LeadCaptured,
+    LeadRouted,
+    LeadScored,
+    LeadSla,
+    LeadTouched,
+    follow_up,
+    new_event,
+)
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_sla import domain
+from leadflow_sla import domain, lifecycle
 from leadflow_sla.domain import Fired, LeadChanges, LeadData, LeadFacts, Notice, SlaClock, ThresholdKind, Timeline
 from leadflow_sla.notify import sla_notification
 
@@ -70,7 +79,12 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, L
         await store.merge_into(uow.session, merged_fill, domain.captured_at_of(evt), facts.lead_id)
         if merged_fill in leads:
             leads[merged_fill] = replace(leads[merged_fill], merged_into=facts.lead_id)
-    if isinstance(data, LeadRouted):
+    if isinstance(data, LeadRouted) and data.nurture:
+        await store.retire_clocks(uow.session, data.lead_id, evt.time, "nurture")
+    elif isinstance(data, LeadScored) and facts.first_routed_at is not None and lifecycle.is_upgrade(
+            facts.tier, data.tier):
+        await tighten_clock(data, uow)
+    elif isinstance(data, LeadRouted):
         # Clocks are only ever opened here, in the transaction that sets first_routed_at: a lead never
         # routed before has no older clock to supersede.
         changes.update(await open_clock(evt, data, updated, uow, routed_before=facts.first_routed_at is not None))
@@ -100,6 +114,23 @@ async def open_clock(
     if routed_before:
         await store.supersede_older_clocks(uow.session, routed.lead_id)
     return changes
+
+
+async def tighten_clock(scored: LeadScored, uow: UnitOfWork[Deps]) -> None:
+    """A routed lead re-scored into a more urgent tier: its running clock, if untouched, takes that
+    tier's deadline (counted from when it started) when it is earlier."""
+    store = uow.deps.store
+    clock = await store.lock_running_clock(uow.session, scored.lead_id)
+    if clock is None:
+        return
+    policies, _ = await store.active_policies(uow.session, scored.tier, None)
+    # The clock keeps counting in the calendar it started in; only its target changes.
+    changes = lifecycle.tightened_clock(clock, scored.tier, domain.choose_policy(policies, scored.tier, clock.team_id),
+                                        clock.calendar)
+    if changes is not None:
+        await store.update_clock(uow.session, clock.id, changes)
+        log.info("SLA clock %s of lead %s tightened to %s: due %s", clock.id, scored.lead_id, scored.tier,
+                 changes["due_at"])
 
 
 async def stop_clocks(touch: LeadTouched, facts: LeadFacts, uow: UnitOfWork[Deps]) -> LeadChanges:

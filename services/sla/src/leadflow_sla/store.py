@@ -184,6 +184,15 @@ WHERE lead_id = $1 AND status = 'open' AND started_at <= $2
 RETURNING *
 """
 
+# A lead sent to nurture has no rep to chase it: its running clocks end without an outcome.
+_RETIRE_CLOCKS = """
+UPDATE sla_clock SET status = 'superseded', stopped_at = $2, stop_reason = $3, next_fire_at = NULL
+WHERE lead_id = $1 AND status = 'open'
+"""
+_LOCK_RUNNING_CLOCK = """
+SELECT * FROM sla_clock WHERE lead_id = $1 AND status = 'open' ORDER BY started_at DESC LIMIT 1 FOR UPDATE
+"""
+
 _CLAIM_DUE = """
 SELECT * FROM sla_clock WHERE next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED
 """
@@ -285,6 +294,16 @@ class SlaStore:
         """Stops the lead's open clocks started by ``at``; returns them."""
         conn = await driver_connection(session)
         return [_record(SlaClock, r) for r in await conn.fetch(_STOP_CLOCKS, lead_id, at, reason)]
+
+    async def retire_clocks(self, session: AsyncSession, lead_id: str, at: datetime, reason: str) -> None:
+        conn = await driver_connection(session)
+        await conn.execute(_RETIRE_CLOCKS, lead_id, at, reason)
+
+    async def lock_running_clock(self, session: AsyncSession, lead_id: str) -> SlaClock | None:
+        """The lead's latest open clock, locked."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(_LOCK_RUNNING_CLOCK, lead_id)
+        return _record(SlaClock, row) if row else None
 
     # -- the scheduler: due clocks and their notices ------------------------------------------
 
