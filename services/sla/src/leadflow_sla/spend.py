@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from leadflow_contracts.money import Amount, CurrencyCode
@@ -169,6 +169,18 @@ async def list_spend(
     async with deps.platform.db.transaction() as session:
         spends = await deps.store.spend_between(session, first, last, utm_campaign)
     return [_public(s) for s in spends]
+
+
+@router.delete("/campaigns/spend/{spend_id}", status_code=204, dependencies=WRITE,
+               summary="Remove a spend recorded in error (record the right one again)",
+               responses={404: {"description": "No such spend", "content": {"application/json": {"example": {
+                   "detail": "no spend 'spd_4f1c2b3a9d8e7f60'"}}}}})
+async def delete_spend(spend_id: str, deps: DepsDep) -> Response:
+    async with deps.platform.db.transaction() as session:
+        deleted = await deps.store.delete_spend(session, spend_id)
+    if not deleted:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no spend '{spend_id}'")
+    return Response(status_code=204)
 
 
 @router.post(

@@ -495,3 +495,7 @@ class SlaStore:
         statement = statement.order_by(campaign_spend.c.period_from, campaign_spend.c.utm_campaign,
                                        campaign_spend.c.source, campaign_spend.c.id)
         return [_record(StoredSpend, row._mapping) for row in await session.execute(statement)]
+
+    async def delete_spend(self, session: AsyncSession, spend_id: str) -> bool:
+        statement = delete(campaign_spend).where(campaign_spend.c.id == spend_id).returning(campaign_spend.c.id)
+        return (await session.execute(statement)).first() is not None

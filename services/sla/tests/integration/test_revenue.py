@@ -210,6 +210,12 @@ async def test_spend_and_rates_refuse_bad_input_and_an_import_is_all_or_nothing(
                                                              "line 4: currency"]
     after = (await client.get("/v1/admin/campaigns/spend", params={"utm_campaign": "broken"})).json()
     assert after == before == []
+    recorded = (await client.post("/v1/admin/campaigns/spend", json={
+        "utm_campaign": "broken", "source": "google", "period_from": "2026-10-01", "period_to": "2026-10-01",
+        "amount": "1", "currency": "USD"})).json()
+    assert (await client.delete(f"/v1/admin/campaigns/spend/{recorded['id']}")).status_code == 204
+    assert (await client.delete(f"/v1/admin/campaigns/spend/{recorded['id']}")).status_code == 404
+    assert (await client.get("/v1/admin/campaigns/spend", params={"utm_campaign": "broken"})).json() == []
 
     missing = await client.post("/v1/admin/campaigns/spend/import", content="campaign,amount\nx,1\n",
                                 headers={"Content-Type": "text/csv"})
