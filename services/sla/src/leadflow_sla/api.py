@@ -129,7 +129,7 @@ async def get_funnel(
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.funnel_leads(session, start, end, group_by)
         rates = revenue.Rates(deps.settings.reporting_currency, await deps.store.currency_rates(session))
-        spends = await deps.store.spend_between(session, start.date(), end.date())
+        spends = await deps.store.spend_between(session, start.astimezone(UTC).date(), end.astimezone(UTC).date())
     report = reports.funnel_report(leads, start, end, group_by, rates, spends)
     wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if wants_csv:

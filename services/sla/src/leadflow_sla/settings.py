@@ -19,7 +19,7 @@ class Settings(WebhookSettings):
     # Due clocks claimed per transaction; several replicas each claim their own batch.
     scheduler_batch_size: int = 200
     open_clocks_refresh_seconds: float = 15.0
-    # A closed lead (converted, disqualified or merged into another) keeps its timeline and clocks
+    # A closed lead (converted, lost, disqualified or merged into another) keeps its timeline and clocks
     # this long after its last change; its funnel row, which holds no personal data, stays.
     closed_lead_retention_days: float = Field(default=90.0, gt=0)
     # The one currency the funnel's money is reported in; other currencies convert at the rates an admin sets
