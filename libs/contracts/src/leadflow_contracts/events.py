@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_contracts import topics
+from leadflow_contracts.money import Amount, CurrencyCode
 
 
 class EventData(BaseModel):
@@ -27,8 +28,11 @@ LifecycleStage = Literal[
 PriorityTier = Literal["hot", "warm", "cold"]
 FitGrade = Literal["A", "B", "C", "D"]
 TouchType = Literal[
-    "accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted", "recycled"
+    "accepted", "contacted", "meeting_booked", "opportunity_created", "disqualified", "converted", "recycled",
+    "closed_lost",
 ]
+# The touches that may carry the opportunity's amount and currency.
+DEAL_TOUCHES: frozenset[str] = frozenset({"opportunity_created", "converted", "closed_lost"})
 
 
 class Attribution(BaseModel):
@@ -257,6 +261,9 @@ class LeadTouched(EventData):
     reason: str | None = None
     integration: str | None = None
     owner_mismatch: bool = False
+    # The opportunity's value, on opportunity_created, converted and closed_lost when the CRM sends it.
+    amount: Amount | None = None
+    currency: CurrencyCode | None = None
 
 
 class LeadSla(EventData):

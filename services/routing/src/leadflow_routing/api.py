@@ -66,13 +66,14 @@ async def get_assignment(
 @leads_router.post("/v1/leads/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED,
                    response_model=CrmEventAccepted,
                    summary="CRM callback: accepted, contacted, meeting_booked, opportunity_created, disqualified, "
-                           "converted")
+                           "converted, closed_lost (the last three with the opportunity's amount and currency)")
 async def post_crm_event(
     lead_id: str, body: CrmEvent, deps: DepsDep,
     principal: Principal = Depends(require_scope("crm:events")),
 ) -> CrmEventAccepted:
     crm = handlers.CrmTouch(lead_id, body.type, rep_id=body.rep_id, reason=body.reason,
-                            occurred_at=body.occurred_at, integration=principal.name, external_id=body.external_id)
+                            occurred_at=body.occurred_at, integration=principal.name, external_id=body.external_id,
+                            amount=body.amount, currency=body.currency)
     try:
         async with unit_of_work(deps.platform, deps) as uow:
             recorded = await handlers.record_touch(uow, crm)

@@ -14,6 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 SOURCE = "routing"
 WEBHOOK_EVENT_TYPE = lifecycle.ROUTED
 WEBHOOK_UPDATE_EVENT_TYPE = lifecycle.UPDATED
-CLOSING_TOUCHES: frozenset[str] = frozenset({"converted"})
+CLOSING_TOUCHES: frozenset[str] = frozenset({"converted", "closed_lost"})
 
 
 @dataclass
@@ -414,6 +415,8 @@ class CrmTouch:
     occurred_at: datetime | None = None
     integration: str | None = None
     external_id: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -456,6 +459,7 @@ async def record_touch(uow: UnitOfWork[Deps], crm: CrmTouch) -> TouchRecorded:
     touched = LeadTouched(
         lead_id=lead_id, touch_id=touch.id, touch_type=crm.touch_type, occurred_at=touch.occurred_at,
         rep_id=crm.rep_id or owner, reason=crm.reason, integration=crm.integration, owner_mismatch=mismatch,
+        amount=crm.amount, currency=crm.currency,
     )
     touched_event = new_event(touched, source=SOURCE, subject=lead_id, correlation_id=lead.correlation_id,
                               lead_captured_at=lead.lead_captured_at, time=now)

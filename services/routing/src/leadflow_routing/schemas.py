@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from leadflow_contracts.events import TouchType
+from leadflow_contracts.events import DEAL_TOUCHES, TouchType
+from leadflow_contracts.money import Amount, CurrencyCode
 from leadflow_kit.db import INT_MAX
 from leadflow_routing import domain
 
@@ -22,6 +24,7 @@ class CrmEvent(BaseModel):
         {"type": "meeting_booked", "rep_id": "rep-ada", "occurred_at": "2026-11-23T10:15:00Z",
          "external_id": "hs-evt-99812"},
         {"type": "disqualified", "rep_id": "rep-ada", "reason": "Student project, no budget"},
+        {"type": "opportunity_created", "rep_id": "rep-ada", "amount": "12500.00", "currency": "EUR"},
     ]})
 
     type: TouchType
@@ -30,12 +33,31 @@ class CrmEvent(BaseModel):
     occurred_at: datetime | None = None
     external_id: str | None = Field(default=None, max_length=255,
                                     description="The CRM's id for this event; a repeat is acknowledged, not re-sent")
+    amount: Amount | None = Field(default=None, description="The opportunity's value, on opportunity_created, "
+                                  "converted and closed_lost; a decimal >= 0 (a JSON string keeps every digit)")
+    currency: CurrencyCode | None = Field(default=None, validate_default=True,
+                                          description="ISO 4217 code of amount, e.g. EUR")
 
     @model_validator(mode="after")
     def _reason_for_disqualified(self) -> CrmEvent:
         if self.type == "disqualified" and not (self.reason and self.reason.strip()):
             raise ValueError("a disqualified event needs a reason")
         return self
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_on_a_deal(cls, amount: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        touch_type = info.data.get("type")
+        if amount is not None and touch_type is not None and touch_type not in DEAL_TOUCHES:
+            raise ValueError(f"amount is taken only on {', '.join(sorted(DEAL_TOUCHES))}, not on {touch_type}")
+        return amount
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_with_amount(cls, currency: str | None, info: ValidationInfo) -> str | None:
+        if "amount" in info.data and (info.data["amount"] is None) != (currency is None):
+            raise ValueError("amount and currency go together: send both or neither")
+        return currency
 
 
 class CrmEventAccepted(BaseModel):

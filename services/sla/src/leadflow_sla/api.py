@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from leadflow_kit.auth import require_scope
 from leadflow_kit.uow import unit_of_work
-from leadflow_sla import domain, handlers, reports
+from leadflow_sla import domain, handlers, reports, revenue
 from leadflow_sla.bootstrap import DepsDep
 
 router = APIRouter(tags=["timeline"])
@@ -91,16 +92,22 @@ reports_router = APIRouter(tags=["reports"])
 
 # Worked out by the report itself from a small cohort, so the example is what the route answers.
 FUNNEL_EXAMPLE = reports.funnel_report(
-    [domain.FunnelLead("google", domain.FUNNEL_RANK[stage], speed, outcome) for stage, speed, outcome in (
-        ("captured", None, None), ("mql", 240.0, "met"), ("sql", 1800.0, "breached"), ("converted", 90.0, "met"))],
-    datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), None)
+    [domain.FunnelLead("google", domain.FUNNEL_RANK[stage], speed, outcome, amount, currency, lost)
+     for stage, speed, outcome, amount, currency, lost in (
+        ("captured", None, None, None, None, False), ("mql", 240.0, "met", None, None, False),
+        ("opportunity", 1800.0, "breached", Decimal("8000"), "EUR", True),
+        ("opportunity", 600.0, "met", Decimal("5000"), "USD", False),
+        ("converted", 90.0, "met", Decimal("12500"), "EUR", False))],
+    datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), None,
+    revenue.Rates("USD", {"EUR": Decimal("1.08")}),
+    [revenue.Spend("q4-webinar", "google", date(2026, 11, 1), date(2026, 11, 30), Decimal("3000"), "USD")])
 
 
 @reports_router.get(
     "/v1/reports/funnel",
     dependencies=[Depends(require_scope("reports:read"))],
     summary="Funnel KPIs for leads captured in [from, to): stage counts, conversion rates, speed to lead, "
-            "SLA compliance",
+            "SLA compliance, pipeline, revenue and cost per lead",
     responses={200: {"content": {"application/json": {"example": jsonable_encoder(FUNNEL_EXAMPLE)},
                                  "text/csv": {"example": reports.to_csv(FUNNEL_EXAMPLE)}}}},
 )
@@ -121,7 +128,9 @@ async def get_funnel(
         })
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.funnel_leads(session, start, end, group_by)
-    report = reports.funnel_report(leads, start, end, group_by)
+        rates = revenue.Rates(deps.settings.reporting_currency, await deps.store.currency_rates(session))
+        spends = await deps.store.spend_between(session, start.astimezone(UTC).date(), end.astimezone(UTC).date())
+    report = reports.funnel_report(leads, start, end, group_by, rates, spends)
     wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
     if wants_csv:
         return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8",

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,7 +42,8 @@ FALLBACK_TIER: Tier = "cold"
 UNASSIGNED_TEAM = "unassigned"
 
 # Touches that end the first-touch clock; "accepted" only says the rep took the lead, not that they reached out.
-STOPPING_TOUCHES = frozenset({"contacted", "meeting_booked", "opportunity_created", "disqualified", "converted"})
+STOPPING_TOUCHES = frozenset({"contacted", "meeting_booked", "opportunity_created", "disqualified", "converted",
+                              "closed_lost"})
 
 # --------------------------------------------------------------------------------------------
 # Stages of the timeline
@@ -106,7 +108,8 @@ def stage_details(data: EventData) -> dict[str, Any]:
     if isinstance(data, LeadTouched):
         return _compact(touch_type=data.touch_type, touch_id=data.touch_id, rep_id=data.rep_id,
                         reason=data.reason, integration=data.integration,
-                        owner_mismatch=data.owner_mismatch or None)
+                        owner_mismatch=data.owner_mismatch or None,
+                        amount=str(data.amount) if data.amount is not None else None, currency=data.currency)
     if isinstance(data, LeadSla):
         return _compact(clock_id=data.clock_id, tier=data.tier, owner_rep_id=data.owner_rep_id,
                         team_id=data.team_id, due_at=data.due_at.isoformat(),
@@ -146,7 +149,7 @@ LIFECYCLE_TO_FUNNEL = {
     "opportunity": "opportunity", "customer": "converted",
 }
 TOUCH_TO_FUNNEL = {"accepted": "accepted", "contacted": "accepted", "meeting_booked": "accepted",
-                   "opportunity_created": "opportunity", "converted": "converted"}
+                   "opportunity_created": "opportunity", "converted": "converted", "closed_lost": "opportunity"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,6 +382,10 @@ class FunnelLead:
     stage_rank: int
     speed_to_lead_seconds: float | None
     sla_outcome: str | None  # met | breached | None while undecided
+    # The deal's value in its own currency, and whether it was lost (revenue.py turns these into money).
+    deal_amount: Decimal | None = None
+    deal_currency: str | None = None
+    lost: bool = False
 
 
 @dataclass
@@ -493,6 +500,9 @@ class LeadFacts:
     last_stop_touch_at: datetime | None = None
     last_stop_touch_type: str | None = None
     updated_at: datetime | None = None
+    deal_amount: Decimal | None = None
+    deal_currency: str | None = None
+    lost_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -605,10 +615,21 @@ def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
             reach(facts, changes, funnel_stage, at)
         if data.touch_type == "disqualified" and facts.disqualified_at is None:
             changes["disqualified_at"] = at
+        _deal(facts, changes, data, at)
     if changes:
         # Only the event's own facts mark the lead as updated; what the clocks settle does not.
         changes["updated_at"] = evt.time
     return changes
+
+
+def _deal(facts: LeadFacts, changes: LeadChanges, data: LeadTouched, at: datetime) -> None:
+    """The CRM's latest amount is the deal's value; a lost deal stays lost unless it is won after all."""
+    if data.amount is not None:
+        changes.update(deal_amount=data.amount, deal_currency=data.currency)
+    if data.touch_type == "closed_lost" and facts.lost_at is None:
+        changes["lost_at"] = at
+    if data.touch_type == "converted" and facts.lost_at is not None:
+        changes["lost_at"] = None
 
 
 def _scored(facts: LeadFacts, changes: LeadChanges, data: LeadScored, at: datetime) -> None:

@@ -10,7 +10,7 @@ from leadflow_sla.settings import Settings
 # Leads whose funnel ended (won, lost or folded into another lead) and that nothing changed since $1.
 _CLOSED_LEADS = (
     "SELECT lead_id FROM lead WHERE (converted_at IS NOT NULL OR disqualified_at IS NOT NULL "
-    "OR merged_into IS NOT NULL) AND updated_at < $1"
+    "OR lost_at IS NOT NULL OR merged_into IS NOT NULL) AND updated_at < $1"
 )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from leadflow_contracts.money import CurrencyCode
 from leadflow_kit.settings import service_config
 from leadflow_kit.webhooks import WebhookSettings
 
@@ -18,6 +19,11 @@ class Settings(WebhookSettings):
     # Due clocks claimed per transaction; several replicas each claim their own batch.
     scheduler_batch_size: int = 200
     open_clocks_refresh_seconds: float = 15.0
-    # A closed lead (converted, disqualified or merged into another) keeps its timeline and clocks
+    # A closed lead (converted, lost, disqualified or merged into another) keeps its timeline and clocks
     # this long after its last change; its funnel row, which holds no personal data, stays.
     closed_lead_retention_days: float = Field(default=90.0, gt=0)
+    # The one currency the funnel's money is reported in; other currencies convert at the rates an admin sets
+    # (PUT /v1/admin/currency-rates). Changing it makes the stored rates wrong: set them again with it.
+    reporting_currency: CurrencyCode = "USD"
+    # A spend CSV import is all-or-nothing, so its size is bounded.
+    spend_import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

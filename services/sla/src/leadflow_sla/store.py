@@ -9,9 +9,10 @@ which run rarely, use SQLAlchemy Core.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, func, select, update
@@ -34,7 +35,8 @@ from leadflow_sla.domain import (
 )
 from leadflow_sla.notify import Notification
 from leadflow_sla.reports import NO_VALUE, GroupBy
-from leadflow_sla.tables import lead, lead_event, rep_calendar, sla_clock, sla_policy
+from leadflow_sla.revenue import Spend
+from leadflow_sla.tables import campaign_spend, currency_rate, lead, lead_event, rep_calendar, sla_clock, sla_policy
 
 R = TypeVar("R")
 
@@ -58,6 +60,14 @@ class StoredPolicy:
 
 
 @dataclass(frozen=True)
+class StoredSpend(Spend):
+    """A ``campaign_spend`` row."""
+
+    id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class RepCalendar:
     """A rep's own working hours (a ``rep_calendar`` row)."""
 
@@ -69,6 +79,8 @@ class RepCalendar:
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"no JSON form for a {type(value).__name__}")
 
 
@@ -365,7 +377,8 @@ class SlaStore:
     ) -> list[FunnelLead]:
         """The leads captured in [start, end), merged fills left out, each in its group."""
         group_column = GROUP_COLUMNS[group_by] if group_by else None
-        columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome]
+        columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome,
+                              lead.c.deal_amount, lead.c.deal_currency, lead.c.lost_at]
         if group_column is not None:
             columns.append(group_column.label("group_key"))
         rows = (
@@ -378,6 +391,9 @@ class SlaStore:
                 stage_rank=row.stage_rank,
                 speed_to_lead_seconds=row.speed_to_lead_seconds,
                 sla_outcome=row.sla_outcome,
+                deal_amount=row.deal_amount,
+                deal_currency=row.deal_currency,
+                lost=row.lost_at is not None,
             )
             for row in rows
         ]
@@ -447,3 +463,39 @@ class SlaStore:
     async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> None:
         await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
 
+
+    # -- admin and reports: currency rates and campaign spend ------------------------------------
+
+    async def currency_rates(self, session: AsyncSession) -> dict[str, Decimal]:
+        rows = await session.execute(select(currency_rate.c.currency, currency_rate.c.rate))
+        return {row.currency: row.rate for row in rows}
+
+    async def replace_currency_rates(self, session: AsyncSession, rates: Mapping[str, Decimal], now: datetime) -> None:
+        """The table becomes exactly ``rates``."""
+        await session.execute(delete(currency_rate))
+        if rates:
+            await session.execute(insert(currency_rate).values(
+                [{"currency": code, "rate": rate, "updated_at": now} for code, rate in rates.items()]))
+
+    async def insert_spend(self, session: AsyncSession, spends: Sequence[StoredSpend]) -> None:
+        if spends:
+            await session.execute(insert(campaign_spend).values([asdict(spend) for spend in spends]))
+
+    async def spend_between(
+        self, session: AsyncSession, first: date | None, last: date | None, utm_campaign: str | None = None
+    ) -> list[StoredSpend]:
+        """Spend whose period shares a day with [first, last] (either end open when None)."""
+        statement = select(campaign_spend)
+        if first is not None:
+            statement = statement.where(campaign_spend.c.period_to >= first)
+        if last is not None:
+            statement = statement.where(campaign_spend.c.period_from <= last)
+        if utm_campaign is not None:
+            statement = statement.where(campaign_spend.c.utm_campaign == utm_campaign)
+        statement = statement.order_by(campaign_spend.c.period_from, campaign_spend.c.utm_campaign,
+                                       campaign_spend.c.source, campaign_spend.c.id)
+        return [_record(StoredSpend, row._mapping) for row in await session.execute(statement)]
+
+    async def delete_spend(self, session: AsyncSession, spend_id: str) -> bool:
+        statement = delete(campaign_spend).where(campaign_spend.c.id == spend_id).returning(campaign_spend.c.id)
+        return (await session.execute(statement)).first() is not None

@@ -4,10 +4,12 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     Index,
     Integer,
+    Numeric,
     String,
     Table,
     UniqueConstraint,
@@ -72,7 +74,35 @@ lead = Table(
     Column("last_stop_touch_at", DateTime(timezone=True)),
     Column("last_stop_touch_type", String(32)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The opportunity's value as the CRM last reported it, in its own currency; lost_at when it was lost.
+    Column("deal_amount", Numeric(18, 4)),
+    Column("deal_currency", String(3)),
+    Column("lost_at", DateTime(timezone=True)),
     Index("ix_lead_captured_at", "captured_at"),
+)
+
+# What one unit of a currency is worth in the reporting currency (SLA_REPORTING_CURRENCY), set by an admin.
+currency_rate = Table(
+    "currency_rate",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("rate", Numeric(24, 10), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Marketing spend per campaign and source over a period of days (both ends included).
+campaign_spend = Table(
+    "campaign_spend",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("utm_campaign", String(255), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("period_from", Date, nullable=False),
+    Column("period_to", Date, nullable=False),
+    Column("amount", Numeric(18, 4), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_campaign_spend_period", "period_from", "period_to"),
 )
 
 sla_policy = Table(

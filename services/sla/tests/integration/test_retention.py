@@ -20,6 +20,7 @@ async def seed(sla_env: Any) -> dict[str, Any]:
         "old_event": f"ev-{uuid.uuid4()}", "recent_event": f"ev-{uuid.uuid4()}",
         "subscription": f"sub-{uuid.uuid4()}",
         "closed_long_ago": str(uuid.uuid4()), "closed_lately": str(uuid.uuid4()), "open": str(uuid.uuid4()),
+        "lost_long_ago": str(uuid.uuid4()),
     }
     statements: list[tuple[str, tuple[Any, ...]]] = [
         ("INSERT INTO processed_event (consumer, event_id, processed_at) VALUES ('sla', $1, $2), ('sla', $3, $4)",
@@ -41,10 +42,11 @@ async def seed(sla_env: Any) -> dict[str, Any]:
             "SELECT id, 1, $5, 1.0, 'failed' FROM d",
             (ids[name], ids["subscription"], status, delivered_at, created_at)))
     for lead, converted_at, updated_at in ((ids["closed_long_ago"], OLD, OLD), (ids["closed_lately"], RECENT, RECENT),
-                                           (ids["open"], None, OLD)):
+                                           (ids["open"], None, OLD), (ids["lost_long_ago"], None, OLD)):
+        lost_at = OLD if lead == ids["lost_long_ago"] else None
         statements += [
-            ("INSERT INTO lead (lead_id, captured_at, converted_at, updated_at) VALUES ($1, $2, $3, $4)",
-             (lead, updated_at, converted_at, updated_at)),
+            ("INSERT INTO lead (lead_id, captured_at, converted_at, lost_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+             (lead, updated_at, converted_at, lost_at, updated_at)),
             ("INSERT INTO lead_event (lead_id, event_id, event_type, stage, source, at) "
              "SELECT $1, 'e' || n, 'lead.touched.v1', 'touched', 'routing', $2 FROM generate_series(1, 5) AS n",
              (lead, updated_at)),
@@ -73,7 +75,8 @@ async def test_the_sweeper_deletes_expired_rows_and_keeps_recent_ones(sla_env: A
     await sla_env.eventually(old_inbox_row_gone, timeout=30)
 
     async def swept() -> bool:
-        rows = await sla_env.fetch("SELECT count(*) AS n FROM lead_event WHERE lead_id = $1", ids["closed_long_ago"])
+        rows = await sla_env.fetch("SELECT count(*) AS n FROM lead_event WHERE lead_id = ANY($1)",
+                                   [ids["closed_long_ago"], ids["lost_long_ago"]])
         return rows[0]["n"] == 0
 
     await sla_env.eventually(swept, timeout=30)
@@ -88,11 +91,11 @@ async def test_the_sweeper_deletes_expired_rows_and_keeps_recent_ones(sla_env: A
 
     for table in ("lead_event", "sla_clock", "sla_notice"):
         left = {r["lead_id"] for r in await sla_env.fetch(f"SELECT DISTINCT lead_id FROM {table}")}
-        assert ids["closed_long_ago"] not in left, table
+        assert ids["closed_long_ago"] not in left and ids["lost_long_ago"] not in left, table
         assert {ids["closed_lately"], ids["open"]} <= left, table
     # The funnel keeps counting the closed lead: its row holds no personal data.
     assert await sla_env.fetch("SELECT 1 FROM lead WHERE lead_id = $1", ids["closed_long_ago"])
 
     metrics = (await client.get("/metrics")).text
-    assert sla_env.sample(metrics, "leadflow_retention_deleted_rows_total", rule="lead_event_of_closed_leads") == 5
+    assert sla_env.sample(metrics, "leadflow_retention_deleted_rows_total", rule="lead_event_of_closed_leads") == 10
     assert sla_env.sample(metrics, "leadflow_retention_deleted_rows_total", rule="processed_event") >= 1
