@@ -118,41 +118,55 @@ def _header(kind: str, description: str, start: datetime, end: datetime, buckets
 
 @dataclass(frozen=True)
 class LeadMoments:
-    """When a lead reached each stage (None: not yet), and its first touch, in IN_PERIOD_MEASURES order."""
+    """When a lead reached each stage (None: not yet), and its first touch, in IN_PERIOD_MEASURES order;
+    and its speed to lead (from capture to that first touch)."""
 
     moments: tuple[datetime | None, ...]
+    speed_to_lead_seconds: float | None = None
 
 
 def in_period_report(
     leads: Iterable[LeadMoments], start: datetime, end: datetime, buckets: Buckets
 ) -> dict[str, Any]:
-    """Per bucket, how many leads reached each stage in it (a moment outside [start, end) counts nowhere)."""
+    """Per bucket, how many leads reached each stage in it (a moment outside [start, end) counts nowhere),
+    and the median and 90th percentile speed to lead of the leads first touched in it."""
     counts = {frame["bucket"]: dict.fromkeys(IN_PERIOD_MEASURES, 0) for frame in buckets.frames()}
+    speeds: dict[str, list[float]] = {key: [] for key in [*counts, "total"]}
     total = dict.fromkeys(IN_PERIOD_MEASURES, 0)
     for item in leads:
         for measure, at in zip(IN_PERIOD_MEASURES, item.moments, strict=True):
             if at is not None and start <= at < end:
                 counts[buckets.key(at)][measure] += 1
                 total[measure] += 1
+                if measure == "first_touched" and item.speed_to_lead_seconds is not None:
+                    speeds[buckets.key(at)].append(item.speed_to_lead_seconds)
+                    speeds["total"].append(item.speed_to_lead_seconds)
     return {
         **_header("in_period", "events that happened in each bucket: leads captured, made MQL, accepted, "
-                  "made SQL, given an opportunity, converted, and first touched in it", start, end, buckets),
-        "buckets": [{**frame, "counts": counts[frame["bucket"]]} for frame in buckets.frames()],
-        "total": {"counts": total},
+                  "made SQL, given an opportunity, converted, and first touched in it; the speed to lead of "
+                  "those first touched in it", start, end, buckets),
+        "buckets": [{**frame, "counts": counts[frame["bucket"]],
+                     "speed_to_lead_seconds": _speed(speeds[frame["bucket"]])} for frame in buckets.frames()],
+        "total": {"counts": total, "speed_to_lead_seconds": _speed(speeds["total"])},
     }
 
 
-IN_PERIOD_CSV_COLUMNS = ("bucket", "start", "end", *IN_PERIOD_MEASURES)
+def _speed(values: Sequence[float]) -> dict[str, float | None]:
+    return {"median": domain.percentile(values, 0.5), "p90": domain.percentile(values, 0.9)}
+
+
+IN_PERIOD_CSV_COLUMNS = ("bucket", "start", "end", *IN_PERIOD_MEASURES, "speed_to_lead_median_seconds",
+                         "speed_to_lead_p90_seconds")
 
 
 def in_period_csv(report: dict[str, Any]) -> str:
+    total = {**report["total"], "bucket": "total", "start": report["from"], "end": report["to"]}
     rows: list[list[Cell]] = [
         [row["bucket"], row["start"].isoformat(), row["end"].isoformat(),
-         *(row["counts"][m] for m in IN_PERIOD_MEASURES)]
-        for row in report["buckets"]
+         *(row["counts"][m] for m in IN_PERIOD_MEASURES),
+         _cell(row["speed_to_lead_seconds"]["median"]), _cell(row["speed_to_lead_seconds"]["p90"])]
+        for row in [*report["buckets"], total]
     ]
-    rows.append(["total", report["from"].isoformat(), report["to"].isoformat(),
-                 *(report["total"]["counts"][m] for m in IN_PERIOD_MEASURES)])
     return csvexport.to_csv(IN_PERIOD_CSV_COLUMNS, rows)
 
 

@@ -35,7 +35,7 @@ _EXAMPLE_BUCKETS = Buckets.over(_EXAMPLE_FROM, _EXAMPLE_TO, "week", _PARIS)
 _SUNDAY_NIGHT = datetime(2026, 11, 8, 22, 30, tzinfo=UTC)  # Sunday 23:30 in Paris: the first week
 _MONDAY = datetime(2026, 11, 9, 8, tzinfo=UTC)
 IN_PERIOD_EXAMPLE = trends.in_period_report(
-    [LeadMoments((_SUNDAY_NIGHT, _SUNDAY_NIGHT, _MONDAY, None, None, None, _MONDAY)),
+    [LeadMoments((_SUNDAY_NIGHT, _SUNDAY_NIGHT, _MONDAY, None, None, None, _MONDAY), 34200.0),
      LeadMoments((_MONDAY, _MONDAY, None, None, None, None, None))],
     _EXAMPLE_FROM, _EXAMPLE_TO, _EXAMPLE_BUCKETS)
 COHORT_EXAMPLE = trends.cohort_report(
@@ -135,7 +135,7 @@ async def _over_time(request: Request, deps: Deps, query: OverTimeQuery, view: _
     "/v1/reports/funnel/trend",
     dependencies=[Depends(require_scope("reports:read"))],
     summary="In-period funnel counts by day, week or month: leads captured, made MQL, ..., converted and "
-            "first touched in each bucket",
+            "first touched in each bucket, with the speed to lead of those first touched",
     responses=_examples(IN_PERIOD_EXAMPLE, trends.in_period_csv),
 )
 async def get_funnel_trend(request: Request, deps: DepsDep, query: OverTimeDep) -> Response:

@@ -43,8 +43,9 @@ _SPEED_GROUP_COLUMNS: dict[SpeedGroupBy, str] = {"team": "l.team_id", "rep": "l.
 async def in_period_moments(session: AsyncSession, start: datetime, end: datetime) -> list[LeadMoments]:
     """Every lead (merged fills left out) that reached a stage, or was first touched, in [start, end)."""
     in_window = [and_(column >= start, column < end) for column in _MOMENT_COLUMNS]
-    statement = select(*_MOMENT_COLUMNS).where(lead.c.merged_into.is_(None), or_(*in_window))
-    return [LeadMoments(tuple(row)) for row in await session.execute(statement)]
+    statement = select(lead.c.speed_to_lead_seconds, *_MOMENT_COLUMNS).where(lead.c.merged_into.is_(None),
+                                                                            or_(*in_window))
+    return [LeadMoments(tuple(row[1:]), row[0]) for row in await session.execute(statement)]
 
 
 async def cohort_leads(session: AsyncSession, start: datetime, end: datetime) -> list[CohortLead]:

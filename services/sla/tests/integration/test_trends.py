@@ -156,6 +156,13 @@ async def _in_period(client: Any) -> None:
     for key, bucket in buckets.items():
         assert bucket["counts"] == expected.get(key, _counts(first_touched=0)), key
     assert weekly["total"]["counts"] == _counts(5, 5, 5, 3, 3, 2, first_touched=5)
+    # Speed to lead of the leads first touched in the week: A 120 s and X 6 days (518400 s): p90 at rank
+    # 0.9 = 120 + 0.9 * 518280; then B 600, C 1800, E 460: p90 at rank 1.8 = 600 + 0.8 * 1200.
+    assert buckets["2027-01-04"]["speed_to_lead_seconds"] == {"median": 259260.0, "p90": 466572.0}
+    assert buckets["2027-01-11"]["speed_to_lead_seconds"] == {"median": 600.0, "p90": 1560.0}
+    assert buckets["2027-02-01"]["speed_to_lead_seconds"] == {"median": None, "p90": None}
+    # 120, 460, 600, 1800, 518400: p90 at rank 3.6 = 1800 + 0.6 * 516600.
+    assert weekly["total"]["speed_to_lead_seconds"] == {"median": 600.0, "p90": 311760.0}
 
     in_utc = (await client.get("/v1/reports/funnel/trend",
                                params={**QUARTER, "interval": "week", "tz": "UTC"})).json()
@@ -174,6 +181,9 @@ async def _in_period(client: Any) -> None:
     assert [r["bucket"] for r in rows] == ["2027-01-01", "2027-02-01", "2027-03-01", "total"]
     for row, bucket in zip(rows, [*monthly["buckets"], monthly["total"]], strict=True):
         assert {k: int(row[k]) for k in bucket["counts"]} == bucket["counts"]
+        assert (row["speed_to_lead_median_seconds"], row["speed_to_lead_p90_seconds"]) == (
+            _number(bucket["speed_to_lead_seconds"]["median"]), _number(bucket["speed_to_lead_seconds"]["p90"]))
+    assert rows[0]["speed_to_lead_p90_seconds"] == "311760" and rows[1]["speed_to_lead_median_seconds"] == ""
     assert rows[0]["start"] == "2027-01-01T00:00:00+01:00" and rows[2]["end"] == "2027-04-01T00:00:00+02:00"
 
     daily = (await client.get("/v1/reports/funnel/trend",

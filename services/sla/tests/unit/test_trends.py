@@ -79,7 +79,8 @@ WINDOW = (datetime(2026, 11, 1, 23, tzinfo=UTC), datetime(2026, 11, 15, 23, tzin
 def test_in_period_counts_put_each_moment_in_its_own_bucket() -> None:
     buckets = Buckets.over(*WINDOW, "week", PARIS)
     leads = [
-        LeadMoments((SUNDAY_NIGHT, SUNDAY_NIGHT, MONDAY_NIGHT, None, None, None, MONDAY_NIGHT)),
+        LeadMoments((SUNDAY_NIGHT, SUNDAY_NIGHT, MONDAY_NIGHT, None, None, None, MONDAY_NIGHT), 3600.0),
+        LeadMoments((MONDAY_NIGHT, None, None, None, None, None, MONDAY_NIGHT), 60.0),
         # Captured before the window: only its conversion, inside it, counts.
         LeadMoments((datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC), None, None, None,
                      SUNDAY_NIGHT, None)),
@@ -89,13 +90,18 @@ def test_in_period_counts_put_each_moment_in_its_own_bucket() -> None:
     assert [(b["bucket"], b["counts"]) for b in report["buckets"]] == [
         ("2026-11-02", {"captured": 1, "mql": 1, "accepted": 0, "sql": 0, "opportunity": 0, "converted": 1,
                         "first_touched": 0}),
-        ("2026-11-09", {"captured": 0, "mql": 0, "accepted": 1, "sql": 0, "opportunity": 0, "converted": 0,
-                        "first_touched": 1}),
+        ("2026-11-09", {"captured": 1, "mql": 0, "accepted": 1, "sql": 0, "opportunity": 0, "converted": 0,
+                        "first_touched": 2}),
     ]
-    assert report["total"]["counts"]["converted"] == 1
+    # The speed to lead of the leads first touched in the bucket: 60 and 3600 s.
+    assert report["buckets"][0]["speed_to_lead_seconds"] == {"median": None, "p90": None}
+    assert report["buckets"][1]["speed_to_lead_seconds"] == {"median": 1830.0, "p90": 3246.0}
+    assert report["total"] == {"counts": {"captured": 2, "mql": 1, "accepted": 1, "sql": 0, "opportunity": 0,
+                                          "converted": 1, "first_touched": 2},
+                               "speed_to_lead_seconds": {"median": 1830.0, "p90": 3246.0}}
     rows = list(csv.DictReader(io.StringIO(trends.in_period_csv(report))))
-    assert [(r["bucket"], r["captured"], r["accepted"]) for r in rows] == [
-        ("2026-11-02", "1", "0"), ("2026-11-09", "0", "1"), ("total", "1", "1")]
+    assert [(r["bucket"], r["captured"], r["accepted"], r["speed_to_lead_p90_seconds"]) for r in rows] == [
+        ("2026-11-02", "1", "0", ""), ("2026-11-09", "1", "1", "3246"), ("total", "2", "1", "3246")]
 
 
 def test_a_cohort_counts_every_stage_its_leads_reached_and_empty_buckets_show() -> None:
