@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from leadflow_sla import trends
+from leadflow_sla.app import create_app
+from leadflow_sla.settings import Settings
 from leadflow_sla.trends import Buckets, CohortLead, LeadMoments, SpeedRow
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -137,3 +139,14 @@ def test_speed_to_lead_shares_and_the_total_row() -> None:
     assert lines[1] == {"group": "emea", "leads": "3", "touched": "3", "first_touch_median_seconds": "120",
                         "first_touch_p90_seconds": "504", "sla_met": "2", "sla_breached": "1",
                         "within_sla_pct": "66.67", "breaches": "2", "escalations": "1"}
+
+
+def test_the_reports_over_time_are_documented_routes_with_their_parameters() -> None:
+    paths = create_app(Settings(environment="test")).openapi()["paths"]
+    for path in ("/v1/reports/funnel/trend", "/v1/reports/cohorts"):
+        assert {p["name"] for p in paths[path]["get"]["parameters"]} == {"from", "to", "interval", "tz", "format"}
+        assert set(paths[path]["get"]["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+        assert paths[path]["get"]["x-required-scopes"] == ["reports:read"]
+    speed = paths["/v1/reports/speed-to-lead"]["get"]
+    assert {p["name"] for p in speed["parameters"]} == {"from", "to", "group_by", "format"}
+    assert speed["x-required-scopes"] == ["reports:read"]
