@@ -16,6 +16,7 @@ from leadflow_sla.privacy import PERSONAL_DATA
 from leadflow_sla.retention import closed_lead_rules
 from leadflow_sla.settings import Settings
 from leadflow_sla.spend import router as spend_router
+from leadflow_sla.trends_api import router as trends_router
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -25,7 +26,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         deps,
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
-        routers=[router, reports_router, admin_router, spend_router,
+        routers=[router, reports_router, trends_router, admin_router, spend_router,
                  webhook_admin_router(),
                  privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(),
