@@ -56,7 +56,7 @@ async def test_a_cold_lead_lifted_to_mql_is_handed_to_sales_and_a_warm_to_hot_le
         assert opened["owner_rep_id"] == handed["owner"]["rep_id"] and opened["tier"] == "warm"
 
         # `make demo`'s hand-off journey shows the same steps, each with its time.
-        journey = await run_handoff_demo(capture, pipeline.urls["sla"], ADMIN_KEY, timeout=60)
+        journey = await run_handoff_demo(capture, pipeline.urls["sla"], routing, ADMIN_KEY, timeout=60)
         assert [s.stage for s in journey.steps][:3] == ["captured", "scored", "routed"]
         assert journey.steps[2].detail.startswith("nurture")
         handed_step = journey.handed_off
@@ -68,6 +68,9 @@ async def test_a_cold_lead_lifted_to_mql_is_handed_to_sales_and_a_warm_to_hot_le
         rules = await pipeline.client.post(f"{routing}/v1/admin/routing-rules", headers=ADMIN, json={
             "rules": [{"id": "everyone-to-sales", "team_id": "sales"}], "handoff": "first_fill"})
         assert rules.status_code == 201, rules.text
+        # ... under which `make demo` says why it does not show the hand-off instead of showing a false one.
+        skipped = await run_handoff_demo(capture, pipeline.urls["sla"], routing, ADMIN_KEY, timeout=60)
+        assert skipped.skipped is not None and "first_fill" in skipped.skipped and skipped.steps == []
         warm_fill = await pipeline.client.post(f"{capture}/v1/forms/newsletter/submissions", json={
             "email": f"lee@warm-{uuid.uuid4().hex[:8]}.com", "first_name": "Lee", "company": "Warm Co",
             "country": "US", "employee_count": "1500", "industry": "Software"})

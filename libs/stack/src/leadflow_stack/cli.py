@@ -100,10 +100,11 @@ def _logs(stack: Stack, names: Sequence[str], lines: int, follow: bool) -> int:
 async def _demo(stack: Stack, timeout: float) -> int:
     capture = stack.services.config("capture")
     sla = stack.services.config("sla")
-    ready = capture is not None and sla is not None
-    ready = ready and await stack.services.ready("capture") and await stack.services.ready("sla")
-    if capture is None or sla is None or not ready:
-        print("capture and sla must be running: run `make up` first", file=sys.stderr)
+    routing = stack.services.config("routing")
+    ready = capture is not None and sla is not None and routing is not None
+    ready = ready and all([await stack.services.ready(name) for name in ("capture", "sla", "routing")])
+    if capture is None or sla is None or routing is None or not ready:
+        print("capture, routing and sla must be running: run `make up` first", file=sys.stderr)
         return 1
     journeys = await run_demo(capture.url, sla.url, stack.config.admin_api_key, timeout=timeout)
     for journey in journeys:
@@ -120,12 +121,16 @@ async def _demo(stack: Stack, timeout: float) -> int:
             f"{len(routed)}/{len(journeys)} leads routed; capture -> routed min {min(routed):.1f} ms, "
             f"max {max(routed):.1f} ms"
         )
-    handoff = await run_handoff_demo(capture.url, sla.url, stack.config.admin_api_key, timeout=timeout)
+    handoff = await run_handoff_demo(capture.url, sla.url, routing.url, stack.config.admin_api_key, timeout=timeout)
     _print_handoff(handoff)
-    return 0 if len(routed) == len(journeys) and handoff.handed_off is not None else 1
+    handed_off = handoff.skipped is not None or handoff.handed_off is not None
+    return 0 if len(routed) == len(journeys) and handed_off else 1
 
 
 def _print_handoff(journey: HandoffJourney) -> None:
+    if journey.skipped is not None:
+        print(f"\nhand-off (cold -> nurture -> MQL -> rep) not shown: {journey.skipped}")
+        return
     print(f"\nhand-off: lead {journey.lead_id}  {journey.email}  (cold -> nurture -> MQL -> rep)")
     start = journey.steps[0].at if journey.steps else None
     for step in journey.steps:
@@ -136,7 +141,7 @@ def _print_handoff(journey: HandoffJourney) -> None:
               f"due {journey.clock['due_at']}")
     handed = journey.handed_off
     if handed is None or start is None:
-        print("    NOT HANDED OFF within the timeout (are the seeded routing rules' hand-off 'mql'?)")
+        print("    NOT HANDED OFF from nurture within the timeout")
     else:
         print(f"    capture -> rep: {(handed.at - start).total_seconds() * 1000:.1f} ms")
 

@@ -41,10 +41,19 @@ class HandoffJourney:
     email: str
     steps: list[Step] = field(default_factory=list)
     clock: Mapping[str, Any] | None = None
+    # Why the journey was not run (the active routing rules do not hand off at the MQL moment).
+    skipped: str | None = None
 
     @property
     def handed_off(self) -> Step | None:
-        return next((s for s in self.steps if s.stage == "routed" and s.detail.startswith("to rep")), None)
+        """The step that gave the lead to a rep after it waited in nurture (a lead routed at its first
+        fill is not a hand-off at the MQL moment)."""
+        nurtured = False
+        for step in self.steps:
+            nurtured = nurtured or (step.stage == "routed" and step.detail.startswith("nurture"))
+            if nurtured and step.stage == "routed" and step.detail.startswith("to rep"):
+                return step
+        return None
 
 
 def describe(stage: Mapping[str, Any]) -> str | None:
@@ -77,11 +86,19 @@ def steps_of(timeline: Mapping[str, Any]) -> list[Step]:
 
 
 async def run_handoff_demo(
-    capture_url: str, sla_url: str, admin_api_key: str, *, timeout: float = 30.0
+    capture_url: str, sla_url: str, routing_url: str, admin_api_key: str, *, timeout: float = 30.0
 ) -> HandoffJourney:
-    """Post the cold lead, wait for nurture, post the activities, wait for the rep and the SLA clock."""
+    """Post the cold lead, wait for nurture, post the activities, wait for the rep and the SLA clock.
+    Skipped (and says why) when the active routing rules hand every lead off at its first fill."""
     headers = {"Authorization": f"Bearer {admin_api_key}"}
     async with httpx.AsyncClient(timeout=10.0) as client:
+        rules = await client.get(f"{routing_url}/v1/admin/routing-rules", headers=headers)
+        policy = rules.json().get("handoff") if rules.status_code == 200 else None
+        if policy != "mql":
+            version = rules.json().get("version") if rules.status_code == 200 else None
+            return HandoffJourney(lead_id="", email="", skipped=(
+                f"the active routing rules (version {version}) hand off at '{policy}', not at the MQL moment; "
+                "publish a rule set with \"handoff\": \"mql\" (a fresh `make up` seeds one) to see it"))
         form = await client.post(f"{capture_url}/v1/admin/forms", headers=headers, json=HANDOFF_FORM)
         if form.status_code not in (201, 409):  # 409: an earlier run defined it
             raise StackError(f"capture answered {form.status_code} to defining the demo form: {form.text[:500]}")
