@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "rules" / "leadflow.rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "leadflow.json"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+# The ops dashboard (Grafana's home) and the marketing and sales one; the provider loads the whole folder.
+DASHBOARD_FILES = (DASHBOARDS / "leadflow.json", DASHBOARDS / "marketing-sales.json")
 RUNBOOK = ROOT / "docs" / "runbook.md"
 # What `make up` starts, on its ports: compose, Kubernetes and Prometheus must match it.
 SERVICES = {name: DEFAULT_SERVICE_PORTS[name] for name in SERVICE_NAMES}
@@ -56,6 +58,15 @@ KNOWN_METRICS = {
     "leadflow_submissions_total",
     "leadflow_enrichment_quality_score",
     "leadflow_enrichment_partial_total",
+    # Enrichment's data-quality figures over its window, per form and source (issue 19).
+    "leadflow_enrichment_data_quality_fills",
+    "leadflow_enrichment_data_quality_ratio",
+    "leadflow_enrichment_data_quality_completeness",
+    # sla's funnel over its window, by source and by campaign, and speed to lead and SLA by team (issue 19).
+    "leadflow_funnel_leads",
+    "leadflow_funnel_campaign_leads",
+    "leadflow_team_speed_to_lead_seconds",
+    "leadflow_team_sla_leads",
     "leadflow_leads_scored_total",
     "leadflow_mql_total",
     "leadflow_lead_score",
@@ -114,13 +125,14 @@ def recording_names() -> set[str]:
 
 
 def dashboard_exprs() -> Iterator[tuple[str, str]]:
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            yield panel["title"], target["expr"]
-    for annotation in dashboard.get("annotations", {}).get("list", []):
-        if "expr" in annotation:
-            yield f"annotation {annotation['name']}", annotation["expr"]
+    for path in DASHBOARD_FILES:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                yield f"{path.name}: {panel['title']}", target["expr"]
+        for annotation in dashboard.get("annotations", {}).get("list", []):
+            if "expr" in annotation:
+                yield f"{path.name}: annotation {annotation['name']}", annotation["expr"]
 
 
 def grafana_to_promql(expr: str) -> str:
@@ -152,8 +164,9 @@ def check_yaml() -> str:
             problems.append(f"{path.relative_to(ROOT)}: {exc}")
     if problems:
         raise CheckFailed("\n".join(problems))
-    json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return f"{len(paths)} YAML files and the dashboard JSON parse"
+    for dashboard in DASHBOARD_FILES:
+        json.loads(dashboard.read_text(encoding="utf-8"))
+    return f"{len(paths)} YAML files and the dashboards' JSON parse"
 
 
 def check_alerts() -> str:
@@ -253,7 +266,24 @@ def write_dashboard_rules(out: Path) -> str:
 
 
 def check_grafana() -> str:
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    found = sorted(DASHBOARDS.glob("*.json"))
+    problems = [f"{path.name}: a dashboard the provider loads but no check reads (add it to DASHBOARD_FILES)"
+                for path in found if path not in DASHBOARD_FILES]
+    uids = [json.loads(path.read_text(encoding="utf-8")).get("uid") for path in DASHBOARD_FILES]
+    if len(uids) != len(set(uids)):
+        problems.append("two dashboards share a uid")
+    panels = 0
+    for path in DASHBOARD_FILES:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        panels += len(dashboard["panels"])
+        problems += [f"{path.name}: {problem}" for problem in dashboard_problems(dashboard)]
+    problems += provisioning_problems()
+    if problems:
+        raise CheckFailed("\n".join(problems))
+    return f"{len(DASHBOARD_FILES)} dashboards, {panels} panels, provisioning consistent with compose"
+
+
+def dashboard_problems(dashboard: dict[str, Any]) -> list[str]:
     problems = []
     if not dashboard.get("uid") or not dashboard.get("title"):
         problems.append("dashboard needs a uid and a title")
@@ -282,15 +312,18 @@ def check_grafana() -> str:
             problems.append(f"panel {panel['title']}: datasource should be ${{datasource}}")
         if not panel.get("targets") or not all(t.get("expr") for t in panel["targets"]):
             problems.append(f"panel {panel['title']}: no query")
+    return problems
+
+
+def provisioning_problems() -> list[str]:
+    problems = []
     providers = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "leadflow.yml")
     compose = load_yaml(ROOT / "docker-compose.yml")
     mounts = compose["services"]["grafana"]["volumes"]
     for provider in providers["providers"]:
         if not any(m.endswith(":" + provider["options"]["path"] + ":ro") for m in mounts):
             problems.append(f"grafana: provider path {provider['options']['path']} is not mounted in compose")
-    if problems:
-        raise CheckFailed("\n".join(problems))
-    return f"dashboard {dashboard['uid']}: {len(ids)} panels, provisioning consistent with compose"
+    return problems
 
 
 def compose_schema_problems(compose: Any) -> list[str]:

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from leadflow_enrichment.directory import Matched
 from leadflow_enrichment.domain import KnownLead
 from leadflow_enrichment.metrics import EnrichmentMetrics
 from leadflow_enrichment.provider import Lookup
+from leadflow_enrichment.quality import by_form_and_source, figures, gauge_ratios
 from leadflow_enrichment.store import EnrichedFill, FillLookup
 from leadflow_kit.consumer import UnitOfWork, one_at_a_time
 
@@ -44,6 +45,8 @@ class Enriched:
     partial_reasons: list[str]
     # Time a provider lookup made before the transaction took; it counts towards the fill's enrichment.
     prefetched_seconds: float = 0.0
+    # The provider's answer when the fill asked it (answered, not_found, cached or the failure).
+    provider_outcome: str | None = None
 
 
 def _prefetch_key(event_id: str) -> str:
@@ -168,6 +171,7 @@ async def _complete(deps: Deps, contact: LeadContact, normalized: domain.Normali
     profile = domain.apply_firmographics(profile, matched.account.firmographics() if matched is not None else None)
     partial_reasons: list[str] = []
     prefetched_seconds = 0.0
+    outcome: str | None = None
     if deps.provider is not None and profile.company_domain and needs_provider:
         if prefetched is not None and prefetched[0] == profile.company_domain:
             looked_up = prefetched[1]
@@ -184,7 +188,7 @@ async def _complete(deps: Deps, contact: LeadContact, normalized: domain.Normali
     if account_match is not None and profile.company_domain is None:
         profile = profile.model_copy(update={"company_domain": account_match.domain})
     quality = domain.quality(profile, contact, normalized.problems, account_match, partial_reasons)
-    return Enriched(profile, quality, account_match, partial_reasons, prefetched_seconds)
+    return Enriched(profile, quality, account_match, partial_reasons, prefetched_seconds, outcome)
 
 
 async def _publish(uow: UnitOfWork[Deps], fill: Fill, result: Enriched, written: EnrichedFill) -> None:
@@ -231,6 +235,8 @@ def _enriched_fill(fill: Fill, result: Enriched, elapsed: float, now: datetime) 
         partial_reasons=result.partial_reasons,
         enrichment_ms=round(elapsed * 1000, 3),
         fill=captured.contact,
+        source=(captured.attribution.utm_source or "direct")[:255],
+        provider_outcome=result.provider_outcome,
     )
 
 
@@ -241,3 +247,23 @@ def _observe(metrics: EnrichmentMetrics, result: Enriched, elapsed: float) -> No
         metrics.partial.labels(service, reason).inc()
     metrics.account_matches.labels(service, result.account.method if result.account else "none").inc()
     metrics.duration.labels(service).observe(elapsed)
+
+
+async def refresh_quality_gauges(deps: Deps) -> None:
+    """Set the data-quality gauges to the figures of the fills of the last window, per form and source."""
+    now = deps.platform.clock.now()
+    async with deps.platform.db.transaction() as session:
+        counts = await deps.store.fill_counts(
+            session, now - timedelta(seconds=deps.settings.data_quality_window_seconds), now, None)
+    metrics, service = deps.metrics, deps.metrics.service
+    # A form or source without fills in the window has no figures any more, not its last ones.
+    for gauge in (metrics.quality_fills, metrics.quality_ratio, metrics.quality_completeness):
+        gauge.clear()
+    for group in by_form_and_source(counts, deps.settings.data_quality_gauge_sources):
+        of_group = figures(group)
+        metrics.quality_fills.labels(service, group.form, group.source).set(group.fills)
+        for figure, value in gauge_ratios(of_group).items():
+            metrics.quality_ratio.labels(service, group.form, group.source, figure).set(value)
+        for name, share in of_group["completeness"].items():
+            if share is not None:
+                metrics.quality_completeness.labels(service, group.form, group.source, name).set(share)

@@ -33,3 +33,9 @@ class Settings(ServiceSettings):
     provider_concurrency: int = Field(default=8, ge=1, le=100)
 
     account_import_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+    # The data-quality gauges: the fills of the last window, refreshed this often, with this many sources
+    # by name (the rest as "(other)").
+    data_quality_window_seconds: float = Field(default=3600.0, ge=60)
+    data_quality_refresh_seconds: float = Field(default=60.0, gt=0)
+    data_quality_gauge_sources: int = Field(default=10, ge=0, le=100)

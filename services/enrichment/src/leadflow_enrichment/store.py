@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import AccountMatch, DataQuality, LeadContact, LeadProfile
+from leadflow_enrichment import quality
 from leadflow_enrichment.accounts import AccountCreate, AccountFields, AccountPublic, AccountUpdate
 from leadflow_enrichment.domain import AccountRecord, KnownLead, account_name_key
 from leadflow_enrichment.tables import account, account_directory, account_domain, lead, lead_fill
@@ -67,10 +68,35 @@ WITH written AS (
     FROM written AS w
     WHERE w.merged AND lead.id = w.id
 )
-INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)
-SELECT captured_lead_id, lead_id, form_key, original::jsonb, submitted_at, duplicate, enriched_at
-FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::bool[], $23::timestamptz[])
-    AS f(captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at)"""
+INSERT INTO lead_fill (captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at,
+                       source, reasons, provider_outcome)
+SELECT captured_lead_id, lead_id, form_key, original::jsonb, submitted_at, duplicate, enriched_at,
+       source, reasons::jsonb, provider_outcome
+FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::bool[], $23::timestamptz[],
+            $24::text[], $25::text[], $26::text[])
+    AS f(captured_lead_id, lead_id, form_key, original, submitted_at, duplicate, enriched_at, source, reasons,
+         provider_outcome)"""
+
+# ---- the data-quality report: the fills of [from, to) counted per form, source and bucket ------------------
+# $3 is the bucket's width (day, week, month: date_trunc's units, checked by the route) or NULL for the window.
+_FILLED = ",\n       ".join(
+    f"count(*) FILTER (WHERE nullif(btrim(original->>'{name}'), '') IS NOT NULL) AS filled_{name}"
+    for name in quality.CONTACT_FIELDS)
+_FLAGGED = ",\n       ".join(
+    f"count(*) FILTER (WHERE reasons ? '{reason}') AS {name}" for name, reason in quality.FLAGS.items())
+FILL_COUNTS = f"""
+SELECT form_key AS form, coalesce(source, 'direct') AS source,
+       CASE WHEN $3::text IS NULL THEN NULL ELSE date_trunc($3::text, submitted_at, 'UTC') END AS bucket,
+       count(*) AS fills,
+       count(*) FILTER (WHERE duplicate) AS duplicates,
+       {_FLAGGED},
+       count(*) FILTER (WHERE NOT reasons ? 'no_account_match') AS account_matched,
+       count(provider_outcome) AS provider_lookups,
+       count(*) FILTER (WHERE provider_outcome = ANY($4::text[])) AS provider_successes,
+       {_FILLED}
+FROM lead_fill
+WHERE submitted_at >= $1 AND submitted_at < $2
+GROUP BY 1, 2, 3"""
 
 ACCOUNT_COLUMNS = "a.id, a.name, a.domains, a.industry, a.employee_count, a.annual_revenue, a.country, " \
                   "a.owner_rep_id, a.tier"
@@ -107,11 +133,14 @@ class EnrichedFill:
     partial_reasons: list[str]
     enrichment_ms: float
     fill: LeadContact
+    source: str | None = None
+    provider_outcome: str | None = None
 
     def fill_columns(self) -> tuple[Any, ...]:
-        """This fill's row of ``lead_fill``, as ``SAVE_FILLS`` takes it ($17-$23)."""
+        """This fill's row of ``lead_fill``, as ``SAVE_FILLS`` takes it ($17-$26)."""
         return (self.captured_lead_id, self.lead_id, self.form_key, json.dumps(self.fill.model_dump(mode="json")),
-                self.submitted_at, self.merged, self.enriched_at)
+                self.submitted_at, self.merged, self.enriched_at, self.source, json.dumps(self.quality.reasons),
+                self.provider_outcome)
 
 
 def _lead_columns(fills: Sequence[EnrichedFill]) -> tuple[Any, ...]:
@@ -216,6 +245,20 @@ class EnrichmentStore:
         leads = list(zip(*(_lead_columns(of_lead) for of_lead in by_lead.values()), strict=True))
         rows = list(zip(*(fill.fill_columns() for fill in fills), strict=True))
         await (await driver_connection(session)).execute(SAVE_FILLS, *leads, *rows)
+
+    # ---- the data-quality report -----------------------------------------------------------------
+
+    async def fill_counts(self, session: AsyncSession, start: datetime, end: datetime,
+                          interval: str | None) -> list[quality.FillCounts]:
+        """The fills submitted in [start, end) counted per form, source and UTC bucket (None: the window)."""
+        rows = await (await driver_connection(session)).fetch(
+            FILL_COUNTS, start, end, interval, list(quality.PROVIDER_SUCCESSES))
+        return [quality.FillCounts(
+            form=row["form"], source=row["source"], bucket=row["bucket"], fills=row["fills"],
+            duplicates=row["duplicates"], **{name: row[name] for name in quality.FLAGS},
+            account_matched=row["account_matched"], provider_lookups=row["provider_lookups"],
+            provider_successes=row["provider_successes"],
+            filled={name: row[f"filled_{name}"] for name in quality.CONTACT_FIELDS}) for row in rows]
 
     # ---- the account directory, for matching -----------------------------------------------------
 

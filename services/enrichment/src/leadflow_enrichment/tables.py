@@ -53,6 +53,12 @@ lead_fill = Table(
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("duplicate", Boolean, nullable=False),
     Column("enriched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What the data-quality report counts: the fill's source (utm_source), its lead's quality reasons as the
+    # fill left it, and the provider's answer when the fill asked it (NULL when it did not).
+    Column("source", String(255)),
+    Column("reasons", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("provider_outcome", String(32)),
+    Index("ix_lead_fill_submitted_at", "submitted_at"),
 )
 
 account = Table(

@@ -12,6 +12,7 @@ from leadflow_sla.admin import router as admin_router
 from leadflow_sla.api import reports_router, router
 from leadflow_sla.bootstrap import bootstrap
 from leadflow_sla.consumer import build_consumer
+from leadflow_sla.funnel_gauges import FunnelGauges, refresh_funnel_gauges
 from leadflow_sla.privacy import PERSONAL_DATA
 from leadflow_sla.retention import closed_lead_rules
 from leadflow_sla.settings import Settings
@@ -21,6 +22,7 @@ from leadflow_sla.trends_api import router as trends_router
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     deps = bootstrap(settings, clock)
+    funnel_gauges = FunnelGauges(deps.platform.metrics.registry)
     return create_service_app(
         deps.platform,
         deps,
@@ -35,6 +37,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             # The gauge is read from the database, so every replica reports the same, whole count.
             periodic("open-clocks-gauge", settings.open_clocks_refresh_seconds, deps.scheduler.refresh_open_clocks),
             webhook_dispatcher(deps.platform, deps.webhook_metrics),
+            periodic("funnel-gauges", settings.funnel_gauge_refresh_seconds,
+                     lambda: refresh_funnel_gauges(deps, funnel_gauges)),
         ],
         retention=[*webhook_rules(settings), *closed_lead_rules(settings)],
     )

@@ -19,6 +19,11 @@ class Settings(WebhookSettings):
     # Due clocks claimed per transaction; several replicas each claim their own batch.
     scheduler_batch_size: int = 200
     open_clocks_refresh_seconds: float = 15.0
+    # The funnel gauges (leadflow_funnel_leads, leadflow_funnel_campaign_leads): the leads captured in the
+    # last days, refreshed this often, with this many sources and campaigns by name.
+    funnel_gauge_window_days: float = Field(default=30.0, gt=0)
+    funnel_gauge_refresh_seconds: float = Field(default=60.0, gt=0)
+    funnel_gauge_names: int = Field(default=10, ge=0, le=100)
     # A closed lead (converted, lost, disqualified or merged into another) keeps its timeline and clocks
     # this long after its last change; its funnel row, which holds no personal data, stays.
     closed_lead_retention_days: float = Field(default=90.0, gt=0)
