@@ -149,12 +149,13 @@ async def check_gauges(service: Enrichment, demo: str, broken: str) -> None:
                 return float(match.group(2))
         return None
 
-    for _ in range(100):
+    fills = "leadflow_enrichment_data_quality_fills"
+    # The gauges are refreshed in the background: wait for a refresh that saw the last fill.
+    for _ in range(300):
         metrics = (await service.client.get("/metrics")).text
-        if value(metrics, "leadflow_enrichment_data_quality_fills", form=broken) is not None:
+        if value(metrics, fills, form=broken, source="linkedin") == 3:
             break
         await asyncio.sleep(0.1)
-    fills = "leadflow_enrichment_data_quality_fills"
     assert value(metrics, fills, form=broken, source="linkedin") == 3
     assert value(metrics, fills, form=demo, source="google") == 3
     assert value(metrics, fills, form=demo, source="direct") == 1
