@@ -67,6 +67,9 @@ KNOWN_METRICS = {
     "leadflow_funnel_campaign_leads",
     "leadflow_team_speed_to_lead_seconds",
     "leadflow_team_sla_leads",
+    # ... and its money: pipeline and revenue by source, cost per lead by campaign (issue 19).
+    "leadflow_funnel_source_money",
+    "leadflow_funnel_campaign_cost_per_lead",
     "leadflow_leads_scored_total",
     "leadflow_mql_total",
     "leadflow_lead_score",

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,13 @@ def touch(name: str, lead_id: str) -> Event[Any]:
     return new_event(data, source="routing", subject=lead_id, time=at, lead_captured_at=T)
 
 
+def deal(lead_id: str, touch_type: str, amount: str) -> Event[Any]:
+    at = T + 3600 * S
+    data = LeadTouched(lead_id=lead_id, touch_id=f"{touch_type}-{lead_id}", touch_type=touch_type,  # type: ignore[arg-type]
+                       occurred_at=at, amount=Decimal(amount), currency="USD")
+    return new_event(data, source="routing", subject=lead_id, time=at, lead_captured_at=T)
+
+
 @asynccontextmanager
 async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
@@ -142,7 +150,7 @@ async def test_every_panel_answers_what_the_reports_say(infra: Any) -> None:
         sla_url = await stack.enter_async_context(served(sla, sla_port))
         prom = await stack.enter_async_context(prometheus({"enrichment": enrichment_port, "sla": sla_port}))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10, headers=ADMIN))
-        await send_the_leads(infra, prefix, sla, clock, sla_database)
+        await send_the_leads(infra, prefix, sla, clock, sla_database, sla_url)
 
         async def all_fills_enriched() -> bool:
             report = (await http.get(f"{enrichment_url}/v1/reports/data-quality")).json()
@@ -173,7 +181,9 @@ async def test_every_panel_answers_what_the_reports_say(infra: Any) -> None:
             raise AssertionError("\n".join(await panels_not_as_expected())) from None
 
 
-async def send_the_leads(infra: Any, prefix: str, sla: FastAPI, clock: FrozenClock, sla_database: str) -> None:
+async def send_the_leads(
+    infra: Any, prefix: str, sla: FastAPI, clock: FrozenClock, sla_database: str, sla_url: str
+) -> None:
     ids = {name: f"{name}-{T.timestamp():.0f}" for name in LEADS}
     await produce(infra.bootstrap_servers, prefix, [e for name, lead_id in ids.items()
                                                     for e in journey(name, lead_id)])
@@ -184,6 +194,14 @@ async def send_the_leads(infra: Any, prefix: str, sla: FastAPI, clock: FrozenClo
     await app_deps(sla).scheduler.fire_due()
     await produce(infra.bootstrap_servers, prefix, [touch("eve", ids["eve"])])
     await clocks(infra, sla_database, [ids["eve"]], "stopped")
+    # Money: Ada's deal is open pipeline, Eve's is won; the spring campaign spent 300 on the window's days.
+    await produce(infra.bootstrap_servers, prefix, [deal(ids["ada"], "opportunity_created", "5000"),
+                                                    deal(ids["eve"], "converted", "1200")])
+    async with httpx.AsyncClient(timeout=10, headers=ADMIN) as http:
+        spent = await http.post(f"{sla_url}/v1/admin/campaigns/spend", json={
+            "utm_campaign": "spring", "source": "google", "period_from": T.date().isoformat(),
+            "period_to": T.date().isoformat(), "amount": "300", "currency": "USD"})
+        assert spent.status_code == 201, spent.text
 
 
 async def clocks(infra: Any, database: str, lead_ids: list[str], status: str) -> None:
@@ -232,6 +250,8 @@ async def expected_series(http: httpx.AsyncClient, sla_url: str, enrichment_url:
     stages = ("captured", "mql", "accepted", "sql", "opportunity", "converted")
     total = {stage: sum(g["counts"][stage] for g in by_source.values()) for stage in stages}
     assert total["captured"] == 3
+    assert (by_source["google"]["pipeline"], by_source["linkedin"]["revenue"]) == ("5000.00", "1200.00")
+    assert by_campaign["spring"]["cost_per_lead"] == "150.00"
     rates = {"captured→MQL": ("mql", "captured"), "MQL→SQL": ("sql", "mql"), "SQL→opportunity": ("opportunity", "sql"),
              "opportunity→customer": ("converted", "opportunity"), "captured→customer": ("converted", "captured")}
     return {
@@ -246,6 +266,10 @@ async def expected_series(http: httpx.AsyncClient, sla_url: str, enrichment_url:
                               for name, g in by_campaign.items()},
         "MQL rate by campaign": {series(campaign=name): round(g["counts"]["mql"] / g["counts"]["captured"], 4)
                                  for name, g in by_campaign.items()},
+        "Pipeline by source": {series(source=name): float(g["pipeline"]) for name, g in by_source.items()},
+        "Revenue by source": {series(source=name): float(g["revenue"]) for name, g in by_source.items()},
+        "Cost per lead by campaign": {series(campaign=name): float(g["cost_per_lead"])
+                                      for name, g in by_campaign.items() if g["cost_per_lead"] is not None},
         "Speed to lead by team (median)": {series(team=name): g["speed_to_lead_seconds"]["median"]
                                            for name, g in by_team.items()},
         "Speed to lead by team (p90)": {series(team=name): g["speed_to_lead_seconds"]["p90"]

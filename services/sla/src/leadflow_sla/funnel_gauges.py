@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
+from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from leadflow_sla import reports, revenue
 from leadflow_sla.bootstrap import Deps
 from leadflow_sla.domain import FUNNEL_STAGES
 from leadflow_sla.funnel_gauges_store import funnel_counts, team_speeds
@@ -31,6 +34,12 @@ class FunnelGauges:
                                 registry=registry)
         self.team_sla = Gauge("leadflow_team_sla_leads", "Leads captured in the funnel window whose first-touch "
                               "SLA was met or breached, by team", ["team", "outcome"], registry=registry)
+        self.source_money = Gauge("leadflow_funnel_source_money", "Open pipeline and won revenue of the leads "
+                                  "captured in the funnel window, by source, in SLA_REPORTING_CURRENCY (the funnel "
+                                  "report's figures)", ["source", "figure"], registry=registry)
+        self.campaign_cost_per_lead = Gauge("leadflow_funnel_campaign_cost_per_lead", "Spend on the funnel "
+                                            "window's days per lead captured in it, by campaign, in "
+                                            "SLA_REPORTING_CURRENCY", ["campaign"], registry=registry)
 
 
 def top_named(counts: Sequence[tuple[str, dict[str, int]]], keep: int) -> dict[str, dict[str, int]]:
@@ -47,20 +56,57 @@ def top_named(counts: Sequence[tuple[str, dict[str, int]]], keep: int) -> dict[s
     return summed
 
 
+def kept(name: str, names: dict[str, Any]) -> str:
+    return name if name in names else OTHER
+
+
+def set_money(gauges: FunnelGauges, by_source: dict[str, Any], by_campaign: dict[str, Any],
+              sources: dict[str, Any], campaigns: dict[str, Any]) -> None:
+    """The funnel report's pipeline and revenue by source and cost per lead by campaign, the names the
+    stage gauges keep (the rest summed as OTHER)."""
+    money: dict[tuple[str, str], Decimal] = {}
+    for group in by_source["groups"]:
+        for figure in ("pipeline", "revenue"):
+            key = (kept(str(group["group"]), sources), figure)
+            money[key] = money.get(key, Decimal(0)) + Decimal(group[figure])
+    for (source, figure), amount in money.items():
+        gauges.source_money.labels(source, figure).set(float(amount))
+    spend: dict[str, tuple[Decimal, int]] = {}
+    for group in by_campaign["groups"]:
+        if group["spend"] is None:
+            continue
+        name = kept(str(group["group"]), campaigns)
+        spent, captured = spend.get(name, (Decimal(0), 0))
+        spend[name] = (spent + Decimal(group["spend"]), captured + group["counts"]["captured"])
+    for name, (spent, captured) in spend.items():
+        if captured:
+            gauges.campaign_cost_per_lead.labels(name).set(float(round(spent / captured, 2)))
+
+
 async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
-    settings = deps.settings
-    since = deps.platform.clock.now() - timedelta(days=settings.funnel_gauge_window_days)
+    settings, store = deps.settings, deps.store
+    now = deps.platform.clock.now()
+    since = now - timedelta(days=settings.funnel_gauge_window_days)
     async with deps.platform.db.transaction() as session:
         counts = await funnel_counts(session, since)
         teams = await team_speeds(session, since)
+        rates = revenue.Rates(settings.reporting_currency, await store.currency_rates(session))
+        spends = await store.spend_between(session, since.astimezone(UTC).date(), now.astimezone(UTC).date())
+        source_leads = await store.funnel_leads(session, since, now, "source")
+        campaign_leads = await store.funnel_leads(session, since, now, "utm_campaign")
     # A source or team without leads in the window has no figures any more, not its last ones.
-    for gauge in (gauges.by_source, gauges.by_campaign, gauges.team_speed, gauges.team_sla):
+    for gauge in (gauges.by_source, gauges.by_campaign, gauges.team_speed, gauges.team_sla, gauges.source_money,
+                  gauges.campaign_cost_per_lead):
         gauge.clear()
-    for gauge, named in ((gauges.by_source, [(source, stages) for source, _, stages in counts]),
-                         (gauges.by_campaign, [(campaign, stages) for _, campaign, stages in counts])):
-        for name, stages in top_named(named, settings.funnel_gauge_names).items():
+    named: list[dict[str, dict[str, int]]] = []
+    for gauge, stages_of in ((gauges.by_source, [(source, stages) for source, _, stages in counts]),
+                             (gauges.by_campaign, [(campaign, stages) for _, campaign, stages in counts])):
+        named.append(top_named(stages_of, settings.funnel_gauge_names))
+        for name, stages in named[-1].items():
             for stage, leads in stages.items():
                 gauge.labels(name, stage).set(leads)
+    set_money(gauges, reports.funnel_report(source_leads, since, now, "source", rates, spends),
+              reports.funnel_report(campaign_leads, since, now, "utm_campaign", rates, spends), named[0], named[1])
     for team in teams:
         for quantile, seconds in (("0.5", team.p50), ("0.9", team.p90)):
             if seconds is not None:
