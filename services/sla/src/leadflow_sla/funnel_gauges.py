@@ -60,27 +60,30 @@ def kept(name: str, names: dict[str, Any]) -> str:
     return name if name in names else OTHER
 
 
-def set_money(gauges: FunnelGauges, by_source: dict[str, Any], by_campaign: dict[str, Any],
-              sources: dict[str, Any], campaigns: dict[str, Any]) -> None:
-    """The funnel report's pipeline and revenue by source and cost per lead by campaign, the names the
-    stage gauges keep (the rest summed as OTHER)."""
+def set_money(gauges: FunnelGauges, deals: dict[str, revenue.MoneyGroup], spends: list[tuple[str | None, Decimal]],
+              counts: Sequence[tuple[str, str, dict[str, int]]], sources: dict[str, Any],
+              campaigns: dict[str, Any]) -> None:
+    """The funnel report's pipeline and revenue by source and cost per lead by campaign, under the names the
+    stage gauges keep (the rest summed as OTHER). ``deals``: the money of the leads with a deal, by source;
+    ``spends``: the window's spend by campaign, converted; ``counts``: the leads per source and campaign."""
     money: dict[tuple[str, str], Decimal] = {}
-    for group in by_source["groups"]:
-        for figure in ("pipeline", "revenue"):
-            key = (kept(str(group["group"]), sources), figure)
-            money[key] = money.get(key, Decimal(0)) + Decimal(group[figure])
+    for source, group in deals.items():
+        for figure, amount in (("pipeline", group.pipeline), ("revenue", group.revenue)):
+            key = (kept(source, sources), figure)
+            money[key] = money.get(key, Decimal(0)) + amount
     for (source, figure), amount in money.items():
         gauges.source_money.labels(source, figure).set(float(amount))
-    spend: dict[str, tuple[Decimal, int]] = {}
-    for group in by_campaign["groups"]:
-        if group["spend"] is None:
-            continue
-        name = kept(str(group["group"]), campaigns)
-        spent, captured = spend.get(name, (Decimal(0), 0))
-        spend[name] = (spent + Decimal(group["spend"]), captured + group["counts"]["captured"])
-    for name, (spent, captured) in spend.items():
-        if captured:
-            gauges.campaign_cost_per_lead.labels(name).set(float(round(spent / captured, 2)))
+    captured: Counter[str] = Counter()
+    for _, campaign, stages in counts:
+        captured[kept(campaign, campaigns)] += stages["captured"]
+    spent: dict[str, Decimal] = {}
+    for spend_campaign, amount in spends:
+        name = kept(spend_campaign or reports.NO_VALUE, campaigns)
+        spent[name] = spent.get(name, Decimal(0)) + amount
+    for name, amount in spent.items():
+        cost = revenue.per(amount, captured[name])
+        if cost is not None:
+            gauges.campaign_cost_per_lead.labels(name).set(float(cost))
 
 
 async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
@@ -92,8 +95,8 @@ async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
         teams = await team_speeds(session, since)
         rates = revenue.Rates(settings.reporting_currency, await store.currency_rates(session))
         spends = await store.spend_between(session, since.astimezone(UTC).date(), now.astimezone(UTC).date())
-        source_leads = await store.funnel_leads(session, since, now, "source")
-        campaign_leads = await store.funnel_leads(session, since, now, "utm_campaign")
+        # Only the leads with a deal: the window may hold millions of leads, and the others add no money.
+        deal_leads = await store.funnel_leads(session, since, now, "source", with_deal_only=True)
     # A source or team without leads in the window has no figures any more, not its last ones.
     for gauge in (gauges.by_source, gauges.by_campaign, gauges.team_speed, gauges.team_sla, gauges.source_money,
                   gauges.campaign_cost_per_lead):
@@ -105,8 +108,9 @@ async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
         for name, stages in named[-1].items():
             for stage, leads in stages.items():
                 gauge.labels(name, stage).set(leads)
-    set_money(gauges, reports.funnel_report(source_leads, since, now, "source", rates, spends),
-              reports.funnel_report(campaign_leads, since, now, "utm_campaign", rates, spends), named[0], named[1])
+    deals, _ = revenue.money_groups(deal_leads, [], rates)
+    campaign_spends, _ = reports.spend_in_reporting_currency(spends, since, now, "utm_campaign", rates)
+    set_money(gauges, deals, campaign_spends, counts, named[0], named[1])
     for team in teams:
         for quantile, seconds in (("0.5", team.p50), ("0.9", team.p90)):
             if seconds is not None:

@@ -25,7 +25,7 @@ def funnel_report(
     campaign, a group with spend but no lead shows too: money spent on nothing is worth seeing.
     """
     groups, total = domain.funnel(leads)
-    in_window, without_rate = _spend_in_reporting_currency(spends, start, end, group_by, rates)
+    in_window, without_rate = spend_in_reporting_currency(spends, start, end, group_by, rates)
     money, money_total = revenue.money_groups(leads, in_window, rates)
     total.update(money_total.report(total["counts"]))
     if group_by:
@@ -47,7 +47,7 @@ def funnel_report(
 SPEND_GROUP: dict[GroupBy, str] = {"source": "source", "utm_campaign": "utm_campaign"}
 
 
-def _spend_in_reporting_currency(
+def spend_in_reporting_currency(
     spends: Sequence[revenue.Spend], start: datetime, end: datetime, group_by: GroupBy | None, rates: revenue.Rates
 ) -> tuple[list[tuple[str | None, Decimal]], int]:
     """Each spend's share of the window, converted, with the group it counts in (None under a grouping spend

@@ -373,18 +373,20 @@ class SlaStore:
         return [_record(SlaClock, row._mapping) for row in await session.execute(statement)]
 
     async def funnel_leads(
-        self, session: AsyncSession, start: datetime, end: datetime, group_by: GroupBy | None
+        self, session: AsyncSession, start: datetime, end: datetime, group_by: GroupBy | None,
+        *, with_deal_only: bool = False,
     ) -> list[FunnelLead]:
-        """The leads captured in [start, end), merged fills left out, each in its group."""
+        """The leads captured in [start, end), merged fills left out, each in its group (``with_deal_only``:
+        only those with a deal amount, all the money figures need)."""
         group_column = GROUP_COLUMNS[group_by] if group_by else None
         columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome,
                               lead.c.deal_amount, lead.c.deal_currency, lead.c.lost_at]
         if group_column is not None:
             columns.append(group_column.label("group_key"))
-        rows = (
-            await session.execute(select(*columns).where(lead.c.captured_at >= start, lead.c.captured_at < end,
-                                                         lead.c.merged_into.is_(None)))
-        ).all()
+        where = [lead.c.captured_at >= start, lead.c.captured_at < end, lead.c.merged_into.is_(None)]
+        if with_deal_only:
+            where.append(lead.c.deal_amount.is_not(None))
+        rows = (await session.execute(select(*columns).where(*where))).all()
         return [
             FunnelLead(
                 group=(row.group_key or NO_VALUE) if group_column is not None else "total",
