@@ -14,6 +14,7 @@ from leadflow_sla.bootstrap import bootstrap
 from leadflow_sla.consumer import build_consumer
 from leadflow_sla.privacy import PERSONAL_DATA
 from leadflow_sla.retention import closed_lead_rules
+from leadflow_sla.search_api import search_router
 from leadflow_sla.settings import Settings
 
 
@@ -24,7 +25,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         deps,
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
-        routers=[router, reports_router, admin_router,
+        routers=[router, search_router, reports_router, admin_router,
                  webhook_admin_router(),
                  privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(),

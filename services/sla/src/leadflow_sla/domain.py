@@ -29,6 +29,7 @@ from leadflow_contracts import (
     LeadSlaStarted,
     LeadTouched,
 )
+from leadflow_sla.identity import identity_changes
 
 Tier = Literal["hot", "warm", "cold"]
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
@@ -493,6 +494,11 @@ class LeadFacts:
     last_stop_touch_at: datetime | None = None
     last_stop_touch_type: str | None = None
     updated_at: datetime | None = None
+    # Who the lead is and where it waits, for finding it.
+    email: str | None = None
+    full_name: str | None = None
+    company: str | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -582,14 +588,16 @@ def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
     changes: LeadChanges = {}
     if facts.captured_at is None and captured_at is not None:
         changes["captured_at"] = captured_at
-    if isinstance(data, LeadCaptured) or (isinstance(data, LeadEnriched) and facts.form_key is None):
-        changes.update(form_key=data.form_key, source=data.attribution.utm_source or "direct",
-                       utm_campaign=data.attribution.utm_campaign)
+    if isinstance(data, LeadCaptured | LeadEnriched):
+        if isinstance(data, LeadCaptured) or facts.form_key is None:
+            changes.update(form_key=data.form_key, source=data.attribution.utm_source or "direct",
+                           utm_campaign=data.attribution.utm_campaign)
+        changes.update(identity_changes(data, facts.email))
     elif isinstance(data, LeadScored):
         _scored(facts, changes, data, at)
     elif isinstance(data, LeadRouted):
         changes.update(team_id=routed_team_id(data),
-                       rep_id=data.owner.rep_id if data.owner else None)
+                       rep_id=data.owner.rep_id if data.owner else None, queue=data.queue)
         if data.tier is not None and facts.tier is None:
             changes["tier"] = data.tier
         if facts.first_routed_at is None and not data.nurture:
