@@ -19,5 +19,6 @@ class Settings(WebhookSettings):
     scheduler_batch_size: int = 200
     open_clocks_refresh_seconds: float = 15.0
     # A closed lead (converted, disqualified or merged into another) keeps its timeline and clocks
-    # this long after its last change; its funnel row, which holds no personal data, stays.
+    # this long after its last change; its funnel row stays (reports count it, the search finds it) until
+    # the person is erased.
     closed_lead_retention_days: float = Field(default=90.0, gt=0)
