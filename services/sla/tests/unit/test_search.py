@@ -70,6 +70,6 @@ def test_the_statement_reads_the_filter_and_sort_as_their_indexes_are_written() 
     statement, args = search_statement(query)
     assert "lower(company) = $1 AND stage_rank = $2 AND captured_at >= $3" in statement
     assert "(coalesce(score, -1.0), lead_id) < ($4, $5)" in statement
-    assert statement.endswith("ORDER BY coalesce(score, -1.0) DESC, lead_id DESC LIMIT $6")
+    assert statement.endswith("ORDER BY coalesce(score, -1.0) DESC, lead_id DESC LIMIT 20")
     assert "merged_into IS NULL AND captured_at IS NOT NULL" in statement
-    assert args == ["initech", 3, AT, 40.0, "pf-9", 20]
+    assert args == ["initech", 3, AT, 40.0, "pf-9"]
