@@ -91,6 +91,11 @@ async def find_leads(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024, description="`next_cursor` of the page before")] = None,
 ) -> LeadPage:
+    texts = {"email": email, "company": company, "owner": owner, "team": team, "queue": queue, "source": source,
+             "campaign": campaign, "form": form, "cursor": cursor}
+    for name, value in texts.items():
+        if value is not None and "\x00" in value:
+            _invalid(name, "NUL characters are not allowed")
     filters: dict[str, Any] = {name: value for name, value in (
         ("owner", owner), ("team", team), ("queue", queue), ("tier", tier), ("source", source),
         ("campaign", campaign), ("form", form)) if value is not None}

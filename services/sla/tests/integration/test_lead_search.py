@@ -195,6 +195,7 @@ async def test_bad_filters_are_refused_naming_the_field(apps: Any) -> None:
         ({"captured_from": "2026-11-02", "captured_to": "2026-11-01"}, "captured_from"),
         ({"cursor": "garbage"}, "cursor"),
         ({"owner": ""}, "owner"),
+        ({"campaign": "spring\x00"}, "campaign"),
     ):
         answer = await client.get("/v1/leads", params=params)
         assert answer.status_code == 422, (params, answer.text)
