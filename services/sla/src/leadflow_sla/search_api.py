@@ -100,7 +100,7 @@ async def find_leads(
         ("owner", owner), ("team", team), ("queue", queue), ("tier", tier), ("source", source),
         ("campaign", campaign), ("form", form)) if value is not None}
     if email is not None:
-        filters["email"] = normalized_email(email) or _invalid("email", "not an email address")
+        filters["email"] = _searched_email(email)
     if company is not None:
         filters["company"] = company.lower()
     if stage is not None:
@@ -117,6 +117,15 @@ async def find_leads(
     last = found[-1] if len(found) == limit else None
     return LeadPage(leads=[FoundLeadPublic.model_validate(search.item(f)) for f in found],
                     next_cursor=search.encode_cursor(sort, search.sort_key(last, sort), last.lead_id) if last else None)
+
+
+def _searched_email(email: str) -> str:
+    """As enrichment stores it; an address it would not store (a special-use domain) is still searched for,
+    lowercased, and finds nothing rather than being refused. Only what is no address at all is a 422."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at or not local or not domain:
+        _invalid("email", "not an email address")
+    return normalized_email(email) or email.strip().lower()
 
 
 def _invalid(name: str, message: str) -> NoReturn:

@@ -90,6 +90,10 @@ lead = Table(
     Index("ix_lead_search_email", "email", "captured_at", "lead_id"),
     Index("ix_lead_search_captured_at", "captured_at", "lead_id", postgresql_where=text(SEARCHABLE)),
     Index("ix_lead_search_score", func.coalesce(text("score"), -1.0), "lead_id", postgresql_where=text(SEARCHABLE)),
+    # A rep's, a team's or a queue's best leads first: the score order within the filter, not a sort of them all.
+    *(Index(f"ix_lead_search_{name}_score", key, func.coalesce(text("score"), -1.0), "lead_id",
+            postgresql_where=text(SEARCHABLE)) for name, key in (("rep", "rep_id"), ("team", "team_id"),
+                                                                ("queue", "queue"))),
 )
 
 sla_policy = Table(

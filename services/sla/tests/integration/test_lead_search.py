@@ -137,6 +137,8 @@ async def test_every_filter_and_sort_finds_the_leads_worked_out_by_hand(sla_env:
     assert by_id[e]["sla"]["state"] == "met" and by_id[e]["stage"] == "accepted" and by_id[e]["name"] == "Eve Ng"
 
     assert await _found(client, email="nobody@initech.example") == []
+    # An address enrichment would not store (a special-use domain) is searched for, and finds nothing.
+    assert await _found(client, email="Someone@Example.INVALID") == []
     assert await _found(client, company="INITECH") == [d, a]
     assert await _found(client, owner="rep-ada") == [a]
     assert await _found(client, team="amer") == [b, e]

@@ -28,6 +28,9 @@ INDEXES = (
     ("ix_lead_search_form", "form_key, captured_at, lead_id"),
     ("ix_lead_search_captured_at", "captured_at, lead_id"),
     ("ix_lead_search_score", "coalesce(score, -1.0), lead_id"),
+    ("ix_lead_search_rep_score", "rep_id, coalesce(score, -1.0), lead_id"),
+    ("ix_lead_search_team_score", "team_id, coalesce(score, -1.0), lead_id"),
+    ("ix_lead_search_queue_score", "queue, coalesce(score, -1.0), lead_id"),
 )
 
 
