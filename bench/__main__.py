@@ -13,6 +13,7 @@ Every knob has an environment variable (for `make bench BENCH_RATES=...`) and a 
     BENCH_ACTIVITY_SHARE=0.2        activities posted per form fill
     BENCH_DUPLICATE_SHARE=0.08      form fills that repeat an earlier person
     BENCH_PROFILE=auto              py-spy the busiest service (auto), a named one, or none
+    BENCH_SEARCH_ROUNDS=100         rounds of the lead search mix against sla after the prefill; 0 = none
     BENCH_OUT=.bench                where the JSON, PNG and logs go
 
 This is a terminal entrypoint: its stdout is the report, so it prints.
@@ -41,7 +42,7 @@ from typing import Any
 
 import psutil
 
-from bench import children, prefill, profile, report, targets
+from bench import children, prefill, profile, report, search, targets
 from bench.analysis import ObservationTail
 from bench.floor import PAYLOAD_BYTES, STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
@@ -85,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-concurrency", type=int, default=int(_env("BENCH_MAX_CONCURRENCY", "64")))
     parser.add_argument("--activity-share", type=float, default=float(_env("BENCH_ACTIVITY_SHARE", "0.2")))
     parser.add_argument("--duplicate-share", type=float, default=float(_env("BENCH_DUPLICATE_SHARE", "0.08")))
+    parser.add_argument("--search-rounds", type=int, default=int(_env("BENCH_SEARCH_ROUNDS", "100")),
+                        help="rounds of the lead search mix (GET /v1/leads on sla) after the prefill; 0 = none")
     parser.add_argument("--profile", default=_env("BENCH_PROFILE", "auto"),
                         help="auto | none | capture | enrichment | scoring | routing | sla")
     parser.add_argument("--profile-rate", type=float, default=float(_env("BENCH_PROFILE_RATE", "200")))
@@ -238,6 +241,9 @@ async def run_pipeline(
             print(f"pre-filling every service's tables with {args.prefill} leads ...", file=sys.stderr, flush=True)
             result["prefill"] = await prefill.prefill(stack.service_dsns(), args.prefill)
             print(f"pre-filled in {result['prefill']['seconds']:.0f}s", file=sys.stderr, flush=True)
+        if args.search_rounds > 0 and "sla" not in missing:
+            print(f"lead search: {args.search_rounds} rounds of the query mix ...", file=sys.stderr, flush=True)
+            result["search"] = await search.run(stack.url("sla"), DEV_ADMIN_API_KEY, args.prefill, args.search_rounds)
         tail = ObservationTail(obs_file)
         monitor = ResourceMonitor()
         for name, pid in stack.service_pids().items():

@@ -99,9 +99,11 @@ def sla_sql(n: int) -> list[str]:
     return [
         _series(n, (
             "INSERT INTO lead (lead_id, captured_at, form_key, source, utm_campaign, tier, score, team_id, "
-            "rep_id, stage_rank, first_routed_at, first_touch_at, speed_to_lead_seconds, sla_outcome, updated_at) "
+            "rep_id, stage_rank, first_routed_at, first_touch_at, speed_to_lead_seconds, sla_outcome, updated_at, "
+            "email, full_name, company, queue) "
             "SELECT {id}, {at}, 'demo', 'google', 'brand', 'warm', 40 + g % 50, 'pf-team-' || g % 5, "
-            "'pf-rep-' || g % 40, 3, {at}, {at}, 600, 'met', {at}"
+            "'pf-rep-' || g % 40, 3, {at}, {at}, 600, 'met', {at}, {email}, 'Ada Lovelace', "
+            "'Company ' || g % 50000, CASE WHEN g % 50 = 0 THEN 'triage' END"
         )),
         # Four timeline rows per lead, as its captured, enriched, scored and routed events leave them.
         _series(n, (

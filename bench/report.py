@@ -123,6 +123,8 @@ def print_tables(result: dict[str, Any]) -> None:
                          for svc, r in fill["services"].items())
         print(f"\nprefill: {fill['leads']} earlier leads in every service's tables in {fill['seconds']:.0f}s "
               f"(insert + VACUUM ANALYZE; {took})")
+    if result.get("search"):
+        print_search(result["search"])
     for title, steps in (
         ("FLOOR (bare aiokafka, 4 topics / 3 relays, no logic, no DB)", floor),
         ("DURABLE FLOOR (the same hops, one PostgreSQL transaction per batch: effect rows + offset row, "
@@ -230,6 +232,16 @@ def print_tables(result: dict[str, Any]) -> None:
         print("  inclusive by package: " + ", ".join(f"{n} {p}%" for n, p in summary["inclusive_pct_by_package"][:10]))
         print("  self by function:     " + ", ".join(f"{n} {p}%" for n, p in summary["self_pct_by_function"][:8]))
     print()
+
+
+def print_search(found: dict[str, Any]) -> None:
+    overall = found["latency_ms"]
+    print(f"\nLEAD SEARCH (GET /v1/leads on sla, one query at a time, over {found['prefilled_leads']:,} leads): "
+          f"{found['queries']} queries, p50 {overall['p50']} / p95 {overall['p95']} / p99 {overall['p99']} ms"
+          + (f"; not 200: {found['errors']}" if found["errors"] else ""))
+    for kind, figures in found["by_kind_ms"].items():
+        print(f"  {kind:<26} n {figures['n']:>4}  p50 {figures['p50']:>6}  p95 {figures['p95']:>6}  "
+              f"p99 {figures['p99']:>6} ms")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

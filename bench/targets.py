@@ -11,6 +11,7 @@ from bench.report import BENCH_PROCESSES, measured, product_cpu_ms_per_lead
 TARGET_RATE = 100.0  # leads/s at which the latency targets hold
 SEND_P50_MS = 25.0  # send -> webhook verified
 SEND_P99_MS = 150.0
+SEARCH_P95_MS = 50.0  # GET /v1/leads over the prefill's leads (a million in `make bench`)
 SUSTAINED_RATE = 400.0
 SUSTAINED_SECONDS = 60.0
 WEBHOOK_P99_MS = 1000.0
@@ -265,4 +266,20 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
                  p99, "ms", SEND_P99_MS, at_most=True, why=load_why),
         _cpu_verdict(pipeline, cores),
         *_durable_verdicts(result, pipeline, load_why),
+        *_search_verdicts(result),
     ]
+
+
+def _search_verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lead search's p95, when the run searched; the slowest kinds of query are the reasons."""
+    found = result.get("search")
+    if not found:
+        return []
+    leads = found["prefilled_leads"]
+    by_kind = sorted(((kind, figures["p95"]) for kind, figures in found["by_kind_ms"].items()
+                      if figures["p95"] is not None), key=lambda item: -item[1])
+    why = ["slowest p95 by kind of query in ms: " + ", ".join(f"{kind} {p95:g}" for kind, p95 in by_kind[:4])]
+    if found["errors"]:
+        why.append(f"answers other than 200: {found['errors']}")
+    return [_verdict(f"lead search (GET /v1/leads) p95 <= {SEARCH_P95_MS:g} ms over {leads:,} leads",
+                     found["latency_ms"]["p95"], "ms", SEARCH_P95_MS, at_most=True, why=why)]

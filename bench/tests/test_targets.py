@@ -170,3 +170,18 @@ def test_cpu_against_the_durable_floor_falls_back_to_the_target_rate() -> None:
     verdict = next(v for v in targets.judge(run) if v["target"].startswith("CPU per lead <= 2x"))
     assert verdict["target"].endswith("here 100")
     assert verdict["measured"] == run["durable_floor_multiples"]["100"]["multiple_cpu"] == round(12.0 / 2.0, 2)
+
+
+def test_the_lead_search_is_judged_by_its_p95_with_the_slowest_queries_as_reasons() -> None:
+    run = _run()
+    assert not any(v["target"].startswith("lead search") for v in targets.judge(run))
+    run["search"] = {"prefilled_leads": 1000000, "queries": 1300, "errors": {},
+                     "latency_ms": {"n": 1300, "p50": 6.0, "p95": 75.0, "p99": 120.0, "max": 300.0},
+                     "by_kind_ms": {"email": _hop(2.0), "tier by score": _hop(40.0), "latest": _hop(5.0)}}
+    verdict = next(v for v in targets.judge(run) if v["target"].startswith("lead search"))
+    assert verdict["target"] == "lead search (GET /v1/leads) p95 <= 50 ms over 1,000,000 leads"
+    assert (verdict["met"], verdict["measured"], verdict["missed_by"]) == (False, 75.0, 1.5)
+    assert verdict["why"] == ["slowest p95 by kind of query in ms: tier by score 80, latest 10, email 4"]
+    run["search"]["latency_ms"]["p95"] = 30.0
+    verdict = next(v for v in targets.judge(run) if v["target"].startswith("lead search"))
+    assert verdict["met"] and verdict["why"] == []

@@ -15,6 +15,7 @@ from leadflow_sla.consumer import build_consumer
 from leadflow_sla.funnel_gauges import FunnelGauges, refresh_funnel_gauges
 from leadflow_sla.privacy import PERSONAL_DATA
 from leadflow_sla.retention import closed_lead_rules
+from leadflow_sla.search_api import search_router
 from leadflow_sla.settings import Settings
 from leadflow_sla.spend import router as spend_router
 from leadflow_sla.trends_api import router as trends_router
@@ -28,7 +29,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         deps,
         title="LeadFlow sla",
         description="Lead timelines, first-touch SLA clocks with warnings and breaches, funnel KPIs.",
-        routers=[router, reports_router, trends_router, admin_router, spend_router,
+        routers=[router, search_router, reports_router, trends_router, admin_router, spend_router,
                  webhook_admin_router(),
                  privacy_router(PERSONAL_DATA)],
         consumer=build_consumer(),

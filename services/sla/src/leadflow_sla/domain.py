@@ -30,6 +30,7 @@ from leadflow_contracts import (
     LeadSlaStarted,
     LeadTouched,
 )
+from leadflow_sla.identity import identity_changes
 
 Tier = Literal["hot", "warm", "cold"]
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
@@ -503,6 +504,11 @@ class LeadFacts:
     deal_amount: Decimal | None = None
     deal_currency: str | None = None
     lost_at: datetime | None = None
+    # Who the lead is and where it waits, for finding it.
+    email: str | None = None
+    full_name: str | None = None
+    company: str | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -592,14 +598,16 @@ def lead_changes(facts: LeadFacts, evt: Event[LeadData]) -> LeadChanges:
     changes: LeadChanges = {}
     if facts.captured_at is None and captured_at is not None:
         changes["captured_at"] = captured_at
-    if isinstance(data, LeadCaptured) or (isinstance(data, LeadEnriched) and facts.form_key is None):
-        changes.update(form_key=data.form_key, source=data.attribution.utm_source or "direct",
-                       utm_campaign=data.attribution.utm_campaign)
+    if isinstance(data, LeadCaptured | LeadEnriched):
+        if isinstance(data, LeadCaptured) or facts.form_key is None:
+            changes.update(form_key=data.form_key, source=data.attribution.utm_source or "direct",
+                           utm_campaign=data.attribution.utm_campaign)
+        changes.update(identity_changes(data, facts.email))
     elif isinstance(data, LeadScored):
         _scored(facts, changes, data, at)
     elif isinstance(data, LeadRouted):
         changes.update(team_id=routed_team_id(data),
-                       rep_id=data.owner.rep_id if data.owner else None)
+                       rep_id=data.owner.rep_id if data.owner else None, queue=data.queue)
         if data.tier is not None and facts.tier is None:
             changes["tier"] = data.tier
         if facts.first_routed_at is None and not data.nurture:

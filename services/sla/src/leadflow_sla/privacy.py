@@ -1,4 +1,5 @@
-"""Where sla keeps data about a person: the lead's timeline, funnel row, clocks and notifications."""
+"""Where sla keeps data about a person: the lead's timeline, funnel row (with the email, name and company a
+search finds it by), clocks and notifications."""
 
 from __future__ import annotations
 
@@ -14,5 +15,7 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("lead", "lead_id = ANY(:lead_ids) OR merged_into = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),
+    # The funnel row keeps the lead's email: an erasure by email alone finds the person's leads by it.
+    lead_ids="SELECT lead_id FROM lead WHERE email = :email",
     keyed_topics=(topics.SLA, topics.DELIVERED),
 )

@@ -25,7 +25,8 @@ class Settings(WebhookSettings):
     funnel_gauge_refresh_seconds: float = Field(default=60.0, gt=0)
     funnel_gauge_names: int = Field(default=10, ge=0, le=100)
     # A closed lead (converted, lost, disqualified or merged into another) keeps its timeline and clocks
-    # this long after its last change; its funnel row, which holds no personal data, stays.
+    # this long after its last change; its funnel row stays (reports count it, the search finds it) until
+    # the person is erased.
     closed_lead_retention_days: float = Field(default=90.0, gt=0)
     # The one currency the funnel's money is reported in; other currencies convert at the rates an admin sets
     # (PUT /v1/admin/currency-rates). Changing it makes the stored rates wrong: set them again with it.

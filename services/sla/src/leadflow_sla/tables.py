@@ -43,6 +43,8 @@ lead_event = Table(
     Index("ix_lead_event_lead_id_at", "lead_id", "at"),
 )
 
+SEARCHABLE = "merged_into IS NULL AND captured_at IS NOT NULL"
+
 # What the funnel needs to know about each lead, kept current from the events.
 lead = Table(
     "lead",
@@ -78,7 +80,26 @@ lead = Table(
     Column("deal_amount", Numeric(18, 4)),
     Column("deal_currency", String(3)),
     Column("lost_at", DateTime(timezone=True)),
+    # Who the lead is and where it waits, for finding it (GET /v1/leads); personal data, erased with the row.
+    Column("email", String(320)),
+    Column("full_name", String(255)),
+    Column("company", String(255)),
+    Column("queue", String(64)),
     Index("ix_lead_captured_at", "captured_at"),
+    # Finding a lead: every filter has an index in capture order, and each sort key its own, so a page is
+    # read off an index however many leads there are. Merged fills and leads not yet captured are not found.
+    *(Index(f"ix_lead_search_{name}", key, "captured_at", "lead_id", postgresql_where=text(SEARCHABLE))
+      for name, key in (("company", func.lower(text("company"))), ("rep", "rep_id"),
+                        ("team", "team_id"), ("queue", "queue"), ("stage", "stage_rank"), ("tier", "tier"),
+                        ("source", "source"), ("campaign", "utm_campaign"), ("form", "form_key"))),
+    # Not partial: an erasure by email alone finds the person's leads, merged fills included, by it.
+    Index("ix_lead_search_email", "email", "captured_at", "lead_id"),
+    Index("ix_lead_search_captured_at", "captured_at", "lead_id", postgresql_where=text(SEARCHABLE)),
+    Index("ix_lead_search_score", func.coalesce(text("score"), -1.0), "lead_id", postgresql_where=text(SEARCHABLE)),
+    # A rep's, a team's or a queue's best leads first: the score order within the filter, not a sort of them all.
+    *(Index(f"ix_lead_search_{name}_score", key, func.coalesce(text("score"), -1.0), "lead_id",
+            postgresql_where=text(SEARCHABLE)) for name, key in (("rep", "rep_id"), ("team", "team_id"),
+                                                                ("queue", "queue"))),
 )
 
 # What one unit of a currency is worth in the reporting currency (SLA_REPORTING_CURRENCY), set by an admin.
