@@ -13,11 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 PROBLEM_JSON = "application/problem+json"
+INVALID_DETAIL = "The request is invalid; see errors."
 
 
 class FieldError(BaseModel):
@@ -90,3 +92,10 @@ def problem_from_detail(status: int, detail: Any) -> tuple[str, list[Any]]:
         return HTTPStatus(status).phrase, []
     except ValueError:
         return "Error", []
+
+
+def invalid_field(field: str, code: str, message: str) -> HTTPException:
+    """A 422 naming one field, as a route raises it when a check the schema cannot express fails."""
+    return HTTPException(422, detail={"detail": INVALID_DETAIL,
+                                      "errors": [FieldError(field=field, code=code, message=message).model_dump()]})
+

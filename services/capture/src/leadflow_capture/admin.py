@@ -10,7 +10,7 @@ from leadflow_capture import domain
 from leadflow_capture.bootstrap import DepsDep
 from leadflow_capture.schemas import FormCreate, FormPublic, FormUpdate
 from leadflow_kit.auth import require_scope
-from leadflow_kit.errors import Problem
+from leadflow_kit.errors import Problem, invalid_field
 
 router = APIRouter(prefix="/v1/admin/forms", tags=["forms (admin)"])
 
@@ -28,11 +28,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 def _not_found(key: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no form '{key}'")
-
-
-def _invalid(field: str, code: str, message: str) -> HTTPException:
-    return HTTPException(422, detail={"detail": "The request is invalid; see errors.",
-                                      "errors": [{"field": field, "code": code, "message": message}]})
 
 
 @router.post("", status_code=201, response_model=FormPublic, dependencies=WRITE,
@@ -73,14 +68,14 @@ async def update_form(form_key: str, body: FormUpdate, deps: DepsDep) -> FormPub
     for required in ("name", "field_mapping", "required_fields", "allowed_origins", "consent_required",
                      "honeypot_field", "min_fill_seconds"):
         if required in changes and changes[required] is None:
-            raise _invalid(required, "null_not_allowed", f"{required} cannot be null")
+            raise invalid_field(required, "null_not_allowed", f"{required} cannot be null")
     async with deps.platform.db.transaction() as session:
         current = await deps.store.get_form(session, form_key)
         if current is None:
             raise _not_found(form_key)
         if not domain.consent_complete(current.definition, changes):
-            raise _invalid("consent_required", "consent_text_missing",
-                           "a form that requires consent needs consent_text and consent_version")
+            raise invalid_field("consent_required", "consent_text_missing",
+                                "a form that requires consent needs consent_text and consent_version")
         if wanted_status is not None:
             # Archiving an archived form keeps the time it was archived.
             changes["archived_at"] = None if wanted_status == "active" else current.definition.archived_at or now

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from leadflow_enrichment import quality
 from leadflow_enrichment.bootstrap import DepsDep
 from leadflow_kit.auth import require_scope
+from leadflow_kit.reports import (
+    FORMAT_QUERY,
+    FROM_QUERY,
+    TO_QUERY,
+    ReportFormat,
+    report_answer,
+    report_examples,
+    report_window,
+)
 
 reports_router = APIRouter(tags=["reports"])
 
@@ -32,35 +38,20 @@ QUALITY_EXAMPLE = quality.quality_report(
     summary="Data quality of the fills submitted in [from, to) by form or source, per day, week or month (UTC): "
             "field completeness, invalid, free, disposable and role addresses, duplicates, account matches, "
             "provider successes",
-    responses={200: {"content": {"application/json": {"example": jsonable_encoder(QUALITY_EXAMPLE)},
-                                 "text/csv": {"example": quality.to_csv(QUALITY_EXAMPLE)}}}},
+    responses=report_examples(QUALITY_EXAMPLE, quality.to_csv),
 )
 async def get_data_quality(
     request: Request,
     deps: DepsDep,
-    start: datetime | None = Query(default=None, alias="from", description="Inclusive; default 30 days ago"),
-    end: datetime | None = Query(default=None, alias="to", description="Exclusive; default now"),
+    start: datetime | None = FROM_QUERY,
+    end: datetime | None = TO_QUERY,
     group_by: quality.GroupBy | None = Query(default=None, description="Default: one group, (all)"),
     interval: quality.Interval | None = Query(default=None, description="UTC buckets (weeks start on Monday); "
                                                                          "default: the whole window"),
-    format: Literal["json", "csv"] | None = Query(default=None, description="Or send Accept: text/csv"),
+    format: ReportFormat | None = FORMAT_QUERY,
 ) -> Response:
-    end = _utc(end) if end else deps.platform.clock.now()
-    start = _utc(start) if start else end - timedelta(days=30)
-    if start >= end:
-        raise HTTPException(422, detail={
-            "detail": "The request is invalid; see errors.",
-            "errors": [{"field": "from", "code": "range", "message": "from must be before to"}],
-        })
+    start, end = report_window(start, end, deps.platform.clock.now())
     async with deps.platform.db.transaction() as session:
         counts = await deps.store.fill_counts(session, start, end, interval)
     report = quality.quality_report(counts, start, end, group_by, interval)
-    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
-        return Response(quality.to_csv(report), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="data-quality.csv"'})
-    return JSONResponse(jsonable_encoder(report))
-
-
-def _utc(value: datetime) -> datetime:
-    # A time without a zone is read as UTC, the zone every timestamp here is kept in.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return report_answer(request, format, report, quality.to_csv, "data-quality.csv")

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from leadflow_kit.auth import require_scope
+from leadflow_kit.reports import (
+    FORMAT_QUERY,
+    FROM_QUERY,
+    TO_QUERY,
+    ReportFormat,
+    report_answer,
+    report_examples,
+    report_window,
+)
 from leadflow_kit.uow import unit_of_work
 from leadflow_sla import domain, handlers, reports, revenue
 from leadflow_sla.bootstrap import DepsDep
@@ -108,36 +115,20 @@ FUNNEL_EXAMPLE = reports.funnel_report(
     dependencies=[Depends(require_scope("reports:read"))],
     summary="Funnel KPIs for leads captured in [from, to): stage counts, conversion rates, speed to lead, "
             "SLA compliance, pipeline, revenue and cost per lead",
-    responses={200: {"content": {"application/json": {"example": jsonable_encoder(FUNNEL_EXAMPLE)},
-                                 "text/csv": {"example": reports.to_csv(FUNNEL_EXAMPLE)}}}},
+    responses=report_examples(FUNNEL_EXAMPLE, reports.to_csv),
 )
 async def get_funnel(
     request: Request,
     deps: DepsDep,
-    start: datetime | None = Query(default=None, alias="from", description="Inclusive; default 30 days ago"),
-    end: datetime | None = Query(default=None, alias="to", description="Exclusive; default now"),
+    start: datetime | None = FROM_QUERY,
+    end: datetime | None = TO_QUERY,
     group_by: reports.GroupBy | None = Query(default=None),
-    format: Literal["json", "csv"] | None = Query(default=None, description="Or send Accept: text/csv"),
+    format: ReportFormat | None = FORMAT_QUERY,
 ) -> Response:
-    end = _utc(end) if end else deps.platform.clock.now()
-    start = _utc(start) if start else end - timedelta(days=30)
-    if start >= end:
-        raise HTTPException(422, detail={
-            "detail": "The request is invalid; see errors.",
-            "errors": [{"field": "from", "code": "range", "message": "from must be before to"}],
-        })
+    start, end = report_window(start, end, deps.platform.clock.now())
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.funnel_leads(session, start, end, group_by)
         rates = revenue.Rates(deps.settings.reporting_currency, await deps.store.currency_rates(session))
         spends = await deps.store.spend_between(session, start.astimezone(UTC).date(), end.astimezone(UTC).date())
     report = reports.funnel_report(leads, start, end, group_by, rates, spends)
-    wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
-    if wants_csv:
-        return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="funnel.csv"'})
-    return JSONResponse(jsonable_encoder(report))
-
-
-def _utc(value: datetime) -> datetime:
-    # A time without a zone is read as UTC, the zone every timestamp here is kept in.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return report_answer(request, format, report, reports.to_csv, "funnel.csv")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_kit.auth import require_scope
-from leadflow_kit.errors import FieldError
+from leadflow_kit.errors import invalid_field
 from leadflow_sla import search
 from leadflow_sla.bootstrap import DepsDep
 from leadflow_sla.domain import FUNNEL_RANK, Tier
@@ -95,7 +95,7 @@ async def find_leads(
              "campaign": campaign, "form": form, "cursor": cursor}
     for name, value in texts.items():
         if value is not None and "\x00" in value:
-            _invalid(name, "NUL characters are not allowed")
+            raise invalid_field(name, "invalid", "NUL characters are not allowed")
     filters: dict[str, Any] = {name: value for name, value in (
         ("owner", owner), ("team", team), ("queue", queue), ("tier", tier), ("source", source),
         ("campaign", campaign), ("form", form)) if value is not None}
@@ -107,10 +107,10 @@ async def find_leads(
         filters["stage"] = FUNNEL_RANK[stage]
     start, end = _utc(captured_from), _utc(captured_to)
     if start is not None and end is not None and start >= end:
-        _invalid("captured_from", "captured_from must be before captured_to")
+        raise invalid_field("captured_from", "invalid", "captured_from must be before captured_to")
     after = search.decode_cursor(cursor, sort) if cursor is not None else None
     if cursor is not None and after is None:
-        _invalid("cursor", "pass a next_cursor as it was given, with the same sort")
+        raise invalid_field("cursor", "invalid", "pass a next_cursor as it was given, with the same sort")
     query = search.LeadQuery(filters, start, end, sort, after, limit)
     async with deps.platform.db.transaction() as session:
         found = await search_leads(session, query)
@@ -124,13 +124,8 @@ def _searched_email(email: str) -> str:
     lowercased, and finds nothing rather than being refused. Only what is no address at all is a 422."""
     local, at, domain = email.strip().rpartition("@")
     if not at or not local or not domain:
-        _invalid("email", "not an email address")
+        raise invalid_field("email", "invalid", "not an email address")
     return normalized_email(email) or email.strip().lower()
-
-
-def _invalid(name: str, message: str) -> NoReturn:
-    raise HTTPException(422, detail={"detail": "The request is invalid; see errors.", "errors": [
-        FieldError(field=name, code="invalid", message=message).model_dump()]})
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.auth import require_scope
+from leadflow_kit.errors import invalid_field
+from leadflow_kit.reports import (
+    FORMAT_QUERY,
+    FROM_QUERY,
+    TO_QUERY,
+    ReportFormat,
+    report_answer,
+    report_examples,
+    report_window,
+)
 from leadflow_sla import trends, trends_store
 from leadflow_sla.bootstrap import Deps, DepsDep
 from leadflow_sla.trends import Buckets, CohortLead, LeadMoments, SpeedRow
 
 router = APIRouter(tags=["reports"])
 
-Format = Literal["json", "csv"]
-_FROM = Query(default=None, alias="from", description="Inclusive; default 30 days before to")
-_TO = Query(default=None, alias="to", description="Exclusive; default now")
-_FORMAT = Query(default=None, description="Or send Accept: text/csv")
 _INTERVAL = Query(default="week", description="Calendar day, ISO week (from Monday 00:00 in tz) or calendar month")
 _TZ = Query(default="UTC", max_length=64, description="IANA time zone the buckets are days, weeks or months of, "
                                                       "e.g. Europe/Paris")
@@ -48,46 +52,16 @@ SPEED_EXAMPLE = trends.speed_report(
     datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), "team")
 
 
-def _examples(example: dict[str, Any], to_csv: Callable[[dict[str, Any]], str]) -> dict[int | str, Any]:
-    return {200: {"content": {"application/json": {"example": jsonable_encoder(example)},
-                              "text/csv": {"example": to_csv(example)}}}}
-
-
-def _invalid(field: str, code: str, message: str) -> HTTPException:
-    return HTTPException(422, detail={"detail": "The request is invalid; see errors.",
-                                      "errors": [{"field": field, "code": code, "message": message}]})
-
-
-def _window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    # A time without a zone is read as UTC, the zone every timestamp here is kept in.
-    end = (end if end.tzinfo else end.replace(tzinfo=UTC)) if end else now
-    try:
-        start = (start if start.tzinfo else start.replace(tzinfo=UTC)) if start else end - timedelta(days=30)
-    except OverflowError:
-        raise _invalid("to", "range", "to is too early to report 30 days before it") from None
-    if start >= end:
-        raise _invalid("from", "range", "from must be before to")
-    return start, end
-
-
 def _buckets(start: datetime, end: datetime, interval: trends.Interval, tz_name: str) -> Buckets:
     tz = trends.time_zone(tz_name)
     if tz is None:
-        raise _invalid("tz", "unknown_time_zone", f"'{tz_name}' is no IANA time zone (e.g. Europe/Paris)")
+        raise invalid_field("tz", "unknown_time_zone", f"'{tz_name}' is no IANA time zone (e.g. Europe/Paris)")
     try:
         return Buckets.over(start, end, interval, tz)
     except trends.TooManyBuckets as error:
-        raise _invalid("interval", "too_many_buckets", f"{error}: ask for a longer interval") from None
+        raise invalid_field("interval", "too_many_buckets", f"{error}: ask for a longer interval") from None
     except OverflowError:
-        raise _invalid("from", "range", "from and to must lie within years 1 to 9999 in tz") from None
-
-
-def _answer(request: Request, format: Format | None, report: dict[str, Any],
-            to_csv: Callable[[dict[str, Any]], str], filename: str) -> Response:
-    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
-        return Response(to_csv(report), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-    return JSONResponse(jsonable_encoder(report))
+        raise invalid_field("from", "range", "from and to must lie within years 1 to 9999 in tz") from None
 
 
 @dataclass(frozen=True)
@@ -96,12 +70,12 @@ class OverTimeQuery:
     end: datetime | None
     interval: trends.Interval
     tz: str
-    format: Format | None
+    format: ReportFormat | None
 
 
-def _over_time_query(start: datetime | None = _FROM, end: datetime | None = _TO,
+def _over_time_query(start: datetime | None = FROM_QUERY, end: datetime | None = TO_QUERY,
                      interval: trends.Interval = _INTERVAL, tz: str = _TZ,
-                     format: Format | None = _FORMAT) -> OverTimeQuery:
+                     format: ReportFormat | None = FORMAT_QUERY) -> OverTimeQuery:
     return OverTimeQuery(start, end, interval, tz, format)
 
 
@@ -124,11 +98,11 @@ _COHORTS = _View(trends_store.cohort_leads, trends.cohort_report, trends.cohort_
 
 
 async def _over_time(request: Request, deps: Deps, query: OverTimeQuery, view: _View) -> Response:
-    start, end = _window(query.start, query.end, deps.platform.clock.now())
+    start, end = report_window(query.start, query.end, deps.platform.clock.now())
     buckets = _buckets(start, end, query.interval, query.tz)
     async with deps.platform.db.transaction() as session:
         leads = await view.leads(session, start, end)
-    return _answer(request, query.format, view.report(leads, start, end, buckets), view.to_csv, view.filename)
+    return report_answer(request, query.format, view.report(leads, start, end, buckets), view.to_csv, view.filename)
 
 
 @router.get(
@@ -136,7 +110,7 @@ async def _over_time(request: Request, deps: Deps, query: OverTimeQuery, view: _
     dependencies=[Depends(require_scope("reports:read"))],
     summary="In-period funnel counts by day, week or month: leads captured, made MQL, ..., converted and "
             "first touched in each bucket, with the speed to lead of those first touched",
-    responses=_examples(IN_PERIOD_EXAMPLE, trends.in_period_csv),
+    responses=report_examples(IN_PERIOD_EXAMPLE, trends.in_period_csv),
 )
 async def get_funnel_trend(request: Request, deps: DepsDep, query: OverTimeDep) -> Response:
     return await _over_time(request, deps, query, _IN_PERIOD)
@@ -147,7 +121,7 @@ async def get_funnel_trend(request: Request, deps: DepsDep, query: OverTimeDep) 
     dependencies=[Depends(require_scope("reports:read"))],
     summary="Funnel cohorts by day, week or month: of the leads captured in each bucket, how many reached "
             "each stage since, conversion rates, speed to lead and SLA compliance",
-    responses=_examples(COHORT_EXAMPLE, trends.cohort_csv),
+    responses=report_examples(COHORT_EXAMPLE, trends.cohort_csv),
 )
 async def get_cohorts(request: Request, deps: DepsDep, query: OverTimeDep) -> Response:
     return await _over_time(request, deps, query, _COHORTS)
@@ -158,18 +132,18 @@ async def get_cohorts(request: Request, deps: DepsDep, query: OverTimeDep) -> Re
     dependencies=[Depends(require_scope("reports:read"))],
     summary="Speed to lead and SLA compliance by team or rep for leads captured in [from, to): median and "
             "90th percentile first-touch time, share touched within SLA, breaches, escalations",
-    responses=_examples(SPEED_EXAMPLE, trends.speed_csv),
+    responses=report_examples(SPEED_EXAMPLE, trends.speed_csv),
 )
 async def get_speed_to_lead(
     request: Request,
     deps: DepsDep,
-    start: datetime | None = _FROM,
-    end: datetime | None = _TO,
+    start: datetime | None = FROM_QUERY,
+    end: datetime | None = TO_QUERY,
     group_by: trends.SpeedGroupBy = Query(default="team", description="The lead's owner's team, or the rep"),
-    format: Format | None = _FORMAT,
+    format: ReportFormat | None = FORMAT_QUERY,
 ) -> Response:
-    start, end = _window(start, end, deps.platform.clock.now())
+    start, end = report_window(start, end, deps.platform.clock.now())
     async with deps.platform.db.transaction() as session:
         rows = await trends_store.speed_to_lead(session, start, end, group_by)
     report = trends.speed_report(rows, start, end, group_by)
-    return _answer(request, format, report, trends.speed_csv, "speed-to-lead.csv")
+    return report_answer(request, format, report, trends.speed_csv, "speed-to-lead.csv")
