@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
+from leadflow_contracts import sla_policy
 from leadflow_kit.auth import require_scope
-from leadflow_sla import domain
 from leadflow_sla.bootstrap import DepsDep
 from leadflow_sla.store import StoredPolicy
 
@@ -23,12 +23,12 @@ WRITE = [Depends(require_scope("sla:write"))]
 class SlaPolicyBase(BaseModel):
     name: str | None = Field(default=None, max_length=255, examples=["Hot leads, EMEA"])
     target_seconds: int = Field(gt=0, le=90 * 24 * 3600, description="Time to first touch", examples=[300])
-    warning_ratio: float = Field(default=domain.DEFAULT_WARNING_RATIO, gt=0, lt=1,
+    warning_ratio: float = Field(default=sla_policy.DEFAULT_WARNING_RATIO, gt=0, lt=1,
                                  description="Warn when this share of the target has passed")
-    breach_limit: int = Field(default=domain.DEFAULT_BREACH_LIMIT, ge=0,
+    breach_limit: int = Field(default=sla_policy.DEFAULT_BREACH_LIMIT, ge=0,
                               description="From this many breaches of one lead on, ask routing to escalate "
                                           "(0: never escalate)")
-    business_hours: domain.BusinessHours | None = Field(
+    business_hours: sla_policy.BusinessHours | None = Field(
         default=None, description="Count only working time; without it the clock runs around the clock")
     use_owner_hours: bool = Field(default=False,
                                   description="Prefer the owning rep's calendar (PUT /v1/admin/sla-calendars/{rep})")
@@ -36,7 +36,7 @@ class SlaPolicyBase(BaseModel):
 
 
 class SlaPolicyCreate(SlaPolicyBase):
-    tier: domain.Tier
+    tier: sla_policy.Tier
     team_id: str | None = Field(default=None, max_length=64, description="Omit for the tier's default policy")
 
 
@@ -47,7 +47,7 @@ class SlaPolicyUpdate(BaseModel):
     target_seconds: int | None = Field(default=None, gt=0, le=90 * 24 * 3600)
     warning_ratio: float | None = Field(default=None, gt=0, lt=1)
     breach_limit: int | None = Field(default=None, ge=0)
-    business_hours: domain.BusinessHours | None = None
+    business_hours: sla_policy.BusinessHours | None = None
     use_owner_hours: bool | None = None
     active: bool | None = None
 
@@ -66,7 +66,7 @@ class RepCalendarPublic(BaseModel):
                            "holiday_country": "DE", "holiday_subdivision": "BY", "extra_holidays": ["2026-12-24"]}}]})
 
     rep_id: str
-    business_hours: domain.BusinessHours
+    business_hours: sla_policy.BusinessHours
     updated_at: datetime
 
 
@@ -136,7 +136,7 @@ async def delete_policy(policy_id: str, deps: DepsDep) -> Response:
 
 
 @router.put("/sla-calendars/{rep_id}", response_model=RepCalendarPublic, dependencies=WRITE)
-async def put_rep_calendar(rep_id: str, body: domain.BusinessHours, deps: DepsDep) -> RepCalendarPublic:
+async def put_rep_calendar(rep_id: str, body: sla_policy.BusinessHours, deps: DepsDep) -> RepCalendarPublic:
     now = deps.platform.clock.now()
     async with deps.platform.db.transaction() as session:
         calendar = await deps.store.put_rep_calendar(session, rep_id, body, now)
