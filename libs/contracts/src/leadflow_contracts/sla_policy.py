@@ -23,6 +23,8 @@ TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
 DEFAULT_TARGET_SECONDS: dict[Tier, int] = {"hot": 5 * 60, "warm": 60 * 60, "cold": 24 * 60 * 60}
 DEFAULT_WARNING_RATIO = 0.8
 DEFAULT_BREACH_LIMIT = 2
+# A lead routed without a tier (and never scored) gets the most lenient clock rather than none.
+FALLBACK_TIER: Tier = "cold"
 
 # --------------------------------------------------------------------------------------------
 # Business hours

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from leadflow_contracts import sla_policy
 from leadflow_kit.auth import require_scope
+from leadflow_sla import policy_feed
 from leadflow_sla.bootstrap import DepsDep
 from leadflow_sla.store import StoredPolicy
 
@@ -100,6 +101,7 @@ async def create_policy(body: SlaPolicyCreate, deps: DepsDep) -> SlaPolicyPublic
     try:
         async with deps.platform.db.transaction() as session:
             policy = await deps.store.create_policy(session, str(uuid.uuid4()), values)
+            await policy_feed.policy_saved(session, deps.platform.outbox, policy, deps.platform.clock.now())
     except IntegrityError:
         raise _conflict(body.tier, body.team_id) from None
     return _public(policy)
@@ -118,8 +120,11 @@ async def get_policy(policy_id: str, deps: DepsDep) -> SlaPolicyPublic:
 async def update_policy(policy_id: str, body: SlaPolicyUpdate, deps: DepsDep) -> SlaPolicyPublic:
     """Changes apply to clocks opened from now on; running clocks keep the deadline they started with."""
     changes = body.model_dump(mode="json", exclude_unset=True)
+    now = deps.platform.clock.now()
     async with deps.platform.db.transaction() as session:
-        policy = await deps.store.update_policy(session, policy_id, changes, deps.platform.clock.now())
+        policy = await deps.store.update_policy(session, policy_id, changes, now)
+        if policy is not None:
+            await policy_feed.policy_saved(session, deps.platform.outbox, policy, now)
     if policy is None:
         raise _no_policy(policy_id)
     return _public(policy)
@@ -130,6 +135,8 @@ async def delete_policy(policy_id: str, deps: DepsDep) -> Response:
     """Without a policy for its tier, a lead gets the built-in default (hot 5 min, warm 1 h, cold 24 h)."""
     async with deps.platform.db.transaction() as session:
         deleted = await deps.store.delete_policy(session, policy_id)
+        if deleted:
+            await policy_feed.policy_deleted(session, deps.platform.outbox, policy_id, deps.platform.clock.now())
     if not deleted:
         raise _no_policy(policy_id)
     return Response(status_code=204)
@@ -140,6 +147,7 @@ async def put_rep_calendar(rep_id: str, body: sla_policy.BusinessHours, deps: De
     now = deps.platform.clock.now()
     async with deps.platform.db.transaction() as session:
         calendar = await deps.store.put_rep_calendar(session, rep_id, body, now)
+        await policy_feed.calendar_saved(session, deps.platform.outbox, calendar, now)
     return RepCalendarPublic.model_validate(calendar, from_attributes=True)
 
 
@@ -156,4 +164,5 @@ async def get_rep_calendar(rep_id: str, deps: DepsDep) -> RepCalendarPublic:
 async def delete_rep_calendar(rep_id: str, deps: DepsDep) -> Response:
     async with deps.platform.db.transaction() as session:
         await deps.store.delete_rep_calendar(session, rep_id)
+        await policy_feed.calendar_deleted(session, deps.platform.outbox, rep_id, deps.platform.clock.now())
     return Response(status_code=204)

@@ -27,6 +27,7 @@ from leadflow_contracts import (
     LeadTouched,
 )
 from leadflow_contracts.sla_policy import (
+    FALLBACK_TIER,
     TIERS,
     BusinessHours,
     Policy,
@@ -37,8 +38,6 @@ from leadflow_contracts.sla_policy import (
 )
 from leadflow_sla.identity import identity_changes
 
-# A lead routed without a tier (and never scored) gets the most lenient clock rather than none.
-FALLBACK_TIER: Tier = "cold"
 UNASSIGNED_TEAM = "unassigned"
 
 # Touches that end the first-touch clock; "accepted" only says the rep took the lead, not that they reached out.

@@ -468,6 +468,10 @@ class SlaStore:
         row = (await session.execute(select(rep_calendar).where(rep_calendar.c.rep_id == rep_id))).first()
         return _record(RepCalendar, row._mapping) if row is not None else None
 
+    async def list_rep_calendars(self, session: AsyncSession) -> list[RepCalendar]:
+        statement = select(rep_calendar).order_by(rep_calendar.c.rep_id)
+        return [_record(RepCalendar, row._mapping) for row in await session.execute(statement)]
+
     async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> None:
         await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
 
