@@ -163,6 +163,6 @@ async def get_rep_calendar(rep_id: str, deps: DepsDep) -> RepCalendarPublic:
 @router.delete("/sla-calendars/{rep_id}", status_code=204, dependencies=WRITE)
 async def delete_rep_calendar(rep_id: str, deps: DepsDep) -> Response:
     async with deps.platform.db.transaction() as session:
-        await deps.store.delete_rep_calendar(session, rep_id)
-        await policy_feed.calendar_deleted(session, deps.platform.outbox, rep_id, deps.platform.clock.now())
+        if await deps.store.delete_rep_calendar(session, rep_id):
+            await policy_feed.calendar_deleted(session, deps.platform.outbox, rep_id, deps.platform.clock.now())
     return Response(status_code=204)

@@ -472,8 +472,9 @@ class SlaStore:
         statement = select(rep_calendar).order_by(rep_calendar.c.rep_id)
         return [_record(RepCalendar, row._mapping) for row in await session.execute(statement)]
 
-    async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> None:
-        await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
+    async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> bool:
+        statement = delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id).returning(rep_calendar.c.rep_id)
+        return (await session.execute(statement)).first() is not None
 
 
     # -- admin and reports: currency rates and campaign spend ------------------------------------
