@@ -536,10 +536,16 @@ def check_topics() -> str:
         problems.append(f"create-topics.sh TOPICS should be {' '.join(expected)}")
     if '"$topic" "$topic.dlq"' not in script:
         problems.append("create-topics.sh should also create each <topic>.dlq")
+    compacted = list(topics.COMPACTED_TOPICS)
+    match = re.search(r'^COMPACTED_TOPICS="([^"]*)"', script, re.MULTILINE)
+    if not match or match.group(1).split() != compacted or "cleanup.policy=compact" not in script:
+        problems.append(f"create-topics.sh should compact {' '.join(compacted)} (COMPACTED_TOPICS)")
     job = load_yaml(DEPLOY / "k8s" / "topics-job.yaml")
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     if shlex.split(env.get("TOPICS", "")) != expected:
         problems.append(f"k8s topics-job TOPICS should be {' '.join(expected)}")
+    if shlex.split(env.get("COMPACTED_TOPICS", "")) != compacted:
+        problems.append(f"k8s topics-job COMPACTED_TOPICS should be {' '.join(compacted)}")
     if env.get("PARTITIONS") != "6" or "TOPIC_PARTITIONS:-6" not in script:
         problems.append("topics need 6 partitions in both compose and k8s")
     created = [f"{t}{suffix}" for t in expected for suffix in ("", topics.DLQ_SUFFIX)]

@@ -185,7 +185,9 @@ def test_the_topics_job_creates_every_event_topic_and_its_dead_letter_topic() ->
     job = _of_kind(rendered("defaults"), "Job")["kafka-topics"]
     env = _env(job)
     assert env["TOPICS"].split() == list(topics.EVENT_TOPICS)
-    assert '"$PREFIX$topic.dlq"' in _container(job)["args"][0]
+    assert env["COMPACTED_TOPICS"].split() == list(topics.COMPACTED_TOPICS)
+    assert "cleanup.policy=compact" in _container(job)["args"][0]
+    assert '"$topic.dlq"' in _container(job)["args"][0] and '"$PREFIX$name"' in _container(job)["args"][0]
     assert job["metadata"]["annotations"]["helm.sh/hook-weight"] == "-5"
     assert "kafka-topics" not in _of_kind(rendered("managed-cloud"), "Job")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from leadflow_contracts.topics import all_topics
 from leadflow_stack import procs
@@ -62,6 +64,26 @@ async def test_topics_are_created_with_partitions_and_dead_letter_twins(infra: I
         assert await producer.partitions_for(f"{prefix}leads.captured") == {0, 1, 2}
     finally:
         await producer.stop()
+
+
+async def _cleanup_policy(bootstrap: str, topic: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for response in responses for resource in response.resources
+               for entry in resource[4]}
+    return str(entries["cleanup.policy"])
+
+
+async def test_the_sla_policies_topic_is_compacted_and_the_lead_topics_are_not(infra: Infra) -> None:
+    prefix = infra.new_topic_prefix("compacted")
+    await infra.create_topics(prefix, partitions=1)
+    assert await _cleanup_policy(infra.bootstrap_servers, f"{prefix}sla.policies") == "compact"
+    assert await _cleanup_policy(infra.bootstrap_servers, f"{prefix}sla.policies.dlq") == "delete"
+    assert await _cleanup_policy(infra.bootstrap_servers, f"{prefix}leads.routed") == "delete"
 
 
 async def test_a_produced_message_is_consumed_back(infra: Infra) -> None:

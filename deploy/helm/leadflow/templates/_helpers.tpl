@@ -210,5 +210,10 @@ capabilities:
 
 {{/* leadflow_contracts.topics.EVENT_TOPICS (tests/deploy/test_helm_chart.py keeps them equal). */}}
 {{- define "leadflow.eventTopics" -}}
-leads.captured leads.enriched leads.scored leads.routed leads.activity leads.touched leads.sla leads.delivered privacy.requests
+leads.captured leads.enriched leads.scored leads.routed leads.activity leads.touched leads.sla leads.delivered privacy.requests sla.policies
+{{- end -}}
+
+{{/* leadflow_contracts.topics.COMPACTED_TOPICS: the latest record of each key is kept for good. */}}
+{{- define "leadflow.compactedTopics" -}}
+sla.policies
 {{- end -}}

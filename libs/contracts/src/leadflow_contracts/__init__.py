@@ -32,6 +32,9 @@ from leadflow_contracts.events import (
     PrivacyErasureRequested,
     RoutedOwner,
     ScoreLine,
+    SlaCalendarChanged,
+    SlaPolicyChanged,
+    SlaPolicyTerms,
 )
 
 __all__ = [
@@ -59,6 +62,9 @@ __all__ = [
     "PrivacyErasureRequested",
     "RoutedOwner",
     "ScoreLine",
+    "SlaCalendarChanged",
+    "SlaPolicyChanged",
+    "SlaPolicyTerms",
     "decode",
     "encode_body",
     "encode_headers",

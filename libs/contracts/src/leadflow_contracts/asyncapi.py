@@ -37,6 +37,8 @@ SENDERS: dict[str, tuple[str, ...]] = {
     "lead.sla_started.v1": ("sla",),
     "privacy.erasure_requested.v1": ("capture",),
     "privacy.erasure_completed.v1": SERVICES,
+    "sla.policy_changed.v1": ("sla",),
+    "sla.calendar_changed.v1": ("sla",),
 }
 RECEIVERS: dict[str, tuple[str, ...]] = {
     "lead.captured.v1": ("enrichment", "routing", "sla"),
@@ -50,6 +52,8 @@ RECEIVERS: dict[str, tuple[str, ...]] = {
     "lead.sla_started.v1": ("routing",),
     "privacy.erasure_requested.v1": SERVICES,
     "privacy.erasure_completed.v1": ("capture",),
+    "sla.policy_changed.v1": ("routing",),
+    "sla.calendar_changed.v1": ("routing",),
 }
 SUMMARIES: dict[str, str] = {
     "lead.captured.v1": "A form fill was stored: contact fields as typed, attribution, consent",
@@ -63,10 +67,14 @@ SUMMARIES: dict[str, str] = {
     "lead.sla_started.v1": "A first-touch clock was opened: tier, owner or queue, due time (routing tells the CRM)",
     "privacy.erasure_requested.v1": "Erase a person: their normalized email and every lead id of their fills",
     "privacy.erasure_completed.v1": "One service erased its rows of the request (rows_erased)",
+    "sla.policy_changed.v1": "An SLA policy's terms (tier, team, target, business hours), or None once deleted",
+    "sla.calendar_changed.v1": "A rep's own business hours, or None once removed",
 }
 LEAD_KEY = ("The subject: the lead id; an activity without one: the visitor id, else `person-<HMAC of the "
             "email>`; never personal data. One lead's events share a partition, in order.")
 PRIVACY_KEY = "The subject: the erasure request's id."
+SLA_POLICIES_KEY = ("The subject: the policy id, or `rep:<rep id>` for a rep's calendar. The topic is compacted: "
+                    "the latest record of each key is kept, and a deletion is followed by a tombstone.")
 DLQ_HEADERS = ("dlq_error_type", "dlq_error_message", "dlq_original_topic", "dlq_original_partition",
                "dlq_original_offset", "dlq_consumer", "dlq_attempts", "dlq_failed_at")
 
@@ -98,7 +106,15 @@ def _headers(event_type: str) -> dict[str, Any]:
 
 
 def _key(topic: str) -> dict[str, Any]:
-    return {"type": "string", "description": PRIVACY_KEY if topic == topics.PRIVACY else LEAD_KEY}
+    keys = {topics.PRIVACY: PRIVACY_KEY, topics.SLA_POLICIES: SLA_POLICIES_KEY}
+    return {"type": "string", "description": keys.get(topic, LEAD_KEY)}
+
+
+def _topic_binding(topic: str) -> dict[str, Any]:
+    binding: dict[str, Any] = {"topic": topic, "bindingVersion": KAFKA_BINDING_VERSION}
+    if topic in topics.COMPACTED_TOPICS:
+        binding["topicConfiguration"] = {"cleanup.policy": ["compact"]}
+    return binding
 
 
 def render_document() -> dict[str, Any]:
@@ -127,7 +143,7 @@ def render_document() -> dict[str, Any]:
             "title": topic,
             "description": f"Events of {topic}; a topic prefix (tests) is prepended to the address.",
             "messages": {},
-            "bindings": {"kafka": {"topic": topic, "bindingVersion": KAFKA_BINDING_VERSION}},
+            "bindings": {"kafka": _topic_binding(topic)},
         })
         channel["messages"][message] = {"$ref": f"#/components/messages/{message}"}
         for action, services in (("send", SENDERS[event_type]), ("receive", RECEIVERS[event_type])):

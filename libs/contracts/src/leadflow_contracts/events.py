@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow_contracts import topics
 from leadflow_contracts.money import Amount, CurrencyCode
+from leadflow_contracts.sla_policy import BusinessHours
 
 
 class EventData(BaseModel):
@@ -336,6 +337,43 @@ class PrivacyErasureCompleted(EventData):
     completed_at: datetime
 
 
+class SlaPolicyTerms(BaseModel):
+    """What an SLA policy says (sla's admin API, ``/v1/admin/sla-policies``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tier: PriorityTier
+    team_id: str | None = Field(default=None, description="None: the tier's default policy")
+    target_seconds: int
+    warning_ratio: float
+    breach_limit: int
+    business_hours: BusinessHours | None = None
+    use_owner_hours: bool = False
+    active: bool = True
+
+
+class SlaPolicyChanged(EventData):
+    """An SLA policy was created, changed or deleted in sla (keyed by its id on the compacted ``sla.policies``);
+    sla republishes every policy at start-up. Routing keeps a replica to put a lead's due time on its
+    ``lead.routed`` webhook."""
+
+    EVENT_TYPE: ClassVar[str] = "sla.policy_changed.v1"
+
+    policy_id: str
+    policy: SlaPolicyTerms | None = Field(description="None: the policy was deleted")
+    changed_at: datetime
+
+
+class SlaCalendarChanged(EventData):
+    """A rep's own business hours were set or removed in sla (keyed ``rep:<rep id>`` on ``sla.policies``)."""
+
+    EVENT_TYPE: ClassVar[str] = "sla.calendar_changed.v1"
+
+    rep_id: str
+    business_hours: BusinessHours | None = Field(description="None: the rep's calendar was removed")
+    changed_at: datetime
+
+
 EVENT_MODELS: dict[str, type[EventData]] = {
     "lead.captured.v1": LeadCaptured,
     "lead.enriched.v1": LeadEnriched,
@@ -348,6 +386,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "lead.delivered.v1": LeadDelivered,
     "privacy.erasure_requested.v1": PrivacyErasureRequested,
     "privacy.erasure_completed.v1": PrivacyErasureCompleted,
+    "sla.policy_changed.v1": SlaPolicyChanged,
+    "sla.calendar_changed.v1": SlaCalendarChanged,
 }
 
 TOPIC_OF: dict[str, str] = {
@@ -362,6 +402,8 @@ TOPIC_OF: dict[str, str] = {
     "lead.delivered.v1": topics.DELIVERED,
     "privacy.erasure_requested.v1": topics.PRIVACY,
     "privacy.erasure_completed.v1": topics.PRIVACY,
+    "sla.policy_changed.v1": topics.SLA_POLICIES,
+    "sla.calendar_changed.v1": topics.SLA_POLICIES,
 }
 
 

@@ -16,7 +16,7 @@ from leadflow_contracts import (
     new_event,
 )
 from leadflow_contracts.schemas import render_schemas
-from leadflow_contracts.topics import all_topics
+from leadflow_contracts.topics import all_topics, topic_config
 
 DOCS_EVENTS = Path(__file__).resolve().parents[4] / "docs" / "events"
 
@@ -71,7 +71,13 @@ def test_every_topic_has_a_dead_letter_topic() -> None:
     names = all_topics("t1.")
     assert "t1.leads.captured" in names and "t1.leads.captured.dlq" in names
     assert "t1.privacy.requests" in names and "t1.privacy.requests.dlq" in names
-    assert len(names) == 18
+    assert len(names) == 20
+
+
+def test_only_the_sla_policies_topic_is_compacted() -> None:
+    assert topic_config("t1.sla.policies", "t1.") == {"cleanup.policy": "compact"}
+    assert topic_config("t1.sla.policies.dlq", "t1.") == {}
+    assert topic_config("t1.leads.routed", "t1.") == {}
 
 
 def test_committed_json_schemas_match_the_models() -> None:

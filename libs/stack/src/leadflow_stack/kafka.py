@@ -405,8 +405,12 @@ class KafkaBroker:
             self._popen = None
         self.pidfile.unlink(missing_ok=True)
 
-    async def create_topics(self, names: Iterable[str], *, partitions: int = 3, timeout: float = 30.0) -> None:
-        """Create topics (idempotent: existing ones are left alone) and wait for their leaders."""
+    async def create_topics(
+        self, names: Iterable[str], *, partitions: int = 3, timeout: float = 30.0,
+        configs: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Create topics (idempotent: existing ones are left alone) and wait for their leaders; ``configs``:
+        a topic's settings beyond the broker's defaults (a compacted one's ``cleanup.policy``)."""
         wanted = sorted(set(names))
         if not wanted:
             return
@@ -414,7 +418,9 @@ class KafkaBroker:
         try:
             await admin.start()
             response = await admin.create_topics(
-                [NewTopic(name=name, num_partitions=partitions, replication_factor=1) for name in wanted],
+                [NewTopic(name=name, num_partitions=partitions, replication_factor=1,
+                          topic_configs=dict((configs or {}).get(name, {})))
+                 for name in wanted],
                 timeout_ms=int(timeout * 1000),
             )
             for entry in response.topic_errors:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from leadflow_contracts.topics import all_topics
+from leadflow_contracts.topics import all_topics, topic_config
 from leadflow_stack import procs
 from leadflow_stack.errors import StackError
 from leadflow_stack.kafka import KafkaBroker
@@ -202,8 +202,10 @@ class Stack:
             raise StackError("\n\n".join(str(e) for e in errors))
 
     async def create_topics(self, prefix: str | None = None, *, partitions: int | None = None) -> list[str]:
-        names = all_topics(self.config.topic_prefix if prefix is None else prefix)
-        await self.kafka.create_topics(names, partitions=partitions or self.config.partitions)
+        prefix = self.config.topic_prefix if prefix is None else prefix
+        names = all_topics(prefix)
+        await self.kafka.create_topics(names, partitions=partitions or self.config.partitions,
+                                       configs={name: topic_config(name, prefix) for name in names})
         return names
 
     def service_config(self, name: str) -> ServiceConfig:

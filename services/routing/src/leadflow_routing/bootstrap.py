@@ -14,6 +14,7 @@ from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.store import NotificationStore
 from leadflow_routing.settings import Settings
+from leadflow_routing.sla_replica_store import SlaReplicaStore
 from leadflow_routing.store import RoutingStore, RulesetCache
 
 
@@ -26,6 +27,7 @@ class Deps:
     rulesets: RulesetCache
     webhook_metrics: WebhookMetrics
     notifications: NotificationStore = field(default_factory=NotificationStore)
+    sla_replica: SlaReplicaStore = field(default_factory=SlaReplicaStore)
 
 
 def bootstrap(settings: Settings, clock: Clock | None = None) -> Deps:

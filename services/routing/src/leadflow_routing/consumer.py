@@ -3,10 +3,18 @@ SLA clocks become the CRM's lifecycle webhooks."""
 
 from __future__ import annotations
 
-from leadflow_contracts import LeadCaptured, LeadScored, LeadSla, LeadSlaStarted, topics
+from leadflow_contracts import (
+    LeadCaptured,
+    LeadScored,
+    LeadSla,
+    LeadSlaStarted,
+    SlaCalendarChanged,
+    SlaPolicyChanged,
+    topics,
+)
 from leadflow_kit.consumer import EventConsumer
 from leadflow_kit.privacy import subscribe_erasures
-from leadflow_routing import handlers, lifecycle
+from leadflow_routing import handlers, lifecycle, sla_replica
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.privacy import PERSONAL_DATA
 
@@ -18,5 +26,8 @@ def build_consumer() -> EventConsumer[Deps]:
     # Only for the CRM's lifecycle webhooks (lifecycle.py), off the routing path.
     consumer.subscribe(topics.CAPTURED, LeadCaptured)(lifecycle.deliver_captured)
     consumer.subscribe(topics.SLA, LeadSlaStarted)(lifecycle.deliver_sla_started)
+    # sla's policies and reps' calendars, for the due time on the lead.routed webhook (sla_replica.py).
+    consumer.subscribe(topics.SLA_POLICIES, SlaPolicyChanged)(sla_replica.replicate_policies)
+    consumer.subscribe(topics.SLA_POLICIES, SlaCalendarChanged)(sla_replica.replicate_calendars)
     subscribe_erasures(consumer, PERSONAL_DATA)
     return consumer

@@ -804,7 +804,7 @@ def decision_team(decision: Decision) -> str | None:
 
 def webhook_data(scored: LeadScored, routed: LeadRouted, decision: Decision, now: datetime) -> dict[str, Any]:
     """What the CRM receives: the person, their consent and what they filled in, its enrichment, its
-    score explained, the owner and why. The SLA due time is sla's to know: ``lead.sla.started``."""
+    score explained, the owner and why (``lifecycle.routed_data`` adds the SLA clock sla will open)."""
     return {
         "lead_id": routed.lead_id,
         "lead": {

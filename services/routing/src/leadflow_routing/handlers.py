@@ -367,7 +367,7 @@ async def apply_decision(
         # The CRM hears of hand-offs to sales; a lead held in (or sent back to) nurture is marketing's.
         await store.enqueue_webhook(uow.session, WebhookRequest(
             WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
-            domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id,
+            await lifecycle.routed_data(uow, lead.scored, routed, decision, now), now, event.correlation_id,
             event.lead_captured_at, lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
         ))
     if not refill:

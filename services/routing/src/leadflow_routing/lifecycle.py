@@ -4,7 +4,7 @@ breach), each queued in the transaction of the event that caused it.
 
 Subscriptions may filter on the lead's tier, team and form (``DeliveryFacts``): a fact routing does
 not know yet (a captured lead has no tier or team) passes no filter on it. ``lead.routed`` itself is
-queued by ``handlers.apply_decision``; its payload is ``domain.webhook_data``.
+queued by ``handlers.apply_decision``; its payload is ``routed_data``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from leadflow_contracts import Event, LeadCaptured, LeadScored, LeadSla, LeadSlaStarted, LeadTouched
+from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadScored, LeadSla, LeadSlaStarted, LeadTouched
 from leadflow_kit.uow import UnitOfWork
 from leadflow_kit.webhooks import DeliveryFacts
+from leadflow_routing import domain, sla_replica
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.store import StoredLead, WebhookRequest
 
@@ -36,6 +37,18 @@ EVENT_TYPES: tuple[str, ...] = (CAPTURED, MQL, STAGE_CHANGED, ROUTED, UPDATED, T
 
 def lead_facts(lead: StoredLead) -> DeliveryFacts:
     return DeliveryFacts(tier=lead.scored.tier, team=lead.team_id, form=lead.scored.form_key)
+
+
+# -- lead.routed: from handlers.apply_decision ---------------------------------------------------
+
+
+async def routed_data(
+    uow: UnitOfWork[Deps], scored: LeadScored, routed: LeadRouted, decision: domain.Decision, now: datetime
+) -> dict[str, Any]:
+    """What the CRM needs to create the record (``domain.webhook_data``), with the SLA clock sla will open
+    for the hand-off (``sla``: computed from routing's replica of sla's policies; None when unknown)."""
+    clock = await sla_replica.routed_clock(uow, routed, now)
+    return {**domain.webhook_data(scored, routed, decision, now), "sla": clock}
 
 
 # -- lead.captured: from leads.captured -------------------------------------------------------

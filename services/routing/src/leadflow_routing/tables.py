@@ -214,3 +214,23 @@ rep_notification = Table(
     Index("uq_rep_notification_cause", "cause_event_id", "rep_id", "channel", unique=True),
     Index("ix_rep_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
 )
+
+# routing's replica of sla's SLA configuration (the compacted sla.policies topic): read to put the due
+# time sla's clock will have on the lead.routed webhook. A deleted policy or calendar keeps its row with
+# no terms, so an older record arriving late cannot bring it back.
+sla_policy_replica = Table(
+    "sla_policy_replica",
+    metadata,
+    Column("policy_id", String(64), primary_key=True),
+    Column("tier", String(8)),
+    Column("terms", JSONB),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+sla_calendar_replica = Table(
+    "sla_calendar_replica",
+    metadata,
+    Column("rep_id", String(64), primary_key=True),
+    Column("business_hours", JSONB),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import LeadScored
+from leadflow_contracts import LeadScored, SlaPolicyTerms
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing import domain
@@ -19,6 +19,7 @@ from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.messages import Recipient
 from leadflow_routing.notifications.store import NewNotification, NotificationStore, StoredLeadNotice
 from leadflow_routing.settings import Settings
+from leadflow_routing.sla_replica_store import ReplicatedPolicies, SlaReplicaStore
 from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.store import (
     LifecycleMarks,
@@ -54,6 +55,7 @@ class FakeRoutingStore(RoutingStore):
         self.notifications = FakeNotificationStore(self)
         self.created_queues: set[str] = set()
         self.sla_seen: dict[str, SlaSeen] = {}
+        self.sla_replica = FakeSlaReplicaStore()
 
     # -- arranging --
 
@@ -221,6 +223,32 @@ class FakeNotificationStore(NotificationStore):
         self.queued += [n for n in notes if (n.cause_event_id, n.content.rep_id, n.channel) not in seen]
 
 
+class FakeSlaReplicaStore(SlaReplicaStore):
+    """The replica of sla's policies and reps' calendars, newest record per key (as the upserts keep it)."""
+
+    def __init__(self) -> None:
+        self.policies: dict[str, tuple[SlaPolicyTerms | None, datetime]] = {}
+        self.calendars: dict[str, tuple[dict[str, Any] | None, datetime]] = {}
+
+    async def save_policy(
+        self, session: AsyncSession, policy_id: str, terms: SlaPolicyTerms | None, changed_at: datetime
+    ) -> None:
+        if policy_id not in self.policies or self.policies[policy_id][1] <= changed_at:
+            self.policies[policy_id] = (terms, changed_at)
+
+    async def save_calendar(
+        self, session: AsyncSession, rep_id: str, business_hours: dict[str, Any] | None, changed_at: datetime
+    ) -> None:
+        if rep_id not in self.calendars or self.calendars[rep_id][1] <= changed_at:
+            self.calendars[rep_id] = (business_hours, changed_at)
+
+    async def policies_for(self, session: AsyncSession, tier: str, rep_id: str | None) -> ReplicatedPolicies:
+        live = sorted((policy_id, terms) for policy_id, (terms, _) in self.policies.items()
+                      if terms is not None and terms.tier == tier and terms.active)
+        owner_hours = self.calendars.get(rep_id, (None, None))[0] if rep_id else None
+        return ReplicatedPolicies(replicated=bool(self.policies), policies=live, owner_hours=owner_hours)
+
+
 def _changed(rep: domain.Rep, change: domain.RepChange, at: datetime) -> domain.Rep:
     """What WRITE_DECISION does to one rep's row."""
     if change.counted_on is not None:
@@ -239,4 +267,4 @@ def fake_deps(store: FakeRoutingStore | None = None, **settings: Any) -> Deps:
     store = store or FakeRoutingStore()
     return Deps(platform=platform, settings=service_settings, metrics=RoutingMetrics(platform.metrics.registry),
                 store=store, rulesets=RulesetCache(), webhook_metrics=WebhookMetrics(platform.metrics.registry),
-                notifications=store.notifications)
+                notifications=store.notifications, sla_replica=store.sla_replica)

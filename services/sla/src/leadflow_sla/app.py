@@ -13,6 +13,7 @@ from leadflow_sla.api import reports_router, router
 from leadflow_sla.bootstrap import bootstrap
 from leadflow_sla.consumer import build_consumer
 from leadflow_sla.funnel_gauges import FunnelGauges, refresh_funnel_gauges
+from leadflow_sla.policy_feed import republish
 from leadflow_sla.privacy import PERSONAL_DATA
 from leadflow_sla.retention import closed_lead_rules
 from leadflow_sla.search_api import search_router
@@ -41,5 +42,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             periodic("funnel-gauges", settings.funnel_gauge_refresh_seconds,
                      lambda: refresh_funnel_gauges(deps, funnel_gauges)),
         ],
+        # routing's replica of the SLA configuration (sla.policies) learns all of it after any start.
+        on_startup=[lambda: republish(deps)],
         retention=[*webhook_rules(settings), *closed_lead_rules(settings)],
     )

@@ -19,6 +19,7 @@ from leadflow_contracts import (
     LeadTouched,
     follow_up,
     new_event,
+    sla_policy,
 )
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
@@ -105,7 +106,7 @@ async def open_clock(
     team_id = domain.routed_team_id(routed)
     rep_id = routed.owner.rep_id if routed.owner else None
     policies, owner_hours = await store.active_policies(uow.session, tier, rep_id)
-    policy, calendar = domain.policy_for(policies, tier, team_id, owner_hours)
+    policy, calendar = sla_policy.policy_for(policies, tier, team_id, owner_hours)
     clock, changes = domain.new_clock(str(uuid.uuid4()), evt, routed, facts, tier, policy, calendar)
     await store.insert_clock(uow.session, clock)
     # The due time is known only here (sla owns the policies): routing hands it on to the CRM.
@@ -125,8 +126,8 @@ async def tighten_clock(scored: LeadScored, uow: UnitOfWork[Deps]) -> None:
         return
     policies, _ = await store.active_policies(uow.session, scored.tier, None)
     # The clock keeps counting in the calendar it started in; only its target changes.
-    changes = lifecycle.tightened_clock(clock, scored.tier, domain.choose_policy(policies, scored.tier, clock.team_id),
-                                        clock.calendar)
+    policy = sla_policy.choose_policy(policies, scored.tier, clock.team_id)
+    changes = lifecycle.tightened_clock(clock, scored.tier, policy, clock.calendar)
     if changes is not None:
         await store.update_clock(uow.session, clock.id, changes)
         log.info("SLA clock %s of lead %s tightened to %s: due %s", clock.id, scored.lead_id, scored.tier,
@@ -165,7 +166,7 @@ async def fire_clock(clock: SlaClock, now: datetime, uow: UnitOfWork[Deps]) -> l
     fired: list[Fired] = []
     breach_number = 0
     warned, breached = clock.warned_at is not None, clock.breached_at is not None
-    for kind in domain.due_thresholds(now, clock.warning_at, clock.due_at, warned, breached):
+    for kind in sla_policy.due_thresholds(now, clock.warning_at, clock.due_at, warned, breached):
         number = 0
         if kind == "breach":
             # Counted from the notices rather than kept on the lead row: the scheduler never waits for a

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadflow_sla.domain import BusinessHours, Policy, SlaClock, Tier, next_fire_at, plan_clock
+from leadflow_contracts.sla_policy import BusinessHours, Policy, Tier, next_fire_at, plan_clock
+from leadflow_sla.domain import SlaClock
 
 # Higher is more urgent (a shorter default target).
 TIER_URGENCY: dict[str, int] = {"cold": 0, "warm": 1, "hot": 2}

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow_contracts.sla_policy import Tier
 from leadflow_kit.auth import require_scope
 from leadflow_kit.errors import invalid_field
 from leadflow_sla import search
 from leadflow_sla.bootstrap import DepsDep
-from leadflow_sla.domain import FUNNEL_RANK, Tier
+from leadflow_sla.domain import FUNNEL_RANK
 from leadflow_sla.identity import normalized_email
 from leadflow_sla.search_store import search_leads
 

@@ -19,16 +19,22 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_contracts.sla_policy import (
+    DEFAULT_BREACH_LIMIT,
+    DEFAULT_TARGET_SECONDS,
+    DEFAULT_WARNING_RATIO,
+    TIERS,
+    BusinessHours,
+    Policy,
+    Tier,
+)
 from leadflow_kit.db import driver_connection
 from leadflow_kit.webhooks import DeliveryFacts, enqueue_webhook
-from leadflow_sla import domain
 from leadflow_sla.domain import (
-    BusinessHours,
     FunnelLead,
     LeadChanges,
     LeadFacts,
     Notice,
-    Policy,
     SlaClock,
     TimelineEvent,
     TimelineRecord,
@@ -47,7 +53,7 @@ class StoredPolicy:
 
     id: str
     name: str
-    tier: domain.Tier
+    tier: Tier
     team_id: str | None
     target_seconds: int
     warning_ratio: float
@@ -279,7 +285,7 @@ class SlaStore:
         await conn.execute(_MERGE_INTO, fill_lead_id, captured_at, lead_id)
 
     async def active_policies(
-        self, session: AsyncSession, tier: domain.Tier, rep_id: str | None
+        self, session: AsyncSession, tier: Tier, rep_id: str | None
     ) -> tuple[list[Policy], dict[str, Any] | None]:
         """The tier's active policies, and the rep's own calendar as stored (None without one)."""
         conn = await driver_connection(session)
@@ -434,12 +440,12 @@ class SlaStore:
         return (await session.execute(statement)).first() is not None
 
     async def ensure_default_policies(self, session: AsyncSession) -> None:
-        for tier in domain.TIERS:
+        for tier in TIERS:
             await session.execute(
                 insert(sla_policy)
                 .values(id=f"default-{tier}", name=f"Default {tier}", tier=tier,
-                        target_seconds=domain.DEFAULT_TARGET_SECONDS[tier], warning_ratio=domain.DEFAULT_WARNING_RATIO,
-                        breach_limit=domain.DEFAULT_BREACH_LIMIT)
+                        target_seconds=DEFAULT_TARGET_SECONDS[tier], warning_ratio=DEFAULT_WARNING_RATIO,
+                        breach_limit=DEFAULT_BREACH_LIMIT)
                 .on_conflict_do_nothing()
             )
 
@@ -462,8 +468,13 @@ class SlaStore:
         row = (await session.execute(select(rep_calendar).where(rep_calendar.c.rep_id == rep_id))).first()
         return _record(RepCalendar, row._mapping) if row is not None else None
 
-    async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> None:
-        await session.execute(delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id))
+    async def list_rep_calendars(self, session: AsyncSession) -> list[RepCalendar]:
+        statement = select(rep_calendar).order_by(rep_calendar.c.rep_id)
+        return [_record(RepCalendar, row._mapping) for row in await session.execute(statement)]
+
+    async def delete_rep_calendar(self, session: AsyncSession, rep_id: str) -> bool:
+        statement = delete(rep_calendar).where(rep_calendar.c.rep_id == rep_id).returning(rep_calendar.c.rep_id)
+        return (await session.execute(statement)).first() is not None
 
 
     # -- admin and reports: currency rates and campaign spend ------------------------------------

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from leadflow_contracts import LeadRouted, RoutedOwner
+from aiokafka import AIOKafkaConsumer
+
+from leadflow_contracts import Event, LeadRouted, RoutedOwner, SlaPolicyChanged, decode, topics
 
 
 async def test_default_policies_are_there_from_the_start(apps: Any) -> None:
@@ -102,3 +106,58 @@ async def test_a_policy_can_count_in_the_owners_own_hours(sla_env: Any, apps: An
     assert row["due_at"] == datetime(2026, 11, 27, 14, 5, tzinfo=UTC)
     assert (await client.delete("/v1/admin/sla-calendars/rep-nyc")).status_code == 204
     assert (await client.get("/v1/admin/sla-calendars/rep-nyc")).status_code == 404
+
+
+async def _sla_policies_records(env: Any, keys: set[str], count: int) -> list[tuple[str, Event[Any] | None]]:
+    """The first ``count`` records of ``keys`` on sla.policies, read from the start (None: a tombstone)."""
+    consumer = AIOKafkaConsumer(f"{env.topic_prefix}{topics.SLA_POLICIES}",
+                                bootstrap_servers=env.infra.bootstrap_servers, group_id=f"reader-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    found: list[tuple[str, Event[Any] | None]] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    found += [(r.key.decode(), decode(r.value, list(r.headers)) if r.value is not None else None)
+                              for r in records if r.key is not None and r.key.decode() in keys]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_policy_and_calendar_changes_are_published_for_routing_s_replica(apps: Any) -> None:
+    _, client = await apps.start(wait_assigned=False)
+    team_id = f"team-{uuid.uuid4().hex[:6]}"
+    created = await client.post("/v1/admin/sla-policies",
+                                json={"tier": "hot", "team_id": team_id, "target_seconds": 120})
+    policy_id = created.json()["id"]
+    assert (await client.patch(f"/v1/admin/sla-policies/{policy_id}", json={"target_seconds": 90})).status_code == 200
+    assert (await client.delete(f"/v1/admin/sla-policies/{policy_id}")).status_code == 204
+    rep_id = f"rep-{uuid.uuid4().hex[:6]}"
+    hours = {"timezone": "Europe/Berlin", "start": "08:00", "end": "16:00"}
+    assert (await client.put(f"/v1/admin/sla-calendars/{rep_id}", json=hours)).status_code == 200
+    assert (await client.delete(f"/v1/admin/sla-calendars/{rep_id}")).status_code == 204
+
+    records = await _sla_policies_records(apps.env, {policy_id, f"rep:{rep_id}"}, 7)
+
+    policies = [event.data for key, event in records if key == policy_id and event is not None]
+    assert all(isinstance(p, SlaPolicyChanged) for p in policies)
+    assert [p.policy.target_seconds if p.policy else None for p in policies] == [120, 90, None]
+    assert [event for key, event in records if key == policy_id][-1] is None  # the tombstone ends the key
+    calendars = [event.data for key, event in records if key == f"rep:{rep_id}" and event is not None]
+    assert [c.business_hours.start.isoformat() if c.business_hours else None for c in calendars] == ["08:00:00", None]
+    assert [event for key, event in records if key == f"rep:{rep_id}"][-1] is None
+
+
+async def test_every_policy_is_published_again_at_start_up(apps: Any) -> None:
+    # Written behind the admin API's back (a restore, a migration): only the start-up republish tells routing.
+    policy_id = f"restored-{uuid.uuid4().hex[:6]}"
+    await apps.env.fetch("INSERT INTO sla_policy (id, name, tier, team_id, target_seconds, warning_ratio, breach_limit)"
+                         " VALUES ($1, 'restored', 'warm', $1, 1200, 0.5, 2)", policy_id)
+    await apps.start(wait_assigned=False)
+
+    [(_, event)] = await _sla_policies_records(apps.env, {policy_id}, 1)
+    assert event is not None and isinstance(event.data, SlaPolicyChanged) and event.data.policy is not None
+    assert (event.data.policy.tier, event.data.policy.target_seconds, event.data.policy.warning_ratio) == (
+        "warm", 1200, 0.5)

@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow_contracts.sla_policy import Policy, Tier
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import WebhookMetrics
-from leadflow_sla import domain
 from leadflow_sla.bootstrap import Deps
-from leadflow_sla.domain import LeadChanges, LeadFacts, Notice, Policy, SlaClock, TimelineEvent, TimelineRecord
+from leadflow_sla.domain import LeadChanges, LeadFacts, Notice, SlaClock, TimelineEvent, TimelineRecord
 from leadflow_sla.metrics import SlaMetrics
 from leadflow_sla.notify import Notification
 from leadflow_sla.settings import Settings
@@ -71,7 +71,7 @@ class FakeSlaStore(SlaStore):
                                     else LeadFacts(fill_lead_id, captured_at=captured_at, merged_into=lead_id))
 
     async def active_policies(
-        self, session: AsyncSession, tier: domain.Tier, rep_id: str | None
+        self, session: AsyncSession, tier: Tier, rep_id: str | None
     ) -> tuple[list[Policy], dict[str, Any] | None]:
         policies = [p for p in self.policies if p.tier == tier]
         return policies, (self.calendars.get(rep_id or "") if policies else None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from leadflow_sla.domain import SlaClock, default_policy
+from leadflow_contracts.sla_policy import default_policy
+from leadflow_sla.domain import SlaClock
 from leadflow_sla.lifecycle import is_upgrade, tightened_clock
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -24,10 +24,10 @@ from leadflow_contracts import (
     RoutedOwner,
     new_event,
 )
+from leadflow_contracts.sla_policy import BusinessHours, Policy
 from leadflow_kit.fakes import RecordingOutbox, fake_unit_of_work
 from leadflow_sla import handlers
 from leadflow_sla.bootstrap import Deps
-from leadflow_sla.domain import BusinessHours, Policy
 
 from .fakes import FakeSlaStore, fake_deps
 
