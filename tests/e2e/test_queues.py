@@ -4,6 +4,7 @@ timeline, whose clock restarts for each new owner."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -36,6 +37,17 @@ async def test_a_claimed_and_a_reassigned_lead_shows_in_history_the_crm_webhooks
     grace = {"Authorization": f"Bearer {minted.json()['key']}"}
     waiting = await pipeline.client.get(f"{routing}/v1/queues/e2e-triage/leads", headers=grace)
     assert lead_id in [lead["lead_id"] for lead in waiting.json()["leads"]]
+
+    async def listed_with_its_clock() -> dict[str, Any] | None:
+        # sla opens the queued lead's clock; its lead.sla_started gives the listing the due time.
+        listed = await pipeline.client.get(f"{routing}/v1/queues/e2e-triage/leads", headers=grace)
+        mine = [lead for lead in listed.json()["leads"] if lead["lead_id"] == lead_id]
+        return mine[0] if mine and mine[0]["sla"]["due_at"] else None
+
+    queued = await eventually(listed_with_its_clock)
+    queued_clock = (await pipeline.timeline(lead_id))["sla"]["clocks"][-1]
+    assert queued["sla"]["state"] == "open" and queued_clock["owner_rep_id"] is None
+    assert datetime.fromisoformat(queued["sla"]["due_at"]) == datetime.fromisoformat(queued_clock["due_at"])
     await move("claim", {"rep_id": "rep-grace"}, grace)
     await move("reassign", {"rep_id": "rep-linus", "reason": "Grace is on leave; Linus covers"})
 

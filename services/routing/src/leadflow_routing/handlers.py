@@ -56,7 +56,7 @@ async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[De
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
     await notify_sla_warnings(events, uow)
-    await sla_states.record_sla_states(events, uow)
+    await sla_states.record_sla_states(sla_states.fired(events), uow)
     await claim_for_breaches(events, uow)
     for event in one_at_a_time(events):
         await lifecycle.deliver_sla(event, uow)

@@ -15,7 +15,7 @@ from typing import Any
 from leadflow_contracts import Event, LeadCaptured, LeadRouted, LeadScored, LeadSla, LeadSlaStarted, LeadTouched
 from leadflow_kit.uow import UnitOfWork
 from leadflow_kit.webhooks import DeliveryFacts
-from leadflow_routing import domain, sla_replica
+from leadflow_routing import domain, sla_replica, sla_states
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.store import StoredLead, WebhookRequest
 
@@ -132,7 +132,9 @@ async def deliver_sla(event: Event[LeadSla] | Event[LeadSlaStarted], uow: UnitOf
 
 
 async def deliver_sla_started(events: list[Event[LeadSlaStarted]], uow: UnitOfWork[Deps]) -> None:
-    """One for every routing that opened a clock: while nobody subscribes, one statement a batch."""
+    """One for every routing that opened a clock: its due time for the queue listings (one statement a
+    batch), and the webhook, while nobody subscribes one statement a batch more."""
+    await sla_states.record_sla_states(sla_states.opened(events), uow)
     if not await uow.deps.store.webhook_wanted(uow.session, [SLA_STARTED]):
         return
     for event in events:

@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from leadflow_contracts import Event, LeadSla, new_event
+from leadflow_contracts import Event, LeadSla, LeadSlaStarted, new_event
 from leadflow_kit.auth import Principal
 from leadflow_kit.fakes import fake_unit_of_work
 from leadflow_routing import queues
 from leadflow_routing.domain import OutOfOffice, Rep, Rule, Team
 from leadflow_routing.handlers import Routed
-from leadflow_routing.sla_states import latest_per_lead, sla_state
+from leadflow_routing.sla_states import SlaState, fired, latest_per_lead, opened, sla_state
 
 from .fakes import FakeRoutingStore, fake_deps
 from .test_routing_handlers import NOW, breach, reroute, route, scored
@@ -78,9 +78,16 @@ def test_a_listing_shows_each_leads_latest_sla_event() -> None:
                        started_at=NOW, due_at=NOW + timedelta(hours=1), breach_count=1 if kind == "breach" else 0)
         return new_event(data, source="sla", subject=lead_id, time=NOW + timedelta(minutes=minutes))
 
-    seen = latest_per_lead([sla("b", "breach", 60), sla("a", "warning", 45), sla("b", "warning", 45)])
-    assert [(s.lead_id, s.kind) for s in seen] == [("a", "warning"), ("b", "breach")]
-    assert sla_state(None, None, None).state == "open"
+    def started(lead_id: str, minutes: int) -> Event[LeadSlaStarted]:
+        data = LeadSlaStarted(lead_id=lead_id, clock_id="c", tier="hot", started_at=NOW,
+                              due_at=NOW + timedelta(hours=1))
+        return new_event(data, source="sla", subject=lead_id, time=NOW + timedelta(minutes=minutes))
+
+    seen = latest_per_lead(fired([sla("b", "breach", 60), sla("a", "warning", 45), sla("b", "warning", 45)])
+                           + opened([started("a", 0), started("c", 0)]))
+    assert [(s.lead_id, s.kind) for s in seen] == [("a", "warning"), ("b", "breach"), ("c", "started")]
+    assert sla_state(None, None, None) == SlaState("open")
+    assert sla_state("started", NOW, 0) == SlaState("open", NOW)
     assert sla_state("warning", NOW, 0).state == "warned"
     assert sla_state("breach", NOW, 2).state == "breached" and sla_state("breach", NOW, 2).breach_count == 2
 
