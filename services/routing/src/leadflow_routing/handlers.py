@@ -25,7 +25,7 @@ from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
 from leadflow_routing import domain, handoff_rules, lifecycle, sla_states
 from leadflow_routing.bootstrap import Deps
-from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
+from leadflow_routing.notifications.handlers import RoutedNotice, notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import RoutingStore, RulesetKey, StoredLead, Touch, WebhookRequest
 
@@ -42,6 +42,8 @@ class Routed:
     assignment_id: str
     decision: domain.Decision
     event: Event[LeadRouted]
+    # The owner to tell, when the caller tells the batch's owners at once (``notify=False``).
+    notice: RoutedNotice | None = None
 
 
 # -- subscriptions --------------------------------------------------------------------------
@@ -49,18 +51,27 @@ class Routed:
 
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
     await claim_for_scored(events, uow)
+    notices: list[RoutedNotice] = []
     for event in one_at_a_time(events):
-        await route_scored_lead(event, uow, uow.now())
+        _collect(notices, await route_scored_lead(event, uow, uow.now()))
         await lifecycle.deliver_scored(event, uow, uow.now())
+    await notify_routed(uow, notices, uow.now())
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
     await notify_sla_warnings(events, uow)
     await sla_states.record_sla_states(events, uow)
     await claim_for_breaches(events, uow)
+    notices: list[RoutedNotice] = []
     for event in one_at_a_time(events):
         await lifecycle.deliver_sla(event, uow)
-        await reroute_on_breach(event, uow, uow.now())
+        _collect(notices, await reroute_on_breach(event, uow, uow.now()))
+    await notify_routed(uow, notices, uow.now())
+
+
+def _collect(notices: list[RoutedNotice], routed: Routed | None) -> None:
+    if routed is not None and routed.notice is not None:
+        notices.append(routed.notice)
 
 
 # -- claiming: the rows a batch's decisions may change, locked up front ----------------------
@@ -226,15 +237,15 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
         kept_id, kept_owner, kept_team = kept_from
         owner = await store.lock_rep(uow.session, kept_owner) or domain.Rep(id=kept_owner)
         decision = domain.kept_owner_decision(kept_id, owner, kept_team, now)
-        return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id)
+        return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id, notify=False)
 
     ruleset = await _ruleset(uow, stored.active_ruleset)
     if lead.status == "new" and handoff_rules.holds_in_nurture(ruleset, scored):
         held = handoff_rules.nurture_decision("not an MQL yet: waits in nurture until it becomes one", now,
                                           tier=scored.tier, ruleset_version=ruleset.version if ruleset else None)
-        return await apply_decision(uow, lead, held, event, now)
+        return await apply_decision(uow, lead, held, event, now, notify=False)
     decision = await decide(store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings, ruleset)
-    return await apply_decision(uow, lead, decision, event, now)
+    return await apply_decision(uow, lead, decision, event, now, notify=False)
 
 
 async def hand_off_from_nurture(
@@ -249,7 +260,7 @@ async def hand_off_from_nurture(
     store = uow.deps.store
     decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
     await store.hold_in_nurture_until(uow.session, lead.id, None)
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"), notify=False)
 
 
 async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
@@ -297,7 +308,7 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: d
                                       "owner kept", audit, now)
         return None
     reason = "sla_breach_escalation" if decision.outcome == "escalated" else "sla_breach"
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute(reason, current))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute(reason, current), notify=False)
 
 
 async def _retry_queued(
@@ -313,7 +324,7 @@ async def _retry_queued(
         return await _escalate_queued(uow, lead, event, breach_count, decision.audit, now)
     decision.audit["breach_count"] = breach_count
     decision.outcome = "rerouted"
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"), notify=False)
 
 
 async def _escalate_queued(
@@ -331,7 +342,7 @@ async def _escalate_queued(
                                               breach_count=breach_count, audit=audit)
         if decision is not None:
             return await apply_decision(uow, lead, decision, event, now,
-                                        reroute=domain.Reroute("sla_breach_escalation"))
+                                        reroute=domain.Reroute("sla_breach_escalation"), notify=False)
     log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
     await store.record_owner_kept(uow.session, lead, f"SLA breach #{breach_count} in a queue: nobody can take it; "
                                   "it stays queued", audit, now)
@@ -350,8 +361,12 @@ async def apply_decision(
     *,
     reroute: domain.Reroute | None = None,
     count_kept_owner: bool = False,
+    notify: bool = True,
 ) -> Routed:
-    """Write the decision: counters, strategy state, the lead, the audit row, lead.routed, webhooks."""
+    """Write the decision: counters, strategy state, the lead, the audit row, lead.routed, webhooks.
+
+    The new owner is told here, or with ``notify=False`` by the caller with its batch's other owners
+    (``Routed.notice``)."""
     store = uow.deps.store
     previous_owner = reroute.previous_owner_rep_id if reroute else None
     changes, turn_team_id, rr_last_rep_id = domain.rep_changes(
@@ -370,8 +385,9 @@ async def apply_decision(
             domain.webhook_data(lead.scored, routed, decision, now), now, event.correlation_id,
             event.lead_captured_at, lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
         ))
-    if not refill:
-        await notify_routed(uow, lead.scored, event, now)
+    notice = RoutedNotice(lead.scored, event) if not refill else None
+    if notice is not None and notify:
+        await notify_routed(uow, [notice], now)
     uow.deps.metrics.decisions.labels(decision.outcome).inc()
     if decision.outcome == "fallback":
         uow.deps.metrics.fallback.labels(decision.fallback_team or "none").inc()
@@ -379,7 +395,7 @@ async def apply_decision(
     else:
         log.debug("lead %s routed (%s) to %s: %s", lead.id, decision.outcome,
                  decision.rep.id if decision.rep else decision.queue, decision.reason)
-    return Routed(assignment_id, decision, event)
+    return Routed(assignment_id, decision, event, None if notify else notice)
 
 
 # -- CRM touches ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ dicts, with the same effects as its SQL (counters, credits, the round-robin curs
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -206,11 +206,15 @@ class FakeNotificationStore(NotificationStore):
         self.routing = routing
         self.recipients: dict[str, Recipient] = {}
         self.queued: list[NewNotification] = []
+        # The rep ids each read of the reps' channels asked for.
+        self.recipient_reads: list[list[str]] = []
 
-    async def recipient(self, session: AsyncSession, rep_id: str) -> Recipient | None:
-        found = self.recipients.get(rep_id)
-        rep = self.routing.reps.get(rep_id)
-        return found.model_copy(update={"team_id": rep.team_id}) if found and rep else found
+    async def recipients_of(self, session: AsyncSession, rep_ids: Collection[str]) -> dict[str, Recipient]:
+        self.recipient_reads.append(sorted(rep_ids))
+        found = {rep_id: self.recipients[rep_id] for rep_id in rep_ids
+                 if rep_id in self.recipients and self.recipients[rep_id].channels}
+        return {rep_id: recipient.model_copy(update={"team_id": self.routing.reps[rep_id].team_id})
+                if rep_id in self.routing.reps else recipient for rep_id, recipient in found.items()}
 
     async def lead_for_notice(self, session: AsyncSession, lead_id: str) -> StoredLeadNotice | None:
         lead = self.routing.leads.get(lead_id)
