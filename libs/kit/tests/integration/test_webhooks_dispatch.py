@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from standardwebhooks.webhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,11 +26,15 @@ from leadflow_kit.app import create_service_app
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import (
+    DeliveryFacts,
     WebhookMetrics,
     WebhookSettings,
+    WebhookToQueue,
     define_webhook_tables,
     delivery_table,
     enqueue_webhook,
+    enqueue_webhooks,
+    subscription_table,
     webhook_admin_router,
     webhook_dispatcher,
 )
@@ -156,3 +160,56 @@ async def test_a_leads_deliveries_go_in_order_while_other_leads_do_not_wait(infr
     assert lead_1 == [(1, 500), (1, 500), (1, 204), (2, 204), (3, 204)]
     # lead-2 went out at once, not behind lead-1's retries.
     assert received.index(("lead-2", 1, 204)) < received.index(("lead-1", 1, 204))
+
+
+async def test_a_batch_enqueued_in_one_statement_queues_what_one_by_one_queues_in_order(infra: Any) -> None:
+    """``enqueue_webhooks`` against ``enqueue_webhook`` one by one: the same deliveries (filters, wildcard
+    and parent patterns, a disabled subscription's held, a deleted one's none) with ids in the same order."""
+    now = datetime.now(UTC)
+    subscriptions = [
+        {"id": "all", "event_types": ["*"]},
+        {"id": "hot-sales", "event_types": ["lead.*"], "filter_tiers": ["hot"], "filter_teams": ["sales"]},
+        {"id": "demo-routed", "event_types": ["lead.routed"], "filter_forms": ["demo"], "active": False},
+        {"id": "gone", "event_types": ["*"], "deleted_at": now},
+    ]
+    webhooks = [WebhookToQueue(event_type, f"lead-{n % 3}", {"n": n}, now, f"corr-{n}", now,
+                               DeliveryFacts(tier=tier, team="sales", form=form))
+                for n, (event_type, tier, form) in enumerate([
+                    ("lead.routed", "hot", "demo"), ("lead.sla.breach", "warm", None), ("lead.mql", "hot", "x"),
+                    ("lead.routed", None, "demo"), ("other.thing", "hot", "demo")])]
+
+    async def queued(batched: bool) -> list[tuple[Any, ...]]:
+        db = Database(await infra.new_database("kit_webhooks_batch"))
+        metadata = new_metadata()
+        define_webhook_tables(metadata)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            async with db.transaction() as session:
+                defaults = {"url": "http://127.0.0.1:9/hook", "secret_ciphertext": "x", "active": True,
+                            "deleted_at": None, "filter_tiers": None, "filter_teams": None, "filter_forms": None}
+                await session.execute(insert(subscription_table), [{**defaults, **s} for s in subscriptions])
+            async with db.transaction() as session:
+                if batched:
+                    await enqueue_webhooks(session, webhooks)
+                else:
+                    for w in webhooks:
+                        await enqueue_webhook(session, event_type=w.event_type, lead_id=w.lead_id, data=w.data,
+                                              now=w.now, correlation_id=w.correlation_id,
+                                              lead_captured_at=w.lead_captured_at, facts=w.facts)
+            async with db.transaction() as session:
+                d = delivery_table
+                rows = await session.execute(select(d.c.subscription_id, d.c.event_type, d.c.lead_id, d.c.payload,
+                                                    d.c.correlation_id, d.c.status).order_by(d.c.id))
+                return [tuple(row) for row in rows]
+        finally:
+            await db.dispose()
+
+    one_by_one = await queued(batched=False)
+    assert await queued(batched=True) == one_by_one
+    assert [(sub, event_type, status) for sub, event_type, _, _, _, status in one_by_one] == [
+        ("all", "lead.routed", "pending"), ("demo-routed", "lead.routed", "held"),
+        ("hot-sales", "lead.routed", "pending"), ("all", "lead.sla.breach", "pending"),
+        ("all", "lead.mql", "pending"), ("hot-sales", "lead.mql", "pending"),
+        ("all", "lead.routed", "pending"), ("demo-routed", "lead.routed", "held"),
+        ("all", "other.thing", "pending")]

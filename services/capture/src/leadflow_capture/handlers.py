@@ -132,8 +132,11 @@ async def _store_lead(lead: domain.NewLead, remembered: domain.FormDefinition | 
     """Store the lead, unless it repeats a fill within ``window``: then the id of the lead that fill made."""
     store = uow.deps.store
     if lead.email_normalized and window > timedelta(0):
-        # Serialize fills of one email on one form, so two racing double-submits still make one lead.
-        # The lock is its own statement: the double-submit check must see what the lock waited for.
+        # Serialize fills of one email on one form, so two racing double-submits still make one lead;
+        # it is the one lock a fill takes, and it names the email: fills of one form by different people
+        # never wait for each other (the form is read, not locked; see the store). The lock is its own
+        # statement: the double-submit check must see what the lock waited for, and a statement sees
+        # only what had committed when it began.
         lock_key = f"capture:{lead.form_key}:{lead.email_normalized}"
         if remembered is None:
             await store.lock(uow.session, lock_key)

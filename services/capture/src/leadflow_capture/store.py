@@ -42,6 +42,7 @@ class IdempotencyRecord:
 FORM_COLUMNS = ("key, name, field_mapping, required_fields, allowed_origins, success_url, error_url, "
                 "consent_required, consent_text, consent_version, honeypot_field, min_fill_seconds, archived_at")
 SELECT_FORM = f"SELECT {FORM_COLUMNS} FROM form WHERE key = $1"
+FORMS_READ = "leadflow_capture.forms_read"
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))"
 LOCK_AND_SELECT_FORM = f"SELECT {FORM_COLUMNS}, pg_advisory_xact_lock(hashtextextended($2::text, 0)) " \
                        "FROM form WHERE key = $1"
@@ -119,22 +120,43 @@ def _lead_arguments(lead: NewLead) -> tuple[Any, ...]:
     )
 
 
+def _forms_read(session: AsyncSession) -> dict[str, FormDefinition | None]:
+    """The forms this transaction has read, by key (kept on the session, which lives as long as it)."""
+    read: dict[str, FormDefinition | None] = session.info.setdefault(FORMS_READ, {})
+    return read
+
+
 class CaptureStore:
     # -- forms, as a submission reads them -------------------------------------------------------
+    #
+    # A transaction reads each form once: a group commit's fills of one form all check their
+    # remembered definition against that read. No lock orders an admin's edit against fills (none
+    # did before either: a fill checked just before an edit commits, then commits after it), so the
+    # group's fills answer as of its first read, as fills sent a moment earlier would. A group rolled
+    # back runs its fills again one by one, each in a new transaction that reads the form afresh.
 
     async def current_form(self, session: AsyncSession, key: str) -> FormDefinition | None:
         """The stored definition of form ``key`` (archived or not), or None when there is none."""
-        record = await (await driver_connection(session)).fetchrow(SELECT_FORM, key)
-        return form_of(record) if record is not None else None
+        read = _forms_read(session)
+        if key not in read:
+            record = await (await driver_connection(session)).fetchrow(SELECT_FORM, key)
+            read[key] = form_of(record) if record is not None else None
+        return read[key]
 
     async def lock(self, session: AsyncSession, key: str) -> None:
         """Hold the transaction-scoped advisory lock named ``key`` until the transaction ends."""
         await (await driver_connection(session)).execute(LOCK, key)
 
     async def lock_and_read_form(self, session: AsyncSession, form_key: str, lock_key: str) -> FormDefinition | None:
-        """``lock(lock_key)`` and ``current_form(form_key)`` in one round trip."""
+        """``lock(lock_key)`` and ``current_form(form_key)``: one round trip, the lock alone once the
+        transaction has read the form."""
+        read = _forms_read(session)
+        if form_key in read:
+            await self.lock(session, lock_key)
+            return read[form_key]
         record = await (await driver_connection(session)).fetchrow(LOCK_AND_SELECT_FORM, form_key, lock_key)
-        return form_of(record) if record is not None else None
+        read[form_key] = form_of(record) if record is not None else None
+        return read[form_key]
 
     # -- forms, as the admin API keeps them ------------------------------------------------------
 

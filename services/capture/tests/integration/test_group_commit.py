@@ -10,7 +10,14 @@ import uuid
 
 import pytest
 
+from leadflow_capture.bootstrap import bootstrap
+from leadflow_capture.handlers import FormFill, Outcome, capture_form_fill
 from leadflow_contracts import topics
+from leadflow_kit.db import driver_connection
+from leadflow_kit.uow import unit_of_work
+from leadflow_stack.testing import counting_statements
+
+from .conftest import capture_settings
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +79,27 @@ async def test_a_refused_fill_in_a_group_leaves_the_others_stored(start_capture)
         stored = {answers[0].json()["lead_id"], answers[2].json()["lead_id"]}
         published = await capture.events(topics.CAPTURED, lambda evs: stored <= {e.subject for e in evs})
         assert sorted(e.subject for e in published if e.subject in stored) == sorted(stored)
+
+
+async def test_a_group_reads_each_form_once_and_locks_only_each_fill_s_email(capture_env):
+    """Eight fills of one form in one transaction (as a group commits them), the form remembered from an
+    earlier request: one statement reads the form with the first fill's lock, then each fill takes its
+    email's lock and stores its lead (two statements); the form row itself is never locked."""
+    settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix)
+    deps = bootstrap(settings)
+    try:
+        async with unit_of_work(deps.platform, deps) as uow:
+            form = await deps.store.current_form(uow.session, "demo")
+        assert form is not None
+        run = uuid.uuid4().hex[:8]
+        fills = [FormFill(form, {"email": f"p{n}-{run}@example.com"}, form_confirmed=False) for n in range(8)]
+        async with unit_of_work(deps.platform, deps) as uow:
+            with counting_statements(await driver_connection(uow.session)) as statements:
+                outcomes = [await capture_form_fill(fill, uow) for fill in fills]
+    finally:
+        await deps.platform.db.dispose()
+
+    assert [o.kind for o in outcomes if isinstance(o, Outcome)] == ["accepted"] * 8
+    assert len(statements) == 2 * len(fills), statements
+    assert sum("FROM form" in s for s in statements) == 1
+    assert not any("FOR UPDATE" in s or "FOR SHARE" in s for s in statements)

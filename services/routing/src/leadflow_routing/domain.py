@@ -7,7 +7,7 @@ same lead give the same decision in a test as in production.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -768,6 +768,71 @@ def rep_changes(
     if previous_owner and (decision.rep is None or decision.rep.id != previous_owner):
         changes.setdefault(previous_owner, RepChange()).released = True
     return changes, turn_team_id, rr_last_rep_id
+
+
+def changed_rep(rep: Rep, change: RepChange, at: datetime) -> Rep:
+    """What a decision's ``change`` does to ``rep`` (the update of ``store.WRITE_DECISION``): a counted
+    lead opens and counts on the rep's local day (the counter restarts on a new day), a released one
+    closes, a credit is the rep's new weighted round-robin balance."""
+    if change.counted_on is not None:
+        today = rep.assigned_today + 1 if rep.assigned_day == change.counted_on else 1
+        rep = replace(rep, open_leads=rep.open_leads + 1, assigned_today=today, assigned_day=change.counted_on,
+                      last_assigned_at=at)
+    elif change.released:
+        rep = replace(rep, open_leads=max(rep.open_leads - 1, 0))
+    return replace(rep, rr_credit=change.credit) if change.credit is not None else rep
+
+
+@dataclass
+class TeamTurns:
+    """How many turns a batch's decisions took of a team, and the round-robin cursor they left."""
+
+    count: int = 0
+    rr_last_rep_id: str | None = None
+
+
+@dataclass
+class Roster:
+    """The teams and reps a batch holds locked, as its decisions leave them (in memory until written).
+
+    A team is here with every rep of it (``team_ids``); a rep may be here alone (an account owner, a
+    rule's rep). Each decision's write is applied in turn, so the next decision of the batch sees the
+    cursor, loads, daily counts and credits the one-by-one path would read back from the database."""
+
+    teams: dict[str, Team] = field(default_factory=dict)
+    reps: dict[str, Rep | None] = field(default_factory=dict)
+    team_ids: set[str] = field(default_factory=set)
+    changed_reps: set[str] = field(default_factory=set)
+    turns: dict[str, TeamTurns] = field(default_factory=dict)
+
+    def add_team(self, team: Team | None, team_id: str, reps: Iterable[Rep]) -> None:
+        """A team read later (with its reps); a rep already here keeps the state the batch gave it."""
+        self.team_ids.add(team_id)
+        if team is not None:
+            self.teams.setdefault(team_id, team)
+        for rep in reps:
+            self.reps.setdefault(rep.id, rep)
+
+    def team_with_reps(self, team_id: str) -> tuple[Team | None, list[Rep]]:
+        reps = [r for r in self.reps.values() if r is not None and r.team_id == team_id]
+        return self.teams.get(team_id), sorted(reps, key=lambda r: r.id)
+
+    def apply(self, write: AssignmentWrite) -> None:
+        for rep_id, change in write.rep_changes.items():
+            rep = self.reps.get(rep_id)
+            if rep is not None:
+                self.reps[rep_id] = changed_rep(rep, change, write.at)
+                self.changed_reps.add(rep_id)
+        team_id = write.turn_team_id
+        if team_id is not None and team_id in self.teams:
+            turns = self.turns.setdefault(team_id, TeamTurns())
+            turns.count += 1
+            if write.rr_last_rep_id is not None:
+                turns.rr_last_rep_id = write.rr_last_rep_id
+                self.teams[team_id] = replace(self.teams[team_id], rr_last_rep_id=write.rr_last_rep_id)
+
+    def changed(self) -> list[Rep]:
+        return [rep for rep_id in sorted(self.changed_reps) if (rep := self.reps.get(rep_id)) is not None]
 
 
 def lead_routed(

@@ -6,16 +6,22 @@ There is no lock shared by every decision: a batch of events first locks, in one
 reading without locks (``claims``). Batches of different teams then route side by side, and two
 batches never wait on each other in a cycle. A row only found later (a rule set activated, or a
 duplicate's original routed, between the claim and the decision) is locked when reached; the
-deadlock that could then follow rolls the batch back and it is handled again event by event."""
+deadlock that could then follow rolls the batch back and it is handled again event by event.
+
+A batch of ``lead.scored`` events runs a fixed number of statements whatever its size
+(``ScoredBatch``): the claim returns the locked teams and reps, the batch's leads are stored in one
+statement, and its decisions are made lead by lead in memory over those rows (each decision's changes
+to cursors, loads, daily counts and credits applied before the next), then written with one statement
+per table; webhooks and notifications likewise. The SLA and CRM paths still decide event by event."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,11 +29,20 @@ from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla, LeadTouch
 from leadflow_contracts.events import TouchType
 from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
-from leadflow_routing import domain, handoff_rules, lifecycle, sla_states
+from leadflow_routing import domain, handoff_rules, lifecycle, sla_replica, sla_states
 from leadflow_routing.bootstrap import Deps
-from leadflow_routing.notifications.handlers import notify_routed, notify_sla_warnings
+from leadflow_routing.notifications.handlers import RoutedNotice, notify_routed, notify_sla_warnings
 from leadflow_routing.settings import Settings
-from leadflow_routing.store import RoutingStore, RulesetKey, StoredLead, Touch, WebhookRequest
+from leadflow_routing.store import (
+    DecisionsWrite,
+    RoutingStore,
+    RulesetKey,
+    ScoredInput,
+    StoredLead,
+    Touch,
+    UpsertedLead,
+    WebhookRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +57,40 @@ class Routed:
     assignment_id: str
     decision: domain.Decision
     event: Event[LeadRouted]
+    # The owner to tell, when the caller tells the batch's owners at once (``notify=False``).
+    notice: RoutedNotice | None = None
 
 
 # -- subscriptions --------------------------------------------------------------------------
 
 
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
-    await claim_for_scored(events, uow)
+    """Decide a poll's scored leads in order as one by one would, with a fixed number of statements for
+    the batch: claim its rows, store its leads, note its MQL moments, then decide in memory (the roster
+    advances lead by lead) and write every decision, webhook and notification at the end."""
+    batch = await ScoredBatch.open(events, uow, await claim_for_scored(events, uow))
+    await batch.mark_lifecycles(events)
     for event in one_at_a_time(events):
-        await route_scored_lead(event, uow, uow.now())
-        await lifecycle.deliver_scored(event, uow, uow.now())
+        now = uow.now()
+        _collect(batch.notices, await route_scored_lead(event, uow, now, batch))
+        batch.deliver_scored(event, now)
+    await batch.write()
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
     await notify_sla_warnings(events, uow)
     await sla_states.record_sla_states(sla_states.fired(events), uow)
     await claim_for_breaches(events, uow)
+    notices: list[RoutedNotice] = []
     for event in one_at_a_time(events):
         await lifecycle.deliver_sla(event, uow)
-        await reroute_on_breach(event, uow, uow.now())
+        _collect(notices, await reroute_on_breach(event, uow, uow.now()))
+    await notify_routed(uow, notices, uow.now())
+
+
+def _collect(notices: list[RoutedNotice], routed: Routed | None) -> None:
+    if routed is not None and routed.notice is not None:
+        notices.append(routed.notice)
 
 
 # -- claiming: the rows a batch's decisions may change, locked up front ----------------------
@@ -84,7 +114,7 @@ class Claims:
             self.team_ids.add(rule.team_id)
 
 
-async def claim_for_scored(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
+async def claim_for_scored(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> domain.Roster:
     """Lock the batch's stored leads, then every team and rep its decisions may change: the owners
     a lead or its original already has, its account owner, its rule's rep or team."""
     store, session = uow.deps.store, uow.session
@@ -95,7 +125,7 @@ async def claim_for_scored(events: list[Event[LeadScored]], uow: UnitOfWork[Deps
     ruleset = await _ruleset(uow, await store.active_ruleset_key(session))
     for event in events:
         claims.add_decision(domain.LeadFacts.of(event.data), ruleset)
-    await store.lock_routing_rows(session, sorted(claims.team_ids), sorted(claims.rep_ids), managers=False)
+    return await store.lock_routing_rows(session, sorted(claims.team_ids), sorted(claims.rep_ids), managers=False)
 
 
 async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
@@ -127,6 +157,64 @@ async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]
 # -- deciding -------------------------------------------------------------------------------
 
 
+class Rows(Protocol):
+    """Where a decision reads the reps and teams it may change."""
+
+    locks: bool
+
+    async def read_rep(self, rep_id: str) -> domain.Rep | None: ...
+
+    async def lock_rep(self, rep_id: str) -> domain.Rep | None: ...
+
+    async def team_with_reps(self, team_id: str) -> tuple[domain.Team | None, list[domain.Rep]]: ...
+
+
+@dataclass
+class StoreRows:
+    """Rows read from the database as a decision needs them; with ``locks`` locked (the one-event paths)."""
+
+    store: RoutingStore
+    session: AsyncSession
+    locks: bool = True
+
+    async def read_rep(self, rep_id: str) -> domain.Rep | None:
+        return await self.store.load_rep(self.session, rep_id)
+
+    async def lock_rep(self, rep_id: str) -> domain.Rep | None:
+        read = self.store.lock_rep if self.locks else self.store.load_rep
+        return await read(self.session, rep_id)
+
+    async def team_with_reps(self, team_id: str) -> tuple[domain.Team | None, list[domain.Rep]]:
+        return await self.store.team_with_reps(self.session, team_id, lock=self.locks)
+
+
+@dataclass
+class RosterRows:
+    """A batch's rows: those its claim locked, as its decisions left them (``roster``); a row only found
+    later (see the module's docstring) is locked when first needed and joins the roster."""
+
+    store: RoutingStore
+    session: AsyncSession
+    roster: domain.Roster
+    locks: bool = True
+
+    async def read_rep(self, rep_id: str) -> domain.Rep | None:
+        if rep_id in self.roster.reps:
+            return self.roster.reps[rep_id]
+        return await self.store.load_rep(self.session, rep_id)
+
+    async def lock_rep(self, rep_id: str) -> domain.Rep | None:
+        if rep_id not in self.roster.reps:
+            self.roster.reps[rep_id] = await self.store.lock_rep(self.session, rep_id)
+        return self.roster.reps[rep_id]
+
+    async def team_with_reps(self, team_id: str) -> tuple[domain.Team | None, list[domain.Rep]]:
+        if team_id not in self.roster.team_ids:
+            team, reps = await self.store.team_with_reps(self.session, team_id, lock=True)
+            self.roster.add_team(team, team_id, reps)
+        return self.roster.team_with_reps(team_id)
+
+
 async def decide(
     store: RoutingStore,
     session: AsyncSession,
@@ -136,14 +224,17 @@ async def decide(
     ruleset: domain.RuleSet | None,
     *,
     lock: bool = True,
+    rows: Rows | None = None,
 ) -> domain.Decision:
     """Account owner first, then the first matching rule of ``ruleset`` (the active one, or None
     when no version is active), its rep or team, else the fallback queue.
 
-    With ``lock`` the rows whose state the decision changes are locked until the transaction ends.
+    With ``lock`` the rows whose state the decision changes are locked until the transaction ends;
+    ``rows`` (a batch's) replaces reading them from ``store``.
     """
+    rows = rows or StoreRows(store, session, lock)
     audit: dict[str, Any] = {"decided_at": now.isoformat(), "tier": facts.tier}
-    by_owner = await _account_owner(store, session, facts, now, audit, lock=lock)
+    by_owner = await _account_owner(rows, facts, now, audit)
     if by_owner is not None:
         return by_owner
     version = ruleset.version if ruleset else None
@@ -155,16 +246,14 @@ async def decide(
         return domain.no_rule_decision(version, fallback_queue, audit)
     matched = domain.MatchedRule(match.rule, version, fallback_queue)
     if match.rule.rep_id is not None:
-        rep_id = match.rule.rep_id
-        rep = await store.lock_rep(session, rep_id) if lock else await store.load_rep(session, rep_id)
+        rep = await rows.lock_rep(match.rule.rep_id)
         return domain.rep_rule_decision(matched, rep, now, tier=facts.tier, audit=audit)
-    team, reps = await store.team_with_reps(session, match.rule.team_id or "", lock=lock)
+    team, reps = await rows.team_with_reps(match.rule.team_id or "")
     return domain.team_rule_decision(matched, team, reps, facts, now, audit)
 
 
 async def _account_owner(
-    store: RoutingStore, session: AsyncSession, facts: domain.LeadFacts, now: datetime, audit: dict[str, Any],
-    *, lock: bool,
+    rows: Rows, facts: domain.LeadFacts, now: datetime, audit: dict[str, Any]
 ) -> domain.Decision | None:
     account = facts.account
     if account is None or not account.owner_rep_id:
@@ -172,10 +261,10 @@ async def _account_owner(
     owner_id = account.owner_rep_id
     # Read first and lock only an available owner: holding an unavailable owner's lock while
     # waiting for a team's lock below could deadlock with that team's own assignments.
-    owner = await store.load_rep(session, owner_id)
+    owner = await rows.read_rep(owner_id)
     skipped = domain.skip_reason(owner, now, tier=facts.tier)
-    if lock and owner is not None and skipped is None:
-        owner = await store.lock_rep(session, owner_id)
+    if rows.locks and owner is not None and skipped is None:
+        owner = await rows.lock_rep(owner_id)
         skipped = domain.skip_reason(owner, now, tier=facts.tier)
     return domain.account_owner_decision(account, owner, skipped, audit)
 
@@ -196,24 +285,23 @@ async def _ruleset(uow: UnitOfWork[Deps], key: RulesetKey | None) -> domain.Rule
 # -- use cases ------------------------------------------------------------------------------
 
 
-async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
+async def route_scored_lead(
+    event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime, batch: ScoredBatch
+) -> Routed | None:
     """Route a newly scored lead; a lead (or duplicate) already routed keeps its owner.
 
     Under the ``mql`` hand-off a new lead that is not an MQL waits in nurture. A re-score of a known
     lead (new activity, decay, model change) only refreshes the stored snapshot, unless the lead waits
     in nurture and is now an MQL: then it is handed to sales (see ``handoff_rules``).
     """
-    store, scored = uow.deps.store, event.data
+    scored = event.data
     duplicate_of = scored.duplicate_of if scored.duplicate_of != scored.lead_id else None
-    stored = await store.upsert_scored_lead(
-        uow.session, scored, correlation_id=event.correlation_id, lead_captured_at=event.lead_captured_at,
-        now=now, duplicate_of=duplicate_of,
-    )
+    stored = batch.stored(scored, duplicate_of)
     lead = stored.lead
     # A new lead comes back with status "new", like one stored but never routed.
     kept_from: tuple[str, str, str | None] | None = None
     if lead.status == "nurture":
-        return await hand_off_from_nurture(uow, lead, stored.active_ruleset, event, now)
+        return await hand_off_from_nurture(uow, lead, stored.active_ruleset, event, now, batch)
     if lead.status != "new":
         if scored.duplicate_of is None and scored.trigger != "enriched":
             return None
@@ -224,32 +312,34 @@ async def route_scored_lead(event: Event[LeadScored], uow: UnitOfWork[Deps], now
 
     if kept_from is not None:
         kept_id, kept_owner, kept_team = kept_from
-        owner = await store.lock_rep(uow.session, kept_owner) or domain.Rep(id=kept_owner)
+        owner = await batch.rows.lock_rep(kept_owner) or domain.Rep(id=kept_owner)
         decision = domain.kept_owner_decision(kept_id, owner, kept_team, now)
-        return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id)
+        return await apply_decision(uow, lead, decision, event, now, count_kept_owner=kept_id != lead.id,
+                                    batch=batch)
 
     ruleset = await _ruleset(uow, stored.active_ruleset)
     if lead.status == "new" and handoff_rules.holds_in_nurture(ruleset, scored):
         held = handoff_rules.nurture_decision("not an MQL yet: waits in nurture until it becomes one", now,
                                           tier=scored.tier, ruleset_version=ruleset.version if ruleset else None)
-        return await apply_decision(uow, lead, held, event, now)
-    decision = await decide(store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings, ruleset)
-    return await apply_decision(uow, lead, decision, event, now)
+        return await apply_decision(uow, lead, held, event, now, batch=batch)
+    decision = await decide(uow.deps.store, uow.session, domain.LeadFacts.of(scored), now, uow.deps.settings,
+                            ruleset, rows=batch.rows)
+    return await apply_decision(uow, lead, decision, event, now, batch=batch)
 
 
 async def hand_off_from_nurture(
     uow: UnitOfWork[Deps], lead: StoredLead, ruleset_key: RulesetKey | None, event: Event[LeadScored],
-    now: datetime,
+    now: datetime, batch: ScoredBatch,
 ) -> Routed | None:
     """A lead waiting in nurture goes to sales the moment a re-score finds it an MQL (by activities, a
     model change, decay reversing), once the cool-down after the CRM sent it back has passed."""
     if not handoff_rules.ready_for_handoff(lead.scored, lead.handoff_after, now):
         return None
     ruleset = await _ruleset(uow, ruleset_key)
-    store = uow.deps.store
-    decision = await decide(store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings, ruleset)
-    await store.hold_in_nurture_until(uow.session, lead.id, None)
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"))
+    decision = await decide(uow.deps.store, uow.session, domain.LeadFacts.of(lead.scored), now, uow.deps.settings,
+                            ruleset, rows=batch.rows)
+    batch.clear_handoff(lead.id)
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("mql"), batch=batch)
 
 
 async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: datetime) -> Routed | None:
@@ -297,7 +387,7 @@ async def reroute_on_breach(event: Event[LeadSla], uow: UnitOfWork[Deps], now: d
                                       "owner kept", audit, now)
         return None
     reason = "sla_breach_escalation" if decision.outcome == "escalated" else "sla_breach"
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute(reason, current))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute(reason, current), notify=False)
 
 
 async def _retry_queued(
@@ -313,7 +403,7 @@ async def _retry_queued(
         return await _escalate_queued(uow, lead, event, breach_count, decision.audit, now)
     decision.audit["breach_count"] = breach_count
     decision.outcome = "rerouted"
-    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"))
+    return await apply_decision(uow, lead, decision, event, now, reroute=domain.Reroute("sla_breach"), notify=False)
 
 
 async def _escalate_queued(
@@ -331,7 +421,7 @@ async def _escalate_queued(
                                               breach_count=breach_count, audit=audit)
         if decision is not None:
             return await apply_decision(uow, lead, decision, event, now,
-                                        reroute=domain.Reroute("sla_breach_escalation"))
+                                        reroute=domain.Reroute("sla_breach_escalation"), notify=False)
     log.warning("queued lead %s breached its SLA (#%d) and still nobody can take it", lead.id, breach_count)
     await store.record_owner_kept(uow.session, lead, f"SLA breach #{breach_count} in a queue: nobody can take it; "
                                   "it stays queued", audit, now)
@@ -350,28 +440,46 @@ async def apply_decision(
     *,
     reroute: domain.Reroute | None = None,
     count_kept_owner: bool = False,
+    notify: bool = True,
+    batch: ScoredBatch | None = None,
 ) -> Routed:
-    """Write the decision: counters, strategy state, the lead, the audit row, lead.routed, webhooks."""
+    """Write the decision: counters, strategy state, the lead, the audit row, lead.routed, webhooks.
+
+    The new owner is told here, or with ``notify=False`` by the caller with its batch's other owners
+    (``Routed.notice``). With ``batch`` the decision joins the batch's, written at its end."""
     store = uow.deps.store
+    notify = notify and batch is None
     previous_owner = reroute.previous_owner_rep_id if reroute else None
     changes, turn_team_id, rr_last_rep_id = domain.rep_changes(
         decision, now, previous_owner=previous_owner, count_kept_owner=count_kept_owner)
     assignment_id = f"asg_{uuid.uuid4().hex}"
     routed = domain.lead_routed(lead.id, assignment_id, lead.scored, decision, reroute)
     event: Event[LeadRouted] = follow_up(cause, routed, source=SOURCE, subject=lead.id, time=now)
-    await store.write_assignment(uow.session, domain.AssignmentWrite(
-        assignment_id, lead.id, decision, reroute, event.id, now, changes, turn_team_id, rr_last_rep_id))
+    write = domain.AssignmentWrite(
+        assignment_id, lead.id, decision, reroute, event.id, now, changes, turn_team_id, rr_last_rep_id)
+    if batch is not None:
+        await batch.record(write)
+    else:
+        await store.write_assignment(uow.session, write)
     await uow.publish(event)
     refill = decision.outcome == "kept_owner" and not count_kept_owner
     if decision.outcome != "nurture":
         # The CRM hears of hand-offs to sales; a lead held in (or sent back to) nurture is marketing's.
-        await store.enqueue_webhook(uow.session, WebhookRequest(
-            WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id,
-            await lifecycle.routed_data(uow, lead.scored, routed, decision, now), now, event.correlation_id,
+        # In a batch the SLA clock joins the payload when the batch is written (one replica read for all).
+        data = ({**domain.webhook_data(lead.scored, routed, decision, now), "sla": None} if batch is not None
+                else await lifecycle.routed_data(uow, lead.scored, routed, decision, now))
+        webhook = WebhookRequest(
+            WEBHOOK_UPDATE_EVENT_TYPE if refill else WEBHOOK_EVENT_TYPE, lead.id, data, now, event.correlation_id,
             event.lead_captured_at, lifecycle.lead_facts(replace(lead, team_id=domain.decision_team(decision))),
-        ))
-    if not refill:
-        await notify_routed(uow, lead.scored, event, now)
+        )
+        if batch is not None:
+            batch.webhooks.append(webhook)
+            batch.clocks.append((data, routed, now))
+        else:
+            await store.enqueue_webhook(uow.session, webhook)
+    notice = RoutedNotice(lead.scored, event) if not refill else None
+    if notice is not None and notify:
+        await notify_routed(uow, [notice], now)
     uow.deps.metrics.decisions.labels(decision.outcome).inc()
     if decision.outcome == "fallback":
         uow.deps.metrics.fallback.labels(decision.fallback_team or "none").inc()
@@ -379,7 +487,105 @@ async def apply_decision(
     else:
         log.debug("lead %s routed (%s) to %s: %s", lead.id, decision.outcome,
                  decision.rep.id if decision.rep else decision.queue, decision.reason)
-    return Routed(assignment_id, decision, event)
+    return Routed(assignment_id, decision, event, None if notify else notice)
+
+
+# -- a batch of scored leads ------------------------------------------------------------------
+
+
+@dataclass
+class ScoredBatch:
+    """A batch of ``lead.scored`` events as its decisions leave it, in memory until ``write``.
+
+    ``leads`` holds each of the batch's leads as the events before have left it (what the one-by-one
+    path read back from the database), ``rows`` the claimed teams and reps likewise; the decisions'
+    audit rows, webhooks and notifications are kept in the batch's order."""
+
+    uow: UnitOfWork[Deps]
+    rows: RosterRows
+    leads: dict[str, StoredLead]
+    originals: dict[str, tuple[str | None, str | None]]
+    active_ruleset: RulesetKey | None
+    assignments: list[domain.AssignmentWrite] = field(default_factory=list)
+    webhooks: list[WebhookRequest] = field(default_factory=list)
+    notices: list[RoutedNotice] = field(default_factory=list)
+    handoff_cleared: set[str] = field(default_factory=set)
+    first_mql: set[str] = field(default_factory=set)
+    lifecycle_wanted: bool = False
+    # The routed webhooks' payloads still to get their ``sla`` block, with the routing and its time.
+    clocks: list[tuple[dict[str, Any], LeadRouted, datetime]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, events: list[Event[LeadScored]], uow: UnitOfWork[Deps], roster: domain.Roster) -> ScoredBatch:
+        """Store the batch's leads in one statement (each once: its last snapshot, its first correlation)."""
+        first: dict[str, Event[LeadScored]] = {}
+        last: dict[str, LeadScored] = {}
+        for event in events:
+            first.setdefault(event.data.lead_id, event)
+            last[event.data.lead_id] = event.data
+        inputs = [ScoredInput(last[i], first[i].correlation_id, first[i].lead_captured_at) for i in sorted(last)]
+        originals = sorted({e.data.duplicate_of for e in events if e.data.duplicate_of} - set(last))
+        store, session = uow.deps.store, uow.session
+        upserted = await store.upsert_scored_leads(session, inputs, originals, uow.now())
+        return cls(uow, RosterRows(store, session, roster), dict(upserted.leads), upserted.originals,
+                   upserted.active_ruleset)
+
+    def stored(self, scored: LeadScored, duplicate_of: str | None) -> UpsertedLead:
+        """The lead of ``scored`` as the batch's earlier events left it, with the routing of its original."""
+        lead = replace(self.leads[scored.lead_id], scored=scored)
+        original: tuple[str | None, str | None] = (None, None)
+        if duplicate_of in self.leads:
+            known = self.leads[duplicate_of]
+            original = (known.owner_rep_id, known.team_id)
+        elif duplicate_of is not None:
+            original = self.originals.get(duplicate_of, (None, None))
+        return UpsertedLead(lead, original[0], original[1], self.active_ruleset)
+
+    def clear_handoff(self, lead_id: str) -> None:
+        self.handoff_cleared.add(lead_id)
+        self.leads[lead_id] = replace(self.leads[lead_id], handoff_after=None)
+
+    async def record(self, write: domain.AssignmentWrite) -> None:
+        for rep_id in write.rep_changes:
+            await self.rows.lock_rep(rep_id)
+        self.rows.roster.apply(write)
+        self.assignments.append(write)
+        decision = write.decision
+        self.leads[write.lead_id] = replace(
+            self.leads[write.lead_id], status=write.status, owner_rep_id=decision.rep.id if decision.rep else None,
+            team_id=decision.team_id)
+
+    async def mark_lifecycles(self, events: list[Event[LeadScored]]) -> None:
+        """Note the batch's first MQL moments in one statement (before its decisions: it changes nothing
+        they read), and whether anyone subscribes to ``lead.mql`` or ``lead.stage_changed``."""
+        marked: dict[str, bool] = {}
+        for event in events:
+            if event.data.is_mql or lifecycle.stage_changed(event.data):
+                marked[event.data.lead_id] = marked.get(event.data.lead_id, False) or event.data.is_mql
+        self.first_mql, self.lifecycle_wanted = await self.uow.deps.store.mark_lifecycles(
+            self.uow.session, marked, self.uow.now(), event_types=[lifecycle.MQL, lifecycle.STAGE_CHANGED])
+
+    def deliver_scored(self, event: Event[LeadScored], now: datetime) -> None:
+        """``lifecycle.deliver_scored`` for one event of the batch, after its decision."""
+        scored = event.data
+        if not self.lifecycle_wanted or not (scored.is_mql or lifecycle.stage_changed(scored)):
+            return
+        first_mql = scored.is_mql and scored.lead_id in self.first_mql
+        if first_mql:
+            self.first_mql.discard(scored.lead_id)
+        self.webhooks += lifecycle.scored_webhooks(event, self.leads[scored.lead_id].team_id, first_mql, now)
+
+    async def write(self) -> None:
+        """The decisions in one statement, the webhooks in the batch's order in one, then the notifications."""
+        store, session = self.uow.deps.store, self.uow.session
+        roster = self.rows.roster
+        await store.write_decisions(session, DecisionsWrite(
+            self.assignments, roster.changed(), roster.turns, frozenset(self.handoff_cleared)))
+        clocks = await sla_replica.routed_clocks(self.uow, [(routed, at) for _, routed, at in self.clocks])
+        for (data, _, _), clock in zip(self.clocks, clocks, strict=True):
+            data["sla"] = clock
+        await store.enqueue_webhooks(session, self.webhooks)
+        await notify_routed(self.uow, self.notices, self.uow.now())
 
 
 # -- CRM touches ----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ async def routed_data(
 ) -> dict[str, Any]:
     """What the CRM needs to create the record (``domain.webhook_data``), with the SLA clock sla will open
     for the hand-off (``sla``: computed from routing's replica of sla's policies; None when unknown)."""
-    clock = await sla_replica.routed_clock(uow, routed, now)
+    (clock,) = await sla_replica.routed_clocks(uow, [(routed, now)])
     return {**domain.webhook_data(scored, routed, decision, now), "sla": clock}
 
 
@@ -75,25 +75,15 @@ def stage_changed(scored: LeadScored) -> bool:
     return scored.previous_stage is not None and scored.previous_stage != scored.lifecycle_stage
 
 
-async def deliver_scored(event: Event[LeadScored], uow: UnitOfWork[Deps], now: datetime) -> None:
-    """After the lead was routed (or its snapshot refreshed): ``lead.mql`` the first time it is an MQL,
-    ``lead.stage_changed`` whenever its lifecycle stage moved."""
-    scored, store = event.data, uow.deps.store
-    changed = stage_changed(scored)
-    if not scored.is_mql and not changed:
-        return
-    marks = await store.mark_lifecycle(uow.session, scored.lead_id, now, mql=scored.is_mql,
-                                       event_types=[MQL, STAGE_CHANGED])
-    if marks is None or not marks.wanted:
-        return
-    facts = DeliveryFacts(tier=scored.tier, team=marks.team_id, form=scored.form_key)
-    if marks.first_mql:
-        await store.enqueue_webhook(uow.session, WebhookRequest(
-            MQL, scored.lead_id, scored_data(scored, now), now, event.correlation_id, event.lead_captured_at, facts))
-    if changed:
-        await store.enqueue_webhook(uow.session, WebhookRequest(
-            STAGE_CHANGED, scored.lead_id, scored_data(scored, now), now, event.correlation_id,
-            event.lead_captured_at, facts))
+def scored_webhooks(event: Event[LeadScored], team_id: str | None, first_mql: bool, now: datetime
+                    ) -> list[WebhookRequest]:
+    """``lead.mql`` (on the lead's first MQL moment) and ``lead.stage_changed`` for one scored event,
+    to queue in that order (a batch queues its events' together: ``handlers.ScoredBatch``)."""
+    scored = event.data
+    facts = DeliveryFacts(tier=scored.tier, team=team_id, form=scored.form_key)
+    types = [t for t, due in ((MQL, first_mql), (STAGE_CHANGED, stage_changed(scored))) if due]
+    return [WebhookRequest(t, scored.lead_id, scored_data(scored, now), now, event.correlation_id,
+                           event.lead_captured_at, facts) for t in types]
 
 
 def scored_data(scored: LeadScored, now: datetime) -> dict[str, Any]:

@@ -13,6 +13,7 @@ no new clock then); sla's own ``lead.sla.started`` webhook stays the authoritati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,10 +64,17 @@ def clock_terms(routed: LeadRouted, routed_at: datetime, known: ReplicatedPolici
     }
 
 
-async def routed_clock(uow: UnitOfWork[Deps], routed: LeadRouted, routed_at: datetime) -> dict[str, Any] | None:
-    """The ``sla`` block of the ``lead.routed`` webhook (see the module's docstring)."""
-    if routed.nurture or routed.kept_owner:
-        return None
-    known = await uow.deps.sla_replica.policies_for(uow.session, routed.tier or FALLBACK_TIER,
-                                                    routed.owner.rep_id if routed.owner else None)
-    return clock_terms(routed, routed_at, known)
+async def routed_clocks(
+    uow: UnitOfWork[Deps], routings: Sequence[tuple[LeadRouted, datetime]]
+) -> list[dict[str, Any] | None]:
+    """The ``sla`` block of each ``lead.routed`` webhook (see the module's docstring), from one read of the
+    replica for them all."""
+    opening = [(routed, at) for routed, at in routings if not (routed.nurture or routed.kept_owner)]
+    if not opening:
+        return [None] * len(routings)
+    tiers = sorted({routed.tier or FALLBACK_TIER for routed, _ in opening})
+    owners = sorted({routed.owner.rep_id for routed, _ in opening if routed.owner})
+    known = await uow.deps.sla_replica.snapshot(uow.session, tiers, owners)
+    return [clock_terms(routed, at, known.for_lead(routed.tier or FALLBACK_TIER,
+                                                   routed.owner.rep_id if routed.owner else None))
+            for routed, at in routings]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,14 +24,16 @@ INSERT INTO sla_calendar_replica (rep_id, business_hours, changed_at) VALUES ($1
 ON CONFLICT (rep_id) DO UPDATE SET business_hours = EXCLUDED.business_hours, changed_at = EXCLUDED.changed_at
 WHERE sla_calendar_replica.changed_at <= EXCLUDED.changed_at
 """
-# One round trip per hand-off: whether any policy was replicated yet, the tier's live policies, and the
-# owner's own calendar.
-_POLICIES_FOR = """
+# One round trip per batch of hand-offs: whether any policy was replicated yet, the tiers' live policies,
+# and the owners' own calendars.
+_SNAPSHOT = """
 SELECT EXISTS (SELECT 1 FROM sla_policy_replica) AS replicated,
-       (SELECT business_hours FROM sla_calendar_replica WHERE rep_id = $2) AS owner_hours,
+       coalesce((SELECT jsonb_object_agg(rep_id, business_hours) FROM sla_calendar_replica
+                 WHERE rep_id = ANY($2::text[]) AND business_hours IS NOT NULL), '{}'::jsonb) AS owner_hours,
        coalesce((SELECT jsonb_agg(jsonb_build_object('policy_id', policy_id, 'terms', terms) ORDER BY policy_id)
                  FROM sla_policy_replica
-                 WHERE tier = $1 AND terms IS NOT NULL AND (terms ->> 'active')::boolean), '[]'::jsonb) AS policies
+                 WHERE tier = ANY($1::text[]) AND terms IS NOT NULL AND (terms ->> 'active')::boolean),
+                '[]'::jsonb) AS policies
 """
 
 
@@ -41,6 +44,19 @@ class ReplicatedPolicies:
     replicated: bool  # False until the first policy record arrives: routing knows nothing of sla's policies
     policies: list[tuple[str, SlaPolicyTerms]]
     owner_hours: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ReplicaSnapshot:
+    """What the replica knows for a batch's clocks: the asked tiers' active policies, the owners' calendars."""
+
+    replicated: bool
+    policies: list[tuple[str, SlaPolicyTerms]]
+    owner_hours: dict[str, dict[str, Any]]
+
+    def for_lead(self, tier: str, rep_id: str | None) -> ReplicatedPolicies:
+        return ReplicatedPolicies(self.replicated, [(i, terms) for i, terms in self.policies if terms.tier == tier],
+                                  self.owner_hours.get(rep_id) if rep_id else None)
 
 
 class SlaReplicaStore:
@@ -58,15 +74,14 @@ class SlaReplicaStore:
         stored = json.dumps(business_hours) if business_hours is not None else None
         await conn.execute(_UPSERT_CALENDAR, rep_id, stored, changed_at)
 
-    async def policies_for(self, session: AsyncSession, tier: str, rep_id: str | None) -> ReplicatedPolicies:
+    async def snapshot(self, session: AsyncSession, tiers: Sequence[str], rep_ids: Sequence[str]) -> ReplicaSnapshot:
         conn = await driver_connection(session)
-        row = await conn.fetchrow(_POLICIES_FOR, tier, rep_id)
+        row = await conn.fetchrow(_SNAPSHOT, list(tiers), list(rep_ids))
         if row is None:  # a SELECT without FROM always answers one row
             raise RuntimeError("the replica's policy query answered no row")
-        policies = _json(row["policies"])
-        return ReplicatedPolicies(
+        return ReplicaSnapshot(
             replicated=row["replicated"],
-            policies=[(p["policy_id"], SlaPolicyTerms.model_validate(p["terms"])) for p in policies],
+            policies=[(p["policy_id"], SlaPolicyTerms.model_validate(p["terms"])) for p in _json(row["policies"])],
             owner_hours=_json(row["owner_hours"]),
         )
 

@@ -2,9 +2,10 @@
 
 The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
 a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg, and a
-lead is routed in a handful of statements (upsert the lead, lock the team and its reps, write the
-decision), see docs/performance.md. Fairness lives in PostgreSQL: a team's row is locked while its
-rotation advances, and the reps' counters are updated under their row locks, so replicas never race.
+batch of scored leads is routed in nine statements whatever its size (lock its leads, teams and reps,
+store the leads, note MQL moments, write the decisions, queue the webhooks, read the owners' channels),
+see docs/performance.md. Fairness lives in PostgreSQL: a team's row is locked while its rotation
+advances, and the reps' counters are updated under their row locks, so replicas never race.
 The admin routes' statements are SQLAlchemy Core, as they were.
 """
 
@@ -23,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import LeadScored
 from leadflow_kit.db import driver_connection
-from leadflow_kit.webhooks import DeliveryFacts, enqueue_webhook, subscription_patterns, subscription_table
+from leadflow_kit.webhooks import (
+    WebhookToQueue,
+    enqueue_webhook,
+    enqueue_webhooks,
+    subscription_patterns,
+    subscription_table,
+)
 from leadflow_routing import domain
 from leadflow_routing.schemas import (
     QueueCreate,
@@ -81,44 +88,81 @@ WITH locked AS (SELECT id, owner_rep_id FROM lead WHERE id = ANY($1::text[]) ORD
 SELECT owner_rep_id FROM locked WHERE owner_rep_id IS NOT NULL
 UNION SELECT owner_rep_id FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
 """
-LOCK_TEAMS = "SELECT id FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+LOCK_TEAMS = f"SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 # The reps named, every rep of the teams named and, with $3, the teams' managers.
-LOCK_REPS = """
-SELECT id FROM rep
+LOCK_REPS = f"""
+SELECT {REP_SELECT} FROM rep
 WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
     OR ($3 AND id IN (SELECT manager_rep_id FROM team WHERE id = ANY($1::text[])))
 ORDER BY id FOR UPDATE
 """
 
-# The lead's snapshot is stored (inserted, or its data refreshed) and row-locked by the conflict, and
-# the same statement reads what routing needs next: the row as it was (an update leaves status,
-# owner and team alone), the owner of the lead it duplicates, and which ruleset version is active.
-# It runs after the batch's rows are locked (see handlers), so it sees every earlier decision about
-# them.
-UPSERT_SCORED_LEAD = """
-INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
-VALUES ($1, $2::jsonb, $3, $4, $5, $5)
-ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
-RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after,
-    (SELECT original.owner_rep_id FROM lead original WHERE original.id = $6) AS original_owner_rep_id,
-    (SELECT original.team_id FROM lead original WHERE original.id = $6) AS original_team_id,
-    (SELECT version FROM routing_ruleset WHERE active) AS ruleset_version,
-    (SELECT created_at FROM routing_ruleset WHERE active) AS ruleset_created_at
+# A batch's scored leads stored in one statement, each once (the data of its batch's last event, the
+# correlation of its first, as one upsert per event leaves them), row-locked by the conflict; it returns
+# each row as it was before (an update leaves status, owner and team alone), then the owners and teams
+# of the leads they duplicate ($6, read as the statement starts), and the active rule set's version.
+UPSERT_SCORED_LEADS = """
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[])
+        AS g(id, data, correlation_id, lead_captured_at)
+), stored AS (
+    INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
+    SELECT id, data, correlation_id, lead_captured_at, $5, $5 FROM given ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+    RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after
+), active AS (SELECT version, created_at FROM routing_ruleset WHERE active)
+SELECT true AS stored, s.*, a.version AS ruleset_version, a.created_at AS ruleset_created_at
+FROM stored s LEFT JOIN active a ON true
+UNION ALL
+SELECT false, id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after,
+    NULL, NULL
+FROM lead WHERE id = ANY($6::text[])
+"""
+
+# A batch's decisions in one statement, each table once: the reps' counters and credits as the batch
+# left them (its rows are locked, so the values computed in memory are the truth), the teams' turns, each
+# lead's last decision, and every decision's audit row in order.
+WRITE_DECISIONS = """
+WITH rep_change AS (
+    UPDATE rep SET open_leads = c.open_leads, assigned_today = c.assigned_today, assigned_day = c.assigned_day,
+        last_assigned_at = c.last_assigned_at, rr_credit = c.rr_credit
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::date[], $5::timestamptz[], $6::bigint[])
+        AS c(id, open_leads, assigned_today, assigned_day, last_assigned_at, rr_credit)
+    WHERE rep.id = c.id
+), team_turn AS (
+    UPDATE team SET assignments = team.assignments + t.turns, rr_last_rep_id = coalesce(t.last_rep, team.rr_last_rep_id)
+    FROM unnest($7::text[], $8::int[], $9::text[]) AS t(id, turns, last_rep)
+    WHERE team.id = t.id
+), lead_change AS (
+    UPDATE lead SET owner_rep_id = l.owner_rep_id, team_id = l.team_id, queue = l.queue, status = l.status,
+        last_assignment_id = l.assignment_id, routed_at = l.at, updated_at = l.at,
+        handoff_after = CASE WHEN l.clear_handoff THEN NULL ELSE lead.handoff_after END
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[],
+                $17::boolean[]) AS l(id, owner_rep_id, team_id, queue, status, assignment_id, at, clear_handoff)
+    WHERE lead.id = l.id
+)
+INSERT INTO assignment (id, lead_id, outcome, rep_id, team_id, queue, reason, rule_id, ruleset_version,
+    strategy, reroute, reroute_reason, previous_owner_rep_id, escalated, audit, event_id, created_at)
+SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
+    $25::text[], $26::int[], $27::text[], $28::boolean[], $29::text[], $30::text[], $31::boolean[], $32::jsonb[],
+    $33::text[], $34::timestamptz[])
+"""
+
+# The batch's leads' first MQL moments noted once (lead.mql is sent once), and whether anyone subscribes
+# to the lifecycle types at all; a lead with several events of the batch is one row ($2: any was an MQL).
+MARK_LIFECYCLES = """
+WITH given AS (SELECT * FROM unnest($1::text[], $2::boolean[]) AS g(id, mql)),
+before AS (SELECT lead.id, lead.mql_notified_at FROM lead JOIN given USING (id) ORDER BY lead.id FOR UPDATE OF lead)
+UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN given.mql THEN $3::timestamptz END)
+FROM before JOIN given USING (id) WHERE lead.id = before.id
+RETURNING lead.id, given.mql AND before.mql_notified_at IS NULL AS first_mql,
+    EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $4::varchar[]) AS wanted
 """
 
 # Any subscription (disabled ones hold their deliveries) to one of the patterns.
 WEBHOOK_WANTED = (
     "SELECT EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $1::varchar[])"
 )
-# The first time a lead is an MQL is noted once; the same statement reads its team and whether anyone
-# subscribes to the lifecycle types at all, so a lead nobody listens for costs this one statement.
-MARK_LIFECYCLE = """
-WITH before AS (SELECT id, mql_notified_at FROM lead WHERE id = $1 FOR UPDATE)
-UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN $3 THEN $2::timestamptz END)
-FROM before WHERE lead.id = before.id
-RETURNING lead.team_id, $3 AND before.mql_notified_at IS NULL AS first_mql,
-    EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $4::varchar[]) AS wanted
-"""
 
 # Everything a decision changes, in one statement: the reps' counters and credits, the team's turn,
 # the lead, and the audit row. Each table is written once (of two updates of one row in one
@@ -269,6 +313,36 @@ class UpsertedLead:
 
 
 @dataclass(frozen=True)
+class ScoredInput:
+    """A lead as a batch stores it: its last event's snapshot, its first event's correlation."""
+
+    scored: LeadScored
+    correlation_id: str | None
+    lead_captured_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UpsertedBatch:
+    """A batch's scored leads as they were before it (their snapshots the batch's), the owners and teams
+    of the other leads they duplicate, and the active rule set."""
+
+    leads: dict[str, StoredLead]
+    originals: dict[str, tuple[str | None, str | None]]
+    active_ruleset: RulesetKey | None
+
+
+@dataclass(frozen=True)
+class DecisionsWrite:
+    """A batch's decisions: each one's audit row (in order), the reps and teams as the batch left them,
+    and the leads whose nurture cool-down a hand-off ended."""
+
+    assignments: Sequence[domain.AssignmentWrite]
+    reps: Sequence[domain.Rep]
+    turns: Mapping[str, domain.TeamTurns]
+    handoff_cleared: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Touch:
     id: str
     lead_id: str
@@ -283,26 +357,8 @@ class Touch:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class WebhookRequest:
-    """A CRM webhook to queue for every subscription to ``event_type``."""
-
-    event_type: str
-    lead_id: str
-    data: Mapping[str, Any]
-    now: datetime
-    correlation_id: str | None
-    lead_captured_at: datetime | None
-    facts: DeliveryFacts | None = None
-
-
-@dataclass(frozen=True)
-class LifecycleMarks:
-    """What the lead.mql and lead.stage_changed webhooks need of the stored lead."""
-
-    team_id: str | None
-    first_mql: bool
-    wanted: bool
+# A CRM webhook to queue for every subscription to its ``event_type`` (the kit's type).
+WebhookRequest = WebhookToQueue
 
 
 @dataclass(frozen=True)
@@ -464,6 +520,22 @@ def _write_decision_args(write: domain.AssignmentWrite) -> tuple[Any, ...]:
     )
 
 
+def _write_decisions_args(write: DecisionsWrite) -> tuple[Any, ...]:
+    reps, turns = write.reps, sorted(write.turns.items())
+    last: dict[str, domain.AssignmentWrite] = {a.lead_id: a for a in write.assignments}
+    leads = sorted(last.values(), key=lambda a: a.lead_id)
+    rows = [_write_decision_args(a)[:17] for a in write.assignments]
+    return (
+        [r.id for r in reps], [r.open_leads for r in reps], [r.assigned_today for r in reps],
+        [r.assigned_day for r in reps], [r.last_assigned_at for r in reps], [r.rr_credit for r in reps],
+        [team_id for team_id, _ in turns], [t.count for _, t in turns], [t.rr_last_rep_id for _, t in turns],
+        [a.lead_id for a in leads], [a.decision.rep.id if a.decision.rep else None for a in leads],
+        [a.decision.team_id for a in leads], [a.decision.queue for a in leads], [a.status for a in leads],
+        [a.assignment_id for a in leads], [a.at for a in leads], [a.lead_id in write.handoff_cleared for a in leads],
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+
+
 class RoutingStore:
     """Routing's database: leads, reps, teams, queues, rule sets, assignments and touches."""
 
@@ -486,30 +558,42 @@ class RoutingStore:
 
     async def lock_routing_rows(
         self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str], *, managers: bool
-    ) -> None:
+    ) -> domain.Roster:
         """Lock the teams, then their reps and the reps named (with ``managers``, the teams' managers
-        too), each by id: the order every routing transaction takes them in."""
+        too), each by id: the order every routing transaction takes them in. Returns them as read."""
+        roster = domain.Roster(team_ids=set(team_ids))
         if not team_ids and not rep_ids:
-            return
+            return roster
         conn = await driver_connection(session)
         if team_ids:
-            await conn.execute(LOCK_TEAMS, list(team_ids))
-        await conn.execute(LOCK_REPS, list(team_ids), list(rep_ids), managers)
+            roster.teams.update((row["id"], team_from_row(row)) for row in await conn.fetch(LOCK_TEAMS, list(team_ids)))
+        roster.reps.update((row["id"], rep_from_row(row))
+                           for row in await conn.fetch(LOCK_REPS, list(team_ids), list(rep_ids), managers))
+        return roster
 
-    async def upsert_scored_lead(
-        self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,
-        lead_captured_at: datetime | None, now: datetime, duplicate_of: str | None,
-    ) -> UpsertedLead:
-        """Store the lead's snapshot (row-locked until the transaction ends)."""
+    async def upsert_scored_leads(
+        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime
+    ) -> UpsertedBatch:
+        """Store a batch's leads (each once; row-locked until the transaction ends), in one statement."""
         conn = await driver_connection(session)
-        row = await conn.fetchrow(UPSERT_SCORED_LEAD, scored.lead_id, scored.model_dump_json(),
-                                  correlation_id, lead_captured_at, now, duplicate_of)
-        assert row is not None  # an upsert returns its row
-        version, created_at = row["ruleset_version"], row["ruleset_created_at"]
-        return UpsertedLead(
-            lead_from_row(row, scored), row["original_owner_rep_id"], row["original_team_id"],
-            RulesetKey(version, created_at) if version is not None and created_at is not None else None,
-        )
+        rows = await conn.fetch(
+            UPSERT_SCORED_LEADS, [i.scored.lead_id for i in leads], [i.scored.model_dump_json() for i in leads],
+            [i.correlation_id for i in leads], [i.lead_captured_at for i in leads], now, list(original_ids))
+        given = {i.scored.lead_id: i.scored for i in leads}
+        stored = [row for row in rows if row["stored"]]
+        key = None
+        if stored and stored[0]["ruleset_version"] is not None and stored[0]["ruleset_created_at"] is not None:
+            key = RulesetKey(stored[0]["ruleset_version"], stored[0]["ruleset_created_at"])
+        return UpsertedBatch({row["id"]: lead_from_row(row, given[row["id"]]) for row in stored},
+                             {row["id"]: (row["owner_rep_id"], row["team_id"]) for row in rows if not row["stored"]},
+                             key)
+
+    async def write_decisions(self, session: AsyncSession, write: DecisionsWrite) -> None:
+        """A batch's decisions in one statement (``WRITE_DECISIONS``)."""
+        if not write.assignments:
+            return
+        conn = await driver_connection(session)
+        await conn.execute(WRITE_DECISIONS, *_write_decisions_args(write))
 
     async def lock_lead(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
         conn = await driver_connection(session)
@@ -580,6 +664,10 @@ class RoutingStore:
             correlation_id=webhook.correlation_id, lead_captured_at=webhook.lead_captured_at, facts=webhook.facts,
         )
 
+    async def enqueue_webhooks(self, session: AsyncSession, webhooks: Sequence[WebhookRequest]) -> None:
+        """``enqueue_webhook`` for each of ``webhooks``, in their order, in one statement."""
+        await enqueue_webhooks(session, webhooks)
+
     # -- lifecycle webhooks (lifecycle.py) --
 
     async def webhook_wanted(self, session: AsyncSession, event_types: Sequence[str]) -> bool:
@@ -588,14 +676,17 @@ class RoutingStore:
         wanted: bool = await conn.fetchval(WEBHOOK_WANTED, _patterns(event_types))
         return wanted
 
-    async def mark_lifecycle(
-        self, session: AsyncSession, lead_id: str, now: datetime, *, mql: bool, event_types: Sequence[str]
-    ) -> LifecycleMarks | None:
-        """Note the lead's first MQL moment (with ``mql``); its team, whether this was that first
-        moment, and whether any subscription wants ``event_types``. None for a lead never stored."""
+    async def mark_lifecycles(
+        self, session: AsyncSession, leads: Mapping[str, bool], now: datetime, *, event_types: Sequence[str]
+    ) -> tuple[set[str], bool]:
+        """Note the first MQL moment of a batch's leads (lead id: whether an event of it was an MQL) in one
+        statement; the leads whose first MQL moment this was, and whether any subscription wants
+        ``event_types``."""
+        if not leads:
+            return set(), False
         conn = await driver_connection(session)
-        row = await conn.fetchrow(MARK_LIFECYCLE, lead_id, now, mql, _patterns(event_types))
-        return LifecycleMarks(row["team_id"], row["first_mql"], row["wanted"]) if row else None
+        rows = await conn.fetch(MARK_LIFECYCLES, list(leads), list(leads.values()), now, _patterns(event_types))
+        return {row["id"] for row in rows if row["first_mql"]}, any(row["wanted"] for row in rows)
 
     async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
         """The stored lead, read without a lock (for a webhook's filters and payload)."""

@@ -3,14 +3,14 @@ dicts, with the same effects as its SQL (counters, credits, the round-robin curs
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import LeadScored, SlaPolicyTerms
+from leadflow_contracts import SlaPolicyTerms
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_routing import domain
@@ -19,16 +19,17 @@ from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.messages import Recipient
 from leadflow_routing.notifications.store import NewNotification, NotificationStore, StoredLeadNotice
 from leadflow_routing.settings import Settings
-from leadflow_routing.sla_replica_store import ReplicatedPolicies, SlaReplicaStore
+from leadflow_routing.sla_replica_store import ReplicaSnapshot, SlaReplicaStore
 from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.store import (
-    LifecycleMarks,
+    DecisionsWrite,
     RoutingStore,
     RulesetCache,
     RulesetKey,
+    ScoredInput,
     StoredLead,
     Touch,
-    UpsertedLead,
+    UpsertedBatch,
     WebhookRequest,
 )
 
@@ -56,6 +57,7 @@ class FakeRoutingStore(RoutingStore):
         self.created_queues: set[str] = set()
         self.sla_seen: dict[str, SlaSeen] = {}
         self.sla_replica = FakeSlaReplicaStore()
+        self.decision_writes = 0  # batches' WRITE_DECISIONS statements
 
     # -- arranging --
 
@@ -84,20 +86,45 @@ class FakeRoutingStore(RoutingStore):
 
     async def lock_routing_rows(
         self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str], *, managers: bool
-    ) -> None:
+    ) -> domain.Roster:
         self.claimed.append((list(team_ids), list(rep_ids), managers))
+        roster = domain.Roster(team_ids=set(team_ids))
+        roster.teams.update((t, self.teams[t]) for t in team_ids if t in self.teams)
+        named = set(rep_ids) | {self.teams[t].manager_rep_id or "" for t in team_ids if managers and t in self.teams}
+        roster.reps.update((r.id, r) for r in self.reps.values() if r.id in named or r.team_id in team_ids)
+        return roster
 
-    async def upsert_scored_lead(
-        self, session: AsyncSession, scored: LeadScored, *, correlation_id: str | None,
-        lead_captured_at: datetime | None, now: datetime, duplicate_of: str | None,
-    ) -> UpsertedLead:
-        known = self.leads.get(scored.lead_id)
-        lead = replace(known, scored=scored) if known is not None else StoredLead(
-            scored.lead_id, scored, correlation_id, lead_captured_at, "new", None, None, 0)
-        self.leads[lead.id] = lead
-        original = self.leads.get(duplicate_of) if duplicate_of else None
-        return UpsertedLead(lead, original.owner_rep_id if original else None,
-                            original.team_id if original else None, await self.active_ruleset_key(session))
+    async def upsert_scored_leads(
+        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime
+    ) -> UpsertedBatch:
+        before = {i.scored.lead_id: self.leads.get(i.scored.lead_id) for i in leads}
+        originals = {o: (self.leads[o].owner_rep_id, self.leads[o].team_id) for o in original_ids if o in self.leads}
+        for i in leads:
+            known = before[i.scored.lead_id]
+            self.leads[i.scored.lead_id] = replace(known, scored=i.scored) if known is not None else StoredLead(
+                i.scored.lead_id, i.scored, i.correlation_id, i.lead_captured_at, "new", None, None, 0)
+        return UpsertedBatch({i: self.leads[i] for i in before}, originals, await self.active_ruleset_key(session))
+
+    async def write_decisions(self, session: AsyncSession, write: DecisionsWrite) -> None:
+        self.decision_writes += 1
+        for rep in write.reps:
+            self.reps[rep.id] = rep
+        for team_id, turns in write.turns.items():
+            team = self.teams[team_id]
+            self.teams[team_id] = replace(team, rr_last_rep_id=turns.rr_last_rep_id or team.rr_last_rep_id)
+            self.team_assignments[team_id] = self.team_assignments.get(team_id, 0) + turns.count
+        for assignment in write.assignments:
+            self._write_lead(assignment)
+        for lead_id in write.handoff_cleared:
+            self.leads[lead_id] = replace(self.leads[lead_id], handoff_after=None)
+
+    def _write_lead(self, write: domain.AssignmentWrite) -> None:
+        decision = write.decision
+        self.leads[write.lead_id] = replace(
+            self.leads[write.lead_id], status=write.status, owner_rep_id=decision.rep.id if decision.rep else None,
+            team_id=decision.team_id)
+        self.queues[write.lead_id] = decision.queue
+        self.assignments.append(write)
 
     async def lock_lead(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
         return self.leads.get(lead_id)
@@ -130,17 +157,12 @@ class FakeRoutingStore(RoutingStore):
 
     async def write_assignment(self, session: AsyncSession, write: domain.AssignmentWrite) -> None:
         for rep_id, change in write.rep_changes.items():
-            self.reps[rep_id] = _changed(self.reps[rep_id], change, write.at)
+            self.reps[rep_id] = domain.changed_rep(self.reps[rep_id], change, write.at)
         if write.turn_team_id is not None and write.turn_team_id in self.teams:
             team = self.teams[write.turn_team_id]
             self.teams[team.id] = replace(team, rr_last_rep_id=write.rr_last_rep_id or team.rr_last_rep_id)
             self.team_assignments[team.id] = self.team_assignments.get(team.id, 0) + 1
-        decision = write.decision
-        self.leads[write.lead_id] = replace(
-            self.leads[write.lead_id], status=write.status, owner_rep_id=decision.rep.id if decision.rep else None,
-            team_id=decision.team_id)
-        self.queues[write.lead_id] = decision.queue
-        self.assignments.append(write)
+        self._write_lead(write)
 
     async def hold_in_nurture_until(self, session: AsyncSession, lead_id: str, until: datetime | None) -> None:
         self.leads[lead_id] = replace(self.leads[lead_id], handoff_after=until)
@@ -152,6 +174,9 @@ class FakeRoutingStore(RoutingStore):
 
     async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
         self.webhooks.append(webhook)
+
+    async def enqueue_webhooks(self, session: AsyncSession, webhooks: Sequence[WebhookRequest]) -> None:
+        self.webhooks += webhooks
 
     # -- queues people work --
 
@@ -172,16 +197,12 @@ class FakeRoutingStore(RoutingStore):
     async def webhook_wanted(self, session: AsyncSession, event_types: Sequence[str]) -> bool:
         return bool(self.subscribed & set(event_types))
 
-    async def mark_lifecycle(
-        self, session: AsyncSession, lead_id: str, now: datetime, *, mql: bool, event_types: Sequence[str]
-    ) -> LifecycleMarks | None:
-        lead = self.leads.get(lead_id)
-        if lead is None:
-            return None
-        first_mql = mql and lead_id not in self.mql_notified
-        if mql:
-            self.mql_notified.add(lead_id)
-        return LifecycleMarks(lead.team_id, first_mql, bool(self.subscribed & set(event_types)))
+    async def mark_lifecycles(
+        self, session: AsyncSession, leads: Mapping[str, bool], now: datetime, *, event_types: Sequence[str]
+    ) -> tuple[set[str], bool]:
+        first = {lead_id for lead_id, mql in leads.items() if mql and lead_id not in self.mql_notified}
+        self.mql_notified |= {lead_id for lead_id, mql in leads.items() if mql}
+        return first, bool(leads) and bool(self.subscribed & set(event_types))
 
     async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
         return self.leads.get(lead_id)
@@ -208,11 +229,15 @@ class FakeNotificationStore(NotificationStore):
         self.routing = routing
         self.recipients: dict[str, Recipient] = {}
         self.queued: list[NewNotification] = []
+        # The rep ids each read of the reps' channels asked for.
+        self.recipient_reads: list[list[str]] = []
 
-    async def recipient(self, session: AsyncSession, rep_id: str) -> Recipient | None:
-        found = self.recipients.get(rep_id)
-        rep = self.routing.reps.get(rep_id)
-        return found.model_copy(update={"team_id": rep.team_id}) if found and rep else found
+    async def recipients_of(self, session: AsyncSession, rep_ids: Collection[str]) -> dict[str, Recipient]:
+        self.recipient_reads.append(sorted(rep_ids))
+        found = {rep_id: self.recipients[rep_id] for rep_id in rep_ids
+                 if rep_id in self.recipients and self.recipients[rep_id].channels}
+        return {rep_id: recipient.model_copy(update={"team_id": self.routing.reps[rep_id].team_id})
+                if rep_id in self.routing.reps else recipient for rep_id, recipient in found.items()}
 
     async def lead_for_notice(self, session: AsyncSession, lead_id: str) -> StoredLeadNotice | None:
         lead = self.routing.leads.get(lead_id)
@@ -229,6 +254,7 @@ class FakeSlaReplicaStore(SlaReplicaStore):
     def __init__(self) -> None:
         self.policies: dict[str, tuple[SlaPolicyTerms | None, datetime]] = {}
         self.calendars: dict[str, tuple[dict[str, Any] | None, datetime]] = {}
+        self.reads = 0
 
     async def save_policy(
         self, session: AsyncSession, policy_id: str, terms: SlaPolicyTerms | None, changed_at: datetime
@@ -242,22 +268,16 @@ class FakeSlaReplicaStore(SlaReplicaStore):
         if rep_id not in self.calendars or self.calendars[rep_id][1] <= changed_at:
             self.calendars[rep_id] = (business_hours, changed_at)
 
-    async def policies_for(self, session: AsyncSession, tier: str, rep_id: str | None) -> ReplicatedPolicies:
+    async def snapshot(self, session: AsyncSession, tiers: Sequence[str], rep_ids: Sequence[str]) -> ReplicaSnapshot:
+        self.reads += 1
         live = sorted((policy_id, terms) for policy_id, (terms, _) in self.policies.items()
-                      if terms is not None and terms.tier == tier and terms.active)
-        owner_hours = self.calendars.get(rep_id, (None, None))[0] if rep_id else None
-        return ReplicatedPolicies(replicated=bool(self.policies), policies=live, owner_hours=owner_hours)
-
-
-def _changed(rep: domain.Rep, change: domain.RepChange, at: datetime) -> domain.Rep:
-    """What WRITE_DECISION does to one rep's row."""
-    if change.counted_on is not None:
-        today = rep.assigned_today + 1 if rep.assigned_day == change.counted_on else 1
-        rep = replace(rep, open_leads=rep.open_leads + 1, assigned_today=today, assigned_day=change.counted_on,
-                      last_assigned_at=at)
-    elif change.released:
-        rep = replace(rep, open_leads=max(rep.open_leads - 1, 0))
-    return replace(rep, rr_credit=change.credit) if change.credit is not None else rep
+                      if terms is not None and terms.tier in tiers and terms.active)
+        hours: dict[str, dict[str, Any]] = {}
+        for rep_id in rep_ids:
+            calendar = self.calendars.get(rep_id, (None, None))[0]
+            if calendar is not None:
+                hours[rep_id] = calendar
+        return ReplicaSnapshot(replicated=bool(self.policies), policies=live, owner_hours=hours)
 
 
 def fake_deps(store: FakeRoutingStore | None = None, **settings: Any) -> Deps:

@@ -121,6 +121,29 @@ async def test_a_rep_without_channels_a_queued_lead_and_a_repeat_fill_queue_noth
     assert len(store.notifications.queued) == 1
 
 
+async def test_a_batch_reads_its_owners_channels_once_and_only_owners_with_channels_are_told() -> None:
+    store = FakeRoutingStore()
+    sales_team(store)
+    store.notifications.recipients["rep-b"] = recipient("rep-b", "email")
+    store.notifications.recipients["rep-c"] = recipient("rep-c")  # settings, but no channel
+
+    events = await route(store, *(scored(f"lead-{n}") for n in range(1, 7)))
+
+    assert store.notifications.recipient_reads == [["rep-a", "rep-b", "rep-c"]]
+    assert [(n.content.rep_id, n.content.lead_id) for n in store.notifications.queued] == [
+        ("rep-b", "lead-2"), ("rep-b", "lead-5")]
+    assert {n.cause_event_id for n in store.notifications.queued} == {events[1].id, events[4].id}
+
+
+async def test_a_batch_where_nobody_gets_an_owner_reads_no_channels() -> None:
+    store = FakeRoutingStore()
+    sales_team(store, Rep("rep-a", active=False))
+
+    await route(store, scored(), scored("lead-2"))
+
+    assert store.notifications.recipient_reads == []
+
+
 async def test_a_reroute_tells_the_new_owner_the_lead_was_reassigned_to_them() -> None:
     store = FakeRoutingStore()
     sales_team(store)

@@ -381,3 +381,56 @@ async def test_a_touch_on_an_unknown_lead_is_refused() -> None:
 
     with pytest.raises(handlers.UnknownLead):
         await handlers.record_touch(uow, handlers.CrmTouch("nobody", "contacted"))
+
+
+# -- a batch decides as one by one ----------------------------------------------------------
+
+
+def _mixed_batch() -> list[Event[LeadScored]]:
+    """Leads of two teams (one weighted, capped at two a day per rep), account owners, a repeat fill, a
+    duplicate of an earlier lead of the batch, and a re-score with a stage change."""
+    events = [scored(f"lead-{n}", country="DE" if n % 3 == 0 else "US", owner="rep-owner" if n == 4 else None)
+              for n in range(12)]
+    rescore = events[1].data.model_copy(update={"trigger": "activity", "previous_stage": "lead"})
+    return [*events[:6], events[1].model_copy(update={"id": "again", "data": rescore}),
+            scored("dup-3", duplicate_of="lead-3"), scored("lead-1", form_key="pricing"), *events[6:]]
+
+
+def _arrange(store: FakeRoutingStore) -> None:
+    sales_team(store)
+    store.add_team(Team("de", strategy="weighted"), Rep("rep-x", weight=2, daily_capacity=2),
+                   Rep("rep-y", daily_capacity=2))
+    store.add_team(Team("owners"), Rep("rep-owner"))
+    store.activate(Rule("germany", conditions=(Condition("country", "eq", "DE"),), team_id="de"),
+                   Rule("everyone", team_id="sales"))
+    store.subscribed = {"lead.routed", "lead.updated", "lead.mql", "lead.stage_changed"}
+
+
+def _state(store: FakeRoutingStore) -> dict[str, Any]:
+    return {
+        "leads": store.leads, "reps": store.reps, "teams": store.teams, "turns": store.team_assignments,
+        "queues": store.queues, "mql": store.mql_notified,
+        "assignments": [(a.lead_id, a.decision.outcome, a.decision.rep.id if a.decision.rep else None,
+                         a.decision.queue, a.decision.audit) for a in store.assignments],
+        "webhooks": [(w.event_type, w.lead_id, w.facts) for w in store.webhooks],
+    }
+
+
+async def test_a_batch_decides_and_writes_what_its_events_one_by_one_would_with_one_write() -> None:
+    alone, together = FakeRoutingStore(), FakeRoutingStore()
+    _arrange(alone)
+    _arrange(together)
+    events = _mixed_batch()
+
+    one_by_one = [owners(await route(alone, event)) for event in events]
+    batched = owners(await route(together, *events))
+
+    assert batched == [owner for owned in one_by_one for owner in owned]
+    assert _state(together) == _state(alone)
+    assert together.decision_writes == 1 and alone.decision_writes == len(events)
+    de = [together.leads[f"lead-{n}"].owner_rep_id for n in range(0, 12, 3)]
+    # Weighted 2:1; then both are at their daily capacity (dup-3 kept lead-3's owner, rep-y, and counts).
+    assert de == ["rep-x", "rep-y", "rep-x", None]
+    assert together.leads["dup-3"].owner_rep_id == together.leads["lead-3"].owner_rep_id
+    assert together.leads["lead-4"].owner_rep_id == "rep-owner"
+    assert ("lead.stage_changed", "lead-1") in [(w[0], w[1]) for w in _state(together)["webhooks"]]

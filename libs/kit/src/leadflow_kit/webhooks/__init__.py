@@ -1,6 +1,7 @@
 """Outgoing webhooks per the Standard Webhooks spec, delivered durably from the database.
 
-A service enqueues a delivery in the same transaction as the business change (``enqueue_webhook``);
+A service enqueues a delivery in the same transaction as the business change (``enqueue_webhook``, or
+``enqueue_webhooks`` for a batch's in one statement);
 ``WebhookDispatcher`` claims due rows with ``FOR UPDATE SKIP LOCKED``, signs them (``webhook-id`` /
 ``webhook-timestamp`` / ``webhook-signature``, HMAC-SHA256 via the ``standardwebhooks`` package), POSTs
 them and records the outcome, retrying on a schedule that starts fast and backs off (with jitter,
@@ -58,7 +59,9 @@ from leadflow_kit.webhooks.store import (
     DeliveryFacts,
     SubscriptionFilter,
     WebhookStore,
+    WebhookToQueue,
     enqueue_webhook,
+    enqueue_webhooks,
     webhook_transaction,
 )
 from leadflow_kit.webhooks.tables import (
@@ -88,6 +91,7 @@ __all__ = [
     "WebhookSettings",
     "WebhookStore",
     "WebhookTables",
+    "WebhookToQueue",
     "active_secrets",
     "attempt_table",
     "create_webhook_tables",
@@ -97,6 +101,7 @@ __all__ = [
     "downgrade_webhook_tables_3",
     "drop_webhook_tables",
     "enqueue_webhook",
+    "enqueue_webhooks",
     "new_secret",
     "new_webhook_id",
     "next_step",

@@ -72,6 +72,20 @@ class DeliveryFacts:
 
 
 @dataclass(frozen=True)
+class WebhookToQueue:
+    """One webhook for ``enqueue_webhooks``: what ``enqueue_webhook`` takes as arguments."""
+
+    event_type: str
+    lead_id: str
+    data: Mapping[str, Any]
+    now: datetime
+    correlation_id: str | None = None
+    lead_captured_at: datetime | None = None
+    facts: DeliveryFacts | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class DeliveryRow:
     id: int
     webhook_id: str
@@ -155,6 +169,26 @@ _ENQUEUE = (
     "CASE WHEN active THEN 'pending' ELSE 'held' END FROM subscriber "
     "ORDER BY id RETURNING webhook_id, subscription_id) "
     "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id"
+)
+
+# ``_ENQUEUE`` for many webhooks at once, in one statement: each item's deliveries in the items' order
+# (then by subscription), so a lead's webhooks keep the order they were queued in. An item's patterns
+# come space-separated ($1; an event type has no space).
+_ENQUEUE_MANY = (
+    "WITH item AS (SELECT * FROM unnest($1::text[], $2::varchar[], $3::text[], $4::text[], $5::text[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::varchar[], $9::varchar[], $10::varchar[]) WITH ORDINALITY "
+    "AS i(patterns, event_type, lead_id, payload, correlation_id, lead_captured_at, at, tier, team, form, n)), "
+    "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
+    "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
+    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), s.id, i.event_type, i.lead_id, i.payload, "
+    "i.correlation_id, i.lead_captured_at, i.at, i.at, CASE WHEN s.active THEN 'pending' ELSE 'held' END "
+    "FROM item i JOIN webhook_subscription s ON s.deleted_at IS NULL "
+    "AND s.event_types && string_to_array(i.patterns, ' ')::varchar[] "
+    "AND (s.filter_tiers IS NULL OR i.tier = ANY(s.filter_tiers)) "
+    "AND (s.filter_teams IS NULL OR i.team = ANY(s.filter_teams)) "
+    "AND (s.filter_forms IS NULL OR i.form = ANY(s.filter_forms)) "
+    "ORDER BY i.n, s.id RETURNING 1) "
+    "SELECT pg_notify($11, '') FROM (SELECT FROM queued LIMIT 1) AS any_queued"
 )
 
 # Each active subscription's due rows in turn (at most its share, so one receiver's backlog cannot
@@ -250,6 +284,20 @@ class WebhookStore:
             lead_captured_at, now, WEBHOOK_CHANNEL, facts.tier, facts.team, facts.form,
         )
         return [row["webhook_id"] for row in rows]
+
+    async def enqueue_many(self, webhooks: Sequence[WebhookToQueue]) -> None:
+        """``enqueue`` for each of ``webhooks``, in one statement (a consumer's batch); their deliveries
+        are queued in the order given."""
+        if not webhooks:
+            return
+        facts = [w.facts or DeliveryFacts() for w in webhooks]
+        await (await self._conn()).execute(
+            _ENQUEUE_MANY, [" ".join(subscription_patterns(w.event_type)) for w in webhooks],
+            [w.event_type for w in webhooks], [w.lead_id for w in webhooks],
+            [webhook_payload(w.event_type, w.data, w.now, w.extra) for w in webhooks],
+            [w.correlation_id for w in webhooks], [w.lead_captured_at for w in webhooks], [w.now for w in webhooks],
+            [f.tier for f in facts], [f.team for f in facts], [f.form for f in facts], WEBHOOK_CHANNEL,
+        )
 
     async def claim_due(
         self, now: datetime, *, limit: int, share: int, skip_subscriptions: Sequence[str], skip_ids: Sequence[int]
@@ -460,6 +508,11 @@ async def enqueue_webhook(
         event_type=event_type, lead_id=lead_id, payload=webhook_payload(event_type, data, now, extra), now=now,
         correlation_id=correlation_id, lead_captured_at=lead_captured_at, facts=facts,
     )
+
+
+async def enqueue_webhooks(session: AsyncSession, webhooks: Sequence[WebhookToQueue]) -> None:
+    """``enqueue_webhook`` for each of ``webhooks`` in the caller's transaction, in one statement."""
+    await WebhookStore(session).enqueue_many(webhooks)
 
 
 @asynccontextmanager

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla
@@ -23,18 +25,34 @@ def new_notifications(cause_event_id: str, recipient: messages.Recipient, note: 
             for channel in messages.CHANNELS if channel in recipient.channels]
 
 
-async def notify_routed(uow: UnitOfWork[Deps], scored: LeadScored, routed: Event[LeadRouted], now: datetime) -> None:
-    """Tell the owner a lead was routed to them (first routing, re-route, claim, reassignment, hand-off)."""
-    owner = routed.data.owner
-    if owner is None:
+@dataclass(frozen=True)
+class RoutedNotice:
+    """A routing whose owner is to be told: the lead as scored and the ``lead.routed`` event."""
+
+    scored: LeadScored
+    routed: Event[LeadRouted]
+
+
+async def notify_routed(uow: UnitOfWork[Deps], notices: Sequence[RoutedNotice], now: datetime) -> None:
+    """Tell each owner a lead was routed to them (first routing, re-route, claim, reassignment, hand-off):
+    one read of the owners' channels for all ``notices``, one insert of what they queue, nothing more
+    while no owner has a channel."""
+    owned = [n for n in notices if n.routed.data.owner is not None]
+    if not owned:
         return
     store = uow.deps.notifications
-    recipient = await store.recipient(uow.session, owner.rep_id)
-    if recipient is None:
-        return
-    note = messages.content(messages.routed_kind(routed.data), scored, recipient,
-                            lead_url=uow.deps.settings.lead_url(routed.data.lead_id), routing_reason=routed.data.reason)
-    await store.enqueue(uow.session, new_notifications(routed.id, recipient, note, now))
+    recipients = await store.recipients_of(uow.session, {n.routed.data.owner.rep_id for n in owned
+                                                      if n.routed.data.owner is not None})
+    queued: list[NewNotification] = []
+    for notice in owned:
+        routed = notice.routed.data
+        recipient = recipients.get(routed.owner.rep_id) if routed.owner is not None else None
+        if recipient is None:
+            continue
+        note = messages.content(messages.routed_kind(routed), notice.scored, recipient,
+                                lead_url=uow.deps.settings.lead_url(routed.lead_id), routing_reason=routed.reason)
+        queued += new_notifications(notice.routed.id, recipient, note, now)
+    await store.enqueue(uow.session, queued)
 
 
 async def notify_sla_warnings(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
@@ -52,7 +70,7 @@ async def notify_sla_warnings(events: list[Event[LeadSla]], uow: UnitOfWork[Deps
             log.info("SLA warning for lead %s not sent: it is about former owner %s", warning.lead_id,
                      warning.owner_rep_id)
             continue
-        recipient = await store.recipient(uow.session, lead.owner_rep_id)
+        recipient = (await store.recipients_of(uow.session, [lead.owner_rep_id])).get(lead.owner_rep_id)
         if recipient is None:
             continue
         note = messages.content("sla_warning", lead.scored, recipient, sla_due_at=warning.due_at,

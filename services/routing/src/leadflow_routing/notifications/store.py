@@ -3,7 +3,7 @@ table of pending notifications the sender claims (``FOR UPDATE SKIP LOCKED`` plu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +17,12 @@ from leadflow_kit.db import driver_connection
 from leadflow_routing.notifications.messages import Channel, NotificationContent, Recipient
 from leadflow_routing.tables import lead, rep, rep_notification, rep_notification_settings, team, team_slack_webhook
 
-SELECT_RECIPIENT = (
+# The reps among $1 that have a channel set up: a batch's owners in one statement, and none of the
+# reps without settings (most of them) costs anything more.
+SELECT_RECIPIENTS = (
     "SELECT r.id, r.name, r.team_id, coalesce(s.email, r.email) AS email, s.slack_user_id, s.channels "
-    "FROM rep_notification_settings s JOIN rep r ON r.id = s.rep_id WHERE s.rep_id = $1"
+    "FROM rep_notification_settings s JOIN rep r ON r.id = s.rep_id "
+    "WHERE s.rep_id = ANY($1::text[]) AND cardinality(s.channels) > 0"
 )
 
 
@@ -84,15 +87,17 @@ def _log_columns() -> list[Any]:
 class NotificationStore:
     # -- settings ----------------------------------------------------------------------------
 
-    async def recipient(self, session: AsyncSession, rep_id: str) -> Recipient | None:
-        """The rep with the channels they are told through; None when they have none. Asked on every
-        assignment, so a plain asyncpg statement (docs/architecture.md, "speed")."""
+    async def recipients_of(self, session: AsyncSession, rep_ids: Collection[str]) -> dict[str, Recipient]:
+        """The reps among ``rep_ids`` with the channels they are told through; a rep with none is left
+        out. Asked once for a batch's new owners, so a plain asyncpg statement (docs/architecture.md,
+        "speed")."""
+        if not rep_ids:
+            return {}
         conn = await driver_connection(session)
-        row = await conn.fetchrow(SELECT_RECIPIENT, rep_id)
-        if row is None or not row["channels"]:
-            return None
-        return Recipient(rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["email"],
-                         slack_user_id=row["slack_user_id"], channels=list(row["channels"]))
+        rows = await conn.fetch(SELECT_RECIPIENTS, sorted(rep_ids))
+        return {row["id"]: Recipient(rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["email"],
+                                     slack_user_id=row["slack_user_id"], channels=list(row["channels"]))
+                for row in rows}
 
     async def rep_settings(self, session: AsyncSession, rep_id: str) -> RepNotificationSettings | None:
         s = rep_notification_settings
