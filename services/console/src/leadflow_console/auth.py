@@ -211,7 +211,7 @@ class SignInRequired(Exception):
 
 class RoleRequired(HTTPException):
     def __init__(self, roles: tuple[str, ...]) -> None:
-        names = ", ".join(ROLE_LABELS.get(r, r) for r in ("admin", *roles) if r in ROLE_LABELS)
+        names = ", ".join(ROLE_LABELS[r] for r in dict.fromkeys(("admin", *roles)) if r in ROLE_LABELS)
         super().__init__(status.HTTP_403_FORBIDDEN, detail=f"This page is for: {names}.")
 
 
