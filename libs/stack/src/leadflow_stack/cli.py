@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leadflow_stack import procs
+from leadflow_stack.console import CONSOLE, FIRST_ADMIN
 from leadflow_stack.demo import run_demo
 from leadflow_stack.errors import StackError
 from leadflow_stack.handoff_demo import HandoffJourney, run_handoff_demo
@@ -29,13 +30,20 @@ def _print_status(status: StackStatus, *, header: str) -> None:
         print(f"              {name:<11} {url}")
     for service in status.services:
         line = f"  {service.name:<11} {service.status:<11} {service.url}"
-        if service.status in ("ready", "running"):
+        if service.name == CONSOLE:
+            line += "   the web console (sign-in page)" if service.status in ("ready", "running") else ""
+        elif service.status in ("ready", "running"):
             line += f"   docs {service.url}/docs   metrics {service.url}/metrics"
         print(line)
     for name in status.skipped:
         print(f"  {name:<11} skipped     (leadflow_{name}.__main__ not importable yet)")
     print(f"  admin API key  {status.admin_api_key}   (header: Authorization: Bearer <key>)")
     print(f"  logs           {status.root / 'logs'}")
+    if status.console_sign_in is not None:
+        console = next((s for s in status.services if s.name == CONSOLE), None)
+        password, kept_in = status.console_sign_in
+        if console is not None:
+            print(f"Console: {console.url} — sign in as {FIRST_ADMIN} / {password}   (password kept in {kept_in})")
 
 
 async def _up(stack: Stack, with_services: bool) -> int:

@@ -30,6 +30,8 @@ DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
     "scoring": 8003,
     "routing": 8004,
     "sla": 8005,
+    # The web console (leadflow_console), started after the five: it calls them.
+    "console": 8000,
 }
 DEV_ADMIN_API_KEY = "dev-admin-key"
 # The only non-public addresses the local stack's webhooks may reach: its own receivers on loopback.

@@ -1,4 +1,4 @@
-"""The whole local stack (Kafka, PostgreSQL, the five services) under one root directory.
+"""The whole local stack (Kafka, PostgreSQL, the five services and the console) under one root directory.
 
 Layout of ``root``::
 
@@ -7,6 +7,7 @@ Layout of ``root``::
                         listener's CA and keystore)
     postgres/           owned by the postgres user when run as root; data/ is PGDATA
     run/                <service>.pid and <service>.json (the exact start config)
+    console/            the console's service API keys, cookie secret and first admin's password (0600)
     logs/               kafka.log, postgres.log, <service>.log, <service>.migrate.log, ...
 """
 
@@ -17,13 +18,14 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from leadflow_contracts.topics import all_topics, topic_config
 from leadflow_stack import procs
+from leadflow_stack.console import CONSOLE, ConsoleSecrets, console_secrets
 from leadflow_stack.errors import StackError
 from leadflow_stack.kafka import KafkaBroker
 from leadflow_stack.paths import repo_root
@@ -84,6 +86,8 @@ class StackStatus:
     services: list[ServiceState] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     databases: dict[str, str] = field(default_factory=dict)
+    # The console's first admin: its password and the file that keeps it (after `up` started the console).
+    console_sign_in: tuple[str, Path] | None = None
 
 
 def service_database(name: str) -> str:
@@ -212,7 +216,8 @@ class Stack:
         user_settings = merge_user_settings(name, file_values=read_env_file(self.env_file), environ=self.environ)
         return ServiceConfig(
             name=name,
-            port=port_of(name, user_settings, self.config.service_ports[name]),
+            # A stack.json written before the console existed has no port for it.
+            port=port_of(name, user_settings, self.config.service_ports.get(name, DEFAULT_SERVICE_PORTS[name])),
             database_url=self.postgres.url(service_database(name)),
             bootstrap_servers=self.bootstrap_servers,
             topic_prefix=self.config.topic_prefix,
@@ -225,6 +230,18 @@ class Stack:
         given = [*read_env_file(self.env_file), *self.environ]
         for name in unknown_names(given, services):
             log.warning("%s is not a setting of any LeadFlow service; ignored", name)
+
+    async def start_console(self) -> ConsoleSecrets:
+        """Mint (or reuse) the console's keys on the five running services, then start the console (the
+        five services' URLs and its keys on them, then the user's ``CONSOLE_`` settings) and create its
+        first admin."""
+        urls = {name: (self.services.config(name) or self.service_config(name)).url for name in SERVICE_NAMES}
+        secrets = await console_secrets(self.root / CONSOLE, urls, self.config.admin_api_key)
+        await self.postgres.create_database(service_database(CONSOLE))
+        base = self.service_config(CONSOLE)
+        await self.services.start(replace(base, env_overrides={**secrets.env(urls), **base.env_overrides}),
+                                  seed_demo=True)
+        return secrets
 
     async def up(self, *, with_services: bool = True) -> StackStatus:
         """Bring everything up; parts already running are detected and kept."""
@@ -239,7 +256,7 @@ class Stack:
                 else:
                     log.warning("service %s skipped: module leadflow_%s.__main__ is not importable yet", name, name)
                     skipped.append(name)
-        self.warn_unknown_settings(startable)
+        self.warn_unknown_settings([*startable, *([CONSOLE] if service_available(CONSOLE) else [])])
         # Every service's database exists from the first `up`, even for services not written yet.
         for name in SERVICE_NAMES:
             await self.postgres.create_database(service_database(name))
@@ -250,8 +267,13 @@ class Stack:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise StackError("\n\n".join(str(e) for e in errors))
+        secrets: ConsoleSecrets | None = None
+        if with_services and not skipped and service_available(CONSOLE):
+            secrets = await self.start_console()
         status = await self.status()
         status.skipped = skipped
+        if secrets is not None:
+            status.console_sign_in = (secrets.admin_password, secrets.admin_password_file)
         return status
 
     async def down(self) -> list[str]:

@@ -1,0 +1,4 @@
+from leadflow_console.tables import metadata
+from leadflow_kit.migrations import run_env
+
+run_env(metadata)
