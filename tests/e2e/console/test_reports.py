@@ -29,12 +29,14 @@ async def _service_report(console: ConsoleUnderTest, service: str, path: str, **
     return answer
 
 
-async def _post_fills(console: ConsoleUnderTest) -> str:
-    """Three fills of a campaign of their own; returns the campaign once sla and enrichment count them."""
+async def _post_fills(console: ConsoleUnderTest) -> tuple[str, list[str]]:
+    """Three fills of a campaign of their own; returns the campaign and the leads once sla and enrichment
+    count them."""
     campaign = f"report-{uuid.uuid4().hex[:6]}"
-    for i, source in enumerate(SOURCES):
-        await console.pipeline.submit(email=f"{campaign}-{i}@initech.example", first_name="Ada", last_name=f"Park{i}",
-                                      company="Initech", utm_source=source, utm_campaign=campaign)
+    leads = [await console.pipeline.submit(email=f"{campaign}-{i}@initech.example", first_name="Ada",
+                                           last_name=f"Park{i}", company="Initech", utm_source=source,
+                                           utm_campaign=campaign)
+             for i, source in enumerate(SOURCES)]
 
     async def counted() -> bool:
         funnel = await _service_report(console, "sla", "/v1/reports/funnel", group_by="utm_campaign")
@@ -43,7 +45,33 @@ async def _post_fills(console: ConsoleUnderTest) -> str:
         return in_funnel and quality["total"]["fills"] >= 3
 
     await eventually(counted)
-    return campaign
+    return campaign, leads
+
+
+async def _add_money(console: ConsoleUnderTest, campaign: str, leads: list[str]) -> None:
+    """The CRM wins the first lead (12000 USD) and opens an opportunity on the second (5000 USD); the
+    campaign spent 900 USD today on google."""
+    pipeline = console.pipeline
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for lead_id, (kind, amount) in zip(leads, (("converted", "12000"), ("opportunity_created", "5000")), strict=False):
+        assignment = await eventually(lambda lead_id=lead_id: pipeline.assignment(lead_id))
+        response = await pipeline.client.post(
+            f"{pipeline.urls['routing']}/v1/leads/{lead_id}/events", headers=admin,
+            json={"type": kind, "rep_id": (assignment.get("owner") or {}).get("rep_id"), "amount": amount,
+                  "currency": "USD"})
+        assert response.status_code == 202, response.text
+    today = datetime.now(UTC).date().isoformat()
+    response = await pipeline.client.post(f"{pipeline.urls['sla']}/v1/admin/campaigns/spend", headers=admin, json={
+        "utm_campaign": campaign, "source": "google", "period_from": today, "period_to": today, "amount": "900",
+        "currency": "USD"})
+    assert response.status_code == 201, response.text
+
+    async def counted() -> bool:
+        funnel = await _service_report(console, "sla", "/v1/reports/funnel", group_by="utm_campaign")
+        return any(g["group"] == campaign and g["revenue"] == "12000.00" and g["pipeline"] == "5000.00"
+                   for g in funnel["groups"])
+
+    await eventually(counted)
 
 
 async def _table_row(page: Page, caption: str, header: str) -> list[str]:
@@ -64,7 +92,8 @@ async def _charts_drawn(page: Page) -> int:
 
 
 async def test_marketing_ops_filters_the_funnel_and_downloads_its_csv(console: ConsoleUnderTest, page: Page):
-    campaign = await _post_fills(console)
+    campaign, leads = await _post_fills(console)
+    await _add_money(console, campaign, leads)
     username, password = await console.make_user("marketing_ops")
     await sign_in(page, console.url, username, password)
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
@@ -82,7 +111,9 @@ async def test_marketing_ops_filters_the_funnel_and_downloads_its_csv(console: C
     await page.wait_for_url("**/reports/funnel?*group_by=utm_campaign*")
     row = await _table_row(page, "Leads at each stage", campaign)
     assert row[1] == "3"
-    assert (await _table_row(page, "Pipeline, revenue and deals", campaign))[1] == "0.00 USD"
+    assert (await _table_row(page, "Pipeline, revenue and deals", campaign))[1:5] == [
+        "5000.00 USD", "12000.00 USD", "1", "1"]
+    assert (await _table_row(page, "Spend and cost per lead", campaign))[1:3] == ["900.00 USD", "300.00 USD"]
 
     async with page.expect_download() as downloading:
         await page.get_by_role("link", name="Download CSV").click()
