@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadflow_console.auth import SignInRequired, verify_csrf
 from leadflow_console.clients import ServiceClients, ServiceError, ServiceUnavailable
 from leadflow_console.deps import Console, ConsoleDep
-from leadflow_console.pages import Page, accounts, api_keys, forms, home, people, sign_in, users, webhooks
+from leadflow_console.pages import Page, accounts, api_keys, forms, home, people, reports, sign_in, users, webhooks
 from leadflow_console.settings import Settings
 from leadflow_console.templating import render
 from leadflow_kit.clock import Clock
@@ -41,6 +41,7 @@ PAGES: list[Page] = [
     accounts.page,
     webhooks.page,
     api_keys.page,
+    reports.page,
     users.page,
 ]
 
