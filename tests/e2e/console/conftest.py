@@ -50,3 +50,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e/console" in str(item.path):
             item.add_marker(pytest.mark.timeout(900))
+    # The fuzzer runs after the other console tests: what it creates must not surprise them.
+    fuzz = [item for item in items if item.path.name == "test_schemathesis.py" and "e2e/console" in str(item.path)]
+    if fuzz:
+        last_console = max(i for i, item in enumerate(items) if "e2e/console" in str(item.path))
+        rest = [item for item in items if item not in fuzz]
+        position = last_console + 1 - len(fuzz)
+        items[:] = rest[:position] + fuzz + rest[position:]
