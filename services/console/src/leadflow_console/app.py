@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app = FastAPI(title="LeadFlow console", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.console = console
     app.state.navigation = [item for page in PAGES for item in page.nav]
-    app.add_middleware(SecurityHeadersMiddleware, capture_url=settings.service_url("capture"))
+    app.add_middleware(SecurityHeadersMiddleware, capture_url=settings.capture_public())
     if "*" not in settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

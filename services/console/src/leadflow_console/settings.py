@@ -29,6 +29,9 @@ class Settings(ServiceSettings):
     scoring_url: str = "http://127.0.0.1:8003"
     routing_url: str = "http://127.0.0.1:8004"
     sla_url: str = "http://127.0.0.1:8005"
+    # Capture as browsers and marketers' web pages reach it (the embed snippet, the preview's posts), when
+    # that is not the address the console calls it on (e.g. an internal one); default: capture_url.
+    capture_public_url: str | None = None
     # The console's own key on each service, scoped to what its users' roles need (docs/security.md).
     capture_api_key: SecretStr | None = None
     enrichment_api_key: SecretStr | None = None
@@ -63,6 +66,9 @@ class Settings(ServiceSettings):
     def service_url(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")
         return url.rstrip("/")
+
+    def capture_public(self) -> str:
+        return (self.capture_public_url or self.capture_url).rstrip("/")
 
     def service_api_key(self, service: str) -> str | None:
         key: SecretStr | None = getattr(self, f"{service}_api_key")

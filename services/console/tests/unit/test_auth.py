@@ -223,3 +223,11 @@ def test_settings_refuse_a_missing_or_short_secret_outside_development():
         Settings(environment="production", secret_key="short")
     assert Settings(environment="development").secure_cookies is False
     assert Settings(environment="test", secret_key=SECRET).secure_cookies is True
+
+
+def test_browsers_reach_capture_at_its_public_address_when_one_is_set() -> None:
+    internal = settings(capture_url="http://capture.internal:8001/")
+    assert internal.capture_public() == "http://capture.internal:8001"
+    public = settings(capture_url="http://capture.internal:8001", capture_public_url="https://forms.example.com/")
+    assert public.capture_public() == "https://forms.example.com"
+    assert public.service_url("capture") == "http://capture.internal:8001"

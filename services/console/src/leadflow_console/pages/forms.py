@@ -204,7 +204,7 @@ async def set_form_status(request: Request, form_key: FormKey, user: Editor, con
 async def preview_form(request: Request, form_key: FormKey, user: Editor, console: ConsoleDep) -> Response:
     form = await console.clients.capture.get(f"/v1/admin/forms/{form_key}")
     origin = console_origin(request)
-    capture_url = console.settings.service_url("capture")
+    capture_url = console.settings.capture_public()
     return await render(request, "forms/preview.html", {
         "form": form, "fields": preview_fields(form), "consent_name": consent_name(form), "origin": origin,
         "origin_allowed": origin_allowed(form, origin), "endpoint": f"{capture_url}{form['submission_url']}",
@@ -225,7 +225,7 @@ async def allow_preview(request: Request, form_key: FormKey, user: Editor, conso
 
 async def _editor(request: Request, boxes: FormBoxes, form: dict[str, Any] | None, errors: FieldErrors, *,
                   status_code: int = 200) -> HTMLResponse:
-    capture_url = request_console(request).settings.service_url("capture")
+    capture_url = request_console(request).settings.capture_public()
     return await render(request, "forms/edit.html", {
         "boxes": boxes, "form": form, "errors": errors,
         "snippet": embed_snippet(form, capture_url) if form is not None else None,
