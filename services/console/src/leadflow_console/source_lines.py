@@ -55,7 +55,11 @@ def parse(text: str) -> Parsed:
     """Parse ``text`` as YAML (JSON is YAML too); a syntax error becomes a problem at its line. Aliases and
     deep nesting are refused (a few lines of aliases would expand to gigabytes when sent as JSON), and
     dates, sets and binary values come back as JSON-ready values."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader refuses control characters as it is made: inside the try.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        return Parsed(problems=[Problem("body", f"not valid YAML: {exc}")])
     try:
         root = loader.get_single_node()
         if root is not None and (problem := _refused(root)) is not None:

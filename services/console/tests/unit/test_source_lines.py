@@ -81,3 +81,9 @@ def test_nesting_too_deep_is_refused_not_a_crash():
 def test_dates_and_sets_come_back_ready_to_send_as_json():
     parsed = source_lines.parse("since: 2026-01-02\ntags: !!set {a: null}\nscore: .nan\n")
     assert parsed.document == {"since": "2026-01-02", "tags": ["a"], "score": "nan"}
+
+
+def test_control_characters_are_a_problem_not_a_crash():
+    parsed = source_lines.parse("rules: \x0e")
+    assert not parsed.ok
+    assert "special characters are not allowed" in parsed.problems[0].message

@@ -18,8 +18,10 @@ from leadflow_console.clients import ServiceClients, ServiceError, ServiceUnavai
 from leadflow_console.deps import ConsoleDep
 from leadflow_console.pages import NavItem, Page
 from leadflow_console.templating import redirect, render
+from leadflow_console.unavailable import degrades
 
-router = APIRouter(prefix="/routing-rules", tags=["routing rules"])
+HOME = "/routing-rules"
+router = APIRouter(prefix=HOME, tags=["routing rules"])
 
 RULES = "/v1/admin/routing-rules"
 MAX_DRAFT_CHARS = 200_000
@@ -57,12 +59,13 @@ def _previous_version(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 @router.get("", response_class=HTMLResponse, summary="The active routing rules and every version")
+@degrades(HOME)
 async def rules_page(request: Request, user: Manager, console: ConsoleDep) -> Response:
     routing = console.clients.routing
     try:
         versions: list[dict[str, Any]] = await routing.get(f"{RULES}/versions")
     except ServiceUnavailable:
-        return await render(request, "routing_rules/index.html", {"unavailable": True}, status_code=503)
+        return await render(request, "routing_rules/index.html", {"unavailable": True})
     active = next((v for v in versions if v.get("active")), None)
     return await render(request, "routing_rules/index.html", {
         "active": active, "versions": versions, "previous": _previous_version(versions), "unavailable": False})
@@ -70,6 +73,7 @@ async def rules_page(request: Request, user: Manager, console: ConsoleDep) -> Re
 
 @router.get("/draft", response_class=HTMLResponse,
             summary="Edit a draft, starting from a version (`start`; default: the active one)")
+@degrades(HOME)
 async def draft_page(request: Request, user: Manager, console: ConsoleDep,
                      start: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
     source = await _starting_point(console.clients, start)
@@ -96,6 +100,7 @@ async def _draft_form(request: Request, text: str, problems: list[source_lines.P
 @router.post("/draft", response_class=HTMLResponse, summary="Save the draft as a new, inactive version",
              responses={303: {"description": "Saved: to the version's page"},
                         422: {"description": "The draft is invalid: each problem shown at its line"}})
+@degrades(HOME)
 async def save_draft(request: Request, user: Manager, console: ConsoleDep,
                      rules: Annotated[str, Form(max_length=MAX_DRAFT_CHARS)] = "") -> Response:
     text = rules.replace("\r\n", "\n")
@@ -123,6 +128,7 @@ async def save_draft(request: Request, user: Manager, console: ConsoleDep,
 
 
 @router.get("/versions/{version}", response_class=HTMLResponse, summary="One version: its rules, dry run, activate")
+@degrades(HOME)
 async def version_page(request: Request, user: Manager, console: ConsoleDep, version: Version) -> Response:
     ruleset = await console.clients.routing.get(f"{RULES}/versions/{version}")
     return await render(request, "routing_rules/version.html", {
@@ -213,6 +219,7 @@ async def dry_run(clients: ServiceClients, version: int, last_n: int) -> DryRunR
 
 @router.post("/versions/{version}/dry-run", response_class=HTMLResponse,
              summary="Route the last N leads by the active rules and by this version, side by side")
+@degrades(HOME)
 async def dry_run_version(request: Request, user: Manager, console: ConsoleDep, version: Version,
                           last_n: Annotated[int, Form(ge=1, le=DRY_RUN_MAX_LEADS)] = DRY_RUN_DEFAULT_LEADS
                           ) -> Response:
@@ -226,6 +233,7 @@ async def dry_run_version(request: Request, user: Manager, console: ConsoleDep, 
 
 @router.post("/versions/{version}/activate", summary="Make this version the active one (also a roll-back)",
              responses={303: {"description": "Activated: to the rules page"}})
+@degrades(HOME)
 async def activate_version(request: Request, user: Manager, console: ConsoleDep, version: Version) -> Response:
     try:
         await console.clients.routing.post(f"{RULES}/versions/{version}/activate")

@@ -14,8 +14,10 @@ from leadflow_console.clients import ServiceClient, ServiceError, ServiceUnavail
 from leadflow_console.deps import ConsoleDep
 from leadflow_console.pages import NavItem, Page
 from leadflow_console.templating import redirect, render
+from leadflow_console.unavailable import degrades
 
-router = APIRouter(prefix="/scoring-model", tags=["scoring model"])
+HOME = "/scoring-model"
+router = APIRouter(prefix=HOME, tags=["scoring model"])
 
 MODELS = "/v1/admin/scoring-models"
 MAX_MODEL_CHARS = 500_000
@@ -40,7 +42,7 @@ async def _editor(request: Request, scoring: ServiceClient, text: str, *, proble
     try:
         history = await _history(scoring)
     except ServiceUnavailable:
-        return await render(request, "scoring_model/index.html", {"unavailable": True}, status_code=503)
+        return await render(request, "scoring_model/index.html", {"unavailable": True})
     context = {"unavailable": False, "text": text, "problems": problems,
                "lines": source_lines.numbered(text, problems), "loaded": loaded, "validation": None,
                "dry_run": None, "last_n": DRY_RUN_DEFAULT_LEADS, "max_leads": DRY_RUN_MAX_LEADS, **history, **extra}
@@ -49,6 +51,7 @@ async def _editor(request: Request, scoring: ServiceClient, text: str, *, proble
 
 @router.get("", response_class=HTMLResponse,
             summary="The active scoring model in an editor (or the version `edit` names), its versions and activations")
+@degrades(HOME)
 async def model_page(request: Request, user: MarketingOps, console: ConsoleDep,
                      edit: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")] = None
                      ) -> Response:
@@ -57,7 +60,7 @@ async def model_page(request: Request, user: MarketingOps, console: ConsoleDep,
         model_id = edit or (await scoring.get(f"{MODELS}/active"))["id"]
         source = (await scoring.request("GET", f"{MODELS}/{model_id}/source")).text
     except ServiceUnavailable:
-        return await render(request, "scoring_model/index.html", {"unavailable": True}, status_code=503)
+        return await render(request, "scoring_model/index.html", {"unavailable": True})
     except ServiceError as exc:
         if exc.status != 404 or edit is not None:
             raise
@@ -75,6 +78,7 @@ def _problems(parsed: source_lines.Parsed, exc: ServiceError) -> list[source_lin
              summary="Validate, dry-run, save, or save and activate the model in the editor",
              responses={303: {"description": "Saved (and activated): back to the editor"},
                         422: {"description": "The model is invalid: each problem shown at its line"}})
+@degrades(HOME)
 async def model_action(request: Request, user: MarketingOps, console: ConsoleDep,
                        model: Annotated[str, Form(max_length=MAX_MODEL_CHARS)] = "",
                        action: Annotated[Action, Form()] = "validate",
@@ -111,6 +115,7 @@ async def model_action(request: Request, user: MarketingOps, console: ConsoleDep
 
 @router.post("/versions/{model_id}/activate", summary="Make a saved version the active model",
              responses={303: {"description": "Activated: to the editor"}})
+@degrades(HOME)
 async def activate_version(request: Request, user: MarketingOps, console: ConsoleDep, model_id: ModelId) -> Response:
     try:
         await console.clients.scoring.post(f"{MODELS}/{model_id}/activate")
@@ -123,6 +128,7 @@ async def activate_version(request: Request, user: MarketingOps, console: Consol
 
 @router.post("/rollback", summary="Undo the latest activation: the model active before it is active again",
              responses={303: {"description": "Rolled back: to the editor"}})
+@degrades(HOME)
 async def rollback(request: Request, user: MarketingOps, console: ConsoleDep) -> Response:
     try:
         result = await console.clients.scoring.post(f"{MODELS}/rollback")

@@ -16,8 +16,10 @@ from leadflow_console.clients import ServiceClients, ServiceError, ServiceUnavai
 from leadflow_console.deps import ConsoleDep
 from leadflow_console.pages import NavItem, Page
 from leadflow_console.templating import redirect, render
+from leadflow_console.unavailable import degrades
 
-router = APIRouter(prefix="/sla-policies", tags=["sla policies"])
+HOME = "/sla-policies"
+router = APIRouter(prefix=HOME, tags=["sla policies"])
 
 POLICIES = "/v1/admin/sla-policies"
 CALENDARS = "/v1/admin/sla-calendars"
@@ -148,7 +150,7 @@ async def _index(request: Request, clients: ServiceClients, *, values: Mapping[s
         policies: list[dict[str, Any]] = await clients.sla.get(POLICIES)
         calendars = await _calendars(clients)
     except ServiceUnavailable:
-        return await render(request, "sla_policies/index.html", {"unavailable": True}, status_code=503)
+        return await render(request, "sla_policies/index.html", {"unavailable": True})
     order = {tier: i for i, tier in enumerate(TIERS)}
     policies.sort(key=lambda p: (order.get(p.get("tier", ""), 9), p.get("team_id") or ""))
     return await render(request, "sla_policies/index.html", {
@@ -158,6 +160,7 @@ async def _index(request: Request, clients: ServiceClients, *, values: Mapping[s
 
 
 @router.get("", response_class=HTMLResponse, summary="SLA policies, reps' calendars, and a form for a new policy")
+@degrades(HOME)
 async def policies_page(request: Request, user: Manager, console: ConsoleDep) -> Response:
     return await _index(request, console.clients)
 
@@ -165,6 +168,7 @@ async def policies_page(request: Request, user: Manager, console: ConsoleDep) ->
 @router.post("", response_class=HTMLResponse, summary="Create an SLA policy",
              responses={303: {"description": "Created: to the list"},
                         422: {"description": "Refused: each error next to its field"}})
+@degrades(HOME)
 async def create_policy(request: Request, user: Manager, console: ConsoleDep) -> Response:
     values = form_values(await request.form())
     try:
@@ -177,6 +181,7 @@ async def create_policy(request: Request, user: Manager, console: ConsoleDep) ->
 
 
 @router.get("/calendars/{rep_id}", response_class=HTMLResponse, summary="A rep's own business hours")
+@degrades(HOME)
 async def calendar_page(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
     rep = await console.clients.routing.get(f"/v1/admin/reps/{rep_id}")
     try:
@@ -193,6 +198,7 @@ async def calendar_page(request: Request, user: Manager, console: ConsoleDep, re
 @router.post("/calendars/{rep_id}", response_class=HTMLResponse, summary="Set a rep's business hours",
              responses={303: {"description": "Saved: to the list"},
                         422: {"description": "Refused: each error next to its field"}})
+@degrades(HOME)
 async def calendar_save(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
     values = form_values(await request.form())
     rep = await console.clients.routing.get(f"/v1/admin/reps/{rep_id}")
@@ -209,12 +215,14 @@ async def calendar_save(request: Request, user: Manager, console: ConsoleDep, re
 
 @router.post("/calendars/{rep_id}/delete", summary="Remove a rep's calendar (the policy's hours apply again)",
              responses={303: {"description": "Removed: to the list"}})
+@degrades(HOME)
 async def calendar_delete(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
     await console.clients.sla.delete(f"{CALENDARS}/{rep_id}")
     return redirect(request, "/sla-policies", f"The calendar of {rep_id} is removed; the policies' hours apply.")
 
 
 @router.get("/{policy_id}", response_class=HTMLResponse, summary="Edit an SLA policy")
+@degrades(HOME)
 async def policy_page(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
     policy = await console.clients.sla.get(f"{POLICIES}/{policy_id}")
     return await render(request, "sla_policies/policy.html", {
@@ -224,6 +232,7 @@ async def policy_page(request: Request, user: Manager, console: ConsoleDep, poli
 @router.post("/{policy_id}", response_class=HTMLResponse, summary="Change an SLA policy",
              responses={303: {"description": "Saved: to the list"},
                         422: {"description": "Refused: each error next to its field"}})
+@degrades(HOME)
 async def policy_save(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
     values = form_values(await request.form())
     try:
@@ -240,6 +249,7 @@ async def policy_save(request: Request, user: Manager, console: ConsoleDep, poli
 
 @router.post("/{policy_id}/delete", summary="Remove an SLA policy (the tier's built-in default applies again)",
              responses={303: {"description": "Removed: to the list"}})
+@degrades(HOME)
 async def policy_delete(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
     await console.clients.sla.delete(f"{POLICIES}/{policy_id}")
     return redirect(request, "/sla-policies", "Policy removed; the tier's default applies to new clocks.")
