@@ -21,7 +21,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadflow_console.auth import SignInRequired, verify_csrf
 from leadflow_console.clients import ServiceClients, ServiceError, ServiceUnavailable
 from leadflow_console.deps import Console, ConsoleDep
-from leadflow_console.pages import Page, accounts, api_keys, forms, home, people, reports, sign_in, users, webhooks
+from leadflow_console.pages import (
+    Page,
+    accounts,
+    api_keys,
+    forms,
+    home,
+    people,
+    reports,
+    routing_rules,
+    scoring_model,
+    sign_in,
+    sla_policies,
+    users,
+    webhooks,
+)
 from leadflow_console.settings import Settings
 from leadflow_console.templating import render
 from leadflow_kit.clock import Clock
@@ -37,7 +51,10 @@ PAGES: list[Page] = [
     sign_in.page,
     home.page,
     forms.page,
+    scoring_model.page,
+    routing_rules.page,
     people.page,
+    sla_policies.page,
     accounts.page,
     webhooks.page,
     api_keys.page,
