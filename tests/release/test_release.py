@@ -42,7 +42,7 @@ def workspace_version() -> str:
 
 
 def test_every_package_carries_the_one_version_and_the_apache_license() -> None:
-    assert len(MEMBERS) == 9
+    assert len(MEMBERS) == 10
     for directory in [REPO, *MEMBERS]:
         meta = project(directory)
         assert meta["version"] == workspace_version(), directory

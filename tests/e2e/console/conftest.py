@@ -43,3 +43,10 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
 async def page(context: BrowserContext) -> AsyncIterator[Page]:
     opened = await context.new_page()
     yield opened
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The first test also waits for the whole stack to start (about two minutes, more on a busy machine).
+    for item in items:
+        if "e2e/console" in str(item.path):
+            item.add_marker(pytest.mark.timeout(900))

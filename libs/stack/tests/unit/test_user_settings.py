@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from leadflow_stack.console import CONSOLE
 from leadflow_stack.errors import StackError
 from leadflow_stack.services import SERVICE_NAMES, ServiceConfig
 from leadflow_stack.stack import Stack, StackConfig
@@ -120,8 +121,8 @@ def test_every_name_in_the_shipped_example_is_a_setting_its_service_reads() -> N
     example = Path(__file__).resolve().parents[4] / "leadflow.env.example"
     names = re.findall(r"^# ([A-Z][A-Z0-9_]+)=", example.read_text(), re.MULTILINE)
     assert len(names) > 30
-    assert unknown_names(names, SERVICE_NAMES) == []
-    assert {name.split("_", 1)[0].lower() for name in names} == set(SERVICE_NAMES)
+    assert unknown_names(names, [*SERVICE_NAMES, CONSOLE]) == []
+    assert {name.split("_", 1)[0].lower() for name in names} == {*SERVICE_NAMES, CONSOLE}
 
 
 def test_make_up_names_the_settings_no_service_reads(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

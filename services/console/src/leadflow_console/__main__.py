@@ -1,14 +1,19 @@
-"""``leadflow-console serve|migrate|seed-demo`` (also ``python -m leadflow_console``).
+"""``leadflow-console serve|migrate|seed-demo|users create`` (also ``python -m leadflow_console``).
 
 ``seed-demo`` (run by ``make up``) creates the first admin, ``admin``, with the password in
-``CONSOLE_FIRST_ADMIN_PASSWORD_FILE``, when the console has no admin yet.
+``CONSOLE_FIRST_ADMIN_PASSWORD_FILE``, when the console has no admin yet. ``users create`` adds a user
+from the command line (the password from the terminal, or stdin with ``--password-stdin``).
+
+This is a terminal entrypoint: ``users create`` prints its outcome.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +22,7 @@ import uvicorn
 
 from leadflow_console import store
 from leadflow_console.app import create_app
-from leadflow_console.auth import create_user
+from leadflow_console.auth import ROLES, USERNAME_PATTERN, Role, create_user, password_problem
 from leadflow_console.settings import Settings
 from leadflow_kit.db import Database
 from leadflow_kit.logging import configure_logging
@@ -42,6 +47,43 @@ async def create_first_admin(settings: Settings, password: str) -> None:
         await db.dispose()
 
 
+async def create_user_from_cli(settings: Settings, username: str, role: Role, password: str, display_name: str | None,
+                               rep_id: str | None, team_ids: tuple[str, ...]) -> str | None:
+    """Create the user; returns why not, or None."""
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        if await store.user_by_username(db, username) is not None:
+            return f"there is already a user {username!r}"
+        await create_user(db, username=username, password=password, role=role, display_name=display_name,
+                          rep_id=rep_id, team_ids=team_ids)
+    finally:
+        await db.dispose()
+    return None
+
+
+def _users_create(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: Settings) -> int:
+    username = args.username.strip().lower()
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        parser.error(f"username {args.username!r}: lower-case letters, digits, '.', '-', '_' (at most 64)")
+    if args.role == "rep" and not args.rep_id:
+        parser.error("a rep user needs --rep-id (the routing rep it acts for)")
+    if args.role == "sales_manager" and not args.team_id:
+        parser.error("a sales manager needs at least one --team-id (the routing teams it manages)")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    problem = password_problem(password)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    refused = asyncio.run(create_user_from_cli(
+        settings, username, args.role, password, args.name, args.rep_id if args.role == "rep" else None,
+        tuple(args.team_id) if args.role == "sales_manager" else ()))
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
+    print(f"created {args.role} user {username!r}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="leadflow-console", description="Run, migrate or seed the LeadFlow console.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -49,9 +91,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("serve", help="serve the console (the default)")
     sub.add_parser("migrate", help="bring the console's database to the latest revision")
     sub.add_parser("seed-demo", help="create the first admin from CONSOLE_FIRST_ADMIN_PASSWORD_FILE if none exists")
+    users = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_command", required=True)
+    create = users.add_parser("create", help="create a user (password from the terminal, or --password-stdin)")
+    create.add_argument("--username", required=True)
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", help="display name (default: the username)")
+    create.add_argument("--rep-id", help="the routing rep a rep user acts for")
+    create.add_argument("--team-id", action="append", default=[], help="a routing team a sales manager manages")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     args = parser.parse_args(argv)
     settings = Settings()
     configure_logging(settings.service_name, settings.log_level)
+    if args.command == "users":
+        sys.exit(_users_create(parser, args, settings))
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
     elif args.command == "seed-demo":

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadflow_console.auth import SignInRequired, verify_csrf
 from leadflow_console.clients import ServiceClients, ServiceError, ServiceUnavailable
 from leadflow_console.deps import Console, ConsoleDep
-from leadflow_console.pages import Page, home, leads, queues, sign_in
+from leadflow_console.pages import Page, home, leads, queues, sign_in, users
 from leadflow_console.settings import Settings
 from leadflow_console.templating import render
 from leadflow_kit.clock import Clock
@@ -38,6 +38,7 @@ PAGES: list[Page] = [
     home.page,
     leads.page,
     queues.page,
+    users.page,
 ]
 
 STATIC = Path(__file__).parent / "static"

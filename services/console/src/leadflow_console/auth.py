@@ -211,7 +211,7 @@ class SignInRequired(Exception):
 
 class RoleRequired(HTTPException):
     def __init__(self, roles: tuple[str, ...]) -> None:
-        names = ", ".join(ROLE_LABELS.get(r, r) for r in ("admin", *roles) if r in ROLE_LABELS)
+        names = ", ".join(ROLE_LABELS[r] for r in dict.fromkeys(("admin", *roles)) if r in ROLE_LABELS)
         super().__init__(status.HTTP_403_FORBIDDEN, detail=f"This page is for: {names}.")
 
 
@@ -288,14 +288,24 @@ async def verify_csrf(request: Request, console: ConsoleDep) -> None:
 # -- data scoping ---------------------------------------------------------------------------
 
 
+def lead_owner(lead: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(rep id, team id, queue) of a lead as sla's search shows it (``owner``, ``team``, ``queue``) or as
+    routing's assignment does (``owner: {rep_id, team_id}``, ``team_id``, ``queue``)."""
+    owner = lead.get("owner")
+    rep_id = owner.get("rep_id") if isinstance(owner, Mapping) else owner
+    team_id = lead.get("team_id") or lead.get("team") or (owner.get("team_id") if isinstance(owner, Mapping) else None)
+    queue = lead.get("queue")
+    return (str(rep_id) if rep_id else None, str(team_id) if team_id else None, str(queue) if queue else None)
+
+
 def lead_visible_to(user: User, lead: Mapping[str, Any]) -> bool:
-    """May ``user`` see ``lead`` (a lead as sla's search or timeline, or routing's assignment, shows it)?
-    Admins and marketing ops see every lead; a sales manager the leads owned by a rep or a queue of
-    their teams (``team_id``), or by a rep of theirs; a rep only the leads they own."""
+    """May ``user`` see ``lead`` (see ``lead_owner`` for the shapes)? Every leads page asks this before
+    it shows a lead (a 404 when not). Admins and marketing ops see every lead; a sales manager the leads
+    of their teams and those waiting in a queue with no rep (they work the queues); a rep only the leads
+    they own."""
     if user.role in ("admin", "marketing_ops"):
         return True
-    owner = lead.get("rep_id") or lead.get("owner_rep_id")
+    rep_id, team_id, queue = lead_owner(lead)
     if user.role == "rep":
-        return user.rep_id is not None and owner == user.rep_id
-    team = lead.get("team_id") or lead.get("owner_team_id")
-    return team is not None and team in user.team_ids
+        return user.rep_id is not None and rep_id == user.rep_id
+    return (team_id is not None and team_id in user.team_ids) or (rep_id is None and queue is not None)
