@@ -271,3 +271,20 @@ async def test_marketing_ops_may_not_work_queues_and_an_unknown_queue_is_a_404(a
 def test_durations_read_at_a_glance():
     assert [duration(s) for s in (None, 0.25, 12, 250, 7500, 190000)] == [
         "-", "250 ms", "12 s", "4 min 10 s", "2 h 5 min", "2 d 4 h"]
+
+
+async def test_routing_down_when_a_form_posts_is_a_message_not_a_5xx(as_user: Any, services: Services):
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with as_user(ADMIN) as client:
+        for path in list(services.answers):
+            if path != f"/v1/leads/{LEAD}/timeline":
+                services.answers[path] = down
+        replayed = await client.post(f"/leads/{LEAD}/webhooks/msg_1/replay")
+        assert replayed.status_code == 303
+        claimed = await client.post(f"/queues/triage/leads/{LEAD}/claim", data={"rep_id": "rep-bob"})
+        assert claimed.status_code == 303
+        moved = await client.post(f"/leads/{LEAD}/reassign", data={"target": "queue:triage", "reason": "later"})
+    assert moved.status_code == 422
+    assert "routing is unavailable: the lead did not move" in moved.text

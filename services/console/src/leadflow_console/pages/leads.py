@@ -302,8 +302,8 @@ async def move_lead(console: Any, user: User, lead_id: str, *, rep_id: str | Non
     try:
         await console.clients.routing.post(f"/v1/leads/{lead_id}/reassign",
                                            json={k: v for k, v in body.items() if v is not None})
-    except ServiceUnavailable:
-        raise
+    except ServiceUnavailable as exc:
+        return {"target": f"{exc.message}: the lead did not move; try again shortly."}
     except ServiceError as exc:
         if exc.status == 404:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_LEAD) from None
@@ -341,13 +341,16 @@ async def replay_webhook(request: Request, console: ConsoleDep, user: Admin, lea
                          webhook_id: WebhookId) -> Response:
     try:
         delivery = await console.clients.routing.get(f"/v1/admin/webhooks/deliveries/{webhook_id}")
+        if delivery.get("lead_id") != lead_id:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail="There is no such webhook delivery of this lead.")
+        await console.clients.routing.post(f"/v1/admin/webhooks/deliveries/{webhook_id}/replay")
+    except ServiceUnavailable as exc:
+        return redirect(request, f"/leads/{lead_id}#webhooks",
+                        f"{exc.message}: webhook {webhook_id} was not replayed; try again shortly.", kind="error")
     except ServiceError as exc:
         if exc.status == 404:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail="There is no such webhook delivery.") from None
         raise
-    if delivery.get("lead_id") != lead_id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="There is no such webhook delivery of this lead.")
-    await console.clients.routing.post(f"/v1/admin/webhooks/deliveries/{webhook_id}/replay")
     return redirect(request, f"/leads/{lead_id}#webhooks", f"Webhook {webhook_id} is being sent again.")
 
 

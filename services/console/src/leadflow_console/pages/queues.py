@@ -77,8 +77,8 @@ async def _claim(console: Any, lead_id: str, rep_id: str) -> str | None:
     """Claim the lead for ``rep_id`` through routing; why not, or None when done."""
     try:
         await console.clients.routing.post(f"/v1/leads/{lead_id}/claim", json={"rep_id": rep_id})
-    except ServiceUnavailable:
-        raise
+    except ServiceUnavailable as exc:
+        return f"{exc.message}; try again shortly"
     except ServiceError as exc:
         if exc.status in (401, 403):
             raise
