@@ -27,7 +27,9 @@ from leadflow_console.pages import (
     api_keys,
     forms,
     home,
+    leads,
     people,
+    queues,
     reports,
     routing_rules,
     scoring_model,
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 PAGES: list[Page] = [
     sign_in.page,
     home.page,
+    leads.page,
+    queues.page,
     forms.page,
     scoring_model.page,
     routing_rules.page,
