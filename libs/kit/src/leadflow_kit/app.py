@@ -47,7 +47,7 @@ from leadflow_kit.failures import is_infrastructure_error, is_outage
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import OutboxRelay
-from leadflow_kit.platform import Background, Platform, PlatformDep, request_platform
+from leadflow_kit.platform import Background, Platform, PlatformDep, attach_deps, request_platform
 from leadflow_kit.publisher import DirectPublisher
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.version import VERSION
@@ -90,7 +90,7 @@ def create_service_app(
                   generate_unique_id_function=operation_id)
     # Read only through the kit's typed dependencies (``leadflow_kit.platform``).
     app.state.platform = platform
-    app.state.deps = deps
+    attach_deps(app, deps)
     app.add_middleware(BoundedBodyMiddleware, default_limit=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=platform.metrics)
     if "*" not in settings.trusted_hosts:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
@@ -68,6 +68,11 @@ def request_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(request_platform)]
+
+
+def attach_deps(app: FastAPI, deps: object) -> None:
+    """Make ``deps`` what ``deps_dependency`` hands the app's routes (an app's one place for them)."""
+    app.state.deps = deps
 
 
 def deps_dependency(kind: type[D]) -> Callable[[Request], D]:

@@ -44,6 +44,7 @@ from leadflow_kit.clock import Clock
 from leadflow_kit.db import Database
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.logging import configure_logging
+from leadflow_kit.platform import attach_deps
 from leadflow_kit.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
             await console.db.dispose()
 
     app = FastAPI(title="LeadFlow console", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.console = console
-    app.state.navigation = [item for page in PAGES for item in page.nav]
+    console.navigation = [item for page in PAGES for item in page.nav]
+    attach_deps(app, console)
     app.add_middleware(SecurityHeadersMiddleware, capture_url=settings.capture_public())
     if "*" not in settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from leadflow_console.clients import ServiceClients
 from leadflow_console.settings import Settings
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
+from leadflow_kit.platform import deps_dependency
+
+if TYPE_CHECKING:
+    from leadflow_console.pages import NavItem
 
 
 @dataclass
@@ -19,10 +24,11 @@ class Console:
     db: Database
     clients: ServiceClients
     clock: Clock = field(default_factory=SystemClock)
+    # Every page's navigation entries, in order (each user sees those of their role).
+    navigation: Sequence[NavItem] = ()
 
 
-def request_console(request: Request) -> Console:
-    return cast(Console, request.app.state.console)
+request_console = deps_dependency(Console)
 
 
 ConsoleDep = Annotated[Console, Depends(request_console)]

@@ -4,7 +4,7 @@ CSRF token and the flash messages left by the previous request (a redirect after
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,7 @@ def redirect(request: Request, url: str, message: str | None = None, kind: str =
 
 
 def navigation(request: Request, role: str) -> list[NavItem]:
-    items: Sequence[NavItem] = request.app.state.navigation
-    return [item for item in items if item.visible_to(role)]
+    return [item for item in request_console(request).navigation if item.visible_to(role)]
 
 
 async def render(request: Request, template: str, context: Mapping[str, Any] | None = None, *,

@@ -43,7 +43,7 @@ class ConsoleHarness:
 
     @property
     def console(self) -> Console:
-        console: Console = self.app.state.console
+        console: Console = self.app.state.deps
         return console
 
     async def user(self, username: str, role: Role = "admin", **links: Any) -> str:

@@ -171,7 +171,7 @@ def test_the_navigation_shows_each_role_only_what_it_may_open(app: FastAPI):
     assert "Users" in labels["admin"]
     for role in ("marketing_ops", "sales_manager", "rep"):
         assert "Users" not in labels[role]
-    for item in app.state.navigation:
+    for item in app.state.deps.navigation:
         assert item.visible_to("admin")
 
 

@@ -104,13 +104,7 @@ async def search_leads(
     filters = {name: v for name, value in texts.items() if (v := _clean(value)) is not None}
     choices = {"stage": _clean(stage), "tier": _clean(tier), "captured_from": _clean(captured_from),
                "captured_to": _clean(captured_to), "sort": _clean(sort)}
-    errors: dict[str, str] = {}
-    if choices["stage"] is not None and choices["stage"] not in STAGES:
-        errors["stage"] = f"one of {', '.join(STAGES)}"
-    if choices["tier"] is not None and choices["tier"] not in TIERS:
-        errors["tier"] = f"one of {', '.join(TIERS)}"
-    if choices["sort"] is not None and choices["sort"] not in SORTS:
-        errors["sort"] = "not a sort order this search offers"
+    errors = _choice_errors(choices)
     scope = search_scope(user, filters.get("team"))
     filters.update(scope.forced)
     asked = {**filters, **{k: v for k, v in choices.items() if v is not None}}
@@ -142,6 +136,18 @@ async def search_leads(
         "team_options": [(t, t) for t in scope.teams],
         **FORMATTERS,
     }, status_code=422 if errors else 200)
+
+
+def _choice_errors(choices: dict[str, str | None]) -> dict[str, str]:
+    """The search's choices that are none of those offered, each with what is."""
+    errors: dict[str, str] = {}
+    if choices["stage"] is not None and choices["stage"] not in STAGES:
+        errors["stage"] = f"one of {', '.join(STAGES)}"
+    if choices["tier"] is not None and choices["tier"] not in TIERS:
+        errors["tier"] = f"one of {', '.join(TIERS)}"
+    if choices["sort"] is not None and choices["sort"] not in SORTS:
+        errors["sort"] = "not a sort order this search offers"
+    return errors
 
 
 # -- the lead page ----------------------------------------------------------------------------
