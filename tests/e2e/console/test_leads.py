@@ -4,6 +4,7 @@ queued lead as a rep, reassign as an admin, replay a failed webhook, and a rep k
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -104,6 +105,23 @@ async def test_an_admin_finds_a_lead_by_email_and_reads_its_journey(console: Con
     assert await page.get_by_test_id("quality-score").text_content()
     sla_clock = page.locator("#sla-clock")
     assert await sla_clock.get_attribute("hx-trigger") == "every 5s"
+    # Between the refreshes the page counts down every second (static/countdown.js): a time 90 s ahead
+    # and one 30 s past, written as the server writes them, read as a time left and an overdue time.
+    await page.evaluate("""() => {
+        const at = (seconds) => new Date(Date.now() + seconds * 1000).toISOString().replace('Z', '123+00:00');
+        for (const [id, seconds] of [['ahead', 90], ['past', -30]]) {
+            const dl = document.createElement('dl');
+            dl.innerHTML = `<dt>?</dt><dd id="${id}" data-due="${at(seconds)}"></dd>`;
+            document.querySelector('main').append(dl);
+        }
+    }""")
+    await page.wait_for_timeout(1300)
+    assert re.fullmatch(r"1 min (2[6-9]|30) s", await page.locator("#ahead").text_content() or ""), \
+        await page.locator("#ahead").text_content()
+    assert re.fullmatch(r"3[0-2] s", await page.locator("#past").text_content() or "")
+    assert await page.locator("#past").get_attribute("class") == "overdue"
+    assert await page.evaluate("document.querySelector('#past').previousElementSibling.textContent") == "Overdue by"
+    await page.evaluate("document.querySelectorAll('#ahead, #past').forEach(e => e.parentElement.remove())")
     await check_a11y(page)
     await screenshot(page, "lead-page")
 

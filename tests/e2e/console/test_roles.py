@@ -40,6 +40,7 @@ async def test_each_role_sees_only_its_navigation_and_is_refused_every_other_are
             assert response is not None
             if item.visible_to(role):
                 assert response.status == 200, f"{role} should open {item.href}"
+                await check_a11y(page)
             else:
                 assert response.status == 403, f"{role} must be refused {item.href}"
                 assert await page.get_by_role("heading", level=1).text_content() == "Not allowed"
@@ -79,3 +80,21 @@ async def test_an_admin_creates_a_rep_user_linked_to_a_real_routing_rep(console:
         assert response is not None and response.status == 403
     finally:
         await rep.close()
+
+
+async def test_the_keyboard_reaches_each_page_s_content_through_the_skip_link_then_the_navigation(
+        console: ConsoleUnderTest, page: Page):
+    await sign_in_as_admin(page, console)
+    for item in NAV:
+        await page.goto(f"{console.url}{item.href}")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent.trim()") == "Skip to content", item.href
+        assert await page.evaluate("getComputedStyle(document.activeElement).left") != "-9999px", item.href
+        await page.keyboard.press("Enter")
+        assert await page.evaluate("document.activeElement.id") == "main", item.href
+    await page.goto(f"{console.url}/home")
+    reached: list[str] = []
+    for _ in range(2 + len(NAV)):
+        await page.keyboard.press("Tab")
+        reached.append(await page.evaluate("document.activeElement.textContent.trim()"))
+    assert [item.label for item in NAV if item.label in reached] == [item.label for item in NAV], reached
