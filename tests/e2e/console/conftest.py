@@ -1,5 +1,5 @@
 """Fixtures of the console's browser tests: one stack (Kafka, PostgreSQL, the five services, the console)
-for the whole session, one headless Chromium, and a fresh browser context (no cookies) per test.
+for all of them, one headless Chromium, and a fresh browser context (no cookies) per test.
 
 Helpers (sign-in per role, ``check_a11y``, ``screenshot``) live in ``console_support``."""
 
@@ -14,7 +14,9 @@ from console_support import CHROMIUM, CHROMIUM_ARGS, DESKTOP, ConsoleUnderTest, 
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+# Package scope (this folder is a package for it): the stack stops after the last console test, before
+# the other e2e modules start their own services of the same names on the same infrastructure.
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def console(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleUnderTest]:
     async with running_console(infra, tmp_path_factory.mktemp("console")) as started:
         yield started
