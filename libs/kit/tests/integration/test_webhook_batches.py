@@ -4,20 +4,37 @@ connection, as routing's batch tests count theirs)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
+import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from prometheus_client import CollectorRegistry
+from sqlalchemy import event, insert, select
 
 from leadflow_kit.db import Database, driver_connection, new_metadata
-from leadflow_kit.webhooks import AttemptOutcome, define_webhook_tables, delivery_table, subscription_table
+from leadflow_kit.egress import IPAddress, guarded_client
+from leadflow_kit.webhooks import (
+    AttemptOutcome,
+    WebhookMetrics,
+    WebhookSettings,
+    WebhookToQueue,
+    define_webhook_tables,
+    delivery_table,
+    enqueue_webhooks,
+    new_secret,
+    subscription_table,
+)
+from leadflow_kit.webhooks.dispatcher import WebhookDispatcher
 from leadflow_kit.webhooks.policy import NextStep
 from leadflow_kit.webhooks.store import FinishedAttempt, webhook_transaction
 from leadflow_kit.webhooks.tables import attempt_table
-from leadflow_stack.testing import counting_statements
+from leadflow_stack.testing import counting_statements, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +51,15 @@ async def webhook_database(infra: Any, subscriptions: list[dict[str, Any]],
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-        async with db.transaction() as session:
-            await session.execute(insert(subscription_table), [
-                {"url": "http://127.0.0.1:9/hook", "secret_ciphertext": "x", "event_types": ["*"], "active": True,
-                 **s}
-                for s in subscriptions])
-            await session.execute(insert(delivery_table), [
-                {"event_type": "lead.routed", "payload": "{}", "next_attempt_at": NOW - timedelta(seconds=1),
-                 "leased_until": None, "attempts": 0, "created_at": NOW, **d} for d in deliveries])
+        if subscriptions:
+            async with db.transaction() as session:
+                await session.execute(insert(subscription_table), [
+                    {"url": "http://127.0.0.1:9/hook", "secret_ciphertext": "x", "event_types": ["*"], "active": True,
+                     **s}
+                    for s in subscriptions])
+                await session.execute(insert(delivery_table), [
+                    {"event_type": "lead.routed", "payload": "{}", "next_attempt_at": NOW - timedelta(seconds=1),
+                     "leased_until": None, "attempts": 0, "created_at": NOW, **d} for d in deliveries])
         yield db
     finally:
         await db.dispose()
@@ -134,3 +152,105 @@ async def test_the_claim_leases_in_the_same_statement_within_shares_skips_and_pe
         async with webhook_transaction(db) as store:
             again = await store.claim_due(NOW, limit=1, share=2, in_flight={}, skip_ids=[], lease_until=LEASED)
         assert [c.webhook_id for c in again] == ["d2"]
+
+
+class RawReceiver:
+    """An HTTP/1.1 receiver that counts the connections it accepts; answers each lead's first
+    ``failures`` requests with a 500 and a body longer than the delivery log keeps, then 204."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.connections = 0
+        self.requests: list[str] = []  # each request's lead
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                lead = json.loads(await reader.readexactly(length))["data"]["lead_id"]
+                self.requests.append(lead)
+                if self.requests.count(lead) <= self.failures:
+                    body = b"<html>" + b"x" * 8000 + b"</html>"
+                    writer.write(b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+
+@dataclass
+class Delivered:
+    statements: list[str]  # every statement the dispatcher's database connections ran
+    resolved: list[str]  # every host name the egress check resolved
+
+
+async def deliver(infra: Any, receiver: RawReceiver, leads: list[str], **overrides: Any) -> Delivered:
+    """Queue one webhook per lead (in one transaction) to ``receiver`` at a name that resolves to
+    loopback, run a dispatcher until every one is delivered, and stop it."""
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    found = Delivered([], [])
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        found.resolved.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async with webhook_database(infra, [], []) as db:
+        settings = WebhookSettings(**{
+            "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
+            "environment": "test", "webhook_retry_base_seconds": 0.05, "webhook_jitter_ratio": 0,
+            "webhook_poll_interval_seconds": 0.1, "webhook_allow_http": True,
+            "webhook_allowed_networks": "127.0.0.1", **overrides})
+        async with db.transaction() as session:
+            await session.execute(insert(subscription_table).values(
+                id="crm", url=f"http://crm.example:{port}/hook", event_types=["*"], active=True,
+                secret_ciphertext=settings.secret_box().encrypt(new_secret())))
+            await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                             for lead in leads])
+        # Every connection the dispatcher's pool opens from here on reports its statements.
+        await db.engine.dispose()
+        event.listen(db.engine.sync_engine, "connect", lambda conn, _: conn.driver_connection.add_query_logger(
+            lambda record: found.statements.append(record.query)))
+        http = guarded_client(settings.egress_policy(), resolver)
+        dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
+        running = asyncio.create_task(dispatcher.run())
+        watcher = Database(db.url)  # the test's own reads are not the dispatcher's statements
+        try:
+            async def all_delivered() -> bool:
+                return {row["status"] for row in (await rows(watcher)).values()} == {"delivered"}
+
+            await eventually(all_delivered, timeout=30)
+        finally:
+            dispatcher.stop()
+            await running
+            await http.aclose()
+            await watcher.dispose()
+            server.close()
+    return found
+
+
+async def test_sends_to_a_receiver_reuse_one_kept_alive_connection_whose_name_was_checked_once(infra: Any) -> None:
+    """A failure's long body is read to its end too (the log keeps 1 KiB), or its connection would
+    close and the next send pay a new one: a lookup, the egress check, a TLS handshake."""
+    receiver = RawReceiver(failures=2)
+    leads = [f"lead-{n}" for n in range(20)]
+    # One send at a time: every send may reuse the connection the last one left.
+    found = await deliver(infra, receiver, leads, webhook_concurrency=1, webhook_subscription_concurrency=1)
+    assert sorted(receiver.requests) == sorted(leads * 3)
+    assert receiver.connections == 1
+    assert found.resolved == ["crm.example"]
+
+
+async def test_a_delivered_webhook_costs_a_few_statements_a_round_not_several_of_its_own(infra: Any) -> None:
+    receiver = RawReceiver()
+    leads = [f"lead-{n}" for n in range(200)]
+    found = await deliver(infra, receiver, leads, webhook_subscription_concurrency=32, webhook_batch_size=50)
+    assert sorted(receiver.requests) == sorted(leads)
+    # BEGIN and COMMIT counted, and the driver's setup of each new connection.
+    per_delivery = len(found.statements) / len(leads)
+    print(f"{len(found.statements)} statements for {len(leads)} deliveries: {per_delivery:.2f} each")
+    # One outcome statement per delivery alone was 1.0 (1.5 in all before the round-wide statements).
+    assert per_delivery < 1.0

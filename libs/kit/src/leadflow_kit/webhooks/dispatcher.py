@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 # How much of a failed response's body the delivery log keeps: enough to debug, too little to be a
 # channel for reading back what a receiver answered.
 FAILURE_BODY_BYTES = 1024
-# A 2xx body is read (and dropped) up to this much so the connection can be reused.
-SUCCESS_BODY_BYTES = 65536
+# Any answer's body is read up to this much (the rest of a failure's dropped) so its connection is kept
+# alive for the next send: a longer one closes it, and the next send pays a new connection (a DNS
+# lookup, the egress check, a TLS handshake).
+DRAINED_BODY_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -275,11 +277,12 @@ class WebhookDispatcher:
                                  timeout=timeout) as response,
             ):
                 ok = 200 <= response.status_code < 300
-                body = await _read_prefix(response, SUCCESS_BODY_BYTES if ok else FAILURE_BODY_BYTES)
+                body = await _read_prefix(response, DRAINED_BODY_BYTES)
         except Exception as exc:
             return AttemptOutcome(None, _clip(f"{type(exc).__name__}: {exc}")), time.perf_counter() - started
         elapsed = time.perf_counter() - started
-        error = None if ok else f"HTTP {response.status_code}: {_clip(body.decode(errors='replace'))}"
+        kept = body[:FAILURE_BODY_BYTES].decode(errors="replace")
+        error = None if ok else f"HTTP {response.status_code}: {_clip(kept)}"
         retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
         return AttemptOutcome(response.status_code, error, retry_after), elapsed
 
