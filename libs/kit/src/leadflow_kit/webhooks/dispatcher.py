@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from leadflow_contracts import LeadDelivered, new_event
+from leadflow_contracts import Event, LeadDelivered, new_event
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
 from leadflow_kit.egress import guarded_client
@@ -27,15 +27,23 @@ from leadflow_kit.webhooks.metrics import WebhookMetrics
 from leadflow_kit.webhooks.policy import AttemptOutcome, NextStep, next_step, parse_retry_after
 from leadflow_kit.webhooks.settings import WebhookSettings, webhook_settings
 from leadflow_kit.webhooks.signing import active_secrets, signed_headers
-from leadflow_kit.webhooks.store import DueDelivery, WebhookStore, listen_for_wakeups, webhook_transaction
+from leadflow_kit.webhooks.store import (
+    DueDelivery,
+    FinishedAttempt,
+    WebhookStore,
+    listen_for_wakeups,
+    webhook_transaction,
+)
 
 log = logging.getLogger(__name__)
 
 # How much of a failed response's body the delivery log keeps: enough to debug, too little to be a
 # channel for reading back what a receiver answered.
 FAILURE_BODY_BYTES = 1024
-# A 2xx body is read (and dropped) up to this much so the connection can be reused.
-SUCCESS_BODY_BYTES = 65536
+# Any answer's body is read up to this much (the rest of a failure's dropped) so its connection is kept
+# alive for the next send: a longer one closes it, and the next send pays a new connection (a DNS
+# lookup, the egress check, a TLS handshake).
+DRAINED_BODY_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -226,28 +234,11 @@ class WebhookDispatcher:
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
-        share = self.settings.webhook_subscription_concurrency
-        saturated = [sub for sub, n in self._in_flight.items() if n >= share]
         async with webhook_transaction(self.db) as store:
-            found = await store.claim_due(now, limit=limit, share=share, skip_subscriptions=saturated,
-                                          skip_ids=list(self._sending_ids))
-            kept = self._within_shares(found, share)
-            if not kept:
-                return []
-            # Rows left out stay due; their row locks end with this transaction.
-            await store.lease([r.id for r in kept], now + self.lease)
-        return [_Claimed(r, self._signing_secrets(r, now)) for r in kept]
-
-    def _within_shares(self, due: Sequence[DueDelivery], share: int) -> list[DueDelivery]:
-        """The claimed rows that keep each subscription within its share of sends in flight."""
-        taken: dict[str, int] = {}
-        kept = []
-        for r in due:
-            sub = r.subscription_id
-            if self._in_flight.get(sub, 0) + taken.get(sub, 0) < share:
-                taken[sub] = taken.get(sub, 0) + 1
-                kept.append(r)
-        return kept
+            claimed = await store.claim_due(now, limit=limit, share=self.settings.webhook_subscription_concurrency,
+                                            in_flight=self._in_flight, skip_ids=list(self._sending_ids),
+                                            lease_until=now + self.lease)
+        return [_Claimed(r, self._signing_secrets(r, now)) for r in claimed]
 
     def _signing_secrets(self, r: DueDelivery, now: datetime) -> list[str] | None:
         try:
@@ -286,11 +277,12 @@ class WebhookDispatcher:
                                  timeout=timeout) as response,
             ):
                 ok = 200 <= response.status_code < 300
-                body = await _read_prefix(response, SUCCESS_BODY_BYTES if ok else FAILURE_BODY_BYTES)
+                body = await _read_prefix(response, DRAINED_BODY_BYTES)
         except Exception as exc:
             return AttemptOutcome(None, _clip(f"{type(exc).__name__}: {exc}")), time.perf_counter() - started
         elapsed = time.perf_counter() - started
-        error = None if ok else f"HTTP {response.status_code}: {_clip(body.decode(errors='replace'))}"
+        kept = body[:FAILURE_BODY_BYTES].decode(errors="replace")
+        error = None if ok else f"HTTP {response.status_code}: {_clip(kept)}"
         retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
         return AttemptOutcome(response.status_code, error, retry_after), elapsed
 
@@ -330,7 +322,7 @@ class WebhookDispatcher:
         while True:
             try:
                 async with webhook_transaction(self.db) as store:
-                    return [await self._record(store, attempt) for attempt in attempts]
+                    return await self._record(store, attempts)
             except Exception as exc:
                 if not is_infrastructure_error(exc) or self._stopping.is_set():
                     raise
@@ -349,27 +341,34 @@ class WebhookDispatcher:
             log.info("webhook %s attempt %d failed (%s); next at %s",
                      due.webhook_id, attempt.number, outcome.error, step.next_attempt_at)
 
-    async def _record(self, store: WebhookStore, attempt: _Attempt) -> bool:
-        """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
-        due, outcome, step, now = attempt.row.due, attempt.outcome, attempt.step, attempt.at
-        if not await store.record_attempt(due.id, due.attempts, outcome, step, now, attempt.elapsed):
-            return False
-        if step.disable_subscription:
-            await store.disable_subscription(due.subscription_id, "endpoint answered 410 Gone", now)
+    async def _record(self, store: WebhookStore, attempts: Sequence[_Attempt]) -> list[bool]:
+        """Write the attempts' outcomes (one statement) and their lead.delivered events (one outbox
+        statement at commit); for each attempt, False when someone else recorded its delivery meanwhile."""
+        recorded_ids = await store.record_attempts([
+            FinishedAttempt(a.row.due.id, a.row.due.attempts, a.outcome, a.step, a.at, a.elapsed) for a in attempts
+        ])
+        recorded = [a.row.due.id in recorded_ids for a in attempts]
+        done = [a for a, was_recorded in zip(attempts, recorded, strict=True) if was_recorded]
+        gone = {a.row.due.subscription_id: a.at for a in done if a.step.disable_subscription}
+        for subscription_id, now in gone.items():
+            await store.disable_subscription(subscription_id, "endpoint answered 410 Gone", now)
             log.warning("webhook subscription %s disabled: its endpoint answered 410 Gone; its deliveries are held "
-                        "until it is enabled again", due.subscription_id)
-        if step.status in ("delivered", "dead") and self.settings.webhook_emit_delivered_events:
-            data = LeadDelivered(
-                lead_id=due.lead_id, webhook_id=due.webhook_id, subscription_id=due.subscription_id,
-                event_type_delivered=due.event_type, status=step.status, attempt=attempt.number,
-                status_code=outcome.status_code, error=outcome.error, at=now,
-            )
-            await self.outbox.add(
-                store.session,
-                new_event(data, source=self.service, subject=due.lead_id, correlation_id=due.correlation_id,
-                          lead_captured_at=due.lead_captured_at, time=now),
-            )
-        return True
+                        "until it is enabled again", subscription_id)
+        if self.settings.webhook_emit_delivered_events:
+            for attempt in done:
+                if attempt.step.status in ("delivered", "dead"):
+                    await self.outbox.add(store.session, self._delivered_event(attempt))
+        return recorded
+
+    def _delivered_event(self, attempt: _Attempt) -> Event[LeadDelivered]:
+        due, outcome, step, now = attempt.row.due, attempt.outcome, attempt.step, attempt.at
+        data = LeadDelivered(
+            lead_id=due.lead_id, webhook_id=due.webhook_id, subscription_id=due.subscription_id,
+            event_type_delivered=due.event_type, status=step.status, attempt=attempt.number,
+            status_code=outcome.status_code, error=outcome.error, at=now,
+        )
+        return new_event(data, source=self.service, subject=due.lead_id, correlation_id=due.correlation_id,
+                         lead_captured_at=due.lead_captured_at, time=now)
 
     async def _sleep(self, seconds: float) -> bool:
         try:

@@ -140,6 +140,19 @@ class DueDelivery:
 
 
 @dataclass(frozen=True)
+class FinishedAttempt:
+    """One attempt's outcome for ``record_attempts``: the delivery, how many attempts it had before this
+    one (the compare-and-set), and what comes next."""
+
+    delivery_id: int
+    attempts_before: int
+    outcome: AttemptOutcome
+    step: NextStep
+    at: datetime
+    duration_seconds: float
+
+
+@dataclass(frozen=True)
 class StoredSecrets:
     subscription_id: str
     secret_ciphertext: str
@@ -191,41 +204,55 @@ _ENQUEUE_MANY = (
     "SELECT pg_notify($11, '') FROM (SELECT FROM queued LIMIT 1) AS any_queued"
 )
 
-# Each active subscription's due rows in turn (at most its share, so one receiver's backlog cannot
-# crowd out the others), skipping a row while an earlier one of the same lead to the same
-# subscription is still open (per-lead order).
+# Each active subscription's due rows in turn (at most what is left of its share of sends in flight,
+# so one receiver's backlog cannot crowd out the others), skipping a row while an earlier one of the
+# same lead to the same subscription is still open (per-lead order); the rows taken are leased in the
+# same statement (rows locked but left out by the limit stay due, unlocked at commit).
 _CLAIM = (
-    "SELECT d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id,"
-    " d.lead_captured_at, d.attempts, s.url, s.secret_ciphertext, s.previous_secret_ciphertext,"
-    " s.previous_secret_expires_at"
-    " FROM webhook_subscription s CROSS JOIN LATERAL ("
-    " SELECT * FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
-    " AND d.next_attempt_at <= $1 AND d.id <> ALL($5::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
+    "WITH claimed AS (SELECT d.id, d.next_attempt_at AS due_at FROM webhook_subscription s"
+    " LEFT JOIN unnest($4::varchar[], $5::int[]) AS f(subscription_id, in_flight) ON f.subscription_id = s.id"
+    " CROSS JOIN LATERAL ("
+    " SELECT d.id, d.next_attempt_at FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
+    " AND d.next_attempt_at <= $1 AND d.id <> ALL($6::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
     " WHERE e.subscription_id = d.subscription_id AND e.lead_id = d.lead_id AND e.id < d.id"
     " AND e.status IN ('pending', 'held'))"
-    " ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE SKIP LOCKED) d"
-    " WHERE s.active AND s.deleted_at IS NULL AND s.id <> ALL($4::varchar[])"
-    " ORDER BY d.next_attempt_at, d.id LIMIT $2"
+    " ORDER BY d.next_attempt_at, d.id LIMIT greatest($3 - coalesce(f.in_flight, 0), 0) FOR UPDATE SKIP LOCKED) d"
+    " WHERE s.active AND s.deleted_at IS NULL"
+    " ORDER BY d.next_attempt_at, d.id LIMIT $2)"
+    " UPDATE webhook_delivery d SET next_attempt_at = $7, leased_until = $7"
+    " FROM claimed c, webhook_subscription s WHERE d.id = c.id AND s.id = d.subscription_id"
+    " RETURNING d.id, d.webhook_id, d.subscription_id, d.event_type, d.lead_id, d.payload, d.correlation_id,"
+    " d.lead_captured_at, d.attempts, s.url, s.secret_ciphertext, s.previous_secret_ciphertext,"
+    " s.previous_secret_expires_at, c.due_at"
 )
 
-# One statement records an attempt: the delivery's new state (held instead of pending when its
-# subscription was disabled meanwhile), its attempt row only if the state was still ours (a replay
-# or another dispatcher may have recorded it; theirs wins), and on a success the subscription's
-# backlog made due at once: the receiver is back, nothing should wait out its backoff.
+# One statement records a round's attempts: each delivery's new state (held instead of pending when
+# its subscription was disabled meanwhile), its attempt row only if the state was still ours (a
+# replay or another dispatcher may have recorded it; theirs wins: the compare-and-set on attempts),
+# and where one succeeded, its subscription's backlog made due at once: the receiver is back,
+# nothing should wait out its backoff. Returns the deliveries really recorded.
 _RECORD = (
-    "WITH updated AS ("
-    " UPDATE webhook_delivery SET status = CASE WHEN $3 = 'pending' AND NOT EXISTS (SELECT 1 FROM"
-    " webhook_subscription s WHERE s.id = subscription_id AND s.active AND s.deleted_at IS NULL) THEN 'held'"
-    " ELSE $3 END, attempts = $4, next_attempt_at = $5, leased_until = NULL, last_attempt_at = $6,"
-    " last_status_code = $7, last_error = $8, delivered_at = $9"
-    " WHERE id = $1 AND status = 'pending' AND attempts = $2 RETURNING id, subscription_id, status),"
+    "WITH finished AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::varchar[], $4::timestamptz[],"
+    " $5::timestamptz[], $6::int[], $7::text[], $8::float8[], $9::varchar[], $10::timestamptz[]) WITH ORDINALITY"
+    " AS f(id, attempts_before, status, next_attempt_at, at, status_code, error, duration_ms, outcome, retry_at, n)),"
+    " updated AS ("
+    " UPDATE webhook_delivery d SET status = CASE WHEN f.status = 'pending' AND NOT EXISTS (SELECT 1 FROM"
+    " webhook_subscription s WHERE s.id = d.subscription_id AND s.active AND s.deleted_at IS NULL) THEN 'held'"
+    " ELSE f.status END, attempts = f.attempts_before + 1, next_attempt_at = f.next_attempt_at,"
+    " leased_until = NULL, last_attempt_at = f.at, last_status_code = f.status_code, last_error = f.error,"
+    " delivered_at = CASE WHEN f.status = 'delivered' THEN f.at END"
+    " FROM finished f WHERE d.id = f.id AND d.status = 'pending' AND d.attempts = f.attempts_before"
+    " RETURNING d.id, d.subscription_id, d.status, f.attempts_before, f.at, f.status_code, f.error, f.duration_ms,"
+    " f.outcome, f.retry_at, f.n),"
     " woken AS ("
-    " UPDATE webhook_delivery w SET next_attempt_at = $6 FROM updated u"
-    " WHERE u.status = 'delivered' AND w.subscription_id = u.subscription_id AND w.status = 'pending'"
-    " AND w.next_attempt_at > $6 AND w.leased_until IS NULL)"
+    " UPDATE webhook_delivery w SET next_attempt_at = u.at FROM (SELECT subscription_id, min(at) AS at"
+    " FROM updated WHERE status = 'delivered' GROUP BY subscription_id) u"
+    " WHERE w.subscription_id = u.subscription_id AND w.status = 'pending'"
+    " AND w.next_attempt_at > u.at AND w.leased_until IS NULL)"
     " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
     " outcome, next_attempt_at)"
-    " SELECT id, $4, $6, $7, $8, $10, $11, $12 FROM updated RETURNING delivery_id"
+    " SELECT id, attempts_before + 1, at, status_code, error, duration_ms, outcome, retry_at FROM updated"
+    " ORDER BY n RETURNING delivery_id"
 )
 
 # Rows of disabled subscriptions are held, not pending; each subscription's next row comes from its
@@ -300,31 +327,28 @@ class WebhookStore:
         )
 
     async def claim_due(
-        self, now: datetime, *, limit: int, share: int, skip_subscriptions: Sequence[str], skip_ids: Sequence[int]
+        self, now: datetime, *, limit: int, share: int, in_flight: Mapping[str, int], skip_ids: Sequence[int],
+        lease_until: datetime,
     ) -> list[DueDelivery]:
-        """Due deliveries, locked until the transaction ends: at most ``share`` per subscription."""
-        rows = await (await self._conn()).fetch(_CLAIM, now, limit, share, list(skip_subscriptions), list(skip_ids))
-        return [_typed(DueDelivery, row) for row in rows]
-
-    async def lease(self, delivery_ids: Sequence[int], until: datetime) -> None:
-        """Hide claimed deliveries until ``until``: if the sender dies, they become due again by themselves."""
-        await (await self._conn()).execute(
-            "UPDATE webhook_delivery SET next_attempt_at = $1, leased_until = $1 WHERE id = ANY($2::bigint[])",
-            until, list(delivery_ids),
+        """Due deliveries, leased until ``lease_until`` (hidden meanwhile: if the sender dies, they become
+        due again by themselves), in the order they fell due; a subscription gets at most ``share`` less
+        its sends ``in_flight``."""
+        rows = await (await self._conn()).fetch(
+            _CLAIM, now, limit, share, list(in_flight), list(in_flight.values()), list(skip_ids), lease_until,
         )
+        return [_typed(DueDelivery, row) for row in sorted(rows, key=lambda row: (row["due_at"], row["id"]))]
 
-    async def record_attempt(
-        self, delivery_id: int, attempts_before: int, outcome: AttemptOutcome, step: NextStep, at: datetime,
-        duration_seconds: float,
-    ) -> bool:
-        """Write one attempt's outcome; False when someone else recorded this delivery meanwhile."""
-        updated = await (await self._conn()).fetchval(
-            _RECORD,
-            delivery_id, attempts_before, step.status, attempts_before + 1, step.next_attempt_at or at, at,
-            outcome.status_code, outcome.error, at if step.status == "delivered" else None,
-            duration_seconds * 1000, step.label, step.next_attempt_at,
+    async def record_attempts(self, attempts: Sequence[FinishedAttempt]) -> set[int]:
+        """Write the attempts' outcomes in one statement; the ids of the deliveries recorded (one left
+        out was recorded by someone else meanwhile)."""
+        rows = await (await self._conn()).fetch(
+            _RECORD, [a.delivery_id for a in attempts], [a.attempts_before for a in attempts],
+            [a.step.status for a in attempts], [a.step.next_attempt_at or a.at for a in attempts],
+            [a.at for a in attempts], [a.outcome.status_code for a in attempts], [a.outcome.error for a in attempts],
+            [a.duration_seconds * 1000 for a in attempts], [a.step.label for a in attempts],
+            [a.step.next_attempt_at for a in attempts],
         )
-        return updated is not None
+        return {row["delivery_id"] for row in rows}
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery of an active subscription is due."""

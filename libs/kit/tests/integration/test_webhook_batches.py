@@ -1,0 +1,256 @@
+"""The dispatcher's hot statements, each for a whole round: the claim leases what it takes in the same
+statement, and a round's finished attempts are recorded in one (counted on the transaction's
+connection, as routing's batch tests count theirs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import event, insert, select
+
+from leadflow_kit.db import Database, driver_connection, new_metadata
+from leadflow_kit.egress import IPAddress, guarded_client
+from leadflow_kit.webhooks import (
+    AttemptOutcome,
+    WebhookMetrics,
+    WebhookSettings,
+    WebhookToQueue,
+    define_webhook_tables,
+    delivery_table,
+    enqueue_webhooks,
+    new_secret,
+    subscription_table,
+)
+from leadflow_kit.webhooks.dispatcher import WebhookDispatcher
+from leadflow_kit.webhooks.policy import NextStep
+from leadflow_kit.webhooks.store import FinishedAttempt, webhook_transaction
+from leadflow_kit.webhooks.tables import attempt_table
+from leadflow_stack.testing import counting_statements, eventually
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+LEASED = NOW + timedelta(seconds=40)
+
+
+@contextlib.asynccontextmanager
+async def webhook_database(infra: Any, subscriptions: list[dict[str, Any]],
+                           deliveries: list[dict[str, Any]]) -> AsyncIterator[Database]:
+    db = Database(await infra.new_database("kit_webhook_batches"))
+    metadata = new_metadata()
+    define_webhook_tables(metadata)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        if subscriptions:
+            async with db.transaction() as session:
+                await session.execute(insert(subscription_table), [
+                    {"url": "http://127.0.0.1:9/hook", "secret_ciphertext": "x", "event_types": ["*"], "active": True,
+                     **s}
+                    for s in subscriptions])
+                await session.execute(insert(delivery_table), [
+                    {"event_type": "lead.routed", "payload": "{}", "next_attempt_at": NOW - timedelta(seconds=1),
+                     "leased_until": None, "attempts": 0, "created_at": NOW, **d} for d in deliveries])
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def rows(db: Database) -> dict[str, dict[str, Any]]:
+    async with db.transaction() as session:
+        found = await session.execute(select(delivery_table))
+        return {row.webhook_id: dict(row._mapping) for row in found}
+
+
+def delivery(webhook_id: str, subscription_id: str, lead_id: str, **columns: Any) -> dict[str, Any]:
+    return {"id": int(webhook_id.removeprefix("d")), "webhook_id": webhook_id, "subscription_id": subscription_id,
+            "lead_id": lead_id, **columns}
+
+
+async def test_a_rounds_attempts_are_recorded_in_one_statement_that_keeps_each_ones_rules(infra: Any) -> None:
+    retry_at = NOW + timedelta(seconds=10)
+    leased = {"leased_until": LEASED, "next_attempt_at": LEASED}
+    subscriptions = [{"id": "crm"}, {"id": "off", "active": False}]
+    deliveries = [
+        delivery("d1", "crm", "lead-1", **leased),
+        delivery("d2", "crm", "lead-2", **leased),
+        delivery("d3", "off", "lead-3", **leased),
+        # Recorded by someone else since it was claimed (its second attempt): this dispatcher's is dropped.
+        delivery("d4", "crm", "lead-4", attempts=1, **leased),
+        # Waiting out a backoff, not in flight: d1's success makes it due at once.
+        delivery("d5", "crm", "lead-5", attempts=2, next_attempt_at=NOW + timedelta(minutes=5)),
+    ]
+    finished = [
+        FinishedAttempt(1, 0, AttemptOutcome(204, None), NextStep("delivered", None), NOW, 0.01),
+        FinishedAttempt(2, 0, AttemptOutcome(500, "HTTP 500: no"), NextStep("pending", retry_at), NOW, 0.02),
+        FinishedAttempt(3, 0, AttemptOutcome(None, "ConnectError"), NextStep("pending", retry_at), NOW, 0.03),
+        FinishedAttempt(4, 0, AttemptOutcome(204, None), NextStep("delivered", None), NOW, 0.04),
+    ]
+    async with webhook_database(infra, subscriptions, deliveries) as db:
+        async with webhook_transaction(db) as store:
+            with counting_statements(await driver_connection(store.session)) as statements:
+                recorded = await store.record_attempts(finished)
+        assert len(statements) == 1
+        assert recorded == {1, 2, 3}
+
+        after = await rows(db)
+        assert (after["d1"]["status"], after["d1"]["attempts"], after["d1"]["delivered_at"]) == ("delivered", 1, NOW)
+        assert (after["d2"]["status"], after["d2"]["next_attempt_at"], after["d2"]["last_status_code"],
+                after["d2"]["last_error"]) == ("pending", retry_at, 500, "HTTP 500: no")
+        # Its subscription was disabled while it was in flight: held, not retried.
+        assert after["d3"]["status"] == "held"
+        assert all(after[d]["leased_until"] is None for d in ("d1", "d2", "d3"))
+        assert (after["d4"]["status"], after["d4"]["attempts"], after["d4"]["leased_until"]) == ("pending", 1, LEASED)
+        assert after["d5"]["next_attempt_at"] == NOW
+        async with db.transaction() as session:
+            a = attempt_table
+            attempts = (await session.execute(
+                select(a.c.delivery_id, a.c.attempt, a.c.outcome, a.c.status_code, a.c.next_attempt_at)
+                .order_by(a.c.id))).all()
+        assert [tuple(row) for row in attempts] == [
+            (1, 1, "delivered", 204, None), (2, 1, "failed", 500, retry_at), (3, 1, "failed", None, retry_at)]
+
+
+async def test_the_claim_leases_in_the_same_statement_within_shares_skips_and_per_lead_order(infra: Any) -> None:
+    subscriptions = [{"id": "busy"}, {"id": "calm"}, {"id": "off", "active": False}]
+    deliveries = [
+        # busy has one send in flight and a share of 2: one more of its rows may go.
+        delivery("d1", "busy", "lead-1"),
+        delivery("d2", "busy", "lead-2"),
+        # calm: d4 waits behind its lead's earlier d3; d5 is already being sent by this dispatcher.
+        delivery("d3", "calm", "lead-3"),
+        delivery("d4", "calm", "lead-3"),
+        delivery("d5", "calm", "lead-5"),
+        delivery("d6", "calm", "lead-6", next_attempt_at=NOW - timedelta(seconds=5)),
+        delivery("d7", "calm", "lead-7", next_attempt_at=NOW + timedelta(seconds=5)),  # not due yet
+        delivery("d8", "off", "lead-8"),
+    ]
+    async with webhook_database(infra, subscriptions, deliveries) as db:
+        async with webhook_transaction(db) as store:
+            with counting_statements(await driver_connection(store.session)) as statements:
+                claimed = await store.claim_due(NOW, limit=10, share=2, in_flight={"busy": 1}, skip_ids=[5],
+                                                lease_until=LEASED)
+        assert len(statements) == 1
+        # Oldest due first; calm's share of 2 is full with d6 and d3.
+        assert [c.webhook_id for c in claimed] == ["d6", "d1", "d3"]
+        assert claimed[0].url == "http://127.0.0.1:9/hook" and claimed[0].attempts == 0
+        after = await rows(db)
+        leased = {w for w, row in after.items() if row["leased_until"] is not None}
+        assert leased == {"d6", "d1", "d3"}
+        assert all(after[w]["next_attempt_at"] == LEASED for w in leased)
+
+        # Leased rows are not due again; the overall limit cuts the rest.
+        async with webhook_transaction(db) as store:
+            again = await store.claim_due(NOW, limit=1, share=2, in_flight={}, skip_ids=[], lease_until=LEASED)
+        assert [c.webhook_id for c in again] == ["d2"]
+
+
+class RawReceiver:
+    """An HTTP/1.1 receiver that counts the connections it accepts; answers each lead's first
+    ``failures`` requests with a 500 and a body longer than the delivery log keeps, then 204."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.connections = 0
+        self.requests: list[str] = []  # each request's lead
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                lead = json.loads(await reader.readexactly(length))["data"]["lead_id"]
+                self.requests.append(lead)
+                if self.requests.count(lead) <= self.failures:
+                    body = b"<html>" + b"x" * 8000 + b"</html>"
+                    writer.write(b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+
+@dataclass
+class Delivered:
+    statements: list[str]  # every statement the dispatcher's database connections ran
+    resolved: list[str]  # every host name the egress check resolved
+
+
+async def deliver(infra: Any, receiver: RawReceiver, leads: list[str], **overrides: Any) -> Delivered:
+    """Queue one webhook per lead (in one transaction) to ``receiver`` at a name that resolves to
+    loopback, run a dispatcher until every one is delivered, and stop it."""
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    found = Delivered([], [])
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        found.resolved.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async with webhook_database(infra, [], []) as db:
+        settings = WebhookSettings(**{
+            "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
+            "environment": "test", "webhook_retry_base_seconds": 0.05, "webhook_jitter_ratio": 0,
+            "webhook_poll_interval_seconds": 0.1, "webhook_allow_http": True,
+            "webhook_allowed_networks": "127.0.0.1", **overrides})
+        async with db.transaction() as session:
+            await session.execute(insert(subscription_table).values(
+                id="crm", url=f"http://crm.example:{port}/hook", event_types=["*"], active=True,
+                secret_ciphertext=settings.secret_box().encrypt(new_secret())))
+            await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                             for lead in leads])
+        # Every connection the dispatcher's pool opens from here on reports its statements.
+        await db.engine.dispose()
+        event.listen(db.engine.sync_engine, "connect", lambda conn, _: conn.driver_connection.add_query_logger(
+            lambda record: found.statements.append(record.query)))
+        http = guarded_client(settings.egress_policy(), resolver)
+        dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
+        running = asyncio.create_task(dispatcher.run())
+        watcher = Database(db.url)  # the test's own reads are not the dispatcher's statements
+        try:
+            async def all_delivered() -> bool:
+                return {row["status"] for row in (await rows(watcher)).values()} == {"delivered"}
+
+            await eventually(all_delivered, timeout=30)
+        finally:
+            dispatcher.stop()
+            await running
+            await http.aclose()
+            await watcher.dispose()
+            server.close()
+    return found
+
+
+async def test_sends_to_a_receiver_reuse_one_kept_alive_connection_whose_name_was_checked_once(infra: Any) -> None:
+    """A failure's long body is read to its end too (the log keeps 1 KiB), or its connection would
+    close and the next send pay a new one: a lookup, the egress check, a TLS handshake."""
+    receiver = RawReceiver(failures=2)
+    leads = [f"lead-{n}" for n in range(20)]
+    # One send at a time: every send may reuse the connection the last one left.
+    found = await deliver(infra, receiver, leads, webhook_concurrency=1, webhook_subscription_concurrency=1)
+    assert sorted(receiver.requests) == sorted(leads * 3)
+    assert receiver.connections == 1
+    assert found.resolved == ["crm.example"]
+
+
+async def test_a_delivered_webhook_costs_a_few_statements_a_round_not_several_of_its_own(infra: Any) -> None:
+    receiver = RawReceiver()
+    leads = [f"lead-{n}" for n in range(200)]
+    found = await deliver(infra, receiver, leads, webhook_subscription_concurrency=32, webhook_batch_size=50)
+    assert sorted(receiver.requests) == sorted(leads)
+    # BEGIN and COMMIT counted, and the driver's setup of each new connection.
+    per_delivery = len(found.statements) / len(leads)
+    print(f"{len(found.statements)} statements for {len(leads)} deliveries: {per_delivery:.2f} each")
+    # One outcome statement per delivery alone was 1.0 (1.5 in all before the round-wide statements).
+    assert per_delivery < 1.0
