@@ -129,7 +129,7 @@ async def capture_form_fills(fills: list[FormFill], uow: UnitOfWork[Deps]) -> li
     under it. A refused fill is answered with its refusal and writes nothing, except that a refused fill with
     an Idempotency-Key raises it (the key's claim must roll back), and a form changed since it was remembered
     raises FormChanged: the caller then runs the fills one by one. Fills naming one key twice run in turns,
-    so the second finds the first one's answer.
+    so the second finds the first one's answer (as do fills with another double-submit window, rare as it is).
     """
     answers: list[FillAnswer] = []
     for turn in _turns(fills):
@@ -138,16 +138,18 @@ async def capture_form_fills(fills: list[FormFill], uow: UnitOfWork[Deps]) -> li
 
 
 def _turns(fills: list[FormFill]) -> list[list[FormFill]]:
-    """The fills in order, cut wherever an Idempotency-Key comes again."""
+    """The fills in order, cut wherever an Idempotency-Key comes again or the double-submit window changes."""
     turns: list[list[FormFill]] = [[]]
     keys: set[tuple[str, str]] = set()
     for fill in fills:
         claim = fill.idempotency
-        if claim is not None:
-            if (claim.scope, claim.key) in keys:
-                turns.append([])
-                keys.clear()
-            keys.add((claim.scope, claim.key))
+        named = None if claim is None else (claim.scope, claim.key)
+        turn = turns[-1]
+        if named in keys or (turn and turn[0].context.double_submit_window != fill.context.double_submit_window):
+            turns.append([])
+            keys.clear()
+        if named is not None:
+            keys.add(named)
         turns[-1].append(fill)
     return turns
 
@@ -232,31 +234,34 @@ async def _claim(each: _Fill, claim: IdempotencyClaim, uow: UnitOfWork[Deps]) ->
 
 
 async def _store_leads(pending: list[_Fill], uow: UnitOfWork[Deps]) -> None:
-    """Store the leads of the fills that repeat no fill within their window (one lookup, one insert) and
-    publish their events; the others are duplicates of the latest lead of their email on their form."""
-    store = uow.deps.store
-    found = iter(await store.recent_leads(uow.session, [
-        (lead.form_key, lead.email_normalized, each.since) for each in pending
-        if (lead := each.lead) is not None and lead.email_normalized and each.since is not None]))
-    made: dict[str, RecentLead] = {}
-    stored: list[_Fill] = []
+    """Store the leads of the fills that repeat no fill within their window and publish their events (one
+    statement looks the repeats up and stores the rest); the others are duplicates of the latest lead of their
+    email on their form.
+
+    A turn's fills of one email share their window's start, so the first storable fill of an email stands for
+    the later ones: it is stored unless an earlier lead is found, and they repeat it or that lead."""
+    first_of_email: set[str] = set()
+    batch: list[tuple[domain.NewLead, datetime | None, bool]] = []
     for each in pending:
         if each.lead is None:
             raise ValueError("only a screened fill has a lead to store")
+        storable = each.event is not None and each.lock_key not in first_of_email
+        if storable and each.lock_key is not None:
+            first_of_email.add(each.lock_key)
+        batch.append((each.lead, each.since, storable))
+    found = await uow.deps.store.insert_leads_unless_recent(uow.session, batch)
+    made: dict[str, RecentLead] = {}
+    for each, (lead, _, _), stored in zip(pending, batch, found, strict=True):
         key = each.lock_key
-        earlier = None if key is None or each.since is None else _latest(next(found), made.get(key), each.since)
+        earlier = None if key is None or each.since is None else _latest(stored, made.get(key), each.since)
         if earlier is not None:
             each.answer = Outcome("duplicate", earlier)
         elif each.event is None:
             each.answer = _too_large(each)
         else:
             if key is not None:
-                made[key] = RecentLead(each.lead.id, each.lead.submitted_at)
-            each.answer = Outcome("accepted", each.lead.id)
-            stored.append(each)
-    await store.insert_leads(uow.session, [each.lead for each in stored if each.lead is not None])
-    for each in stored:
-        if each.event is not None:
+                made[key] = RecentLead(lead.id, lead.submitted_at)
+            each.answer = Outcome("accepted", lead.id)
             await uow.publish(each.event)
 
 

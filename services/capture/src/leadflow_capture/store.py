@@ -65,28 +65,31 @@ LEFT JOIN form ON form.key = ANY($1::text[])"""
 
 LEAD_COLUMNS = ("id, form_key, contact, custom_fields, attribution, submitted_at, email_normalized, consent, "
                 "visitor_id, ip, user_agent")
-# A group's leads in one statement, in the order given.
-INSERT_LEADS = f"""
-INSERT INTO lead ({LEAD_COLUMNS})
-SELECT id, form_key, contact::jsonb, custom_fields::jsonb, attribution::jsonb, submitted_at, email_normalized,
-       consent::jsonb, visitor_id, ip, user_agent
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[],
-            $9::text[], $10::text[], $11::text[]) WITH ORDINALITY
-     AS l({LEAD_COLUMNS}, position)
-ORDER BY position"""
-# The double-submit lookups of a group, in the order given: for each (form, email, since), the latest lead of
-# that email on that form submitted since then, if any. After the fills' locks, in a statement of its own, so it
-# sees the fills the locks waited for.
-SELECT_RECENT_LEADS = """
-SELECT recent.id, recent.submitted_at
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS f(form_key, email, since, position)
-LEFT JOIN LATERAL (
-    SELECT id, submitted_at FROM lead
-    WHERE form_key = f.form_key AND email_normalized = f.email AND submitted_at >= f.since
-    ORDER BY submitted_at DESC
-    LIMIT 1
-) AS recent ON true
-ORDER BY f.position"""
+# A group's double-submit lookups and its new leads in one statement, in the order given: for each lead, the
+# latest lead of its email on its form submitted since $12 (NULL: none looked up); a lead marked in $13 is
+# stored unless one was found. Run after the fills' locks, so it sees the fills they waited for.
+INSERT_LEADS_UNLESS_RECENT = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::boolean[])
+        WITH ORDINALITY AS g({LEAD_COLUMNS}, since, storable, position)
+), found AS (
+    SELECT given.*, recent.id AS recent_id, recent.submitted_at AS recent_at
+    FROM given LEFT JOIN LATERAL (
+        SELECT lead.id, lead.submitted_at FROM lead
+        WHERE lead.form_key = given.form_key AND lead.email_normalized = given.email_normalized
+          AND lead.submitted_at >= given.since
+        ORDER BY lead.submitted_at DESC
+        LIMIT 1
+    ) AS recent ON true
+), inserted AS (
+    INSERT INTO lead ({LEAD_COLUMNS})
+    SELECT id, form_key, contact::jsonb, custom_fields::jsonb, attribution::jsonb, submitted_at, email_normalized,
+           consent::jsonb, visitor_id, ip, user_agent
+    FROM found WHERE storable AND recent_id IS NULL
+    ORDER BY position
+)
+SELECT recent_id, recent_at FROM found ORDER BY position"""
 
 INSERT_ACTIVITIES = """
 INSERT INTO activity (id, activity_type, lead_id, email, visitor_id, page_url, properties, occurred_at)
@@ -227,20 +230,18 @@ class CaptureStore:
 
     # -- leads -----------------------------------------------------------------------------------
 
-    async def recent_leads(self, session: AsyncSession,
-                           lookups: list[tuple[str, str, datetime]]) -> list[RecentLead | None]:
-        """For each (form key, normalized email, since), in order: the latest lead of that email on that form
-        submitted since then, or None."""
-        if not lookups:
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        """For each (lead, since, storable), in order: the latest lead of its email on its form submitted since
+        ``since`` (None: not looked for), or None; a storable lead is stored unless one was found."""
+        if not leads:
             return []
-        form_keys, emails, since = (list(column) for column in zip(*lookups, strict=True))
-        rows = await (await driver_connection(session)).fetch(SELECT_RECENT_LEADS, form_keys, emails, since)
-        return [RecentLead(str(row["id"]), row["submitted_at"]) if row["id"] is not None else None for row in rows]
-
-    async def insert_leads(self, session: AsyncSession, leads: list[NewLead]) -> None:
-        if leads:
-            columns = zip(*(_lead_arguments(lead) for lead in leads), strict=True)
-            await (await driver_connection(session)).execute(INSERT_LEADS, *(list(column) for column in columns))
+        columns = zip(*((*_lead_arguments(lead), since, storable) for lead, since, storable in leads), strict=True)
+        rows = await (await driver_connection(session)).fetch(INSERT_LEADS_UNLESS_RECENT,
+                                                              *(list(column) for column in columns))
+        return [RecentLead(str(row["recent_id"]), row["recent_at"]) if row["recent_id"] is not None else None
+                for row in rows]
 
     # -- idempotency keys ------------------------------------------------------------------------
 

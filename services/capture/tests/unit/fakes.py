@@ -88,18 +88,22 @@ class FakeCaptureStore(CaptureStore):
 
     # -- leads -----------------------------------------------------------------------------------
 
-    async def recent_leads(self, session: AsyncSession,
-                           lookups: list[tuple[str, str, datetime]]) -> list[RecentLead | None]:
-        found: list[RecentLead | None] = []
-        for form_key, email, since in lookups:
-            recent = [lead for lead in self.leads.values()
-                      if lead.form_key == form_key and lead.email_normalized == email and lead.submitted_at >= since]
-            latest = max(recent, key=lambda lead: lead.submitted_at) if recent else None
-            found.append(RecentLead(latest.id, latest.submitted_at) if latest is not None else None)
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        # Every lookup sees the leads as they were before the statement, as PostgreSQL's do.
+        found = [None if since is None else self._latest(lead, since) for lead, since, _ in leads]
+        for (lead, _, storable), earlier in zip(leads, found, strict=True):
+            if storable and earlier is None:
+                self.leads[lead.id] = lead
         return found
 
-    async def insert_leads(self, session: AsyncSession, leads: list[NewLead]) -> None:
-        self.leads.update((lead.id, lead) for lead in leads)
+    def _latest(self, lead: NewLead, since: datetime) -> RecentLead | None:
+        recent = [earlier for earlier in self.leads.values()
+                  if earlier.form_key == lead.form_key and earlier.email_normalized == lead.email_normalized
+                  and earlier.submitted_at >= since]
+        latest = max(recent, key=lambda earlier: earlier.submitted_at) if recent else None
+        return RecentLead(latest.id, latest.submitted_at) if latest is not None else None
 
     # -- idempotency keys ------------------------------------------------------------------------
 

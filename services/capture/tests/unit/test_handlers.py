@@ -222,8 +222,8 @@ async def test_a_retried_idempotency_key_among_fills_stored_together_gets_the_fi
     assert list(store.leads) == [first.lead_id] and len(outbox.events) == 1
 
 
-# Fills of every kind: new, repeated within the fills and after a stored one, spam, refused, too large, without
-# an email, on another form, and a repeat outside the window.
+# Fills of every kind: new, repeated within the fills and after a stored one, spam, refused, too large (and then
+# sent again smaller), without an email, on another form, and a repeat outside the window.
 MIXED = [
     ({"work_email": "ada@example.com"}, FORM.key),
     ({"work_email": " ADA@example.com", "company": "Engines"}, FORM.key),
@@ -235,6 +235,7 @@ MIXED = [
     ({"work_email": "old@example.com"}, FORM.key),
     ({"work_email": "ada@example.com"}, FORM.key),
     ({"first_name": "Ada"}, FORM.key),
+    ({"work_email": "huge@example.com"}, FORM.key),
 ]
 
 
@@ -298,9 +299,9 @@ async def test_fills_stored_together_get_exactly_what_they_got_one_after_another
     assert got == expected
     kinds = [kind for kind, _ in got[0]]
     assert kinds == ["accepted", "duplicate", "duplicate", "spam", "accepted", "InvalidSubmission", "accepted",
-                     "accepted", "duplicate", "InvalidSubmission"]
+                     "accepted", "duplicate", "InvalidSubmission", "accepted"]
     assert got[0][1] == got[0][8] == ("duplicate", 0) and got[0][2] == ("duplicate", "stored@example.com")
-    assert got[1] == got[2] == [0, 4, 6, 7]
+    assert got[1] == got[2] == [0, 4, 6, 7, 10]
     assert together.locks == sorted({"capture:demo-request:ada@example.com", "capture:demo-request:huge@example.com",
                                      "capture:demo-request:old@example.com", "capture:demo-request:stored@example.com",
                                      "capture:other:ada@example.com"})
@@ -318,14 +319,11 @@ class StepsStore(FakeCaptureStore):
         self.steps.append("lock and read forms")
         return await super().lock_and_read_forms(session, lock_keys, form_keys)
 
-    async def recent_leads(self, session: AsyncSession,
-                           lookups: list[tuple[str, str, datetime]]) -> list[RecentLead | None]:
-        self.steps.append("look up earlier fills")
-        return await super().recent_leads(session, lookups)
-
-    async def insert_leads(self, session: AsyncSession, leads: list[domain.NewLead]) -> None:
-        self.steps.append("insert leads")
-        await super().insert_leads(session, leads)
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[domain.NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        self.steps.append("store leads unless repeated")
+        return await super().insert_leads_unless_recent(session, leads)
 
 
 async def test_fills_are_checked_and_their_leads_and_events_made_before_the_first_statement(monkeypatch):
@@ -346,7 +344,7 @@ async def test_fills_are_checked_and_their_leads_and_events_made_before_the_firs
     await handlers.capture_form_fills([FormFill(FORM, {"work_email": f"p{n}@example.com"}, form_confirmed=False)
                                        for n in range(3)], uow)
 
-    assert steps == ["make event"] * 3 + ["lock and read forms", "look up earlier fills", "insert leads"]
+    assert steps == ["make event"] * 3 + ["lock and read forms", "store leads unless repeated"]
     assert len(outbox.events) == 3
 
 
