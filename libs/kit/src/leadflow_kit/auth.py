@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,14 +133,45 @@ async def sync_bootstrap_key(db: Database, key: str, name: str = "bootstrap") ->
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
+# How long a process trusts a key it verified without asking the database again (every request with a key
+# cost a look-up: the activity feed posts with one). A key revoked through this process is forgotten at
+# once; one revoked through another replica, or in the database, is refused within this (docs/security.md).
+VERIFIED_KEY_SECONDS = 5.0
+# The most verified keys a process remembers per database; past it, it starts again empty.
+VERIFIED_KEYS_MAX = 1024
+
+_verified: weakref.WeakKeyDictionary[Database, dict[str, tuple[Principal, float]]] = weakref.WeakKeyDictionary()
+
+
 async def authenticate(db: Database, key: str) -> Principal | None:
+    digest = hash_key(key)
+    remembered = _verified.setdefault(db, {})
+    known = remembered.get(digest)
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
+    principal = await _look_up(db, digest)
+    if principal is not None:
+        if len(remembered) >= VERIFIED_KEYS_MAX:
+            remembered.clear()
+        remembered[digest] = (principal, time.monotonic() + VERIFIED_KEY_SECONDS)
+    return principal
+
+
+def forget_verified(db: Database, key_id: str) -> None:
+    """Stop trusting key ``key_id`` at once in this process (it was revoked)."""
+    remembered = _verified.get(db, {})
+    for digest in [digest for digest, (principal, _) in remembered.items() if principal.key_id == key_id]:
+        del remembered[digest]
+
+
+async def _look_up(db: Database, digest: str) -> Principal | None:
     now = datetime.now().astimezone()
     keys = api_key_table.c
     async with db.transaction() as session:
         row = (
             await session.execute(
                 select(keys.id, keys.name, keys.scopes, keys.last_used_at)
-                .where(keys.key_hash == hash_key(key), keys.revoked_at.is_(None))
+                .where(keys.key_hash == digest, keys.revoked_at.is_(None))
             )
         ).first()
         if row is None:
@@ -297,5 +330,6 @@ def api_key_router() -> APIRouter:
             refuse_beyond(principal, list(scopes), "revoke a key with")
             await session.execute(
                 update(t).where(t.c.id == key_id).values(revoked_at=datetime.now().astimezone()))
+        forget_verified(platform.db, key_id)
 
     return router

@@ -19,7 +19,7 @@ from leadflow_capture.schemas import SubmissionAccepted
 from leadflow_capture.store import StoredResponse
 from leadflow_kit.errors import FieldError, Problem
 from leadflow_kit.failures import is_outage
-from leadflow_kit.uow import UnitOfWork, unit_of_work
+from leadflow_kit.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ def _fill(post: _Post, form: domain.FormDefinition, confirmed: bool, parsed: bod
     idempotency_key = headers.get("idempotency-key")
     claim = None if idempotency_key is None else handlers.IdempotencyClaim(
         f"submission:{form.key}", idempotency_key,
-        hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest())
+        hashlib.sha256(parsed.media_type.encode() + b"\n" + raw).hexdigest(),
+        functools.partial(_stored_answer, form, post.wants_html))
     context = handlers.SubmissionContext(
         ip=post.ip,
         user_agent=headers.get("user-agent"),
@@ -234,7 +235,7 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
     cors = web.cors_headers(post.origin, form.allowed_origins)
     try:
         # Shares a transaction with the fills of the same millisecond or two; answers once it committed.
-        stored = await deps.fills.run(functools.partial(_store_fill, fill, post.wants_html))
+        outcome: handlers.Outcome | StoredResponse = await deps.fills.run(handlers.capture_form_fills, fill)
     except handlers.InvalidSubmission as exc:
         deps.count(post.form_key, "invalid")
         return _invalid(form, post.wants_html, 422, "The submission is invalid; see errors.", exc.errors, post.origin)
@@ -242,10 +243,10 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
         deps.count(post.form_key, "invalid")
         return post.fail(422, "this Idempotency-Key was used with a different request", [_field_error(
             "Idempotency-Key", "idempotency_key_reused", "send a new key for a new request")], form.allowed_origins)
-    if isinstance(stored, StoredResponse):
+    if isinstance(outcome, StoredResponse):
         deps.count(form.key, "duplicate")
-        return _replay(stored, cors)
-    outcome, response = stored
+        return _replay(outcome, cors)
+    response = _accepted(form, outcome.lead_id, post.wants_html)
     deps.count(form.key, outcome.kind)
     if outcome.kind == "accepted":
         deps.metrics.leads_captured.labels(form.key).inc()
@@ -255,18 +256,9 @@ async def _capture(post: _Post, fill: handlers.FormFill) -> Response:
     return response
 
 
-async def _store_fill(fill: handlers.FormFill, wants_html: bool,
-                      uow: UnitOfWork[Deps]) -> tuple[handlers.Outcome, Response] | StoredResponse:
-    """The fill's outcome and answer, stored under its Idempotency-Key; or the answer stored for an earlier
-    request with that key."""
-    outcome = await handlers.capture_form_fill(fill, uow)
-    if isinstance(outcome, StoredResponse):
-        return outcome
-    response = _accepted(fill.form, outcome.lead_id, wants_html)
-    if fill.idempotency is not None:
-        await uow.deps.store.save_idempotent_response(uow.session, fill.idempotency.scope, fill.idempotency.key,
-                                                      _stored(response))
-    return outcome, response
+def _stored_answer(form: domain.FormDefinition, wants_html: bool, outcome: handlers.Outcome) -> StoredResponse:
+    """The answer to a request with an Idempotency-Key, as its retries get it back."""
+    return _stored(_accepted(form, outcome.lead_id, wants_html))
 
 
 def _field_error(field: str, code: str, message: str) -> FieldError:

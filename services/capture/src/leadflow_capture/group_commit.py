@@ -1,12 +1,17 @@
 """Group commit: the form fills that arrive within a millisecond or two share one transaction.
 
-Each request hands its work (a function of the unit of work) to ``GroupCommit.run`` and waits for the
-group's commit before it answers, so a 202 still means the lead is stored. A group costs one BEGIN, one
-outbox write and one COMMIT however many fills it holds. A fill that fails inside a group (a refused
-fill rolls back what it wrote, a changed form, a deadlock) must not fail the others: the group is rolled
-back and its fills run again one by one, each in its own transaction, as the consumer does for a failing
-batch; a deadlock or serialization failure between groups is such a failure too. An outage fails every
-fill of the group at once (each request then answers 503).
+Each request hands its item (a form fill) and the work that stores a list of them to ``GroupCommit.run``
+and waits for the group's commit before it answers, so a 202 still means the lead is stored. The work
+gets the whole group's items at once, so it can store them in a few statements (capture's locks them,
+looks them up and inserts them in one statement each); a group costs one BEGIN, those statements, one
+outbox write and one COMMIT however many fills it holds.
+
+The work answers each item: a result, or an exception that is that item's refusal alone (the work wrote
+nothing for it). A work that raises (a refused fill whose writes must roll back, a changed form, a
+deadlock) must not fail the others: the group is rolled back and its items run again one by one, each in
+its own transaction, as the consumer does for a failing batch; a deadlock or serialization failure
+between groups is such a failure too. An outage fails every fill of the group at once (each request then
+answers 503).
 
 Nothing here is capture's own; it belongs in ``leadflow_kit`` beside ``unit_of_work`` once another
 route needs it.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -29,21 +34,24 @@ from leadflow_kit.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 D = TypeVar("D")
+Item = TypeVar("Item")
 T = TypeVar("T")
 
-Work = Callable[[UnitOfWork[D]], Awaitable[Any]]
+# Each item's answer in order: its result, or the exception that refuses it alone.
+Work = Callable[[list[Any], UnitOfWork[D]], Awaitable[Sequence[Any]]]
+ItemWork = Callable[[list[Item], UnitOfWork[D]], Awaitable[Sequence[T | Exception]]]
 OpenUnitOfWork = Callable[[], AbstractAsyncContextManager[UnitOfWork[D]]]
 
 
 @dataclass
-class _Member(Generic[D]):
-    work: Work[D]
+class _Member:
+    item: Any
     answer: asyncio.Future[Any]
 
 
 class GroupCommit(Generic[D]):
-    """Runs the works handed to ``run`` within ``window_seconds`` of the group's first (at most ``max_size``)
-    in one unit of work; ``observe`` is told each group's size once it committed."""
+    """Runs the items handed to ``run`` within ``window_seconds`` of the group's first (at most ``max_size``),
+    with the same work, in one unit of work; ``observe`` is told each group's size once it committed."""
 
     def __init__(self, open_uow: OpenUnitOfWork[D], window_seconds: float, max_size: int,
                  observe: Callable[[int], None] = lambda size: None) -> None:
@@ -51,38 +59,40 @@ class GroupCommit(Generic[D]):
         self.window_seconds = window_seconds
         self.max_size = max_size
         self.observe = observe
-        self._pending: list[_Member[D]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._pending: dict[Work[D], list[_Member]] = {}
+        self._timers: dict[Work[D], asyncio.TimerHandle] = {}
         # Groups being committed; referenced so the loop does not drop their tasks.
         self._running: set[asyncio.Task[None]] = set()
 
-    async def run(self, work: Callable[[UnitOfWork[D]], Awaitable[T]]) -> T:
-        """``work``'s result once the transaction it ran in has committed; its exception if it failed alone."""
+    async def run(self, work: ItemWork[Item, D, T], item: Item) -> T:
+        """``item``'s result once the transaction it was stored in has committed; its refusal, or the
+        exception its work raised when it ran alone, is raised."""
         if self.max_size <= 1 or self.window_seconds <= 0:
-            return await self._alone(work)
+            return await self._alone(work, item)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Member(work, answer))
-        if len(self._pending) >= self.max_size:
-            self._start_group()
-        elif self._timer is None:
-            self._timer = loop.call_later(self.window_seconds, self._start_group)
+        pending = self._pending.setdefault(work, [])
+        pending.append(_Member(item, answer))
+        if len(pending) >= self.max_size:
+            self._start_group(work)
+        elif work not in self._timers:
+            self._timers[work] = loop.call_later(self.window_seconds, self._start_group, work)
         # Shielded: a request given up on (its client gone) must not cancel the group the others wait for.
         return await asyncio.shield(answer)
 
-    def _start_group(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        members, self._pending = self._pending, []
+    def _start_group(self, work: Work[D]) -> None:
+        timer = self._timers.pop(work, None)
+        if timer is not None:
+            timer.cancel()
+        members = self._pending.pop(work, [])
         if members:
-            task = asyncio.get_running_loop().create_task(self._commit(members))
+            task = asyncio.get_running_loop().create_task(self._commit(work, members))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _commit(self, members: list[_Member[D]]) -> None:
+    async def _commit(self, work: Work[D], members: list[_Member]) -> None:
         try:
-            results = await self._together(members)
+            results = await self._together(work, members)
         except Exception as exc:
             if is_infrastructure_error(exc) and not _conflict(exc):
                 for member in members:
@@ -92,28 +102,33 @@ class GroupCommit(Generic[D]):
                 log.info("a group of %d form fills failed (%s: %s); running them one by one",
                          len(members), type(exc).__name__, exc)
             for member in members:
-                await self._one(member)
+                await self._one(work, member)
             return
         self.observe(len(members))
         for member, result in zip(members, results, strict=True):
-            _settle(member.answer, None, result)
+            if isinstance(result, Exception):
+                _settle(member.answer, result, None)
+            else:
+                _settle(member.answer, None, result)
 
-    async def _together(self, members: list[_Member[D]]) -> list[Any]:
+    async def _together(self, work: Work[D], members: list[_Member]) -> Sequence[Any]:
         async with self.open_uow() as uow:
-            return [await member.work(uow) for member in members]
+            return await work([member.item for member in members], uow)
 
-    async def _one(self, member: _Member[D]) -> None:
+    async def _one(self, work: Work[D], member: _Member) -> None:
         try:
-            result = await self._alone(member.work)
+            result = await self._alone(work, member.item)
         except Exception as exc:
             _settle(member.answer, exc, None)
         else:
             _settle(member.answer, None, result)
 
-    async def _alone(self, work: Callable[[UnitOfWork[D]], Awaitable[T]]) -> T:
+    async def _alone(self, work: ItemWork[Item, D, T], item: Item) -> T:
         async with self.open_uow() as uow:
-            result = await work(uow)
+            [result] = await work([item], uow)
         self.observe(1)
+        if isinstance(result, Exception):
+            raise result
         return result
 
 

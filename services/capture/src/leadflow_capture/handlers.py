@@ -8,18 +8,19 @@ writes only through ``uow.deps.store``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from leadflow_capture import domain
 from leadflow_capture.bootstrap import Deps
 from leadflow_capture.privacy import NewErasure
-from leadflow_capture.store import StoredResponse
+from leadflow_capture.store import RecentLead, StoredResponse
 from leadflow_contracts import (
     Event,
     LeadActivity,
+    LeadCaptured,
     PrivacyErasureCompleted,
     PrivacyErasureRequested,
     new_event,
@@ -58,11 +59,13 @@ class SubmissionContext:
 
 @dataclass(frozen=True)
 class IdempotencyClaim:
-    """An Idempotency-Key as a request sent it: ``scope`` names what it keys, ``fingerprint`` the request."""
+    """An Idempotency-Key as a request sent it: ``scope`` names what it keys, ``fingerprint`` the request,
+    ``answer`` renders the response stored under it for an outcome (a retry gets it back)."""
 
     scope: str
     key: str
     fingerprint: str
+    answer: Callable[[Outcome], StoredResponse]
 
 
 @dataclass(frozen=True)
@@ -83,69 +86,197 @@ class Outcome:
     reason: str | None = None
 
 
+# A fill's answer: its outcome, the answer stored for an earlier request with its Idempotency-Key, or why it
+# was refused (InvalidSubmission, IdempotencyKeyReused; nothing was written for it).
+FillAnswer = Outcome | StoredResponse | Exception
+
+
+@dataclass
+class _Fill:
+    """A fill on its way through ``capture_form_fills``: what the checks that need no database made of it
+    (with the lead it stores and the event announcing it, none when the event would be too large), and its
+    answer once known."""
+
+    fill: FormFill
+    screened: domain.Submission | Outcome | InvalidSubmission
+    lead: domain.NewLead | None = None
+    event: Event[LeadCaptured] | None = None
+    # The lock serializing fills of the lead's email on its form, when a repeat since ``since`` is a duplicate.
+    lock_key: str | None = None
+    since: datetime | None = None
+    claimed: bool = False
+    answer: FillAnswer | None = None
+
+
 # -- form fills ---------------------------------------------------------------------------------
 
 
 async def capture_form_fill(fill: FormFill, uow: UnitOfWork[Deps]) -> Outcome | StoredResponse:
-    """The fill's outcome, or the answer stored for an earlier request with its Idempotency-Key."""
-    if fill.idempotency is None:
-        return await capture_submission(fill, uow)
-    # A replay answers for the form as it is now, so check it before the key.
-    await confirm_form(None if fill.form_confirmed else fill.form, uow)
-    stored = await claim_idempotency_key(fill.idempotency, uow)
-    if stored is not None:
-        return stored
-    return await capture_submission(replace(fill, form_confirmed=True), uow)
+    """The fill's outcome, or the answer stored for an earlier request with its Idempotency-Key; raises
+    the refusal."""
+    [answer] = await capture_form_fills([fill], uow)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
-async def capture_submission(fill: FormFill, uow: UnitOfWork[Deps]) -> Outcome:
-    """Store the lead and its ``lead.captured`` event in one transaction.
+async def capture_form_fills(fills: list[FormFill], uow: UnitOfWork[Deps]) -> list[FillAnswer]:
+    """Each fill's answer, as if the fills were captured one after another in this transaction (a repeat of
+    an email on a form is a duplicate of the fill before it), in a few statements for all of them.
 
-    Spam is answered like an accepted fill (bots learn nothing) but nothing is stored or sent;
-    a double submit returns the lead the first fill made.
+    Spam is answered like an accepted fill (bots learn nothing) but nothing is stored or sent; a double
+    submit returns the lead the first fill made; a fill an Idempotency-Key names again gets the answer stored
+    under it. A refused fill is answered with its refusal and writes nothing, except that a refused fill with
+    an Idempotency-Key raises it (the key's claim must roll back), and a form changed since it was remembered
+    raises FormChanged: the caller then runs the fills one by one. Fills naming one key twice run in turns,
+    so the second finds the first one's answer (as do fills with another double-submit window, rare as it is).
     """
-    form, context, now = fill.form, fill.context, uow.now()
-    remembered = None if fill.form_confirmed else form
+    answers: list[FillAnswer] = []
+    for turn in _turns(fills):
+        answers += await _capture_together(turn, uow)
+    return answers
+
+
+def _turns(fills: list[FormFill]) -> list[list[FormFill]]:
+    """The fills in order, cut wherever an Idempotency-Key comes again or the double-submit window changes."""
+    turns: list[list[FormFill]] = [[]]
+    keys: set[tuple[str, str]] = set()
+    for fill in fills:
+        claim = fill.idempotency
+        named = None if claim is None else (claim.scope, claim.key)
+        turn = turns[-1]
+        if named in keys or (turn and turn[0].context.double_submit_window != fill.context.double_submit_window):
+            turns.append([])
+            keys.clear()
+        if named is not None:
+            keys.add(named)
+        turns[-1].append(fill)
+    return turns
+
+
+async def _capture_together(fills: list[FormFill], uow: UnitOfWork[Deps]) -> list[FillAnswer]:
+    # Everything that needs no database comes first: the transaction begins at the first statement, and
+    # is open (a pooled connection idle in it) only while the statements run.
+    now = uow.now()
+    pending = [_prepare(fill, now) for fill in fills]
+    await _lock_and_confirm_forms(pending, uow)
+    for each in pending:
+        if each.fill.idempotency is not None:
+            await _claim(each, each.fill.idempotency, uow)
+        elif not isinstance(each.screened, domain.Submission):
+            each.answer = each.screened
+    await _store_leads([each for each in pending if each.answer is None], uow)
+    for each in pending:
+        if each.claimed and isinstance(each.answer, Outcome) and each.fill.idempotency is not None:
+            claim = each.fill.idempotency
+            await uow.deps.store.save_idempotent_response(uow.session, claim.scope, claim.key,
+                                                          claim.answer(each.answer))
+    return [_answer(each) for each in pending]
+
+
+def _answer(each: _Fill) -> FillAnswer:
+    if each.answer is None:
+        raise ValueError(f"form fill to {each.fill.form.key} left without an answer")
+    return each.answer
+
+
+def _prepare(fill: FormFill, now: datetime) -> _Fill:
     try:
-        screened = _screen(form, fill.posted, now, context)
-    except InvalidSubmission:
-        await confirm_form(remembered, uow)
-        raise
+        screened = _screen(fill.form, fill.posted, now, fill.context)
+    except InvalidSubmission as refused:
+        return _Fill(fill, refused)
     if isinstance(screened, Outcome):
-        await confirm_form(remembered, uow)
-        return screened
-    lead = domain.new_lead(str(uuid.uuid4()), form, screened, now, context.ip, context.user_agent)
-    earlier = await _store_lead(lead, remembered, context.double_submit_window, uow)
-    if earlier is not None:
-        return Outcome("duplicate", earlier)
-    data = domain.lead_captured(lead.id, form, screened, now, lead.consent)
-    if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
-        # Rolls the lead back with the rest of the transaction: an event Kafka would refuse must not be stored.
-        raise InvalidSubmission([FieldError(field="body", code="too_large",
-                                            message=f"the fields add up to more than {MAX_EVENT_BYTES} bytes")])
-    await uow.publish(new_event(data, source="capture", subject=lead.id, lead_captured_at=now, time=now))
-    return Outcome("accepted", lead.id)
+        return _Fill(fill, screened)
+    context = fill.context
+    lead = domain.new_lead(str(uuid.uuid4()), fill.form, screened, now, context.ip, context.user_agent)
+    data = domain.lead_captured(lead.id, fill.form, screened, now, lead.consent)
+    # Too large: refused unless it is a double submit (which stores nothing); Kafka would refuse its event.
+    event = None if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES else new_event(
+        data, source="capture", subject=lead.id, lead_captured_at=now, time=now)
+    if not lead.email_normalized or context.double_submit_window <= timedelta(0):
+        return _Fill(fill, screened, lead, event)
+    return _Fill(fill, screened, lead, event, lock_key=f"capture:{lead.form_key}:{lead.email_normalized}",
+                 since=now - context.double_submit_window)
 
 
-async def _store_lead(lead: domain.NewLead, remembered: domain.FormDefinition | None, window: timedelta,
-                      uow: UnitOfWork[Deps]) -> str | None:
-    """Store the lead, unless it repeats a fill within ``window``: then the id of the lead that fill made."""
-    store = uow.deps.store
-    if lead.email_normalized and window > timedelta(0):
-        # Serialize fills of one email on one form, so two racing double-submits still make one lead;
-        # it is the one lock a fill takes, and it names the email: fills of one form by different people
-        # never wait for each other (the form is read, not locked; see the store). The lock is its own
-        # statement: the double-submit check must see what the lock waited for, and a statement sees
-        # only what had committed when it began.
-        lock_key = f"capture:{lead.form_key}:{lead.email_normalized}"
-        if remembered is None:
-            await store.lock(uow.session, lock_key)
+async def _lock_and_confirm_forms(pending: list[_Fill], uow: UnitOfWork[Deps]) -> None:
+    """Lock the fills' emails and check their remembered forms (FormChanged), in one statement.
+
+    The lock serializes fills of one email on one form, so two racing double submits still make one lead;
+    it names the email: fills of one form by different people never wait for each other (the form is read,
+    not locked; see the store). The double-submit lookup that follows is a statement of its own: it must
+    see what the locks waited for, and a statement sees only what had committed when it began.
+    """
+    lock_keys = [key for key in (each.lock_key for each in pending) if key is not None]
+    remembered = [each.fill.form for each in pending if not each.fill.form_confirmed]
+    if not lock_keys and not remembered:
+        return
+    current = await uow.deps.store.lock_and_read_forms(uow.session, lock_keys, [form.key for form in remembered])
+    for form in remembered:
+        _check_form(form, current[form.key])
+
+
+async def _claim(each: _Fill, claim: IdempotencyClaim, uow: UnitOfWork[Deps]) -> None:
+    """Claim the fill's key; its answer is then the one stored under the key (or the refusal of a reused key)."""
+    try:
+        stored = await claim_idempotency_key(claim, uow)
+    except IdempotencyKeyReused as reused:
+        each.answer = reused
+        return
+    if stored is not None:
+        each.answer = stored
+    elif isinstance(each.screened, InvalidSubmission):
+        raise each.screened
+    else:
+        each.claimed = True
+        if isinstance(each.screened, Outcome):
+            each.answer = each.screened
+
+
+async def _store_leads(pending: list[_Fill], uow: UnitOfWork[Deps]) -> None:
+    """Store the leads of the fills that repeat no fill within their window and publish their events (one
+    statement looks the repeats up and stores the rest); the others are duplicates of the latest lead of their
+    email on their form.
+
+    A turn's fills of one email share their window's start, so the first storable fill of an email stands for
+    the later ones: it is stored unless an earlier lead is found, and they repeat it or that lead."""
+    first_of_email: set[str] = set()
+    batch: list[tuple[domain.NewLead, datetime | None, bool]] = []
+    for each in pending:
+        if each.lead is None:
+            raise ValueError("only a screened fill has a lead to store")
+        storable = each.event is not None and each.lock_key not in first_of_email
+        if storable and each.lock_key is not None:
+            first_of_email.add(each.lock_key)
+        batch.append((each.lead, each.since, storable))
+    found = await uow.deps.store.insert_leads_unless_recent(uow.session, batch)
+    made: dict[str, RecentLead] = {}
+    for each, (lead, _, _), stored in zip(pending, batch, found, strict=True):
+        key = each.lock_key
+        earlier = None if key is None or each.since is None else _latest(stored, made.get(key), each.since)
+        if earlier is not None:
+            each.answer = Outcome("duplicate", earlier)
+        elif each.event is None:
+            each.answer = _too_large(each)
         else:
-            _check_form(remembered, await store.lock_and_read_form(uow.session, lead.form_key, lock_key))
-        return await store.insert_lead_unless_recent(uow.session, lead, lead.submitted_at - window)
-    await confirm_form(remembered, uow)
-    await store.insert_lead(uow.session, lead)
-    return None
+            if key is not None:
+                made[key] = RecentLead(lead.id, lead.submitted_at)
+            each.answer = Outcome("accepted", lead.id)
+            await uow.publish(each.event)
+
+
+def _latest(stored: RecentLead | None, made: RecentLead | None, since: datetime) -> str | None:
+    """The lead a fill repeats: of the one stored and the one this transaction made, the latest since ``since``."""
+    found = [lead for lead in (made, stored) if lead is not None and lead.submitted_at >= since]
+    return max(found, key=lambda lead: lead.submitted_at).id if found else None
+
+
+def _too_large(each: _Fill) -> InvalidSubmission:
+    refused = InvalidSubmission([FieldError(field="body", code="too_large",
+                                            message=f"the fields add up to more than {MAX_EVENT_BYTES} bytes")])
+    if each.fill.idempotency is not None:
+        raise refused  # rolls the key's claim back with the rest of the transaction
+    return refused
 
 
 def _screen(form: domain.FormDefinition, posted: Mapping[str, str], now: datetime,

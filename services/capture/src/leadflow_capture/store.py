@@ -34,6 +34,14 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
+class RecentLead:
+    """A lead an email's repeat fill within the double-submit window is a duplicate of."""
+
+    id: str
+    submitted_at: datetime
+
+
+@dataclass(frozen=True)
 class IdempotencyRecord:
     fingerprint: str
     response: StoredResponse
@@ -44,28 +52,44 @@ FORM_COLUMNS = ("key, name, field_mapping, required_fields, allowed_origins, suc
 SELECT_FORM = f"SELECT {FORM_COLUMNS} FROM form WHERE key = $1"
 FORMS_READ = "leadflow_capture.forms_read"
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))"
-LOCK_AND_SELECT_FORM = f"SELECT {FORM_COLUMNS}, pg_advisory_xact_lock(hashtextextended($2::text, 0)) " \
-                       "FROM form WHERE key = $1"
+# A group of fills' locks ($2), in one order for every transaction (the lock ids' order: two groups never
+# deadlock; PostgreSQL takes them row by row after the ORDER BY), and the forms $1 names, in one round trip.
+# The single row of the locks' count is the outer side of the join: it is there (and the locks taken) even
+# when no form is read.
+LOCK_AND_SELECT_FORMS = f"""
+SELECT {FORM_COLUMNS}
+FROM (SELECT count(pg_advisory_xact_lock(k)) AS locks
+      FROM (SELECT DISTINCT hashtextextended(lock_key, 0) AS k FROM unnest($2::text[]) AS lock_key ORDER BY k) AS keys
+     ) AS locked
+LEFT JOIN form ON form.key = ANY($1::text[])"""
 
 LEAD_COLUMNS = ("id, form_key, contact, custom_fields, attribution, submitted_at, email_normalized, consent, "
                 "visitor_id, ip, user_agent")
-LEAD_VALUES = "$1::text, $2::text, $3::jsonb, $4::jsonb, $5::jsonb, $6::timestamptz, $7::text, $8::jsonb, " \
-              "$9::text, $10::text, $11::text"
-INSERT_LEAD = f"INSERT INTO lead ({LEAD_COLUMNS}) VALUES ({LEAD_VALUES})"
-# The double-submit check and the insert in one statement: the lead is stored only when the same email
-# sent no fill to the form since $12; the row returned is that earlier lead.
-INSERT_LEAD_UNLESS_RECENT = f"""
-WITH recent AS (
-    SELECT id FROM lead
-    WHERE form_key = $2::text AND email_normalized = $7::text AND submitted_at >= $12::timestamptz
-    ORDER BY submitted_at DESC
-    LIMIT 1
+# A group's double-submit lookups and its new leads in one statement, in the order given: for each lead, the
+# latest lead of its email on its form submitted since $12 (NULL: none looked up); a lead marked in $13 is
+# stored unless one was found. Run after the fills' locks, so it sees the fills they waited for.
+INSERT_LEADS_UNLESS_RECENT = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::boolean[])
+        WITH ORDINALITY AS g({LEAD_COLUMNS}, since, storable, position)
+), found AS (
+    SELECT given.*, recent.id AS recent_id, recent.submitted_at AS recent_at
+    FROM given LEFT JOIN LATERAL (
+        SELECT lead.id, lead.submitted_at FROM lead
+        WHERE lead.form_key = given.form_key AND lead.email_normalized = given.email_normalized
+          AND lead.submitted_at >= given.since
+        ORDER BY lead.submitted_at DESC
+        LIMIT 1
+    ) AS recent ON true
 ), inserted AS (
     INSERT INTO lead ({LEAD_COLUMNS})
-    SELECT {LEAD_VALUES}
-    WHERE NOT EXISTS (SELECT FROM recent)
+    SELECT id, form_key, contact::jsonb, custom_fields::jsonb, attribution::jsonb, submitted_at, email_normalized,
+           consent::jsonb, visitor_id, ip, user_agent
+    FROM found WHERE storable AND recent_id IS NULL
+    ORDER BY position
 )
-SELECT id FROM recent"""
+SELECT recent_id, recent_at FROM found ORDER BY position"""
 
 INSERT_ACTIVITIES = """
 INSERT INTO activity (id, activity_type, lead_id, email, visitor_id, page_url, properties, occurred_at)
@@ -147,16 +171,17 @@ class CaptureStore:
         """Hold the transaction-scoped advisory lock named ``key`` until the transaction ends."""
         await (await driver_connection(session)).execute(LOCK, key)
 
-    async def lock_and_read_form(self, session: AsyncSession, form_key: str, lock_key: str) -> FormDefinition | None:
-        """``lock(lock_key)`` and ``current_form(form_key)``: one round trip, the lock alone once the
-        transaction has read the form."""
+    async def lock_and_read_forms(self, session: AsyncSession, lock_keys: list[str],
+                                  form_keys: list[str]) -> dict[str, FormDefinition | None]:
+        """``lock`` each of ``lock_keys`` (in one order, whatever the order given) and ``current_form`` of each of
+        ``form_keys``, in one round trip; a form this transaction has read is not read again."""
         read = _forms_read(session)
-        if form_key in read:
-            await self.lock(session, lock_key)
-            return read[form_key]
-        record = await (await driver_connection(session)).fetchrow(LOCK_AND_SELECT_FORM, form_key, lock_key)
-        read[form_key] = form_of(record) if record is not None else None
-        return read[form_key]
+        unread = [key for key in dict.fromkeys(form_keys) if key not in read]
+        if lock_keys or unread:
+            rows = await (await driver_connection(session)).fetch(LOCK_AND_SELECT_FORMS, unread, lock_keys)
+            found = {row["key"]: form_of(row) for row in rows if row["key"] is not None}
+            read.update({key: found.get(key) for key in unread})
+        return {key: read[key] for key in form_keys}
 
     # -- forms, as the admin API keeps them ------------------------------------------------------
 
@@ -205,14 +230,18 @@ class CaptureStore:
 
     # -- leads -----------------------------------------------------------------------------------
 
-    async def insert_lead(self, session: AsyncSession, lead: NewLead) -> None:
-        await (await driver_connection(session)).execute(INSERT_LEAD, *_lead_arguments(lead))
-
-    async def insert_lead_unless_recent(self, session: AsyncSession, lead: NewLead, since: datetime) -> str | None:
-        """Store ``lead`` unless its email filled its form since ``since``: then the id of that latest lead."""
-        existing = await (await driver_connection(session)).fetchval(
-            INSERT_LEAD_UNLESS_RECENT, *_lead_arguments(lead), since)
-        return str(existing) if existing is not None else None
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        """For each (lead, since, storable), in order: the latest lead of its email on its form submitted since
+        ``since`` (None: not looked for), or None; a storable lead is stored unless one was found."""
+        if not leads:
+            return []
+        columns = zip(*((*_lead_arguments(lead), since, storable) for lead, since, storable in leads), strict=True)
+        rows = await (await driver_connection(session)).fetch(INSERT_LEADS_UNLESS_RECENT,
+                                                              *(list(column) for column in columns))
+        return [RecentLead(str(row["recent_id"]), row["recent_at"]) if row["recent_id"] is not None else None
+                for row in rows]
 
     # -- idempotency keys ------------------------------------------------------------------------
 

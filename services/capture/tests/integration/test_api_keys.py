@@ -3,10 +3,14 @@ listings that show nothing of a secret, and a rotated bootstrap key that stops w
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
+from sqlalchemy import text
 
+from leadflow_kit import auth
+from leadflow_kit.app import app_deps
 from leadflow_stack.testing import bearer
 
 pytestmark = pytest.mark.integration
@@ -56,6 +60,24 @@ async def test_a_key_records_its_use_once_a_minute_not_on_every_request(capture,
     # Within the minute the stored time stays: no request waits on the key row's lock to rewrite it.
     assert (await capture.client.get("/v1/admin/forms", headers=as_key)).status_code == 200
     assert await last_used() == first
+
+async def test_a_verified_key_is_trusted_for_seconds_and_one_revoked_here_is_refused_at_once(capture, admin_headers,
+                                                                                        monkeypatch):
+    monkeypatch.setattr(auth, "VERIFIED_KEY_SECONDS", 0.5)
+    elsewhere = (await mint(capture, admin_headers, ["forms:read"], name="elsewhere")).json()
+    assert (await capture.client.get("/v1/admin/forms", headers=bearer(elsewhere["key"]))).status_code == 200
+    # Revoked in the database, as another replica would: this process trusts its check until the bound.
+    async with app_deps(capture.app).platform.db.transaction() as session:
+        await session.execute(text("UPDATE api_key SET revoked_at = now() WHERE id = :id"), {"id": elsewhere["id"]})
+    assert (await capture.client.get("/v1/admin/forms", headers=bearer(elsewhere["key"]))).status_code == 200
+    await asyncio.sleep(0.6)
+    assert (await capture.client.get("/v1/admin/forms", headers=bearer(elsewhere["key"]))).status_code == 401
+
+    here = (await mint(capture, admin_headers, ["forms:read"], name="here")).json()
+    assert (await capture.client.get("/v1/admin/forms", headers=bearer(here["key"]))).status_code == 200
+    assert (await capture.client.delete(f"/v1/admin/api-keys/{here['id']}", headers=admin_headers)).status_code == 204
+    assert (await capture.client.get("/v1/admin/forms", headers=bearer(here["key"]))).status_code == 401
+
 
 async def test_a_key_revokes_only_keys_within_its_own_scopes(capture, admin_headers):
     minter = bearer((await mint(capture, admin_headers, ["api-keys:write", "forms:read"])).json()["key"])

@@ -7,11 +7,21 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
-from leadflow_capture.bootstrap import bootstrap
-from leadflow_capture.handlers import FormFill, Outcome, capture_form_fill
+from leadflow_capture.bootstrap import Deps, bootstrap
+from leadflow_capture.domain import FormDefinition, Limits
+from leadflow_capture.handlers import (
+    FormFill,
+    InvalidSubmission,
+    Outcome,
+    SubmissionContext,
+    capture_form_fill,
+    capture_form_fills,
+)
 from leadflow_contracts import topics
 from leadflow_kit.db import driver_connection
 from leadflow_kit.uow import unit_of_work
@@ -81,10 +91,11 @@ async def test_a_refused_fill_in_a_group_leaves_the_others_stored(start_capture)
         assert sorted(e.subject for e in published if e.subject in stored) == sorted(stored)
 
 
-async def test_a_group_reads_each_form_once_and_locks_only_each_fill_s_email(capture_env):
-    """Eight fills of one form in one transaction (as a group commits them), the form remembered from an
-    earlier request: one statement reads the form with the first fill's lock, then each fill takes its
-    email's lock and stores its lead (two statements); the form row itself is never locked."""
+async def test_a_group_is_stored_in_two_statements_however_many_fills_it_holds(capture_env):
+    """Eight fills of one form in one transaction (as a group commits them), the form remembered from an earlier
+    request, one of them repeating another's email: one statement takes every email's lock and reads the form,
+    one looks up earlier fills of the emails and inserts the leads that repeat none; at the commit one more
+    writes the events. The form row itself is never locked."""
     settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix)
     deps = bootstrap(settings)
     try:
@@ -92,14 +103,98 @@ async def test_a_group_reads_each_form_once_and_locks_only_each_fill_s_email(cap
             form = await deps.store.current_form(uow.session, "demo")
         assert form is not None
         run = uuid.uuid4().hex[:8]
-        fills = [FormFill(form, {"email": f"p{n}-{run}@example.com"}, form_confirmed=False) for n in range(8)]
-        async with unit_of_work(deps.platform, deps) as uow:
-            with counting_statements(await driver_connection(uow.session)) as statements:
-                outcomes = [await capture_form_fill(fill, uow) for fill in fills]
+        emails = [f"p{n}-{run}@example.com" for n in range(7)] + [f"P0-{run}@example.com"]
+        fills = [FormFill(form, {"email": email}, form_confirmed=False) for email in emails]
+        with ExitStack() as counting:
+            async with unit_of_work(deps.platform, deps) as uow:
+                statements = counting.enter_context(counting_statements(await driver_connection(uow.session)))
+                answers = await capture_form_fills(fills, uow)
+                await asyncio.sleep(0)  # asyncpg tells its query loggers with call_soon
+                in_handler = list(statements)
+            await asyncio.sleep(0)
     finally:
         await deps.platform.db.dispose()
 
-    assert [o.kind for o in outcomes if isinstance(o, Outcome)] == ["accepted"] * 8
-    assert len(statements) == 2 * len(fills), statements
-    assert sum("FROM form" in s for s in statements) == 1
+    assert [a.kind for a in answers if isinstance(a, Outcome)] == ["accepted"] * 7 + ["duplicate"]
+    assert isinstance(answers[7], Outcome) and isinstance(answers[0], Outcome)
+    assert answers[7].lead_id == answers[0].lead_id
+    assert len(in_handler) == 2, in_handler
+    assert "pg_advisory_xact_lock" in in_handler[0] and "JOIN form" in in_handler[0]
+    assert "INSERT INTO lead" in in_handler[1]
+    assert [s for s in statements if "INSERT INTO outbox" in s] == [statements[2]], statements
     assert not any("FOR UPDATE" in s or "FOR SHARE" in s for s in statements)
+
+
+async def stored_fills(deps: Deps, lead_ids: set[str]) -> tuple[list[tuple[str, str | None, str]], list[str]]:
+    """The leads (form, email, contact) and the outbox's events (by subject, in order) of ``lead_ids``."""
+    async with unit_of_work(deps.platform, deps) as uow:
+        conn = await driver_connection(uow.session)
+        leads = await conn.fetch("SELECT id, form_key, email_normalized, contact::text FROM lead "
+                                 "WHERE id = ANY($1::text[])", list(lead_ids))
+        events = await conn.fetch("SELECT key FROM outbox WHERE key = ANY($1::text[]) ORDER BY id", list(lead_ids))
+    return sorted((r["form_key"], r["email_normalized"], r["contact"]) for r in leads), [r["key"] for r in events]
+
+
+def mixed_fills(form: FormDefinition, run: str) -> list[FormFill]:
+    """New fills, a repeat within them and of a stored fill, spam, a refused one, one too large for an event."""
+    roomy = SubmissionContext(limits=Limits(max_field_length=10_000))
+    posted: list[dict[str, str]] = [
+        {"email": f"ada-{run}@example.com"},
+        {"email": f"stored-{run}@example.com"},
+        {"email": f" ADA-{run}@example.com", "company": "Engines"},
+        {"email": f"bot-{run}@example.com", "_hp": "filled"},
+        {"first_name": "no email"},
+        {"email": f"huge-{run}@example.com", **{f"note_{i}": "x" * 9_000 for i in range(8)}},
+        {"email": f"grace-{run}@example.com"},
+        {"email": f"ada-{run}@example.com"},
+    ]
+    return [FormFill(form, fields, roomy, form_confirmed=False) for fields in posted]
+
+
+def positions(answers: list[Any], stored_ids: dict[str, str]) -> list[tuple[str, Any]]:
+    made = {a.lead_id: n for n, a in enumerate(answers) if isinstance(a, Outcome) and a.kind == "accepted"}
+    return [(a.kind, made.get(a.lead_id, stored_ids.get(a.lead_id, ""))) if isinstance(a, Outcome)
+            else (type(a).__name__, [e.code for e in a.errors]) for a in answers]
+
+
+async def test_a_group_stores_exactly_what_its_fills_stored_one_by_one(capture_env):
+    settings = capture_settings(capture_env.database_url, capture_env.bootstrap_servers, capture_env.prefix)
+    deps = bootstrap(settings)
+    results = []
+    try:
+        async with unit_of_work(deps.platform, deps) as uow:
+            form = await deps.store.current_form(uow.session, "demo")
+        assert form is not None
+        for together in (False, True):
+            run = uuid.uuid4().hex[:8]
+            async with unit_of_work(deps.platform, deps) as uow:
+                earlier = await capture_form_fill(FormFill(form, {"email": f"stored-{run}@example.com"}), uow)
+            assert isinstance(earlier, Outcome)
+            fills = mixed_fills(form, run)
+            answers: list[Any] = []
+            if together:
+                async with unit_of_work(deps.platform, deps) as uow:
+                    answers = list(await capture_form_fills(fills, uow))
+            else:
+                for fill in fills:
+                    try:
+                        async with unit_of_work(deps.platform, deps) as uow:
+                            answers.append(await capture_form_fill(fill, uow))
+                    except InvalidSubmission as refused:
+                        answers.append(refused)
+            ids = {a.lead_id for a in answers if isinstance(a, Outcome) and a.kind == "accepted"}
+            leads, events = await stored_fills(deps, ids)
+            made = {a.lead_id: n for n, a in enumerate(answers) if isinstance(a, Outcome) and a.kind == "accepted"}
+            results.append((positions(answers, {earlier.lead_id: "stored"}),
+                            [(form_key, (email or "").replace(run, "RUN"), contact.replace(run, "RUN"))
+                             for form_key, email, contact in leads],
+                            [made[subject] for subject in events]))
+    finally:
+        await deps.platform.db.dispose()
+
+    one_by_one, together = results
+    assert together == one_by_one
+    assert [kind for kind, _ in together[0]] == ["accepted", "duplicate", "duplicate", "spam", "InvalidSubmission",
+                                                 "InvalidSubmission", "accepted", "duplicate"]
+    assert together[0][2] == together[0][7] == ("duplicate", 0) and together[0][1] == ("duplicate", "stored")
+    assert together[2] == [0, 6]

@@ -18,7 +18,7 @@ from leadflow_capture.bootstrap import Deps, bootstrap
 from leadflow_capture.domain import FormDefinition, NewLead, Person, StoredForm
 from leadflow_capture.schemas import FormCreate
 from leadflow_capture.settings import Settings
-from leadflow_capture.store import CaptureStore, IdempotencyRecord, StoredResponse
+from leadflow_capture.store import CaptureStore, IdempotencyRecord, RecentLead, StoredResponse
 from leadflow_contracts import LeadActivity, PrivacyErasureCompleted
 
 # What an idempotency key holds between its claim and the answer stored under it.
@@ -49,9 +49,10 @@ class FakeCaptureStore(CaptureStore):
     async def lock(self, session: AsyncSession, key: str) -> None:
         self.locks.append(key)
 
-    async def lock_and_read_form(self, session: AsyncSession, form_key: str, lock_key: str) -> FormDefinition | None:
-        await self.lock(session, lock_key)
-        return await self.current_form(session, form_key)
+    async def lock_and_read_forms(self, session: AsyncSession, lock_keys: list[str],
+                                  form_keys: list[str]) -> dict[str, FormDefinition | None]:
+        self.locks += sorted(set(lock_keys))
+        return {key: await self.current_form(session, key) for key in form_keys}
 
     async def list_forms(self, session: AsyncSession, status: str | None = None) -> list[StoredForm]:
         return [stored for key, stored in sorted(self.forms.items())
@@ -87,17 +88,22 @@ class FakeCaptureStore(CaptureStore):
 
     # -- leads -----------------------------------------------------------------------------------
 
-    async def insert_lead(self, session: AsyncSession, lead: NewLead) -> None:
-        self.leads[lead.id] = lead
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        # Every lookup sees the leads as they were before the statement, as PostgreSQL's do.
+        found = [None if since is None else self._latest(lead, since) for lead, since, _ in leads]
+        for (lead, _, storable), earlier in zip(leads, found, strict=True):
+            if storable and earlier is None:
+                self.leads[lead.id] = lead
+        return found
 
-    async def insert_lead_unless_recent(self, session: AsyncSession, lead: NewLead, since: datetime) -> str | None:
+    def _latest(self, lead: NewLead, since: datetime) -> RecentLead | None:
         recent = [earlier for earlier in self.leads.values()
                   if earlier.form_key == lead.form_key and earlier.email_normalized == lead.email_normalized
                   and earlier.submitted_at >= since]
-        if recent:
-            return max(recent, key=lambda earlier: earlier.submitted_at).id
-        self.leads[lead.id] = lead
-        return None
+        latest = max(recent, key=lambda earlier: earlier.submitted_at) if recent else None
+        return RecentLead(latest.id, latest.submitted_at) if latest is not None else None
 
     # -- idempotency keys ------------------------------------------------------------------------
 

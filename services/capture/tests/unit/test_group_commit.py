@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -28,11 +27,14 @@ FORM = FormDefinition("demo-request", "Demo request", allowed_origins=("*",))
 
 @dataclass
 class Transactions:
-    """Fake units of work over ``deps``: which works each one ran, and whether it committed."""
+    """Fake units of work over ``deps``: which items each one ran, and whether it committed; ``work`` stores
+    named items, raising what ``fails`` names and refusing what ``refuses`` names."""
 
     deps: Deps
     runs: list[list[str]] = field(default_factory=list)
     committed: list[bool] = field(default_factory=list)
+    fails: dict[str, Exception] = field(default_factory=dict)
+    refuses: dict[str, Exception] = field(default_factory=dict)
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[UnitOfWork[Deps]]:
@@ -42,19 +44,17 @@ class Transactions:
         yield uow
         self.committed[-1] = True
 
+    async def work(self, names: list[str], uow: UnitOfWork[Deps]) -> list[str | Exception]:
+        self.runs[-1] += names
+        for name in names:
+            if name in self.fails:
+                raise self.fails[name]
+        return [self.refuses.get(name, f"answer to {name}") for name in names]
+
 
 def grouped(transactions: Transactions, sizes: list[int], window: float = 0.01,
             max_size: int = 10) -> GroupCommit[Deps]:
     return GroupCommit(transactions.open, window, max_size, sizes.append)
-
-
-def work(transactions: Transactions, name: str, fails: Exception | None = None) -> Any:
-    async def run(uow: UnitOfWork[Deps]) -> str:
-        transactions.runs[-1].append(name)
-        if fails is not None:
-            raise fails
-        return f"answer to {name}"
-    return run
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ async def test_works_handed_in_within_the_window_share_one_transaction_and_each_
     sizes: list[int] = []
     group = grouped(transactions, sizes)
 
-    answers = await asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(5)))
+    answers = await asyncio.gather(*(group.run(transactions.work, f"fill {n}") for n in range(5)))
 
     assert answers == [f"answer to fill {n}" for n in range(5)]
     assert transactions.runs == [[f"fill {n}" for n in range(5)]]
@@ -79,7 +79,7 @@ async def test_a_full_group_commits_at_once_and_the_rest_start_the_next(transact
     group = grouped(transactions, sizes, window=10.0, max_size=3)
 
     answers = await asyncio.wait_for(
-        asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(6))), timeout=5)
+        asyncio.gather(*(group.run(transactions.work, f"fill {n}") for n in range(6))), timeout=5)
 
     assert answers == [f"answer to fill {n}" for n in range(6)]
     assert transactions.runs == [["fill 0", "fill 1", "fill 2"], ["fill 3", "fill 4", "fill 5"]]
@@ -89,35 +89,60 @@ async def test_a_full_group_commits_at_once_and_the_rest_start_the_next(transact
 async def test_a_failing_fill_sends_the_group_one_by_one_and_fails_alone(transactions):
     sizes: list[int] = []
     group = grouped(transactions, sizes)
-    refused = handlers.InvalidSubmission([])
+    transactions.fails["bad"] = failure = handlers.InvalidSubmission([])
 
-    answers = await asyncio.gather(
-        group.run(work(transactions, "a")), group.run(work(transactions, "bad", refused)),
-        group.run(work(transactions, "c")), return_exceptions=True)
+    answers = await asyncio.gather(*(group.run(transactions.work, name) for name in ("a", "bad", "c")),
+                                   return_exceptions=True)
 
-    assert answers == ["answer to a", refused, "answer to c"]
+    assert answers == ["answer to a", failure, "answer to c"]
     # The group's transaction rolled back at the failing fill; then each ran in one of its own.
-    assert transactions.runs == [["a", "bad"], ["a"], ["bad"], ["c"]]
+    assert transactions.runs == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
     assert transactions.committed == [False, True, False, True]
     assert sizes == [1, 1]
 
 
+async def test_a_fill_refused_in_a_group_is_answered_alone_and_the_others_commit_together(transactions):
+    sizes: list[int] = []
+    group = grouped(transactions, sizes)
+    transactions.refuses["bad"] = refused = handlers.InvalidSubmission([])
+
+    answers = await asyncio.gather(*(group.run(transactions.work, name) for name in ("a", "bad", "c")),
+                                   return_exceptions=True)
+
+    assert answers == ["answer to a", refused, "answer to c"]
+    assert transactions.runs == [["a", "bad", "c"]] and transactions.committed == [True]
+    assert sizes == [3]
+
+
+async def test_items_of_another_work_make_a_group_of_their_own(transactions):
+    async def other(names: list[str], uow: UnitOfWork[Deps]) -> list[str]:
+        transactions.runs[-1] += names
+        return [f"other answer to {name}" for name in names]
+    group = grouped(transactions, [])
+
+    answers = await asyncio.gather(group.run(transactions.work, "a"), group.run(other, "b"),
+                                   group.run(transactions.work, "c"))
+
+    assert answers == ["answer to a", "other answer to b", "answer to c"]
+    assert sorted(transactions.runs) == [["a", "c"], ["b"]]
+
+
 async def test_an_outage_fails_every_fill_of_the_group_without_running_them_again(transactions):
     group = grouped(transactions, [])
-    down = ConnectionRefusedError("the database is down")
+    transactions.fails["a"] = down = ConnectionRefusedError("the database is down")
 
-    answers = await asyncio.gather(group.run(work(transactions, "a", down)), group.run(work(transactions, "b")),
+    answers = await asyncio.gather(group.run(transactions.work, "a"), group.run(transactions.work, "b"),
                                    return_exceptions=True)
 
     assert answers == [down, down]
-    assert transactions.runs == [["a"]]
+    assert transactions.runs == [["a", "b"]]
 
 
 async def test_a_deadlock_between_groups_sends_the_group_one_by_one(transactions):
     group = grouped(transactions, [])
-    deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+    transactions.fails["b"] = deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
 
-    answers = await asyncio.gather(group.run(work(transactions, "a")), group.run(work(transactions, "b", deadlock)),
+    answers = await asyncio.gather(group.run(transactions.work, "a"), group.run(transactions.work, "b"),
                                    return_exceptions=True)
 
     assert answers == ["answer to a", deadlock]
@@ -128,7 +153,7 @@ async def test_without_a_window_every_fill_has_its_own_transaction(transactions)
     sizes: list[int] = []
     group = grouped(transactions, sizes, window=0)
 
-    answers = await asyncio.gather(*(group.run(work(transactions, f"fill {n}")) for n in range(3)))
+    answers = await asyncio.gather(*(group.run(transactions.work, f"fill {n}") for n in range(3)))
 
     assert answers == ["answer to fill 0", "answer to fill 1", "answer to fill 2"]
     assert transactions.runs == [["fill 0"], ["fill 1"], ["fill 2"]]
@@ -137,8 +162,8 @@ async def test_without_a_window_every_fill_has_its_own_transaction(transactions)
 
 async def test_a_request_given_up_on_does_not_cancel_its_group(transactions):
     group = grouped(transactions, [])
-    waiting = asyncio.ensure_future(group.run(work(transactions, "gone")))
-    staying = asyncio.ensure_future(group.run(work(transactions, "stays")))
+    waiting = asyncio.ensure_future(group.run(transactions.work, "gone"))
+    staying = asyncio.ensure_future(group.run(transactions.work, "stays"))
     await asyncio.sleep(0)
     waiting.cancel()
 
@@ -152,11 +177,9 @@ async def test_a_double_submit_within_one_group_gets_the_first_fills_lead(transa
     store.add_form(FORM, NOW - timedelta(days=1))
     group = grouped(transactions, [])
 
-    def fill(email: str) -> Any:
-        return lambda uow: handlers.capture_form_fill(handlers.FormFill(FORM, {"email": email}), uow)
-
-    first, again, other = await asyncio.gather(*(group.run(fill(email)) for email in
-                                                 ("ada@example.com", " ADA@example.com", "grace@example.com")))
+    first, again, other = await asyncio.gather(*(
+        group.run(handlers.capture_form_fills, handlers.FormFill(FORM, {"email": email}))
+        for email in ("ada@example.com", " ADA@example.com", "grace@example.com")))
 
     assert len(transactions.runs) == 1
     assert (first.kind, again.kind, other.kind) == ("accepted", "duplicate", "accepted")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_capture import domain, handlers, privacy
 from leadflow_capture.domain import FormDefinition
 from leadflow_capture.handlers import FormFill, IdempotencyClaim, SubmissionContext
-from leadflow_capture.store import StoredResponse
+from leadflow_capture.store import RecentLead, StoredResponse
 from leadflow_contracts import Event, LeadActivity, LeadCaptured, PrivacyErasureCompleted, new_event
 from leadflow_kit.fakes import fake_unit_of_work
 
@@ -176,24 +178,174 @@ async def test_a_remembered_form_still_stored_takes_the_fill(store):
     assert isinstance(outcome, handlers.Outcome) and outcome.kind == "accepted" and len(events) == 1
 
 
+def json_answer(outcome: handlers.Outcome) -> StoredResponse:
+    return StoredResponse(202, {"content-type": "application/json"}, f'{{"lead_id":"{outcome.lead_id}"}}')
+
+
+def keyed(key: str, fingerprint: str, scope: str = f"submission:{FORM.key}") -> IdempotencyClaim:
+    return IdempotencyClaim(scope, key, fingerprint, json_answer)
+
+
 async def test_a_retry_with_the_same_idempotency_key_replays_the_first_answer(store):
-    claim = IdempotencyClaim(f"submission:{FORM.key}", "key-1", "fingerprint-a")
-    first, _ = await fill(store, {"work_email": "ada@example.com"}, claim=claim)
+    first, _ = await fill(store, {"work_email": "ada@example.com"}, claim=keyed("key-1", "fingerprint-a"))
     assert isinstance(first, handlers.Outcome)
-    answer = StoredResponse(202, {"content-type": "application/json"}, f'{{"lead_id":"{first.lead_id}"}}')
-    await store.save_idempotent_response(None, claim.scope, claim.key, answer)  # type: ignore[arg-type]
 
-    replayed, events = await fill(store, {"work_email": "ada@example.com"}, claim=claim)
+    replayed, events = await fill(store, {"work_email": "ada@example.com"}, claim=keyed("key-1", "fingerprint-a"))
 
-    assert replayed == answer
+    assert replayed == json_answer(first)
     assert events == [] and len(store.leads) == 1
 
 
 async def test_an_idempotency_key_sent_again_with_another_request_is_refused(store):
-    await fill(store, {"work_email": "ada@example.com"}, claim=IdempotencyClaim("submission:x", "key-1", "a"))
+    await fill(store, {"work_email": "ada@example.com"}, claim=keyed("key-1", "a", "submission:x"))
 
     with pytest.raises(handlers.IdempotencyKeyReused):
-        await fill(store, {"work_email": "eve@example.com"}, claim=IdempotencyClaim("submission:x", "key-1", "b"))
+        await fill(store, {"work_email": "eve@example.com"}, claim=keyed("key-1", "b", "submission:x"))
+
+
+async def test_a_refused_fill_with_an_idempotency_key_raises_so_its_claim_rolls_back(store):
+    with pytest.raises(handlers.InvalidSubmission):
+        await fill(store, {"first_name": "no email"}, claim=keyed("key-1", "a"))
+
+
+async def test_a_retried_idempotency_key_among_fills_stored_together_gets_the_first_fills_answer(store):
+    uow, outbox, _ = fake_unit_of_work(fake_deps(store), NOW)
+    fills = [FormFill(FORM, {"work_email": "ada@example.com"}, idempotency=keyed("key-1", "a")),
+             FormFill(FORM, {"work_email": "ada@example.com"}, idempotency=keyed("key-1", "a")),
+             FormFill(FORM, {"work_email": "eve@example.com"}, idempotency=keyed("key-1", "b"))]
+
+    first, again, reused = await handlers.capture_form_fills(fills, uow)
+
+    assert isinstance(first, handlers.Outcome) and first.kind == "accepted"
+    assert again == json_answer(first)
+    assert isinstance(reused, handlers.IdempotencyKeyReused)
+    assert list(store.leads) == [first.lead_id] and len(outbox.events) == 1
+
+
+# Fills of every kind: new, repeated within the fills and after a stored one, spam, refused, too large (and then
+# sent again smaller), without an email, on another form, and a repeat outside the window.
+MIXED = [
+    ({"work_email": "ada@example.com"}, FORM.key),
+    ({"work_email": " ADA@example.com", "company": "Engines"}, FORM.key),
+    ({"work_email": "stored@example.com"}, FORM.key),
+    ({"work_email": "bot@example.com", "_hp": "http://spam.example"}, FORM.key),
+    ({"first_name": "no email", "phone": "+44 20 7946 0000"}, "other"),
+    ({"work_email": "huge@example.com", **{f"note_{i}": "x" * 9_000 for i in range(8)}}, FORM.key),
+    ({"email": "ada@example.com"}, "other"),
+    ({"work_email": "old@example.com"}, FORM.key),
+    ({"work_email": "ada@example.com"}, FORM.key),
+    ({"first_name": "Ada"}, FORM.key),
+    ({"work_email": "huge@example.com"}, FORM.key),
+]
+
+
+OTHER = dataclasses.replace(FORM, key="other", field_mapping={}, required_fields=())
+
+
+async def mixed_store() -> FakeCaptureStore:
+    store = FakeCaptureStore()
+    store.add_form(FORM, NOW - timedelta(days=1))
+    store.add_form(OTHER, NOW - timedelta(days=1))
+    earlier = (("stored@example.com", NOW - timedelta(minutes=5)), ("old@example.com", NOW - timedelta(hours=1)))
+    for email, at in earlier:
+        uow, _, _ = fake_unit_of_work(fake_deps(store), at)
+        await handlers.capture_form_fill(FormFill(FORM, {"work_email": email}), uow)
+    return store
+
+
+def mixed_fills() -> list[FormFill]:
+    roomy = SubmissionContext(limits=domain.Limits(max_field_length=10_000))
+    return [FormFill(FORM if key == FORM.key else OTHER, posted, roomy, form_confirmed=False)
+            for posted, key in MIXED]
+
+
+def as_positions(answers: list[object], store: FakeCaptureStore, events: list[Event[LeadCaptured]],
+                 before: dict[str, str | None]) -> tuple[list[object], list[int], list[int]]:
+    """Answers, stored leads and events with each new lead id replaced by the position of the fill that made it
+    and each earlier lead's by its email (ids are random): what one run and another must have in common."""
+    made = {answer.lead_id: n for n, answer in enumerate(answers)
+            if isinstance(answer, handlers.Outcome) and answer.kind == "accepted"}
+
+    def plain(answer: object) -> object:
+        if isinstance(answer, handlers.Outcome):
+            return answer.kind, made.get(answer.lead_id, before.get(answer.lead_id, ""))
+        return type(answer).__name__, [(e.field, e.code) for e in getattr(answer, "errors", [])]
+
+    return ([plain(answer) for answer in answers], sorted(made[lead] for lead in store.leads if lead not in before),
+            [made[event.subject] for event in events])
+
+
+def emails(store: FakeCaptureStore) -> dict[str, str | None]:
+    return {lead.id: lead.email_normalized for lead in store.leads.values()}
+
+
+async def test_fills_stored_together_get_exactly_what_they_got_one_after_another():
+    one_by_one, together = await mixed_store(), await mixed_store()
+    before = emails(one_by_one)
+    uow, outbox, _ = fake_unit_of_work(fake_deps(one_by_one), NOW)
+    answers: list[object] = []
+    for each in mixed_fills():
+        try:
+            answers.append(await handlers.capture_form_fill(each, uow))
+        except handlers.InvalidSubmission as refused:
+            answers.append(refused)
+    expected = as_positions(answers, one_by_one, outbox.events, before)
+    uow, outbox, _ = fake_unit_of_work(fake_deps(together), NOW)
+    before = emails(together)
+    together.locks.clear()
+
+    got = as_positions(list(await handlers.capture_form_fills(mixed_fills(), uow)), together, outbox.events, before)
+
+    assert got == expected
+    kinds = [kind for kind, _ in got[0]]
+    assert kinds == ["accepted", "duplicate", "duplicate", "spam", "accepted", "InvalidSubmission", "accepted",
+                     "accepted", "duplicate", "InvalidSubmission", "accepted"]
+    assert got[0][1] == got[0][8] == ("duplicate", 0) and got[0][2] == ("duplicate", "stored@example.com")
+    assert got[1] == got[2] == [0, 4, 6, 7, 10]
+    assert together.locks == sorted({"capture:demo-request:ada@example.com", "capture:demo-request:huge@example.com",
+                                     "capture:demo-request:old@example.com", "capture:demo-request:stored@example.com",
+                                     "capture:other:ada@example.com"})
+
+
+class StepsStore(FakeCaptureStore):
+    """Notes each round trip a fill's capture makes, in ``steps`` (which the test shares)."""
+
+    def __init__(self, steps: list[str]) -> None:
+        super().__init__()
+        self.steps = steps
+
+    async def lock_and_read_forms(self, session: AsyncSession, lock_keys: list[str],
+                                  form_keys: list[str]) -> dict[str, FormDefinition | None]:
+        self.steps.append("lock and read forms")
+        return await super().lock_and_read_forms(session, lock_keys, form_keys)
+
+    async def insert_leads_unless_recent(
+        self, session: AsyncSession, leads: list[tuple[domain.NewLead, datetime | None, bool]]
+    ) -> list[RecentLead | None]:
+        self.steps.append("store leads unless repeated")
+        return await super().insert_leads_unless_recent(session, leads)
+
+
+async def test_fills_are_checked_and_their_leads_and_events_made_before_the_first_statement(monkeypatch):
+    """The transaction begins at its first statement: the Python work of a group comes before it, so its
+    connection does not sit idle in the transaction meanwhile."""
+    steps: list[str] = []
+    store = StepsStore(steps)
+    store.add_form(FORM, NOW - timedelta(days=1))
+    made = domain.lead_captured
+
+    def lead_captured(*args: Any, **kwargs: Any) -> LeadCaptured:
+        steps.append("make event")
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(domain, "lead_captured", lead_captured)
+    uow, outbox, _ = fake_unit_of_work(fake_deps(store), NOW)
+
+    await handlers.capture_form_fills([FormFill(FORM, {"work_email": f"p{n}@example.com"}, form_confirmed=False)
+                                       for n in range(3)], uow)
+
+    assert steps == ["make event"] * 3 + ["lock and read forms", "store leads unless repeated"]
+    assert len(outbox.events) == 3
 
 
 def activity(activity_id: str, **who: str) -> LeadActivity:
