@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from leadflow_contracts import (
     Event,
@@ -28,6 +28,7 @@ from leadflow_sla.domain import Fired, LeadChanges, LeadData, LeadFacts, Notice,
 from leadflow_sla.notify import sla_notification
 
 if TYPE_CHECKING:
+    from leadflow_contracts.sla_policy import Policy
     from leadflow_sla.bootstrap import Deps
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,48 @@ SOURCE = "sla"
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class BatchClocks:
+    """What a batch of lead events needs of the clocks' tables, read and written once per batch: the active
+    policies with the calendars of the batch's owners (read at the batch's first need), and the clocks it
+    opens (inserted together, before any other statement on a lead's clocks reads them, and at its end)."""
+
+    owner_rep_ids: list[str]
+    policies: list[Policy] | None = None
+    calendars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    opened: list[SlaClock] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: list[Event[LeadData]]) -> BatchClocks:
+        owners = {evt.data.owner.rep_id for evt in events if isinstance(evt.data, LeadRouted) and evt.data.owner}
+        return cls(sorted(owners))
+
+    async def active_policies(self, uow: UnitOfWork[Deps]) -> list[Policy]:
+        if self.policies is None:
+            self.policies, self.calendars = await uow.deps.store.policies_and_calendars(
+                uow.session, self.owner_rep_ids)
+        return self.policies
+
+    async def insert_opened(self, uow: UnitOfWork[Deps]) -> None:
+        """Writes the clocks opened so far: the next statement on clocks sees them."""
+        if self.opened:
+            await uow.deps.store.insert_clocks(uow.session, self.opened)
+            self.opened = []
+
+
 async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps]) -> None:
     """Put each event on the timeline of every lead it concerns, then update that lead's facts and clocks.
 
-    A batch costs one statement for its timelines and leads' locks and one for the leads' changes, however
-    many events it holds (the clocks' own statements aside); the events still apply in order, each to the
-    lead as the ones before it left it."""
+    A batch costs one statement for its timelines and leads' locks, one for the leads' changes, and when it
+    opens clocks one read of the policies and calendars and one insert of its clocks, however many events it
+    holds (a re-route, a touch or a re-score flushes the clocks opened before it: the clocks' other
+    statements aside); the events still apply in order, each to the lead as the ones before it left it."""
     owned = [evt for evt in events if domain.belongs_to_a_lead(evt.data)]
     if not owned:
         return
     store, metrics = uow.deps.store, uow.deps.metrics
     records = [domain.timeline_record(evt) for evt in owned]
+    clocks = BatchClocks.of(owned)
     leads, firsts = await store.record_and_lock(uow.session, records)
     changed: dict[str, LeadChanges] = {}
     for position, (evt, record) in enumerate(zip(one_at_a_time(owned), records, strict=True)):
@@ -60,15 +92,16 @@ async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps
             seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
             uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
         facts = leads[record.facts_lead_id]
-        changes = await update_lead(evt, facts, leads, uow)
+        changes = await update_lead(evt, facts, leads, clocks, uow)
         if changes:
             leads[facts.lead_id] = replace(facts, **changes)
             changed.setdefault(facts.lead_id, {}).update(changes)
+    await clocks.insert_opened(uow)
     if changed:
         await store.update_leads(uow.session, changed)
 
 
-async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, LeadFacts],
+async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, LeadFacts], clocks: BatchClocks,
                       uow: UnitOfWork[Deps]) -> LeadChanges:
     """What ``evt`` changes on ``facts`` (the lead, locked by this transaction), its clocks' changes included;
     the caller writes them. ``leads``: the batch's leads as the events so far left them."""
@@ -81,21 +114,25 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, L
         if merged_fill in leads:
             leads[merged_fill] = replace(leads[merged_fill], merged_into=facts.lead_id)
     if isinstance(data, LeadRouted) and data.nurture:
+        await clocks.insert_opened(uow)
         await store.retire_clocks(uow.session, data.lead_id, evt.time, "nurture")
     elif isinstance(data, LeadScored) and facts.first_routed_at is not None and lifecycle.is_upgrade(
             facts.tier, data.tier):
-        await tighten_clock(data, uow)
+        await tighten_clock(data, clocks, uow)
     elif isinstance(data, LeadRouted):
         # Clocks are only ever opened here, in the transaction that sets first_routed_at: a lead never
         # routed before has no older clock to supersede.
-        changes.update(await open_clock(evt, data, updated, uow, routed_before=facts.first_routed_at is not None))
+        changes.update(await open_clock(evt, data, updated, clocks, uow,
+                                        routed_before=facts.first_routed_at is not None))
     elif isinstance(data, LeadTouched) and data.touch_type in domain.STOPPING_TOUCHES:
+        await clocks.insert_opened(uow)
         changes.update(await stop_clocks(data, updated, uow))
     return changes
 
 
 async def open_clock(
-    evt: Event[LeadData], routed: LeadRouted, facts: LeadFacts, uow: UnitOfWork[Deps], *, routed_before: bool
+    evt: Event[LeadData], routed: LeadRouted, facts: LeadFacts, clocks: BatchClocks, uow: UnitOfWork[Deps], *,
+    routed_before: bool,
 ) -> LeadChanges:
     """A routed (or re-routed) lead starts a fresh first-touch clock; an older open clock is superseded.
     Returns what changes on the lead."""
@@ -105,26 +142,28 @@ async def open_clock(
     tier = domain.clock_tier(routed, facts)
     team_id = domain.routed_team_id(routed)
     rep_id = routed.owner.rep_id if routed.owner else None
-    policies, owner_hours = await store.active_policies(uow.session, tier, rep_id)
-    policy, calendar = sla_policy.policy_for(policies, tier, team_id, owner_hours)
+    policies = await clocks.active_policies(uow)
+    policy, calendar = sla_policy.policy_for(policies, tier, team_id, clocks.calendars.get(rep_id or ""))
     clock, changes = domain.new_clock(str(uuid.uuid4()), evt, routed, facts, tier, policy, calendar)
-    await store.insert_clock(uow.session, clock)
+    clocks.opened.append(clock)
     # The due time is known only here (sla owns the policies): routing hands it on to the CRM.
     await uow.publish(follow_up(evt, domain.clock_started(clock, routed), source=SOURCE, subject=clock.lead_id,
                                 time=uow.now()))
     if routed_before:
+        await clocks.insert_opened(uow)
         await store.supersede_older_clocks(uow.session, routed.lead_id)
     return changes
 
 
-async def tighten_clock(scored: LeadScored, uow: UnitOfWork[Deps]) -> None:
+async def tighten_clock(scored: LeadScored, clocks: BatchClocks, uow: UnitOfWork[Deps]) -> None:
     """A routed lead re-scored into a more urgent tier: its running clock, if untouched, takes that
     tier's deadline (counted from when it started) when it is earlier."""
     store = uow.deps.store
+    await clocks.insert_opened(uow)
     clock = await store.lock_running_clock(uow.session, scored.lead_id)
     if clock is None:
         return
-    policies, _ = await store.active_policies(uow.session, scored.tier, None)
+    policies = await clocks.active_policies(uow)
     # The clock keeps counting in the calendar it started in; only its target changes.
     policy = sla_policy.choose_policy(policies, scored.tier, clock.team_id)
     changes = lifecycle.tightened_clock(clock, scored.tier, policy, clock.calendar)

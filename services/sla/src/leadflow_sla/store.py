@@ -168,18 +168,30 @@ INSERT INTO lead (lead_id, captured_at, merged_into) VALUES ($1, $2, $3)
 ON CONFLICT (lead_id) DO UPDATE SET merged_into = EXCLUDED.merged_into
 """
 
-# The owner's calendar comes along with the policies, looked up once, in case the chosen policy counts in it.
-_ACTIVE_POLICIES = """
-SELECT sla_policy.*, (SELECT business_hours FROM rep_calendar WHERE rep_id = $2) AS owner_hours
+# A batch's clocks choose among every active policy, read once with the calendars of the batch's owners
+# (an uncorrelated subquery: evaluated once, not per policy row).
+_POLICIES_AND_CALENDARS = """
+SELECT sla_policy.*,
+       (SELECT jsonb_object_agg(rep_id, business_hours) FROM rep_calendar WHERE rep_id = ANY($1::text[]))
+           AS owner_hours
 FROM sla_policy
-WHERE tier = $1 AND active
+WHERE active
 """
 
-_INSERT_CLOCK = """
-INSERT INTO sla_clock (id, lead_id, routed_event_id, tier, team_id, owner_rep_id, policy_id, correlation_id,
-                       lead_captured_at, target_seconds, warning_ratio, breach_limit, business_hours, started_at,
-                       warning_at, due_at, status, next_fire_at, stopped_at, stop_reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $20)
+_CLOCK_COLUMNS = ("id", "lead_id", "routed_event_id", "tier", "team_id", "owner_rep_id", "policy_id",
+                  "correlation_id", "lead_captured_at", "target_seconds", "warning_ratio", "breach_limit",
+                  "business_hours", "started_at", "warning_at", "due_at", "status", "next_fire_at", "stopped_at",
+                  "stop_reason")
+_CLOCK_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "timestamptz", "int",
+                "float8", "int", "text", "timestamptz", "timestamptz", "timestamptz", "text", "timestamptz",
+                "timestamptz", "text")
+# All of a batch's new clocks in one statement, in the order they were opened.
+_INSERT_CLOCKS = f"""
+INSERT INTO sla_clock ({", ".join(_CLOCK_COLUMNS)})
+SELECT {", ".join("business_hours::jsonb" if c == "business_hours" else c for c in _CLOCK_COLUMNS)}
+FROM unnest({", ".join(f"${n}::{t}[]" for n, t in enumerate(_CLOCK_TYPES, start=1))})
+    WITH ORDINALITY AS c({", ".join(_CLOCK_COLUMNS)}, position)
+ORDER BY position
 ON CONFLICT DO NOTHING
 """
 
@@ -284,25 +296,24 @@ class SlaStore:
         conn = await driver_connection(session)
         await conn.execute(_MERGE_INTO, fill_lead_id, captured_at, lead_id)
 
-    async def active_policies(
-        self, session: AsyncSession, tier: Tier, rep_id: str | None
-    ) -> tuple[list[Policy], dict[str, Any] | None]:
-        """The tier's active policies, and the rep's own calendar as stored (None without one)."""
+    async def policies_and_calendars(
+        self, session: AsyncSession, rep_ids: Sequence[str]
+    ) -> tuple[list[Policy], dict[str, dict[str, Any]]]:
+        """Every active policy, and the stored calendars of those of ``rep_ids`` that have one (none without
+        an active policy: only a policy counts in its owner's hours)."""
         conn = await driver_connection(session)
-        rows = await conn.fetch(_ACTIVE_POLICIES, tier, rep_id)
-        return [_policy(r) for r in rows], (rows[0]["owner_hours"] if rows else None)
+        rows = await conn.fetch(_POLICIES_AND_CALENDARS, list(rep_ids))
+        return [_policy(r) for r in rows], ((rows[0]["owner_hours"] or {}) if rows else {})
 
-    async def insert_clock(self, session: AsyncSession, clock: SlaClock) -> None:
+    async def insert_clocks(self, session: AsyncSession, clocks: Sequence[SlaClock]) -> None:
+        """New clocks, in this order; one whose routed event already opened a clock is left out."""
+        if not clocks:
+            return
         conn = await driver_connection(session)
-        await conn.execute(
-            _INSERT_CLOCK,
-            clock.id, clock.lead_id, clock.routed_event_id, clock.tier, clock.team_id, clock.owner_rep_id,
-            clock.policy_id, clock.correlation_id, clock.lead_captured_at, clock.target_seconds,
-            clock.warning_ratio, clock.breach_limit,
-            json.dumps(clock.business_hours) if clock.business_hours is not None else None,
-            clock.started_at, clock.warning_at, clock.due_at, clock.status, clock.next_fire_at,
-            clock.stopped_at, clock.stop_reason,
-        )
+        columns = [[getattr(clock, column) for clock in clocks] for column in _CLOCK_COLUMNS]
+        hours = _CLOCK_COLUMNS.index("business_hours")
+        columns[hours] = [json.dumps(h) if h is not None else None for h in columns[hours]]
+        await conn.execute(_INSERT_CLOCKS, *columns)
 
     async def supersede_older_clocks(self, session: AsyncSession, lead_id: str) -> None:
         conn = await driver_connection(session)

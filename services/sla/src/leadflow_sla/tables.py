@@ -85,9 +85,10 @@ lead = Table(
     Column("full_name", String(255)),
     Column("company", String(255)),
     Column("queue", String(64)),
-    Index("ix_lead_captured_at", "captured_at"),
     # Finding a lead: every filter has an index in capture order, and each sort key its own, so a page is
     # read off an index however many leads there are. Merged fills and leads not yet captured are not found.
+    # The reports' and gauges' capture-date ranges (merged fills left out too) use the capture-order one: a
+    # plain index on captured_at would be one more index written by every lead update (docs/performance.md).
     *(Index(f"ix_lead_search_{name}", key, "captured_at", "lead_id", postgresql_where=text(SEARCHABLE))
       for name, key in (("company", func.lower(text("company"))), ("rep", "rep_id"),
                         ("team", "team_id"), ("queue", "queue"), ("stage", "stage_rank"), ("tier", "tier"),

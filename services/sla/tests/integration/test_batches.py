@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from leadflow_contracts import LeadScored
+from leadflow_contracts import LeadRouted, LeadScored, RoutedOwner
 
 LEADS = 20
 
@@ -60,3 +60,41 @@ async def test_a_backlog_is_handled_in_batches_with_each_leads_events_in_order(s
     # 40 events on three partitions: one write of each kind per partition's batch, not one per event.
     assert 1 <= timeline_writes <= LEADS, timeline_writes
     assert 1 <= lead_updates <= LEADS, lead_updates
+
+
+def routed(lead_id: str, rep_id: str, tier: str) -> LeadRouted:
+    return LeadRouted(lead_id=lead_id, assignment_id=f"as-{lead_id}", reason="test", tier=tier,
+                      owner=RoutedOwner(rep_id=rep_id, team_id="team-batch"))
+
+
+async def test_a_backlog_of_routed_leads_opens_its_clocks_a_batch_at_a_time(sla_env: Any, apps: Any) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    lead_ids = [sla_env.new_lead_id() for _ in range(LEADS)]
+    tiers = ["hot", "warm", "cold"]
+    for n, lead_id in enumerate(lead_ids):
+        await sla_env.send(sla_env.lead_event(routed(lead_id, f"rep-{n % 3}", tiers[n % 3]), lead_id, t0, t0,
+                                              "routing"))
+    reads_before = await calls(sla_env, "%FROM sla_policy%WHERE active%")
+    inserts_before = await calls(sla_env, "%INSERT INTO sla_clock%")
+
+    await apps.start()
+
+    async def opened() -> list[Any]:
+        rows = await sla_env.fetch(
+            "SELECT lead_id, tier, owner_rep_id, status, started_at, due_at FROM sla_clock "
+            "WHERE lead_id = ANY($1::text[])", lead_ids)
+        return rows if len(rows) == LEADS else []
+
+    clocks = {row["lead_id"]: row for row in await sla_env.eventually(opened)}
+    # Every lead has the clock it would have had alone: its tier's default target from its routing time.
+    targets = {"hot": timedelta(minutes=5), "warm": timedelta(hours=1), "cold": timedelta(hours=24)}
+    for n, lead_id in enumerate(lead_ids):
+        clock = clocks[lead_id]
+        assert (clock["tier"], clock["owner_rep_id"], clock["status"]) == (tiers[n % 3], f"rep-{n % 3}", "open")
+        assert clock["due_at"] - clock["started_at"] == targets[tiers[n % 3]]
+
+    policy_reads = await calls(sla_env, "%FROM sla_policy%WHERE active%") - reads_before
+    clock_inserts = await calls(sla_env, "%INSERT INTO sla_clock%") - inserts_before
+    # 20 routed leads on three partitions: one policy read and one clock insert per batch, not one per lead.
+    assert 1 <= policy_reads < LEADS, policy_reads
+    assert 1 <= clock_inserts < LEADS, clock_inserts

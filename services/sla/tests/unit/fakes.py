@@ -4,14 +4,14 @@ and lists, with the same effects (upserts, ``ON CONFLICT DO NOTHING``, which clo
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts.sla_policy import Policy, Tier
+from leadflow_contracts.sla_policy import Policy
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import WebhookMetrics
 from leadflow_sla.bootstrap import Deps
@@ -34,6 +34,8 @@ class FakeSlaStore(SlaStore):
         self.notices: dict[tuple[str, str], Notice] = {}
         self.notifications: list[Notification] = []
         self._ids = itertools.count(1)
+        self.policy_reads = 0
+        self.clock_inserts = 0
 
     # -- the consumer ---------------------------------------------------------------------
 
@@ -70,16 +72,19 @@ class FakeSlaStore(SlaStore):
         self.leads[fill_lead_id] = (replace(existing, merged_into=lead_id) if existing is not None
                                     else LeadFacts(fill_lead_id, captured_at=captured_at, merged_into=lead_id))
 
-    async def active_policies(
-        self, session: AsyncSession, tier: Tier, rep_id: str | None
-    ) -> tuple[list[Policy], dict[str, Any] | None]:
-        policies = [p for p in self.policies if p.tier == tier]
-        return policies, (self.calendars.get(rep_id or "") if policies else None)
+    async def policies_and_calendars(
+        self, session: AsyncSession, rep_ids: Sequence[str]
+    ) -> tuple[list[Policy], dict[str, dict[str, Any]]]:
+        self.policy_reads += 1
+        calendars = {rep_id: self.calendars[rep_id] for rep_id in rep_ids if rep_id in self.calendars}
+        return list(self.policies), (calendars if self.policies else {})
 
-    async def insert_clock(self, session: AsyncSession, clock: SlaClock) -> None:
-        if clock.id not in self.clocks and all(c.routed_event_id != clock.routed_event_id
-                                               for c in self.clocks.values()):
-            self.clocks[clock.id] = clock
+    async def insert_clocks(self, session: AsyncSession, clocks: Sequence[SlaClock]) -> None:
+        self.clock_inserts += 1
+        for clock in clocks:
+            if clock.id not in self.clocks and all(c.routed_event_id != clock.routed_event_id
+                                                   for c in self.clocks.values()):
+                self.clocks[clock.id] = clock
 
     async def supersede_older_clocks(self, session: AsyncSession, lead_id: str) -> None:
         running = [c for c in self.clocks.values() if c.lead_id == lead_id and c.status == "open"]

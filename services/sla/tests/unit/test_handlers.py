@@ -304,3 +304,37 @@ async def test_leads_in_one_batch_keep_their_own_facts_and_clocks(sla: Sla) -> N
     assert [(c.status, c.owner_rep_id, c.tier) for c in sla.store.clocks_of(other)] == [("open", "rep-cy", "cold")]
     assert (sla.store.leads[LEAD].rep_id, sla.store.leads[other].rep_id) == ("rep-ada", "rep-cy")
     assert sla.store.leads[LEAD].speed_to_lead_seconds == 31.0  # from the capture, a second before T0
+
+
+async def test_a_batch_opens_its_clocks_with_one_policy_read_and_one_insert_as_one_by_one() -> None:
+    hours = BusinessHours(timezone="UTC", days=[0, 1, 2, 3, 4], start="09:00", end="10:02").model_dump(mode="json")
+
+    def store() -> FakeSlaStore:
+        return FakeSlaStore(policies=[
+            Policy(id="hot-emea", tier="hot", target_seconds=120, team_id="team-emea"),
+            Policy(id="warm-own-hours", tier="warm", target_seconds=300, use_owner_hours=True),
+            Policy(id="cold", tier="cold", target_seconds=900),
+        ], calendars={"rep-ada": hours, "rep-bob": hours})
+
+    story = [LeadRouted(lead_id=f"lead-{n}", assignment_id=f"as-{n}", reason="test", tier=tier,
+                        owner=RoutedOwner(rep_id=rep, team_id=team))
+             for n, (tier, rep, team) in enumerate([("hot", "rep-ada", "team-emea"), ("hot", "rep-cy", "team-us"),
+                                                     ("warm", "rep-ada", "team-us"), ("warm", "rep-cy", "team-emea"),
+                                                     ("cold", "rep-bob", "team-emea")])]
+    alone, together = Sla(store()), Sla(store())
+    await alone.receive(*story)
+    await together.receive_together(*story)
+
+    def clocks(sla: Sla) -> list[tuple[Any, ...]]:
+        return [(c.lead_id, c.tier, c.owner_rep_id, c.policy_id, c.business_hours, c.warning_at, c.due_at, c.status)
+                for c in sla.store.clocks.values()]
+
+    assert clocks(together) == clocks(alone)
+    assert [c[3] for c in clocks(together)] == ["hot-emea", None, "warm-own-hours", "warm-own-hours", "cold"]
+    assert [c[4] is not None for c in clocks(together)] == [False, False, True, False, False]
+    assert together.store.leads == alone.store.leads
+    started = [e.data.lead_id for e in together.outbox.of_type("lead.sla_started.v1")]
+    assert started == [e.data.lead_id for e in alone.outbox.of_type("lead.sla_started.v1")] == \
+        [r.lead_id for r in story]
+    assert (together.store.policy_reads, together.store.clock_inserts) == (1, 1)
+    assert (alone.store.policy_reads, alone.store.clock_inserts) == (5, 5)
