@@ -337,7 +337,7 @@ class ConsumerRunner(Generic[D]):
             self.metrics.events_consumed.labels(service, record.topic, "tombstone").inc()
             return
         try:
-            event = decode(record.value, list(record.headers))
+            event = decode(record.value, record.headers)
         except MalformedEvent as exc:
             await self._dead_letter(record, exc, attempts=0)
             return
@@ -384,7 +384,7 @@ class ConsumerRunner(Generic[D]):
         if any(record.value is None for record in records):
             return False  # record by record, which skips tombstones
         try:
-            events = [decode(record.value, list(record.headers)) for record in records]
+            events = [decode(record.value, record.headers) for record in records]
         except MalformedEvent:
             return False
         started = time.perf_counter()

@@ -65,6 +65,8 @@ def define_platform_tables(metadata: MetaData) -> None:
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text),
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # A direct publisher's check for an older row of the key it sends (not a walk over every id below).
+        Index("ix_outbox_topic_key", "topic", "key", "id"),
     )
     Table(
         "processed_event",

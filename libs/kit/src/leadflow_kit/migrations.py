@@ -147,6 +147,17 @@ def restore_outbox_notify(op: Operations) -> None:
     )
 
 
+def add_outbox_key_index(op: Operations) -> None:
+    """A later platform revision: the outbox's rows of a key, in id order. A direct publisher checks
+    each row it sends for an older row of its key; through the id index that check walked every row,
+    and every deleted row not yet vacuumed, below it (3 ms a batch under load)."""
+    op.create_index("ix_outbox_topic_key", "outbox", ["topic", "key", "id"])
+
+
+def drop_outbox_key_index(op: Operations) -> None:
+    op.drop_index("ix_outbox_topic_key", "outbox")
+
+
 def drop_platform_tables(op: Operations) -> None:
     drop_outbox_notify(op)
     for table in ("api_key", "processed_event", "outbox"):

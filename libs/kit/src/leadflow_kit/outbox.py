@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import orjson
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -119,15 +120,14 @@ class _Row:
     topic: str
     key: str
     headers: list[tuple[str, bytes]]
-    body: str  # TOMBSTONE_BODY for a tombstone
+    body: bytes  # as Kafka gets it (empty for a tombstone); the outbox stores its text
 
     def insert_parameters(self) -> tuple[str, str, str, str, str]:
         headers = orjson.dumps([[name, value.decode()] for name, value in self.headers]).decode()
-        return self.event_id, self.topic, self.key, headers, self.body
+        return self.event_id, self.topic, self.key, headers, self.body.decode()
 
     def committed(self, row_id: int) -> CommittedRow:
-        value = None if self.body == TOMBSTONE_BODY else self.body.encode()
-        return CommittedRow(row_id, self.topic, self.key.encode(), self.headers, value)
+        return CommittedRow(row_id, self.topic, self.key.encode(), self.headers, self.body or None)
 
 
 class Outbox:
@@ -146,8 +146,7 @@ class Outbox:
     async def add(self, session: AsyncSession, event: Event[Any]) -> None:
         typed: Event[EventData] = event
         deferred_rows(session, "outbox", self._write_rows).append(_Row(
-            typed.id, f"{self.topic_prefix}{typed.topic}", typed.subject, encode_headers(typed),
-            encode_body(typed).decode(),
+            typed.id, f"{self.topic_prefix}{typed.topic}", typed.subject, encode_headers(typed), encode_body(typed),
         ))
 
     def add_tombstone(self, session: AsyncSession, topic: str, key: str) -> None:
@@ -155,7 +154,7 @@ class Outbox:
         of the key, and a consumer skips it. Stored as a row with an empty body (an event never has
         one), published in order with the events written around it."""
         deferred_rows(session, "outbox", self._write_rows).append(
-            _Row(f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, [], TOMBSTONE_BODY)
+            _Row(f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, [], TOMBSTONE_BODY.encode())
         )
 
     async def _write_rows(self, session: AsyncSession, rows: list[_Row]) -> None:
@@ -192,6 +191,16 @@ AND NOT EXISTS (
 )
 RETURNING o.id, o.topic, o.key, o.headers, o.body
 """
+
+
+async def _send_rows(producer: AIOKafkaProducer, rows: list[asyncpg.Record]) -> None:
+    """Send claimed outbox rows in the order given and wait for Kafka's acks."""
+    deliveries = []
+    for row in rows:
+        headers = [(name, value.encode()) for name, value in orjson.loads(row["headers"])]
+        value = None if row["body"] == TOMBSTONE_BODY else row["body"].encode()
+        deliveries.append(await producer.send(row["topic"], value=value, key=row["key"].encode(), headers=headers))
+    await asyncio.gather(*deliveries)
 
 
 class OutboxRelay:
@@ -341,18 +350,13 @@ class OutboxRelay:
                 return 0
             # RETURNING promises no order, and a lead's events must leave in the order they were written.
             rows = sorted(claimed, key=lambda row: row["id"])
-            deliveries = []
-            for row in rows:
-                headers = [(name, value.encode()) for name, value in orjson.loads(row["headers"])]
-                value = None if row["body"] == TOMBSTONE_BODY else row["body"].encode()
-                deliveries.append(
-                    await producer.send(row["topic"], value=value, key=row["key"].encode(), headers=headers)
-                )
-            # The idempotent producer never expires a batch by itself, so bound the wait here; the
-            # transaction stays open meanwhile, so the wait keeps the leader's session talking.
+            # The idempotent producer never expires a batch by itself, and a send waiting for a topic's
+            # metadata on a producer that a direct sender's failure reset meanwhile never returns: so the
+            # sends and their acks are bounded here. The transaction stays open meanwhile, so the wait
+            # keeps the leader's session talking.
             ack_timeout = self.settings.kafka_request_timeout_ms / 1000 + 5
             try:
-                await self._while_leading(conn, asyncio.gather(*deliveries), ack_timeout)
+                await self._while_leading(conn, _send_rows(producer, rows), ack_timeout)
             except TimeoutError as exc:
                 raise KafkaTimeoutError(f"no acknowledgement from Kafka within {ack_timeout:.0f}s") from exc
         for row in rows:

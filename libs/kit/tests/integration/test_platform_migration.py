@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.migrations import (
+    add_outbox_key_index,
     create_platform_tables,
     drop_outbox_notify,
     drop_platform_tables,
@@ -35,6 +36,7 @@ async def test_the_first_revision_matches_the_platform_tables(infra: Any) -> Non
             "('k1', 'old', 'lf_Xy7Q9', 'h1', '{forms:read}'), ('k2', 'old', 'lf_Ab3De', 'h2', '{*}'), "
             "('bootstrap-5e884898da28', 'bootstrap', 'dev-admi', '5e884898da28047151d0e56f8dc6292773603d0d', '{*}')")
         replace_api_key_prefix_with_public_id(op)
+        add_outbox_key_index(op)
         return list(compare_metadata(MigrationContext.configure(connection), new_metadata()))
 
     def public_ids(connection: Connection) -> list[tuple[str, str]]:

@@ -120,7 +120,7 @@ async def score_leads(events: list[Event[LeadEnriched]], uow: UnitOfWork[Deps]) 
     for event, fill, activities in zip(one_at_a_time(events), fills, brought, strict=True):
         credited = len(activities - {f"form:{fill.captured_lead_id}"})
         if credited:
-            log.info("credited %d earlier activities to lead %s", credited, fill.lead_id)
+            log.debug("credited %d earlier activities to lead %s", credited, fill.lead_id)
         state = rescoring.state(fill.lead_id, activities)
         rescoring.scored(await rescore(uow, fill.lead_id, state, Rescore("enriched", event.id), fill=event))
     await rescoring.save(uow)
