@@ -1,19 +1,16 @@
 """Publish after commit: the process that wrote outbox rows sends them to Kafka right after its commit.
 
-One sender task per process takes the committed rows in commit order, checks that none has an older
-row of its key still pending that it did not send itself, and sends them from memory. The rows Kafka
-acknowledged are deleted in bulk: everything sent within ``DELETE_WINDOW_SECONDS`` goes in one
-statement, riding along with the next batch's check (or alone once the sender is idle). A row it
-cannot send stays in the outbox for the relay, the backstop (``leadflow_kit.outbox``), which takes
-the outbox's head once it is older than ``BACKSTOP_AGE_SECONDS``: a process killed between commit
-and send, Kafka down, or an older row of the same key still pending. A sent row waits at most the
-window for its delete, far below that age, so the relay sends it again only when the outbox's head
-is already stale (a failure; consumers' inboxes drop the repeat).
+One sender task per process takes the committed rows in commit order, claims them (deletes them in
+a transaction held open until Kafka acknowledges them, as the relay does) and sends them from
+memory. A row it cannot claim, or cannot send, stays in the outbox for the relay, the backstop
+(``leadflow_kit.outbox``), which takes the outbox's head once it is older than
+``BACKSTOP_AGE_SECONDS``: a process killed between commit and send, Kafka down, or an older row
+of the same key still pending.
 
-A lead's events keep their order under every failure: a row is sent only when no older row of its
-key and topic is pending outside what this sender has sent. A relay's claim deletes rows only once
-Kafka acknowledged them, so until then a row it is sending is still visible to the check and blocks
-its key's later rows, which then go to the relay behind it.
+A lead's events keep their order under every failure: a row is claimed only when no older row of
+its key and topic is still in the outbox outside the rows this very statement locks. An older row
+that another claimer is sending is deleted only once Kafka acknowledged it, so until then it is
+still visible and blocks its key's later rows, which then go to the relay behind it.
 """
 
 from __future__ import annotations
@@ -37,38 +34,32 @@ log = logging.getLogger(__name__)
 BACKSTOP_AGE_SECONDS = 2.0
 # After a failed send, rows go to the relay for at least this long before direct sending resumes.
 PAUSE_AFTER_FAILURE_SECONDS = 1.0
-# Sent rows are deleted together once the oldest of them has waited this long (or there are a batch's
-# worth): under load one delete serves many batches.
-DELETE_WINDOW_SECONDS = 0.05
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_MS = 5000
 
-# Which rows of a batch about to be sent have an older row of their key in the outbox that the sender
-# did not send itself ($4: the batch and the sent rows not yet deleted): one left to the relay, another
-# process's, or one a relay is sending. A lock-free read, one probe of ix_outbox_topic_key per row.
-# Through the id index the check walked every row, and every deleted row not yet vacuumed, below each
-# id (3 ms a batch under load); and as the outbox's statistics see few live rows, the planner takes a
-# whole scan of a partial index whose condition the query implies (ix_outbox_unpublished) for as cheap
-# as a probe: so no ``published_at IS NULL`` here (a row an old relay marked published, which its
-# housekeeping deletes, only sends its key's later rows through the relay) and ``id + 0``.
-_BLOCKED_ROWS = """
-SELECT m.id FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, topic, key)
-CROSS JOIN LATERAL (
-    SELECT 1 FROM outbox older
-    WHERE older.topic = m.topic AND older.key = m.key AND older.id + 0 < m.id AND older.id <> ALL($4::bigint[])
-    LIMIT 1
-) AS blocking
+# Locks the rows still there (a relay may hold or have taken some), then deletes those with no older
+# row of their key outside the locked set; rows it leaves stay locked, and so unclaimed by anyone
+# else, only until this transaction ends. The check probes ix_outbox_topic_key once per row (a LATERAL
+# with LIMIT keeps it a probe) and the delete takes its rows by id: joined to the outbox, the check
+# walked every row, and every deleted row not yet vacuumed, below each id (3 ms a batch under load).
+# ``id + 0`` and no ``published_at IS NULL``: as the outbox's statistics see few live rows, the planner
+# otherwise rates a whole scan of an index the condition names as cheap as the probe (a row an old
+# relay marked published, which its housekeeping deletes, only sends its key's later rows through the
+# relay). $2 and $3 are the rows' topics and keys, as the sender has them.
+CLAIM_OWN_ROWS = """
+WITH mine AS (SELECT id FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED),
+blocked AS (
+    SELECT m.id FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, topic, key)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM outbox older
+        WHERE older.topic = m.topic AND older.key = m.key AND older.id + 0 < m.id
+        AND older.id <> ALL(ARRAY(SELECT id FROM mine))
+        LIMIT 1
+    ) AS older_row
+)
+DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM mine EXCEPT SELECT id FROM blocked))
+RETURNING id
 """
-BLOCKED_ROWS = _BLOCKED_ROWS.strip()
-# Deletes the rows Kafka acknowledged; rows a relay has locked (it claimed them too, while the head
-# was stale) are the relay's to delete.
-_DELETE_MINE = """
-mine AS (SELECT id FROM outbox WHERE id = ANY($ids::bigint[]) FOR UPDATE SKIP LOCKED),
-sent AS (DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM mine)))
-"""
-DELETE_SENT = f"WITH {_DELETE_MINE.replace('$ids', '$1').strip()}\nSELECT count(*) FROM mine"
-# The check with the delete of the rows sent in the window riding along (one round trip for both).
-BLOCKED_ROWS_DELETING_SENT = f"WITH {_DELETE_MINE.replace('$ids', '$5').strip()}{_BLOCKED_ROWS}".strip()
 # Whether the relay is draining a backlog (its head is old): direct sending waits until it is done,
 # so that fresh rows do not each look past a long backlog for older rows of their key.
 HEAD_IS_STALE = """
@@ -92,15 +83,9 @@ class DirectPublisher:
     """Sends a process's committed outbox rows to Kafka, in commit order, from one task."""
 
     def __init__(
-        self,
-        settings: ServiceSettings,
-        db: Database,
-        producers: ProducerHolder,
-        metrics: ServiceMetrics,
-        delete_window_seconds: float = DELETE_WINDOW_SECONDS,
+        self, settings: ServiceSettings, db: Database, producers: ProducerHolder, metrics: ServiceMetrics
     ) -> None:
         self.settings = settings
-        self.delete_window_seconds = delete_window_seconds
         self.db = db
         self.producers = producers
         self.metrics = metrics
@@ -110,9 +95,6 @@ class DirectPublisher:
         self._running = False
         self._paused_until = 0.0
         self._conn: asyncpg.Connection | None = None
-        # Rows Kafka acknowledged, still in the outbox until the next bulk delete, and since when.
-        self._sent: list[int] = []
-        self._sent_since = 0.0
 
     @property
     def running(self) -> bool:
@@ -141,9 +123,10 @@ class DirectPublisher:
                 if not self._pending:
                     if self._stopping:
                         return
-                    await self._wait_for_rows()
+                    self._wake.clear()
+                    await self._wake.wait()
                     continue
-                # Everything committed so far, in one check and one wait for Kafka.
+                # Everything committed so far, in one claim and one wait for Kafka.
                 batch_size = self.settings.outbox_batch_size
                 rows, self._pending = self._pending[:batch_size], self._pending[batch_size:]
                 await self._send_or_leave(rows)
@@ -151,38 +134,9 @@ class DirectPublisher:
             self._running = False
             self._leave(self._pending, "stopped")
             self._pending = []
-            if self._conn is not None and not self._conn.is_closed():
-                # Not on a new connection: a database that is down would hold the shutdown up.
-                await self._delete_sent()
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     await self._conn.close(timeout=2)
-
-    async def _wait_for_rows(self) -> None:
-        """Until rows are committed; meanwhile, once the window is up, delete what was sent."""
-        self._wake.clear()
-        if not self._sent:
-            await self._wake.wait()
-            return
-        remaining = self._sent_since + self.delete_window_seconds - asyncio.get_running_loop().time()
-        try:
-            await asyncio.wait_for(self._wake.wait(), max(remaining, 0.0))
-        except TimeoutError:
-            await self._delete_sent()
-
-    async def _delete_sent(self) -> None:
-        if not self._sent:
-            return
-        try:
-            conn = await self._connection()
-            await conn.fetchval(DELETE_SENT, self._sent)
-        except Exception as exc:
-            # Tried again a while later; should the process die first, the relay sends them again.
-            log.warning("could not delete %d sent outbox rows (%s: %s)", len(self._sent), type(exc).__name__, exc)
-            self._sent_since = asyncio.get_running_loop().time() + PAUSE_AFTER_FAILURE_SECONDS
-            await self._drop_connection()
-            return
-        self._sent = []
 
     async def _send_or_leave(self, rows: list[CommittedRow]) -> None:
         loop = asyncio.get_running_loop()
@@ -201,7 +155,7 @@ class DirectPublisher:
             await self.producers.reset()
         except Exception as exc:
             # The database (a restart, a dropped connection): the rows stay for the relay.
-            log.warning("direct publish could not check its rows (%s: %s); they are left to the relay",
+            log.warning("direct publish could not claim its rows (%s: %s); they are left to the relay",
                         type(exc).__name__, exc)
             self._leave(rows, "database")
             self._pause(loop)
@@ -212,34 +166,21 @@ class DirectPublisher:
         producer = await self.producers.get()
         ack_timeout = self.settings.kafka_request_timeout_ms / 1000 + 5
         rows = sorted(rows, key=lambda row: row.id)
-        ids = [row.id for row in rows]
-        checking = (ids, [row.topic for row in rows], [row.key.decode() for row in rows], [*self._sent, *ids])
-        if self._delete_due():
-            blocked = {record["id"] for record in await conn.fetch(BLOCKED_ROWS_DELETING_SENT, *checking, self._sent)}
-            self._sent = []
-        else:
-            blocked = {record["id"] for record in await conn.fetch(BLOCKED_ROWS, *checking)}
-        sending = [row for row in rows if row.id not in blocked]
-        async with asyncio.timeout(ack_timeout):
-            deliveries = [
-                await producer.send(row.topic, value=row.value, key=row.key, headers=row.headers)
-                for row in sending
-            ]
-            await asyncio.gather(*deliveries)
-        if sending and not self._sent:
-            self._sent_since = asyncio.get_running_loop().time()
-        self._sent.extend(row.id for row in sending)
+        async with conn.transaction():
+            claiming = ([row.id for row in rows], [row.topic for row in rows], [row.key.decode() for row in rows])
+            claimed = {record["id"] for record in await conn.fetch(CLAIM_OWN_ROWS, *claiming)}
+            sending = [row for row in rows if row.id in claimed]
+            async with asyncio.timeout(ack_timeout):
+                deliveries = [
+                    await producer.send(row.topic, value=row.value, key=row.key, headers=row.headers)
+                    for row in sending
+                ]
+                await asyncio.gather(*deliveries)
         service = self.settings.service_name
         for row in sending:
             self.metrics.events_published.labels(service, row.topic).inc()
-        if blocked:
-            self._leave([row for row in rows if row.id in blocked], "order")
-
-    def _delete_due(self) -> bool:
-        if not self._sent:
-            return False
-        waited = asyncio.get_running_loop().time() - self._sent_since
-        return waited >= self.delete_window_seconds or len(self._sent) >= self.settings.outbox_batch_size
+        if len(sending) < len(rows):
+            self._leave([row for row in rows if row.id not in claimed], "order")
 
     async def _relay_is_draining(self) -> bool:
         conn = await self._connection()

@@ -19,7 +19,7 @@ from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
-from leadflow_kit.publisher import BLOCKED_ROWS, BLOCKED_ROWS_DELETING_SENT, DELETE_SENT, DirectPublisher
+from leadflow_kit.publisher import CLAIM_OWN_ROWS, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, read_events
 
@@ -44,14 +44,14 @@ def holds(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 class Writer:
     """A service process's outbox side: its outbox, and its direct publisher and relay when running."""
 
-    def __init__(self, infra: Any, db: Database, prefix: str, delete_window_seconds: float = 0.05) -> None:
+    def __init__(self, infra: Any, db: Database, prefix: str) -> None:
         self.settings = ServiceSettings(service_name=SERVICE, kafka_bootstrap_servers=infra.bootstrap_servers,
                                         topic_prefix=prefix, database_url=db.url, kafka_request_timeout_ms=2000)
         self.db = db
         self.metrics = ServiceMetrics(SERVICE)
         self.producers = ProducerHolder(self.settings)
         self.outbox = Outbox(prefix)
-        self.publisher = DirectPublisher(self.settings, db, self.producers, self.metrics, delete_window_seconds)
+        self.publisher = DirectPublisher(self.settings, db, self.producers, self.metrics)
         self.tasks: list[asyncio.Task[None]] = []
 
     async def write(self, *events: Event[Any]) -> None:
@@ -219,45 +219,10 @@ async def test_a_direct_send_waits_behind_an_older_row_of_its_key_that_a_relay_i
     assert await outbox_size(writer.db) == 0
 
 
-async def test_the_rows_sent_within_the_window_are_deleted_in_one_statement(infra: Any, writer: Writer) -> None:
-    slow = Writer(infra, writer.db, writer.settings.topic_prefix, delete_window_seconds=2.0)
-    try:
-        await sent_once_and_deleted_together(infra, slow)
-    finally:
-        await slow.producers.close()
-
-
-async def sent_once_and_deleted_together(infra: Any, slow: Writer) -> None:
-    events = [captured(f"lead-{index % 3}") for index in range(10)]
-    statements: list[tuple[str, tuple[Any, ...]]] = []
-    (await slow.publisher._connection()).add_query_logger(lambda record: statements.append((record.query, record.args)))
-    async with slow.publishing(), slow.relaying():
-        for event in events:
-            await slow.write(event)
-        ids = await on_kafka(infra, slow, events)
-        await eventually(holds(lambda: slow.published() == 10), what="every event counted")
-        assert await outbox_size(slow.db) == 10, "sent rows wait for the window's delete"
-
-        async def deleted() -> bool:
-            return await outbox_size(slow.db) == 0
-
-        await eventually(deleted, timeout=10, what="the window's delete")
-    assert sorted(ids) == sorted(event.id for event in events), "each sent once, the relay sent nothing"
-    for lead in ("lead-0", "lead-1", "lead-2"):
-        of_lead = [event for event in events if event.subject == lead]
-        assert of_key(ids, of_lead) == [event.id for event in of_lead]
-    checks = [args for query, args in statements if query in (BLOCKED_ROWS, BLOCKED_ROWS_DELETING_SENT)]
-    assert 1 <= len(checks) <= 10
-    # One delete for all ten rows: alone once the sender was idle, or riding along a later batch's check.
-    deleting = [args[0] for query, args in statements if query == DELETE_SENT]
-    deleting += [args[4] for query, args in statements if query == BLOCKED_ROWS_DELETING_SENT]
-    assert len(deleting) == 1 and len(deleting[0]) == 10
-
-
-async def test_the_check_for_an_older_row_of_a_key_reads_only_that_key_s_rows(writer: Writer) -> None:
+async def test_the_claim_s_check_for_an_older_row_of_a_key_reads_only_that_key_s_rows(writer: Writer) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(writer.db.url))
     try:
-        # Deleted rows not yet vacuumed, below the rows checked: what a busy outbox holds between vacuums.
+        # Deleted rows not yet vacuumed, below the rows claimed: what a busy outbox holds between vacuums.
         await conn.execute("ALTER TABLE outbox SET (autovacuum_enabled = false)")
         insert = ("INSERT INTO outbox (event_id, topic, key, headers, body) "
                   "SELECT $1 || g, 't', 'lead-' || g, '[]', '{}' FROM generate_series(1, $2) AS g RETURNING id, key")
@@ -265,11 +230,17 @@ async def test_the_check_for_an_older_row_of_a_key_reads_only_that_key_s_rows(wr
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", dead)
         await conn.execute("ANALYZE outbox")
         live = await conn.fetch(insert, "live-", 3)
-        ids = [record["id"] for record in live]
-        keys = [record["key"] for record in live]
-        plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {BLOCKED_ROWS}",
-                                                ids, ["t"] * 3, keys, ids))
+        ids, keys = [record["id"] for record in live], [record["key"] for record in live]
+        claiming = conn.transaction()
+        await claiming.start()
+        plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM_OWN_ROWS}", ids,
+                                                ["t"] * 3, keys))
+        left = await conn.fetchval("SELECT count(*) FROM outbox WHERE id = ANY($1::bigint[])", ids)
+        await claiming.rollback()
     finally:
         await conn.close()
+    assert left == 0, "the claim took its three rows (none has an older row of its key)"
+    node = plan[0]["Plan"]
     # Through the id index it read every deleted row below the live ones (over a thousand pages).
-    assert plan[0]["Plan"]["Shared Hit Blocks"] + plan[0]["Plan"]["Shared Read Blocks"] < 50
+    assert node["Shared Hit Blocks"] + node["Shared Read Blocks"] < 60, node
+
