@@ -3,7 +3,7 @@ next to the field it names, and the figures the charts and tables are made of.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +25,7 @@ from leadflow_console.pages.reports import (
 )
 from leadflow_console.settings import Settings
 
-TODAY = date(2026, 12, 3)
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 FUNNEL = REPORTS_BY_KEY["funnel"]
 TREND = REPORTS_BY_KEY["trend"]
 QUALITY = REPORTS_BY_KEY["data-quality"]
@@ -33,7 +33,7 @@ QUALITY = REPORTS_BY_KEY["data-quality"]
 
 def filters_of(report_key: str, **params: str):
     report = REPORTS_BY_KEY[report_key]
-    return parse_filters(params, report.choices, TODAY, with_tz=report.with_tz)
+    return parse_filters(params, report.choices, NOW, with_tz=report.with_tz)
 
 
 def test_the_default_window_is_the_last_30_days_through_today_in_utc():
@@ -198,3 +198,13 @@ async def test_every_report_page_and_csv_sends_a_signed_out_browser_to_sign_in()
             response = await client.get(path, params={"from": "not a day"})
             assert response.status_code == 303, (path, response.text)
             assert response.headers["location"] == f"/?next={quote(path)}"
+
+
+def test_today_is_the_day_in_the_report_s_time_zone():
+    # 23:30 UTC on 3 December is already 00:30 on the 4th in Paris: a lead captured then belongs to the window.
+    late = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)
+    paris = parse_filters({"tz": "Europe/Paris"}, TREND.choices, late, with_tz=True)
+    assert paris.values["through"] == "2026-12-04"
+    assert paris.api_params["to"] == "2026-12-05T00:00:00+01:00"
+    utc = parse_filters({}, FUNNEL.choices, late, with_tz=False)
+    assert utc.values["through"] == "2026-12-03"

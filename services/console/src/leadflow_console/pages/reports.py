@@ -88,15 +88,17 @@ def _zone(raw: str, errors: dict[str, str]) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-def parse_filters(params: Mapping[str, str], choices: Sequence[Choice], today: date, *, with_tz: bool) -> Filters:
+def parse_filters(params: Mapping[str, str], choices: Sequence[Choice], now: datetime, *, with_tz: bool) -> Filters:
     """The filters of ``params`` (a GET form), each wrong one named in ``errors`` with what to give."""
     errors: dict[str, str] = {}
-    through = _day(params.get("through"), today, "through", errors)
-    start = _day(params.get("from"), through - timedelta(days=DEFAULT_DAYS - 1), "from", errors)
-    if not errors and start > through:
-        errors["from"] = "The first day must not be after the last."
     tz_name = (params.get("tz") or "UTC").strip() if with_tz else "UTC"
     zone = _zone(tz_name, errors)
+    # Today where the report's days are counted: in Paris just after midnight it is already tomorrow in UTC's eyes.
+    today = now.astimezone(zone).date()
+    through = _day(params.get("through"), today, "through", errors)
+    start = _day(params.get("from"), through - timedelta(days=DEFAULT_DAYS - 1), "from", errors)
+    if "from" not in errors and "through" not in errors and start > through:
+        errors["from"] = "The first day must not be after the last."
     values = {"from": start.isoformat(), "through": through.isoformat()}
     if with_tz:
         values["tz"] = tz_name
@@ -488,7 +490,7 @@ async def reports_index(request: Request,
 def _report_page(report: Report) -> Callable[..., Awaitable[Response]]:
     async def report_page(request: Request, console: ConsoleDep,
                           user: Annotated[User, Depends(require_roles(*report.roles))]) -> Response:
-        filters = parse_filters(request.query_params, report.choices, console.clock.now().date(),
+        filters = parse_filters(request.query_params, report.choices, console.clock.now(),
                                 with_tz=report.with_tz)
         context: dict[str, Any] = {"report": report, "reports": visible_reports(user), "filters": filters,
                                    "sections": [], "facts": [], "unavailable": None}
@@ -519,7 +521,7 @@ def _report_page(report: Report) -> Callable[..., Awaitable[Response]]:
 def _report_csv(report: Report) -> Callable[..., Awaitable[Response]]:
     async def report_csv(request: Request, console: ConsoleDep,
                          user: Annotated[User, Depends(require_roles(*report.roles))]) -> Response:
-        filters = parse_filters(request.query_params, report.choices, console.clock.now().date(),
+        filters = parse_filters(request.query_params, report.choices, console.clock.now(),
                                 with_tz=report.with_tz)
         if filters.errors:
             problems = "; ".join(f"{name or 'filters'}: {message}" for name, message in filters.errors.items())
