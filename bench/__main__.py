@@ -57,7 +57,7 @@ from bench.steps import (
     run_step,
     step_duration,
 )
-from leadflow_stack.services import DEV_ADMIN_API_KEY
+from leadflow_stack.services import DEV_ADMIN_API_KEY, SERVICE_NAMES
 
 log = logging.getLogger("bench")
 
@@ -97,11 +97,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--always-up-to", type=float, default=float(_env("BENCH_ALWAYS_UP_TO", "100")),
                         help="rates up to this run even after a lower rate was not sustained (the targets' rate)")
     parser.add_argument("--drain-timeout", type=float, default=float(_env("BENCH_DRAIN_TIMEOUT", "60")))
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SERVICE.NAME=VALUE",
+                        help="a setting for one service's process, e.g. routing.WEBHOOK_CONCURRENCY=128 "
+                             "(repeatable; the name without the service's prefix)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.min_leads, args.long_seconds = 0, 0.0
     return args
+
+
+def service_settings(given: list[str]) -> dict[str, dict[str, str]]:
+    """``--set routing.NAME=VALUE`` options as each service's settings."""
+    settings: dict[str, dict[str, str]] = {}
+    for item in given:
+        target, sep, value = item.partition("=")
+        service, dot, name = target.partition(".")
+        if not sep or not dot or not name or service not in SERVICE_NAMES:
+            raise SystemExit(f"--set {item!r}: expected SERVICE.NAME=VALUE, SERVICE one of {', '.join(SERVICE_NAMES)}")
+        settings.setdefault(service, {})[name.upper()] = value
+    return settings
 
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
@@ -224,7 +239,8 @@ async def run_pipeline(
     try:
         port = int(observer.ready_line.split()[1])
         print("starting the services ...", file=sys.stderr, flush=True)
-        missing = await stack.start_services(f"http://127.0.0.1:{port}/crm/leads", secret)
+        missing = await stack.start_services(f"http://127.0.0.1:{port}/crm/leads", secret,
+                                             service_settings(args.settings))
         # Until every service exists, measure as far as the chain reaches (capture -> ... -> X).
         producers = {"captured": "capture", "enriched": "enrichment", "scored": "scoring", "routed": "routing"}
         reach = [stage for stage in STAGES if producers[stage] not in missing]

@@ -97,7 +97,8 @@ class BenchStack:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    async def start_services(self, webhook_url: str, webhook_secret: str) -> list[str]:
+    async def start_services(self, webhook_url: str, webhook_secret: str,
+                             settings: dict[str, dict[str, str]] | None = None) -> list[str]:
         """Start every service that exists yet; returns those missing (not importable)."""
         assert self.infra is not None
         self.supervisor = ServiceSupervisor(
@@ -115,6 +116,8 @@ class BenchStack:
             "routing": {"DEMO_WEBHOOK_URL": webhook_url, "DEMO_WEBHOOK_SECRET": webhook_secret,
                         "DEMO_HANDOFF": "first_fill"},
         }
+        for name, given in (settings or {}).items():
+            overrides[name] = {**overrides.get(name, {}), **given}
         present = [name for name in SERVICE_NAMES if service_available(name)]
         ports = procs.free_ports(len(present))
         for name, port in zip(present, ports, strict=True):

@@ -194,3 +194,18 @@ def test_a_step_whose_capture_answers_late_is_not_sustained() -> None:
     assert not sustained({**summary, "end_latency_trend_ms": {"first_third_p50": 40.0, "last_third_p50": 900.0}},
                          "complete", 0)
     assert sustained({**summary, "offered_rate": None, "achieved_capture_rate": 5.0}, "complete", 0)  # 'max'
+
+
+def test_set_gives_one_service_a_setting_and_refuses_an_unknown_service() -> None:
+    from bench.__main__ import parse_args, service_settings
+
+    args = parse_args(["--set", "routing.webhook_subscription_concurrency=8", "--set", "sla.LOG_LEVEL=DEBUG"])
+    assert service_settings(args.settings) == {"routing": {"WEBHOOK_SUBSCRIPTION_CONCURRENCY": "8"},
+                                               "sla": {"LOG_LEVEL": "DEBUG"}}
+    for wrong in ("crm.LOG_LEVEL=DEBUG", "routing.LOG_LEVEL", "LOG_LEVEL=DEBUG"):
+        try:
+            service_settings([wrong])
+        except SystemExit as exc:
+            assert wrong in str(exc)
+        else:
+            raise AssertionError(f"--set {wrong} was taken")

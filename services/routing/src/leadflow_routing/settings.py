@@ -16,10 +16,6 @@ class Settings(NotificationSettings):
     service_name: str = "routing"
     port: int = 8004
     database_url: str = "postgresql+asyncpg://leadflow:leadflow@127.0.0.1:15432/leadflow_routing"
-    # Routing transactions serialize on one advisory lock (deadlock-free assignments), so partitions
-    # handled side by side only wait for each other: one transaction per poll routes more per wait.
-    consumer_transaction_per_poll: bool = True
-
     # Where leads wait when no rule matches or a whole team is unavailable.
     default_fallback_queue: str = "unassigned"
     default_escalate_after_breaches: int = Field(default=2, ge=1)

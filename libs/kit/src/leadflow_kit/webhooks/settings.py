@@ -32,9 +32,12 @@ class WebhookSettings(ServiceSettings):
     webhook_max_retry_after_seconds: float = 86400.0
     webhook_poll_interval_seconds: float = 0.5
     webhook_batch_size: int = 50
-    # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own).
-    webhook_concurrency: int = Field(default=64, ge=1)
-    webhook_subscription_concurrency: int = Field(default=8, ge=1)
+    # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own
+    # share). A subscription's throughput is its share over a send's time: at 8, a CRM answering in
+    # 50 ms on a loaded box took at most 160 webhooks/s, and make bench's receiver queued 0.7-3.2 s
+    # at 100 leads/s; at 32 the same hop took 172 ms p50 (docs/performance.md, session 10).
+    webhook_concurrency: int = Field(default=128, ge=1)
+    webhook_subscription_concurrency: int = Field(default=32, ge=1)
     webhook_secret_overlap_seconds: float = 86400.0
     # Plain http is for local receivers in development and tests; production refuses it.
     webhook_allow_http: bool = False
