@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -76,15 +77,24 @@ class User:
 # -- passwords ------------------------------------------------------------------------------
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+# argon2id costs tens of milliseconds of CPU by design. argon2-cffi releases the GIL while it hashes, so in
+# a worker thread it leaves the event loop free: on it, every sign-in stalled every other page of the
+# console (and its health check) for that long.
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _verified(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    return await asyncio.to_thread(_verified, password_hash, password)
 
 
 def password_problem(password: str) -> str | None:
@@ -101,7 +111,7 @@ async def create_user(db: Any, *, username: str, password: str, role: Role, disp
     user = User(id=str(uuid.uuid4()), username=username.lower(), display_name=display_name or username,
                 role=role, rep_id=rep_id, team_ids=team_ids)
     await store.insert_user(db, id=user.id, username=user.username, display_name=user.display_name,
-                            password_hash=hash_password(password), role=role, rep_id=rep_id,
+                            password_hash=await hash_password(password), role=role, rep_id=rep_id,
                             team_ids=list(team_ids))
     return user
 
@@ -125,12 +135,12 @@ async def sign_in(console: Console, username: str, password: str) -> User | Sign
     now = console.clock.now()
     row = await store.user_by_username(console.db, username.strip().lower())
     if row is None:
-        verify_password(_UNKNOWN_USER_HASH, password)
+        await verify_password(_UNKNOWN_USER_HASH, password)
         return WRONG_CREDENTIALS
     if row.locked_until is not None and row.locked_until > now:
         minutes = max(1, round((row.locked_until - now).total_seconds() / 60))
         return SignInRefused(f"Too many failed sign-ins: this account is locked; try again in {minutes} min.")
-    if not verify_password(row.password_hash, password):
+    if not await verify_password(row.password_hash, password):
         await store.record_failed_sign_in(console.db, row.id, settings.sign_in_max_failures,
                                           now + timedelta(seconds=settings.sign_in_lockout_seconds))
         return WRONG_CREDENTIALS
@@ -138,7 +148,7 @@ async def sign_in(console: Console, username: str, password: str) -> User | Sign
         return SignInRefused("This account is disabled; ask an admin.")
     changes: dict[str, Any] = {"failed_sign_ins": 0, "locked_until": None}
     if _hasher.check_needs_rehash(row.password_hash):
-        changes["password_hash"] = hash_password(password)
+        changes["password_hash"] = await hash_password(password)
     await store.update_user(console.db, row.id, **changes)
     return User.from_row(row)
 

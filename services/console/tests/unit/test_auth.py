@@ -3,6 +3,7 @@ routes that would reach PostgreSQL are not called."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -22,9 +23,11 @@ from leadflow_console.auth import (
     RoleRequired,
     SignInRequired,
     User,
+    hash_password,
     lead_visible_to,
     require_roles,
     session_token,
+    verify_password,
 )
 from leadflow_console.deps import request_console
 from leadflow_console.pages.sign_in import safe_next
@@ -231,3 +234,30 @@ def test_browsers_reach_capture_at_its_public_address_when_one_is_set() -> None:
     public = settings(capture_url="http://capture.internal:8001", capture_public_url="https://forms.example.com/")
     assert public.capture_public() == "https://forms.example.com"
     assert public.service_url("capture") == "http://capture.internal:8001"
+
+
+async def test_hashing_and_checking_a_password_leave_the_event_loop_serving_others():
+    ticks = 0
+    stop = False
+
+    async def other_requests() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_requests())
+    await asyncio.sleep(0)
+    try:
+        ticks_before = ticks
+        stored = await hash_password("correct horse battery")
+        during_hash = ticks - ticks_before
+        ticks_before = ticks
+        assert await verify_password(stored, "correct horse battery")
+        assert not await verify_password(stored, "wrong horse battery")
+        during_checks = ticks - ticks_before
+    finally:
+        stop = True
+        await other
+    # On the loop itself, argon2id's tens of milliseconds would let the other task run at most once.
+    assert during_hash > 2 and during_checks > 2, (during_hash, during_checks)

@@ -122,7 +122,7 @@ async def reset_password(request: Request, console: ConsoleDep, _: Admin, user_i
     problem = password_problem(password)
     if problem:
         return redirect(request, "/users", f"Password of '{row.username}' not reset: {problem}.", kind="error")
-    await store.update_user(console.db, row.id, password_hash=hash_password(password), failed_sign_ins=0,
+    await store.update_user(console.db, row.id, password_hash=await hash_password(password), failed_sign_ins=0,
                             locked_until=None)
     await store.delete_user_sessions(console.db, row.id)
     return redirect(request, "/users", f"Password of '{row.username}' reset; their sessions have ended.")
