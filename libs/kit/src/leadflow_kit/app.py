@@ -47,7 +47,7 @@ from leadflow_kit.failures import is_infrastructure_error, is_outage
 from leadflow_kit.logging import configure_logging, correlation_id_var
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import OutboxRelay
-from leadflow_kit.platform import Background, Platform, PlatformDep, attach_deps, request_platform
+from leadflow_kit.platform import Background, Platform, PlatformDep, attach_deps, on_the_loop, request_platform
 from leadflow_kit.publisher import DirectPublisher
 from leadflow_kit.retention import RetentionRule, inbox_rule, run_sweeper
 from leadflow_kit.version import VERSION
@@ -215,7 +215,7 @@ def platform_router() -> APIRouter:
                               "checks": {"database": "unreachable: ConnectionRefusedError", "kafka": "ok",
                                          "consumer": "retrying for 12s: ConnectionRefusedError"}}}}},
                 })
-    async def readyz(platform: PlatformDep, loops: Annotated[Runtime, Depends(runtime)]) -> JSONResponse:
+    async def readyz(platform: PlatformDep, loops: Annotated[Runtime, Depends(on_the_loop(runtime))]) -> JSONResponse:
         checks: dict[str, str] = {}
         ready = True
         for name, probe, critical in (

@@ -12,7 +12,7 @@ from leadflow_console.clients import ServiceClients
 from leadflow_console.settings import Settings
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
-from leadflow_kit.platform import deps_dependency
+from leadflow_kit.platform import deps_accessor, deps_dependency
 
 if TYPE_CHECKING:
     from leadflow_console.pages import NavItem
@@ -28,7 +28,7 @@ class Console:
     navigation: Sequence[NavItem] = ()
 
 
-request_console = deps_dependency(Console)
+request_console = deps_accessor(Console)
 
 
-ConsoleDep = Annotated[Console, Depends(request_console)]
+ConsoleDep = Annotated[Console, Depends(deps_dependency(Console))]

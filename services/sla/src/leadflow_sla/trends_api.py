@@ -73,7 +73,7 @@ class OverTimeQuery:
     format: ReportFormat | None
 
 
-def _over_time_query(start: datetime | None = FROM_QUERY, end: datetime | None = TO_QUERY,
+async def _over_time_query(start: datetime | None = FROM_QUERY, end: datetime | None = TO_QUERY,
                      interval: trends.Interval = _INTERVAL, tz: str = _TZ,
                      format: ReportFormat | None = FORMAT_QUERY) -> OverTimeQuery:
     return OverTimeQuery(start, end, interval, tz, format)

@@ -45,7 +45,7 @@ from leadflow_kit.webhooks.store import (
 )
 
 
-def _settings(platform: PlatformDep) -> WebhookSettings:
+async def _settings(platform: PlatformDep) -> WebhookSettings:
     return webhook_settings(platform)
 
 
