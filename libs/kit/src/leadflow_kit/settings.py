@@ -55,8 +55,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_concurrent_partitions: int = 4
     # One transaction for every partition of a poll instead of one per partition: each transaction
     # costs its statements and a commit's fsync whatever its size, and at moderate rates a poll holds
-    # a lead or two per partition (make bench at 100 leads/s: sla's statements per lead 5.7 -> 1.8,
-    # send->webhook p50 2.8 s -> 1.0 s). A failing poll falls back to partition by partition.
+    # a lead or two per partition (make bench at 100 leads/s: sla's statements per lead 5.7 -> 1.5-1.8).
+    # A failing poll falls back to partition by partition.
     consumer_transaction_per_poll: bool = True
     # Attempts at an event whose handler fails while the database answers; then it is dead-lettered.
     # An outage (database or broker unreachable, a deadlock, a timeout) never counts: the partition

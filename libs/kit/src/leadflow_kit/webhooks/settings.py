@@ -34,8 +34,8 @@ class WebhookSettings(ServiceSettings):
     webhook_batch_size: int = 50
     # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own
     # share). A subscription's throughput is its share over a send's time: at 8, a CRM answering in
-    # 50 ms on a loaded box took at most 160 webhooks/s, and make bench's receiver queued 0.7-3.2 s
-    # at 100 leads/s; at 32 the same hop took 172 ms p50 (docs/performance.md, session 10).
+    # 50 ms on a loaded box took at most 160 webhooks/s, and make bench's hop to its receiver took
+    # 2.2 s p50 at 100 leads/s; at 32, 0.27 s (docs/performance.md, session 10).
     webhook_concurrency: int = Field(default=128, ge=1)
     webhook_subscription_concurrency: int = Field(default=32, ge=1)
     webhook_secret_overlap_seconds: float = 86400.0
