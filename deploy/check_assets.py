@@ -76,6 +76,11 @@ KNOWN_METRICS = {
     "leadflow_scoring_model_version",
     "leadflow_routing_decisions_total",
     "leadflow_routing_fallback_total",
+    # Scored leads parked while another transaction holds their team's or rep's row (issue 17).
+    "leadflow_routing_parked_total",
+    "leadflow_routing_unparked_total",
+    "leadflow_routing_parked_leads",
+    "leadflow_routing_parked_oldest_age_seconds",
     "leadflow_webhook_deliveries_total",
     "leadflow_webhook_delivery_duration_seconds",
     "leadflow_sla_open_clocks",

@@ -44,11 +44,50 @@ D = TypeVar("D")
 T = TypeVar("T", bound=EventData)
 
 
-__all__ = ["ConsumerRunner", "EventConsumer", "PermanentError", "UnitOfWork", "one_at_a_time"]
+__all__ = [
+    "ConsumerRunner", "DeadLetter", "EventConsumer", "PermanentError", "UnitOfWork", "dead_letter", "one_at_a_time",
+]
 
 
 class PermanentError(Exception):
     """A failure no retry can fix (bad data): the event goes straight to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event to dead-letter, as its record was: where it came from, its key, body and headers."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+async def dead_letter(platform: Platform, letter: DeadLetter, error: Exception, attempts: int) -> None:
+    """Send an event its handling gave up on to its topic's dead-letter topic, with why and where from in
+    ``dlq_*`` headers (the runbook's replay reads them)."""
+    settings = platform.settings
+    headers = [
+        *letter.headers,
+        ("dlq_error_type", type(error).__name__.encode()),
+        ("dlq_error_message", redact_text(str(error))[:2000].encode()),
+        ("dlq_original_topic", letter.topic.encode()),
+        ("dlq_original_partition", str(letter.partition if letter.partition is not None else "").encode()),
+        ("dlq_original_offset", str(letter.offset if letter.offset is not None else "").encode()),
+        ("dlq_consumer", settings.service_name.encode()),
+        ("dlq_attempts", str(attempts).encode()),
+        ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
+    ]
+    topic = dead_letter_topic(letter.topic)
+    producer = await platform.producers.get()
+    await asyncio.wait_for(
+        producer.send_and_wait(topic, value=letter.value, key=letter.key, headers=headers),
+        timeout=settings.kafka_request_timeout_ms / 1000 + 5,
+    )
+    platform.metrics.dead_lettered.labels(settings.service_name, letter.topic).inc()
+    log.error("event dead-lettered to %s: %s: %s", topic, type(error).__name__, error)
 
 
 def one_at_a_time(events: list[Event[T]]) -> Iterator[Event[T]]:
@@ -144,6 +183,7 @@ class ConsumerRunner(Generic[D]):
     def __init__(self, consumer: EventConsumer[D], platform: Platform, deps: D) -> None:
         self.consumer = consumer
         self.deps = deps
+        self.platform = platform
         self.settings = platform.settings
         self.db = platform.db
         self.producers = platform.producers
@@ -460,26 +500,9 @@ class ConsumerRunner(Generic[D]):
         return "processed"
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception, attempts: int) -> None:
-        headers = [
-            *record.headers,
-            ("dlq_error_type", type(error).__name__.encode()),
-            ("dlq_error_message", redact_text(str(error))[:2000].encode()),
-            ("dlq_original_topic", record.topic.encode()),
-            ("dlq_original_partition", str(record.partition).encode()),
-            ("dlq_original_offset", str(record.offset).encode()),
-            ("dlq_consumer", self.settings.service_name.encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
-        ]
-        topic = dead_letter_topic(record.topic)
-        producer = await self.producers.get()
-        await asyncio.wait_for(
-            producer.send_and_wait(topic, value=record.value, key=record.key, headers=headers),
-            timeout=self.settings.kafka_request_timeout_ms / 1000 + 5,
-        )
-        self.metrics.dead_lettered.labels(self.settings.service_name, record.topic).inc()
+        await dead_letter(self.platform, DeadLetter(record.topic, record.partition, record.offset, record.key,
+                                                    record.value, list(record.headers)), error, attempts)
         self.metrics.events_consumed.labels(self.settings.service_name, record.topic, "dead_lettered").inc()
-        log.error("event dead-lettered to %s: %s: %s", topic, type(error).__name__, error)
 
     async def _sleep(self, seconds: float) -> bool:
         try:

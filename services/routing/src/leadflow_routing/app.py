@@ -14,6 +14,7 @@ from leadflow_routing.bootstrap import bootstrap
 from leadflow_routing.consumer import build_consumer
 from leadflow_routing.notifications.admin import notifications_router
 from leadflow_routing.notifications.sender import notification_sender
+from leadflow_routing.parking import parked_lead_drainer
 from leadflow_routing.privacy import PERSONAL_DATA
 from leadflow_routing.queue_api import queues_router
 from leadflow_routing.settings import Settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         ],
         consumer=build_consumer(),
         background=[webhook_dispatcher(deps.platform, deps.webhook_metrics),
-                    notification_sender(deps.platform, settings)],
+                    notification_sender(deps.platform, settings),
+                    parked_lead_drainer(deps)],
         retention=webhook_rules(settings) + settings.retention_rules(),
     )

@@ -3,6 +3,7 @@ webhook dispatcher's metrics."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi import Depends
 from leadflow_kit.clock import Clock
 from leadflow_kit.platform import Platform, deps_dependency
 from leadflow_kit.webhooks import WebhookMetrics
+from leadflow_routing.busy import BusyRows
 from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.store import NotificationStore
 from leadflow_routing.settings import Settings
@@ -28,6 +30,9 @@ class Deps:
     webhook_metrics: WebhookMetrics
     notifications: NotificationStore = field(default_factory=NotificationStore)
     sla_replica: SlaReplicaStore = field(default_factory=SlaReplicaStore)
+    # Set when this process parks a lead: wakes the parked-lead drainer (``parking``).
+    parked_waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    busy_rows: BusyRows = field(default_factory=BusyRows)
 
 
 def bootstrap(settings: Settings, clock: Clock | None = None) -> Deps:

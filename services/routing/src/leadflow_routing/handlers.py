@@ -16,7 +16,9 @@ per table; webhooks and notifications likewise. The SLA and CRM paths still deci
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -35,6 +37,8 @@ from leadflow_routing.notifications.handlers import RoutedNotice, notify_routed,
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import (
     DecisionsWrite,
+    ParkedRow,
+    ParkedScored,
     RoutingStore,
     RulesetKey,
     ScoredInput,
@@ -67,10 +71,66 @@ class Routed:
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
     """Decide a poll's scored leads in order as one by one would, with a fixed number of statements for
     the batch: claim its rows, store its leads, note its MQL moments, then decide in memory (the roster
-    advances lead by lead) and write every decision, webhook and notification at the end."""
-    batch = await ScoredBatch.open(events, uow, await claim_for_scored(events, uow))
-    await batch.mark_lifecycles(events)
-    for event in one_at_a_time(events):
+    advances lead by lead) and write every decision, webhook and notification at the end. Leads whose
+    team or rep another transaction holds past the grace are parked (``claim_for_scored``)."""
+    claim = await claim_for_scored(events, uow)
+    if claim.parked:
+        await uow.deps.store.park_scored(uow.session, claim.parked, uow.now())
+        count = len(claim.parked)
+        uow.after_commit(lambda: uow.deps.metrics.parked.inc(count))
+        uow.after_commit(uow.deps.parked_waiting.set)
+        log.info("%d of %d scored leads parked: their rows are busy (%s)", count, len(events),
+                 ", ".join(sorted({w for p in claim.parked for w in p.waiting_for})))
+    await _route_claimed(claim, uow)
+
+
+async def route_parked_leads(uow: UnitOfWork[Deps], limit: int) -> ParkedRound:
+    """Route the oldest parked leads whose rows are free now, in the order they arrived (one drainer
+    across replicas at a time); the others stay parked."""
+    store, session = uow.deps.store, uow.session
+    if not await store.take_parked_turn(session):
+        return ParkedRound(0, 0, busy=True)
+    parked = await store.oldest_parked(session, limit)
+    done = await _route_parked(uow, parked)
+    return replace(done, full=len(parked) >= limit)
+
+
+async def route_parked_lead(uow: UnitOfWork[Deps], seq: int) -> ParkedRound:
+    """``route_parked_leads`` for one parked event (the drainer's one-by-one path)."""
+    store, session = uow.deps.store, uow.session
+    if not await store.take_parked_turn(session):
+        return ParkedRound(0, 0, busy=True)
+    return await _route_parked(uow, await store.parked(session, seq))
+
+
+async def _route_parked(uow: UnitOfWork[Deps], parked: list[ParkedRow]) -> ParkedRound:
+    if not parked:
+        return ParkedRound(0, 0)
+    claim = await claim_for_scored([p.event for p in parked], uow, parked_elsewhere=False)
+    await _route_claimed(claim, uow)
+    waiting = {id(p.event) for p in claim.parked}
+    await uow.deps.store.unpark(uow.session, [p.seq for p in parked if id(p.event) not in waiting])
+    routed = len(parked) - len(waiting)
+    uow.after_commit(lambda: uow.deps.metrics.unparked.inc(routed))
+    return ParkedRound(routed, len(waiting))
+
+
+@dataclass(frozen=True)
+class ParkedRound:
+    routed: int
+    still_parked: int
+    # Another replica's drainer had the turn.
+    busy: bool = False
+    # The round took as many as it may: more may be waiting.
+    full: bool = False
+
+
+async def _route_claimed(claim: ScoredClaim, uow: UnitOfWork[Deps]) -> None:
+    if not claim.ready:
+        return
+    batch = await ScoredBatch.open(claim.ready, uow, claim.roster)
+    await batch.mark_lifecycles(claim.ready)
+    for event in one_at_a_time(claim.ready):
         now = uow.now()
         _collect(batch.notices, await route_scored_lead(event, uow, now, batch))
         batch.deliver_scored(event, now)
@@ -114,18 +174,95 @@ class Claims:
             self.team_ids.add(rule.team_id)
 
 
-async def claim_for_scored(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> domain.Roster:
+@dataclass
+class ScoredClaim:
+    """A scored batch's claim: the rows it holds, the events it may route now (in order), and those to
+    park, each with what it waits for."""
+
+    roster: domain.Roster
+    ready: list[Event[LeadScored]]
+    parked: list[ParkedScored]
+
+
+async def claim_for_scored(
+    events: list[Event[LeadScored]], uow: UnitOfWork[Deps], *, parked_elsewhere: bool = True
+) -> ScoredClaim:
     """Lock the batch's stored leads, then every team and rep its decisions may change: the owners
-    a lead or its original already has, its account owner, its rule's rep or team."""
+    a lead or its original already has, its account owner, its rule's rep or team.
+
+    Teams and reps are locked without waiting (``hold_rows``): a row another transaction still holds
+    after ``busy_row_grace_seconds`` parks the events that need it, so one slow team holds back only
+    its own leads. An event whose lead (or original) has an earlier event parked, here or (with
+    ``parked_elsewhere``) in the table, parks behind it."""
     store, session = uow.deps.store, uow.session
     originals = {e.data.duplicate_of for e in events if e.data.duplicate_of not in (None, e.data.lead_id)}
-    owners = await store.lock_leads_for_routing(session, sorted({e.data.lead_id for e in events}),
-                                                sorted(o for o in originals if o))
-    claims = Claims(set(), set(owners))
+    leads = await store.lock_leads_for_routing(session, sorted({e.data.lead_id for e in events}),
+                                               sorted(o for o in originals if o), parked=parked_elsewhere)
     ruleset = await _ruleset(uow, await store.active_ruleset_key(session))
+    needs: list[Claims] = []
     for event in events:
-        claims.add_decision(domain.LeadFacts.of(event.data), ruleset)
-    return await store.lock_routing_rows(session, sorted(claims.team_ids), sorted(claims.rep_ids), managers=False)
+        scored = event.data
+        owners = {leads.owners.get(scored.lead_id), leads.owners.get(scored.duplicate_of or "")}
+        need = Claims(set(), {o for o in owners if o})
+        need.add_decision(domain.LeadFacts.of(scored), ruleset)
+        needs.append(need)
+    held = await hold_rows(uow, sorted(set().union(*(n.team_ids for n in needs))),
+                           sorted(set().union(*(n.rep_ids for n in needs))))
+    claim = ScoredClaim(held.roster, [], [])
+    waiting_leads = set(leads.parked)
+    for event, need in zip(events, needs, strict=True):
+        scored = event.data
+        waiting = [f"team:{t}" for t in sorted(need.team_ids & held.busy_teams)]
+        waiting += [f"rep:{r}" for r in sorted(need.rep_ids & held.busy_reps)]
+        waiting += [f"lead:{i}" for i in sorted({scored.lead_id, scored.duplicate_of or ""} & waiting_leads)]
+        if waiting:
+            claim.parked.append(ParkedScored(event, tuple(waiting)))
+            waiting_leads.add(scored.lead_id)
+        else:
+            claim.ready.append(event)
+    return claim
+
+
+@dataclass
+class HeldRows:
+    roster: domain.Roster
+    # Teams whose row, or a rep's of theirs, another transaction held past the grace; reps likewise.
+    busy_teams: set[str]
+    busy_reps: set[str]
+
+
+async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[str]) -> HeldRows:
+    """Lock the teams (each with every rep of it) and the reps named, never waiting on a row another
+    transaction holds, so no deadlock can start here.
+
+    While some are held elsewhere, every row taken is let go again (rolled back to a savepoint) and all
+    are tried again a few milliseconds later, until they are free or ``busy_row_grace_seconds`` is over:
+    a batch waiting for one team must not hold another team's row meanwhile, or the other replica's
+    batches of that team would wait (and park) behind it. Then it keeps what it got. Rows this process
+    already found held past the grace (``BusyRows``) are not waited for again."""
+    deps = uow.deps
+    store, session, settings = deps.store, uow.session, deps.settings
+    deadline = time.monotonic() + settings.busy_row_grace_seconds
+    pause = 0.005
+    await store.savepoint(session)
+    while True:
+        roster = domain.Roster()
+        teams, busy_team_rows = await store.try_lock_teams(session, team_ids)
+        roster.teams.update(teams)
+        reps, busy_reps = await store.try_lock_reps(session, sorted(teams), rep_ids)
+        roster.reps.update(reps)
+        deps.busy_rows.free([*(f"team:{t}" for t in teams), *(f"rep:{r}" for r in reps)])
+        busy = [*(f"team:{t}" for t in busy_team_rows), *(f"rep:{r}" for r in busy_reps)]
+        if not busy or deps.busy_rows.all_known(busy) or time.monotonic() + pause > deadline:
+            break
+        await store.rollback_to_savepoint(session)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    deps.busy_rows.mark(busy, settings.busy_row_memory_seconds)
+    wanted = set(team_ids)
+    busy_teams = set(busy_team_rows) | {t for t in busy_reps.values() if t in wanted}
+    roster.team_ids = wanted - busy_teams
+    return HeldRows(roster, busy_teams, set(busy_reps))
 
 
 async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:

@@ -12,6 +12,7 @@ PERSONAL_DATA = PersonalData(
         PersonalRows("rep_notification", "lead_id = ANY(:lead_ids)"),
         PersonalRows("assignment", "lead_id = ANY(:lead_ids)"),
         PersonalRows("lead_sla", "lead_id = ANY(:lead_ids)"),
+        PersonalRows("parked_lead", "lead_id = ANY(:lead_ids)"),
         PersonalRows("lead", "id = ANY(:lead_ids)"),
         *WEBHOOK_ROWS,
     ),

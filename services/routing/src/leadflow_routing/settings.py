@@ -23,6 +23,20 @@ class Settings(NotificationSettings):
     # handed to sales again, however high it scores (default 30 days).
     recycle_cooldown_seconds: float = Field(default=30 * 24 * 3600, ge=0)
 
+    # How long a batch of scored leads waits for a team's or rep's row another transaction holds (a slow
+    # handling of that team elsewhere, an admin's long transaction) before the leads that need it are
+    # parked and the rest of the batch goes on; the parked ones are routed, in order, once it is free.
+    busy_row_grace_seconds: float = Field(default=0.25, ge=0, le=30)
+    # A row found held past the grace is presumed held this long (or until a batch gets it): batches
+    # meanwhile park the leads that need it without waiting the grace again.
+    busy_row_memory_seconds: float = Field(default=5.0, ge=0, le=600)
+    # How often the parked-lead drainer looks while leads are parked (it is woken at once when this
+    # process parks one); with none parked it looks every parked_idle_interval_seconds (another
+    # replica may park some).
+    parked_drain_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    parked_idle_interval_seconds: float = Field(default=2.0, gt=0, le=600)
+    parked_batch_size: int = Field(default=200, ge=1, le=5000)
+
     # `seed-demo` subscribes this URL (with this secret) to lead.routed, for `make up` and the e2e tests.
     demo_webhook_url: str | None = None
     demo_webhook_secret: str = DEV_DEMO_WEBHOOK_SECRET

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import LeadScored
+from leadflow_contracts import Event, LeadScored
 from leadflow_kit.db import driver_connection
 from leadflow_kit.webhooks import (
     WebhookToQueue,
@@ -83,10 +83,13 @@ LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id,
 # by id (ORDER BY sorts below the row locking, so rows are locked in that order). Lead rows of a
 # batch belong to its partitions, so two consumers never contend for them; the owners returned are
 # those of the batch's leads and of the leads they duplicate (read, not locked).
+# With $3, it also names those of the leads (or originals) that have scored events parked: a lead's
+# later events park behind its earlier ones.
 LOCK_LEADS_OWNERS = """
 WITH locked AS (SELECT id, owner_rep_id FROM lead WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
-SELECT owner_rep_id FROM locked WHERE owner_rep_id IS NOT NULL
-UNION SELECT owner_rep_id FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
+SELECT id, owner_rep_id, false AS parked FROM locked WHERE owner_rep_id IS NOT NULL
+UNION ALL SELECT id, owner_rep_id, false FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
+UNION ALL SELECT DISTINCT lead_id, NULL, true FROM parked_lead WHERE $3 AND lead_id = ANY($1::text[] || $2::text[])
 """
 LOCK_TEAMS = f"SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 # The reps named, every rep of the teams named and, with $3, the teams' managers.
@@ -96,6 +99,31 @@ WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
     OR ($3 AND id IN (SELECT manager_rep_id FROM team WHERE id = ANY($1::text[])))
 ORDER BY id FOR UPDATE
 """
+
+# The scored path's locks, taken without waiting: a row another transaction holds comes back with only
+# ``wanted_id`` set (the caller waits a grace, then parks the leads that need it). Columns are those of
+# the locked row (the latest version), never the statement's snapshot.
+TRY_LOCK_TEAMS = f"""
+WITH locked AS (SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED)
+SELECT l.*, t.id AS wanted_id FROM team t LEFT JOIN locked l ON l.id = t.id WHERE t.id = ANY($1::text[])
+"""
+TRY_LOCK_REPS = f"""
+WITH locked AS (
+    SELECT {REP_SELECT} FROM rep WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
+    ORDER BY id FOR UPDATE SKIP LOCKED
+)
+SELECT l.*, w.id AS wanted_id, w.team_id AS wanted_team_id
+FROM rep w LEFT JOIN locked l ON l.id = w.id WHERE w.id = ANY($2::text[]) OR w.team_id = ANY($1::text[])
+"""
+PARK_SCORED = """
+INSERT INTO parked_lead (lead_id, event, waiting_for, parked_at)
+SELECT lead_id, event, ARRAY(SELECT jsonb_array_elements_text(waiting_for)), $4
+FROM unnest($1::text[], $2::jsonb[], $3::jsonb[]) AS p(lead_id, event, waiting_for)
+"""
+# One drainer at a time across replicas (a transaction-scoped advisory lock), so a lead's parked events
+# are taken in order by one transaction.
+PARKED_TURN_KEY = 0x5041524B  # "PARK"
+OLDEST_PARKED = "SELECT seq, event, attempts FROM parked_lead ORDER BY seq LIMIT $1 FOR UPDATE"
 
 # A batch's scored leads stored in one statement, each once (the data of its batch's last event, the
 # correlation of its first, as one upsert per event leaves them), row-locked by the conflict; it returns
@@ -272,6 +300,38 @@ def lead_from_row(row: Any, scored: LeadScored | None = None) -> StoredLead:
         owner_rep_id=row["owner_rep_id"], team_id=row["team_id"], breach_count=row["breach_count"],
         handoff_after=row["handoff_after"],
     )
+
+
+@dataclass(frozen=True)
+class LeadsClaim:
+    """A scored batch's stored leads, locked: the owners of them and of their originals (lead id: rep),
+    and which of them have scored events parked."""
+
+    owners: Mapping[str, str]
+    parked: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ParkedScored:
+    """A scored event to park, and the rows it waits for (``team:<id>``, ``rep:<id>``, ``lead:<id>``)."""
+
+    event: Event[LeadScored]
+    waiting_for: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    seq: int
+    event: Event[LeadScored]
+    attempts: int
+
+
+def _parked_row(row: Any) -> ParkedRow:
+    # The session's connection decodes jsonb (SQLAlchemy's codec); a bare asyncpg one gives text.
+    event = row["event"]
+    parsed = (Event[LeadScored].model_validate_json(event) if isinstance(event, str)
+              else Event[LeadScored].model_validate(event))
+    return ParkedRow(row["seq"], parsed, row["attempts"])
 
 
 @dataclass(frozen=True)
@@ -542,12 +602,94 @@ class RoutingStore:
     # -- routing (asyncpg) --
 
     async def lock_leads_for_routing(
-        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str]
-    ) -> set[str]:
+        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str], *, parked: bool = True
+    ) -> LeadsClaim:
         """Lock the stored leads among ``lead_ids`` (by id); the reps that own them or the leads
-        ``original_ids`` (their originals, not locked)."""
+        ``original_ids`` (their originals, not locked) and, with ``parked``, which of them have scored
+        events parked."""
         conn = await driver_connection(session)
-        return {row["owner_rep_id"] for row in await conn.fetch(LOCK_LEADS_OWNERS, list(lead_ids), list(original_ids))}
+        rows = await conn.fetch(LOCK_LEADS_OWNERS, list(lead_ids), list(original_ids), parked)
+        return LeadsClaim({row["id"]: row["owner_rep_id"] for row in rows if not row["parked"]},
+                          frozenset(row["id"] for row in rows if row["parked"]))
+
+    async def try_lock_teams(
+        self, session: AsyncSession, team_ids: Sequence[str]
+    ) -> tuple[dict[str, domain.Team], set[str]]:
+        """Lock the teams among ``team_ids`` no other transaction holds (by id, without waiting); returns
+        them as read, and the ids of those held elsewhere (a team that does not exist is in neither)."""
+        if not team_ids:
+            return {}, set()
+        conn = await driver_connection(session)
+        rows = await conn.fetch(TRY_LOCK_TEAMS, list(team_ids))
+        return ({row["id"]: team_from_row(row) for row in rows if row["id"] is not None},
+                {row["wanted_id"] for row in rows if row["id"] is None})
+
+    async def try_lock_reps(
+        self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str]
+    ) -> tuple[dict[str, domain.Rep], dict[str, str | None]]:
+        """Lock the reps named and every rep of the teams named that no other transaction holds (by id,
+        without waiting); returns them as read, and those held elsewhere (id: team)."""
+        if not team_ids and not rep_ids:
+            return {}, {}
+        conn = await driver_connection(session)
+        rows = await conn.fetch(TRY_LOCK_REPS, list(team_ids), list(rep_ids))
+        return ({row["id"]: rep_from_row(row) for row in rows if row["id"] is not None},
+                {row["wanted_id"]: row["wanted_team_id"] for row in rows if row["id"] is None})
+
+    async def savepoint(self, session: AsyncSession) -> None:
+        """A savepoint ``hold_rows`` rolls back to, letting go of the rows it took since."""
+        conn = await driver_connection(session)
+        await conn.execute("SAVEPOINT hold_rows")
+
+    async def rollback_to_savepoint(self, session: AsyncSession) -> None:
+        conn = await driver_connection(session)
+        await conn.execute("ROLLBACK TO SAVEPOINT hold_rows")
+
+    async def park_scored(self, session: AsyncSession, parked: Sequence[ParkedScored], now: datetime) -> None:
+        """Keep scored events whose rows another transaction holds, in the batch's order (one statement)."""
+        if not parked:
+            return
+        conn = await driver_connection(session)
+        await conn.execute(PARK_SCORED, [p.event.data.lead_id for p in parked],
+                           # As any: ``data`` may be declared EventData (a consumer's decode), and a
+                           # plain dump would serialise it as that, without the lead's fields.
+                           [p.event.model_dump_json(serialize_as_any=True) for p in parked],
+                           [json.dumps(list(p.waiting_for)) for p in parked], now)
+
+    async def take_parked_turn(self, session: AsyncSession) -> bool:
+        """The drainer's turn until the transaction ends; False while another replica's drainer has it."""
+        conn = await driver_connection(session)
+        return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PARKED_TURN_KEY))
+
+    async def oldest_parked(self, session: AsyncSession, limit: int) -> list[ParkedRow]:
+        """The oldest parked events, in the order they arrived, locked."""
+        conn = await driver_connection(session)
+        return [_parked_row(row) for row in await conn.fetch(OLDEST_PARKED, limit)]
+
+    async def parked(self, session: AsyncSession, seq: int) -> list[ParkedRow]:
+        """The parked event ``seq`` (none if it is gone), locked."""
+        conn = await driver_connection(session)
+        row = await conn.fetchrow("SELECT seq, event, attempts FROM parked_lead WHERE seq = $1 FOR UPDATE", seq)
+        return [] if row is None else [_parked_row(row)]
+
+    async def parked_backlog(self, session: AsyncSession, now: datetime) -> tuple[int, float]:
+        """How many events are parked, and how long the oldest has waited (seconds)."""
+        conn = await driver_connection(session)
+        count, oldest = await conn.fetchrow("SELECT count(*), min(parked_at) FROM parked_lead") or (0, None)
+        return count, 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+
+    async def unpark(self, session: AsyncSession, seqs: Sequence[int]) -> None:
+        if seqs:
+            conn = await driver_connection(session)
+            await conn.execute("DELETE FROM parked_lead WHERE seq = ANY($1::bigint[])", list(seqs))
+
+    async def record_parked_failure(self, session: AsyncSession, seq: int, error: str) -> int:
+        """Count a failed attempt at a parked event; returns its attempts so far."""
+        conn = await driver_connection(session)
+        attempts: int | None = await conn.fetchval(
+            "UPDATE parked_lead SET attempts = attempts + 1, last_error = $2 WHERE seq = $1 RETURNING attempts",
+            seq, error[:2000])
+        return attempts or 0
 
     async def lock_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[StoredLead]:
         """The stored leads among ``lead_ids``, locked in id order."""

@@ -234,3 +234,19 @@ sla_calendar_replica = Table(
     Column("business_hours", JSONB),
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
+
+# A scored lead whose team (or rep) another transaction held longer than the claim's grace: kept here, in
+# the transaction that consumed its event, and routed by the parked-lead drainer once the row is free
+# (``handlers.route_parked_leads``), so a slow team holds back only its own leads. ``seq`` is the order
+# the events arrived in; a lead's later events park behind its earlier ones.
+parked_lead = Table(
+    "parked_lead",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", String(64), nullable=False, index=True),
+    Column("event", JSONB, nullable=False),
+    Column("waiting_for", ARRAY(Text), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
-from routing_harness import Env, collecting, produce, running, scored
+from routing_harness import Env, Running, collecting, produce, running, scored
 from sqlalchemy import func, select
 
 from leadflow_contracts import topics
@@ -91,16 +92,7 @@ async def test_two_replicas_route_crossing_teams_without_deadlock_or_dead_letter
         running(settings) as first,
         running(settings) as second,
     ):
-        for team, reps in teams.items():
-            assert (await first.post("/v1/admin/teams", json={"id": team, "name": team})).status_code == 201
-            for rep_id in reps:
-                response = await first.post("/v1/admin/reps", json={"id": rep_id, "name": rep_id, "team_id": team})
-                assert response.status_code == 201, response.text
-        rules = {"rules": [
-            {"id": "germany", "conditions": [{"field": "country", "op": "eq", "value": "DE"}], "team_id": "west"},
-            {"id": "everyone", "team_id": "east"},
-        ]}
-        assert (await first.post("/v1/admin/routing-rules", json=rules)).status_code == 201
+        await arrange_teams(first, teams, germany="west", everyone="east")
         await produce(env.infra.bootstrap_servers, env.prefix, leads)
         await routed.wait(lambda: len(routed.events) >= len(leads), timeout=120, what="600 lead.routed")
         await asyncio.sleep(0.5)
@@ -118,6 +110,74 @@ async def test_two_replicas_route_crossing_teams_without_deadlock_or_dead_letter
             counts[rep_id] = counts.get(rep_id, 0) + 1
     for reps in teams.values():
         assert max(counts[r] for r in reps) - min(counts[r] for r in reps) <= 1, counts
+
+
+async def test_a_team_held_by_a_slow_transaction_delays_only_its_own_leads(fresh: Env) -> None:
+    """Another transaction holds the "slow" team's row for seconds (as a slow handling of that team, or an
+    admin's long transaction, would): both replicas route the "fast" team's leads meanwhile, park the slow
+    team's, and route those, in order and exactly once, as soon as the row is free."""
+    env = fresh
+    teams = {"fast": ["fast-0", "fast-1", "fast-2"], "slow": ["slow-0", "slow-1", "slow-2"]}
+    settings = env.settings(consumer_retry_backoff_seconds=0.01, database_pool_size=4, busy_row_grace_seconds=0.2)
+    leads = [scored(country="DE" if n % 2 else "US") for n in range(300)]
+    slow_ids = {e.data.lead_id for e in leads if e.data.profile.country == "DE"}
+    async with (
+        collecting(env.infra.bootstrap_servers, env.topic(topics.ROUTED)) as routed,
+        running(settings) as first,
+        running(settings) as second,
+    ):
+        await arrange_teams(first, teams, germany="slow", everyone="fast")
+
+        holder = await asyncpg.connect(settings.database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            holding = holder.transaction()
+            await holding.start()
+            await holder.execute("SELECT id FROM team WHERE id = 'slow' FOR UPDATE")
+            await produce(env.infra.bootstrap_servers, env.prefix, leads)
+            await routed.wait(lambda: len(routed.events) >= len(leads) - len(slow_ids), timeout=60,
+                              what="the fast team's 150 lead.routed while the slow team is held")
+            await asyncio.sleep(1.0)  # a slow team's lead routed now would show up
+            routed_while_held = [e.subject for e in routed.events]
+            parked = await holder.fetchval("SELECT count(*) FROM parked_lead")
+            await holding.rollback()
+        finally:
+            await holder.close()
+        await routed.wait(lambda: len(routed.events) >= len(leads), timeout=60, what="the slow team's leads")
+        await asyncio.sleep(0.5)
+        dead = [_consumed(svc.app, env.topic(topics.SCORED), "dead_lettered") for svc in (first, second)]
+        parked_now = await _parked(settings.database_url)
+
+    assert set(routed_while_held) == {e.data.lead_id for e in leads} - slow_ids, "a slow team's lead was routed"
+    assert parked == len(slow_ids)
+    assert sorted(e.subject for e in routed.events) == sorted(e.data.lead_id for e in leads)
+    assert dead == [0, 0] and parked_now == 0
+    counts: dict[str, int] = {}
+    for event in routed.events:
+        counts[event.data.owner.rep_id] = counts.get(event.data.owner.rep_id, 0) + 1
+    for reps in teams.values():
+        assert max(counts[r] for r in reps) - min(counts[r] for r in reps) <= 1, counts
+
+
+async def arrange_teams(svc: Running, teams: dict[str, list[str]], *, germany: str, everyone: str) -> None:
+    """The teams with their reps; German leads to team ``germany``, every other to ``everyone``."""
+    for team, reps in teams.items():
+        assert (await svc.post("/v1/admin/teams", json={"id": team, "name": team})).status_code == 201
+        for rep_id in reps:
+            response = await svc.post("/v1/admin/reps", json={"id": rep_id, "name": rep_id, "team_id": team})
+            assert response.status_code == 201, response.text
+    rules = {"rules": [
+        {"id": "germany", "conditions": [{"field": "country", "op": "eq", "value": "DE"}], "team_id": germany},
+        {"id": "everyone", "team_id": everyone},
+    ]}
+    assert (await svc.post("/v1/admin/routing-rules", json=rules)).status_code == 201
+
+
+async def _parked(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM parked_lead"))
+    finally:
+        await conn.close()
 
 
 def _consumed(app: Any, topic: str, outcome: str = "processed") -> float:

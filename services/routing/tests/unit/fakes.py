@@ -23,6 +23,8 @@ from leadflow_routing.sla_replica_store import ReplicaSnapshot, SlaReplicaStore
 from leadflow_routing.sla_states import SlaSeen
 from leadflow_routing.store import (
     DecisionsWrite,
+    LeadsClaim,
+    ParkedScored,
     RoutingStore,
     RulesetCache,
     RulesetKey,
@@ -58,6 +60,10 @@ class FakeRoutingStore(RoutingStore):
         self.sla_seen: dict[str, SlaSeen] = {}
         self.sla_replica = FakeSlaReplicaStore()
         self.decision_writes = 0  # batches' WRITE_DECISIONS statements
+        # Team and rep ids another transaction holds (their leads park), and what was parked.
+        self.busy_rows: set[str] = set()
+        self.parked_events: list[ParkedScored] = []
+        self._asked_teams: list[str] | None = None
 
     # -- arranging --
 
@@ -76,10 +82,38 @@ class FakeRoutingStore(RoutingStore):
     # -- routing --
 
     async def lock_leads_for_routing(
-        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str]
-    ) -> set[str]:
+        self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str], *, parked: bool = True
+    ) -> LeadsClaim:
         leads = [self.leads[i] for i in [*lead_ids, *original_ids] if i in self.leads]
-        return {lead.owner_rep_id for lead in leads if lead.owner_rep_id is not None}
+        waiting = {p.event.data.lead_id for p in self.parked_events} if parked else set()
+        return LeadsClaim({lead.id: lead.owner_rep_id for lead in leads if lead.owner_rep_id is not None},
+                          frozenset(waiting & {*lead_ids, *original_ids}))
+
+    async def try_lock_teams(
+        self, session: AsyncSession, team_ids: Sequence[str]
+    ) -> tuple[dict[str, domain.Team], set[str]]:
+        self._asked_teams = list(team_ids)
+        return ({t: self.teams[t] for t in team_ids if t in self.teams and t not in self.busy_rows},
+                {t for t in team_ids if t in self.teams and t in self.busy_rows})
+
+    async def try_lock_reps(
+        self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str]
+    ) -> tuple[dict[str, domain.Rep], dict[str, str | None]]:
+        if self._asked_teams is not None:  # the batch's first try: its claim, as the tests read it
+            self.claimed.append((self._asked_teams, list(rep_ids), False))
+            self._asked_teams = None
+        wanted = [r for r in self.reps.values() if r.id in rep_ids or r.team_id in team_ids]
+        return ({r.id: r for r in wanted if r.id not in self.busy_rows},
+                {r.id: r.team_id for r in wanted if r.id in self.busy_rows})
+
+    async def savepoint(self, session: AsyncSession) -> None:
+        pass
+
+    async def rollback_to_savepoint(self, session: AsyncSession) -> None:
+        pass
+
+    async def park_scored(self, session: AsyncSession, parked: Sequence[ParkedScored], now: datetime) -> None:
+        self.parked_events.extend(parked)
 
     async def lock_leads(self, session: AsyncSession, lead_ids: Sequence[str]) -> list[StoredLead]:
         return [self.leads[i] for i in sorted(lead_ids) if i in self.leads]

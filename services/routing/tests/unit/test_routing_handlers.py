@@ -41,8 +41,8 @@ def sales_team(store: FakeRoutingStore, *reps: Rep, strategy: Strategy = "round_
     store.activate(Rule("everyone", team_id="sales"))
 
 
-async def route(store: FakeRoutingStore, *events: Event[LeadScored], now: datetime = NOW) -> list[Any]:
-    uow, outbox, _ = fake_unit_of_work(fake_deps(store), now)
+async def route(store: FakeRoutingStore, *events: Event[LeadScored], now: datetime = NOW, **settings: Any) -> list[Any]:
+    uow, outbox, _ = fake_unit_of_work(fake_deps(store, **settings), now)
     await handlers.route_scored_leads(list(events), uow)
     return outbox.events
 
@@ -434,3 +434,57 @@ async def test_a_batch_decides_and_writes_what_its_events_one_by_one_would_with_
     assert together.leads["dup-3"].owner_rep_id == together.leads["lead-3"].owner_rep_id
     assert together.leads["lead-4"].owner_rep_id == "rep-owner"
     assert ("lead.stage_changed", "lead-1") in [(w[0], w[1]) for w in _state(together)["webhooks"]]
+
+
+# -- a team another transaction holds ---------------------------------------------------------
+
+
+async def test_leads_of_a_team_another_transaction_holds_park_and_the_other_teams_leads_are_routed() -> None:
+    store = FakeRoutingStore()
+    store.add_team(Team("emea"), Rep("rep-eu"))
+    store.add_team(Team("americas"), Rep("rep-us"))
+    store.activate(Rule("emea", conditions=(Condition("region", "eq", "EMEA"),), team_id="emea"),
+                   Rule("rest", team_id="americas"))
+    store.busy_rows = {"emea"}
+    uow, outbox, _ = fake_unit_of_work(fake_deps(store, busy_row_grace_seconds=0.02), NOW)
+
+    await handlers.route_scored_leads([scored("lead-de", country="DE"), scored("lead-us", country="US"),
+                                       scored("lead-de", country="DE", trigger="activity")], uow)
+
+    assert owners(outbox.events) == ["rep-us"]
+    # The lead waits for its team; its later event waits behind it, in order, never overtaking it.
+    assert [(p.event.data.lead_id, p.waiting_for) for p in store.parked_events] == [
+        ("lead-de", ("team:emea",)), ("lead-de", ("team:emea", "lead:lead-de"))]
+    assert "lead-de" not in store.leads
+
+
+async def test_a_lead_with_an_event_parked_parks_behind_it_even_when_its_team_is_free() -> None:
+    store = FakeRoutingStore()
+    sales_team(store)
+    store.busy_rows = {"sales"}
+    await route(store, scored("lead-1"), busy_row_grace_seconds=0.0)
+    store.busy_rows = set()
+
+    events = await route(store, scored("lead-1", trigger="activity"), scored("lead-2"))
+
+    assert owners(events) == ["rep-a"] and events[0].data.lead_id == "lead-2"
+    assert [p.waiting_for for p in store.parked_events] == [("team:sales",), ("lead:lead-1",)]
+
+
+async def test_a_rep_another_transaction_holds_parks_only_the_leads_that_may_need_it() -> None:
+    store = FakeRoutingStore()
+    sales_team(store)
+    store.add_team(Team("owners"), Rep("rep-owner"))
+    store.busy_rows = {"rep-owner"}
+
+    events = await route(store, scored("lead-1", owner="rep-owner"), scored("lead-2"),
+                              busy_row_grace_seconds=0.0)
+
+    assert owners(events) == ["rep-a"]
+    assert [(p.event.data.lead_id, p.waiting_for) for p in store.parked_events] == [("lead-1", ("rep:rep-owner",))]
+
+    # A rep of a team held elsewhere holds back the whole team: its round robin cannot skip the rep.
+    store.busy_rows = {"rep-b"}
+    events = await route(store, scored("lead-3"), busy_row_grace_seconds=0.0)
+    assert events == [] and store.parked_events[-1].waiting_for == ("team:sales",)
+
