@@ -33,7 +33,7 @@ from leadflow_kit.db import Database, after_commit, asyncpg_dsn, deferred_rows, 
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, CommittedRow, DirectPublisher
+from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, INSERT_ROWS, CommittedRow, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -159,15 +159,22 @@ class Outbox:
 
     async def _write_rows(self, session: AsyncSession, rows: list[_Row]) -> None:
         conn = await driver_connection(session)
-        if len(rows) == 1:
-            ids = {rows[0].event_id: await conn.fetchval(_INSERT_ROW, *rows[0].insert_parameters())}
-        else:
-            columns = list(zip(*(row.insert_parameters() for row in rows), strict=True))
-            ids = {record["event_id"]: record["id"] for record in await conn.fetch(_INSERT_ROWS, *columns)}
         publisher = self.publisher
-        if publisher is not None:
-            committed = [row.committed(ids[row.event_id]) for row in rows]
-            after_commit(session, lambda: publisher.committed(committed))
+        if publisher is None or not publisher.running:
+            # Nobody sends them after the commit: the relay does.
+            if len(rows) == 1:
+                await conn.fetchval(_INSERT_ROW, *rows[0].insert_parameters())
+            else:
+                await conn.fetch(_INSERT_ROWS, *zip(*(row.insert_parameters() for row in rows), strict=True))
+            return
+        handoff, sent = publisher.take_sent()
+        epoch, unsettled = publisher.unsettled()
+        columns = list(zip(*(row.insert_parameters() for row in rows), strict=True))
+        records = await conn.fetch(INSERT_ROWS, *columns, unsettled, sent)
+        ids = {record["event_id"]: record["id"] for record in records}
+        blocked = {record["id"] for record in records if record["blocked"]}
+        committed = [row.committed(ids[row.event_id]) for row in rows]
+        after_commit(session, lambda: publisher.committed(committed, blocked, epoch, handoff))
 
 
 # An outbox row with this body is a tombstone: the relay publishes it with no value.

@@ -1,16 +1,23 @@
 """Publish after commit: the process that wrote outbox rows sends them to Kafka right after its commit.
 
-One sender task per process takes the committed rows in commit order, claims them (deletes them in
-a transaction held open until Kafka acknowledges them, as the relay does) and sends them from
-memory. A row it cannot claim, or cannot send, stays in the outbox for the relay, the backstop
-(``leadflow_kit.outbox``), which takes the outbox's head once it is older than
-``BACKSTOP_AGE_SECONDS``: a process killed between commit and send, Kafka down, or an older row
-of the same key still pending.
+The writing transaction itself decides whether its rows may go straight out: the statement that inserts
+them also asks, per row, whether an older row of its key and topic is still in the outbox (``INSERT_ROWS``),
+leaving out this process's own rows that are committed and queued, being sent, or sent and not yet
+deleted (``DirectPublisher.unsettled``): those go out, or went out, before it, in commit order. A row with
+such an older row goes to the relay (``leadflow_kit.outbox``), the backstop, behind it.
 
-A lead's events keep their order under every failure: a row is claimed only when no older row of
-its key and topic is still in the outbox outside the rows this very statement locks. An older row
-that another claimer is sending is deleted only once Kafka acknowledged it, so until then it is
-still visible and blocks its key's later rows, which then go to the relay behind it.
+One sender task per process sends the committed rows in commit order, from memory, with no statement
+before the send. Acknowledged rows are deleted in bulk afterwards: by the next transaction of the process
+that writes outbox rows, in its insert statement, or by the sender itself after ``DELETE_DELAY_SECONDS``.
+The relay takes the outbox's head only once it is older than ``BACKSTOP_AGE_SECONDS``: a process killed
+between commit and send, Kafka down, or an older row of the same key still pending.
+
+A lead's events keep their order under every failure. A row whose send fails is left to the relay with
+every row queued behind it, and so is every row of a transaction whose check ran before that failure
+(it may have counted on a row now left, ``epoch``); a row checked afterwards sees the left rows and
+waits behind them if they are of its key. Delivery is at least once: a row sent but not yet deleted when the
+process dies, or while the database is unreachable for longer than the backstop age, is sent again by
+the relay, and consumers skip it by its event id (their inbox).
 """
 
 from __future__ import annotations
@@ -34,38 +41,41 @@ log = logging.getLogger(__name__)
 BACKSTOP_AGE_SECONDS = 2.0
 # After a failed send, rows go to the relay for at least this long before direct sending resumes.
 PAUSE_AFTER_FAILURE_SECONDS = 1.0
+# How long acknowledged rows wait for a writing transaction to delete them before the sender does.
+DELETE_DELAY_SECONDS = 0.05
+# Rows handed to a writing transaction to delete come back for deleting after this long unless it
+# committed (a rolled-back transaction leaves them).
+DELETE_HANDOFF_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_MS = 5000
 
-# Locks the rows still there (a relay may hold or have taken some), then deletes those with no older
-# row of their key outside the locked set; rows it leaves stay locked, and so unclaimed by anyone
-# else, only until this transaction ends. The check probes ix_outbox_topic_key once per row (a LATERAL
-# with LIMIT keeps it a probe) and the delete takes its rows by id: joined to the outbox, the check
-# walked every row, and every deleted row not yet vacuumed, below each id (3 ms a batch under load).
-# ``id + 0`` and no ``published_at IS NULL``: as the outbox's statistics see few live rows, the planner
-# otherwise rates a whole scan of an index the condition names as cheap as the probe (a row an old
-# relay marked published, which its housekeeping deletes, only sends its key's later rows through the
-# relay). $2 and $3 are the rows' topics and keys, as the sender has them.
-CLAIM_OWN_ROWS = """
-WITH mine AS (SELECT id FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE SKIP LOCKED),
-blocked AS (
-    SELECT m.id FROM unnest($1::bigint[], $2::text[], $3::text[]) AS m(id, topic, key)
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM outbox older
-        WHERE older.topic = m.topic AND older.key = m.key AND older.id + 0 < m.id
-        AND older.id <> ALL(ARRAY(SELECT id FROM mine))
-        LIMIT 1
-    ) AS older_row
+# A transaction's outbox rows in one statement, ids in the order the events were added, each with
+# whether an older row of its key and topic is in the outbox other than this process's own unsettled
+# rows ($6): then it waits for the relay. It also deletes rows this process sent and Kafka acknowledged
+# ($7, a subset of $6; the statement's reads still see them). The check probes ix_outbox_topic_key once
+# per row (a LATERAL with LIMIT keeps it a probe); ``id + 0`` and no ``published_at IS NULL``: as the
+# outbox's statistics see few live rows, the planner otherwise rates a whole scan of an index the
+# condition names as cheap as the probe (a row an old relay marked published, which its housekeeping
+# deletes, only sends its key's later rows through the relay).
+INSERT_ROWS = """
+WITH sent AS (DELETE FROM outbox WHERE id = ANY($7::bigint[])),
+new AS (
+    INSERT INTO outbox (event_id, topic, key, headers, body)
+    SELECT event_id, topic, key, headers::jsonb, body
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+        AS r(event_id, topic, key, headers, body, position)
+    ORDER BY position
+    RETURNING id, event_id, topic, key
 )
-DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM mine EXCEPT SELECT id FROM blocked))
-RETURNING id
+SELECT n.id, n.event_id, older_row.id IS NOT NULL AS blocked
+FROM new n
+LEFT JOIN LATERAL (
+    SELECT older.id FROM outbox older
+    WHERE older.topic = n.topic AND older.key = n.key AND older.id + 0 < n.id AND older.id <> ALL($6::bigint[])
+    LIMIT 1
+) AS older_row ON true
 """
-# Whether the relay is draining a backlog (its head is old): direct sending waits until it is done,
-# so that fresh rows do not each look past a long backlog for older rows of their key.
-HEAD_IS_STALE = """
-SELECT created_at < now() - make_interval(secs => $1) FROM outbox
-WHERE published_at IS NULL ORDER BY id LIMIT 1
-"""
+DELETE_SENT = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,16 @@ class DirectPublisher:
         self.producers = producers
         self.metrics = metrics
         self._pending: list[CommittedRow] = []
+        # This process's rows committed and queued, being sent, or sent and not yet deleted: a later
+        # row of their key need not wait for them (see the module's docstring).
+        self._unsettled: set[int] = set()
+        self._acked: list[int] = []
+        self._acked_since = 0.0
+        # Rows handed to writing transactions to delete, by hand-off, with when they come back.
+        self._deleting: dict[int, tuple[list[int], float]] = {}
+        self._handoffs = 0
+        # Counts the times this process's own rows were left to the relay unsent (a failure, a stop).
+        self._epoch = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._running = False
@@ -100,40 +120,81 @@ class DirectPublisher:
     def running(self) -> bool:
         return self._running
 
-    def committed(self, rows: list[CommittedRow]) -> None:
-        """Called as a transaction with outbox rows commits (in commit order)."""
+    def unsettled(self) -> tuple[int, list[int]]:
+        """For a writing transaction's check: the rows of this process a later row need not wait for,
+        and the epoch they hold for (``committed`` leaves the rows of a stale one)."""
+        return self._epoch, list(self._unsettled) if self._running else []
+
+    def take_sent(self) -> tuple[int, list[int]]:
+        """Acknowledged rows for a writing transaction to delete in its insert; ``deleted(handoff)``
+        when it commits. Until then nobody else is given them."""
+        if not self._acked or not self._running:
+            return 0, []
+        self._handoffs += 1
+        ids, self._acked = self._acked, []
+        self._deleting[self._handoffs] = (ids, asyncio.get_running_loop().time() + DELETE_HANDOFF_SECONDS)
+        return self._handoffs, ids
+
+    def committed(self, rows: list[CommittedRow], blocked: set[int], epoch: int, handoff: int = 0) -> None:
+        """Called as a transaction with outbox rows commits (in commit order): ``rows`` to send, but
+        those in ``blocked``, which wait behind an older row of their key for the relay, and all of them
+        if rows were left since their check (``epoch``); the rows of ``handoff`` (``take_sent``) are
+        deleted."""
+        if handoff:
+            ids, _ = self._deleting.pop(handoff, ((), 0.0))
+            self._unsettled.difference_update(ids)
+        if epoch != self._epoch:
+            self._leave(rows, "order")
+            return
+        if blocked:
+            self._leave([row for row in rows if row.id in blocked], "order")
+            rows = [row for row in rows if row.id not in blocked]
+        if not rows:
+            return
+        # Left before they became this process's own: no other row's check counted on them.
         if not self._running or self._stopping:
             self._leave(rows, "stopped")
             return
         if self._paused_until and asyncio.get_running_loop().time() < self._paused_until:
             self._leave(rows, "paused")
             return
+        self._unsettled.update(row.id for row in rows)
         self._pending.extend(rows)
         self._wake.set()
 
     def stop(self) -> None:
-        """Send what is already committed, then end ``run``."""
+        """Send what is already committed, delete what was sent, then end ``run``."""
         self._stopping = True
         self._wake.set()
 
     async def run(self) -> None:
         self._running = True
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                if not self._pending:
-                    if self._stopping:
-                        return
-                    self._wake.clear()
-                    await self._wake.wait()
+                self._reclaim_handoffs(loop.time())
+                if self._pending:
+                    # Everything committed so far, in one wait for Kafka.
+                    batch_size = self.settings.outbox_batch_size
+                    rows, self._pending = self._pending[:batch_size], self._pending[batch_size:]
+                    await self._send_or_leave(rows)
                     continue
-                # Everything committed so far, in one claim and one wait for Kafka.
-                batch_size = self.settings.outbox_batch_size
-                rows, self._pending = self._pending[:batch_size], self._pending[batch_size:]
-                await self._send_or_leave(rows)
+                if self._acked and (self._stopping or loop.time() >= self._acked_since + DELETE_DELAY_SECONDS):
+                    await self._delete_sent()
+                    continue
+                if self._stopping:
+                    return
+                self._wake.clear()
+                wait = self._acked_since + DELETE_DELAY_SECONDS - loop.time() if self._acked else None
+                if self._deleting:
+                    wait = min(wait if wait is not None else DELETE_HANDOFF_SECONDS, DELETE_HANDOFF_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
         finally:
             self._running = False
-            self._leave(self._pending, "stopped")
+            self._leave_after_failure(self._pending, "stopped")
             self._pending = []
+            self._unsettled.clear()
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     await self._conn.close(timeout=2)
@@ -142,50 +203,63 @@ class DirectPublisher:
         loop = asyncio.get_running_loop()
         try:
             if self._paused_until:
-                if loop.time() < self._paused_until or await self._relay_is_draining():
-                    self._pause(loop)
-                    self._leave(rows, "paused")
+                if loop.time() < self._paused_until:
+                    self._leave_after_failure(rows, "paused")
                     return
                 self._paused_until = 0.0
             await self._send(rows)
         except (KafkaError, TimeoutError) as exc:
             log.warning("direct publish failed; %d outbox rows are left to the relay: %s", len(rows), exc)
-            self._leave(rows, "kafka")
-            self._pause(loop)
+            self._fail(rows, "kafka", loop)
             await self.producers.reset()
-        except Exception as exc:
-            # The database (a restart, a dropped connection): the rows stay for the relay.
-            log.warning("direct publish could not claim its rows (%s: %s); they are left to the relay",
-                        type(exc).__name__, exc)
-            self._leave(rows, "database")
-            self._pause(loop)
-            await self._drop_connection()
+        except Exception:
+            log.exception("direct publish failed unexpectedly; %d outbox rows are left to the relay", len(rows))
+            self._fail(rows, "error", loop)
 
     async def _send(self, rows: list[CommittedRow]) -> None:
-        conn = await self._connection()
         producer = await self.producers.get()
         ack_timeout = self.settings.kafka_request_timeout_ms / 1000 + 5
-        rows = sorted(rows, key=lambda row: row.id)
-        async with conn.transaction():
-            claiming = ([row.id for row in rows], [row.topic for row in rows], [row.key.decode() for row in rows])
-            claimed = {record["id"] for record in await conn.fetch(CLAIM_OWN_ROWS, *claiming)}
-            sending = [row for row in rows if row.id in claimed]
-            async with asyncio.timeout(ack_timeout):
-                deliveries = [
-                    await producer.send(row.topic, value=row.value, key=row.key, headers=row.headers)
-                    for row in sending
-                ]
-                await asyncio.gather(*deliveries)
+        async with asyncio.timeout(ack_timeout):
+            deliveries = [await producer.send(row.topic, value=row.value, key=row.key, headers=row.headers)
+                          for row in rows]
+            await asyncio.gather(*deliveries)
         service = self.settings.service_name
-        for row in sending:
+        for row in rows:
             self.metrics.events_published.labels(service, row.topic).inc()
-        if len(sending) < len(rows):
-            self._leave([row for row in rows if row.id not in claimed], "order")
+        if not self._acked:
+            self._acked_since = asyncio.get_running_loop().time()
+        self._acked.extend(row.id for row in rows)
 
-    async def _relay_is_draining(self) -> bool:
-        conn = await self._connection()
-        stale: bool | None = await conn.fetchval(HEAD_IS_STALE, BACKSTOP_AGE_SECONDS)
-        return bool(stale)
+    async def _delete_sent(self) -> None:
+        ids, self._acked = self._acked, []
+        try:
+            conn = await self._connection()
+            await conn.execute(DELETE_SENT, ids)
+        except Exception as exc:
+            # Tried again after the delay; should the relay send them meanwhile, consumers skip the repeat.
+            log.warning("could not delete %d sent outbox rows (%s: %s); retrying", len(ids), type(exc).__name__, exc)
+            self._acked = ids + self._acked
+            self._acked_since = asyncio.get_running_loop().time() + PAUSE_AFTER_FAILURE_SECONDS
+            await self._drop_connection()
+            if self._stopping:
+                self._acked = []
+            return
+        self._unsettled.difference_update(ids)
+
+    def _reclaim_handoffs(self, now: float) -> None:
+        for handoff, (ids, until) in list(self._deleting.items()):
+            if now >= until:
+                del self._deleting[handoff]
+                if not self._acked:
+                    self._acked_since = now
+                self._acked.extend(ids)
+
+    def _fail(self, rows: list[CommittedRow], reason: str, loop: asyncio.AbstractEventLoop) -> None:
+        """A send failed: its rows, and every row queued behind them, go to the relay."""
+        queued, self._pending = self._pending, []
+        self._leave_after_failure(rows, reason)
+        self._leave_after_failure(queued, "paused")
+        self._pause(loop)
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -195,8 +269,8 @@ class DirectPublisher:
                 server_settings={
                     "application_name": f"{self.settings.service_name}-outbox-publisher",
                     "statement_timeout": str(STATEMENT_TIMEOUT_MS),
-                    # A claim's commit lost in a PostgreSQL crash only leaves its rows for the relay to
-                    # send again (at least once, as ever), so it need not wait for its own fsync.
+                    # A delete lost in a PostgreSQL crash only leaves its rows for the relay to send
+                    # again (at least once, as ever), so it need not wait for its own fsync.
                     "synchronous_commit": "off",
                 },
             )
@@ -212,6 +286,14 @@ class DirectPublisher:
 
     def _pause(self, loop: asyncio.AbstractEventLoop) -> None:
         self._paused_until = loop.time() + PAUSE_AFTER_FAILURE_SECONDS
+
+    def _leave_after_failure(self, rows: list[CommittedRow], reason: str) -> None:
+        """Rows left to the relay out of this process's own failure (not the order): later rows of their
+        keys must wait for them, so they stop being this process's own and direct sending waits."""
+        if rows:
+            self._unsettled.difference_update(row.id for row in rows)
+            self._epoch += 1
+            self._leave(rows, reason)
 
     def _leave(self, rows: list[CommittedRow], reason: str) -> None:
         if rows:

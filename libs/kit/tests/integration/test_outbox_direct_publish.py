@@ -19,7 +19,7 @@ from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
-from leadflow_kit.publisher import CLAIM_OWN_ROWS, DirectPublisher
+from leadflow_kit.publisher import INSERT_ROWS, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, read_events
 
@@ -219,28 +219,37 @@ async def test_a_direct_send_waits_behind_an_older_row_of_its_key_that_a_relay_i
     assert await outbox_size(writer.db) == 0
 
 
-async def test_the_claim_s_check_for_an_older_row_of_a_key_reads_only_that_key_s_rows(writer: Writer) -> None:
+async def test_the_insert_s_check_for_an_older_row_of_a_key_reads_only_that_key_s_rows(writer: Writer) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(writer.db.url))
     try:
-        # Deleted rows not yet vacuumed, below the rows claimed: what a busy outbox holds between vacuums.
+        # Deleted rows not yet vacuumed, below the rows written: what a busy outbox holds between vacuums.
         await conn.execute("ALTER TABLE outbox SET (autovacuum_enabled = false)")
         insert = ("INSERT INTO outbox (event_id, topic, key, headers, body) "
                   "SELECT $1 || g, 't', 'lead-' || g, '[]', '{}' FROM generate_series(1, $2) AS g RETURNING id, key")
         dead = [record["id"] for record in await conn.fetch(insert, "dead-", 5000)]
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", dead)
+        older = await conn.fetchval("INSERT INTO outbox (event_id, topic, key, headers, body) "
+                                    "VALUES ('older', 't', 'lead-2', '[]', '{}') RETURNING id")
         await conn.execute("ANALYZE outbox")
-        live = await conn.fetch(insert, "live-", 3)
-        ids, keys = [record["id"] for record in live], [record["key"] for record in live]
-        claiming = conn.transaction()
-        await claiming.start()
-        plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM_OWN_ROWS}", ids,
-                                                ["t"] * 3, keys))
-        left = await conn.fetchval("SELECT count(*) FROM outbox WHERE id = ANY($1::bigint[])", ids)
-        await claiming.rollback()
+        writing = conn.transaction()
+        await writing.start()
+        rows = (["new-1", "new-2", "new-3"], ["t"] * 3, ["lead-1", "lead-2", "lead-3"], ["[]"] * 3, ["{}"] * 3)
+        plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {INSERT_ROWS}", *rows,
+                                                [], []))
+        await writing.rollback()
+        writing = conn.transaction()
+        await writing.start()
+        blocked = {record["event_id"]: record["blocked"] for record in await conn.fetch(INSERT_ROWS, *rows, [], [])}
+        await writing.rollback()
+        writing = conn.transaction()
+        await writing.start()
+        not_counting_older = await conn.fetch(INSERT_ROWS, ["new-4"], ["t"], ["lead-2"], ["[]"], ["{}"], [older], [])
+        await writing.rollback()
     finally:
         await conn.close()
-    assert left == 0, "the claim took its three rows (none has an older row of its key)"
+    # Only lead-2 has an older row; this process's own unsettled rows ($6) do not count.
+    assert blocked == {"new-1": False, "new-2": True, "new-3": False}
+    assert [record["blocked"] for record in not_counting_older] == [False]
     node = plan[0]["Plan"]
-    # Through the id index it read every deleted row below the live ones (over a thousand pages).
-    assert node["Shared Hit Blocks"] + node["Shared Read Blocks"] < 60, node
-
+    # Walking the id index, the check would read every deleted row below the new ones (over a thousand pages).
+    assert node["Shared Hit Blocks"] + node["Shared Read Blocks"] < 100, node
