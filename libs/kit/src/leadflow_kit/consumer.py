@@ -20,12 +20,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,6 +179,21 @@ class _Outage(Exception):
         self.error = error
 
 
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was handled of the partitions a rebalance takes away, so their next owner does not
+    get those events again."""
+
+    def __init__(self, runner: ConsumerRunner[Any], kafka: AIOKafkaConsumer) -> None:
+        self.runner = runner
+        self.kafka = kafka
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self.runner.commit_uncommitted(self.kafka, revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        pass
+
+
 class ConsumerRunner(Generic[D]):
     def __init__(self, consumer: EventConsumer[D], platform: Platform, deps: D) -> None:
         self.consumer = consumer
@@ -198,6 +213,9 @@ class ConsumerRunner(Generic[D]):
         self._stopping = asyncio.Event()
         self._partition_slots = asyncio.Semaphore(max(settings.consumer_max_concurrent_partitions, 1))
         self._stalls: dict[TopicPartition, PartitionStall] = {}
+        # Offsets handled and not yet committed to Kafka, and when the next commit is due.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_due = 0.0
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
@@ -213,7 +231,6 @@ class ConsumerRunner(Generic[D]):
         backoff = 0.5
         while not self._stopping.is_set():
             kafka = AIOKafkaConsumer(
-                *self._topics,
                 **kafka_client_options(self.settings),
                 group_id=self.settings.consumer_group,
                 client_id=f"{self.settings.service_name}-consumer",
@@ -226,6 +243,7 @@ class ConsumerRunner(Generic[D]):
                 request_timeout_ms=max(self.settings.kafka_request_timeout_ms,
                                        self.settings.kafka_session_timeout_ms + 1000),
             )
+            kafka.subscribe(self._topics, listener=_CommitOnRevoke(self, kafka))
             try:
                 await kafka.start()
                 self._kafka = kafka
@@ -243,6 +261,12 @@ class ConsumerRunner(Generic[D]):
                 self._stalls.clear()  # a new consumer starts from the committed offsets, nothing paused
                 self.assigned.clear()
                 try:
+                    await asyncio.wait_for(self.commit_uncommitted(kafka), timeout=10)
+                except Exception:
+                    log.warning("could not commit the last offsets; their events come again (and are skipped)",
+                                exc_info=True)
+                self._uncommitted.clear()
+                try:
                     await asyncio.wait_for(kafka.stop(), timeout=10)
                 except Exception:
                     log.warning("kafka consumer did not stop cleanly", exc_info=True)
@@ -257,6 +281,8 @@ class ConsumerRunner(Generic[D]):
             if kafka.assignment():
                 self.assigned.set()
             if not batches:
+                if self._uncommitted and asyncio.get_running_loop().time() >= self._commit_due:
+                    await self.commit_uncommitted(kafka)
                 continue
             if self.settings.consumer_transaction_per_poll and len(batches) > 1:
                 every = [record for records in batches.values() for record in records]
@@ -310,9 +336,14 @@ class ConsumerRunner(Generic[D]):
                 self._hold(kafka, tp, records[done], outage)
             else:
                 self._stalls.pop(tp, None)
-        # One offset commit for the whole poll: a commit is a broker round trip, and a poll under
-        # load spans every partition.
-        await self._commit(kafka, offsets)
+        # Committed together, at most every consumer_commit_interval_seconds: a commit is a broker round
+        # trip, and redelivered events are in the inbox.
+        self._uncommitted.update(offsets)
+        self._report_lag(kafka, offsets)
+        now = asyncio.get_running_loop().time()
+        if now >= self._commit_due:
+            self._commit_due = now + self.settings.consumer_commit_interval_seconds
+            await self.commit_uncommitted(kafka)
 
     def _hold(
         self, kafka: AIOKafkaConsumer, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], outage: BaseException
@@ -351,14 +382,22 @@ class ConsumerRunner(Generic[D]):
             elif stall.resume_at <= now and tp in paused:
                 kafka.resume(tp)
 
-    async def _commit(self, kafka: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    async def commit_uncommitted(
+        self, kafka: AIOKafkaConsumer, partitions: Collection[TopicPartition] | None = None
+    ) -> None:
+        """Commit the offsets handled since the last commit (of ``partitions``, or all)."""
+        offsets = {tp: offset for tp, offset in self._uncommitted.items() if partitions is None or tp in partitions}
         if not offsets:
             return
+        for tp in offsets:
+            del self._uncommitted[tp]
         try:
             await kafka.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # The partitions moved to another member, which will redeliver; the inbox drops repeats.
             log.warning("offset commit failed for %s: %s", sorted(map(str, offsets)), exc)
+
+    def _report_lag(self, kafka: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         for tp, offset in offsets.items():
             highwater = kafka.highwater(tp)
             if highwater is not None:

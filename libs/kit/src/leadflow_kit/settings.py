@@ -58,6 +58,11 @@ class ServiceSettings(BaseSettings):
     # a lead or two per partition (make bench at 100 leads/s: sla's statements per lead 5.7 -> 1.5-1.8).
     # A failing poll falls back to partition by partition.
     consumer_transaction_per_poll: bool = True
+    # Offsets are committed to Kafka at most this often (and when partitions are revoked, and at stop),
+    # not after every poll: a commit is a broker round trip the next poll waited for, and a write to
+    # __consumer_offsets. What a crash loses is only where a restarted consumer resumes: the events it
+    # gets again are in its inbox, so their effects are not repeated. 0 commits after every poll.
+    consumer_commit_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     # Attempts at an event whose handler fails while the database answers; then it is dead-lettered.
     # An outage (database or broker unreachable, a deadlock, a timeout) never counts: the partition
     # waits and retries with backoff, from consumer_retry_backoff_seconds doubling up to
