@@ -181,13 +181,13 @@ class Outbox:
 TOMBSTONE_BODY = ""
 
 
-# The outbox's head, once its oldest row is stale (a direct send failed or never happened), in id
-# order: rows of a key with an older row outside the head (one a direct publisher is sending) wait.
+# The outbox's stale rows (a direct send failed or never happened, or the row waits behind an older
+# one of its key), in id order: only rows older than the backstop age, each by its own age, never a young
+# row behind a stale one, which its writer may be sending or have sent and not yet deleted. Rows of a key
+# with an older row outside the claim (one a direct publisher is sending, or a young one) wait.
 _CLAIM_HEAD = """
 WITH head AS (
-    SELECT id FROM outbox WHERE published_at IS NULL
-    AND (SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1)
-        < now() - make_interval(secs => $2)
+    SELECT id FROM outbox WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2)
     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 DELETE FROM outbox o USING head WHERE o.id = head.id

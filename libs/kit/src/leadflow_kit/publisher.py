@@ -9,8 +9,9 @@ such an older row goes to the relay (``leadflow_kit.outbox``), the backstop, beh
 One sender task per process sends the committed rows in commit order, from memory, with no statement
 before the send. Acknowledged rows are deleted in bulk afterwards: by the next transaction of the process
 that writes outbox rows, in its insert statement, or by the sender itself after ``DELETE_DELAY_SECONDS``.
-The relay takes the outbox's head only once it is older than ``BACKSTOP_AGE_SECONDS``: a process killed
-between commit and send, Kafka down, or an older row of the same key still pending.
+The relay takes only rows older than ``BACKSTOP_AGE_SECONDS``, each by its own age: a process killed
+between commit and send, Kafka down, or an older row of the same key still pending. A young row behind a
+stale one stays for its writer, which may be sending it or have sent it and not yet deleted it.
 
 A lead's events keep their order under every failure. A row whose send fails is left to the relay with
 every row queued behind it, and so is every row of a transaction whose check ran before that failure
@@ -37,7 +38,7 @@ from leadflow_kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-# The relay leaves the outbox to the direct senders while its oldest row is younger than this.
+# The relay leaves a row to its writer's direct sender while it is younger than this.
 BACKSTOP_AGE_SECONDS = 2.0
 # After a failed send, rows go to the relay for at least this long before direct sending resumes.
 PAUSE_AFTER_FAILURE_SECONDS = 1.0
