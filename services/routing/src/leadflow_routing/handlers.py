@@ -3,10 +3,13 @@ CRM touch. Decisions are made by ``domain``; every read and write goes through `
 
 There is no lock shared by every decision: a batch of events first locks, in one order everywhere
 (its stored leads, then teams, then reps, each by id), every row its decisions may change, found by
-reading without locks (``claims``). Batches of different teams then route side by side, and two
-batches never wait on each other in a cycle. A row only found later (a rule set activated, or a
-duplicate's original routed, between the claim and the decision) is locked when reached; the
-deadlock that could then follow rolls the batch back and it is handled again event by event.
+reading without locks (``claims``). A scored batch takes its teams and reps without waiting
+(``hold_rows``): the leads whose rows another transaction holds past a short grace are parked, and
+routed in order once those rows are free (``route_parked_leads``, run by ``parking``). Batches of
+different teams then route side by side, and two batches never wait on each other in a cycle. A row
+only found later (a rule set activated, or a duplicate's original routed, between the claim and the
+decision) is locked when reached; the deadlock that could then follow rolls the batch back and it is
+handled again event by event.
 
 A batch of ``lead.scored`` events runs a fixed number of statements whatever its size
 (``ScoredBatch``): the claim returns the locked teams and reps, the batch's leads are stored in one
@@ -240,6 +243,8 @@ async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[st
     a batch waiting for one team must not hold another team's row meanwhile, or the other replica's
     batches of that team would wait (and park) behind it. Then it keeps what it got. Rows this process
     already found held past the grace (``BusyRows``) are not waited for again."""
+    if not team_ids and not rep_ids:
+        return HeldRows(domain.Roster(), set(), set())
     deps = uow.deps
     store, session, settings = deps.store, uow.session, deps.settings
     deadline = time.monotonic() + settings.busy_row_grace_seconds
