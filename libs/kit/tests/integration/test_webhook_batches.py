@@ -30,9 +30,9 @@ from leadflow_kit.webhooks import (
     new_secret,
     subscription_table,
 )
-from leadflow_kit.webhooks.dispatcher import WebhookDispatcher
+from leadflow_kit.webhooks.dispatcher import WebhookDispatcher, WebhookHandOff
 from leadflow_kit.webhooks.policy import NextStep
-from leadflow_kit.webhooks.store import FinishedAttempt, webhook_transaction
+from leadflow_kit.webhooks.store import DispatcherRoom, FinishedAttempt, webhook_transaction
 from leadflow_kit.webhooks.tables import attempt_table
 from leadflow_stack.testing import counting_statements, eventually
 
@@ -100,7 +100,9 @@ async def test_a_rounds_attempts_are_recorded_in_one_statement_that_keeps_each_o
             with counting_statements(await driver_connection(store.session)) as statements:
                 recorded = await store.record_attempts(finished)
         assert len(statements) == 1
-        assert recorded == {1, 2, 3}
+        assert recorded.delivery_ids == {1, 2, 3}
+        # d1's success made d5 due: a claim would find it.
+        assert recorded.claimable
 
         after = await rows(db)
         assert (after["d1"]["status"], after["d1"]["attempts"], after["d1"]["delivered_at"]) == ("delivered", 1, NOW)
@@ -118,6 +120,81 @@ async def test_a_rounds_attempts_are_recorded_in_one_statement_that_keeps_each_o
                 .order_by(a.c.id))).all()
         assert [tuple(row) for row in attempts] == [
             (1, 1, "delivered", 204, None), (2, 1, "failed", 500, retry_at), (3, 1, "failed", None, retry_at)]
+
+
+async def test_a_recorded_outcome_says_a_claim_is_wanted_only_when_a_row_of_its_subscription_waits(infra: Any) -> None:
+    leased = {"leased_until": LEASED, "next_attempt_at": LEASED}
+    subscriptions = [{"id": "crm"}, {"id": "other"}]
+    deliveries = [
+        delivery("d1", "crm", "lead-1", **leased),
+        delivery("d2", "crm", "lead-2", **leased),
+        delivery("d3", "crm", "lead-3", **leased),  # still in flight: not a row for a claim
+        delivery("d4", "crm", "lead-4", attempts=1, next_attempt_at=NOW + timedelta(minutes=5)),  # a backoff
+        delivery("d5", "other", "lead-5"),  # due, but another subscription's
+        delivery("d6", "crm", "lead-2"),  # behind d2, its lead's earlier delivery
+    ]
+    async with webhook_database(infra, subscriptions, deliveries) as db:
+        async with webhook_transaction(db) as store:
+            failed = await store.record_attempts([
+                FinishedAttempt(1, 0, AttemptOutcome(500, "HTTP 500"), NextStep("pending", NOW + timedelta(hours=1)),
+                                NOW, 0.01)])
+        assert failed.delivery_ids == {1}
+        # d6 is due and not leased: whatever held it back, a claim decides.
+        assert failed.claimable
+        async with webhook_transaction(db) as store:
+            await store.session.execute(delivery_table.delete().where(delivery_table.c.id == 6))
+            second = await store.record_attempts([
+                FinishedAttempt(3, 0, AttemptOutcome(500, "HTTP 500"), NextStep("pending", NOW + timedelta(hours=1)),
+                                NOW, 0.01)])
+        # Only rows in flight, waiting out a backoff, or of another subscription: no claim.
+        assert (second.delivery_ids, second.claimable) == ({3}, False)
+        async with webhook_transaction(db) as store:
+            delivered = await store.record_attempts([
+                FinishedAttempt(2, 0, AttemptOutcome(204, None), NextStep("delivered", None), NOW, 0.01)])
+        # A success makes the subscription's backlog due at once (d1 and d3 retries, d4): a claim is wanted.
+        assert (delivered.delivery_ids, delivered.claimable) == ({2}, True)
+
+
+async def test_a_batch_handed_to_the_dispatcher_is_leased_to_it_within_its_room_and_per_lead_order(
+        infra: Any) -> None:
+    subscriptions = [{"id": "busy"}, {"id": "calm"}, {"id": "off", "active": False}]
+    # lead-9 has an open delivery to calm already: its new one waits behind it, for a claim.
+    deliveries = [delivery("d1000", "calm", "lead-9")]
+    webhooks = [WebhookToQueue("lead.routed", lead, {"lead_id": lead, "n": n}, NOW)
+                for n, lead in enumerate(["lead-1", "lead-1", "lead-2", "lead-9", "lead-3"])]
+    # busy has one send in flight of its share of 2; three sends in all are free.
+    room = DispatcherRoom(free=3, share=2, in_flight={"busy": 1}, lease_until=LEASED)
+    async with webhook_database(infra, subscriptions, deliveries) as db:
+        async with webhook_transaction(db) as store:
+            with counting_statements(await driver_connection(store.session)) as statements:
+                queued = await store.enqueue_handed(webhooks, room)
+        assert len(statements) == 1 and not any("pg_notify" in s for s in statements)
+        # busy: room for one (lead-1's first); calm: lead-1's first and lead-2 fill its share (lead-1's
+        # second waits behind its first, lead-9's behind d1000, lead-3 for room); three in all.
+        handed = [(d.subscription_id, d.lead_id, json.loads(d.payload)["data"]["n"]) for d in queued.handed]
+        assert handed == [("busy", "lead-1", 0), ("calm", "lead-1", 0), ("calm", "lead-2", 2)]
+        assert queued.claimable
+        assert all(d.url == "http://127.0.0.1:9/hook" and d.attempts == 0 for d in queued.handed)
+        after = (await rows(db)).values()
+        by_state = sorted((row["subscription_id"], row["lead_id"], row["status"], row["leased_until"] is not None)
+                          for row in after)
+        assert by_state == sorted([
+            ("calm", "lead-9", "pending", False),  # d1000
+            *[("busy", lead, "pending", lead == "lead-1" and leased)
+              for lead, leased in [("lead-1", True), ("lead-1", False), ("lead-2", False), ("lead-9", False),
+                                   ("lead-3", False)]],
+            *[("calm", lead, "pending", leased)
+              for lead, leased in [("lead-1", True), ("lead-1", False), ("lead-2", True), ("lead-9", False),
+                                   ("lead-3", False)]],
+            *[("off", lead, "held", False) for lead in ["lead-1", "lead-1", "lead-2", "lead-9", "lead-3"]],
+        ])
+        handed_rows = [row for row in after if row["leased_until"] is not None]
+        assert all(row["next_attempt_at"] == LEASED for row in handed_rows)
+
+        # With no room at all, everything is queued for a claim, as without a dispatcher.
+        async with webhook_transaction(db) as store:
+            none = await store.enqueue_handed(webhooks[4:], DispatcherRoom(0, 2, {}, LEASED))
+        assert (none.handed, none.claimable) == ([], True)
 
 
 async def test_the_claim_leases_in_the_same_statement_within_shares_skips_and_per_lead_order(infra: Any) -> None:
@@ -254,3 +331,59 @@ async def test_a_delivered_webhook_costs_a_few_statements_a_round_not_several_of
     print(f"{len(found.statements)} statements for {len(leads)} deliveries: {per_delivery:.2f} each")
     # One outcome statement per delivery alone was 1.0 (1.5 in all before the round-wide statements).
     assert per_delivery < 1.0
+
+
+async def test_webhooks_handed_over_at_commit_go_out_without_a_claim_or_a_notify(infra: Any) -> None:
+    """A batch queued with the dispatcher's hand-off is sent as soon as it commits: the poll is far off
+    (30 s), no NOTIFY wakes anyone, and no claim runs; each delivery costs its share of the round's
+    outcome statement only."""
+    receiver = RawReceiver()
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    leads = [f"lead-{n}" for n in range(30)]
+    async with webhook_database(infra, [], []) as db:
+        settings = WebhookSettings(**{
+            "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
+            "environment": "test", "webhook_poll_interval_seconds": 30, "webhook_allow_http": True,
+            "webhook_allowed_networks": "127.0.0.1"})
+        async with db.transaction() as session:
+            await session.execute(insert(subscription_table).values(
+                id="crm", url=f"http://127.0.0.1:{port}/hook", event_types=["*"], active=True,
+                secret_ciphertext=settings.secret_box().encrypt(new_secret())))
+        statements: list[str] = []
+        await db.engine.dispose()
+        event.listen(db.engine.sync_engine, "connect", lambda conn, _: conn.driver_connection.add_query_logger(
+            lambda record: statements.append(record.query)))
+        http = guarded_client(settings.egress_policy())
+        dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
+        hand_off = WebhookHandOff()
+        hand_off.dispatcher = dispatcher
+        running = asyncio.create_task(dispatcher.run())
+        queuing = Database(db.url)  # the business transaction's connection: its statements are not counted
+        try:
+            # The first round claims (whatever was left from before) and looks up the next due row.
+            async def first_round_done() -> bool:
+                return dispatcher.running and any("min(x.next_attempt_at)" in s for s in statements)
+
+            await eventually(first_round_done)
+            statements.clear()
+            async with queuing.transaction() as session:
+                with counting_statements(await driver_connection(session)) as queued:
+                    await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                                     for lead in leads], hand_off)
+
+            async def all_delivered() -> bool:
+                return {row["status"] for row in (await rows(queuing)).values()} == {"delivered"}
+
+            await eventually(all_delivered, timeout=10)
+        finally:
+            dispatcher.stop()
+            await running
+            await http.aclose()
+            await queuing.dispose()
+            server.close()
+    assert sorted(receiver.requests) == sorted(leads)
+    assert not any("pg_notify" in s for s in queued)
+    assert not any("WITH claimed" in s or "min(x.next_attempt_at)" in s for s in statements)
+    # BEGIN, the outcomes' statement and COMMIT a round, however many sends ended in it.
+    assert len(statements) <= 3 * len(leads)

@@ -38,7 +38,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             notifications_router,
         ],
         consumer=build_consumer(),
-        background=[webhook_dispatcher(deps.platform, deps.webhook_metrics),
+        background=[webhook_dispatcher(deps.platform, deps.webhook_metrics, deps.webhook_hand_off),
                     notification_sender(deps.platform, settings),
                     parked_lead_drainer(deps)],
         retention=webhook_rules(settings) + settings.retention_rules(),

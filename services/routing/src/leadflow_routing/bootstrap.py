@@ -11,7 +11,7 @@ from fastapi import Depends
 
 from leadflow_kit.clock import Clock
 from leadflow_kit.platform import Platform, deps_dependency
-from leadflow_kit.webhooks import WebhookMetrics
+from leadflow_kit.webhooks import WebhookHandOff, WebhookMetrics
 from leadflow_routing.busy import BusyRows
 from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.store import NotificationStore
@@ -28,6 +28,8 @@ class Deps:
     store: RoutingStore
     rulesets: RulesetCache
     webhook_metrics: WebhookMetrics
+    # The webhook dispatcher of this process, which a scored batch's webhooks are handed to at commit.
+    webhook_hand_off: WebhookHandOff = field(default_factory=WebhookHandOff)
     notifications: NotificationStore = field(default_factory=NotificationStore)
     sla_replica: SlaReplicaStore = field(default_factory=SlaReplicaStore)
     # Set when this process parks a lead: wakes the parked-lead drainer (``parking``).

@@ -726,7 +726,7 @@ class ScoredBatch:
         clocks = await sla_replica.routed_clocks(self.uow, [(routed, at) for _, routed, at in self.clocks])
         for (data, _, _), clock in zip(self.clocks, clocks, strict=True):
             data["sla"] = clock
-        await store.enqueue_webhooks(session, self.webhooks)
+        await store.enqueue_webhooks(session, self.webhooks, self.uow.deps.webhook_hand_off)
         await notify_routed(self.uow, self.notices, self.uow.now())
 
 

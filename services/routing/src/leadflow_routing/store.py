@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow_contracts import Event, LeadScored
 from leadflow_kit.db import driver_connection
 from leadflow_kit.webhooks import (
+    WebhookHandOff,
     WebhookToQueue,
     enqueue_webhook,
     enqueue_webhooks,
@@ -806,9 +807,12 @@ class RoutingStore:
             correlation_id=webhook.correlation_id, lead_captured_at=webhook.lead_captured_at, facts=webhook.facts,
         )
 
-    async def enqueue_webhooks(self, session: AsyncSession, webhooks: Sequence[WebhookRequest]) -> None:
-        """``enqueue_webhook`` for each of ``webhooks``, in their order, in one statement."""
-        await enqueue_webhooks(session, webhooks)
+    async def enqueue_webhooks(
+        self, session: AsyncSession, webhooks: Sequence[WebhookRequest], hand_off: WebhookHandOff | None = None
+    ) -> None:
+        """``enqueue_webhook`` for each of ``webhooks``, in their order, in one statement; with ``hand_off``,
+        those the dispatcher has room for go to it at commit."""
+        await enqueue_webhooks(session, webhooks, hand_off)
 
     # -- lifecycle webhooks (lifecycle.py) --
 

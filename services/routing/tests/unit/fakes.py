@@ -209,7 +209,8 @@ class FakeRoutingStore(RoutingStore):
     async def enqueue_webhook(self, session: AsyncSession, webhook: WebhookRequest) -> None:
         self.webhooks.append(webhook)
 
-    async def enqueue_webhooks(self, session: AsyncSession, webhooks: Sequence[WebhookRequest]) -> None:
+    async def enqueue_webhooks(self, session: AsyncSession, webhooks: Sequence[WebhookRequest],
+                               hand_off: object = None) -> None:
         self.webhooks += webhooks
 
     # -- queues people work --

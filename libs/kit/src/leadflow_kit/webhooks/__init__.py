@@ -2,7 +2,9 @@
 
 A service enqueues a delivery in the same transaction as the business change (``enqueue_webhook``, or
 ``enqueue_webhooks`` for a batch's in one statement);
-``WebhookDispatcher`` claims due rows with ``FOR UPDATE SKIP LOCKED``, signs them (``webhook-id`` /
+``WebhookDispatcher`` sends the rows that this process's transactions hand over at commit
+(``WebhookHandOff``: leased to it in the insert) and claims the other due ones with ``FOR UPDATE SKIP
+LOCKED``, signs them (``webhook-id`` /
 ``webhook-timestamp`` / ``webhook-signature``, HMAC-SHA256 via the ``standardwebhooks`` package), POSTs
 them and records the outcome, retrying on a schedule that starts fast and backs off (with jitter,
 honouring ``Retry-After``) until it runs out. Each subscription has its own bounded number of sends in
@@ -33,7 +35,10 @@ Wiring, in a service::
     class Settings(WebhookSettings): ...
     # bootstrap / app
     metrics = WebhookMetrics(platform.metrics.registry)
-    background = [webhook_dispatcher(platform, metrics)]
+    hand_off = WebhookHandOff()   # optional: the batch path's webhooks go straight to the dispatcher
+    background = [webhook_dispatcher(platform, metrics, hand_off)]
+    # in a consumer's batch
+    await enqueue_webhooks(session, webhooks, hand_off)
     routers = [webhook_admin_router(read_scope=..., write_scope=..., event_types=SENT_TYPES)]
 
 Subscriptions may filter on the lead's tier, team and form: the service passes a ``DeliveryFacts``
@@ -41,7 +46,7 @@ to ``enqueue_webhook``, and only subscriptions whose filters it passes get a del
 """
 
 from leadflow_kit.webhooks.admin import webhook_admin_router
-from leadflow_kit.webhooks.dispatcher import WebhookDispatcher, webhook_dispatcher
+from leadflow_kit.webhooks.dispatcher import WebhookDispatcher, WebhookHandOff, webhook_dispatcher
 from leadflow_kit.webhooks.metrics import WebhookMetrics
 from leadflow_kit.webhooks.payload import ALL_EVENT_TYPES, subscription_patterns, webhook_payload
 from leadflow_kit.webhooks.policy import AttemptOutcome, DeliveryStatus, NextStep, next_step, parse_retry_after
@@ -87,6 +92,7 @@ __all__ = [
     "NextStep",
     "SubscriptionFilter",
     "WebhookDispatcher",
+    "WebhookHandOff",
     "WebhookMetrics",
     "WebhookSettings",
     "WebhookStore",

@@ -1,5 +1,6 @@
-"""``WebhookDispatcher``: claims due deliveries, signs and POSTs them, and records each outcome
-(retrying on the policy's schedule); ``webhook_dispatcher`` runs one beside a service's routes."""
+"""``WebhookDispatcher``: sends the deliveries handed to it by the transactions that queued them, claims
+the other due ones, signs and POSTs them, and records each outcome (retrying on the policy's schedule);
+``webhook_dispatcher`` runs one beside a service's routes."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from leadflow_kit.webhooks.policy import AttemptOutcome, NextStep, next_step, pa
 from leadflow_kit.webhooks.settings import WebhookSettings, webhook_settings
 from leadflow_kit.webhooks.signing import active_secrets, signed_headers
 from leadflow_kit.webhooks.store import (
+    DispatcherRoom,
     DueDelivery,
     FinishedAttempt,
+    QueuedForHandOff,
     WebhookStore,
     listen_for_wakeups,
     webhook_transaction,
@@ -81,10 +84,17 @@ async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
 
 
 class WebhookDispatcher:
-    """Sends due deliveries; any number of replicas may run (rows are claimed, not shared).
+    """Sends due deliveries; any number of replicas may run (rows are claimed or handed over, not shared).
 
-    Each claimed row is sent by its own task and recorded as soon as it ends; a subscription has at
-    most ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
+    Each row is sent by its own task and recorded as soon as it ends; a subscription has at most
+    ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
+
+    A transaction of this process that queues webhooks (``enqueue_webhooks`` with a ``WebhookHandOff``)
+    hands over, at commit, the rows it leased to this dispatcher: they are sent at once. A claim runs only
+    when something may wait for one: a NOTIFY (rows queued elsewhere, a replay, a release), rows queued
+    here that were not handed over, a recorded outcome after which a row of its subscription is due and
+    not leased, a send ending while every slot was taken, and the poll interval (leases run out, retries
+    fall due).
     """
 
     def __init__(
@@ -107,12 +117,17 @@ class WebhookDispatcher:
         self.service = settings.service_name
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._running = False
         self._in_flight: dict[str, int] = {}
         # Rows this dispatcher is sending or has yet to record: never claimed again meanwhile, even if
         # the clock passes their lease (an injected clock can jump).
         self._sending_ids: set[int] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._finished: list[_Attempt] = []
+        # Whether the next round claims (else it only records, until the poll's time comes).
+        self._claim_wanted = True
+        # The last claim took every free slot: a send that ends may leave room for a row still due.
+        self._claim_when_room = False
         # ciphertext -> secret: each stored secret is decrypted once, not per delivery.
         self._plaintext: dict[str, str] = {}
 
@@ -126,34 +141,72 @@ class WebhookDispatcher:
         self._wake.set()
 
     def wake(self) -> None:
+        """Claim what is due now (rows were queued, replayed or released)."""
+        self._claim_wanted = True
         self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._running and not self._stopping.is_set()
+
+    def room(self) -> DispatcherRoom | None:
+        """How many more sends it takes on now, for a transaction that queues webhooks; None when stopped."""
+        if not self.running:
+            return None
+        return DispatcherRoom(
+            free=max(self.settings.webhook_concurrency - len(self._sending), 0),
+            share=self.settings.webhook_subscription_concurrency, in_flight=dict(self._in_flight),
+            lease_until=self.clock.now() + self.lease,
+        )
+
+    def hand_over(self, queued: QueuedForHandOff) -> None:
+        """Send the committed rows leased to this dispatcher at once (after a commit, on the committer's
+        task); claim soon when others were queued for a claim. Stopping, it leaves them: their lease runs
+        out and they are claimed again."""
+        if not self.running:
+            return
+        now = self.clock.now()
+        for due in queued.handed:
+            self._start(_Claimed(due, self._signing_secrets(due, now)))
+        if queued.claimable:
+            self.wake()
 
     async def run(self) -> None:
         listener = await self._listen()
+        self._running = True
+        # The loop's time of the next claim whatever else happens (the poll, or the next row's due time).
+        next_claim = 0.0
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping.is_set():
                 # Cleared before the round: a NOTIFY or a finished send during the round wakes the next one at once.
                 self._wake.clear()
                 try:
                     await self._record_finished()
-                    more_due = await self._start_due()
+                    if self._claim_wanted or loop.time() >= next_claim:
+                        self._claim_wanted = False
+                        if await self._start_due():
+                            self._claim_wanted = True
+                            continue
+                        next_claim = loop.time() + await self._idle_wait()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # An outage is one line a round; anything else deserves its stack trace.
                     log.warning("webhook dispatch round failed (%s: %s); retrying", type(exc).__name__, exc,
                                 exc_info=not is_infrastructure_error(exc))
+                    self._claim_wanted = True
                     await self._sleep(1.0)
                     continue
-                if more_due or self._wake.is_set():
+                if self._wake.is_set():
                     continue
-                idle = await self._idle_wait()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), idle)
+                    await asyncio.wait_for(self._wake.wait(), max(next_claim - loop.time(), 0.0))
                 if listener is None or listener.is_closed():
                     # Lost with a database restart: listen again, or wake-ups would wait for the poll.
                     listener = await self._listen()
         finally:
+            self._running = False
             for task in list(self._sending):
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
@@ -165,7 +218,7 @@ class WebhookDispatcher:
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
-            return await listen_for_wakeups(self.db, self._wake.set)
+            return await listen_for_wakeups(self.db, self.wake)
         except Exception as exc:
             log.warning("webhook dispatcher cannot LISTEN (%s: %s); polling until it can", type(exc).__name__, exc)
             return None
@@ -191,16 +244,21 @@ class WebhookDispatcher:
         free = self.settings.webhook_concurrency - len(self._sending)
         limit = min(free, self.settings.webhook_batch_size)
         if limit <= 0:
+            self._claim_when_room = True
             return False
         claimed = await self._claim(limit)
         for row in claimed:
-            due = row.due
-            self._in_flight[due.subscription_id] = self._in_flight.get(due.subscription_id, 0) + 1
-            self._sending_ids.add(due.id)
-            task = asyncio.create_task(self._deliver(row), name=f"webhook-{due.webhook_id}")
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._start(row)
+        self._claim_when_room = len(claimed) >= free
         return len(claimed) >= limit and limit < free
+
+    def _start(self, row: _Claimed) -> None:
+        due = row.due
+        self._in_flight[due.subscription_id] = self._in_flight.get(due.subscription_id, 0) + 1
+        self._sending_ids.add(due.id)
+        task = asyncio.create_task(self._deliver(row), name=f"webhook-{due.webhook_id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _deliver(self, row: _Claimed) -> None:
         due = row.due
@@ -222,6 +280,8 @@ class WebhookDispatcher:
                 self._in_flight[due.subscription_id] = left
             else:
                 self._in_flight.pop(due.subscription_id, None)
+            if self._claim_when_room:
+                self._claim_wanted = True
             self._wake.set()
 
     async def _record_finished(self) -> None:
@@ -344,10 +404,12 @@ class WebhookDispatcher:
     async def _record(self, store: WebhookStore, attempts: Sequence[_Attempt]) -> list[bool]:
         """Write the attempts' outcomes (one statement) and their lead.delivered events (one outbox
         statement at commit); for each attempt, False when someone else recorded its delivery meanwhile."""
-        recorded_ids = await store.record_attempts([
+        written = await store.record_attempts([
             FinishedAttempt(a.row.due.id, a.row.due.attempts, a.outcome, a.step, a.at, a.elapsed) for a in attempts
         ])
-        recorded = [a.row.due.id in recorded_ids for a in attempts]
+        if written.claimable:
+            self._claim_wanted = True
+        recorded = [a.row.due.id in written.delivery_ids for a in attempts]
         done = [a for a, was_recorded in zip(attempts, recorded, strict=True) if was_recorded]
         gone = {a.row.due.subscription_id: a.at for a in done if a.step.disable_subscription}
         for subscription_id, now in gone.items():
@@ -378,9 +440,26 @@ class WebhookDispatcher:
         return True
 
 
-def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics) -> Background:
+class WebhookHandOff:
+    """This process's running dispatcher, for the transactions that queue webhooks (``enqueue_webhooks``):
+    a service's deps hold one, ``webhook_dispatcher`` fills it while its dispatcher runs."""
+
+    def __init__(self) -> None:
+        self.dispatcher: WebhookDispatcher | None = None
+
+    def room(self) -> DispatcherRoom | None:
+        return self.dispatcher.room() if self.dispatcher is not None else None
+
+    def hand_over(self, queued: QueuedForHandOff) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.hand_over(queued)
+
+
+def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics, hand_off: WebhookHandOff | None = None
+                       ) -> Background:
     """The service's dispatcher, to run beside its routes. It sends through its own client, which checks
-    every connection against the egress policy."""
+    every connection against the egress policy; with ``hand_off``, it takes the webhooks that this
+    process's transactions queue straight from them."""
     settings = webhook_settings(platform)
 
     async def run() -> None:
@@ -388,9 +467,13 @@ def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics) -> Backgroun
                               limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2,
                                                   max_keepalive_connections=settings.webhook_concurrency))
         dispatcher = WebhookDispatcher(settings, platform.db, http, metrics, platform.outbox, platform.clock)
+        if hand_off is not None:
+            hand_off.dispatcher = dispatcher
         try:
             await dispatcher.run()
         finally:
+            if hand_off is not None:
+                hand_off.dispatcher = None
             dispatcher.stop()
             await http.aclose()
 

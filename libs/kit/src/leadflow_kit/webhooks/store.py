@@ -17,7 +17,7 @@ import asyncpg
 from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_kit.db import Database, asyncpg_dsn, driver_connection
+from leadflow_kit.db import Database, after_commit, asyncpg_dsn, driver_connection
 from leadflow_kit.webhooks.payload import subscription_patterns, webhook_payload
 from leadflow_kit.webhooks.policy import AttemptOutcome, DeliveryStatus, NextStep
 from leadflow_kit.webhooks.tables import attempt_table, delivery_table, subscription_table
@@ -153,6 +153,35 @@ class FinishedAttempt:
 
 
 @dataclass(frozen=True)
+class RecordedAttempts:
+    """What ``record_attempts`` wrote: the deliveries recorded, and whether a row of their subscriptions
+    is now due and not leased (a claim would find it)."""
+
+    delivery_ids: set[int]
+    claimable: bool
+
+
+@dataclass(frozen=True)
+class DispatcherRoom:
+    """How many more sends a running dispatcher takes on now: ``free`` in all, and per subscription its
+    ``share`` less its sends ``in_flight``; what it is handed is leased to it until ``lease_until``."""
+
+    free: int
+    share: int
+    in_flight: Mapping[str, int]
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class QueuedForHandOff:
+    """What ``enqueue_handed`` queued: the deliveries leased to the dispatcher, in queue order, and
+    whether others were queued pending, for a claim."""
+
+    handed: list[DueDelivery]
+    claimable: bool
+
+
+@dataclass(frozen=True)
 class StoredSecrets:
     subscription_id: str
     secret_ciphertext: str
@@ -204,6 +233,45 @@ _ENQUEUE_MANY = (
     "SELECT pg_notify($11, '') FROM (SELECT FROM queued LIMIT 1) AS any_queued"
 )
 
+# ``_ENQUEUE_MANY`` for a running dispatcher of this process, which sends what it is handed as soon as the
+# transaction commits: no NOTIFY and no claim. A delivery is handed over (leased to this process in the
+# insert, as the claim would lease it) when its subscription is active, it is the first of its lead to that
+# subscription in the batch with no open one before it (per-lead order), and the dispatcher has room for
+# it: within the subscription's share less its sends in flight ($12 less $13/$14) and within $15 in all.
+# The others are queued as ``_ENQUEUE_MANY`` queues them, for a claim. Returns every row queued, with its
+# subscription's URL and secrets.
+_ENQUEUE_HANDED = (
+    "WITH item AS (SELECT * FROM unnest($1::text[], $2::varchar[], $3::text[], $4::text[], $5::text[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::varchar[], $9::varchar[], $10::varchar[]) WITH ORDINALITY "
+    "AS i(patterns, event_type, lead_id, payload, correlation_id, lead_captured_at, at, tier, team, form, n)), "
+    "matched AS (SELECT i.*, s.id AS subscription_id, s.active, "
+    "row_number() OVER (PARTITION BY s.id, i.lead_id ORDER BY i.n) AS nth_of_lead "
+    "FROM item i JOIN webhook_subscription s ON s.deleted_at IS NULL "
+    "AND s.event_types && string_to_array(i.patterns, ' ')::varchar[] "
+    "AND (s.filter_tiers IS NULL OR i.tier = ANY(s.filter_tiers)) "
+    "AND (s.filter_teams IS NULL OR i.team = ANY(s.filter_teams)) "
+    "AND (s.filter_forms IS NULL OR i.form = ANY(s.filter_forms))), "
+    "free_to_go AS (SELECT m.*, m.active AND m.nth_of_lead = 1 "
+    "AND NOT EXISTS (SELECT 1 FROM webhook_delivery e WHERE e.subscription_id = m.subscription_id "
+    "AND e.lead_id = m.lead_id AND e.status IN ('pending', 'held')) AS free FROM matched m), "
+    "within_share AS (SELECT g.*, g.free AND count(*) FILTER (WHERE g.free) OVER (PARTITION BY g.subscription_id "
+    "ORDER BY g.n ROWS UNBOUNDED PRECEDING) <= $12 - coalesce(f.in_flight, 0) AS direct "
+    "FROM free_to_go g LEFT JOIN unnest($13::varchar[], $14::int[]) AS f(subscription_id, in_flight) "
+    "ON f.subscription_id = g.subscription_id), "
+    "ranked AS (SELECT w.*, w.direct AND count(*) FILTER (WHERE w.direct) OVER (ORDER BY w.n, w.subscription_id "
+    "ROWS UNBOUNDED PRECEDING) <= $15 AS handed FROM within_share w), "
+    "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
+    "correlation_id, lead_captured_at, next_attempt_at, leased_until, created_at, status) "
+    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), subscription_id, event_type, lead_id, payload, "
+    "correlation_id, lead_captured_at, CASE WHEN handed THEN $11 ELSE at END, "
+    "CASE WHEN handed THEN $11::timestamptz END, at, CASE WHEN active THEN 'pending' ELSE 'held' END "
+    "FROM ranked ORDER BY n, subscription_id "
+    "RETURNING id, webhook_id, subscription_id, event_type, lead_id, payload, correlation_id, lead_captured_at, "
+    "attempts, status, leased_until IS NOT NULL AS handed) "
+    "SELECT q.*, s.url, s.secret_ciphertext, s.previous_secret_ciphertext, s.previous_secret_expires_at "
+    "FROM queued q JOIN webhook_subscription s ON s.id = q.subscription_id"
+)
+
 # Each active subscription's due rows in turn (at most what is left of its share of sends in flight,
 # so one receiver's backlog cannot crowd out the others), skipping a row while an earlier one of the
 # same lead to the same subscription is still open (per-lead order); the rows taken are leased in the
@@ -230,7 +298,10 @@ _CLAIM = (
 # its subscription was disabled meanwhile), its attempt row only if the state was still ours (a
 # replay or another dispatcher may have recorded it; theirs wins: the compare-and-set on attempts),
 # and where one succeeded, its subscription's backlog made due at once: the receiver is back,
-# nothing should wait out its backoff. Returns the deliveries really recorded.
+# nothing should wait out its backoff. Returns the deliveries really recorded, each with whether a row of
+# the recorded subscriptions is due and not leased (made due by this success, left by a claim for the
+# subscription's share, or behind a lead's earlier delivery): a claim would find it. The rows recorded here
+# are still leased in the statement's snapshot, so they are not counted.
 _RECORD = (
     "WITH finished AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::varchar[], $4::timestamptz[],"
     " $5::timestamptz[], $6::int[], $7::text[], $8::float8[], $9::varchar[], $10::timestamptz[]) WITH ORDINALITY"
@@ -248,11 +319,15 @@ _RECORD = (
     " UPDATE webhook_delivery w SET next_attempt_at = u.at FROM (SELECT subscription_id, min(at) AS at"
     " FROM updated WHERE status = 'delivered' GROUP BY subscription_id) u"
     " WHERE w.subscription_id = u.subscription_id AND w.status = 'pending'"
-    " AND w.next_attempt_at > u.at AND w.leased_until IS NULL)"
+    " AND w.next_attempt_at > u.at AND w.leased_until IS NULL RETURNING 1),"
+    " attempted AS ("
     " INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, error, duration_ms,"
     " outcome, next_attempt_at)"
     " SELECT id, attempts_before + 1, at, status_code, error, duration_ms, outcome, retry_at FROM updated"
-    " ORDER BY n RETURNING delivery_id"
+    " ORDER BY n RETURNING delivery_id)"
+    " SELECT delivery_id, EXISTS (SELECT FROM woken) OR EXISTS (SELECT FROM webhook_delivery w"
+    " WHERE w.subscription_id IN (SELECT subscription_id FROM updated) AND w.status = 'pending'"
+    " AND w.next_attempt_at <= (SELECT max(at) FROM finished)) AS claimable FROM attempted"
 )
 
 # Rows of disabled subscriptions are held, not pending; each subscription's next row comes from its
@@ -326,6 +401,24 @@ class WebhookStore:
             [f.tier for f in facts], [f.team for f in facts], [f.form for f in facts], WEBHOOK_CHANNEL,
         )
 
+    async def enqueue_handed(self, webhooks: Sequence[WebhookToQueue], room: DispatcherRoom) -> QueuedForHandOff:
+        """``enqueue_many``, handing to a dispatcher of this process what it has ``room`` for: those rows
+        are leased to it in the insert (``_ENQUEUE_HANDED``) and no NOTIFY is sent."""
+        facts = [w.facts or DeliveryFacts() for w in webhooks]
+        rows = await (await self._conn()).fetch(
+            _ENQUEUE_HANDED, [" ".join(subscription_patterns(w.event_type)) for w in webhooks],
+            [w.event_type for w in webhooks], [w.lead_id for w in webhooks],
+            [webhook_payload(w.event_type, w.data, w.now, w.extra) for w in webhooks],
+            [w.correlation_id for w in webhooks], [w.lead_captured_at for w in webhooks], [w.now for w in webhooks],
+            [f.tier for f in facts], [f.team for f in facts], [f.form for f in facts], room.lease_until,
+            room.share, list(room.in_flight), list(room.in_flight.values()), room.free,
+        )
+        rows = sorted(rows, key=lambda row: row["id"])
+        return QueuedForHandOff(
+            handed=[_typed(DueDelivery, row) for row in rows if row["handed"]],
+            claimable=any(not row["handed"] and row["status"] == "pending" for row in rows),
+        )
+
     async def claim_due(
         self, now: datetime, *, limit: int, share: int, in_flight: Mapping[str, int], skip_ids: Sequence[int],
         lease_until: datetime,
@@ -338,9 +431,10 @@ class WebhookStore:
         )
         return [_typed(DueDelivery, row) for row in sorted(rows, key=lambda row: (row["due_at"], row["id"]))]
 
-    async def record_attempts(self, attempts: Sequence[FinishedAttempt]) -> set[int]:
+    async def record_attempts(self, attempts: Sequence[FinishedAttempt]) -> RecordedAttempts:
         """Write the attempts' outcomes in one statement; the ids of the deliveries recorded (one left
-        out was recorded by someone else meanwhile)."""
+        out was recorded by someone else meanwhile), and whether a claim would now find a row of their
+        subscriptions."""
         rows = await (await self._conn()).fetch(
             _RECORD, [a.delivery_id for a in attempts], [a.attempts_before for a in attempts],
             [a.step.status for a in attempts], [a.step.next_attempt_at or a.at for a in attempts],
@@ -348,7 +442,7 @@ class WebhookStore:
             [a.duration_seconds * 1000 for a in attempts], [a.step.label for a in attempts],
             [a.step.next_attempt_at for a in attempts],
         )
-        return {row["delivery_id"] for row in rows}
+        return RecordedAttempts({row["delivery_id"] for row in rows}, any(row["claimable"] for row in rows))
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery of an active subscription is due."""
@@ -534,9 +628,32 @@ async def enqueue_webhook(
     )
 
 
-async def enqueue_webhooks(session: AsyncSession, webhooks: Sequence[WebhookToQueue]) -> None:
-    """``enqueue_webhook`` for each of ``webhooks`` in the caller's transaction, in one statement."""
-    await WebhookStore(session).enqueue_many(webhooks)
+class HandOff(Protocol):
+    """A running dispatcher of this process, as the transactions queuing webhooks see it."""
+
+    def room(self) -> DispatcherRoom | None:
+        """How much it takes on now; None while it is not running."""
+
+    def hand_over(self, queued: QueuedForHandOff) -> None:
+        """Send ``queued.handed`` (committed, leased to it), and claim soon when ``queued.claimable``."""
+
+
+async def enqueue_webhooks(
+    session: AsyncSession, webhooks: Sequence[WebhookToQueue], hand_off: HandOff | None = None
+) -> None:
+    """``enqueue_webhook`` for each of ``webhooks`` in the caller's transaction, in one statement. With
+    ``hand_off`` (this process's running dispatcher), what it has room for is handed to it at commit and
+    sent at once, without a NOTIFY or a claim; if the process dies first, the rows' lease runs out and
+    any dispatcher claims them."""
+    if not webhooks:
+        return
+    room = hand_off.room() if hand_off is not None else None
+    if hand_off is None or room is None:
+        await WebhookStore(session).enqueue_many(webhooks)
+        return
+    queued = await WebhookStore(session).enqueue_handed(webhooks, room)
+    if queued.handed or queued.claimable:
+        after_commit(session, lambda: hand_off.hand_over(queued))
 
 
 @asynccontextmanager
