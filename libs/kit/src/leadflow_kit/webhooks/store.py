@@ -299,9 +299,10 @@ _CLAIM = (
 # replay or another dispatcher may have recorded it; theirs wins: the compare-and-set on attempts),
 # and where one succeeded, its subscription's backlog made due at once: the receiver is back,
 # nothing should wait out its backoff. Returns the deliveries really recorded, each with whether a row of
-# the recorded subscriptions is due and not leased (made due by this success, left by a claim for the
-# subscription's share, or behind a lead's earlier delivery): a claim would find it. The rows recorded here
-# are still leased in the statement's snapshot, so they are not counted.
+# the recorded subscriptions is due (made due by this success, left by a claim for the subscription's share,
+# behind a lead's earlier delivery, or its lease run out): a claim would find it. A leased row is not due
+# (its next_attempt_at is its lease's end); the rows recorded here are still leased in the statement's
+# snapshot, so they are not counted.
 _RECORD = (
     "WITH finished AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::varchar[], $4::timestamptz[],"
     " $5::timestamptz[], $6::int[], $7::text[], $8::float8[], $9::varchar[], $10::timestamptz[]) WITH ORDINALITY"
