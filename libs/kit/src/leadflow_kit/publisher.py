@@ -11,7 +11,12 @@ before the send. Acknowledged rows are deleted in bulk afterwards: by the next t
 that writes outbox rows, in its insert statement, or by the sender itself after ``DELETE_DELAY_SECONDS``.
 The relay takes only rows older than ``BACKSTOP_AGE_SECONDS``, each by its own age: a process killed
 between commit and send, Kafka down, or an older row of the same key still pending. A young row behind a
-stale one stays for its writer, which may be sending it or have sent it and not yet deleted it.
+stale one stays for its writer, which may be sending it or have sent it and not yet deleted it. A row's
+age counts from its insert, the last statement before its commit (not from its transaction's start: a
+long transaction's rows would otherwise be the relay's at once, while their writer sends them too), and
+the writer keeps well inside that age: a row still queued ``DIRECT_SEND_SECONDS`` after its commit (the
+sender fell behind) is left to the relay with every row behind it, and rows handed to a writing
+transaction to delete come back to the sender after ``DELETE_HANDOFF_SECONDS``.
 
 A lead's events keep their order under every failure. A row whose send fails is left to the relay with
 every row queued behind it, and so is every row of a transaction whose check ran before that failure
@@ -40,17 +45,22 @@ log = logging.getLogger(__name__)
 
 # The relay leaves a row to its writer's direct sender while it is younger than this.
 BACKSTOP_AGE_SECONDS = 2.0
+# A row still queued this long after its commit is left to the relay, unsent: the sender fell behind, and
+# a send from here on could meet the relay's at the backstop age.
+DIRECT_SEND_SECONDS = 1.0
 # After a failed send, rows go to the relay for at least this long before direct sending resumes.
 PAUSE_AFTER_FAILURE_SECONDS = 1.0
 # How long acknowledged rows wait for a writing transaction to delete them before the sender does.
 DELETE_DELAY_SECONDS = 0.05
 # Rows handed to a writing transaction to delete come back for deleting after this long unless it
 # committed (a rolled-back transaction leaves them).
-DELETE_HANDOFF_SECONDS = 1.0
+DELETE_HANDOFF_SECONDS = 0.5
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_MS = 5000
 
-# A transaction's outbox rows in one statement, ids in the order the events were added, each with
+# A transaction's outbox rows in one statement (their age counted from now, not from the transaction's
+# start: the relay's backstop age must not pass before their writer could send them), ids in the order the
+# events were added, each with
 # whether an older row of its key and topic is in the outbox other than this process's own unsettled
 # rows ($6): then it waits for the relay. It also deletes rows this process sent and Kafka acknowledged
 # ($7, a subset of $6; the statement's reads still see them). The check probes ix_outbox_topic_key once
@@ -61,8 +71,8 @@ STATEMENT_TIMEOUT_MS = 5000
 INSERT_ROWS = """
 WITH sent AS (DELETE FROM outbox WHERE id = ANY($7::bigint[])),
 new AS (
-    INSERT INTO outbox (event_id, topic, key, headers, body)
-    SELECT event_id, topic, key, headers::jsonb, body
+    INSERT INTO outbox (event_id, topic, key, headers, body, created_at)
+    SELECT event_id, topic, key, headers::jsonb, body, clock_timestamp()
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
         AS r(event_id, topic, key, headers, body, position)
     ORDER BY position
@@ -100,7 +110,8 @@ class DirectPublisher:
         self.db = db
         self.producers = producers
         self.metrics = metrics
-        self._pending: list[CommittedRow] = []
+        # Committed rows to send, in commit order, each with the loop's time of its commit.
+        self._pending: list[tuple[float, CommittedRow]] = []
         # This process's rows committed and queued, being sent, or sent and not yet deleted: a later
         # row of their key need not wait for them (see the module's docstring).
         self._unsettled: set[int] = set()
@@ -160,7 +171,8 @@ class DirectPublisher:
             self._leave(rows, "paused")
             return
         self._unsettled.update(row.id for row in rows)
-        self._pending.extend(rows)
+        now = asyncio.get_running_loop().time()
+        self._pending.extend((now, row) for row in rows)
         self._wake.set()
 
     def stop(self) -> None:
@@ -177,7 +189,14 @@ class DirectPublisher:
                 if self._pending:
                     # Everything committed so far, in one wait for Kafka.
                     batch_size = self.settings.outbox_batch_size
-                    rows, self._pending = self._pending[:batch_size], self._pending[batch_size:]
+                    batch, self._pending = self._pending[:batch_size], self._pending[batch_size:]
+                    rows = [row for _, row in batch]
+                    if batch[0][0] < loop.time() - DIRECT_SEND_SECONDS:
+                        # Fallen behind: the relay sends these and those queued behind them, once.
+                        log.warning("direct publish fell behind; %d outbox rows are left to the relay",
+                                    len(rows) + len(self._pending))
+                        self._fail(rows, "late", loop)
+                        continue
                     await self._send_or_leave(rows)
                     continue
                 if self._acked and (self._stopping or loop.time() >= self._acked_since + DELETE_DELAY_SECONDS):
@@ -193,7 +212,7 @@ class DirectPublisher:
                     await asyncio.wait_for(self._wake.wait(), wait)
         finally:
             self._running = False
-            self._leave_after_failure(self._pending, "stopped")
+            self._leave_after_failure([row for _, row in self._pending], "stopped")
             self._pending = []
             self._unsettled.clear()
             if self._conn is not None:
@@ -259,7 +278,7 @@ class DirectPublisher:
         """A send failed: its rows, and every row queued behind them, go to the relay."""
         queued, self._pending = self._pending, []
         self._leave_after_failure(rows, reason)
-        self._leave_after_failure(queued, "paused")
+        self._leave_after_failure([row for _, row in queued], "paused")
         self._pause(loop)
 
     async def _connection(self) -> asyncpg.Connection:

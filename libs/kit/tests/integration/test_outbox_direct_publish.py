@@ -19,7 +19,7 @@ from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox, OutboxRelay
-from leadflow_kit.publisher import INSERT_ROWS, DirectPublisher
+from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, INSERT_ROWS, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, read_events
 
@@ -253,3 +253,25 @@ async def test_the_insert_s_check_for_an_older_row_of_a_key_reads_only_that_key_
     node = plan[0]["Plan"]
     # Walking the id index, the check would read every deleted row below the new ones (over a thousand pages).
     assert node["Shared Hit Blocks"] + node["Shared Read Blocks"] < 100, node
+
+
+async def test_a_long_transaction_s_rows_are_sent_once_by_their_writer_not_again_by_the_relay(
+        infra: Any, writer: Writer) -> None:
+    """A row's age counts from its insert, just before its commit: rows of a transaction that ran longer
+    than the backstop age are still their writer's to send, and the relay running beside it leaves them
+    (the transaction's start would make them the relay's at once, and both would send them)."""
+    events = [captured(f"lead-{n}") for n in range(5)]
+    # A relay that looks every 20 ms: it would find the rows between their commit and their delete.
+    writer.settings = writer.settings.model_copy(update={"outbox_poll_interval_seconds": 0.02})
+    async with writer.publishing(), writer.relaying():
+        async with writer.db.transaction() as session:
+            await session.execute(text("SELECT 1"))  # the transaction's start: now()
+            await asyncio.sleep(BACKSTOP_AGE_SECONDS + 1)
+            for event in events:
+                await writer.outbox.add(session, event)
+        ids = await on_kafka(infra, writer, events)
+        await eventually(holds(lambda: writer.published() == len(events)), what="every event counted")
+        await asyncio.sleep(BACKSTOP_AGE_SECONDS + 1.5)  # the relay has had its turn at every row
+        ids = await on_kafka(infra, writer, events)
+    assert sorted(ids) == sorted(event.id for event in events)  # each once
+    assert await outbox_size(writer.db) == 0

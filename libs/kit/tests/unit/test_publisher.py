@@ -143,3 +143,23 @@ async def test_sent_rows_handed_to_a_transaction_that_never_commits_come_back(mo
         await asyncio.sleep(0.3)  # rolled back: nobody calls committed with the handoff
         assert deleted == [[1]]
         assert publisher.unsettled()[1] == []
+
+
+async def test_rows_still_queued_long_after_their_commit_are_left_to_the_relay_unsent(monkeypatch: Any) -> None:
+    """A sender that fell behind must not race the relay, which takes a row at the backstop age: rows queued
+    longer than DIRECT_SEND_SECONDS since their commit go to the relay, with every row behind them."""
+    async with running() as (publisher, producer, _):
+        epoch, _ = publisher.unsettled()
+        monkeypatch.setattr(publisher_module, "DIRECT_SEND_SECONDS", -1.0)  # every row is already late
+        publisher.committed([row(1), row(2, "lead-2")], set(), epoch)
+        await settle()
+        assert producer.sent == []
+        assert left(publisher, "late") == 2
+        # Left out of this process's own: a later row of their keys waits behind them.
+        assert publisher.unsettled()[1] == []
+        monkeypatch.setattr(publisher_module, "DIRECT_SEND_SECONDS", 1.0)
+        publisher._paused_until = 0.0
+        checked_after, _ = publisher.unsettled()
+        publisher.committed([row(3, "lead-3")], set(), checked_after)
+        await settle()
+    assert producer.sent == [b"event-3"]
