@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MARKER_ENV = "LEADFLOW_STACK_ROOT"
 
 _PR_SET_PDEATHSIG = 1
+_PROCFS = Path("/proc/self/stat").exists()
 
 
 def free_port() -> int:
@@ -81,22 +82,42 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def start_ticks(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot (field 22 of ``/proc/<pid>/stat``).
+
+    Unlike psutil's ``create_time()`` (the boot time, read afresh from the wall clock, plus these
+    ticks) it never moves: a wall-clock step (NTP, a suspended or forked VM) shifted create_time by
+    the step, and a process compared by it looked like another process, so a live test session's
+    watchdog stopped its stack. Raises ``psutil.NoSuchProcess`` when there is no such process.
+    """
+    if not _PROCFS:
+        # Not Linux: psutil's figure, wall-clock steps and all, in hundredths of a second.
+        return round(float(psutil.Process(pid).create_time()) * 100)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        raise psutil.NoSuchProcess(pid) from None
+    # The command name (field 2) is in parentheses and may hold spaces or ")": split after the last.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
 @dataclass(frozen=True)
 class PidRecord:
-    """A pid plus its start time, so a recycled pid is never mistaken for our process."""
+    """A pid plus when it started, so a recycled pid is never mistaken for our process."""
 
     pid: int
-    create_time: float
+    started: int  # start_ticks(pid)
 
     @classmethod
     def of(cls, pid: int) -> PidRecord:
-        return cls(pid=pid, create_time=psutil.Process(pid).create_time())
+        return cls(pid=pid, started=start_ticks(pid))
 
     def process(self) -> psutil.Process | None:
         try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.01:
+            if start_ticks(self.pid) != self.started:
                 return None
+            proc = psutil.Process(self.pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             return proc
@@ -110,14 +131,16 @@ class PidRecord:
 def write_pidfile(path: Path, record: PidRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"pid": record.pid, "create_time": record.create_time}))
+    tmp.write_text(json.dumps({"pid": record.pid, "started": record.started}))
     tmp.replace(path)
 
 
 def read_pidfile(path: Path) -> PidRecord | None:
+    """The record, or None when there is none or it is unreadable (also one written before
+    ``started`` existed: the stack's env marker still finds that process for ``down``)."""
     try:
         raw = json.loads(path.read_text())
-        return PidRecord(pid=int(raw["pid"]), create_time=float(raw["create_time"]))
+        return PidRecord(pid=int(raw["pid"]), started=int(raw["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

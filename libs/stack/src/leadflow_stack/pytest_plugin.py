@@ -111,7 +111,7 @@ class Infra:
                     "-m",
                     "leadflow_stack.watchdog",
                     str(owner.pid),
-                    repr(owner.create_time),
+                    str(owner.started),
                     str(self.stack.root),
                 ],
                 stdin=subprocess.DEVNULL,

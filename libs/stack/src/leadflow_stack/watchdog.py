@@ -1,4 +1,4 @@
-"""``python -m leadflow_stack.watchdog <pid> <create_time> <root>``: clean up after a dead test run.
+"""``python -m leadflow_stack.watchdog <pid> <start ticks> <root>``: clean up after a dead test run.
 
 Kafka and the services die with the test process (PDEATHSIG), but PostgreSQL is daemonized
 by pg_ctl. This tiny process outlives a pytest killed with SIGKILL and stops whatever the
@@ -16,7 +16,7 @@ from leadflow_stack import procs
 
 
 def main(argv: list[str]) -> int:
-    owner = procs.PidRecord(pid=int(argv[0]), create_time=float(argv[1]))
+    owner = procs.PidRecord(pid=int(argv[0]), started=int(argv[1]))
     root = Path(argv[2])
     while owner.alive():
         time.sleep(0.5)
