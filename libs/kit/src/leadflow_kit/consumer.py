@@ -336,6 +336,12 @@ class ConsumerRunner(Generic[D]):
                 self._hold(kafka, tp, records[done], outage)
             else:
                 self._stalls.pop(tp, None)
+        # A rebalance may have taken partitions away while their batch was handled: their next owner
+        # starts from the last commit and the inbox skips what this batch did. Neither committing nor
+        # reading the high watermark of a partition no longer assigned works (aiokafka refuses both; its
+        # highwater() asserts, which cost the consumer a reconnect and the group another rebalance).
+        assigned = kafka.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         # Committed together, at most every consumer_commit_interval_seconds: a commit is a broker round
         # trip, and redelivered events are in the inbox.
         self._uncommitted.update(offsets)

@@ -160,3 +160,75 @@ async def test_what_prepare_finds_reaches_the_handler_and_its_failure_does_not_s
         await eventually(handled)
     found = {lead: recorded for lead, recorded in await effects(db) if "prepar" in lead}
     assert found == {"prepared-1": "prepared:prepared-1", "unpreparable-1": "nothing"}
+
+
+async def test_a_rebalance_during_a_batch_costs_no_reconnect_and_no_repeated_effect(
+    infra: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second member joins while a batch over every partition is being handled: the rebalance takes
+    partitions from under it. Its end must not touch them (aiokafka asserts on a revoked partition's
+    high watermark, which made the consumer reconnect and the group rebalance again)."""
+    prefix = infra.new_topic_prefix()
+    await infra.create_topics(prefix, partitions=3)
+    db = Database(await infra.new_database("kit"))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(new_metadata().create_all)
+        await conn.execute(text("CREATE TABLE effect (lead_id text, event_id text)"))
+    settings = ServiceSettings(
+        service_name="kit-rebalance", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
+        kafka_session_timeout_ms=3000,  # a heartbeat a second: the rebalance reaches the runner soon
+    )
+    consumer = EventConsumer[None]("kit-rebalance")
+    platform = replace(Platform.build(settings), db=db)
+    first_batch = asyncio.Event()
+
+    @consumer.subscribe(CAPTURED, LeadCaptured)
+    async def record_effects(events: list[Event[LeadCaptured]], uow: UnitOfWork[None]) -> None:
+        if not first_batch.is_set():
+            first_batch.set()
+            # Hold the batch until the rebalance has taken partitions away from this member.
+            kafka = runner._kafka
+            assert kafka is not None
+            whole = set(kafka.assignment())
+            for _ in range(300):
+                if set(kafka.assignment()) != whole:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("no rebalance reached the runner within 30 s")
+        for event in events:
+            await uow.session.execute(text("INSERT INTO effect VALUES (:lead, :event)"),
+                                      {"lead": event.data.lead_id, "event": event.id})
+
+    runner = ConsumerRunner(consumer, platform, None)  # after the subscription: it reads the topics
+    events = [captured(f"rebalance-{i}") for i in range(30)]
+    await produce(settings.kafka_bootstrap_servers, prefix, events)
+    caplog.set_level("WARNING", logger="leadflow_kit.consumer")
+    task = asyncio.create_task(runner.run())
+    other = AIOKafkaConsumer(settings.topic(CAPTURED), bootstrap_servers=settings.kafka_bootstrap_servers,
+                             group_id=settings.consumer_group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", session_timeout_ms=3000, heartbeat_interval_ms=1000)
+    try:
+        await asyncio.wait_for(first_batch.wait(), 30)
+        await other.start()  # joins the group; it handles nothing and commits nothing
+
+        async def assigned_too() -> bool:
+            return bool(other.assignment())
+
+        await eventually(assigned_too, timeout=30)
+    finally:
+        await other.stop()  # its partitions come back to the runner, from their last commit
+
+    async def all_recorded() -> bool:
+        return len(await effects(db)) >= len(events)
+
+    await eventually(all_recorded, timeout=30)
+    await asyncio.sleep(1)  # anything handled twice would land by now
+    recorded = await effects(db)
+    runner.stop()
+    await asyncio.wait_for(task, 30)
+    await platform.producers.close()
+    await db.dispose()
+    assert sorted(recorded) == sorted((e.data.lead_id, e.id) for e in events)
+    failures = [r for r in caplog.records if "reconnecting" in r.getMessage()]
+    assert not failures, [r.getMessage() + (r.exc_text or "") for r in failures]
