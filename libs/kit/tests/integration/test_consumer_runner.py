@@ -27,14 +27,20 @@ def captured(lead_id: str, key: str | None = None) -> Event[LeadCaptured]:
     return new_event(data, source="capture", subject=key or lead_id, lead_captured_at=now)
 
 
-@pytest.fixture(params=[False, True], ids=["transaction-per-partition", "transaction-per-poll"])
-async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
+async def topics_and_effect_table(infra: Any) -> tuple[str, Database]:
+    """A fresh topic prefix (three partitions a topic) and a database with the kit's tables and ``effect``."""
     prefix = infra.new_topic_prefix()
     await infra.create_topics(prefix, partitions=3)
     db = Database(await infra.new_database("kit"))
     async with db.engine.begin() as conn:
         await conn.run_sync(new_metadata().create_all)
         await conn.execute(text("CREATE TABLE effect (lead_id text, event_id text)"))
+    return prefix, db
+
+
+@pytest.fixture(params=[False, True], ids=["transaction-per-partition", "transaction-per-poll"])
+async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
+    prefix, db = await topics_and_effect_table(infra)
     settings = ServiceSettings(
         service_name="kit-test", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
         consumer_max_attempts=3, consumer_retry_backoff_seconds=0.01,
@@ -168,12 +174,7 @@ async def test_a_rebalance_during_a_batch_costs_no_reconnect_and_no_repeated_eff
     """A second member joins while a batch over every partition is being handled: the rebalance takes
     partitions from under it. Its end must not touch them (aiokafka asserts on a revoked partition's
     high watermark, which made the consumer reconnect and the group rebalance again)."""
-    prefix = infra.new_topic_prefix()
-    await infra.create_topics(prefix, partitions=3)
-    db = Database(await infra.new_database("kit"))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(new_metadata().create_all)
-        await conn.execute(text("CREATE TABLE effect (lead_id text, event_id text)"))
+    prefix, db = await topics_and_effect_table(infra)
     settings = ServiceSettings(
         service_name="kit-rebalance", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
         kafka_session_timeout_ms=3000,  # a heartbeat a second: the rebalance reaches the runner soon
