@@ -213,3 +213,52 @@ async def test_a_batch_enqueued_in_one_statement_queues_what_one_by_one_queues_i
         ("all", "lead.mql", "pending"), ("hot-sales", "lead.mql", "pending"),
         ("all", "lead.routed", "pending"), ("demo-routed", "lead.routed", "held"),
         ("all", "other.thing", "pending")]
+
+
+async def _subscribe_and_enqueue(kit: Kit) -> None:
+    created = await kit.client.post("/v1/admin/webhooks/subscriptions", headers=ADMIN,
+                                    json={"url": kit.hook_url, "event_types": ["*"]})
+    assert created.status_code == 201, created.text
+    async with kit.db.transaction() as session:
+        await enqueue_webhook(session, event_type="lead.routed", lead_id="lead-stop", data={"lead_id": "lead-stop"},
+                              now=datetime.now(UTC))
+
+
+async def _delivery_state(db: Database) -> tuple[str, int, datetime | None, datetime]:
+    d = delivery_table
+    async with db.transaction() as session:
+        row = (await session.execute(select(d.c.status, d.c.attempts, d.c.leased_until, d.c.next_attempt_at))).one()
+    return row.status, row.attempts, row.leased_until, row.next_attempt_at
+
+
+async def test_a_send_cut_off_by_a_stop_is_given_back_due_at_once_not_left_leased(infra: Any) -> None:
+    arrived = asyncio.Event()
+
+    async def receive(request: Request) -> Response:
+        arrived.set()
+        await asyncio.sleep(2)  # past the stop's grace
+        return Response(status_code=204)
+
+    async with webhook_app(infra, receive, webhook_stop_grace_seconds=0.2) as kit:
+        await _subscribe_and_enqueue(kit)
+        await asyncio.wait_for(arrived.wait(), 10)
+        stopping = datetime.now(UTC)
+    status, attempts, leased_until, due = await _delivery_state(kit.db)
+    # Leased for the timeout plus 30 s before; now due at once for any dispatcher, no attempt counted.
+    assert (status, attempts, leased_until) == ("pending", 0, None)
+    assert stopping <= due <= datetime.now(UTC)
+
+
+async def test_a_send_ending_within_the_stop_s_grace_is_recorded(infra: Any) -> None:
+    arrived = asyncio.Event()
+
+    async def receive(request: Request) -> Response:
+        arrived.set()
+        await asyncio.sleep(0.5)
+        return Response(status_code=204)
+
+    async with webhook_app(infra, receive, webhook_stop_grace_seconds=5) as kit:
+        await _subscribe_and_enqueue(kit)
+        await asyncio.wait_for(arrived.wait(), 10)
+    status, attempts, leased_until, _ = await _delivery_state(kit.db)
+    assert (status, attempts, leased_until) == ("delivered", 1, None)

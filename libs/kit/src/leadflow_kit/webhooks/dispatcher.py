@@ -124,6 +124,9 @@ class WebhookDispatcher:
         self._sending_ids: set[int] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._finished: list[_Attempt] = []
+        # Rows leased to this dispatcher that it will not send: handed over while it stopped, or their
+        # send cut off at the stop. Released at the end of run().
+        self._unsent: list[DueDelivery] = []
         # Whether the next round claims (else it only records, until the poll's time comes).
         self._claim_wanted = True
         # The last claim took every free slot: a send that ends may leave room for a row still due.
@@ -161,9 +164,10 @@ class WebhookDispatcher:
 
     def hand_over(self, queued: QueuedForHandOff) -> None:
         """Send the committed rows leased to this dispatcher at once (after a commit, on the committer's
-        task); claim soon when others were queued for a claim. Stopping, it leaves them: their lease runs
-        out and they are claimed again."""
+        task); claim soon when others were queued for a claim. Stopping, it gives them back as it ends
+        (after that, their lease runs out and they are claimed again)."""
         if not self.running:
+            self._unsent.extend(queued.handed)
             return
         now = self.clock.now()
         for due in queued.handed:
@@ -207,14 +211,31 @@ class WebhookDispatcher:
                     listener = await self._listen()
         finally:
             self._running = False
-            for task in list(self._sending):
-                task.cancel()
-            await asyncio.gather(*self._sending, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._record_finished()
+            await self._wind_down()
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
+
+    async def _wind_down(self) -> None:
+        """At a stop (a cancel included): sends in flight get ``webhook_stop_grace_seconds`` to end and
+        are recorded; those cut off, and rows handed over meanwhile, are released for any dispatcher."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=self.settings.webhook_stop_grace_seconds)
+        for task in list(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._record_finished()
+        unsent, self._unsent = self._unsent, []
+        if not unsent:
+            return
+        try:
+            async with webhook_transaction(self.db) as store:
+                released = await store.release([(due.id, due.attempts) for due in unsent], self.clock.now())
+            log.info("released %d unsent webhook(s) at stop; any dispatcher sends them now", released)
+        except Exception as exc:
+            log.warning("could not release %d unsent webhook(s) at stop (%s: %s); their lease runs out in %d s",
+                        len(unsent), type(exc).__name__, exc, self.lease.total_seconds())
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
@@ -269,6 +290,7 @@ class WebhookDispatcher:
             self._finished.append(attempt)
         except asyncio.CancelledError:
             self._sending_ids.discard(due.id)
+            self._unsent.append(due)  # cut off at the stop: given back as run() ends
             raise
         except Exception:
             # The lease runs out and the row is sent again with the same webhook-id.

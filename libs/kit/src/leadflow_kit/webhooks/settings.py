@@ -25,6 +25,9 @@ class WebhookSettings(ServiceSettings):
     """Settings of a service that sends webhooks; tests shorten the schedule."""
 
     webhook_timeout_seconds: float = 15.0
+    # At a graceful stop, sends in flight get this long to end and be recorded; the rest are cut off and
+    # their rows released (due at once, for any dispatcher), not left leased for the timeout plus 30 s.
+    webhook_stop_grace_seconds: float = Field(default=5.0, ge=0)
     webhook_retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
     # When set, the schedule becomes base * 2**n (same number of retries): handy for short test runs.
     webhook_retry_base_seconds: float | None = Field(default=None, gt=0)

@@ -340,6 +340,17 @@ _NEXT_DUE = (
     " WHERE s.active AND s.deleted_at IS NULL"
 )
 
+# A stopping dispatcher gives back the rows leased to it that it did not send (or whose send it cut
+# off): due at once, for any dispatcher. Only while still as leased (attempts unchanged: a dispatcher that
+# claimed one after the lease ran out, and recorded it, wins); a row disabled meanwhile goes back held.
+_RELEASE = (
+    "UPDATE webhook_delivery d SET next_attempt_at = $3, leased_until = NULL,"
+    " status = CASE WHEN s.active AND s.deleted_at IS NULL THEN 'pending' ELSE 'held' END"
+    " FROM unnest($1::bigint[], $2::int[]) AS r(id, attempts), webhook_subscription s"
+    " WHERE d.id = r.id AND d.attempts = r.attempts AND d.status = 'pending' AND d.leased_until IS NOT NULL"
+    " AND s.id = d.subscription_id"
+)
+
 # Deliveries in flight are held as they end (the record's CASE), not here.
 _DISABLE = (
     "WITH disabled AS (UPDATE webhook_subscription SET active = false, disabled_reason = $2, disabled_at = $3,"
@@ -444,6 +455,16 @@ class WebhookStore:
             [a.step.next_attempt_at for a in attempts],
         )
         return RecordedAttempts({row["delivery_id"] for row in rows}, any(row["claimable"] for row in rows))
+
+    async def release(self, leased: Sequence[tuple[int, int]], now: datetime) -> int:
+        """Give back deliveries leased to a stopping dispatcher, ``(id, attempts)`` as it leased them:
+        due ``now``, and every dispatcher woken at commit. Returns how many were still as leased."""
+        conn = await self._conn()
+        released: str = await conn.execute(_RELEASE, [i for i, _ in leased], [a for _, a in leased], now)
+        count = int(released.rsplit(" ", 1)[-1])
+        if count:
+            await self.wake_dispatchers()
+        return count
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery of an active subscription is due."""
