@@ -11,7 +11,9 @@ A handler gets the events of one topic and type that arrived together, in partit
 transaction; when that batch fails it gets them again one at a time, each in a transaction of its
 own, so it writes the same effects either way. Events of a type no subscription names are skipped.
 Work that must not hold a transaction open — a call to an outside service — goes in the
-subscription's ``prepare`` step, which runs before the transaction begins.
+subscription's ``prepare`` step, which runs before the transaction begins. A subscription whose events
+often need nothing (webhooks of a type nobody subscribes to) may say so in its ``wanted`` step, also
+before the transaction: its events are then taken without one, and without an inbox row.
 """
 
 from __future__ import annotations
@@ -102,14 +104,17 @@ Handler = Callable[[list[Event[Any]], UnitOfWork[D]], Awaitable[None]]
 # Before the transaction: the batch's events of one subscription and the service's deps (for reads of
 # its own); returns what the handlers find in ``uow.prepared``.
 Prepare = Callable[[list[Event[Any]], D], Awaitable[Mapping[str, Any]]]
+# Before the transaction, once a batch: whether the subscription's events need handling at all now.
+Wanted = Callable[[D], Awaitable[bool]]
 
 
-@dataclass
+@dataclass(eq=False)  # told apart by identity (a batch asks each subscription once)
 class Subscription(Generic[D]):
     topic: str
     model: type[EventData]
     handler: Handler[D]
     prepare: Prepare[D] | None = None
+    wanted: Wanted[D] | None = None
 
 
 @dataclass
@@ -120,19 +125,24 @@ class EventConsumer(Generic[D]):
     subscriptions: dict[tuple[str, type[EventData]], Subscription[D]] = field(default_factory=dict)
 
     def subscribe(
-        self, topic: str, model: type[T], *, prepare: Prepare[D] | None = None
+        self, topic: str, model: type[T], *, prepare: Prepare[D] | None = None, wanted: Wanted[D] | None = None
     ) -> Callable[[Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]],
                   Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]]:
         """Handle the ``model`` events of ``topic``. ``prepare`` runs before the transaction opens, once per
         batch, so that no transaction, lock or pooled connection waits on what it does. It should not
-        fail; when it does, the failure is logged and the handlers run without what it would have found."""
+        fail; when it does, the failure is logged and the handlers run without what it would have found.
+
+        ``wanted`` also runs before the transaction, once per batch: when it answers False the batch's
+        events of this subscription are taken as handled (outcome ``unwanted``) with no transaction and no
+        inbox row, so it must only answer False when the handler would change nothing then (it reads
+        what the handler's own first statement would). When it fails, the events are handled as usual."""
 
         def register(
             handler: Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]],
         ) -> Callable[[list[Event[T]], UnitOfWork[D]], Awaitable[None]]:
             if (topic, model) in self.subscriptions:
                 raise ValueError(f"{self.service} already handles {model.__name__} on {topic}")
-            self.subscriptions[(topic, model)] = Subscription(topic, model, handler, prepare)
+            self.subscriptions[(topic, model)] = Subscription(topic, model, handler, prepare, wanted)
             return handler
 
         return register
@@ -430,6 +440,9 @@ class ConsumerRunner(Generic[D]):
         if subscription is None:
             self.metrics.events_consumed.labels(service, record.topic, "ignored").inc()
             return
+        if subscription in await self._unwanted([subscription]):
+            self.metrics.events_consumed.labels(service, record.topic, "unwanted").inc()
+            return
         with log_context(lead_id=event.subject, correlation_id=event.correlation_id):
             prepared = await self._prepare([record], [event])
             attempts = self.settings.consumer_max_attempts
@@ -473,6 +486,10 @@ class ConsumerRunner(Generic[D]):
         except MalformedEvent:
             return False
         started = time.perf_counter()
+        records, events, unwanted = await self._drop_unwanted(records, events)
+        if not events:
+            self._count(unwanted, started, len(unwanted))
+            return True
         prepared = await self._prepare(records, events)
         try:
             async with self.db.transaction() as session:
@@ -488,11 +505,40 @@ class ConsumerRunner(Generic[D]):
             topics = ", ".join(sorted({record.topic for record in records}))
             log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)
             return False
-        per_event = (time.perf_counter() - started) / len(events)
-        for topic, outcome in outcomes:
-            self.metrics.events_consumed.labels(service, topic, outcome).inc()
-            self.metrics.event_handle_duration.labels(service, topic).observe(per_event)
+        self._count([*unwanted, *outcomes], started, len(events) + len(unwanted))
         return True
+
+    def _count(self, outcomes: list[tuple[str, str]], started: float, events: int) -> None:
+        per_event = (time.perf_counter() - started) / events
+        for topic, outcome in outcomes:
+            self.metrics.events_consumed.labels(self.settings.service_name, topic, outcome).inc()
+            self.metrics.event_handle_duration.labels(self.settings.service_name, topic).observe(per_event)
+
+    async def _drop_unwanted(
+        self, records: list[ConsumerRecord[bytes, bytes]], events: list[Event[EventData]]
+    ) -> tuple[list[ConsumerRecord[bytes, bytes]], list[Event[EventData]], list[tuple[str, str]]]:
+        """The batch without the events of subscriptions whose ``wanted`` step answers False, and those
+        events' outcomes (topic, "unwanted")."""
+        subscriptions = [self._subscription(record.topic, event) for record, event in zip(records, events, strict=True)]
+        unwanted = await self._unwanted([s for s in subscriptions if s is not None])
+        if not unwanted:
+            return records, events, []
+        kept = [i for i, s in enumerate(subscriptions) if s not in unwanted]
+        dropped = [(records[i].topic, "unwanted") for i, s in enumerate(subscriptions) if s in unwanted]
+        return [records[i] for i in kept], [events[i] for i in kept], dropped
+
+    async def _unwanted(self, subscriptions: list[Subscription[D]]) -> list[Subscription[D]]:
+        """Those of ``subscriptions`` (each asked once) whose ``wanted`` step answers False."""
+        unwanted: list[Subscription[D]] = []
+        for subscription in dict.fromkeys(s for s in subscriptions if s.wanted is not None):
+            assert subscription.wanted is not None
+            try:
+                if not await subscription.wanted(self.deps):
+                    unwanted.append(subscription)
+            except Exception as exc:
+                log.info("asking whether %s events are wanted failed (%s: %s); handling them",
+                         subscription.topic, type(exc).__name__, exc)
+        return unwanted
 
     def _runs(
         self, records: list[ConsumerRecord[bytes, bytes]], events: list[Event[EventData]], unclaimed: set[str]

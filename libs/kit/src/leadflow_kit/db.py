@@ -112,6 +112,20 @@ class Database:
                 for write, rows in deferred.values():
                     await write(session, rows)
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction, for a lone read that needs no transaction:
+        one round trip, where ``transaction()`` costs three (BEGIN, the read, COMMIT)."""
+        async with self.engine.connect() as connection:
+            adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+            try:
+                yield adapted.driver_connection
+            except Exception:
+                # SQLAlchemy does not see asyncpg's own errors: a connection the server closed (a restart)
+                # would be handed out again and again. Drop it; the next checkout connects.
+                await connection.invalidate()
+                raise
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

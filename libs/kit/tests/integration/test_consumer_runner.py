@@ -233,3 +233,65 @@ async def test_a_rebalance_during_a_batch_costs_no_reconnect_and_no_repeated_eff
     assert sorted(recorded) == sorted((e.data.lead_id, e.id) for e in events)
     failures = [r for r in caplog.records if "reconnecting" in r.getMessage()]
     assert not failures, [r.getMessage() + (r.exc_text or "") for r in failures]
+
+
+@pytest.mark.parametrize("per_poll", [False, True], ids=["transaction-per-partition", "transaction-per-poll"])
+async def test_events_nobody_wants_are_taken_without_a_transaction_and_wanted_ones_as_usual(
+    infra: Any, per_poll: bool
+) -> None:
+    prefix, db = await topics_and_effect_table(infra)
+    settings = ServiceSettings(service_name="kit-wanted", kafka_bootstrap_servers=infra.bootstrap_servers,
+                               topic_prefix=prefix, consumer_transaction_per_poll=per_poll)
+    consumer = EventConsumer[None]("kit-wanted")
+    wanted = {"now": False, "asked": 0}
+
+    async def anyone_wants(_deps: None) -> bool:
+        wanted["asked"] += 1
+        return wanted["now"]
+
+    @consumer.subscribe(CAPTURED, LeadCaptured, wanted=anyone_wants)
+    async def record_effects(events: list[Event[LeadCaptured]], uow: UnitOfWork[None]) -> None:
+        for event in events:
+            await uow.session.execute(text("INSERT INTO effect VALUES (:lead, :event)"),
+                                      {"lead": event.data.lead_id, "event": event.id})
+
+    platform = replace(Platform.build(settings), db=db)
+    runner = ConsumerRunner(consumer, platform, None)
+    task = asyncio.create_task(runner.run())
+    consumed = platform.metrics.events_consumed
+
+    def counted(outcome: str) -> float:
+        value: float = consumed.labels("kit-wanted", settings.topic(CAPTURED), outcome)._value.get()
+        return value
+
+    async def inbox() -> int:
+        async with db.transaction() as session:
+            return int((await session.execute(text("SELECT count(*) FROM processed_event"))).scalar_one())
+
+    try:
+        unwanted = [captured(f"unwanted-{i}") for i in range(12)]
+        await produce(settings.kafka_bootstrap_servers, prefix, unwanted)
+
+        async def all_unwanted() -> bool:
+            return counted("unwanted") >= len(unwanted)
+
+        await eventually(all_unwanted)
+        # Taken and committed past, with no effect and no inbox row: no transaction was opened for them.
+        assert await effects(db) == [] and await inbox() == 0
+        assert 1 <= wanted["asked"] <= len(unwanted)  # once a batch, not once an event
+
+        wanted["now"] = True
+        handled = [captured(f"wanted-{i}") for i in range(5)]
+        await produce(settings.kafka_bootstrap_servers, prefix, handled)
+
+        async def all_handled() -> bool:
+            return len(await effects(db)) >= len(handled)
+
+        await eventually(all_handled)
+        assert sorted(await effects(db)) == sorted((e.data.lead_id, e.id) for e in handled)
+        assert await inbox() == len(handled) and counted("processed") == len(handled)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+        await platform.producers.close()
+        await db.dispose()

@@ -24,7 +24,7 @@ def build_consumer() -> EventConsumer[Deps]:
     consumer.subscribe(topics.SCORED, LeadScored)(handlers.route_scored_leads)
     consumer.subscribe(topics.SLA, LeadSla)(handlers.reroute_on_breaches)
     # Only for the CRM's lifecycle webhooks (lifecycle.py), off the routing path.
-    consumer.subscribe(topics.CAPTURED, LeadCaptured)(lifecycle.deliver_captured)
+    consumer.subscribe(topics.CAPTURED, LeadCaptured, wanted=lifecycle.captured_wanted)(lifecycle.deliver_captured)
     consumer.subscribe(topics.SLA, LeadSlaStarted)(lifecycle.deliver_sla_started)
     # sla's policies and reps' calendars, for the due time on the lead.routed webhook (sla_replica.py).
     consumer.subscribe(topics.SLA_POLICIES, SlaPolicyChanged)(sla_replica.replicate_policies)

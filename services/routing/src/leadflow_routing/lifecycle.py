@@ -54,18 +54,21 @@ async def routed_data(
 # -- lead.captured: from leads.captured -------------------------------------------------------
 
 
+async def captured_wanted(deps: Deps) -> bool:
+    """Whether any subscription takes ``lead.captured``: while none does, the fills are taken from
+    ``leads.captured`` with this one read and no transaction (the consumer's ``wanted`` step)."""
+    return await deps.store.webhook_wanted_now(deps.platform.db, [CAPTURED])
+
+
 async def deliver_captured(events: list[Event[LeadCaptured]], uow: UnitOfWork[Deps]) -> None:
-    """Queue ``lead.captured`` for each fill, unless nobody subscribes to it (one statement a batch then)."""
-    store, session = uow.deps.store, uow.session
-    if not await store.webhook_wanted(session, [CAPTURED]):
-        return
+    """Queue ``lead.captured`` for each fill, in one statement that matches each to the subscriptions
+    that take it (``captured_wanted`` found one; until then the fills came without a transaction)."""
     now = uow.now()
-    for event in events:
-        captured = event.data
-        await store.enqueue_webhook(session, WebhookRequest(
-            CAPTURED, captured.lead_id, captured.model_dump(mode="json"), now, event.correlation_id,
-            event.lead_captured_at, DeliveryFacts(form=captured.form_key),
-        ))
+    await uow.deps.store.enqueue_webhooks(uow.session, [
+        WebhookRequest(CAPTURED, event.data.lead_id, event.data.model_dump(mode="json"), now, event.correlation_id,
+                       event.lead_captured_at, DeliveryFacts(form=event.data.form_key))
+        for event in events
+    ])
 
 
 # -- lead.mql and lead.stage_changed: from leads.scored --------------------------------------

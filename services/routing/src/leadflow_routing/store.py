@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, LeadScored
-from leadflow_kit.db import driver_connection
+from leadflow_kit.db import Database, driver_connection
 from leadflow_kit.webhooks import (
     WebhookHandOff,
     WebhookToQueue,
@@ -820,6 +820,12 @@ class RoutingStore:
         """Whether any subscription, active or not, would receive one of ``event_types``."""
         conn = await driver_connection(session)
         wanted: bool = await conn.fetchval(WEBHOOK_WANTED, _patterns(event_types))
+        return wanted
+
+    async def webhook_wanted_now(self, db: Database, event_types: Sequence[str]) -> bool:
+        """``webhook_wanted`` outside any transaction: one round trip."""
+        async with db.autocommit() as conn:
+            wanted: bool = await conn.fetchval(WEBHOOK_WANTED, _patterns(event_types))
         return wanted
 
     async def mark_lifecycles(

@@ -232,6 +232,9 @@ class FakeRoutingStore(RoutingStore):
     async def webhook_wanted(self, session: AsyncSession, event_types: Sequence[str]) -> bool:
         return bool(self.subscribed & set(event_types))
 
+    async def webhook_wanted_now(self, db: Any, event_types: Sequence[str]) -> bool:
+        return bool(self.subscribed & set(event_types))
+
     async def mark_lifecycles(
         self, session: AsyncSession, leads: Mapping[str, bool], now: datetime, *, event_types: Sequence[str]
     ) -> tuple[set[str], bool]:
