@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,7 @@ from leadflow_routing.schemas import (
     QUEUED_LEADS_EXAMPLE,
     ConditionIn,
     DryRun,
+    ParkedLeadPublic,
     QueueCreate,
     QueuePublic,
     QueueUpdate,
@@ -225,6 +226,18 @@ async def queued_leads(queue_id: str, deps: DepsDep, limit: int = 100) -> list[d
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.queued_leads(session, queue_id, min(max(limit, 1), 1000))
     return [{"lead_id": lead.lead_id, "queued_at": lead.queued_at, "team_id": lead.team_id} for lead in leads]
+
+
+@admin_router.get("/parked-leads", response_model=list[ParkedLeadPublic], dependencies=readable,
+                  summary="Scored leads parked behind a held team or rep, oldest first")
+async def parked_leads(deps: DepsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[ParkedLeadPublic]:
+    """What the `LeadflowRoutingLeadsParked` alert is about: each parked lead, what it waits for and how long."""
+    async with deps.platform.db.transaction() as session:
+        parked = await deps.store.parked_leads(session, limit)
+    now = deps.platform.clock.now()
+    return [ParkedLeadPublic(seq=p.seq, lead_id=p.lead_id, waiting_for=p.waiting_for, parked_at=p.parked_at,
+                             waited_seconds=round(max((now - p.parked_at).total_seconds(), 0.0), 3),
+                             attempts=p.attempts, last_error=p.last_error) for p in parked]
 
 
 @admin_router.patch("/queues/{queue_id}", response_model=QueuePublic, dependencies=writable)

@@ -353,6 +353,24 @@ ASSIGNMENT_EXAMPLE: dict[str, Any] = {
         "escalated": False, "audit": _AUDIT_EXAMPLE,
     }],
 }
+class ParkedLeadPublic(BaseModel):
+    """A scored lead parked because a team or rep row its routing needs was held by another transaction
+    (``handlers.claim_for_scored``); the drainer routes it once the row is free."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "seq": 412, "lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "waiting_for": ["team:emea-sales"],
+        "parked_at": "2026-12-05T09:12:00Z", "waited_seconds": 74.2, "attempts": 0, "last_error": None}]})
+
+    seq: int = Field(description="Arrival order: the drainer routes the oldest first")
+    lead_id: str
+    waiting_for: list[str] = Field(description="`team:<id>` or `rep:<id>` rows held by another transaction, or "
+                                               "`lead:<id>`: an earlier event of the lead parked before it")
+    parked_at: datetime
+    waited_seconds: float
+    attempts: int = Field(description="Failed attempts to route it once its rows were free")
+    last_error: str | None = Field(default=None, description="Why its last attempt failed, if one did")
+
+
 QUEUED_LEADS_EXAMPLE: list[dict[str, Any]] = [
     {"lead_id": "5b0f7c1e-8d7a-4c43-9a55-0f7de3a1c2b4", "queued_at": "2026-11-23T09:12:00Z", "team_id": "emea-sales"},
 ]

@@ -327,6 +327,16 @@ class ParkedRow:
     attempts: int
 
 
+@dataclass(frozen=True)
+class ParkedLead:
+    seq: int
+    lead_id: str
+    waiting_for: list[str]
+    attempts: int
+    last_error: str | None
+    parked_at: datetime
+
+
 def _parked_row(row: Any) -> ParkedRow:
     # The session's connection decodes jsonb (SQLAlchemy's codec); a bare asyncpg one gives text.
     event = row["event"]
@@ -678,6 +688,13 @@ class RoutingStore:
         conn = await driver_connection(session)
         count, oldest = await conn.fetchrow("SELECT count(*), min(parked_at) FROM parked_lead") or (0, None)
         return count, 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+
+    async def parked_leads(self, session: AsyncSession, limit: int) -> list[ParkedLead]:
+        """The parked events, oldest first, as the admin API lists them (not locked)."""
+        conn = await driver_connection(session)
+        rows = await conn.fetch("SELECT seq, lead_id, waiting_for, attempts, last_error, parked_at FROM parked_lead"
+                                " ORDER BY seq LIMIT $1", limit)
+        return [ParkedLead(**dict(row)) for row in rows]
 
     async def unpark(self, session: AsyncSession, seqs: Sequence[int]) -> None:
         if seqs:

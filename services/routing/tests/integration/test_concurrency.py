@@ -139,6 +139,7 @@ async def test_a_team_held_by_a_slow_transaction_delays_only_its_own_leads(fresh
             await asyncio.sleep(1.0)  # a slow team's lead routed now would show up
             routed_while_held = [e.subject for e in routed.events]
             parked = await holder.fetchval("SELECT count(*) FROM parked_lead")
+            listed = await first.get("/v1/admin/parked-leads", params={"limit": 1000})
             await holding.rollback()
         finally:
             await holder.close()
@@ -146,7 +147,16 @@ async def test_a_team_held_by_a_slow_transaction_delays_only_its_own_leads(fresh
         await asyncio.sleep(0.5)
         dead = [_consumed(svc.app, env.topic(topics.SCORED), "dead_lettered") for svc in (first, second)]
         parked_now = await _parked(settings.database_url)
+        listed_after = await first.get("/v1/admin/parked-leads")
 
+    # The admin API shows what the alert is about: each parked lead, oldest first, and what it waits for.
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows) and len(rows) == parked
+    assert {r["lead_id"] for r in rows} <= slow_ids
+    assert all(r["waiting_for"][0] in ("team:slow", *(f"lead:{i}" for i in slow_ids)) for r in rows)
+    assert any(r["waiting_for"] == ["team:slow"] for r in rows) and all(r["waited_seconds"] >= 0 for r in rows)
+    assert listed_after.status_code == 200 and listed_after.json() == []
     assert set(routed_while_held) == {e.data.lead_id for e in leads} - slow_ids, "a slow team's lead was routed"
     assert parked == len(slow_ids)
     assert sorted(e.subject for e in routed.events) == sorted(e.data.lead_id for e in leads)
