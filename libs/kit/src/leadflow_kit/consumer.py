@@ -247,6 +247,7 @@ class ConsumerRunner(Generic[D]):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+                fetch_min_bytes=self.settings.kafka_fetch_min_bytes,
                 max_poll_records=self.settings.kafka_max_poll_records,
                 session_timeout_ms=self.settings.kafka_session_timeout_ms,
                 heartbeat_interval_ms=max(self.settings.kafka_session_timeout_ms // 3, 300),

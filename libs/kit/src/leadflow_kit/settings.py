@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     # only bounds an idle fetch. A short wait bought no latency (make bench's floor: the same p50
     # at 10 ms and 500 ms) and cost a tenth of a core per idle stack in fetch round trips.
     kafka_fetch_max_wait_ms: int = 500
+    # The broker answers a fetch once this many bytes wait (or the wait above is over). 1: at once, for a
+    # consumer on a lead's path to its rep. A consumer off that path may take its events in batches.
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1)
     kafka_max_poll_records: int = 200
     kafka_session_timeout_ms: int = 10000
     kafka_request_timeout_ms: int = 5000
