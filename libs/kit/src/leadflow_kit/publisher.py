@@ -58,15 +58,14 @@ DELETE_HANDOFF_SECONDS = 0.5
 CONNECT_TIMEOUT_SECONDS = 5.0
 STATEMENT_TIMEOUT_MS = 5000
 
-# A transaction's outbox rows in one statement (their age counted from now, not from the transaction's
-# start: the relay's backstop age must not pass before their writer could send them), ids in the order the
-# events were added, each with
-# whether an older row of its key and topic is in the outbox other than this process's own unsettled
-# rows ($6): then it waits for the relay. It also deletes rows this process sent and Kafka acknowledged
-# ($7, a subset of $6; the statement's reads still see them). The check probes ix_outbox_topic_key once
-# per row (a LATERAL with LIMIT keeps it a probe); ``id + 0`` and no ``published_at IS NULL``: as the
-# outbox's statistics see few live rows, the planner otherwise rates a whole scan of an index the
-# condition names as cheap as the probe (a row an old relay marked published, which its housekeeping
+# A transaction's outbox rows in one statement (their age counted from now, not from the transaction's start:
+# the relay's backstop age must not pass before their writer could send them), ids in the order the events
+# were added, each with whether an older row of its key and topic is in the outbox other than this process's
+# own unsettled rows ($6): then it waits for the relay. It also deletes rows this process sent and Kafka
+# acknowledged ($7, a subset of $6; the statement's reads still see them). The check probes
+# ix_outbox_topic_key once per row (a LATERAL with LIMIT keeps it a probe); ``id + 0`` and no ``published_at
+# IS NULL``: as the outbox's statistics see few live rows, the planner otherwise rates a whole scan of an
+# index the condition names as cheap as the probe (a row an old relay marked published, which its housekeeping
 # deletes, only sends its key's later rows through the relay).
 INSERT_ROWS = """
 WITH sent AS (DELETE FROM outbox WHERE id = ANY($7::bigint[])),

@@ -198,6 +198,9 @@ def _typed(kind: type[R], row: _Columns) -> R:
     return kind(**{field.name: row[field.name] for field in fields(kind)})  # type: ignore[arg-type]
 
 
+# A new delivery's webhook id, in new_webhook_id's form, for every statement that queues deliveries.
+_NEW_WEBHOOK_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+
 # One round trip: routing's transactions serialize, so each statement per lead is a wait for every
 # lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
 _ENQUEUE = (
@@ -207,28 +210,38 @@ _ENQUEUE = (
     "AND (filter_forms IS NULL OR $11::varchar = ANY(filter_forms))), "
     "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
     "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
-    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), id, $2, $3, $4, $5, $6, $7, $7, "
+    "SELECT " + _NEW_WEBHOOK_ID + ", id, $2, $3, $4, $5, $6, $7, $7, "
     "CASE WHEN active THEN 'pending' ELSE 'held' END FROM subscriber "
     "ORDER BY id RETURNING webhook_id, subscription_id) "
     "SELECT webhook_id, pg_notify($8, '') FROM queued ORDER BY subscription_id"
+)
+
+# The items of ``_ENQUEUE_MANY`` and ``_ENQUEUE_HANDED`` ($1-$10, one array a column, ``n`` their order), the
+# subscriptions each item matches (its event type's patterns, space-separated, and the filters): one text
+# for both statements, so they cannot drift apart.
+_ITEMS = (
+    "WITH item AS (SELECT * FROM unnest($1::text[], $2::varchar[], $3::text[], $4::text[], $5::text[], "
+    "$6::timestamptz[], $7::timestamptz[], $8::varchar[], $9::varchar[], $10::varchar[]) WITH ORDINALITY "
+    "AS i(patterns, event_type, lead_id, payload, correlation_id, lead_captured_at, at, tier, team, form, n)), "
+)
+_MATCHING = (
+    "FROM item i JOIN webhook_subscription s ON s.deleted_at IS NULL "
+    "AND s.event_types && string_to_array(i.patterns, ' ')::varchar[] "
+    "AND (s.filter_tiers IS NULL OR i.tier = ANY(s.filter_tiers)) "
+    "AND (s.filter_teams IS NULL OR i.team = ANY(s.filter_teams)) "
+    "AND (s.filter_forms IS NULL OR i.form = ANY(s.filter_forms))"
 )
 
 # ``_ENQUEUE`` for many webhooks at once, in one statement: each item's deliveries in the items' order
 # (then by subscription), so a lead's webhooks keep the order they were queued in. An item's patterns
 # come space-separated ($1; an event type has no space).
 _ENQUEUE_MANY = (
-    "WITH item AS (SELECT * FROM unnest($1::text[], $2::varchar[], $3::text[], $4::text[], $5::text[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::varchar[], $9::varchar[], $10::varchar[]) WITH ORDINALITY "
-    "AS i(patterns, event_type, lead_id, payload, correlation_id, lead_captured_at, at, tier, team, form, n)), "
+    _ITEMS +
     "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
     "correlation_id, lead_captured_at, next_attempt_at, created_at, status) "
-    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), s.id, i.event_type, i.lead_id, i.payload, "
+    "SELECT " + _NEW_WEBHOOK_ID + ", s.id, i.event_type, i.lead_id, i.payload, "
     "i.correlation_id, i.lead_captured_at, i.at, i.at, CASE WHEN s.active THEN 'pending' ELSE 'held' END "
-    "FROM item i JOIN webhook_subscription s ON s.deleted_at IS NULL "
-    "AND s.event_types && string_to_array(i.patterns, ' ')::varchar[] "
-    "AND (s.filter_tiers IS NULL OR i.tier = ANY(s.filter_tiers)) "
-    "AND (s.filter_teams IS NULL OR i.team = ANY(s.filter_teams)) "
-    "AND (s.filter_forms IS NULL OR i.form = ANY(s.filter_forms)) "
+    + _MATCHING + " "
     "ORDER BY i.n, s.id RETURNING 1) "
     "SELECT pg_notify($11, '') FROM (SELECT FROM queued LIMIT 1) AS any_queued"
 )
@@ -241,16 +254,10 @@ _ENQUEUE_MANY = (
 # The others are queued as ``_ENQUEUE_MANY`` queues them, for a claim. Returns every row queued, with its
 # subscription's URL and secrets.
 _ENQUEUE_HANDED = (
-    "WITH item AS (SELECT * FROM unnest($1::text[], $2::varchar[], $3::text[], $4::text[], $5::text[], "
-    "$6::timestamptz[], $7::timestamptz[], $8::varchar[], $9::varchar[], $10::varchar[]) WITH ORDINALITY "
-    "AS i(patterns, event_type, lead_id, payload, correlation_id, lead_captured_at, at, tier, team, form, n)), "
+    _ITEMS +
     "matched AS (SELECT i.*, s.id AS subscription_id, s.active, "
     "row_number() OVER (PARTITION BY s.id, i.lead_id ORDER BY i.n) AS nth_of_lead "
-    "FROM item i JOIN webhook_subscription s ON s.deleted_at IS NULL "
-    "AND s.event_types && string_to_array(i.patterns, ' ')::varchar[] "
-    "AND (s.filter_tiers IS NULL OR i.tier = ANY(s.filter_tiers)) "
-    "AND (s.filter_teams IS NULL OR i.team = ANY(s.filter_teams)) "
-    "AND (s.filter_forms IS NULL OR i.form = ANY(s.filter_forms))), "
+    + _MATCHING + "), "
     "free_to_go AS (SELECT m.*, m.active AND m.nth_of_lead = 1 "
     "AND NOT EXISTS (SELECT 1 FROM webhook_delivery e WHERE e.subscription_id = m.subscription_id "
     "AND e.lead_id = m.lead_id AND e.status IN ('pending', 'held')) AS free FROM matched m), "
@@ -262,7 +269,7 @@ _ENQUEUE_HANDED = (
     "ROWS UNBOUNDED PRECEDING) <= $15 AS handed FROM within_share w), "
     "queued AS (INSERT INTO webhook_delivery (webhook_id, subscription_id, event_type, lead_id, payload, "
     "correlation_id, lead_captured_at, next_attempt_at, leased_until, created_at, status) "
-    "SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), subscription_id, event_type, lead_id, payload, "
+    "SELECT " + _NEW_WEBHOOK_ID + ", subscription_id, event_type, lead_id, payload, "
     "correlation_id, lead_captured_at, CASE WHEN handed THEN $11 ELSE at END, "
     "CASE WHEN handed THEN $11::timestamptz END, at, CASE WHEN active THEN 'pending' ELSE 'held' END "
     "FROM ranked ORDER BY n, subscription_id "
