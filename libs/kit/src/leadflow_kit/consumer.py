@@ -19,6 +19,7 @@ before the transaction: its events are then taken without one, and without an in
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -296,7 +297,10 @@ class ConsumerRunner(Generic[D]):
                     await self.commit_uncommitted(kafka)
                 continue
             if self.settings.consumer_transaction_per_poll and len(batches) > 1:
-                every = [record for records in batches.values() for record in records]
+                # In the order they were written across partitions (each partition's own order kept): a
+                # lead's events come on several topics, and a poll may hold its capture and its enrichment
+                # together; handled partition by partition, the later event could apply first.
+                every = list(heapq.merge(*batches.values(), key=lambda record: record.timestamp))
                 try:
                     done = await self._process_batch(every)
                 except _Outage as outage:

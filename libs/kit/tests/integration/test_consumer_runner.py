@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 
-from leadflow_contracts import Event, LeadCaptured, LeadContact, new_event
-from leadflow_contracts.topics import CAPTURED, dead_letter_topic
+from leadflow_contracts import Event, LeadActivity, LeadCaptured, LeadContact, new_event
+from leadflow_contracts.topics import ACTIVITY, CAPTURED, dead_letter_topic
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.platform import Platform
@@ -295,3 +295,45 @@ async def test_events_nobody_wants_are_taken_without_a_transaction_and_wanted_on
         await asyncio.wait_for(task, 30)
         await platform.producers.close()
         await db.dispose()
+
+
+async def test_a_poll_over_several_topics_is_handled_in_the_order_its_events_were_written(infra: Any) -> None:
+    """A lead's events come on several topics; one poll (here a consumer that waits for bytes, as sla's does)
+    may hold several of them. They are handled in the order they were written, not partition by partition:
+    an older event applied after a newer one would undo it."""
+    prefix, db = await topics_and_effect_table(infra)
+    settings = ServiceSettings(service_name="kit-order", kafka_bootstrap_servers=infra.bootstrap_servers,
+                               topic_prefix=prefix, kafka_fetch_min_bytes=1024 * 1024, kafka_fetch_max_wait_ms=1000)
+    consumer = EventConsumer[None]("kit-order")
+    handled: list[str] = []
+
+    async def record_order(events: list[Event[Any]], _uow: UnitOfWork[None]) -> None:
+        handled.extend(event.id for event in events)
+
+    consumer.subscribe(CAPTURED, LeadCaptured)(record_order)
+    consumer.subscribe(ACTIVITY, LeadActivity)(record_order)
+    written: list[Event[Any]] = []
+    for n in range(8):
+        # "leads.activity" sorts before "leads.captured": a poll taken partition by partition would
+        # handle every activity before any capture.
+        written.append(captured(f"order-{n}"))
+        now = datetime.now(UTC)
+        written.append(new_event(LeadActivity(activity_id=f"act-{n}", activity_type="page_view", occurred_at=now,
+                                              lead_id=f"order-{n}"), source="capture", subject=f"order-{n}"))
+    for event in written:
+        await produce(settings.kafka_bootstrap_servers, prefix, [event])  # each its own write, its own time
+        await asyncio.sleep(0.005)
+    platform = replace(Platform.build(settings), db=db)
+    runner = ConsumerRunner(consumer, platform, None)
+    task = asyncio.create_task(runner.run())
+    try:
+        async def all_handled() -> bool:
+            return len(handled) >= len(written)
+
+        await eventually(all_handled)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+        await platform.producers.close()
+        await db.dispose()
+    assert handled == [event.id for event in written]
