@@ -300,15 +300,18 @@ async def test_events_nobody_wants_are_taken_without_a_transaction_and_wanted_on
 async def test_a_poll_over_several_topics_is_handled_in_the_order_its_events_were_written(infra: Any) -> None:
     """A lead's events come on several topics; one poll (here a consumer that waits for bytes, as sla's does)
     may hold several of them. They are handled in the order they were written, not partition by partition:
-    an older event applied after a newer one would undo it."""
+    an older event applied after a newer one would undo it. The function subscribed to both topics gets
+    them together, not a call per change of topic."""
     prefix, db = await topics_and_effect_table(infra)
     settings = ServiceSettings(service_name="kit-order", kafka_bootstrap_servers=infra.bootstrap_servers,
                                topic_prefix=prefix, kafka_fetch_min_bytes=1024 * 1024, kafka_fetch_max_wait_ms=1000)
     consumer = EventConsumer[None]("kit-order")
     handled: list[str] = []
+    calls: list[set[type[Any]]] = []
 
     async def record_order(events: list[Event[Any]], _uow: UnitOfWork[None]) -> None:
         handled.extend(event.id for event in events)
+        calls.append({type(event.data) for event in events})
 
     consumer.subscribe(CAPTURED, LeadCaptured)(record_order)
     consumer.subscribe(ACTIVITY, LeadActivity)(record_order)
@@ -337,3 +340,4 @@ async def test_a_poll_over_several_topics_is_handled_in_the_order_its_events_wer
         await platform.producers.close()
         await db.dispose()
     assert handled == [event.id for event in written]
+    assert {LeadCaptured, LeadActivity} in calls, calls
