@@ -10,11 +10,12 @@ Declaring a handler is one decorator over a function of a batch of typed events:
 A handler gets the events of one topic and type that arrived together, in partition order, inside one
 transaction; when that batch fails it gets them again one at a time, each in a transaction of its
 own, so it writes the same effects either way. A function subscribed to several topics or types gets
-their events together, in the order they were written (its events' type is then the union). Events of a type no subscription names are skipped.
-Work that must not hold a transaction open — a call to an outside service — goes in the
-subscription's ``prepare`` step, which runs before the transaction begins. A subscription whose events
-often need nothing (webhooks of a type nobody subscribes to) may say so in its ``wanted`` step, also
-before the transaction: its events are then taken without one, and without an inbox row.
+their events together, in the order they were written (its events' type is then the union). Events of
+a type no subscription names are skipped. Work that must not hold a transaction open — a call to an
+outside service — goes in the subscription's ``prepare`` step, which runs before the transaction
+begins. A subscription whose events often need nothing (webhooks of a type nobody subscribes to) may
+say so in its ``wanted`` step, also before the transaction: its events are then taken without one,
+and without an inbox row.
 """
 
 from __future__ import annotations
