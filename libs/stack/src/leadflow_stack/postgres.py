@@ -205,13 +205,6 @@ class PostgresCluster:
             # database, and the benchmark's statements-per-lead figures.
             "shared_preload_libraries": "'pg_stat_statements'",
             "pg_stat_statements.track": "top",
-            # Sized for a running system, not the server's defaults (docs/runbook.md, "PostgreSQL settings"):
-            # the pages it touches stay in PostgreSQL's cache (128 MB held a tenth of sla's lead table and
-            # indexes at a million leads), checkpoints come by time, and the queue tables are vacuumed often.
-            "shared_buffers": "'1GB'",
-            "max_wal_size": "'4GB'",
-            "checkpoint_timeout": "'15min'",
-            "autovacuum_naptime": "'10s'",
         }
         if not self.durable:
             # A test cluster is thrown away: trade crash safety for speed.
