@@ -16,6 +16,12 @@ outside service — goes in the subscription's ``prepare`` step, which runs befo
 begins. A subscription whose events often need nothing (webhooks of a type nobody subscribes to) may
 say so in its ``wanted`` step, also before the transaction: its events are then taken without one,
 and without an inbox row.
+
+The inbox rows are written last, in the statement that writes the transaction's outbox rows (a round
+trip less a batch): a redelivered event is handled again and its batch, finding it claimed, rolls back
+and runs once more claiming first, which skips it. Handlers therefore never see their effects from a
+rolled-back try, but they may meet what an event's first handling did; failing on it costs the event
+nothing, as the claiming-first run follows.
 """
 
 from __future__ import annotations
@@ -32,14 +38,13 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, MalformedEvent, decode
 from leadflow_contracts.topics import dead_letter_topic
-from leadflow_kit.db import driver_connection
 from leadflow_kit.failures import is_outage
 from leadflow_kit.kafka import kafka_client_options
 from leadflow_kit.logging import log_context, redact_text
+from leadflow_kit.outbox import EventsAlreadyClaimed, claim_events
 from leadflow_kit.platform import Platform
 from leadflow_kit.uow import UnitOfWork
 
@@ -153,23 +158,6 @@ class EventConsumer(Generic[D]):
     @property
     def topics(self) -> set[str]:
         return {topic for topic, _ in self.subscriptions}
-
-
-async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    """Record the event as processed by ``consumer``; False when it already was."""
-    return event_id in await claim_events(session, consumer, [event_id])
-
-
-async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
-    """Record a batch's events as processed by ``consumer`` in one statement; returns the ids not
-    processed before (an id repeated within the batch is returned once)."""
-    conn = await driver_connection(session)
-    rows = await conn.fetch(
-        "INSERT INTO processed_event (consumer, event_id) SELECT $1, unnest($2::text[]) "
-        "ON CONFLICT DO NOTHING RETURNING event_id",
-        consumer, event_ids,
-    )
-    return {row["event_id"] for row in rows}
 
 
 @dataclass
@@ -498,22 +486,31 @@ class ConsumerRunner(Generic[D]):
             self._count(unwanted, started, len(unwanted))
             return True
         prepared = await self._prepare(records, events)
-        try:
-            async with self.db.transaction() as session:
-                uow = UnitOfWork(session, self.outbox, self.clock, self.deps, prepared)
-                unclaimed = await claim_events(session, service, [event.id for event in events])
-                runs, outcomes = self._runs(records, events, unclaimed)
-                for subscription, run in runs:
-                    with log_context(lead_id=run[0].subject, correlation_id=run[0].correlation_id):
-                        await subscription.handler(run, uow)
-        except Exception as exc:
-            if await is_outage(exc, self.db):
-                raise _Outage(exc) from exc
-            topics = ", ".join(sorted({record.topic for record in records}))
-            log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)
-            return False
-        self._count([*unwanted, *outcomes], started, len(events) + len(unwanted))
-        return True
+        ids = [event.id for event in events]
+        # Claimed last unless an event repeats within the batch (only a claim tells which copy is new).
+        claim_first = len(set(ids)) < len(ids)
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    uow = UnitOfWork(session, self.outbox, self.clock, self.deps, prepared)
+                    unclaimed = await claim_events(session, service, ids) if claim_first else set(ids)
+                    runs, outcomes = self._runs(records, events, unclaimed)
+                    for subscription, run in runs:
+                        with log_context(lead_id=run[0].subject, correlation_id=run[0].correlation_id):
+                            await subscription.handler(run, uow)
+                    if not claim_first:
+                        await self.outbox.claim_last(session, service, ids)
+            except EventsAlreadyClaimed:
+                claim_first = True  # a redelivery: again, skipping what was processed before
+                continue
+            except Exception as exc:
+                if await is_outage(exc, self.db):
+                    raise _Outage(exc) from exc
+                topics = ", ".join(sorted({record.topic for record in records}))
+                log.info("batch of %d events on %s failed (%s); handling them one by one", len(events), topics, exc)
+                return False
+            self._count([*unwanted, *outcomes], started, len(events) + len(unwanted))
+            return True
 
     def _count(self, outcomes: list[tuple[str, str]], started: float, events: int) -> None:
         per_event = (time.perf_counter() - started) / events
@@ -593,8 +590,22 @@ class ConsumerRunner(Generic[D]):
     async def _handle_once(
         self, subscription: Subscription[D], event: Event[EventData], prepared: Mapping[str, Any]
     ) -> str:
+        """Handle the event in a transaction that claims it last; should that fail in any way, again in
+        one that claims it first. A repeated event fails the first way (its claim, or the handler
+        meeting what its first handling did: a ``PermanentError`` there must not dead-letter it) and is
+        skipped the second; an event that fails the second way too fails as it always did."""
+        service = self.settings.service_name
+        try:
+            async with self.db.transaction() as session:
+                uow = UnitOfWork(session, self.outbox, self.clock, self.deps, prepared)
+                await subscription.handler([event], uow)
+                await self.outbox.claim_last(session, service, [event.id])
+            return "processed"
+        except Exception as exc:
+            if not isinstance(exc, EventsAlreadyClaimed) and await is_outage(exc, self.db):
+                raise
         async with self.db.transaction() as session:
-            if not await claim_event(session, self.settings.service_name, event.id):
+            if not await claim_events(session, service, [event.id]):
                 return "duplicate"
             await subscription.handler([event], UnitOfWork(session, self.outbox, self.clock, self.deps, prepared))
         return "processed"

@@ -196,6 +196,12 @@ def deferred_rows(
     return rows
 
 
+def pending_rows(session: AsyncSession, kind: str) -> list[Any]:
+    """The transaction's ``kind`` rows gathered so far for ``Database.transaction`` to write (none: empty)."""
+    deferred: dict[str, tuple[Any, list[Any]]] = session.info.get(_BEFORE_COMMIT_KEY) or {}
+    return deferred[kind][1] if kind in deferred else []
+
+
 def _refuse_unwritten(session: Session) -> None:
     # Only Database.transaction runs deferred writes; a commit anywhere else would lose them quietly.
     if session.info.get(_BEFORE_COMMIT_KEY):

@@ -29,7 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event, EventData, encode_body, encode_headers
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import Database, after_commit, asyncpg_dsn, deferred_rows, driver_connection, new_metadata
+from leadflow_kit.db import (
+    Database,
+    after_commit,
+    asyncpg_dsn,
+    deferred_rows,
+    driver_connection,
+    new_metadata,
+    pending_rows,
+)
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
@@ -114,6 +122,26 @@ _INSERT_ROWS = (
 )
 
 
+# A consumer's inbox claim that the transaction's outbox statement makes: (consumer, event ids).
+_INBOX_CLAIM_KEY = "leadflow.inbox_claim"
+_CLAIM_EVENTS = (
+    "INSERT INTO processed_event (consumer, event_id) SELECT $1, unnest($2::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
+class EventsAlreadyClaimed(Exception):
+    """A batch claimed its events in the inbox after handling them, and some were processed before (a
+    redelivery): its transaction rolls back, and the consumer handles the batch again, claiming first."""
+
+
+async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
+    """Record a batch's events as processed by ``consumer`` in one statement; returns the ids not
+    processed before (an id repeated within the batch is returned once)."""
+    conn = await driver_connection(session)
+    return {row["event_id"] for row in await conn.fetch(_CLAIM_EVENTS, consumer, event_ids)}
+
+
 @dataclass(frozen=True)
 class _Row:
     event_id: str
@@ -157,8 +185,27 @@ class Outbox:
             _Row(f"tombstone-{uuid.uuid4().hex}", f"{self.topic_prefix}{topic}", key, [], TOMBSTONE_BODY.encode())
         )
 
+    async def claim_last(self, session: AsyncSession, consumer: str, event_ids: list[str]) -> None:
+        """Claim a handled batch's events (all distinct) in ``consumer``'s inbox as the transaction's last
+        write: in the statement that writes its outbox rows when it has some, else in one of its own now.
+        Raises ``EventsAlreadyClaimed`` (the transaction must roll back) when any was processed before.
+
+        A consumer claims last to save a round trip a batch; claiming first, it would skip a repeated
+        event without handling it, while here a repeat (rare: a redelivery) costs a rolled-back try."""
+        if pending_rows(session, "outbox"):
+            session.info[_INBOX_CLAIM_KEY] = (consumer, event_ids)
+            return
+        await self._claim(session, consumer, event_ids)
+
+    @staticmethod
+    async def _claim(session: AsyncSession, consumer: str, event_ids: list[str]) -> None:
+        claimed = await claim_events(session, consumer, event_ids)
+        if len(claimed) < len(event_ids):
+            raise EventsAlreadyClaimed(f"{len(event_ids) - len(claimed)} of {len(event_ids)} events processed before")
+
     async def _write_rows(self, session: AsyncSession, rows: list[_Row]) -> None:
         conn = await driver_connection(session)
+        consumer, claiming = session.info.pop(_INBOX_CLAIM_KEY, ("", []))
         publisher = self.publisher
         if publisher is None or not publisher.running:
             # Nobody sends them after the commit: the relay does.
@@ -166,11 +213,16 @@ class Outbox:
                 await conn.fetchval(_INSERT_ROW, *rows[0].insert_parameters())
             else:
                 await conn.fetch(_INSERT_ROWS, *zip(*(row.insert_parameters() for row in rows), strict=True))
+            if claiming:
+                await self._claim(session, consumer, claiming)
             return
         handoff, sent = publisher.take_sent()
         epoch, unsettled = publisher.unsettled()
         columns = list(zip(*(row.insert_parameters() for row in rows), strict=True))
-        records = await conn.fetch(INSERT_ROWS, *columns, unsettled, sent)
+        records = await conn.fetch(INSERT_ROWS, *columns, unsettled, sent, consumer, claiming)
+        if records[0]["claimed"] < len(claiming):
+            raise EventsAlreadyClaimed(f"{len(claiming) - records[0]['claimed']} of {len(claiming)} events "
+                                       "processed before")
         ids = {record["event_id"]: record["id"] for record in records}
         blocked = {record["id"] for record in records if record["blocked"]}
         committed = [row.committed(ids[row.event_id]) for row in rows]

@@ -66,9 +66,15 @@ STATEMENT_TIMEOUT_MS = 5000
 # ix_outbox_topic_key once per row (a LATERAL with LIMIT keeps it a probe); ``id + 0`` and no ``published_at
 # IS NULL``: as the outbox's statistics see few live rows, the planner otherwise rates a whole scan of an
 # index the condition names as cheap as the probe (a row an old relay marked published, which its housekeeping
-# deletes, only sends its key's later rows through the relay).
+# deletes, only sends its key's later rows through the relay). A consumer's batch also claims its events in
+# the inbox here, as consumer $8 ($9, none for other writers): ``claimed`` says how many were new, so a batch
+# that handled an event already processed rolls back (``leadflow_kit.outbox.EventsAlreadyClaimed``).
 INSERT_ROWS = """
 WITH sent AS (DELETE FROM outbox WHERE id = ANY($7::bigint[])),
+inbox AS (
+    INSERT INTO processed_event (consumer, event_id) SELECT $8::text, unnest($9::text[])
+    ON CONFLICT DO NOTHING RETURNING 1
+),
 new AS (
     INSERT INTO outbox (event_id, topic, key, headers, body, created_at)
     SELECT event_id, topic, key, headers::jsonb, body, clock_timestamp()
@@ -77,7 +83,7 @@ new AS (
     ORDER BY position
     RETURNING id, event_id, topic, key
 )
-SELECT n.id, n.event_id, older_row.id IS NOT NULL AS blocked
+SELECT n.id, n.event_id, older_row.id IS NOT NULL AS blocked, (SELECT count(*) FROM inbox) AS claimed
 FROM new n
 LEFT JOIN LATERAL (
     SELECT older.id FROM outbox older

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from leadflow_contracts import Event, LeadActivity, LeadCaptured, LeadContact, new_event
 from leadflow_contracts.topics import ACTIVITY, CAPTURED, dead_letter_topic
-from leadflow_kit.consumer import ConsumerRunner, EventConsumer, UnitOfWork
+from leadflow_kit.consumer import ConsumerRunner, EventConsumer, PermanentError, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.platform import Platform
 from leadflow_kit.settings import ServiceSettings
@@ -61,6 +61,12 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
     async def record_effect(event: Event[LeadCaptured], uow: UnitOfWork[None]) -> None:
         if event.data.lead_id.startswith("poison"):
             raise RuntimeError(f"this lead always fails for {event.data.contact.email}")
+        if event.data.lead_id.startswith("strict"):
+            # A handler that finds what its event's first handling did and calls it bad data.
+            seen = await uow.session.execute(text("SELECT 1 FROM effect WHERE lead_id = :lead"),
+                                             {"lead": event.data.lead_id})
+            if seen.first() is not None:
+                raise PermanentError(f"{event.data.lead_id} was handled already")
         # Leads named for the prepare step record what it found instead of their event id.
         recorded = uow.prepared.get(event.id, "nothing") if "prepar" in event.data.lead_id else event.id
         await uow.session.execute(
@@ -94,6 +100,32 @@ async def test_an_event_delivered_twice_has_its_effect_once(harness: Any) -> Non
 
     await eventually(both_seen)
     assert await effects(db) == [("lead-twice", event.id)]
+
+
+async def test_a_redelivered_event_is_skipped_even_where_its_handler_would_now_refuse_it(harness: Any) -> None:
+    """The runner claims an event in the inbox after its handler ran: a redelivered event meets the effects
+    of its first handling. Whatever the handler makes of that (here a PermanentError), the event is a
+    duplicate, not a dead letter, and its first effect stays the only one."""
+    settings, db, metrics = harness
+    event = captured("strict-lead")
+    await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [event])
+
+    async def handled() -> bool:
+        return await effects(db) == [("strict-lead", event.id)]
+
+    await eventually(handled)
+    # Again, and behind it, in its partition, a lead that shows when the repeat was dealt with.
+    after = captured("after-strict", key="strict-lead")
+    await produce(settings.kafka_bootstrap_servers, settings.topic_prefix, [event, after])
+
+    async def both_taken() -> bool:
+        return any(lead == "after-strict" for lead, _ in await effects(db))
+
+    await eventually(both_taken)
+    outcomes = {outcome: metrics.events_consumed.labels("kit-test", settings.topic(CAPTURED), outcome)._value.get()
+                for outcome in ("duplicate", "dead_lettered")}
+    assert outcomes == {"duplicate": 1, "dead_lettered": 0}
+    assert [lead for lead, _ in await effects(db)].count("strict-lead") == 1
 
 
 async def test_a_failing_event_is_dead_lettered_and_the_consumer_moves_on(harness: Any) -> None:

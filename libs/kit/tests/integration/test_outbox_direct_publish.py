@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from leadflow_contracts import Event, LeadCaptured, LeadContact, encode_body, encode_headers, new_event
 from leadflow_contracts.topics import CAPTURED
-from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
+from leadflow_kit.db import Database, asyncpg_dsn, driver_connection, new_metadata
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
-from leadflow_kit.outbox import Outbox, OutboxRelay
+from leadflow_kit.outbox import EventsAlreadyClaimed, Outbox, OutboxRelay
 from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, INSERT_ROWS, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
 from leadflow_stack.testing import eventually, read_events
@@ -235,15 +235,17 @@ async def test_the_insert_s_check_for_an_older_row_of_a_key_reads_only_that_key_
         await writing.start()
         rows = (["new-1", "new-2", "new-3"], ["t"] * 3, ["lead-1", "lead-2", "lead-3"], ["[]"] * 3, ["{}"] * 3)
         plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {INSERT_ROWS}", *rows,
-                                                [], []))
+                                                [], [], "", []))
         await writing.rollback()
         writing = conn.transaction()
         await writing.start()
-        blocked = {record["event_id"]: record["blocked"] for record in await conn.fetch(INSERT_ROWS, *rows, [], [])}
+        written = await conn.fetch(INSERT_ROWS, *rows, [], [], "", [])
+        blocked = {record["event_id"]: record["blocked"] for record in written}
         await writing.rollback()
         writing = conn.transaction()
         await writing.start()
-        not_counting_older = await conn.fetch(INSERT_ROWS, ["new-4"], ["t"], ["lead-2"], ["[]"], ["{}"], [older], [])
+        not_counting_older = await conn.fetch(INSERT_ROWS, ["new-4"], ["t"], ["lead-2"], ["[]"], ["{}"], [older], [],
+                                              "", [])
         await writing.rollback()
     finally:
         await conn.close()
@@ -275,3 +277,37 @@ async def test_a_long_transaction_s_rows_are_sent_once_by_their_writer_not_again
         ids = await on_kafka(infra, writer, events)
     assert sorted(ids) == sorted(event.id for event in events)  # each once
     assert await outbox_size(writer.db) == 0
+
+
+async def test_a_consumer_s_inbox_claim_rides_on_the_outbox_statement_and_a_repeat_rolls_it_all_back(
+        infra: Any, writer: Writer) -> None:
+    """A consumer claims a handled batch's events last: in the statement that writes its outbox rows, no
+    round trip of its own. When one of them was processed before, the whole transaction rolls back, its
+    outbox rows with it, and none of its events is published."""
+    first, repeat = captured("lead-1"), captured("lead-2")
+    statements: list[str] = []
+
+    def log(query: Any) -> None:
+        statements.append(query.query)
+
+    async with writer.publishing():
+        async with writer.db.transaction() as session:
+            conn = await driver_connection(session)
+            conn.add_query_logger(log)
+            await writer.outbox.add(session, first)
+            await writer.outbox.claim_last(session, "kit-consumer", ["event-1"])
+        conn.remove_query_logger(log)
+        with pytest.raises(EventsAlreadyClaimed):
+            async with writer.db.transaction() as session:
+                await writer.outbox.add(session, repeat)
+                await writer.outbox.claim_last(session, "kit-consumer", ["event-2", "event-1"])
+        await on_kafka(infra, writer, [first])
+        await eventually(holds(lambda: writer.published() == 1), what="the first event counted")
+    async with writer.db.transaction() as session:
+        inbox = (await session.execute(text("SELECT consumer, event_id FROM processed_event"))).all()
+        outbox = (await session.execute(text("SELECT event_id FROM outbox"))).all()
+    assert [tuple(row) for row in inbox] == [("kit-consumer", "event-1")]
+    assert outbox == []  # the first sent and deleted, the repeat's never committed
+    assert writer.published() == 1
+    # One write for the outbox rows and the claim together.
+    assert [s for s in statements if "processed_event" in s] == [INSERT_ROWS]
