@@ -38,7 +38,9 @@ async def test_lead_posted_while_kafka_is_down_is_published_when_it_is_back(capt
     event = await capture.captured(lead_id, timeout=90)
     assert event.data.attribution.utm_source == "outage"
     events = await capture.events(topics.CAPTURED, lambda evs: any(e.subject == lead_id for e in evs))
-    assert [e.subject for e in events].count(lead_id) == 1
+    # Published at least once, as one event: should the broker come back while the direct send still waits
+    # on it, past the relay's backstop age, both may deliver it, and consumers' inboxes skip the repeat.
+    assert {e.id for e in events if e.subject == lead_id} == {event.id}
 
 
 async def test_an_unreachable_database_is_a_503_to_retry_never_a_500(capture_env):
