@@ -3,7 +3,7 @@ events keep their order whoever sends them."""
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import EventsAlreadyClaimed, Outbox, OutboxRelay
 from leadflow_kit.publisher import BACKSTOP_AGE_SECONDS, INSERT_ROWS, DirectPublisher
 from leadflow_kit.settings import ServiceSettings
-from leadflow_stack.testing import eventually, read_events
+from leadflow_stack.testing import counting_statements, eventually, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -285,18 +285,12 @@ async def test_a_consumer_s_inbox_claim_rides_on_the_outbox_statement_and_a_repe
     round trip of its own. When one of them was processed before, the whole transaction rolls back, its
     outbox rows with it, and none of its events is published."""
     first, repeat = captured("lead-1"), captured("lead-2")
-    statements: list[str] = []
-
-    def log(query: Any) -> None:
-        statements.append(query.query)
-
     async with writer.publishing():
-        async with writer.db.transaction() as session:
-            conn = await driver_connection(session)
-            conn.add_query_logger(log)
-            await writer.outbox.add(session, first)
-            await writer.outbox.claim_last(session, "kit-consumer", ["event-1"])
-        conn.remove_query_logger(log)
+        with ExitStack() as counting:  # until after the commit, where the outbox rows are written
+            async with writer.db.transaction() as session:
+                statements = counting.enter_context(counting_statements(await driver_connection(session)))
+                await writer.outbox.add(session, first)
+                await writer.outbox.claim_last(session, "kit-consumer", ["event-1"])
         with pytest.raises(EventsAlreadyClaimed):
             async with writer.db.transaction() as session:
                 await writer.outbox.add(session, repeat)

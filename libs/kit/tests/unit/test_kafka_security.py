@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import datetime
 import ssl
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from leadflow_kit.kafka import kafka_client_options
 from leadflow_kit.settings import ServiceSettings, service_config
+from leadflow_stack.testing import self_signed_certificate
 
 
 class CaptureLikeSettings(ServiceSettings):
     model_config = service_config("CAPTURE_")
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leadflow test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def test_plaintext_is_the_default_and_adds_nothing_but_the_brokers() -> None:
@@ -57,7 +35,7 @@ def test_sasl_plaintext_passes_mechanism_and_credentials(mechanism: str) -> None
 
 
 def test_sasl_ssl_from_the_services_env_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    cafile, _ = _self_signed(tmp_path)
+    cafile, _ = self_signed_certificate(tmp_path)
     monkeypatch.setenv("CAPTURE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("CAPTURE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("CAPTURE_KAFKA_SASL_USERNAME", "capture")
@@ -74,7 +52,7 @@ def test_sasl_ssl_from_the_services_env_names(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_ssl_with_a_client_certificate_and_system_cas(tmp_path: Path) -> None:
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed_certificate(tmp_path)
     options = kafka_client_options(ServiceSettings(kafka_security_protocol="SSL", kafka_ssl_certfile=certfile,
                                                    kafka_ssl_keyfile=keyfile))
     assert options["security_protocol"] == "SSL"
@@ -109,7 +87,7 @@ def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tls_files_must_exist_and_match_the_protocol(tmp_path: Path) -> None:
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed_certificate(tmp_path)
     with pytest.raises(ValidationError, match="kafka_ssl_cafile"):
         ServiceSettings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "missing.pem")
     with pytest.raises(ValidationError, match="SASL_PLAINTEXT uses no TLS"):
