@@ -197,6 +197,7 @@ async def send_the_leads(
     # Money: Ada's deal is open pipeline, Eve's is won; the spring campaign spent 300 on the window's days.
     await produce(infra.bootstrap_servers, prefix, [deal(ids["ada"], "opportunity_created", "5000"),
                                                     deal(ids["eve"], "converted", "1200")])
+    await deals(infra, sla_database, [ids["ada"], ids["eve"]])
     async with httpx.AsyncClient(timeout=10, headers=ADMIN) as http:
         spent = await http.post(f"{sla_url}/v1/admin/campaigns/spend", json={
             "utm_campaign": "spring", "source": "google", "period_from": T.date().isoformat(),
@@ -205,11 +206,21 @@ async def send_the_leads(
 
 
 async def clocks(infra: Any, database: str, lead_ids: list[str], status: str) -> None:
+    await all_found(infra, database, "SELECT count(*) FROM sla_clock WHERE lead_id = ANY($1) AND status = $2",
+                    lead_ids, status)
+
+
+async def deals(infra: Any, database: str, lead_ids: list[str]) -> None:
+    """sla has taken the leads' deals (it fetches in batches of up to a tenth of a second)."""
+    await all_found(infra, database, "SELECT count(*) FROM lead WHERE lead_id = ANY($1) AND deal_amount IS NOT NULL",
+                    lead_ids)
+
+
+async def all_found(infra: Any, database: str, count: str, lead_ids: list[str], *args: Any) -> None:
     async def all_there() -> bool:
         conn = await asyncpg.connect(infra.asyncpg_dsn(database))
         try:
-            found = await conn.fetchval("SELECT count(*) FROM sla_clock WHERE lead_id = ANY($1) AND status = $2",
-                                        lead_ids, status)
+            found = await conn.fetchval(count, lead_ids, *args)
         finally:
             await conn.close()
         return bool(found == len(lead_ids))
