@@ -82,6 +82,27 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def yield_cpu(niceness: int) -> Callable[[], None]:
+    """A preexec_fn (after ``start_new_session``): the child runs at ``niceness``, and so does its session.
+
+    Linux schedules a session's processes as one group (autogroup, on by default): a process's own nice
+    value weighs it only against its session's other processes, and each session gets an equal share of
+    a full machine. So a child in a session of its own gets the niceness on its session's group as well.
+    Raising a niceness needs no privilege; a parent already nicer keeps its own value. Elsewhere than
+    Linux, or with autogroup off, the process's niceness alone does it.
+    """
+
+    def apply() -> None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, max(niceness, os.getpriority(os.PRIO_PROCESS, 0)))
+        # Only a session leader's group is its own: elsewhere it would lower its caller's session too.
+        if os.getsid(0) == os.getpid():
+            with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write(str(niceness))
+
+    return apply
+
+
 def start_ticks(pid: int) -> int:
     """When ``pid`` started, in clock ticks since boot (field 22 of ``/proc/<pid>/stat``).
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,13 @@ DEFAULT_SERVICE_PORTS: Mapping[str, int] = {
     # The web console (leadflow_console), started after the five: it calls them.
     "console": 8000,
 }
+# Services that yield the CPU on a machine they share with the hand-off path (capture, enrichment,
+# scoring, routing, and the PostgreSQL and Kafka they wait on). sla keeps the funnel, the timeline, the
+# reports and the SLA clocks: none of it is on a lead's way to its rep, and its clocks run on the events'
+# own times, so a backlog there delays a figure or a notice, not a hand-off. At equal shares a full machine
+# starved routing, the busiest single process on the path, and the queue formed in front of it
+# (docs/performance.md, session 16).
+SERVICE_NICENESS: Mapping[str, int] = {"sla": 10}
 DEV_ADMIN_API_KEY = "dev-admin-key"
 # The only non-public addresses the local stack's webhooks may reach: its own receivers on loopback.
 LOCAL_RECEIVER_NETWORKS = "127.0.0.0/8,::1/128"
@@ -108,11 +115,15 @@ class ServiceSupervisor:
     """Starts, watches and stops service processes; pid and config files live in ``run_dir``,
     one log file per process in ``log_dir``."""
 
-    def __init__(self, run_dir: Path, log_dir: Path, marker_root: Path, *, die_with_parent: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, log_dir: Path, marker_root: Path, *, die_with_parent: bool = False,
+        niceness: Mapping[str, int] = SERVICE_NICENESS,
+    ) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.marker_root = marker_root
         self.die_with_parent = die_with_parent
+        self.niceness = niceness
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- files ----------------------------------------------------------------------------
@@ -251,10 +262,24 @@ class ServiceSupervisor:
                 env=config.env(self.marker_root),
                 cwd=self._cwd(),
                 start_new_session=True,
-                preexec_fn=procs.die_with_parent if self.die_with_parent else None,
+                preexec_fn=self._preexec(config.name),
             )
         self._children[config.name] = popen
         procs.write_pidfile(self._pidfile(config.name), procs.PidRecord.of(popen.pid))
+
+    def _preexec(self, name: str) -> Callable[[], None] | None:
+        """What the child runs before ``serve``: its priority (``niceness``), and dying with us."""
+        steps = [procs.yield_cpu(niceness)] if (niceness := self.niceness.get(name, 0)) else []
+        if self.die_with_parent:
+            steps.append(procs.die_with_parent)
+        if not steps:
+            return None
+
+        def preexec() -> None:
+            for step in steps:
+                step()
+
+        return preexec
 
     async def wait_ready(self, name: str, *, timeout: float = 60.0) -> None:
         config = self.config(name)

@@ -34,6 +34,7 @@ from leadflow_stack.services import (
     DEFAULT_SERVICE_PORTS,
     DEV_ADMIN_API_KEY,
     SERVICE_NAMES,
+    SERVICE_NICENESS,
     ServiceConfig,
     ServiceSupervisor,
     service_available,
@@ -59,6 +60,9 @@ class StackConfig:
     durable: bool = True
     # Children get SIGKILL when the starting process dies (test sessions, never `make up`).
     die_with_parent: bool = False
+    # Services off the hand-off path yield the CPU to it (services.SERVICE_NICENESS). Test stacks do not:
+    # their tests wait on sla as much as on the others, on a machine full of test processes.
+    yield_cpu: bool = True
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "service_ports": dict(self.service_ports)}, indent=2)
@@ -133,6 +137,7 @@ class Stack:
             self.log_dir,
             self.root,
             die_with_parent=self.config.die_with_parent,
+            niceness=SERVICE_NICENESS if self.config.yield_cpu else {},
         )
 
     # -- construction ---------------------------------------------------------------------
@@ -181,6 +186,7 @@ class Stack:
                 service_ports={},
                 durable=False,
                 die_with_parent=True,
+                yield_cpu=False,
             ),
         )
 
