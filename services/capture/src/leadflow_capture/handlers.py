@@ -361,6 +361,14 @@ async def request_erasure(email: str | None, lead_ids: list[str], uow: UnitOfWor
         open_request = await store.open_erasure(uow.session, person_key)
         if open_request is not None:
             return open_request
+    elif lead_ids:
+        # Named by lead id alone, the person may already be gone from here (capture answers its own part as
+        # soon as it reads the request) while other services still work on it: the open request that
+        # names one of those leads is theirs.
+        await store.lock(uow.session, "erasure-leads:" + min(lead_ids))
+        open_request = await store.open_erasure_of_leads(uow.session, lead_ids)
+        if open_request is not None:
+            return open_request
     now = uow.now()
     erasure = NewErasure(str(uuid.uuid4()), person_key, person.lead_ids, now)
     await store.add_erasure(uow.session, erasure)

@@ -316,6 +316,14 @@ class CaptureStore:
             "SELECT id FROM erasure_request WHERE person_key = $1 AND completed_at IS NULL", person_key)
         return str(found) if found is not None else None
 
+    async def open_erasure_of_leads(self, session: AsyncSession, lead_ids: list[str]) -> str | None:
+        """The id of an erasure request still waiting for answers that erases one of ``lead_ids``, if any
+        (the oldest; requests are few, so no index)."""
+        found = await (await driver_connection(session)).fetchval(
+            "SELECT id FROM erasure_request WHERE lead_ids && $1::varchar[] AND completed_at IS NULL "
+            "ORDER BY requested_at LIMIT 1", lead_ids)
+        return str(found) if found is not None else None
+
     async def add_erasure(self, session: AsyncSession, erasure: privacy.NewErasure) -> None:
         await (await driver_connection(session)).execute(
             "INSERT INTO erasure_request (id, person_key, lead_ids, requested_at) VALUES ($1, $2, $3, $4)",
