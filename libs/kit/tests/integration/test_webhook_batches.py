@@ -387,3 +387,89 @@ async def test_webhooks_handed_over_at_commit_go_out_without_a_claim_or_a_notify
     assert not any("WITH claimed" in s or "min(x.next_attempt_at)" in s for s in statements)
     # BEGIN, the outcomes' statement and COMMIT a round, however many sends ended in it.
     assert len(statements) <= 3 * len(leads)
+
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(db: Database, settings: WebhookSettings
+                             ) -> AsyncIterator[tuple[WebhookDispatcher, WebhookHandOff]]:
+    """A dispatcher of ``db`` running (its hand-off filled) until the block ends."""
+    http = guarded_client(settings.egress_policy())
+    dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
+    hand_off = WebhookHandOff()
+    hand_off.dispatcher = dispatcher
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        yield dispatcher, hand_off
+    finally:
+        dispatcher.stop()
+        await running
+        await http.aclose()
+
+class HoldingReceiver:
+    """An HTTP/1.1 receiver that holds each request ``delay`` seconds and counts how many it holds at once."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.open = 0
+        self.most_open = 0
+        self.requests: list[str] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                self.requests.append(json.loads(await reader.readexactly(length))["data"]["lead_id"])
+                self.open += 1
+                self.most_open = max(self.most_open, self.open)
+                try:
+                    await asyncio.sleep(self.delay)
+                finally:
+                    self.open -= 1
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+
+async def test_two_transactions_that_saw_the_same_room_do_not_send_past_the_share(infra: Any) -> None:
+    """Two transactions look at the dispatcher's room before either commits, and each leases it the
+    subscription's whole share: at their commits it starts only what the share still allows and gives
+    the rest back for a claim, so the receiver never holds more than the share, and every webhook goes
+    out once."""
+    receiver = HoldingReceiver(delay=0.5)
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with webhook_database(infra, [], []) as db:
+        settings = WebhookSettings(**{
+            "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
+            "environment": "test", "webhook_poll_interval_seconds": 30, "webhook_allow_http": True,
+            "webhook_allowed_networks": "127.0.0.1", "webhook_subscription_concurrency": 2})
+        async with db.transaction() as session:
+            await session.execute(insert(subscription_table).values(
+                id="crm", url=f"http://127.0.0.1:{port}/hook", event_types=["*"], active=True,
+                secret_ciphertext=settings.secret_box().encrypt(new_secret())))
+        queuing = Database(db.url)
+        try:
+            async with running_dispatcher(db, settings) as (dispatcher, hand_off):
+                async def dispatching() -> bool:
+                    return dispatcher.running
+
+                await eventually(dispatching)
+                # Both look at the room (nothing in flight) before either commits; the second commits first.
+                async with queuing.transaction() as first, queuing.transaction() as second:
+                    for session, leads in ((first, ("lead-1", "lead-2")), (second, ("lead-3", "lead-4"))):
+                        await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                                         for lead in leads], hand_off)
+
+                async def all_delivered() -> bool:
+                    found = (await rows(queuing)).values()
+                    return len(found) == 4 and {row["status"] for row in found} == {"delivered"}
+
+                await eventually(all_delivered, timeout=15)
+        finally:
+            await queuing.dispose()
+            server.close()
+    assert receiver.most_open == 2
+    assert sorted(receiver.requests) == ["lead-1", "lead-2", "lead-3", "lead-4"]

@@ -90,7 +90,9 @@ class WebhookDispatcher:
     ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
 
     A transaction of this process that queues webhooks (``enqueue_webhooks`` with a ``WebhookHandOff``)
-    hands over, at commit, the rows it leased to this dispatcher: they are sent at once. A claim runs only
+    hands over, at commit, the rows it leased to this dispatcher: they are sent at once, within the room
+    left then (sends started since the transaction looked, by a claim or another transaction's hand-over,
+    may have taken some: those are given back, for a claim within the room). A claim runs only
     when something may wait for one: a NOTIFY (rows queued elsewhere, a replay, a release), rows queued
     here that were not handed over, a recorded outcome after which a row of its subscription is due and
     not leased, a send ending while every slot was taken, and the poll interval (leases run out, retries
@@ -127,6 +129,9 @@ class WebhookDispatcher:
         # Rows leased to this dispatcher that it will not send: handed over while it stopped, or their
         # send cut off at the stop. Released at the end of run().
         self._unsent: list[DueDelivery] = []
+        # Rows handed over past their subscription's share (or past the concurrency): released by the next
+        # round, for a claim once there is room.
+        self._over_room: list[DueDelivery] = []
         # Whether the next round claims (else it only records, until the poll's time comes).
         self._claim_wanted = True
         # The last claim took every free slot: a send that ends may leave room for a row still due.
@@ -171,9 +176,18 @@ class WebhookDispatcher:
             return
         now = self.clock.now()
         for due in queued.handed:
-            self._start(_Claimed(due, self._signing_secrets(due, now)))
-        if queued.claimable:
+            # The transaction saw the room before it committed; sends started meanwhile (a claim, another
+            # transaction's hand-over) may have taken it. A send is started only within the room.
+            if self._has_room_for(due.subscription_id):
+                self._start(_Claimed(due, self._signing_secrets(due, now)))
+            else:
+                self._over_room.append(due)
+        if queued.claimable or self._over_room:
             self.wake()
+
+    def _has_room_for(self, subscription_id: str) -> bool:
+        return (len(self._sending) < self.settings.webhook_concurrency
+                and self._in_flight.get(subscription_id, 0) < self.settings.webhook_subscription_concurrency)
 
     async def run(self) -> None:
         listener = await self._listen()
@@ -187,6 +201,7 @@ class WebhookDispatcher:
                 self._wake.clear()
                 try:
                     await self._record_finished()
+                    await self._release_over_room()
                     if self._claim_wanted or loop.time() >= next_claim:
                         self._claim_wanted = False
                         if await self._start_due():
@@ -226,7 +241,8 @@ class WebhookDispatcher:
         await asyncio.gather(*self._sending, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._record_finished()
-        unsent, self._unsent = self._unsent, []
+        unsent, self._unsent = [*self._unsent, *self._over_room], []
+        self._over_room = []
         if not unsent:
             return
         try:
@@ -236,6 +252,19 @@ class WebhookDispatcher:
         except Exception as exc:
             log.warning("could not release %d unsent webhook(s) at stop (%s: %s); their lease runs out in %d s",
                         len(unsent), type(exc).__name__, exc, self.lease.total_seconds())
+
+    async def _release_over_room(self) -> None:
+        """Give back the rows handed over past the room (due at once; a claim takes them within it)."""
+        if not self._over_room:
+            return
+        rows, self._over_room = self._over_room, []
+        try:
+            async with webhook_transaction(self.db) as store:
+                await store.release([(due.id, due.attempts) for due in rows], self.clock.now())
+        except BaseException:
+            self._over_room[:0] = rows  # the next round tries again; meanwhile their lease holds them
+            raise
+        self._claim_wanted = True
 
     async def _listen(self) -> asyncpg.Connection | None:
         try:
