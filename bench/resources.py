@@ -217,6 +217,9 @@ class StatementCounter:
                                    "query": " ".join(row["query"].split())[:160]})
             per.setdefault("_all", []).append(row)
         for per in found.values():
+            # Every statement, for working out a lead's round trips from the JSON (the report prints the top).
+            per["all"] = [{"calls": r["calls"], "exec_ms": round(r["total_exec_time"], 1),
+                           "query": " ".join(r["query"].split())[:400]} for r in per["_all"]]
             # The statements the database spent most time on: where its CPU per lead goes.
             slowest = sorted(per.pop("_all"), key=lambda r: -r["total_exec_time"])[:top]
             per["most_time"] = [{"calls": r["calls"], "exec_ms": round(r["total_exec_time"], 1),
