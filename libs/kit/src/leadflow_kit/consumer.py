@@ -46,6 +46,7 @@ from leadflow_kit.kafka import kafka_client_options
 from leadflow_kit.logging import log_context, redact_text
 from leadflow_kit.outbox import EventsAlreadyClaimed, claim_events
 from leadflow_kit.platform import Platform
+from leadflow_kit.pressure import CpuPressure
 from leadflow_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ class ConsumerRunner(Generic[D]):
         # Offsets handled and not yet committed to Kafka, and when the next commit is due.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_due = 0.0
+        self._cpu_pressure = CpuPressure.find() if settings.consumer_linger_ms > 0 else None
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
@@ -280,6 +282,8 @@ class ConsumerRunner(Generic[D]):
         while not self._stopping.is_set():
             self._resume_due(kafka)
             batches = await kafka.getmany(timeout_ms=200)
+            if batches and self._cpu_is_short():
+                await self._linger(kafka, batches)
             if kafka.assignment():
                 self.assigned.set()
             if not batches:
@@ -302,6 +306,29 @@ class ConsumerRunner(Generic[D]):
             # Partitions run side by side; within one partition records stay in order.
             results = await asyncio.gather(*(self._bounded(records) for records in batches.values()))
             await self._settle(kafka, batches, dict(zip(batches, results, strict=True)))
+
+    def _cpu_is_short(self) -> bool:
+        return (self._cpu_pressure is not None
+                and self._cpu_pressure.share() >= self.settings.consumer_linger_cpu_pressure)
+
+    async def _linger(
+        self, kafka: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Add to ``batches`` (in place, each partition's records in order) what arrives within
+        ``consumer_linger_ms``, up to ``kafka_max_poll_records`` in all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.consumer_linger_ms / 1000
+        limit = self.settings.kafka_max_poll_records
+        count = sum(map(len, batches.values()))
+        self.metrics.consumer_lingered_polls.labels(self.settings.service_name).inc()
+        while count < limit and not self._stopping.is_set():
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = await kafka.getmany(timeout_ms=remaining_ms, max_records=limit - count)
+            for tp, records in more.items():
+                batches.setdefault(tp, []).extend(records)
+                count += len(records)
 
     async def _bounded(self, records: list[ConsumerRecord[bytes, bytes]]) -> tuple[int, BaseException | None]:
         async with self._partition_slots:

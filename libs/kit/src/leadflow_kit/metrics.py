@@ -54,6 +54,11 @@ class ServiceMetrics:
             "Handler attempts retried, by reason: infrastructure (an outage: the partition waits) or error",
             ["service", "topic", "reason"], registry=r,
         )
+        self.consumer_lingered_polls = Counter(
+            "leadflow_consumer_lingered_polls_total",
+            "Polls that waited up to consumer_linger_ms for more records because the CPU was short",
+            ["service"], registry=r,
+        )
         self.dead_lettered = Counter(
             "leadflow_dead_lettered_total", "Events sent to a dead-letter topic",
             ["service", "topic"], registry=r,

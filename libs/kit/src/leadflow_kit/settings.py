@@ -66,6 +66,14 @@ class ServiceSettings(BaseSettings):
     # __consumer_offsets. What a crash loses is only where a restarted consumer resumes: the events it
     # gets again are in its inbox, so their effects are not repeated. 0 commits after every poll.
     consumer_commit_interval_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Bigger batches when CPU is short: while the share of wall time some process waited for a CPU (Linux's
+    # pressure stall information, leadflow_kit.pressure) is at least consumer_linger_cpu_pressure, a poll
+    # that returned records keeps polling up to consumer_linger_ms for more before they are handled. A batch
+    # costs its transaction, its round trips and its fsync whatever its size, so on a full machine the hops
+    # that could keep up alone hand their CPU to the busiest (make bench at 100 leads/s: docs/performance.md);
+    # on a machine with CPU to spare no event waits. 0 ms, or a kernel without PSI: never.
+    consumer_linger_ms: float = Field(default=15.0, ge=0, le=1000)
+    consumer_linger_cpu_pressure: float = Field(default=0.5, ge=0, le=1)
     # Attempts at an event whose handler fails while the database answers; then it is dead-lettered.
     # An outage (database or broker unreachable, a deadlock, a timeout) never counts: the partition
     # waits and retries with backoff, from consumer_retry_backoff_seconds doubling up to

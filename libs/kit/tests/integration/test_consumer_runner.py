@@ -2,6 +2,8 @@
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +14,7 @@ from sqlalchemy import text
 
 from leadflow_contracts import Event, LeadActivity, LeadCaptured, LeadContact, new_event
 from leadflow_contracts.topics import ACTIVITY, CAPTURED, dead_letter_topic
+from leadflow_kit import pressure
 from leadflow_kit.consumer import ConsumerRunner, EventConsumer, PermanentError, UnitOfWork
 from leadflow_kit.db import Database, new_metadata
 from leadflow_kit.platform import Platform
@@ -36,6 +39,23 @@ async def topics_and_effect_table(infra: Any) -> tuple[str, Database]:
         await conn.run_sync(new_metadata().create_all)
         await conn.execute(text("CREATE TABLE effect (lead_id text, event_id text)"))
     return prefix, db
+
+
+@asynccontextmanager
+async def running(
+    consumer: EventConsumer[None], settings: ServiceSettings, db: Database
+) -> AsyncIterator[tuple[ConsumerRunner[None], Platform]]:
+    """A runner of ``consumer`` on ``db``, stopped (its producers and database closed) on the way out."""
+    platform = replace(Platform.build(settings), db=db)
+    runner = ConsumerRunner(consumer, platform, None)
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner, platform
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+        await platform.producers.close()
+        await db.dispose()
 
 
 @pytest.fixture(params=[False, True], ids=["transaction-per-partition", "transaction-per-poll"])
@@ -358,18 +378,48 @@ async def test_a_poll_over_several_topics_is_handled_in_the_order_its_events_wer
     for event in written:
         await produce(settings.kafka_bootstrap_servers, prefix, [event])  # each its own write, its own time
         await asyncio.sleep(0.005)
-    platform = replace(Platform.build(settings), db=db)
-    runner = ConsumerRunner(consumer, platform, None)
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running(consumer, settings, db):
         async def all_handled() -> bool:
             return len(handled) >= len(written)
 
         await eventually(all_handled)
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 30)
-        await platform.producers.close()
-        await db.dispose()
     assert handled == [event.id for event in written]
     assert {LeadCaptured, LeadActivity} in calls, calls
+
+
+@pytest.mark.parametrize(("cpu_pressure_to_linger", "calls"), [(0.0, [2]), (0.5, [1, 1])],
+                         ids=["cpu-short", "cpu-to-spare"])
+async def test_a_poll_waits_for_more_records_only_while_the_cpu_is_short(
+    infra: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, cpu_pressure_to_linger: float, calls: list[int]
+) -> None:
+    """While the stalled share of PSI is at least consumer_linger_cpu_pressure, a poll that returned a record
+    keeps polling up to consumer_linger_ms: an event written 0.3 s after the first is handled in the same call
+    (one transaction). With CPU to spare each is handled as it comes. The PSI file here says nothing waits
+    (a share of 0), so a threshold of 0 is "short" and 0.5 is not."""
+    psi = tmp_path / "cpu.pressure"
+    psi.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    monkeypatch.setattr(pressure, "PSI_FILES", (psi,))
+    prefix, db = await topics_and_effect_table(infra)
+    settings = ServiceSettings(service_name="kit-linger", kafka_bootstrap_servers=infra.bootstrap_servers,
+                               topic_prefix=prefix, consumer_linger_ms=1000,
+                               consumer_linger_cpu_pressure=cpu_pressure_to_linger)
+    consumer = EventConsumer[None]("kit-linger")
+    sizes: list[int] = []
+
+    @consumer.subscribe(CAPTURED, LeadCaptured)
+    async def record_sizes(events: list[Event[LeadCaptured]], _uow: UnitOfWork[None]) -> None:
+        sizes.append(len(events))
+
+    async with running(consumer, settings, db) as (runner, platform):
+        await asyncio.wait_for(runner.assigned.wait(), 30)
+        await produce(settings.kafka_bootstrap_servers, prefix, [captured("linger-1", key="k")])
+        await asyncio.sleep(0.3)
+        await produce(settings.kafka_bootstrap_servers, prefix, [captured("linger-2", key="k")])
+
+        async def both_handled() -> bool:
+            return sum(sizes) >= 2
+
+        await eventually(both_handled)
+    assert sizes == calls
+    lingered = platform.metrics.consumer_lingered_polls.labels("kit-linger")._value.get()
+    assert (lingered >= 1) == (cpu_pressure_to_linger == 0.0)
