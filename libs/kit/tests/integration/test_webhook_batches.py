@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event, insert, select
 
+from leadflow_kit import pressure
 from leadflow_kit.db import Database, driver_connection, new_metadata
 from leadflow_kit.egress import IPAddress, guarded_client
 from leadflow_kit.webhooks import (
@@ -406,6 +407,37 @@ async def running_dispatcher(db: Database, settings: WebhookSettings
         await running
         await http.aclose()
 
+@contextlib.asynccontextmanager
+async def dispatching_to(infra: Any, receiver: RawReceiver | HoldingReceiver, **overrides: Any
+                         ) -> AsyncIterator[tuple[WebhookDispatcher, WebhookHandOff, Database]]:
+    """A running dispatcher (no poll for 30 s) with one subscription to ``receiver``, and a database of the
+    test's own for the transactions that queue webhooks."""
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with webhook_database(infra, [], []) as db:
+            settings = WebhookSettings(**{
+                "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
+                "environment": "test", "webhook_poll_interval_seconds": 30, "webhook_allow_http": True,
+                "webhook_allowed_networks": "127.0.0.1", **overrides})
+            async with db.transaction() as session:
+                await session.execute(insert(subscription_table).values(
+                    id="crm", url=f"http://127.0.0.1:{port}/hook", event_types=["*"], active=True,
+                    secret_ciphertext=settings.secret_box().encrypt(new_secret())))
+            queuing = Database(db.url)
+            try:
+                async with running_dispatcher(db, settings) as (dispatcher, hand_off):
+                    async def dispatching() -> bool:
+                        return dispatcher.running
+
+                    await eventually(dispatching)
+                    yield dispatcher, hand_off, queuing
+            finally:
+                await queuing.dispose()
+    finally:
+        server.close()
+
+
 class HoldingReceiver:
     """An HTTP/1.1 receiver that holds each request ``delay`` seconds and counts how many it holds at once."""
 
@@ -439,37 +471,47 @@ async def test_two_transactions_that_saw_the_same_room_do_not_send_past_the_shar
     the rest back for a claim, so the receiver never holds more than the share, and every webhook goes
     out once."""
     receiver = HoldingReceiver(delay=0.5)
-    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with webhook_database(infra, [], []) as db:
-        settings = WebhookSettings(**{
-            "service_name": "kit-webhooks", "database_url": db.url, "kafka_bootstrap_servers": "127.0.0.1:9",
-            "environment": "test", "webhook_poll_interval_seconds": 30, "webhook_allow_http": True,
-            "webhook_allowed_networks": "127.0.0.1", "webhook_subscription_concurrency": 2})
-        async with db.transaction() as session:
-            await session.execute(insert(subscription_table).values(
-                id="crm", url=f"http://127.0.0.1:{port}/hook", event_types=["*"], active=True,
-                secret_ciphertext=settings.secret_box().encrypt(new_secret())))
-        queuing = Database(db.url)
-        try:
-            async with running_dispatcher(db, settings) as (dispatcher, hand_off):
-                async def dispatching() -> bool:
-                    return dispatcher.running
+    async with dispatching_to(infra, receiver, webhook_subscription_concurrency=2) as (_, hand_off, queuing):
+        # Both look at the room (nothing in flight) before either commits; the second commits first.
+        async with queuing.transaction() as first, queuing.transaction() as second:
+            for session, leads in ((first, ("lead-1", "lead-2")), (second, ("lead-3", "lead-4"))):
+                await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                                 for lead in leads], hand_off)
 
-                await eventually(dispatching)
-                # Both look at the room (nothing in flight) before either commits; the second commits first.
-                async with queuing.transaction() as first, queuing.transaction() as second:
-                    for session, leads in ((first, ("lead-1", "lead-2")), (second, ("lead-3", "lead-4"))):
-                        await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
-                                                         for lead in leads], hand_off)
+        async def all_delivered() -> bool:
+            found = (await rows(queuing)).values()
+            return len(found) == 4 and {row["status"] for row in found} == {"delivered"}
 
-                async def all_delivered() -> bool:
-                    found = (await rows(queuing)).values()
-                    return len(found) == 4 and {row["status"] for row in found} == {"delivered"}
-
-                await eventually(all_delivered, timeout=15)
-        finally:
-            await queuing.dispose()
-            server.close()
+        await eventually(all_delivered, timeout=15)
     assert receiver.most_open == 2
     assert sorted(receiver.requests) == ["lead-1", "lead-2", "lead-3", "lead-4"]
+
+
+@pytest.mark.parametrize(("cpu_pressure_to_linger", "recordings"), [(0.0, 1), (0.5, 2)],
+                         ids=["cpu-short", "cpu-to-spare"])
+async def test_sends_that_end_while_the_cpu_is_short_are_recorded_together(
+    infra: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, cpu_pressure_to_linger: float, recordings: int
+) -> None:
+    """While the stalled share of PSI is at least consumer_linger_cpu_pressure, a send that ended waits up to
+    webhook_record_linger_ms to be recorded with those that end meanwhile: two webhooks queued 0.3 s apart
+    are recorded in one transaction. With CPU to spare each is recorded by the round after it ends. The PSI
+    file here says nothing waits (a share of 0), so a threshold of 0 is "short" and 0.5 is not."""
+    psi = tmp_path / "cpu.pressure"
+    psi.write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    monkeypatch.setattr(pressure, "PSI_FILES", (psi,))
+    receiver = RawReceiver()
+    async with dispatching_to(infra, receiver, webhook_record_linger_ms=1000,
+                              consumer_linger_cpu_pressure=cpu_pressure_to_linger) as (dispatcher, hand_off, queuing):
+        for lead in ("lead-1", "lead-2"):
+            async with queuing.transaction() as session:
+                await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)], hand_off)
+            await asyncio.sleep(0.3)
+
+        async def both_recorded() -> bool:
+            found = (await rows(queuing)).values()
+            return len(found) == 2 and {row["status"] for row in found} == {"delivered"}
+
+        await eventually(both_recorded, timeout=15)
+        recorded = dispatcher.metrics.recordings.labels("kit-webhooks")._value.get()
+    assert sorted(receiver.requests) == ["lead-1", "lead-2"]
+    assert recorded == recordings

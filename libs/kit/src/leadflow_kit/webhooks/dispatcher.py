@@ -23,6 +23,7 @@ from leadflow_kit.egress import guarded_client
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.platform import Background, Platform
+from leadflow_kit.pressure import CpuPressure
 from leadflow_kit.secretbox import SecretBox
 from leadflow_kit.webhooks.metrics import WebhookMetrics
 from leadflow_kit.webhooks.policy import AttemptOutcome, NextStep, next_step, parse_retry_after
@@ -86,8 +87,10 @@ async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
 class WebhookDispatcher:
     """Sends due deliveries; any number of replicas may run (rows are claimed or handed over, not shared).
 
-    Each row is sent by its own task and recorded as soon as it ends; a subscription has at most
-    ``webhook_subscription_concurrency`` sends in flight, all of them at most ``webhook_concurrency``.
+    Each row is sent by its own task and recorded by the next round after it ends (while the CPU is
+    short, by the round ``webhook_record_linger_ms`` after the first of them ended, with those that ended
+    meanwhile); a subscription has at most ``webhook_subscription_concurrency`` sends in flight, all of
+    them at most ``webhook_concurrency``.
 
     A transaction of this process that queues webhooks (``enqueue_webhooks`` with a ``WebhookHandOff``)
     hands over, at commit, the rows it leased to this dispatcher: they are sent at once, within the room
@@ -126,6 +129,9 @@ class WebhookDispatcher:
         self._sending_ids: set[int] = set()
         self._sending: set[asyncio.Task[None]] = set()
         self._finished: list[_Attempt] = []
+        # The loop's time the oldest of them ended (None while there is none).
+        self._finished_since: float | None = None
+        self._cpu_pressure = CpuPressure.find() if settings.webhook_record_linger_ms > 0 else None
         # Rows leased to this dispatcher that it will not send: handed over while it stopped, or their
         # send cut off at the stop. Released at the end of run().
         self._unsent: list[DueDelivery] = []
@@ -219,8 +225,11 @@ class WebhookDispatcher:
                     continue
                 if self._wake.is_set():
                     continue
+                wait = next_claim - loop.time()
+                if self._finished:
+                    wait = min(wait, self._record_wait())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(next_claim - loop.time(), 0.0))
+                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
                 if listener is None or listener.is_closed():
                     # Lost with a database restart: listen again, or wake-ups would wait for the poll.
                     listener = await self._listen()
@@ -240,7 +249,7 @@ class WebhookDispatcher:
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._record_finished()
+            await self._record_finished(at_once=True)
         unsent, self._unsent = [*self._unsent, *self._over_room], []
         self._over_room = []
         if not unsent:
@@ -316,6 +325,8 @@ class WebhookDispatcher:
             # Not `self._finished.append(await ...)`: that would take the list before the await, and
             # the loop swaps it for a fresh one while sends are in flight.
             attempt = await self._attempt(row)
+            if not self._finished:
+                self._finished_since = asyncio.get_running_loop().time()
             self._finished.append(attempt)
         except asyncio.CancelledError:
             self._sending_ids.discard(due.id)
@@ -335,13 +346,28 @@ class WebhookDispatcher:
                 self._claim_wanted = True
             self._wake.set()
 
-    async def _record_finished(self) -> None:
-        if self._finished:
-            finished, self._finished = self._finished, []
-            try:
-                await self._record_all(finished)
-            finally:
-                self._sending_ids.difference_update(a.row.due.id for a in finished)
+    async def _record_finished(self, *, at_once: bool = False) -> None:
+        if not self._finished or (not at_once and self._record_wait() > 0):
+            return
+        finished, self._finished = self._finished, []
+        self._finished_since = None
+        try:
+            await self._record_all(finished)
+        finally:
+            self._sending_ids.difference_update(a.row.due.id for a in finished)
+
+    def _record_wait(self) -> float:
+        """Seconds the sends that ended may still wait to be recorded together: none unless the CPU is
+        short, and none once ``webhook_batch_size`` have ended or the dispatcher stops."""
+        if (self._finished_since is None or len(self._finished) >= self.settings.webhook_batch_size
+                or self._stopping.is_set() or not self._cpu_is_short()):
+            return 0.0
+        linger = self.settings.webhook_record_linger_ms / 1000
+        return max(self._finished_since + linger - asyncio.get_running_loop().time(), 0.0)
+
+    def _cpu_is_short(self) -> bool:
+        return (self._cpu_pressure is not None
+                and self._cpu_pressure.share() >= self.settings.consumer_linger_cpu_pressure)
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
@@ -433,7 +459,9 @@ class WebhookDispatcher:
         while True:
             try:
                 async with webhook_transaction(self.db) as store:
-                    return await self._record(store, attempts)
+                    recorded = await self._record(store, attempts)
+                self.metrics.recordings.labels(self.service).inc()
+                return recorded
             except Exception as exc:
                 if not is_infrastructure_error(exc) or self._stopping.is_set():
                     raise

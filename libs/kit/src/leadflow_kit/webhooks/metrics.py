@@ -13,6 +13,11 @@ class WebhookMetrics:
             "leadflow_webhook_deliveries_total", "Webhook delivery attempts, by outcome (delivered|failed|dead)",
             ["service", "outcome"], registry=registry,
         )
+        self.recordings = Counter(
+            "leadflow_webhook_outcome_recordings_total",
+            "Transactions that recorded webhook outcomes (several each while the CPU is short)",
+            ["service"], registry=registry,
+        )
         self.duration = Histogram(
             "leadflow_webhook_delivery_duration_seconds", "Time of one webhook HTTP attempt",
             ["service"], buckets=DELIVERY_DURATION_BUCKETS, registry=registry,

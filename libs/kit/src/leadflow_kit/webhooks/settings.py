@@ -35,6 +35,14 @@ class WebhookSettings(ServiceSettings):
     webhook_max_retry_after_seconds: float = 86400.0
     webhook_poll_interval_seconds: float = 0.5
     webhook_batch_size: int = 50
+    # While the CPU is short (the same test as consumers' linger: consumer_linger_cpu_pressure), sends that
+    # ended wait up to this long, or until webhook_batch_size have, to be recorded in one transaction: a
+    # recording costs its transaction, its commit and its lead.delivered produce whatever its size, and on
+    # a full machine it was one per send or two (make bench at 100 leads/s: docs/performance.md, session 18).
+    # The delivery log, lead.delivered and a lead's next webhook are that much later; a process killed
+    # meanwhile sends those webhooks again under the same webhook-id, as it would if killed mid-send.
+    # 0 ms, or a kernel without PSI: each round records what has ended.
+    webhook_record_linger_ms: float = Field(default=50.0, ge=0, le=1000)
     # Sends in flight at once: in all, and to one subscription (a slow receiver fills only its own
     # share). A subscription's throughput is its share over a send's time: at 8, a CRM answering in
     # 50 ms on a loaded box took at most 160 webhooks/s, and make bench's hop to its receiver took
