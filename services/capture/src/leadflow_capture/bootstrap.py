@@ -41,7 +41,8 @@ class Deps:
     def __post_init__(self) -> None:
         self.fills = GroupCommit(lambda: unit_of_work(self.platform, self),
                                  self.settings.submission_group_window_ms / 1000, self.settings.submission_group_max,
-                                 self.metrics.group_size.observe)
+                                 self.metrics.group_size.observe,
+                                 behind_commit=self.settings.submission_group_behind_commit)
 
     def client_ip(self, request: Request) -> str | None:
         """The address rate limits count for this request (see ``web.client_address``)."""

@@ -4,7 +4,9 @@ Each request hands its item (a form fill) and the work that stores a list of the
 and waits for the group's commit before it answers, so a 202 still means the lead is stored. The work
 gets the whole group's items at once, so it can store them in a few statements (capture's locks them,
 looks them up and inserts them in one statement each); a group costs one BEGIN, those statements, one
-outbox write and one COMMIT however many fills it holds.
+outbox write and one COMMIT however many fills it holds. With ``behind_commit``, a group whose window ends
+while another of the same work is still committing waits for that commit and takes what arrived meanwhile:
+on a busy machine, where a commit takes longer, groups grow with it, and a quiet one waits no longer.
 
 The work answers each item: a result, or an exception that is that item's refusal alone (the work wrote
 nothing for it). A work that raises (a refused fill whose writes must roll back, a changed form, a
@@ -54,13 +56,18 @@ class GroupCommit(Generic[D]):
     with the same work, in one unit of work; ``observe`` is told each group's size once it committed."""
 
     def __init__(self, open_uow: OpenUnitOfWork[D], window_seconds: float, max_size: int,
-                 observe: Callable[[int], None] = lambda size: None) -> None:
+                 observe: Callable[[int], None] = lambda size: None, *, behind_commit: bool = False) -> None:
         self.open_uow = open_uow
         self.window_seconds = window_seconds
         self.max_size = max_size
         self.observe = observe
+        # While a group of the same work is committing, a group whose window ended waits for that commit
+        # (gathering what arrives meanwhile) instead of starting a transaction beside it.
+        self.behind_commit = behind_commit
         self._pending: dict[Work[D], list[_Member]] = {}
         self._timers: dict[Work[D], asyncio.TimerHandle] = {}
+        self._committing: dict[Work[D], int] = {}
+        self._behind: set[Work[D]] = set()
         # Groups being committed; referenced so the loop does not drop their tasks.
         self._running: set[asyncio.Task[None]] = set()
 
@@ -75,20 +82,39 @@ class GroupCommit(Generic[D]):
         pending.append(_Member(item, answer))
         if len(pending) >= self.max_size:
             self._start_group(work)
-        elif work not in self._timers:
-            self._timers[work] = loop.call_later(self.window_seconds, self._start_group, work)
+        elif work not in self._timers and work not in self._behind:
+            self._timers[work] = loop.call_later(self.window_seconds, self._window_ended, work)
         # Shielded: a request given up on (its client gone) must not cancel the group the others wait for.
         return await asyncio.shield(answer)
+
+    def _window_ended(self, work: Work[D]) -> None:
+        self._timers.pop(work, None)
+        if self.behind_commit and self._committing.get(work):
+            self._behind.add(work)
+        else:
+            self._start_group(work)
 
     def _start_group(self, work: Work[D]) -> None:
         timer = self._timers.pop(work, None)
         if timer is not None:
             timer.cancel()
+        self._behind.discard(work)
         members = self._pending.pop(work, [])
         if members:
+            self._committing[work] = self._committing.get(work, 0) + 1
             task = asyncio.get_running_loop().create_task(self._commit(work, members))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: self._committed(work))
+
+    def _committed(self, work: Work[D]) -> None:
+        left = self._committing.get(work, 1) - 1
+        if left > 0:
+            self._committing[work] = left
+        else:
+            self._committing.pop(work, None)
+        if work in self._behind:
+            self._start_group(work)
 
     async def _commit(self, work: Work[D], members: list[_Member]) -> None:
         try:

@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     # submission_group_max of them); each answers once that transaction committed. 0: every fill alone.
     submission_group_window_ms: float = Field(default=1.5, ge=0, le=50)
     submission_group_max: int = Field(default=64, ge=1, le=1000)
+    # A group whose window ended while the previous group is still committing waits for that commit and
+    # takes what arrived meanwhile: on a busy machine, where a commit takes longer, groups grow with it.
+    submission_group_behind_commit: bool = True
 
     # A second fill of the same email on the same form within this window is the same lead.
     double_submit_window_seconds: float = Field(default=600.0, ge=0)

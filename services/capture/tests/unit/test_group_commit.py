@@ -185,3 +185,39 @@ async def test_a_double_submit_within_one_group_gets_the_first_fills_lead(transa
     assert (first.kind, again.kind, other.kind) == ("accepted", "duplicate", "accepted")
     assert again.lead_id == first.lead_id != other.lead_id
     assert sorted(store.leads) == sorted([first.lead_id, other.lead_id])
+
+
+@pytest.mark.parametrize(("behind_commit", "runs"), [
+    (True, [["fill 1"], ["fill 2", "fill 3"]]),
+    (False, [["fill 1"], ["fill 2"], ["fill 3"]]),
+], ids=["behind-the-commit", "beside-it"])
+async def test_fills_whose_window_ends_while_a_group_commits_wait_for_it_and_go_together(
+    transactions, behind_commit, runs
+):
+    """A slow commit (a busy machine): fills whose windows end while it runs wait for it and share the next
+    transaction, rather than each opening one beside it."""
+    release = asyncio.Event()
+    opened = transactions.open
+
+    @asynccontextmanager
+    async def slow_first_commit() -> AsyncIterator[UnitOfWork[Deps]]:
+        first = not transactions.runs
+        async with opened() as uow:
+            yield uow
+            if first:
+                await release.wait()
+
+    sizes: list[int] = []
+    group = GroupCommit(slow_first_commit, 0.01, 10, sizes.append, behind_commit=behind_commit)
+    fills = [asyncio.create_task(group.run(transactions.work, "fill 1"))]
+    for name in ("fill 2", "fill 3"):
+        await asyncio.sleep(0.05)  # each past the window of the one before
+        fills.append(asyncio.create_task(group.run(transactions.work, name)))
+    await asyncio.sleep(0.05)
+    release.set()
+
+    answers = await asyncio.gather(*fills)
+
+    assert answers == [f"answer to fill {n}" for n in (1, 2, 3)]
+    assert sorted(transactions.runs) == runs
+    assert sorted(sizes) == sorted(len(run) for run in runs)
