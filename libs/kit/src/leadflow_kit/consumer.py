@@ -46,7 +46,7 @@ from leadflow_kit.kafka import kafka_client_options
 from leadflow_kit.logging import log_context, redact_text
 from leadflow_kit.outbox import EventsAlreadyClaimed, claim_events
 from leadflow_kit.platform import Platform
-from leadflow_kit.pressure import CpuPressure
+from leadflow_kit.pressure import cpu_shortage
 from leadflow_kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class ConsumerRunner(Generic[D]):
         # Offsets handled and not yet committed to Kafka, and when the next commit is due.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_due = 0.0
-        self._cpu_pressure = CpuPressure.find() if settings.consumer_linger_ms > 0 else None
+        self._cpu_is_short = cpu_shortage(settings.consumer_linger_cpu_pressure,
+                                          enabled=settings.consumer_linger_ms > 0)
         self.assigned = asyncio.Event()
 
     def stop(self) -> None:
@@ -306,10 +307,6 @@ class ConsumerRunner(Generic[D]):
             # Partitions run side by side; within one partition records stay in order.
             results = await asyncio.gather(*(self._bounded(records) for records in batches.values()))
             await self._settle(kafka, batches, dict(zip(batches, results, strict=True)))
-
-    def _cpu_is_short(self) -> bool:
-        return (self._cpu_pressure is not None
-                and self._cpu_pressure.share() >= self.settings.consumer_linger_cpu_pressure)
 
     async def _linger(
         self, kafka: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

@@ -58,3 +58,13 @@ class CpuPressure:
             if line.startswith("some "):
                 return int(line.rsplit("total=", 1)[1])
         raise ValueError(f"no 'some' line in {self.path}")
+
+
+def cpu_shortage(threshold: float, *, enabled: bool = True) -> Callable[[], bool]:
+    """A test of whether the CPU is short now: the stalled share (``CpuPressure.find``'s) is at least
+    ``threshold``. Always False when not ``enabled`` or where the kernel has no PSI. The consumers' linger and
+    the webhook dispatchers' recording share it (``consumer_linger_cpu_pressure``)."""
+    pressure = CpuPressure.find() if enabled else None
+    if pressure is None:
+        return lambda: False
+    return lambda: pressure.share() >= threshold

@@ -1,8 +1,11 @@
-"""The CPU pressure a consumer batches on, read from PSI files written here."""
+"""The CPU pressure consumers and webhook dispatchers batch on, read from PSI files written here."""
 
 from pathlib import Path
 
-from leadflow_kit.pressure import CpuPressure
+import pytest
+
+from leadflow_kit import pressure as pressure_module
+from leadflow_kit.pressure import CpuPressure, cpu_shortage
 
 
 def psi(path: Path, some_total_us: int) -> Path:
@@ -52,3 +55,15 @@ def test_the_first_readable_file_is_used_and_none_where_the_kernel_has_no_psi(tm
     found = CpuPressure.find((tmp_path / "missing", broken, host))
     assert found is not None and found.path == host
     assert CpuPressure.find((tmp_path / "missing", broken)) is None
+
+
+def test_the_cpu_is_short_at_the_threshold_and_never_when_switched_off_or_without_psi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file that stays at one total: a share of 0, which is "short" only at a threshold of 0.
+    monkeypatch.setattr(pressure_module, "PSI_FILES", (psi(tmp_path / "cpu", 0),))
+    assert cpu_shortage(0.0)()
+    assert not cpu_shortage(0.5)()
+    assert not cpu_shortage(0.0, enabled=False)()
+    monkeypatch.setattr(pressure_module, "PSI_FILES", (tmp_path / "missing",))
+    assert not cpu_shortage(0.0)()

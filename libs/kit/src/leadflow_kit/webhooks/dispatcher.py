@@ -23,7 +23,7 @@ from leadflow_kit.egress import guarded_client
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.platform import Background, Platform
-from leadflow_kit.pressure import CpuPressure
+from leadflow_kit.pressure import cpu_shortage
 from leadflow_kit.secretbox import SecretBox
 from leadflow_kit.webhooks.metrics import WebhookMetrics
 from leadflow_kit.webhooks.policy import AttemptOutcome, NextStep, next_step, parse_retry_after
@@ -131,7 +131,8 @@ class WebhookDispatcher:
         self._finished: list[_Attempt] = []
         # The loop's time the oldest of them ended (None while there is none).
         self._finished_since: float | None = None
-        self._cpu_pressure = CpuPressure.find() if settings.webhook_record_linger_ms > 0 else None
+        self._cpu_is_short = cpu_shortage(settings.consumer_linger_cpu_pressure,
+                                          enabled=settings.webhook_record_linger_ms > 0)
         # Rows leased to this dispatcher that it will not send: handed over while it stopped, or their
         # send cut off at the stop. Released at the end of run().
         self._unsent: list[DueDelivery] = []
@@ -364,10 +365,6 @@ class WebhookDispatcher:
             return 0.0
         linger = self.settings.webhook_record_linger_ms / 1000
         return max(self._finished_since + linger - asyncio.get_running_loop().time(), 0.0)
-
-    def _cpu_is_short(self) -> bool:
-        return (self._cpu_pressure is not None
-                and self._cpu_pressure.share() >= self.settings.consumer_linger_cpu_pressure)
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock.now()
