@@ -1,4 +1,9 @@
-"""``leadflow-console serve|migrate|seed-demo|users create`` (also ``python -m leadflow_console``).
+"""``leadflow-console serve|migrate|provision-keys|seed-demo|users create`` (also ``python -m leadflow_console``).
+
+``provision-keys`` (a container deployment's one-shot before ``serve``) mints the console's scoped key on
+each service with that service's admin key (``CAPTURE_ADMIN_API_KEY``, ...), keeps it encrypted in the
+console's database and reuses it while the service knows it; ``serve`` reads the keys from there, so it
+never holds an admin key. Keys given as ``CONSOLE_<SERVICE>_API_KEY`` win (``make up`` gives all five).
 
 ``seed-demo`` (run by ``make up``) creates the first admin, ``admin``, with the password in
 ``CONSOLE_FIRST_ADMIN_PASSWORD_FILE``, when the console has no admin yet. ``users create`` adds a user
@@ -23,6 +28,8 @@ import uvicorn
 from leadflow_console import store
 from leadflow_console.app import create_app
 from leadflow_console.auth import ROLES, USERNAME_PATTERN, Role, create_user, password_problem
+from leadflow_console.provisioning import provision_keys, with_kept_keys
+from leadflow_console.service_keys import AdminKeys, ProvisioningError
 from leadflow_console.settings import Settings
 from leadflow_kit.db import Database
 from leadflow_kit.logging import configure_logging
@@ -84,12 +91,26 @@ def _users_create(parser: argparse.ArgumentParser, args: argparse.Namespace, set
     return 0
 
 
+def _provision_keys(settings: Settings, wait_seconds: float) -> int:
+    try:
+        outcome = asyncio.run(provision_keys(settings, AdminKeys(), wait_seconds=wait_seconds))
+    except ProvisioningError as exc:
+        log.error("provisioning the console's keys failed: %s", exc)
+        return 1
+    log.info("the console's service keys: %s", ", ".join(f"{s} {what}" for s, what in outcome.items()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="leadflow-console", description="Run, migrate or seed the LeadFlow console.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve the console (the default)")
     sub.add_parser("migrate", help="bring the console's database to the latest revision")
+    provision = sub.add_parser("provision-keys", help="mint (or keep) the console's key on each service with the "
+                               "services' <SERVICE>_ADMIN_API_KEY and keep it encrypted in the database")
+    provision.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
+                           help="how long to wait for a service that is not up yet (default 120)")
     sub.add_parser("seed-demo", help="create the first admin from CONSOLE_FIRST_ADMIN_PASSWORD_FILE if none exists")
     users = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_command", required=True)
     create = users.add_parser("create", help="create a user (password from the terminal, or --password-stdin)")
@@ -106,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_users_create(parser, args, settings))
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
+    elif args.command == "provision-keys":
+        sys.exit(_provision_keys(settings, args.wait))
     elif args.command == "seed-demo":
         if settings.first_admin_password_file is None:
             log.info("no CONSOLE_FIRST_ADMIN_PASSWORD_FILE: no first admin created")
@@ -113,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             password = Path(settings.first_admin_password_file).read_text().strip()
             asyncio.run(create_first_admin(settings, password))
     else:
+        settings = asyncio.run(with_kept_keys(settings))
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
                     access_log=False, proxy_headers=False, timeout_graceful_shutdown=10)
     sys.exit(0)

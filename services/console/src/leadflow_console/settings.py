@@ -7,6 +7,7 @@ import secrets
 
 from pydantic import Field, SecretStr, model_validator
 
+from leadflow_kit.secretbox import DEVELOPMENT_KEY, SecretBox, parse_keys
 from leadflow_kit.settings import MIN_PRODUCTION_KEY_LENGTH, ServiceSettings, service_config
 
 SERVICES: tuple[str, ...] = ("capture", "enrichment", "scoring", "routing", "sla")
@@ -32,13 +33,18 @@ class Settings(ServiceSettings):
     # Capture as browsers and marketers' web pages reach it (the embed snippet, the preview's posts), when
     # that is not the address the console calls it on (e.g. an internal one); default: capture_url.
     capture_public_url: str | None = None
-    # The console's own key on each service, scoped to what its users' roles need (docs/security.md).
+    # The console's own key on each service, scoped to what its users' roles need (docs/security.md). A key
+    # given here wins; without one, `serve` uses the key `provision-keys` minted and keeps in the database.
     capture_api_key: SecretStr | None = None
     enrichment_api_key: SecretStr | None = None
     scoring_api_key: SecretStr | None = None
     routing_api_key: SecretStr | None = None
     sla_api_key: SecretStr | None = None
     service_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Fernet keys that encrypt the service keys `provision-keys` keeps in the database, comma-separated,
+    # newest first: the first encrypts, all decrypt. Required in production unless all five keys are given
+    # above; elsewhere a fixed development key stands in.
+    encryption_keys: SecretStr | None = None
 
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
     # Sign-in lockout: this many failures in a row lock the account for lockout_seconds.
@@ -58,6 +64,24 @@ class Settings(ServiceSettings):
         elif self.environment == "production" and len(self.secret_key.get_secret_value()) < MIN_PRODUCTION_KEY_LENGTH:
             raise ValueError(f"secret_key must be at least {MIN_PRODUCTION_KEY_LENGTH} characters in production")
         return self
+
+    @model_validator(mode="after")
+    def _encryption_keys_in_production(self) -> Settings:
+        keys = self._encryption_keys()
+        if self.environment == "production" and self.services_without_key() and (not keys or DEVELOPMENT_KEY in keys):
+            raise ValueError("encryption_keys must be set to your own Fernet key(s) in production (they encrypt "
+                             "the service keys provision-keys keeps), unless every <SERVICE>_API_KEY is given")
+        return self
+
+    def _encryption_keys(self) -> list[str]:
+        return parse_keys(self.encryption_keys.get_secret_value()) if self.encryption_keys else []
+
+    def secret_box(self) -> SecretBox:
+        return SecretBox(self._encryption_keys() or [DEVELOPMENT_KEY])
+
+    def services_without_key(self) -> list[str]:
+        """The services whose key is not given in the settings (``provision-keys`` keeps those)."""
+        return [service for service in SERVICES if self.service_api_key(service) is None]
 
     @property
     def secure_cookies(self) -> bool:

@@ -1,19 +1,25 @@
-"""The console's SQL: users and sessions."""
+"""The console's SQL: users, sessions, and its keys on the five services."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_console.tables import session_table, user_table
+from leadflow_console.tables import service_key_table, session_table, user_table
 from leadflow_kit.db import Database
 
 users = user_table.c
 sessions = session_table.c
+service_keys = service_key_table.c
+# pg_advisory_xact_lock's key for provisioning: two console pods starting together mint one key, not two.
+SERVICE_KEY_LOCK = 0x1EADF10C
 
 
 async def insert_user(db: Database, **values: Any) -> None:
@@ -90,3 +96,35 @@ async def delete_expired_sessions(db: Database, now: datetime) -> int:
     async with db.transaction() as session:
         result = cast(CursorResult[Any], await session.execute(delete(session_table).where(sessions.expires_at <= now)))
         return int(result.rowcount or 0)
+
+
+@asynccontextmanager
+async def service_keys_locked(db: Database) -> AsyncIterator[AsyncSession]:
+    """One transaction holding the provisioning lock until it ends."""
+    async with db.transaction() as session:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SERVICE_KEY_LOCK})
+        yield session
+
+
+async def service_key_rows(session: AsyncSession) -> Sequence[Row[Any]]:
+    return (await session.execute(select(service_key_table))).all()
+
+
+async def save_service_key(session: AsyncSession, service: str, key_id: str, encrypted_key: str,
+                           scopes: Sequence[str]) -> None:
+    """Keep a newly minted key (replacing the service's previous one)."""
+    values = {"key_id": key_id, "encrypted_key": encrypted_key, "scopes": list(scopes), "minted_at": func.now()}
+    await session.execute(insert(service_key_table).values(service=service, **values)
+                          .on_conflict_do_update(index_elements=[service_keys.service], set_=values))
+
+
+async def reencrypt_service_key(session: AsyncSession, service: str, encrypted_key: str) -> None:
+    await session.execute(update(service_key_table).where(service_keys.service == service)
+                          .values(encrypted_key=encrypted_key))
+
+
+async def service_key_map(db: Database) -> dict[str, str]:
+    """{service: encrypted key} of every kept key."""
+    async with db.transaction() as session:
+        rows = (await session.execute(select(service_keys.service, service_keys.encrypted_key))).all()
+    return {row.service: row.encrypted_key for row in rows}

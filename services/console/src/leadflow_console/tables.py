@@ -1,8 +1,9 @@
-"""The console's own tables: its users and their sessions (nothing of the five services' data)."""
+"""The console's own tables: its users, their sessions and its keys on the five services (nothing of the
+services' data)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, func, text
+from sqlalchemy import ARRAY, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, func, text
 
 from leadflow_kit.db import NAMING_CONVENTION
 
@@ -35,4 +36,17 @@ session_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_console_session_user_id", "user_id"),
+)
+
+service_key_table = Table(
+    "console_service_key",
+    metadata,
+    # The console's key on this service, minted by `provision-keys` with the service's admin key.
+    Column("service", String(32), primary_key=True),
+    # The service's id of the key (to revoke it when it is replaced).
+    Column("key_id", String(64), nullable=False),
+    # Fernet token of the key under CONSOLE_ENCRYPTION_KEYS: a copy of the table calls no service.
+    Column("encrypted_key", Text, nullable=False),
+    Column("scopes", ARRAY(String(64)), nullable=False),
+    Column("minted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
