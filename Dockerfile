@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
-# One image for all five LeadFlow services. Pick the service with LEADFLOW_SERVICE
-# (capture|enrichment|scoring|routing|sla); the command is the subcommand (serve, migrate, seed-demo):
+# One image for the five LeadFlow services and the console. Pick one with LEADFLOW_SERVICE
+# (capture|enrichment|scoring|routing|sla|console); the command is the subcommand (serve, migrate,
+# seed-demo; the console also provision-keys and users create):
 #   docker run -e LEADFLOW_SERVICE=scoring leadflow migrate
+#   docker run -e LEADFLOW_SERVICE=console leadflow provision-keys
 
 ARG PYTHON_VERSION=3.11
 ARG UV_VERSION=0.13.9
@@ -24,7 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     uv sync --frozen --no-dev --no-install-workspace
 
-# Step 2: the workspace members themselves (libs and the five services).
+# Step 2: the workspace members themselves (libs, the five services and the console).
 COPY pyproject.toml uv.lock ./
 COPY libs ./libs
 COPY services ./services
@@ -36,7 +38,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ARG APP_UID=10001
 # The workspace version (every pyproject.toml carries it; tests/release checks this label matches).
 LABEL org.opencontainers.image.title="LeadFlow" \
-      org.opencontainers.image.description="Lead capture, enrichment, scoring, routing and SLA services" \
+      org.opencontainers.image.description="Lead capture, enrichment, scoring, routing and SLA services, and their web console" \
       org.opencontainers.image.version="0.2.0" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid ${APP_UID} leadflow \
@@ -50,6 +52,6 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LEADFLOW_SERVICE=capture
 USER leadflow:leadflow
-EXPOSE 8001 8002 8003 8004 8005
+EXPOSE 8000 8001 8002 8003 8004 8005
 ENTRYPOINT ["/usr/local/bin/leadflow-entrypoint"]
 CMD ["serve"]

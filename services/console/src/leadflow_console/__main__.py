@@ -102,7 +102,8 @@ def _provision_keys(settings: Settings, wait_seconds: float) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="leadflow-console", description="Run, migrate or seed the LeadFlow console.")
+    parser = argparse.ArgumentParser(prog="leadflow-console",
+                                     description="Run, migrate, seed or provision the LeadFlow console.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve the console (the default)")
