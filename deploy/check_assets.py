@@ -22,6 +22,7 @@ import jsonschema
 import pydantic
 import yaml
 
+from leadflow_stack.console import CONSOLE, ConsoleSecrets
 from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, ServiceConfig
 from leadflow_stack.user_settings import env_prefix, setting_names
 
@@ -39,6 +40,11 @@ SERVICES = {name: DEFAULT_SERVICE_PORTS[name] for name in SERVICE_NAMES}
 COMPOSE_SCHEMA = DEPLOY / "compose" / "compose-spec.json"
 # Variables of a service container that are not the service's settings: the image's entrypoint reads it.
 COMPOSE_ENTRYPOINT_VARIABLES = {"LEADFLOW_SERVICE"}
+# The console, on its port; it calls the five and keeps its own database (no Kafka, no metrics).
+CONSOLE_PORT = DEFAULT_SERVICE_PORTS[CONSOLE]
+# Settings every service inherits (leadflow_kit.settings.ServiceSettings) that the console never reads:
+# `make up` passes them to every process alike, a deployment need not.
+CONSOLE_UNREAD = {"KAFKA_BOOTSTRAP_SERVERS", "TOPIC_PREFIX", "ADMIN_API_KEY"}
 SEVERITIES = {"page", "ticket"}
 
 # The metric names fixed in the team brief; rules and dashboards may use nothing else.
@@ -353,8 +359,9 @@ def compose_settings_problems(name: str, env: dict[str, Any]) -> list[str]:
         for key in env
         if key not in COMPOSE_ENTRYPOINT_VARIABLES and (not key.startswith(prefix) or key.upper() not in known)
     ]
-    make_up = ServiceConfig(name, SERVICES[name], "database", "kafka").env(ROOT)
-    for key in sorted(k for k in make_up if k.startswith(prefix) and k in known):
+    make_up = ServiceConfig(name, DEFAULT_SERVICE_PORTS[name], "database", "kafka").env(ROOT)
+    unread = {prefix + key for key in CONSOLE_UNREAD} if name == CONSOLE else set()
+    for key in sorted(k for k in make_up if k.startswith(prefix) and k in known and k not in unread):
         if key not in env:
             problems.append(f"{name}: {key} is set by `make up` but not in compose")
     if env.get(prefix + "ENVIRONMENT") != make_up[prefix + "ENVIRONMENT"]:
@@ -379,6 +386,85 @@ def settings_refusal(name: str, env: dict[str, str]) -> str | None:
         os.environ.clear()
         os.environ.update(saved)
     return None
+
+
+def compose_serving_problems(name: str, svc: dict[str, Any], port: int, one_shots: tuple[str, ...]) -> list[str]:
+    """A serving container: started after its one-shots completed, its port published, probed on /readyz."""
+    problems = []
+    deps = svc.get("depends_on", {})
+    for dep in one_shots:
+        if deps.get(dep, {}).get("condition") != "service_completed_successfully":
+            problems.append(f"{name} should wait for {dep} to complete")
+    if f"{port}:{port}" not in svc.get("ports", []):
+        problems.append(f"{name}: port {port} not published")
+    if "/readyz" not in json.dumps(svc.get("healthcheck", {})):
+        problems.append(f"{name}: healthcheck should probe /readyz")
+    return problems
+
+
+def compose_console_problems(services: dict[str, Any]) -> list[str]:
+    """The console as `make up` runs it, except its keys: provision-console-keys mints them with the
+    services' own admin keys, and the console's container sees none of those."""
+    console, migrate = services.get(CONSOLE), services.get(f"migrate-{CONSOLE}")
+    provision = services.get(f"provision-{CONSOLE}-keys")
+    if console is None or migrate is None or provision is None:
+        return [f"{CONSOLE}, migrate-{CONSOLE} or provision-{CONSOLE}-keys missing"]
+    env = console.get("environment", {})
+    problems = []
+    expectations = {
+        "LEADFLOW_SERVICE": CONSOLE,
+        "CONSOLE_PORT": str(CONSOLE_PORT),
+        "CONSOLE_HOST": "0.0.0.0",
+        "CONSOLE_DATABASE_URL": f"postgresql+asyncpg://leadflow:leadflow@postgres:5432/leadflow_{CONSOLE}",
+        **{f"CONSOLE_{name.upper()}_URL": f"http://{name}:{port}" for name, port in SERVICES.items()},
+    }
+    for key, value in expectations.items():
+        if str(env.get(key)) != value:
+            problems.append(f"{CONSOLE}: {key} should be {value!r}, is {env.get(key)!r}")
+    problems.extend(compose_settings_problems(CONSOLE, env))
+    # What `make up` adds for the console besides the stack's wiring, but its keys: given, not provisioned.
+    make_up = ConsoleSecrets("secret", "password", Path("password-file"), dict.fromkeys(SERVICES, "key")).env(
+        {name: "url" for name in SERVICES})
+    for key in sorted(make_up):
+        if key.endswith("_API_KEY"):
+            if key in env:
+                problems.append(f"{CONSOLE}: {key} is given; compose provisions the console's keys instead")
+        elif key not in env:
+            problems.append(f"{CONSOLE}: {key} is set by `make up` but not in compose")
+    for key in sorted(env):
+        if key.endswith("ADMIN_API_KEY"):
+            problems.append(f"{CONSOLE}: {key} must not reach the console (only provision-{CONSOLE}-keys)")
+    for name, svc in ((f"migrate-{CONSOLE}", migrate), (f"provision-{CONSOLE}-keys", provision)):
+        if svc.get("env_file") != console.get("env_file"):
+            problems.append(f"{name} should share {CONSOLE}'s env_file")
+    if migrate.get("environment") != env:
+        problems.append(f"migrate-{CONSOLE} should share {CONSOLE}'s environment")
+    migrate_runs = " ".join(migrate.get("entrypoint", []) + migrate.get("command", []))
+    if "migrate" not in migrate_runs or "seed-demo" not in migrate_runs:
+        problems.append(f"migrate-{CONSOLE} should run migrate and seed-demo (the first admin)")
+    password_file = env.get("CONSOLE_FIRST_ADMIN_PASSWORD_FILE")
+    if password_file not in [c.get("target") for c in migrate.get("configs", []) if isinstance(c, dict)]:
+        problems.append(f"migrate-{CONSOLE}: CONSOLE_FIRST_ADMIN_PASSWORD_FILE ({password_file}) is not mounted")
+    admin_keys = {f"{name.upper()}_ADMIN_API_KEY": services.get(name, {}).get("environment", {}).get(
+        f"{name.upper()}_ADMIN_API_KEY") for name in SERVICES}
+    if provision.get("environment") != {**env, **admin_keys}:
+        problems.append(f"provision-{CONSOLE}-keys should have {CONSOLE}'s environment and each service's own "
+                        "<SERVICE>_ADMIN_API_KEY, nothing else")
+    if provision.get("command") != ["provision-keys"]:
+        problems.append(f"provision-{CONSOLE}-keys should run provision-keys")
+    provision_deps = provision.get("depends_on", {})
+    for name in SERVICES:
+        if provision_deps.get(name, {}).get("condition") != "service_healthy":
+            problems.append(f"provision-{CONSOLE}-keys should wait for {name} to be healthy")
+    if provision_deps.get(f"migrate-{CONSOLE}", {}).get("condition") != "service_completed_successfully":
+        problems.append(f"provision-{CONSOLE}-keys should wait for migrate-{CONSOLE} to complete")
+    problems.extend(compose_serving_problems(CONSOLE, console, CONSOLE_PORT,
+                                             (f"migrate-{CONSOLE}", f"provision-{CONSOLE}-keys")))
+    init = (DEPLOY / "postgres" / "init-databases.sh").read_text(encoding="utf-8")
+    loop = re.search(r"^for service in ([a-z ]+); do", init, re.MULTILINE)
+    if not loop or set(loop.group(1).split()) != {*SERVICES, CONSOLE}:
+        problems.append(f"init-databases.sh should create the database of each of {', '.join([*SERVICES, CONSOLE])}")
+    return problems
 
 
 def check_compose(compose: Any = None) -> str:
@@ -417,14 +503,8 @@ def check_compose(compose: Any = None) -> str:
         problems.extend(compose_settings_problems(name, env))
         if "migrate" not in " ".join(migrate.get("entrypoint", []) + migrate.get("command", [])):
             problems.append(f"migrate-{name} does not run migrate")
-        deps = svc.get("depends_on", {})
-        for dep in (f"migrate-{name}", "kafka-topics"):
-            if deps.get(dep, {}).get("condition") != "service_completed_successfully":
-                problems.append(f"{name} should wait for {dep} to complete")
-        if f"{port}:{port}" not in svc.get("ports", []):
-            problems.append(f"{name}: port {port} not published")
-        if "/readyz" not in json.dumps(svc.get("healthcheck", {})):
-            problems.append(f"{name}: healthcheck should probe /readyz")
+        problems.extend(compose_serving_problems(name, svc, port, (f"migrate-{name}", "kafka-topics")))
+    problems.extend(compose_console_problems(services))
     scrape = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
     for name, port in SERVICES.items():
@@ -443,7 +523,7 @@ def check_compose(compose: Any = None) -> str:
         raise CheckFailed("\n".join(problems))
     return (
         f"{len(services)} compose services valid against the Compose Specification and wired as `make up` "
-        "(ports, settings, migrate and topics first)"
+        "(ports, settings, migrate and topics first; the console's keys provisioned, no admin key in it)"
     )
 
 

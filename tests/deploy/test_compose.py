@@ -39,7 +39,7 @@ def test_the_shipped_compose_file_passes() -> None:
 
 
 def test_every_service_make_up_starts_is_in_compose_on_its_port(compose: dict[str, Any]) -> None:
-    for name in SERVICE_NAMES:
+    for name in (*SERVICE_NAMES, "console"):
         port = DEFAULT_SERVICE_PORTS[name]
         service = compose["services"][name]
         assert f"{port}:{port}" in service["ports"]
@@ -60,8 +60,10 @@ def test_a_variable_the_service_does_not_read_fails(compose: dict[str, Any]) -> 
     env["CAPTURE_RATE_LIMIT_PER_MINUTE"] = "10"  # the setting is RATE_LIMIT_IP_PER_MINUTE
     env["ROUTING_LOG_LEVEL"] = "DEBUG"  # another service's prefix
     compose["services"]["migrate-capture"]["environment"] = env
+    compose["services"]["console"]["environment"]["CONSOLE_SESSION_MAX_AGE"] = "60"  # ..._MAX_AGE_SECONDS
     problems = _problems(compose)
     assert "capture: CAPTURE_RATE_LIMIT_PER_MINUTE is not a setting of capture" in problems
+    assert "console: CONSOLE_SESSION_MAX_AGE is not a setting of console" in problems
     assert "capture: ROUTING_LOG_LEVEL is not a setting of capture" in problems
 
 
@@ -92,3 +94,35 @@ def test_a_value_the_service_refuses_fails(compose: dict[str, Any]) -> None:
     problems = _problems(compose)
     assert "sla: its Settings refuse compose's environment" in problems
     assert "webhook_allowed_networks" in problems
+
+
+def test_the_consoles_keys_are_provisioned_with_the_services_own_admin_keys(compose: dict[str, Any]) -> None:
+    assert not [key for key in compose["services"]["console"]["environment"] if key.endswith("API_KEY")]
+    provision = compose["services"]["provision-console-keys"]
+    assert provision["command"] == ["provision-keys"]
+    for name in SERVICE_NAMES:
+        key = f"{name.upper()}_ADMIN_API_KEY"
+        assert provision["environment"][key] == compose["services"][name]["environment"][key]
+
+
+def test_an_admin_key_given_to_the_console_or_a_key_given_instead_of_provisioned_fails(
+        compose: dict[str, Any]) -> None:
+    env = compose["services"]["console"]["environment"]
+    env["CAPTURE_ADMIN_API_KEY"] = "dev-admin-key"
+    env["CONSOLE_SLA_API_KEY"] = "lf_given"
+    compose["services"]["migrate-console"]["environment"] = env
+    problems = _problems(compose)
+    assert "console: CAPTURE_ADMIN_API_KEY must not reach the console" in problems
+    assert "console: CONSOLE_SLA_API_KEY is given; compose provisions the console's keys instead" in problems
+
+
+def test_a_console_wired_to_the_wrong_service_or_a_broken_key_bootstrap_fails(compose: dict[str, Any]) -> None:
+    compose["services"]["console"]["environment"]["CONSOLE_ROUTING_URL"] = "http://routing:9999"
+    compose["services"]["provision-console-keys"]["environment"]["SLA_ADMIN_API_KEY"] = "another-key"
+    del compose["services"]["provision-console-keys"]["depends_on"]["scoring"]
+    del compose["services"]["console"]["depends_on"]["provision-console-keys"]
+    problems = _problems(compose)
+    assert "console: CONSOLE_ROUTING_URL should be 'http://routing:8004'" in problems
+    assert "provision-console-keys should have console's environment and each service's own" in problems
+    assert "provision-console-keys should wait for scoring to be healthy" in problems
+    assert "console should wait for provision-console-keys to complete" in problems
