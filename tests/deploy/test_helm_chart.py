@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from leadflow_console.service_keys import AdminKeys
 from leadflow_contracts import topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
 KUBERNETES_VERSION = "1.33.0"
 SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
 CONSUMERS = SERVICES[1:]
+CONSOLE = "console"
 VALUE_SETS = ("defaults", "managed-cloud", "minimal")
 
 
@@ -77,8 +79,14 @@ def _container(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(containers[0])
 
 
-def _env(doc: dict[str, Any]) -> dict[str, Any]:
-    return {item["name"]: item.get("value", item.get("valueFrom")) for item in _container(doc)["env"]}
+def _init_container(doc: dict[str, Any]) -> dict[str, Any]:
+    (container,) = doc["spec"]["template"]["spec"]["initContainers"]
+    return dict(container)
+
+
+def _env(doc: dict[str, Any], container: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom"))
+            for item in (container or _container(doc))["env"]}
 
 
 def _settings_class(service: str) -> Any:
@@ -141,7 +149,7 @@ def test_values_outside_the_schema_are_refused() -> None:
 def test_every_service_runs_with_probes_resources_disruption_budget_and_spread(value_set: str) -> None:
     docs = rendered(value_set)
     deployments = _of_kind(docs, "Deployment")
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == {*SERVICES, CONSOLE}
     budgets = _of_kind(docs, "PodDisruptionBudget")
     for name, deployment in deployments.items():
         container = _container(deployment)
@@ -155,7 +163,7 @@ def test_every_service_runs_with_probes_resources_disruption_budget_and_spread(v
         assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
         assert all(c["labelSelector"]["matchLabels"] == selector for c in spread)
         budget = budgets[name]["spec"]["selector"]["matchLabels"]
-        assert budget == {**selector, "app.kubernetes.io/component": "service"}
+        assert budget == {**selector, "app.kubernetes.io/component": CONSOLE if name == CONSOLE else "service"}
         assert "helm.sh/hook" not in deployment["metadata"].get("annotations", {})
 
 
@@ -179,6 +187,42 @@ def test_migrations_are_hook_jobs_that_run_before_any_pod_needs_them(value_set: 
         assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
     entrypoint = (ROOT / "deploy" / "docker" / "entrypoint.sh").read_text()
     assert 'exec python -m "leadflow_${LEADFLOW_SERVICE}" "$@"' in entrypoint
+    assert "capture|enrichment|scoring|routing|sla|console)" in entrypoint
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_consoles_schema_and_first_admin_come_from_a_hook_job_before_its_pods(value_set: str) -> None:
+    docs = rendered(value_set)
+    job = _of_kind(docs, "Job")[CONSOLE]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"
+    assert _init_container(job)["args"] == ["migrate"]
+    assert _container(job)["args"] == ["seed-demo"]
+    serving = _env(_of_kind(docs, "Deployment")[CONSOLE])
+    assert _env(job, _init_container(job)) == serving
+    first_admin = _env(job)
+    password_file = first_admin.pop("CONSOLE_FIRST_ADMIN_PASSWORD_FILE")
+    assert first_admin == serving
+    mount = next(m for m in _container(job)["volumeMounts"] if password_file.startswith(m["mountPath"] + "/"))
+    (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["items"] == [{"key": "CONSOLE_FIRST_ADMIN_PASSWORD",
+                                          "path": password_file.rsplit("/", 1)[1]}]
+    assert volume["secret"]["optional"] is True  # seed-demo then makes no admin
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_console_serves_without_any_admin_key_and_provisions_its_own_first(value_set: str) -> None:
+    deployment = _of_kind(rendered(value_set), "Deployment")[CONSOLE]
+    serving, provisioning = _container(deployment), _init_container(deployment)
+    assert provisioning["args"] == ["provision-keys"] and serving["args"] == ["serve"]
+    assert "envFrom" not in serving and "envFrom" not in provisioning
+    assert not [name for name in _env(deployment) if name.endswith("ADMIN_API_KEY")]
+    admin_keys = {name: ref for name, ref in _env(deployment, provisioning).items() if name.endswith("ADMIN_API_KEY")}
+    # Under the services' own names, as the console's provision-keys reads them.
+    assert {name.lower() for name in admin_keys} == set(AdminKeys.model_fields)
+    assert set(admin_keys) == {f"{name.upper()}_ADMIN_API_KEY" for name in SERVICES}
+    assert all(ref["secretKeyRef"]["key"] == name for name, ref in admin_keys.items())
+    assert {k: v for k, v in _env(deployment, provisioning).items() if k not in admin_keys} == _env(deployment)
 
 
 def test_the_topics_job_creates_every_event_topic_and_its_dead_letter_topic() -> None:
@@ -197,13 +241,15 @@ def test_the_topics_job_creates_every_event_topic_and_its_dead_letter_topic() ->
 
 def _resolved_env(docs: tuple[dict[str, Any], ...], service: str, secrets: dict[str, str]) -> dict[str, str]:
     """The environment a service's container gets, with Secret references filled from `secrets`
-    (by key) and $(VAR) references expanded as the kubelet does."""
+    (by key; an optional one `secrets` lacks is left out) and $(VAR) references expanded as the kubelet does."""
     env: dict[str, str] = {}
     for item in _container(_of_kind(docs, "Deployment")[service])["env"]:
         if "value" in item:
             env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], item["value"])
         else:
-            env[item["name"]] = secrets[item["valueFrom"]["secretKeyRef"]["key"]]
+            ref = item["valueFrom"]["secretKeyRef"]
+            if ref["key"] in secrets or not ref.get("optional"):
+                env[item["name"]] = secrets[ref["key"]]
     return env
 
 
@@ -218,7 +264,7 @@ def _app_secret(service: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", [*SERVICES, CONSOLE])
 def test_every_variable_the_chart_sets_is_a_setting_of_its_service(service: str) -> None:
     prefix = service.upper() + "_"
     fields = set(_settings_class(service).model_fields)
@@ -266,6 +312,27 @@ def test_the_managed_cloud_environment_loads_into_each_services_settings(
         assert settings.database_url == (
             f"postgresql+asyncpg://leadflow_{service}:s3cret-Pass_word@"
             f"leadflow.abcdefgh.eu-west-1.rds.amazonaws.com:5432/leadflow_{service}?ssl=verify-full")
+
+
+def test_the_managed_cloud_environment_loads_into_the_consoles_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    encryption_key = Fernet.generate_key().decode()
+    env = _resolved_env(rendered("managed-cloud"), CONSOLE, {
+        "password": "s3cret-Pass_word", "CONSOLE_SECRET_KEY": "s" * 40, "CONSOLE_ENCRYPTION_KEYS": encryption_key})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = _settings_class(CONSOLE)()
+    assert settings.environment == "production" and settings.port == 8000
+    assert settings.database_url == ("postgresql+asyncpg://leadflow_console:s3cret-Pass_word@"
+                                     "leadflow.abcdefgh.eu-west-1.rds.amazonaws.com:5432/leadflow_console?ssl=verify-full")
+    assert {name: settings.service_url(name) for name in SERVICES} == {
+        name: f"http://leadflow-{name}:{port}" for name, port in
+        (("capture", 8001), ("enrichment", 8002), ("scoring", 8003), ("routing", 8004), ("sla", 8005))}
+    assert settings.capture_public() == "https://leads.example.com"
+    assert settings.trusted_hosts == ["console.example.com"]
+    assert settings.services_without_key() == list(SERVICES)  # provisioned, not given
+    monkeypatch.delenv("CONSOLE_ENCRYPTION_KEYS")
+    with pytest.raises(ValueError, match="encryption_keys must be set"):
+        _settings_class(CONSOLE)()
 
 
 def test_the_database_url_asks_for_tls_in_a_form_asyncpg_accepts() -> None:
@@ -341,10 +408,12 @@ def test_only_capture_is_reachable_from_outside_and_services_reach_only_what_the
         "app.kubernetes.io/name": "capture", "app.kubernetes.io/instance": "leadflow"}}}
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ingress_nginx = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    console_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "console", "app.kubernetes.io/instance": "leadflow"}}}
     for name in SERVICES:
         spec = policies[name]["spec"]
         (rule,) = spec["ingress"]
-        assert rule["from"] == ([ingress_nginx] if name == "capture" else [capture_pods]) + [monitoring]
+        assert rule["from"] == ([ingress_nginx] if name == "capture" else [capture_pods]) + [monitoring, console_pods]
         ports = {port["port"] for egress in spec["egress"] for port in egress["ports"]}
         internet = [e for e in spec["egress"] if any("ipBlock" in peer for peer in e["to"])]
         expected = {53, 9092, 5432} | ({443} if name in ("routing", "sla") else set())
@@ -357,6 +426,21 @@ def test_only_capture_is_reachable_from_outside_and_services_reach_only_what_the
             assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
         else:
             assert not internet
+    console = policies[CONSOLE]["spec"]
+    (rule,) = console["ingress"]
+    assert rule == {"ports": [{"port": 8000, "protocol": "TCP"}], "from": [ingress_nginx]}
+    assert {port["port"] for egress in console["egress"] for port in egress["ports"]} == {
+        53, 5432, 8001, 8002, 8003, 8004, 8005}
+    assert not [e for e in console["egress"] if any("ipBlock" in peer for peer in e["to"])]
+
+
+def test_the_console_is_published_only_when_asked_at_its_own_host() -> None:
+    assert CONSOLE not in _of_kind(rendered("defaults"), "Ingress")
+    ingress = _of_kind(rendered("managed-cloud"), "Ingress")[CONSOLE]["spec"]
+    assert ingress["tls"] == [{"hosts": ["console.example.com"], "secretName": "console-example-com-tls"}]
+    (rule,) = ingress["rules"]
+    assert rule["host"] == "console.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "leadflow-console", "port": {"name": "http"}}
 
 
 # --- monitoring --------------------------------------------------------------------------------
@@ -392,7 +476,9 @@ def test_the_service_monitor_keeps_the_job_names_the_rules_select() -> None:
         "targetLabel": "job", "replacement": "leadflow-$1"}]
     assert 'up{job=~"leadflow-.*"}' in SHIPPED_RULES.read_text()
     services = _of_kind(rendered("managed-cloud"), "Service")
-    assert all(s["metadata"]["labels"]["app.kubernetes.io/component"] == "service" for s in services.values())
+    # The console serves no /metrics: its Service is not one the monitor selects.
+    assert {name: s["metadata"]["labels"]["app.kubernetes.io/component"] for name, s in services.items()} == {
+        **dict.fromkeys(SERVICES, "service"), CONSOLE: CONSOLE}
 
 
 def test_the_chart_carries_the_workspace_version() -> None:

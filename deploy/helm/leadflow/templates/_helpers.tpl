@@ -104,7 +104,29 @@ Environment of one service's containers (serve and migrate alike):
 - name: PGSSLROOTCERT
   value: /etc/leadflow/postgresql-ca/{{ $v.postgresql.caKey }}
 {{- end }}
-{{- with $svc.database }}
+{{- include "leadflow.databaseEnv" (dict "root" $root "prefix" $p "database" $svc.database) }}
+{{- if eq .name "capture" }}
+- name: CAPTURE_PUBLIC_BASE_URL
+  value: {{ $v.capture.publicBaseUrl | quote }}
+- name: CAPTURE_TRUSTED_PROXIES
+  value: {{ toJson $v.capture.trustedProxies | quote }}
+- name: CAPTURE_PRIVACY_EXPORT_URLS
+  value: {{ include "leadflow.privacyExportUrls" $root | quote }}
+{{- end }}
+{{- range $key, $value := $svc.settings }}
+- name: {{ printf "%s_%s" $p (upper $key) }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+<PREFIX>_DATABASE_URL from database.urlSecret, or composed from database.passwordSecret and the server
+values; nothing when neither is set (the app secret gives it): (dict "root" $ "prefix" "CAPTURE" "database" ...).
+*/}}
+{{- define "leadflow.databaseEnv" -}}
+{{- $v := .root.Values -}}
+{{- $p := .prefix -}}
+{{- with .database }}
 {{- if .urlSecret }}
 - name: {{ $p }}_DATABASE_URL
   valueFrom:
@@ -122,16 +144,66 @@ Environment of one service's containers (serve and migrate alike):
   value: {{ printf "postgresql+asyncpg://%s:$(%s_DATABASE_PASSWORD)@%s:%v/%s?ssl=%s" .username $p $v.postgresql.host $v.postgresql.port .name $v.postgresql.sslMode | quote }}
 {{- end }}
 {{- end }}
-{{- if eq .name "capture" }}
-- name: CAPTURE_PUBLIC_BASE_URL
-  value: {{ $v.capture.publicBaseUrl | quote }}
-- name: CAPTURE_TRUSTED_PROXIES
-  value: {{ toJson $v.capture.trustedProxies | quote }}
-- name: CAPTURE_PRIVACY_EXPORT_URLS
-  value: {{ include "leadflow.privacyExportUrls" $root | quote }}
+{{- end -}}
+
+{{/* The console's values: defaults merged under console. */}}
+{{- define "leadflow.console" -}}
+{{- toYaml (mergeOverwrite (deepCopy .Values.defaults) (deepCopy .Values.console)) -}}
+{{- end -}}
+
+{{/* A key of the app secret as one variable; optional ones are left unset when the Secret lacks them. */}}
+{{- define "leadflow.secretEnv" -}}
+- name: {{ .key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "leadflow.secretName" .root }}
+      key: {{ .key }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
+{{- end -}}
+
+{{/*
+Environment of the console's containers (serve, provision-keys, migrate): (dict "root" $ "console" <merged
+values>). Only CONSOLE_ keys of the app secret, one by one: never the services' admin keys.
+*/}}
+{{- define "leadflow.consoleEnv" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $c := .console -}}
+- name: LEADFLOW_SERVICE
+  value: console
+- name: CONSOLE_ENVIRONMENT
+  value: {{ $v.environment | quote }}
+- name: CONSOLE_HOST
+  value: "0.0.0.0"
+- name: CONSOLE_PORT
+  value: {{ $c.port | quote }}
+{{- range $name, $svc := $v.services }}
+- name: CONSOLE_{{ upper $name }}_URL
+  value: {{ printf "http://%s-%s:%v" (include "leadflow.fullname" $root) $name $svc.port | quote }}
 {{- end }}
-{{- range $key, $value := $svc.settings }}
-- name: {{ printf "%s_%s" $p (upper $key) }}
+- name: CONSOLE_CAPTURE_PUBLIC_URL
+  value: {{ $v.capture.publicBaseUrl | quote }}
+{{- if $v.postgresql.caSecret }}
+- name: PGSSLROOTCERT
+  value: /etc/leadflow/postgresql-ca/{{ $v.postgresql.caKey }}
+{{- end }}
+{{- if or $c.database.urlSecret $c.database.passwordSecret }}
+{{- include "leadflow.databaseEnv" (dict "root" $root "prefix" "CONSOLE" "database" $c.database) }}
+{{- else }}
+{{ include "leadflow.secretEnv" (dict "root" $root "key" "CONSOLE_DATABASE_URL") }}
+{{- end }}
+{{- /* Production refuses to start without the first two (the console's settings say why). */}}
+{{- range $key := list "CONSOLE_SECRET_KEY" "CONSOLE_ENCRYPTION_KEYS" }}
+{{ include "leadflow.secretEnv" (dict "root" $root "key" $key "optional" true) }}
+{{- end }}
+{{- /* A key given here wins over the one provision-keys keeps. */}}
+{{- range $name, $_ := $v.services }}
+{{ include "leadflow.secretEnv" (dict "root" $root "key" (printf "CONSOLE_%s_API_KEY" (upper $name)) "optional" true) }}
+{{- end }}
+{{- range $key, $value := $c.settings }}
+- name: {{ printf "CONSOLE_%s" (upper $key) }}
   value: {{ $value | toString | quote }}
 {{- end }}
 {{- end -}}
@@ -216,4 +288,55 @@ leads.captured leads.enriched leads.scored leads.routed leads.activity leads.tou
 {{/* leadflow_contracts.topics.COMPACTED_TOPICS: the latest record of each key is kept for good. */}}
 {{- define "leadflow.compactedTopics" -}}
 sla.policies
+{{- end -}}
+
+{{/* Where a workload's pods go: spread over nodes and zones, node selector, tolerations:
+(dict "svc" <merged values> "selector" <selector labels>). */}}
+{{- define "leadflow.placement" -}}
+topologySpreadConstraints:
+  {{- range .svc.topologySpread }}
+  - maxSkew: {{ .maxSkew }}
+    topologyKey: {{ .topologyKey }}
+    whenUnsatisfiable: {{ .whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- $.selector | nindent 8 }}
+  {{- end }}
+{{- with .svc.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .svc.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Probes of a serving container on its "http" port, and the pause before it stops listening. */}}
+{{- define "leadflow.probes" -}}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 2
+  failureThreshold: 30
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+lifecycle:
+  preStop:
+    # Let the Service drop this pod from its endpoints before the app stops listening.
+    exec:
+      command: ["sleep", "5"]
 {{- end -}}

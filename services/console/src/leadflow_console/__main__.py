@@ -133,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "seed-demo":
         if settings.first_admin_password_file is None:
             log.info("no CONSOLE_FIRST_ADMIN_PASSWORD_FILE: no first admin created")
+        elif not Path(settings.first_admin_password_file).is_file():
+            # A deployment mounts the file only when its Secret has the password (deploy/helm, deploy/k8s).
+            log.warning("no file %s: no first admin created", settings.first_admin_password_file)
         else:
             password = Path(settings.first_admin_password_file).read_text().strip()
             asyncio.run(create_first_admin(settings, password))
