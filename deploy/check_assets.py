@@ -570,32 +570,10 @@ def check_k8s() -> str:
         if deployment is None:
             problems.append(f"Deployment {name} missing")
             continue
-        spec = deployment["spec"]
-        pod = spec["template"]
-        container = pod["spec"]["containers"][0]
-        if spec.get("replicas", 1) < 2:
-            problems.append(f"{name}: needs at least 2 replicas")
-        if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
-            problems.append(f"{name}: readiness probe should GET /readyz")
-        if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
-            problems.append(f"{name}: liveness probe should GET /healthz")
-        resources = container.get("resources", {})
-        if not resources.get("requests") or not resources.get("limits"):
-            problems.append(f"{name}: resources need requests and limits")
-        annotations = pod["metadata"].get("annotations", {})
+        problems.extend(k8s_workload_problems(name, port, deployment, by_kind))
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
         if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(port):
             problems.append(f"{name}: prometheus scrape annotations missing or wrong port")
-        if [p["containerPort"] for p in container.get("ports", [])] != [port]:
-            problems.append(f"{name}: container should listen on {port}")
-        env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        if env.get("LEADFLOW_SERVICE") != name:
-            problems.append(f"{name}: LEADFLOW_SERVICE should be {name}")
-        selector = spec["selector"]["matchLabels"]
-        service = by_kind.get("Service", {}).get(name)
-        if service is None or service["spec"]["selector"] != selector:
-            problems.append(f"{name}: Service missing or selecting other pods")
-        if not all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()):
-            problems.append(f"{name}: pod labels do not match the selector")
         job = by_kind.get("Job", {}).get(f"migrate-{name}")
         if job is None:
             problems.append(f"migration Job migrate-{name} missing")
@@ -604,9 +582,92 @@ def check_k8s() -> str:
             job_env = {e["name"]: e.get("value") for e in job_container.get("env", [])}
             if job_container.get("args") != ["migrate"] or job_env.get("LEADFLOW_SERVICE") != name:
                 problems.append(f"migrate-{name} should run `migrate` for {name}")
+    problems.extend(k8s_console_problems(by_kind, settings, secret_keys))
     if problems:
         raise CheckFailed("\n".join(problems))
-    return f"{len(docs)} Kubernetes manifests consistent"
+    return f"{len(docs)} Kubernetes manifests consistent (the five services and the console)"
+
+
+def k8s_workload_problems(name: str, port: int, deployment: dict[str, Any],
+                          by_kind: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """A serving Deployment: 2+ replicas, probes, resources, its port, LEADFLOW_SERVICE, its Service."""
+    problems = []
+    spec = deployment["spec"]
+    pod = spec["template"]
+    container = pod["spec"]["containers"][0]
+    if spec.get("replicas", 1) < 2:
+        problems.append(f"{name}: needs at least 2 replicas")
+    if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+        problems.append(f"{name}: readiness probe should GET /readyz")
+    if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+        problems.append(f"{name}: liveness probe should GET /healthz")
+    resources = container.get("resources", {})
+    if not resources.get("requests") or not resources.get("limits"):
+        problems.append(f"{name}: resources need requests and limits")
+    if [p["containerPort"] for p in container.get("ports", [])] != [port]:
+        problems.append(f"{name}: container should listen on {port}")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if env.get("LEADFLOW_SERVICE") != name:
+        problems.append(f"{name}: LEADFLOW_SERVICE should be {name}")
+    selector = spec["selector"]["matchLabels"]
+    service = by_kind.get("Service", {}).get(name)
+    if service is None or service["spec"]["selector"] != selector:
+        problems.append(f"{name}: Service missing or selecting other pods")
+    if not all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()):
+        problems.append(f"{name}: pod labels do not match the selector")
+    return problems
+
+
+def _secret_refs(container: dict[str, Any]) -> dict[str, str]:
+    """{variable: key of leadflow-secrets} of a container's secretKeyRef variables."""
+    return {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def k8s_console_problems(by_kind: dict[str, dict[str, dict[str, Any]]], settings: dict[str, Any],
+                         secret_keys: set[str]) -> list[str]:
+    """The console as the five, except that it takes only its own keys from leadflow-secrets (no
+    envFrom of it): its provision-keys init container alone gets the services' admin keys."""
+    problems = []
+    known = setting_names(CONSOLE)
+    for key in sorted(k for k in settings if k.startswith("CONSOLE_") and k not in known):
+        problems.append(f"ConfigMap leadflow-settings: {key} is not a setting of the console")
+    expected = {"CONSOLE_ENVIRONMENT": "production", "CONSOLE_HOST": "0.0.0.0", "CONSOLE_PORT": str(CONSOLE_PORT),
+                **{f"CONSOLE_{name.upper()}_URL": f"http://{name}:{port}" for name, port in SERVICES.items()}}
+    for key, value in expected.items():
+        if str(settings.get(key)) != value:
+            problems.append(f"ConfigMap leadflow-settings: {key} should be {value!r}")
+    own = {"CONSOLE_DATABASE_URL", "CONSOLE_SECRET_KEY", "CONSOLE_ENCRYPTION_KEYS"}
+    for key in sorted(own | {"CONSOLE_FIRST_ADMIN_PASSWORD"}):
+        if key not in secret_keys:
+            problems.append(f"secrets.env.example lacks {key}")
+    deployment = by_kind.get("Deployment", {}).get(CONSOLE)
+    if deployment is None:
+        return [*problems, f"Deployment {CONSOLE} missing"]
+    problems.extend(k8s_workload_problems(CONSOLE, CONSOLE_PORT, deployment, by_kind))
+    pod = deployment["spec"]["template"]["spec"]
+    serving = pod["containers"][0]
+    provisioning = next((c for c in pod.get("initContainers", []) if c.get("args") == ["provision-keys"]), None)
+    admin_keys = {f"{name.upper()}_ADMIN_API_KEY" for name in SERVICES}
+    for container in [serving, *([provisioning] if provisioning else [])]:
+        if any("secretRef" in source for source in container.get("envFrom", [])):
+            problems.append(f"{CONSOLE}: {container['name']} must not take all of leadflow-secrets (envFrom)")
+    if _secret_refs(serving) != {key: key for key in own}:
+        problems.append(f"{CONSOLE}: the serving container should read exactly {sorted(own)} from leadflow-secrets")
+    if provisioning is None:
+        problems.append(f"{CONSOLE}: no provision-keys init container")
+    elif _secret_refs(provisioning) != {key: key for key in own | admin_keys}:
+        problems.append(f"{CONSOLE}: provision-keys should read its own keys and each <SERVICE>_ADMIN_API_KEY")
+    job = by_kind.get("Job", {}).get(f"migrate-{CONSOLE}")
+    if job is None:
+        return [*problems, f"migration Job migrate-{CONSOLE} missing"]
+    job_pod = job["spec"]["template"]["spec"]
+    if [c.get("args") for c in job_pod.get("initContainers", [])] != [["migrate"]] or [
+            c.get("args") for c in job_pod["containers"]] != [["seed-demo"]]:
+        problems.append(f"migrate-{CONSOLE} should run `migrate`, then `seed-demo` (the first admin)")
+    elif not admin_keys.isdisjoint(_secret_refs(job_pod["containers"][0]).values()):
+        problems.append(f"migrate-{CONSOLE} must not read the services' admin keys")
+    return problems
 
 
 def check_topics() -> str:

@@ -1,0 +1,70 @@
+"""deploy/k8s: the console's manifests are valid Kubernetes objects, and deploy/check_assets.py's k8s
+check (run by deploy/check.sh on the real files) catches a console wired with the services' admin keys."""
+
+from __future__ import annotations
+
+import copy
+import runpy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+
+_check_assets = runpy.run_path(str(ROOT / "deploy" / "check_assets.py"))
+k8s_console_problems = _check_assets["k8s_console_problems"]
+
+
+def _by_kind() -> dict[str, dict[str, dict[str, Any]]]:
+    docs = [doc for resource in yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+            for doc in yaml.safe_load_all((K8S / resource).read_text()) if doc]
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    return by_kind
+
+
+def _problems(by_kind: dict[str, dict[str, dict[str, Any]]]) -> str:
+    settings = by_kind["ConfigMap"]["leadflow-settings"]["data"]
+    secret_keys = {line.split("=", 1)[0] for line in (K8S / "secrets.env.example").read_text().splitlines()
+                   if line and not line.startswith("#")}
+    return "\n".join(k8s_console_problems(by_kind, settings, secret_keys))
+
+
+def test_the_consoles_manifests_are_valid_kubernetes_objects() -> None:
+    docs = [doc for doc in yaml.safe_load_all((K8S / "console.yaml").read_text()) if doc]
+    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "PodDisruptionBudget", "Job"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_shipped_console_passes() -> None:
+    assert _problems(_by_kind()) == ""
+
+
+@pytest.fixture
+def by_kind() -> dict[str, dict[str, dict[str, Any]]]:
+    return copy.deepcopy(_by_kind())
+
+
+def test_a_console_given_the_whole_secret_or_no_key_bootstrap_fails(by_kind: dict[str, Any]) -> None:
+    pod = by_kind["Deployment"]["console"]["spec"]["template"]["spec"]
+    pod["containers"][0]["envFrom"].append({"secretRef": {"name": "leadflow-secrets"}})
+    del pod["initContainers"]
+    by_kind["ConfigMap"]["leadflow-settings"]["data"]["CONSOLE_ROUTING_URL"] = "http://routing:9999"
+    problems = _problems(by_kind)
+    assert "console: console must not take all of leadflow-secrets (envFrom)" in problems
+    assert "console: no provision-keys init container" in problems
+    assert "CONSOLE_ROUTING_URL should be 'http://routing:8004'" in problems
+
+
+def test_an_admin_key_in_the_consoles_serving_container_fails(by_kind: dict[str, Any]) -> None:
+    serving = by_kind["Deployment"]["console"]["spec"]["template"]["spec"]["containers"][0]
+    serving["env"].append({"name": "SLA_ADMIN_API_KEY",
+                           "valueFrom": {"secretKeyRef": {"name": "leadflow-secrets", "key": "SLA_ADMIN_API_KEY"}}})
+    assert "the serving container should read exactly" in _problems(by_kind)
