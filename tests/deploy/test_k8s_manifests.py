@@ -1,10 +1,12 @@
-"""deploy/k8s: the console's manifests are valid Kubernetes objects, and deploy/check_assets.py's k8s
-check (run by deploy/check.sh on the real files) catches a console wired with the services' admin keys."""
+"""deploy/k8s: the console's manifests are valid Kubernetes objects, the image is the workspace's version, and
+deploy/check_assets.py's k8s check (run by deploy/check.sh on the real files) catches a console wired with the
+services' admin keys."""
 
 from __future__ import annotations
 
 import copy
 import runpy
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,9 @@ def test_an_admin_key_in_the_consoles_serving_container_fails(by_kind: dict[str,
     serving["env"].append({"name": "SLA_ADMIN_API_KEY",
                            "valueFrom": {"secretKeyRef": {"name": "leadflow-secrets", "key": "SLA_ADMIN_API_KEY"}}})
     assert "the serving container should read exactly" in _problems(by_kind)
+
+
+def test_the_image_is_the_workspace_version() -> None:
+    images = yaml.safe_load((K8S / "kustomization.yaml").read_text())["images"]
+    workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert images == [{"name": "leadflow", "newName": "leadflow", "newTag": workspace}]

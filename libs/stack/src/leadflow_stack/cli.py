@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from leadflow_console.auth import FIRST_ADMIN
 from leadflow_stack import procs
-from leadflow_stack.console import CONSOLE, FIRST_ADMIN
+from leadflow_stack.console import CONSOLE
 from leadflow_stack.demo import run_demo
 from leadflow_stack.errors import StackError
 from leadflow_stack.handoff_demo import HandoffJourney, run_handoff_demo

@@ -23,7 +23,6 @@ from leadflow_console.service_keys import ProvisioningError, ServiceKey, ensure_
 from leadflow_stack.errors import StackError
 
 CONSOLE = "console"
-FIRST_ADMIN = "admin"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import uvicorn
 
 from leadflow_console import store
 from leadflow_console.app import create_app
-from leadflow_console.auth import ROLES, USERNAME_PATTERN, Role, create_user, password_problem
+from leadflow_console.auth import FIRST_ADMIN, ROLES, USERNAME_PATTERN, Role, create_user, password_problem
 from leadflow_console.provisioning import provision_keys, with_kept_keys
 from leadflow_console.service_keys import AdminKeys, ProvisioningError
 from leadflow_console.settings import Settings
@@ -39,7 +39,6 @@ from leadflow_kit.version import VERSION
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-FIRST_ADMIN = "admin"
 
 
 async def create_first_admin(settings: Settings, password: str) -> None:

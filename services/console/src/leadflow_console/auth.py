@@ -44,6 +44,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# The admin `seed-demo` creates while the console has none (`make up`, a deployment's first start).
+FIRST_ADMIN = "admin"
 MIN_PASSWORD_LENGTH = 12
 
 _hasher = PasswordHasher()
