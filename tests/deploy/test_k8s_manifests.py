@@ -76,3 +76,7 @@ def test_the_image_is_the_workspace_version() -> None:
     images = yaml.safe_load((K8S / "kustomization.yaml").read_text())["images"]
     workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert images == [{"name": "leadflow", "newName": "leadflow", "newTag": workspace}]
+    # A manifest applied on its own (kubectl apply -f) runs the same image as the kustomization.
+    pods = [doc["spec"]["template"]["spec"] for kind in ("Deployment", "Job") for doc in _by_kind()[kind].values()]
+    containers = [c for pod in pods for c in (*pod.get("initContainers", []), *pod["containers"])]
+    assert {c["image"] for c in containers if c["image"].startswith("leadflow")} == {f"leadflow:{workspace}"}
