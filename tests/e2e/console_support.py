@@ -14,9 +14,9 @@ from typing import Any
 from e2e_support import Pipeline, running_pipeline
 from playwright.async_api import Page
 
-from leadflow_console.auth import Role, create_user
+from leadflow_console.auth import FIRST_ADMIN, Role, create_user
 from leadflow_kit.db import Database
-from leadflow_stack.console import CONSOLE, FIRST_ADMIN, console_secrets
+from leadflow_stack.console import CONSOLE, console_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
