@@ -1,5 +1,6 @@
-"""Reps and teams in the console, in a real browser against the real stack: a team, a rep with capacity and an
-out-of-office range that routing then reports, notification channels; and a rep refused every configuration page."""
+"""Reps and teams in the console, in a real browser against the real stack: an admin's team, its manager's rep with
+capacity and an out-of-office range that routing then reports, notification channels; and a rep refused every
+configuration page."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from console_support import ConsoleUnderTest, check_a11y, sign_in, sign_in_as_admin
 from e2e_support import ADMIN_KEY
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -17,20 +18,32 @@ CONFIGURATION_PAGES = ("/forms", "/forms/new", "/people", "/people/reps/new", "/
                        "/webhooks", "/webhooks/new", "/api-keys")
 
 
-async def test_a_manager_creates_a_team_and_a_rep_who_is_out_of_office(console: ConsoleUnderTest, page: Page):
+async def test_an_admin_makes_a_team_and_its_manager_a_rep_who_is_out_of_office(console: ConsoleUnderTest, page: Page,
+                                                                                browser: Browser):
     tag = uuid.uuid4().hex[:6]
-    username, password = await console.make_user("sales_manager")
+    # Teams are an admin's to make and remove; a sales manager manages the teams their user is linked to.
+    admin = await browser.new_context()
+    try:
+        admin_page = await admin.new_page()
+        await sign_in_as_admin(admin_page, console)
+        await admin_page.goto(f"{console.url}/people")
+        await admin_page.get_by_role("link", name="New team").click()
+        await admin_page.get_by_label("Team id").fill(f"team-{tag}")
+        await admin_page.get_by_label("Name").fill(f"Nordics {tag}")
+        await admin_page.get_by_label("Strategy").select_option("load_balanced")
+        await admin_page.get_by_role("button", name="Create team").click()
+        await admin_page.wait_for_url(f"{console.url}/people/teams/team-{tag}")
+        await check_a11y(admin_page)
+    finally:
+        await admin.close()
+
+    username, password = await console.make_user("sales_manager", team_ids=(f"team-{tag}",))
     await sign_in(page, console.url, username, password)
     await page.goto(f"{console.url}/people")
     await check_a11y(page)
-
-    await page.get_by_role("link", name="New team").click()
-    await page.get_by_label("Team id").fill(f"team-{tag}")
-    await page.get_by_label("Name").fill(f"Nordics {tag}")
-    await page.get_by_label("Strategy").select_option("load_balanced")
-    await page.get_by_role("button", name="Create team").click()
-    await page.wait_for_url(f"{console.url}/people/teams/team-{tag}")
-    await check_a11y(page)
+    assert await page.get_by_role("link", name="New team").count() == 0
+    assert await page.get_by_role("link", name=f"Nordics {tag}").count() == 1
+    assert await page.get_by_role("link", name="Ada Lovelace").count() == 0  # the demo's rep, not in this team
 
     now = datetime.now(UTC)
     await page.goto(f"{console.url}/people/reps/new")

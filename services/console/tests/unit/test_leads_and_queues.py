@@ -4,28 +4,18 @@ down or refuses shown as a message, never a 500."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from leadflow_console.app import create_app
-from leadflow_console.auth import PRESESSION_COOKIE, User
+from leadflow_console.auth import User
 from leadflow_console.formatting import duration
 from leadflow_console.pages.leads import search_scope
-from leadflow_console.settings import Settings
-from leadflow_kit.clock import FrozenClock
 
-SECRET = "unit-test-secret-key-0123456789abcdef"
-NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 ADMIN = User("u1", "admin", "Admin", "admin")
 OPS = User("u2", "ops", "Ops", "marketing_ops")
 MANAGER = User("u3", "mia", "Mia", "sales_manager", team_ids=("emea",))
@@ -108,35 +98,14 @@ class Services:
         return [r for r in self.requests if r.method == method and r.url.path == path]
 
 
-def signed_in_as(app: ASGIApp, user: User) -> ASGIApp:
-    """The app with every request signed in as ``user`` (the session lookup needs the database)."""
-
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})["user"] = user
-        await app(scope, receive, send)
-
-    return wrapped
-
-
 @pytest.fixture
 def services() -> Services:
     return Services()
 
 
 @pytest.fixture
-def as_user(services: Services) -> Callable[[User], Any]:
-    @asynccontextmanager
-    async def client(user: User) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(Settings(environment="test", secret_key=SECRET), clock=FrozenClock(NOW),
-                         transport=httpx.MockTransport(services.handle))
-        token = hmac.new(SECRET.encode(), b"csrf:pre", hashlib.sha256).hexdigest()
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=signed_in_as(app, user)),
-                                     base_url="https://console.test", cookies={PRESESSION_COOKIE: "pre"},
-                                     headers={"X-CSRF-Token": token}) as c:
-            yield c
-
-    return client
+def as_user(services: Services, page_client: Any) -> Callable[[User], Any]:
+    return lambda user: page_client(user, services.handle)
 
 
 def test_a_rep_searches_their_own_leads_a_manager_one_of_their_teams():

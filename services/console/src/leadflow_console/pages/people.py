@@ -1,12 +1,16 @@
 """Routing's people: reps (team, territories, capacity, working hours, out-of-office, notification channels) and
-teams (strategy, manager, escalation, fallback queue)."""
+teams (strategy, manager, escalation, fallback queue).
+
+An admin manages every rep and team, and alone makes and removes teams. A sales manager manages the teams their
+user is linked to and those teams' reps: they see only those, make reps only in them, move reps only between
+them, and get a 404 for any other rep or team (the answer for one that does not exist)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
@@ -31,6 +35,7 @@ from leadflow_console.templating import redirect, render
 
 router = APIRouter(tags=["people"])
 Manager = Annotated[User, Depends(require_roles("sales_manager"))]
+Admin = Annotated[User, Depends(require_roles("admin"))]
 RoutingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 REP_FIELDS = ("id", "name", "email", "team_id", "territories", "weight", "daily_capacity", "max_open_leads",
@@ -136,6 +141,45 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# -- a manager's reach ----------------------------------------------------------------------
+
+NO_REP = "There is no such rep in your teams."
+NO_TEAM = "There is no such team among yours."
+NOT_YOUR_TEAM = "must be one of your teams"
+
+
+def _reach(user: User) -> frozenset[str] | None:
+    """The teams whose people ``user`` manages; None for all (an admin)."""
+    return None if user.role == "admin" else frozenset(user.team_ids)
+
+
+def _within(user: User, team_id: str | None) -> bool:
+    reach = _reach(user)
+    return reach is None or (team_id is not None and team_id in reach)
+
+
+async def _reachable_rep(user: User, routing: ServiceClient, rep_id: str) -> dict[str, Any]:
+    rep: dict[str, Any] = await routing.get(f"/v1/admin/reps/{rep_id}")
+    if not _within(user, rep.get("team_id")):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_REP)
+    return rep
+
+
+async def _reachable_team(user: User, routing: ServiceClient, team_id: str) -> dict[str, Any]:
+    if not _within(user, team_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_TEAM)
+    team: dict[str, Any] = await routing.get(f"/v1/admin/teams/{team_id}")
+    return team
+
+
+def _team_refused(user: User, boxes: RepBoxes) -> FieldErrors:
+    """A manager's rep must stay in one of their teams (no team would put it out of their reach too)."""
+    errors = FieldErrors()
+    if not _within(user, boxes.team_id.strip() or None):
+        errors.add("team_id", NOT_YOUR_TEAM)
+    return errors
+
+
 # -- the list -------------------------------------------------------------------------------
 
 
@@ -146,7 +190,12 @@ async def people(request: Request, user: Manager, console: ConsoleDep) -> Respon
         teams = await console.clients.routing.get("/v1/admin/teams")
     except ServiceUnavailable:
         reps = teams = None
-    return await render(request, "people/list.html", {"reps": reps, "teams": teams})
+    else:
+        reps = [rep for rep in reps if _within(user, rep.get("team_id"))]
+        teams = [team for team in teams if _within(user, team["id"])]
+    unlinked = user.role == "sales_manager" and not user.team_ids
+    return await render(request, "people/list.html", {"reps": reps, "teams": teams, "unlinked": unlinked,
+                                                       "shapes_teams": user.role == "admin"})
 
 
 # -- reps -----------------------------------------------------------------------------------
@@ -154,7 +203,7 @@ async def people(request: Request, user: Manager, console: ConsoleDep) -> Respon
 
 @router.get("/people/reps/new", response_class=HTMLResponse, summary="A new rep")
 async def new_rep(request: Request, user: Manager, console: ConsoleDep) -> Response:
-    return await _rep_editor(request, console.clients.routing, RepBoxes(active=True), None, FieldErrors())
+    return await _rep_editor(request, user, console.clients.routing, RepBoxes(active=True), None, FieldErrors())
 
 
 @router.post("/people/reps/new", response_class=HTMLResponse, summary="Create a rep",
@@ -162,17 +211,20 @@ async def new_rep(request: Request, user: Manager, console: ConsoleDep) -> Respo
 async def create_rep(request: Request, user: Manager, console: ConsoleDep,
                      boxes: Annotated[RepBoxes, Form()]) -> Response:
     routing = console.clients.routing
+    refused = _team_refused(user, boxes)
+    if refused:
+        return await _rep_editor(request, user, routing, boxes, None, refused)
     created = await attempt(lambda: routing.post("/v1/admin/reps", json=boxes.new_body()), REP_FIELDS)
     if isinstance(created, FieldErrors):
-        return await _rep_editor(request, routing, boxes, None, created)
+        return await _rep_editor(request, user, routing, boxes, None, created)
     return redirect(request, f"/people/reps/{quote(created['id'])}", f"Rep '{created['name']}' created.")
 
 
 @router.get("/people/reps/{rep_id}", response_class=HTMLResponse, summary="One rep: edit, availability, channels")
 async def edit_rep(request: Request, rep_id: RoutingId, user: Manager, console: ConsoleDep) -> Response:
     routing = console.clients.routing
-    rep = await routing.get(f"/v1/admin/reps/{rep_id}")
-    return await _rep_editor(request, routing, RepBoxes.of(rep), rep, FieldErrors())
+    rep = await _reachable_rep(user, routing, rep_id)
+    return await _rep_editor(request, user, routing, RepBoxes.of(rep), rep, FieldErrors())
 
 
 @router.post("/people/reps/{rep_id}", response_class=HTMLResponse, summary="Change a rep",
@@ -180,11 +232,14 @@ async def edit_rep(request: Request, rep_id: RoutingId, user: Manager, console: 
 async def update_rep(request: Request, rep_id: RoutingId, user: Manager, console: ConsoleDep,
                      boxes: Annotated[RepBoxes, Form()]) -> Response:
     routing = console.clients.routing
-    rep = await routing.get(f"/v1/admin/reps/{rep_id}")
+    rep = await _reachable_rep(user, routing, rep_id)
     boxes.id = rep_id
+    refused = _team_refused(user, boxes)
+    if refused:
+        return await _rep_editor(request, user, routing, boxes, rep, refused)
     saved = await attempt(lambda: routing.patch(f"/v1/admin/reps/{rep_id}", json=boxes.body()), REP_FIELDS)
     if isinstance(saved, FieldErrors):
-        return await _rep_editor(request, routing, boxes, rep, saved)
+        return await _rep_editor(request, user, routing, boxes, rep, saved)
     return redirect(request, f"/people/reps/{rep_id}", "Rep saved.")
 
 
@@ -194,14 +249,14 @@ async def update_rep(request: Request, rep_id: RoutingId, user: Manager, console
 async def update_notifications(request: Request, rep_id: RoutingId, user: Manager, console: ConsoleDep,
                                boxes: Annotated[NotifyBoxes, Form()]) -> Response:
     routing = console.clients.routing
+    rep = await _reachable_rep(user, routing, rep_id)
     try:
         await routing.put(f"/v1/admin/reps/{rep_id}/notifications", json=boxes.body())
     except ServiceError as exc:
         if not is_refusal(exc) or exc.status == 404:
             raise
-        rep = await routing.get(f"/v1/admin/reps/{rep_id}")
         errors = refusal_errors(exc, NOTIFY_FIELDS, aliases={"email": "notify_email"})
-        return await _rep_editor(request, routing, RepBoxes.of(rep), rep, FieldErrors(), notify=boxes,
+        return await _rep_editor(request, user, routing, RepBoxes.of(rep), rep, FieldErrors(), notify=boxes,
                                  notify_errors=errors)
     return redirect(request, f"/people/reps/{rep_id}", "Notification channels saved.")
 
@@ -210,20 +265,21 @@ async def update_notifications(request: Request, rep_id: RoutingId, user: Manage
              summary="Deactivate a rep (no new leads; kept for the audit trail)",
              responses={303: {"description": "Done"}})
 async def deactivate_rep(request: Request, rep_id: RoutingId, user: Manager, console: ConsoleDep) -> Response:
+    await _reachable_rep(user, console.clients.routing, rep_id)
     await console.clients.routing.delete(f"/v1/admin/reps/{rep_id}")
     return redirect(request, f"/people/reps/{rep_id}", "Rep deactivated: routing gives them no new lead.")
 
 
-async def _rep_editor(request: Request, routing: ServiceClient, boxes: RepBoxes, rep: dict[str, Any] | None,
-                      errors: FieldErrors, *, notify: NotifyBoxes | None = None,
+async def _rep_editor(request: Request, user: User, routing: ServiceClient, boxes: RepBoxes,
+                      rep: dict[str, Any] | None, errors: FieldErrors, *, notify: NotifyBoxes | None = None,
                       notify_errors: FieldErrors | None = None) -> HTMLResponse:
-    teams = await routing.get("/v1/admin/teams")
+    teams = [team for team in await routing.get("/v1/admin/teams") if _within(user, team["id"])]
     if rep is not None and notify is None:
         notify = NotifyBoxes.of(await routing.get(f"/v1/admin/reps/{rep['id']}/notifications"))
     failed = bool(errors) or bool(notify_errors)
     return await render(request, "people/rep.html", {
         "boxes": boxes, "rep": rep, "errors": errors, "teams": teams, "notify": notify,
-        "notify_errors": notify_errors or FieldErrors(),
+        "notify_errors": notify_errors or FieldErrors(), "any_team": _reach(user) is None,
     }, status_code=422 if failed else 200)
 
 
@@ -231,44 +287,44 @@ async def _rep_editor(request: Request, routing: ServiceClient, boxes: RepBoxes,
 
 
 @router.get("/people/teams/new", response_class=HTMLResponse, summary="A new team")
-async def new_team(request: Request, user: Manager) -> Response:
-    return await _team_editor(request, TeamBoxes(), None, FieldErrors())
+async def new_team(request: Request, user: Admin) -> Response:
+    return await _team_editor(request, user, TeamBoxes(), None, FieldErrors())
 
 
 @router.post("/people/teams/new", response_class=HTMLResponse, summary="Create a team",
              responses={303: {"description": "Created"}, 422: {"description": "Refused; see the page"}})
-async def create_team(request: Request, user: Manager, console: ConsoleDep,
+async def create_team(request: Request, user: Admin, console: ConsoleDep,
                       boxes: Annotated[TeamBoxes, Form()]) -> Response:
     created = await attempt(lambda: console.clients.routing.post("/v1/admin/teams", json=boxes.new_body()),
                             TEAM_FIELDS)
     if isinstance(created, FieldErrors):
-        return await _team_editor(request, boxes, None, created)
+        return await _team_editor(request, user, boxes, None, created)
     return redirect(request, f"/people/teams/{quote(created['id'])}", f"Team '{created['name']}' created.")
 
 
 @router.get("/people/teams/{team_id}", response_class=HTMLResponse, summary="One team")
 async def edit_team(request: Request, team_id: RoutingId, user: Manager, console: ConsoleDep) -> Response:
-    team = await console.clients.routing.get(f"/v1/admin/teams/{team_id}")
-    return await _team_editor(request, TeamBoxes.of(team), team, FieldErrors())
+    team = await _reachable_team(user, console.clients.routing, team_id)
+    return await _team_editor(request, user, TeamBoxes.of(team), team, FieldErrors())
 
 
 @router.post("/people/teams/{team_id}", response_class=HTMLResponse, summary="Change a team",
              responses={303: {"description": "Saved"}, 422: {"description": "Refused; see the page"}})
 async def update_team(request: Request, team_id: RoutingId, user: Manager, console: ConsoleDep,
                       boxes: Annotated[TeamBoxes, Form()]) -> Response:
-    team = await console.clients.routing.get(f"/v1/admin/teams/{team_id}")
+    team = await _reachable_team(user, console.clients.routing, team_id)
     boxes.id = team_id
     saved = await attempt(lambda: console.clients.routing.patch(f"/v1/admin/teams/{team_id}", json=boxes.body()),
                           TEAM_FIELDS)
     if isinstance(saved, FieldErrors):
-        return await _team_editor(request, boxes, team, saved)
+        return await _team_editor(request, user, boxes, team, saved)
     return redirect(request, f"/people/teams/{team_id}", "Team saved.")
 
 
 @router.post("/people/teams/{team_id}/delete", response_class=HTMLResponse,
              summary="Remove a team no rep is in and no active rule names",
              responses={303: {"description": "Removed"}, 409: {"description": "Still in use; the page says by what"}})
-async def delete_team(request: Request, team_id: RoutingId, user: Manager, console: ConsoleDep) -> Response:
+async def delete_team(request: Request, team_id: RoutingId, user: Admin, console: ConsoleDep) -> Response:
     try:
         await console.clients.routing.delete(f"/v1/admin/teams/{team_id}")
     except ServiceError as exc:
@@ -278,10 +334,11 @@ async def delete_team(request: Request, team_id: RoutingId, user: Manager, conso
     return redirect(request, "/people", f"Team '{team_id}' removed.")
 
 
-async def _team_editor(request: Request, boxes: TeamBoxes, team: dict[str, Any] | None,
+async def _team_editor(request: Request, user: User, boxes: TeamBoxes, team: dict[str, Any] | None,
                        errors: FieldErrors) -> HTMLResponse:
     return await render(request, "people/team.html", {
         "boxes": boxes, "team": team, "errors": errors, "strategies": STRATEGIES,
+        "shapes_teams": user.role == "admin",
     }, status_code=422 if errors else 200)
 
 
