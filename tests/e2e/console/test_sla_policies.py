@@ -21,6 +21,9 @@ async def test_a_manager_creates_an_sla_policy_after_fixing_the_field_sla_refuse
     team = await pipeline.client.post(f"{pipeline.urls['routing']}/v1/admin/teams", headers=ADMIN,
                                       json={"id": f"night-{tag}", "name": f"Night shift {tag}"})
     assert team.status_code == 201, team.text
+    rep = await pipeline.client.post(f"{pipeline.urls['routing']}/v1/admin/reps", headers=ADMIN,
+                                     json={"id": f"owl-{tag}", "name": f"Night Owl {tag}", "team_id": f"night-{tag}"})
+    assert rep.status_code == 201, rep.text
     username, password = await console.make_user("sales_manager", team_ids=(f"night-{tag}",))
     await sign_in(page, console.url, username, password)
     await page.get_by_role("link", name="SLA policies").first.click()
@@ -56,17 +59,18 @@ async def test_a_manager_creates_an_sla_policy_after_fixing_the_field_sla_refuse
     assert (policy["tier"], policy["target_seconds"], policy["business_hours"]["timezone"]) == (
         "warm", 1800, "Pacific/Auckland")
 
-    # A rep's own calendar.
-    await page.get_by_role("link", name="Set the calendar of Ada Lovelace").click()
+    # A rep's own calendar: the manager's team's reps only (the demo's Ada is another team's).
+    await expect(page.get_by_role("link", name="Set the calendar of Ada Lovelace")).to_have_count(0)
+    await page.get_by_role("link", name=f"Set the calendar of Night Owl {tag}").click()
     await page.get_by_label("Time zone").fill("Europe/London")
     await page.get_by_label("Saturday").check()
     await check_a11y(page)
     await page.get_by_role("button", name="Save calendar").click()
-    await expect(page.get_by_role("status")).to_contain_text("Ada Lovelace's calendar saved.")
-    await expect(page.locator("tr", has_text="rep-ada")).to_contain_text("Sat 09:00 to 17:00 Europe/London")
-    await page.get_by_role("link", name="Edit the calendar of Ada Lovelace").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Night Owl {tag}'s calendar saved.")
+    await expect(page.locator("tr", has_text=f"owl-{tag}")).to_contain_text("Sat 09:00 to 17:00 Europe/London")
+    await page.get_by_role("link", name=f"Edit the calendar of Night Owl {tag}").click()
     await page.get_by_role("button", name="Remove the calendar").click()
-    await expect(page.locator("tr", has_text="rep-ada")).to_contain_text("none: the policy's hours")
+    await expect(page.locator("tr", has_text=f"owl-{tag}")).to_contain_text("none: the policy's hours")
 
 
 @pytest.mark.parametrize("path", ["/routing-rules", "/routing-rules/draft", "/scoring-model", "/sla-policies"])

@@ -70,6 +70,11 @@ class User:
     def has_role(self, *roles: str) -> bool:
         return self.role == "admin" or self.role in roles
 
+    def manages_team(self, team_id: str | None) -> bool:
+        """Whether the user manages ``team_id``'s people and SLA policies: an admin every team (and what belongs
+        to none), a sales manager the teams their user is linked to."""
+        return self.role == "admin" or (self.role == "sales_manager" and team_id in self.team_ids)
+
     @classmethod
     def from_row(cls, row: Any) -> User:
         return cls(id=row.id, username=row.username, display_name=row.display_name, role=row.role,

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from console_pages import StandIn
 
 from leadflow_console.auth import User
 
@@ -22,18 +23,17 @@ REP_FIELDS = {"email": None, "territories": [], "weight": 1, "daily_capacity": N
               "assigned_today": 0, "unavailable_now": None}
 
 
-class Routing:
+class Routing(StandIn):
     """Routing's admin API for reps and teams, in memory; every request kept."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.teams = {t: {"id": t, "name": t.title(), **TEAM_FIELDS} for t in ("emea", "nordics", "amer")}
         self.reps = {r: {"id": r, "name": r.title(), "team_id": t, **REP_FIELDS}
                      for r, t in (("rep-bob", "emea"), ("rep-sigrid", "nordics"), ("rep-ann", "amer"),
                                   ("rep-solo", None))}
-        self.requests: list[httpx.Request] = []
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.removeprefix("/v1/admin/").split("/")
         kind, rows = parts[0], {"reps": self.reps, "teams": self.teams}.get(parts[0])
         if rows is None:
@@ -55,9 +55,6 @@ class Routing:
             row["active"] = False
             return httpx.Response(204)
         return httpx.Response(200, json=row)
-
-    def changes(self) -> list[str]:
-        return [f"{r.method} {r.url.path}" for r in self.requests if r.method != "GET"]
 
 
 @pytest.fixture

@@ -148,25 +148,15 @@ NO_TEAM = "There is no such team among yours."
 NOT_YOUR_TEAM = "must be one of your teams"
 
 
-def _reach(user: User) -> frozenset[str] | None:
-    """The teams whose people ``user`` manages; None for all (an admin)."""
-    return None if user.role == "admin" else frozenset(user.team_ids)
-
-
-def _within(user: User, team_id: str | None) -> bool:
-    reach = _reach(user)
-    return reach is None or (team_id is not None and team_id in reach)
-
-
 async def _reachable_rep(user: User, routing: ServiceClient, rep_id: str) -> dict[str, Any]:
     rep: dict[str, Any] = await routing.get(f"/v1/admin/reps/{rep_id}")
-    if not _within(user, rep.get("team_id")):
+    if not user.manages_team(rep.get("team_id")):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_REP)
     return rep
 
 
 async def _reachable_team(user: User, routing: ServiceClient, team_id: str) -> dict[str, Any]:
-    if not _within(user, team_id):
+    if not user.manages_team(team_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_TEAM)
     team: dict[str, Any] = await routing.get(f"/v1/admin/teams/{team_id}")
     return team
@@ -175,7 +165,7 @@ async def _reachable_team(user: User, routing: ServiceClient, team_id: str) -> d
 def _team_refused(user: User, boxes: RepBoxes) -> FieldErrors:
     """A manager's rep must stay in one of their teams (no team would put it out of their reach too)."""
     errors = FieldErrors()
-    if not _within(user, boxes.team_id.strip() or None):
+    if not user.manages_team(boxes.team_id.strip() or None):
         errors.add("team_id", NOT_YOUR_TEAM)
     return errors
 
@@ -191,8 +181,8 @@ async def people(request: Request, user: Manager, console: ConsoleDep) -> Respon
     except ServiceUnavailable:
         reps = teams = None
     else:
-        reps = [rep for rep in reps if _within(user, rep.get("team_id"))]
-        teams = [team for team in teams if _within(user, team["id"])]
+        reps = [rep for rep in reps if user.manages_team(rep.get("team_id"))]
+        teams = [team for team in teams if user.manages_team(team["id"])]
     unlinked = user.role == "sales_manager" and not user.team_ids
     return await render(request, "people/list.html", {"reps": reps, "teams": teams, "unlinked": unlinked,
                                                        "shapes_teams": user.role == "admin"})
@@ -273,13 +263,13 @@ async def deactivate_rep(request: Request, rep_id: RoutingId, user: Manager, con
 async def _rep_editor(request: Request, user: User, routing: ServiceClient, boxes: RepBoxes,
                       rep: dict[str, Any] | None, errors: FieldErrors, *, notify: NotifyBoxes | None = None,
                       notify_errors: FieldErrors | None = None) -> HTMLResponse:
-    teams = [team for team in await routing.get("/v1/admin/teams") if _within(user, team["id"])]
+    teams = [team for team in await routing.get("/v1/admin/teams") if user.manages_team(team["id"])]
     if rep is not None and notify is None:
         notify = NotifyBoxes.of(await routing.get(f"/v1/admin/reps/{rep['id']}/notifications"))
     failed = bool(errors) or bool(notify_errors)
     return await render(request, "people/rep.html", {
         "boxes": boxes, "rep": rep, "errors": errors, "teams": teams, "notify": notify,
-        "notify_errors": notify_errors or FieldErrors(), "any_team": _reach(user) is None,
+        "notify_errors": notify_errors or FieldErrors(), "any_team": user.role == "admin",
     }, status_code=422 if failed else 200)
 
 

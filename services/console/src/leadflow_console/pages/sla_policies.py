@@ -1,13 +1,18 @@
 """SLA policies (a time-to-first-touch target per tier, optionally per team, with business hours) and reps'
 own calendars. The form's values go to sla as typed; sla checks them and each error it names is shown
-next to its field."""
+next to its field.
+
+An admin sets every policy and calendar. A sales manager sets the policies of the teams their user is linked to
+and the calendars of those teams' reps: the tier defaults for every team are shown to them but are an admin's,
+other teams' policies and reps are not listed, and opening or posting to one is a 404 (as for one that does not
+exist)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
@@ -118,22 +123,28 @@ def hours_summary(hours: Mapping[str, Any] | None) -> str:
     return text
 
 
-async def _teams(clients: ServiceClients) -> list[dict[str, Any]] | None:
+NO_POLICY = "There is no such SLA policy of your teams."
+NO_REP = "There is no such rep in your teams."
+
+
+async def _teams(user: User, clients: ServiceClients) -> list[dict[str, Any]] | None:
     try:
         teams: list[dict[str, Any]] = await clients.routing.get("/v1/admin/teams")
     except ServiceError:
         return None
-    return teams
+    return [team for team in teams if user.manages_team(team["id"])]
 
 
-async def _calendars(clients: ServiceClients) -> list[dict[str, Any]] | None:
-    """Every rep routing knows, with their calendar in sla (None: the policy's hours apply)."""
+async def _calendars(user: User, clients: ServiceClients) -> list[dict[str, Any]] | None:
+    """Every rep of the user's teams routing knows, with their calendar in sla (None: the policy's hours apply)."""
     try:
         reps: list[dict[str, Any]] = await clients.routing.get("/v1/admin/reps")
     except ServiceError:
         return None
     rows = []
     for rep in reps:
+        if not user.manages_team(rep.get("team_id")):
+            continue
         try:
             calendar = await clients.sla.get(f"{CALENDARS}/{rep['id']}")
         except ServiceError as exc:
@@ -144,25 +155,42 @@ async def _calendars(clients: ServiceClients) -> list[dict[str, Any]] | None:
     return rows
 
 
-async def _index(request: Request, clients: ServiceClients, *, values: Mapping[str, Any] | None = None,
+async def _index(request: Request, user: User, clients: ServiceClients, *, values: Mapping[str, Any] | None = None,
                  errors: Mapping[str, str] | None = None, status_code: int = 200) -> Response:
     try:
         policies: list[dict[str, Any]] = await clients.sla.get(POLICIES)
-        calendars = await _calendars(clients)
+        calendars = await _calendars(user, clients)
     except ServiceUnavailable:
         return await render(request, "sla_policies/index.html", {"unavailable": True})
     order = {tier: i for i, tier in enumerate(TIERS)}
+    # A manager sees the tier defaults that apply to their teams too, without changing them.
+    policies = [{**p, "editable": user.manages_team(p.get("team_id"))} for p in policies
+                if p.get("team_id") is None or user.manages_team(p["team_id"])]
     policies.sort(key=lambda p: (order.get(p.get("tier", ""), 9), p.get("team_id") or ""))
     return await render(request, "sla_policies/index.html", {
-        "unavailable": False, "policies": policies, "calendars": calendars, "teams": await _teams(clients),
-        "values": values or NEW_POLICY, "errors": errors or {}, "tiers": TIERS, "weekdays": WEEKDAYS,
-        "hours_summary": hours_summary}, status_code=status_code)
+        "unavailable": False, "policies": policies, "calendars": calendars, "teams": await _teams(user, clients),
+        "every_team": user.manages_team(None), "values": values or NEW_POLICY, "errors": errors or {},
+        "tiers": TIERS, "weekdays": WEEKDAYS, "hours_summary": hours_summary}, status_code=status_code)
+
+
+async def _policy_of_theirs(user: User, clients: ServiceClients, policy_id: str) -> dict[str, Any]:
+    policy: dict[str, Any] = await clients.sla.get(f"{POLICIES}/{policy_id}")
+    if not user.manages_team(policy.get("team_id")):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_POLICY)
+    return policy
+
+
+async def _rep_of_theirs(user: User, clients: ServiceClients, rep_id: str) -> dict[str, Any]:
+    rep: dict[str, Any] = await clients.routing.get(f"/v1/admin/reps/{rep_id}")
+    if not user.manages_team(rep.get("team_id")):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NO_REP)
+    return rep
 
 
 @router.get("", response_class=HTMLResponse, summary="SLA policies, reps' calendars, and a form for a new policy")
 @degrades(HOME)
 async def policies_page(request: Request, user: Manager, console: ConsoleDep) -> Response:
-    return await _index(request, console.clients)
+    return await _index(request, user, console.clients)
 
 
 @router.post("", response_class=HTMLResponse, summary="Create an SLA policy",
@@ -171,19 +199,24 @@ async def policies_page(request: Request, user: Manager, console: ConsoleDep) ->
 @degrades(HOME)
 async def create_policy(request: Request, user: Manager, console: ConsoleDep) -> Response:
     values = form_values(await request.form())
+    if not user.manages_team(values["team_id"] or None):
+        refusal = "must be one of your teams" if values["team_id"] or user.team_ids else "your user manages no team"
+        return await _index(request, user, console.clients, values=values, errors={"team_id": refusal},
+                            status_code=422)
     try:
         created = await console.clients.sla.post(POLICIES, policy_body(values, creating=True))
     except ServiceError as exc:
         if exc.status not in (400, 409, 422):
             raise
-        return await _index(request, console.clients, values=values, errors=field_errors(exc), status_code=422)
+        return await _index(request, user, console.clients, values=values, errors=field_errors(exc),
+                            status_code=422)
     return redirect(request, "/sla-policies", f"Policy “{created['name']}” created.")
 
 
 @router.get("/calendars/{rep_id}", response_class=HTMLResponse, summary="A rep's own business hours")
 @degrades(HOME)
 async def calendar_page(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
-    rep = await console.clients.routing.get(f"/v1/admin/reps/{rep_id}")
+    rep = await _rep_of_theirs(user, console.clients, rep_id)
     try:
         calendar = await console.clients.sla.get(f"{CALENDARS}/{rep_id}")
     except ServiceError as exc:
@@ -201,7 +234,7 @@ async def calendar_page(request: Request, user: Manager, console: ConsoleDep, re
 @degrades(HOME)
 async def calendar_save(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
     values = form_values(await request.form())
-    rep = await console.clients.routing.get(f"/v1/admin/reps/{rep_id}")
+    rep = await _rep_of_theirs(user, console.clients, rep_id)
     try:
         await console.clients.sla.put(f"{CALENDARS}/{rep_id}", hours_body(values))
     except ServiceError as exc:
@@ -217,6 +250,7 @@ async def calendar_save(request: Request, user: Manager, console: ConsoleDep, re
              responses={303: {"description": "Removed: to the list"}})
 @degrades(HOME)
 async def calendar_delete(request: Request, user: Manager, console: ConsoleDep, rep_id: RepId) -> Response:
+    await _rep_of_theirs(user, console.clients, rep_id)
     await console.clients.sla.delete(f"{CALENDARS}/{rep_id}")
     return redirect(request, "/sla-policies", f"The calendar of {rep_id} is removed; the policies' hours apply.")
 
@@ -224,7 +258,7 @@ async def calendar_delete(request: Request, user: Manager, console: ConsoleDep, 
 @router.get("/{policy_id}", response_class=HTMLResponse, summary="Edit an SLA policy")
 @degrades(HOME)
 async def policy_page(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
-    policy = await console.clients.sla.get(f"{POLICIES}/{policy_id}")
+    policy = await _policy_of_theirs(user, console.clients, policy_id)
     return await render(request, "sla_policies/policy.html", {
         "policy": policy, "values": policy_values(policy), "errors": {}, "weekdays": WEEKDAYS})
 
@@ -235,12 +269,12 @@ async def policy_page(request: Request, user: Manager, console: ConsoleDep, poli
 @degrades(HOME)
 async def policy_save(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
     values = form_values(await request.form())
+    policy = await _policy_of_theirs(user, console.clients, policy_id)
     try:
         saved = await console.clients.sla.patch(f"{POLICIES}/{policy_id}", policy_body(values, creating=False))
     except ServiceError as exc:
         if exc.status not in (400, 422):
             raise
-        policy = await console.clients.sla.get(f"{POLICIES}/{policy_id}")
         return await render(request, "sla_policies/policy.html", {
             "policy": policy, "values": {**values, "tier": policy.get("tier"), "team_id": policy.get("team_id")},
             "errors": field_errors(exc), "weekdays": WEEKDAYS}, status_code=422)
@@ -251,6 +285,7 @@ async def policy_save(request: Request, user: Manager, console: ConsoleDep, poli
              responses={303: {"description": "Removed: to the list"}})
 @degrades(HOME)
 async def policy_delete(request: Request, user: Manager, console: ConsoleDep, policy_id: PolicyId) -> Response:
+    await _policy_of_theirs(user, console.clients, policy_id)
     await console.clients.sla.delete(f"{POLICIES}/{policy_id}")
     return redirect(request, "/sla-policies", "Policy removed; the tier's default applies to new clocks.")
 
