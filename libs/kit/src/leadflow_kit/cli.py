@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from leadflow_kit.db import Database
+from leadflow_kit.heap import settle_garbage_collector
 from leadflow_kit.logging import configure_logging
 from leadflow_kit.migrations import upgrade
 from leadflow_kit.settings import ServiceSettings
@@ -51,8 +52,10 @@ def run_service_cli(
         if seed_demo is not None:
             asyncio.run(_seed(seed_demo, settings))
     else:
+        app = app_factory(settings)
+        settle_garbage_collector()
         uvicorn.run(
-            app_factory(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,

@@ -32,6 +32,7 @@ from leadflow_console.provisioning import provision_keys, with_kept_keys
 from leadflow_console.service_keys import AdminKeys, ProvisioningError
 from leadflow_console.settings import Settings
 from leadflow_kit.db import Database
+from leadflow_kit.heap import settle_garbage_collector
 from leadflow_kit.logging import configure_logging
 from leadflow_kit.migrations import upgrade
 from leadflow_kit.version import VERSION
@@ -140,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(create_first_admin(settings, password))
     else:
         settings = asyncio.run(with_kept_keys(settings))
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+        app = create_app(settings)
+        settle_garbage_collector()
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                     access_log=False, proxy_headers=False, timeout_graceful_shutdown=10)
     sys.exit(0)
 
