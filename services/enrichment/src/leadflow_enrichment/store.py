@@ -138,7 +138,7 @@ class EnrichedFill:
 
     def fill_columns(self) -> tuple[Any, ...]:
         """This fill's row of ``lead_fill``, as ``SAVE_FILLS`` takes it ($17-$26)."""
-        return (self.captured_lead_id, self.lead_id, self.form_key, json.dumps(self.fill.model_dump(mode="json")),
+        return (self.captured_lead_id, self.lead_id, self.form_key, self.fill.model_dump_json(),
                 self.submitted_at, self.merged, self.enriched_at, self.source, json.dumps(self.quality.reasons),
                 self.provider_outcome)
 
@@ -151,9 +151,9 @@ def _lead_columns(fills: Sequence[EnrichedFill]) -> tuple[Any, ...]:
     return (
         first.lead_id, first.email, first.form_key, json.dumps(last.custom_fields), first.submitted_at,
         max(fill.submitted_at for fill in fills), last.enriched_at,
-        json.dumps(last.original.model_dump(mode="json")), json.dumps(last.profile.model_dump(mode="json")),
-        json.dumps(last.account.model_dump(mode="json") if last.account else None),
-        json.dumps(last.quality.model_dump(mode="json")), bool(last.partial_reasons),
+        last.original.model_dump_json(), last.profile.model_dump_json(),
+        last.account.model_dump_json() if last.account else "null",
+        last.quality.model_dump_json(), bool(last.partial_reasons),
         json.dumps(last.partial_reasons), last.enrichment_ms, len(fills), first.merged,
     )
 
