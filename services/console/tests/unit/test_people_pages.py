@@ -137,3 +137,22 @@ async def test_a_manager_linked_to_no_team_is_told_so_and_sees_no_one(as_user: A
         page = (await client.get("/people")).text
     assert "manages no team yet: an admin must link it" in page
     assert "rep-bob" not in page and "New rep" not in page
+
+
+async def test_a_manager_names_only_a_rep_of_their_teams_as_a_teams_manager(as_user: Any, routing: Routing):
+    team_form = {"name": "Emea", "strategy": "round_robin"}
+    async with as_user(MANAGER) as client:
+        for rep_id in ("rep-ann", "rep-solo", "rep-nobody"):  # another team's, no team's, no such rep
+            refused = await client.post("/people/teams/emea", data={**team_form, "manager_rep_id": rep_id})
+            assert refused.status_code == 422 and "must be a rep of your teams" in refused.text, rep_id
+        assert routing.changes() == []
+        named = await client.post("/people/teams/emea", data={**team_form, "manager_rep_id": "rep-sigrid"})
+        assert named.status_code == 303 and routing.teams["emea"]["manager_rep_id"] == "rep-sigrid"
+
+    routing.teams["nordics"]["manager_rep_id"] = "rep-ann"  # named by an admin: kept when the manager saves
+    async with as_user(MANAGER) as client:
+        kept = await client.post("/people/teams/nordics", data={**team_form, "manager_rep_id": "rep-ann"})
+    assert kept.status_code == 303 and routing.teams["nordics"]["manager_rep_id"] == "rep-ann"
+    async with as_user(ADMIN) as client:
+        named = await client.post("/people/teams/emea", data={**team_form, "manager_rep_id": "rep-ann"})
+    assert named.status_code == 303 and routing.teams["emea"]["manager_rep_id"] == "rep-ann"

@@ -146,6 +146,7 @@ def _text(value: Any) -> str:
 NO_REP = "There is no such rep in your teams."
 NO_TEAM = "There is no such team among yours."
 NOT_YOUR_TEAM = "must be one of your teams"
+NOT_YOUR_REP = "must be a rep of your teams"
 
 
 async def _reachable_rep(user: User, routing: ServiceClient, rep_id: str) -> dict[str, Any]:
@@ -167,6 +168,24 @@ def _team_refused(user: User, boxes: RepBoxes) -> FieldErrors:
     errors = FieldErrors()
     if not user.manages_team(boxes.team_id.strip() or None):
         errors.add("team_id", NOT_YOUR_TEAM)
+    return errors
+
+
+async def _manager_refused(user: User, routing: ServiceClient, boxes: TeamBoxes, team: dict[str, Any]) -> FieldErrors:
+    """A sales manager names as their team's manager (whom its leads escalate to) a rep of their teams; a
+    manager an admin named stays as it is. Another team's rep is refused like one that does not exist."""
+    errors = FieldErrors()
+    rep_id = boxes.manager_rep_id.strip()
+    if user.role == "admin" or not rep_id or rep_id == (team.get("manager_rep_id") or ""):
+        return errors
+    try:
+        rep: dict[str, Any] = await routing.get(f"/v1/admin/reps/{quote(rep_id, safe='')}")
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        rep = {}
+    if not rep or not user.manages_team(rep.get("team_id")):
+        errors.add("manager_rep_id", NOT_YOUR_REP)
     return errors
 
 
@@ -304,6 +323,9 @@ async def update_team(request: Request, team_id: RoutingId, user: Manager, conso
                       boxes: Annotated[TeamBoxes, Form()]) -> Response:
     team = await _reachable_team(user, console.clients.routing, team_id)
     boxes.id = team_id
+    refused = await _manager_refused(user, console.clients.routing, boxes, team)
+    if refused:
+        return await _team_editor(request, user, boxes, team, refused)
     saved = await attempt(lambda: console.clients.routing.patch(f"/v1/admin/teams/{team_id}", json=boxes.body()),
                           TEAM_FIELDS)
     if isinstance(saved, FieldErrors):
