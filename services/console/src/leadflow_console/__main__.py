@@ -140,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             password = Path(settings.first_admin_password_file).read_text().strip()
             asyncio.run(create_first_admin(settings, password))
     else:
+        kept = settings.services_without_key()
         settings = asyncio.run(with_kept_keys(settings))
-        app = create_app(settings)
+        app = create_app(settings, kept_keys=kept)
         settle_garbage_collector()
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                     access_log=False, proxy_headers=False, timeout_graceful_shutdown=10)

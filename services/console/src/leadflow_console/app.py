@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from leadflow_console.pages import (
     users,
     webhooks,
 )
+from leadflow_console.provisioning import KeptKeys
 from leadflow_console.settings import Settings
 from leadflow_console.templating import render
 from leadflow_kit.clock import Clock
@@ -72,10 +73,13 @@ CHECK_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
-               transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """``transport`` replaces the network under the service clients (unit tests only)."""
-    console = Console(settings=settings, db=Database(settings.database_url, pool_size=settings.database_pool_size),
-                      clients=ServiceClients(settings, transport=transport))
+               transport: httpx.AsyncBaseTransport | None = None, kept_keys: Sequence[str] = ()) -> FastAPI:
+    """``transport`` replaces the network under the service clients (unit tests only); ``kept_keys`` names the
+    services whose key ``provision-keys`` keeps (read again when the service refuses it)."""
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    replacement = KeptKeys(settings, db, kept_keys).replacement if kept_keys else None
+    console = Console(settings=settings, db=db,
+                      clients=ServiceClients(settings, transport=transport, replacement=replacement))
     if clock is not None:
         console.clock = clock
 

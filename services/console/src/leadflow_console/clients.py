@@ -1,11 +1,17 @@
 """One httpx client per LeadFlow service, each with the console's own key for that service.
 
 A service answering 4xx/5xx raises ``ServiceError`` with its problem ``detail``; one that cannot be
-reached raises ``ServiceUnavailable``. The app shows either as a message on the page (never a 500)."""
+reached raises ``ServiceUnavailable``. The app shows either as a message on the page (never a 500).
+
+A service that refuses the console's key (401) may have been given a new one by another pod's
+``provision-keys`` (a scope change replaces the key and revokes the old one): a client whose key is kept in
+the console's database asks ``replacement`` for the key kept now and, if it differs, sends the request
+once more with it (a 401 is answered before anything is done, so a repeat does nothing twice)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -13,6 +19,10 @@ import httpx
 from leadflow_console.settings import SERVICES, Settings
 
 Params = Mapping[str, str | int | float | bool | list[str] | None]
+# (service, the key it refused) -> the key kept for it now, or None when there is no other.
+KeyReplacement = Callable[[str, str], Awaitable[str | None]]
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -43,9 +53,10 @@ class ServiceUnavailable(ServiceError):
 
 
 class ServiceClient:
-    def __init__(self, name: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, http: httpx.AsyncClient, replacement: KeyReplacement | None = None) -> None:
         self.name = name
         self.http = http
+        self.replacement = replacement
 
     async def request(self, method: str, path: str, *, params: Params | None = None, json: Any = None,
                       content: bytes | None = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
@@ -54,6 +65,9 @@ class ServiceClient:
         try:
             response = await self.http.request(method, path, params=clean, json=json, content=content,
                                                headers=headers)
+            if response.status_code == 401 and await self._rekeyed():
+                response = await self.http.request(method, path, params=clean, json=json, content=content,
+                                                   headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(self.name, type(exc).__name__) from exc
         if response.status_code in (502, 503, 504):
@@ -62,6 +76,19 @@ class ServiceClient:
             detail, errors = _problem(response)
             raise ServiceError(self.name, response.status_code, detail, errors)
         return response
+
+    async def _rekeyed(self) -> bool:
+        """Whether the key kept for this service now is another than the one just refused (and is used from
+        here on)."""
+        refused = self.http.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.replacement is None or not refused:
+            return False
+        key = await self.replacement(self.name, refused)
+        if key is None:
+            return False
+        self.http.headers["Authorization"] = f"Bearer {key}"
+        log.info("%s refused the console's key; using the one provision-keys keeps now", self.name)
+        return True
 
     async def get(self, path: str, params: Params | None = None) -> Any:
         """GET ``path``; its JSON body."""
@@ -100,14 +127,16 @@ def _problem(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
 class ServiceClients:
     """``clients.routing.get("/v1/reps")``; one pooled client per service, closed by ``aclose``."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None,
+                 replacement: KeyReplacement | None = None) -> None:
+        """``replacement`` reads the keys ``provision-keys`` keeps (none: every key is given)."""
         self._clients: dict[str, ServiceClient] = {}
         for name in SERVICES:
             key = settings.service_api_key(name)
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             self._clients[name] = ServiceClient(name, httpx.AsyncClient(
                 base_url=settings.service_url(name), headers=headers, transport=transport,
-                timeout=httpx.Timeout(settings.service_timeout_seconds)))
+                timeout=httpx.Timeout(settings.service_timeout_seconds)), replacement)
 
     def __getitem__(self, name: str) -> ServiceClient:
         return self._clients[name]

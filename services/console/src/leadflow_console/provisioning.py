@@ -10,6 +10,8 @@ passes all five).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 
 import httpx
 from pydantic import SecretStr
@@ -20,6 +22,9 @@ from leadflow_console.settings import SERVICES, Settings
 from leadflow_kit.db import Database
 
 log = logging.getLogger(__name__)
+
+# A service that keeps refusing the console's key must not cost a database read on every request.
+REREAD_SECONDS = 10.0
 
 
 async def provision_keys(settings: Settings, admin_keys: AdminKeys, *, wait_seconds: float = 0.0,
@@ -89,3 +94,32 @@ async def with_kept_keys(settings: Settings) -> Settings:
         log.error("the console has no API key for %s: run `leadflow-console provision-keys` or set "
                   "CONSOLE_%s_API_KEY; its pages show a configuration problem until then", service, service.upper())
     return settings.model_copy(update=found)
+
+
+class KeptKeys:
+    """The keys ``provision-keys`` keeps, read again when a service refuses the one ``serve`` started with:
+    another pod's ``provision-keys`` replaced it (new scopes) and revoked the old one. Only for the services
+    whose key the settings do not give, and at most once per ``REREAD_SECONDS`` a service."""
+
+    def __init__(self, settings: Settings, db: Database, services: Iterable[str]) -> None:
+        self._box = settings.secret_box()
+        self._db = db
+        self._services = frozenset(services)
+        self._last_read: dict[str, float] = {}
+
+    async def replacement(self, service: str, refused: str) -> str | None:
+        """The key kept for ``service`` now, if it is not ``refused``."""
+        now = time.monotonic()
+        if service not in self._services or now - self._last_read.get(service, -REREAD_SECONDS) < REREAD_SECONDS:
+            return None
+        self._last_read[service] = now
+        try:
+            token = (await store.service_key_map(self._db)).get(service)
+            key = self._box.decrypt(token) if token is not None else None
+        except ValueError:
+            log.error("no configured encryption key opens the console's key on %s", service)
+            return None
+        except Exception as exc:  # the database is down: the refusal stands, as without a kept key
+            log.warning("could not read the console's kept key on %s (%s)", service, type(exc).__name__)
+            return None
+        return key if key != refused else None

@@ -1,6 +1,7 @@
 """``leadflow-console provision-keys`` against a real capture process and the suite's real PostgreSQL: the
 key it mints works on capture, is kept encrypted, is reused without the admin key, is minted again once
-capture forgets it, moves under a new encryption key, and two runs at once mint one key, not two. The
+capture forgets it, moves under a new encryption key, two runs at once mint one key, not two, and a serving
+console takes the key another run replaced its own with. The
 other four services' keys are given as CONSOLE_<SERVICE>_API_KEY, so provisioning leaves them alone."""
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import pytest
 import pytest_asyncio
 from cryptography.fernet import Fernet
 
-from leadflow_console.provisioning import with_kept_keys
+from leadflow_console import provisioning
+from leadflow_console.clients import ServiceClients, ServiceError
+from leadflow_console.provisioning import KeptKeys, with_kept_keys
 from leadflow_console.service_keys import CONSOLE_SCOPES, KEY_NAME
 from leadflow_console.settings import Settings
+from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
 from leadflow_kit.secretbox import SecretBox
 from leadflow_stack.services import DEV_ADMIN_API_KEY
@@ -140,3 +144,41 @@ async def test_two_pods_provisioning_at_once_mint_one_key(infra: Any, capture_ur
     new = [key for key in await consoles_keys_on_capture(capture_url) if key["id"] not in before]
     (row,) = await kept_rows(database_url)
     assert [key["id"] for key in new] == [row["key_id"]]
+
+
+async def test_a_serving_console_takes_the_key_another_provisioning_replaced_its_own_with(
+        infra: Any, capture_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    database_url = await console_database(infra)
+    assert (await asyncio.to_thread(provision, console_env(database_url, capture_url))).returncode == 0
+    (first,) = await kept_rows(database_url)
+    settings = Settings(environment="test", secret_key=SECRET, database_url=database_url, capture_url=capture_url,
+                        encryption_keys=ENCRYPTION_KEY, **{f"{s}_api_key": k for s, k in GIVEN.items()})
+    served = await with_kept_keys(settings)
+    db = Database(database_url, pool_size=1)
+    clients = ServiceClients(served, replacement=KeptKeys(settings, db, settings.services_without_key()).replacement)
+    try:
+        assert isinstance(await clients.capture.get("/v1/admin/forms"), list)
+
+        # Another pod's provision-keys replaces the key (here: capture forgot it) while this console serves.
+        async with httpx.AsyncClient(base_url=capture_url) as client:
+            revoked = await client.delete(f"/v1/admin/api-keys/{first['key_id']}",
+                                          headers={"Authorization": f"Bearer {DEV_ADMIN_API_KEY}"})
+            assert revoked.status_code == 204
+        assert (await asyncio.to_thread(provision, console_env(database_url, capture_url))).returncode == 0
+        (second,) = await kept_rows(database_url)
+        assert second["key_id"] != first["key_id"]
+
+        assert isinstance(await clients.capture.get("/v1/admin/forms"), list)
+        assert clients.capture.http.headers["Authorization"] == (
+            f"Bearer {SecretBox([ENCRYPTION_KEY]).decrypt(second['encrypted_key'])}")
+
+        # A refusal soon after is not a reason to read the database again.
+        clients.capture.http.headers["Authorization"] = "Bearer lf_not_a_key"
+        with pytest.raises(ServiceError) as refused:
+            await clients.capture.get("/v1/admin/forms")
+        assert refused.value.status == 401
+        monkeypatch.setattr(provisioning, "REREAD_SECONDS", 0.0)
+        assert isinstance(await clients.capture.get("/v1/admin/forms"), list)
+    finally:
+        await clients.aclose()
+        await db.dispose()
