@@ -4,9 +4,10 @@ A service answering 4xx/5xx raises ``ServiceError`` with its problem ``detail``;
 reached raises ``ServiceUnavailable``. The app shows either as a message on the page (never a 500).
 
 A service that refuses the console's key (401) may have been given a new one by another pod's
-``provision-keys`` (a scope change replaces the key and revokes the old one): a client whose key is kept in
-the console's database asks ``replacement`` for the key kept now and, if it differs, sends the request
-once more with it (a 401 is answered before anything is done, so a repeat does nothing twice)."""
+``provision-keys`` (a scope change replaces the key and revokes the old one), or provisioning kept none yet
+when ``serve`` started: a client whose key is kept in the console's database asks ``replacement`` for the
+key kept now and, if it differs, sends the request once more with it (a 401 is answered before anything is
+done, so a repeat does nothing twice)."""
 
 from __future__ import annotations
 
@@ -78,10 +79,10 @@ class ServiceClient:
         return response
 
     async def _rekeyed(self) -> bool:
-        """Whether the key kept for this service now is another than the one just refused (and is used from
-        here on)."""
+        """Whether the key kept for this service now is another than the one just refused, or than none when
+        provisioning had kept no key yet as ``serve`` started (and is used from here on)."""
         refused = self.http.headers.get("Authorization", "").removeprefix("Bearer ")
-        if self.replacement is None or not refused:
+        if self.replacement is None:
             return False
         key = await self.replacement(self.name, refused)
         if key is None:
