@@ -24,7 +24,7 @@ import yaml
 
 from leadflow_stack.console import CONSOLE, ConsoleSecrets
 from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, ServiceConfig
-from leadflow_stack.user_settings import env_prefix, setting_names
+from leadflow_stack.user_settings import env_prefix, secret_setting_names, setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -571,6 +571,7 @@ def check_k8s() -> str:
             problems.append(f"Deployment {name} missing")
             continue
         problems.extend(k8s_workload_problems(name, port, deployment, by_kind))
+        problems.extend(k8s_secret_problems(name, name, deployment, secret_keys))
         annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
         if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(port):
             problems.append(f"{name}: prometheus scrape annotations missing or wrong port")
@@ -582,6 +583,7 @@ def check_k8s() -> str:
             job_env = {e["name"]: e.get("value") for e in job_container.get("env", [])}
             if job_container.get("args") != ["migrate"] or job_env.get("LEADFLOW_SERVICE") != name:
                 problems.append(f"migrate-{name} should run `migrate` for {name}")
+            problems.extend(k8s_secret_problems(f"migrate-{name}", name, job, secret_keys))
     problems.extend(k8s_console_problems(by_kind, settings, secret_keys))
     if problems:
         raise CheckFailed("\n".join(problems))
@@ -615,6 +617,28 @@ def k8s_workload_problems(name: str, port: int, deployment: dict[str, Any],
         problems.append(f"{name}: Service missing or selecting other pods")
     if not all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()):
         problems.append(f"{name}: pod labels do not match the selector")
+    return problems
+
+
+def k8s_secret_problems(name: str, service: str, workload: dict[str, Any], secret_keys: set[str]) -> list[str]:
+    """A service's Deployment or migration Job reads each of its secret settings from leadflow-secrets by
+    name, and nothing else of it (no envFrom: another service's database password or admin key is not its
+    business). Those in secrets.env.example are required, the others optional."""
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    problems = []
+    if any("secretRef" in source for source in container.get("envFrom", [])):
+        problems.append(f"{name}: must not take all of leadflow-secrets (envFrom)")
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})}
+    expected = secret_setting_names(service)
+    if set(refs) != expected or any(ref["key"] != variable for variable, ref in refs.items()):
+        problems.append(f"{name}: should read exactly its secret settings {sorted(expected)} from leadflow-secrets, "
+                        f"each under its own name")
+    for variable, ref in refs.items():
+        if bool(ref.get("optional")) == (variable in secret_keys):
+            state = "required" if variable in secret_keys else "optional"
+            problems.append(f"{name}: {variable} should be {state} (it is "
+                            f"{'' if variable in secret_keys else 'not '}in secrets.env.example)")
     return problems
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadflow_console.service_keys import AdminKeys
 from leadflow_contracts import topics
+from leadflow_stack.user_settings import secret_setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "leadflow"
@@ -276,6 +277,32 @@ def test_every_variable_the_chart_sets_is_a_setting_of_its_service(service: str)
             assert name.removeprefix(prefix).lower() in fields, f"{name} ({value_set}) is no setting of {service}"
 
 
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_each_service_reads_only_its_own_secrets_by_name(value_set: str) -> None:
+    """No service's pod gets the whole app secret (another service's database password, admin key or
+    encryption keys): its Deployment and migration Job read each of its own secret settings by name."""
+    docs = rendered(value_set)
+    app_secret = "leadflow-app" if value_set == "managed-cloud" else "leadflow-secrets"
+    values = yaml.safe_load((CI_VALUES / f"{value_set}.yaml").read_text()) or {}
+    for service in SERVICES:
+        database = ((values.get("services") or {}).get(service) or {}).get("database") or {}
+        # The Kafka password comes from kafka.sasl's own Secret; the database's from database.* when set.
+        expected = secret_setting_names(service) - {f"{service.upper()}_KAFKA_SASL_PASSWORD"}
+        if database.get("urlSecret") or database.get("passwordSecret"):
+            expected -= {f"{service.upper()}_DATABASE_URL"}
+        workloads = (_of_kind(docs, "Deployment")[service], _of_kind(docs, "Job")[service])
+        for container in map(_container, workloads):
+            assert "envFrom" not in container
+            refs = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"]
+                    if "secretKeyRef" in item.get("valueFrom", {})}
+            from_app = {name: ref for name, ref in refs.items() if ref["name"] == app_secret}
+            assert set(from_app) == expected, f"{service} ({value_set})"
+            assert all(ref["key"] == name for name, ref in from_app.items())
+            # Only the database's URL is required of the Secret; the settings name the rest production needs.
+            assert {name for name, ref in from_app.items() if not ref.get("optional")} <= {
+                f"{service.upper()}_DATABASE_URL"}
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_managed_cloud_environment_loads_into_each_services_settings(
     service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -283,11 +310,12 @@ def test_the_managed_cloud_environment_loads_into_each_services_settings(
     docs = rendered("managed-cloud")
     secrets = {"username": "leadflow", "password": "s3cret-Pass_word", "url": (
         "postgresql+asyncpg://leadflow_routing:pw@db.example.com:5432/leadflow_routing?ssl=verify-full")}
-    env = _resolved_env(docs, service, secrets)
+    # The app secret's keys reach the settings through the chart's references alone.
+    env = _resolved_env(docs, service, {**secrets, **_app_secret(service)})
     # The settings check that the CA file exists; the pod has it at the mounted path, this test a copy.
     mounted_ca = tmp_path / "ca.crt"
     mounted_ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    for name, value in {**env, **_app_secret(service)}.items():
+    for name, value in env.items():
         monkeypatch.setenv(name, str(mounted_ca) if name.endswith("_KAFKA_SSL_CAFILE") else value)
     settings = _settings_class(service)()
     assert settings.environment == "production"

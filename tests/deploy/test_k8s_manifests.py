@@ -1,6 +1,6 @@
-"""deploy/k8s: the console's manifests are valid Kubernetes objects, the image is the workspace's version, and
+"""deploy/k8s: the manifests are valid Kubernetes objects, the image is the workspace's version, and
 deploy/check_assets.py's k8s check (run by deploy/check.sh on the real files) catches a console wired with the
-services' admin keys."""
+services' admin keys and a service given more of leadflow-secrets than its own secrets."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ KUBERNETES_VERSION = "1.33.0"
 
 _check_assets = runpy.run_path(str(ROOT / "deploy" / "check_assets.py"))
 k8s_console_problems = _check_assets["k8s_console_problems"]
+k8s_secret_problems = _check_assets["k8s_secret_problems"]
+SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
 
 
 def _by_kind() -> dict[str, dict[str, dict[str, Any]]]:
@@ -31,22 +33,36 @@ def _by_kind() -> dict[str, dict[str, dict[str, Any]]]:
     return by_kind
 
 
+def _secret_keys() -> set[str]:
+    return {line.split("=", 1)[0] for line in (K8S / "secrets.env.example").read_text().splitlines()
+            if line and not line.startswith("#")}
+
+
 def _problems(by_kind: dict[str, dict[str, dict[str, Any]]]) -> str:
     settings = by_kind["ConfigMap"]["leadflow-settings"]["data"]
-    secret_keys = {line.split("=", 1)[0] for line in (K8S / "secrets.env.example").read_text().splitlines()
-                   if line and not line.startswith("#")}
-    return "\n".join(k8s_console_problems(by_kind, settings, secret_keys))
+    return "\n".join(k8s_console_problems(by_kind, settings, _secret_keys()))
 
 
-def test_the_consoles_manifests_are_valid_kubernetes_objects() -> None:
-    docs = [doc for doc in yaml.safe_load_all((K8S / "console.yaml").read_text()) if doc]
-    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "PodDisruptionBudget", "Job"}
+def _service_secret_problems(by_kind: dict[str, dict[str, dict[str, Any]]]) -> str:
+    return "\n".join(problem for name in SERVICES for problem in (
+        *k8s_secret_problems(name, name, by_kind["Deployment"][name], _secret_keys()),
+        *k8s_secret_problems(f"migrate-{name}", name, by_kind["Job"][f"migrate-{name}"], _secret_keys())))
+
+
+@pytest.mark.parametrize("manifest", [*SERVICES, "console"])
+def test_the_manifests_are_valid_kubernetes_objects(manifest: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all((K8S / f"{manifest}.yaml").read_text()) if doc]
+    assert {doc["kind"] for doc in docs} >= {"Deployment", "Service", "PodDisruptionBudget", "Job"}
     for doc in docs:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
 def test_the_shipped_console_passes() -> None:
     assert _problems(_by_kind()) == ""
+
+
+def test_the_shipped_services_read_only_their_own_secrets() -> None:
+    assert _service_secret_problems(_by_kind()) == ""
 
 
 @pytest.fixture
@@ -63,6 +79,24 @@ def test_a_console_given_the_whole_secret_or_no_key_bootstrap_fails(by_kind: dic
     assert "console: console must not take all of leadflow-secrets (envFrom)" in problems
     assert "console: no provision-keys init container" in problems
     assert "CONSOLE_ROUTING_URL should be 'http://routing:8004'" in problems
+
+
+def test_a_service_given_the_whole_secret_or_anothers_key_fails(by_kind: dict[str, Any]) -> None:
+    capture = by_kind["Deployment"]["capture"]["spec"]["template"]["spec"]["containers"][0]
+    capture["envFrom"].append({"secretRef": {"name": "leadflow-secrets"}})
+    person_key = next(e for e in capture["env"] if e["name"] == "CAPTURE_PERSON_KEY_SECRET")
+    person_key["valueFrom"]["secretKeyRef"]["optional"] = True
+    routing_job = by_kind["Job"]["migrate-routing"]["spec"]["template"]["spec"]["containers"][0]
+    routing_job["env"].append({"name": "SLA_DATABASE_URL",
+                               "valueFrom": {"secretKeyRef": {"name": "leadflow-secrets", "key": "SLA_DATABASE_URL"}}})
+    sla = by_kind["Deployment"]["sla"]["spec"]["template"]["spec"]["containers"][0]
+    sla["env"] = [e for e in sla["env"] if e["name"] != "SLA_WEBHOOK_ENCRYPTION_KEYS"]
+    problems = _service_secret_problems(by_kind)
+    assert "capture: must not take all of leadflow-secrets (envFrom)" in problems
+    assert "capture: CAPTURE_PERSON_KEY_SECRET should be required (it is in secrets.env.example)" in problems
+    assert "migrate-routing: should read exactly its secret settings" in problems
+    assert "sla: should read exactly its secret settings" in problems
+    assert "enrichment" not in problems
 
 
 def test_an_admin_key_in_the_consoles_serving_container_fails(by_kind: dict[str, Any]) -> None:

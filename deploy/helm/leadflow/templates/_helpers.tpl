@@ -105,6 +105,14 @@ Environment of one service's containers (serve and migrate alike):
   value: /etc/leadflow/postgresql-ca/{{ $v.postgresql.caKey }}
 {{- end }}
 {{- include "leadflow.databaseEnv" (dict "root" $root "prefix" $p "database" $svc.database) }}
+{{- $database := $svc.database | default dict }}
+{{- if not (or $database.urlSecret $database.passwordSecret) }}
+{{ include "leadflow.secretEnv" (dict "root" $root "key" (printf "%s_DATABASE_URL" $p)) }}
+{{- end }}
+{{- /* Optional here: a service's settings say which of them production requires, and why. */}}
+{{- range $key := index (include "leadflow.serviceSecretKeys" $root | fromYaml) .name }}
+{{ include "leadflow.secretEnv" (dict "root" $root "key" (printf "%s_%s" $p $key) "optional" true) }}
+{{- end }}
 {{- if eq .name "capture" }}
 - name: CAPTURE_PUBLIC_BASE_URL
   value: {{ $v.capture.publicBaseUrl | quote }}
@@ -217,9 +225,17 @@ values>). Only CONSOLE_ keys of the app secret, one by one: never the services' 
 {{- toJson $urls -}}
 {{- end -}}
 
-{{- define "leadflow.envFrom" -}}
-- secretRef:
-    name: {{ include "leadflow.secretName" . }}
+{{/*
+The keys of the app secret each service reads besides <PREFIX>_DATABASE_URL, by setting name: one by one, never
+the whole Secret, so a service's pods hold no other service's database password, admin key or encryption keys.
+tests/deploy/test_helm_chart.py checks these against the secret settings of each service.
+*/}}
+{{- define "leadflow.serviceSecretKeys" -}}
+capture: [ADMIN_API_KEY, PERSON_KEY_SECRET]
+enrichment: [ADMIN_API_KEY, PROVIDER_AUTH_VALUE]
+scoring: [ADMIN_API_KEY]
+routing: [ADMIN_API_KEY, WEBHOOK_ENCRYPTION_KEYS, DEMO_WEBHOOK_SECRET, NOTIFY_SLACK_WEBHOOK_URL, SMTP_PASSWORD]
+sla: [ADMIN_API_KEY, WEBHOOK_ENCRYPTION_KEYS]
 {{- end -}}
 
 {{/* CA bundles of Kafka and PostgreSQL, mounted read-only when configured. */}}

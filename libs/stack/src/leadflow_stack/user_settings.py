@@ -16,8 +16,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
+from typing import get_args
 
 from dotenv import dotenv_values
+from pydantic import SecretStr
 
 from leadflow_stack.errors import StackError
 
@@ -58,6 +60,18 @@ def setting_names(service: str) -> frozenset[str]:
     settings_class = module.Settings
     prefix = str(settings_class.model_config.get("env_prefix", ""))
     return frozenset(f"{prefix}{field}".upper() for field in settings_class.model_fields)
+
+
+@cache
+def secret_setting_names(service: str) -> frozenset[str]:
+    """The environment variables of ``service`` that hold secrets: its ``SecretStr`` settings and its
+    ``DATABASE_URL`` (the connection's password is in it). Deployments give each service these alone,
+    by name, from the secret store (deploy/helm, deploy/k8s)."""
+    settings_class = importlib.import_module(f"leadflow_{service}.settings").Settings
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    secret = {name for name, field in settings_class.model_fields.items()
+              if SecretStr in (get_args(field.annotation) or (field.annotation,))}
+    return frozenset(f"{prefix}{field}".upper() for field in secret | {"database_url"})
 
 
 def unknown_names(values: Iterable[str], services: Iterable[str]) -> list[str]:

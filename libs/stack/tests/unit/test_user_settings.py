@@ -11,7 +11,13 @@ from leadflow_stack.console import CONSOLE
 from leadflow_stack.errors import StackError
 from leadflow_stack.services import SERVICE_NAMES, ServiceConfig
 from leadflow_stack.stack import Stack, StackConfig
-from leadflow_stack.user_settings import merge_user_settings, read_env_file, setting_names, unknown_names
+from leadflow_stack.user_settings import (
+    merge_user_settings,
+    read_env_file,
+    secret_setting_names,
+    setting_names,
+    unknown_names,
+)
 
 
 def _stack(tmp_path: Path, file_text: str | None, environ: dict[str, str]) -> Stack:
@@ -110,6 +116,14 @@ def test_names_no_service_reads_are_found() -> None:
     assert "ROUTING_WEBHOOK_ENCRYPTION_KEYS" in setting_names("routing")
     given = ["CAPTURE_RATE_LIMIT_FORM_PER_MINUTE", "CAPTURE_RATE_LIMT_IP_BURST", "SCORING_LOG_LEVEL", "PATH"]
     assert unknown_names(given, ["capture", "scoring"]) == ["CAPTURE_RATE_LIMT_IP_BURST"]
+
+
+def test_the_secret_settings_are_the_secret_typed_ones_and_the_database_url() -> None:
+    assert secret_setting_names("scoring") == {
+        "SCORING_DATABASE_URL", "SCORING_ADMIN_API_KEY", "SCORING_KAFKA_SASL_PASSWORD"}
+    routing = secret_setting_names("routing")
+    assert {"ROUTING_WEBHOOK_ENCRYPTION_KEYS", "ROUTING_DEMO_WEBHOOK_SECRET", "ROUTING_SMTP_PASSWORD"} <= routing
+    assert not routing & {"ROUTING_PORT", "ROUTING_SMTP_USERNAME", "ROUTING_DEMO_WEBHOOK_URL"}
 
 
 def test_the_user_settings_survive_the_saved_config() -> None:

@@ -30,6 +30,6 @@ async def seed_demo(settings: Settings, db: Database) -> None:
             await store.put_webhook_subscription(
                 session, DEMO_SUBSCRIPTION, url=settings.demo_webhook_url,
                 event_types=[WEBHOOK_EVENT_TYPE, WEBHOOK_UPDATE_EVENT_TYPE],
-                secret_ciphertext=settings.secret_box().encrypt(settings.demo_webhook_secret),
+                secret_ciphertext=settings.secret_box().encrypt(settings.demo_webhook_secret.get_secret_value()),
                 description="demo CRM receiver",
             )

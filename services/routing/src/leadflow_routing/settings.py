@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from leadflow_kit.settings import service_config
 from leadflow_routing.notifications.settings import NotificationSettings
@@ -39,13 +39,13 @@ class Settings(NotificationSettings):
 
     # `seed-demo` subscribes this URL (with this secret) to lead.routed, for `make up` and the e2e tests.
     demo_webhook_url: str | None = None
-    demo_webhook_secret: str = DEV_DEMO_WEBHOOK_SECRET
+    demo_webhook_secret: SecretStr = SecretStr(DEV_DEMO_WEBHOOK_SECRET)
     # The hand-off policy of the rule set `seed-demo` writes: MQLs to sales (the product's default), or
     # every lead at its first fill (the bench and the e2e tests, which expect every lead routed).
     demo_handoff: Literal["first_fill", "mql"] = "mql"
 
     @model_validator(mode="after")
     def _no_demo_webhook_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.demo_webhook_secret == DEV_DEMO_WEBHOOK_SECRET:
+        if self.environment == "production" and self.demo_webhook_secret.get_secret_value() == DEV_DEMO_WEBHOOK_SECRET:
             raise ValueError("demo_webhook_secret is the published demo secret; production refuses it")
         return self

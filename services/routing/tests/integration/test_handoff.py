@@ -45,7 +45,7 @@ async def _stored(svc: Running, lead_id: str, score: float) -> dict[str, Any]:
 
 async def test_a_cold_lead_waits_in_nurture_and_goes_to_sales_when_it_becomes_an_mql(env: Env) -> None:
     settings = env.settings(demo_webhook_url=None)
-    async with receiver(settings.demo_webhook_secret) as crm:
+    async with receiver(settings.demo_webhook_secret.get_secret_value()) as crm:
         await _seed(env.settings(demo_webhook_url=crm.url))  # the seeded rules hand off at the MQL moment
         async with (
             collecting(env.infra.bootstrap_servers, env.topic(topics.ROUTED)) as routed,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 async def test_scored_leads_are_routed_round_robin_and_delivered_signed(env: Env) -> None:
     settings = env.settings(demo_webhook_url=None)
-    async with receiver(settings.demo_webhook_secret) as crm:
+    async with receiver(settings.demo_webhook_secret.get_secret_value()) as crm:
         seeded = env.settings(demo_webhook_url=crm.url)
         db = Database(seeded.database_url)
         await seed_demo(seeded, db)
@@ -102,7 +102,7 @@ async def test_crm_callback_emits_lead_touched_and_flags_another_owner(env: Env)
 
 async def test_a_repeat_fill_of_a_routed_lead_tells_the_crm_an_update_and_keeps_its_owner(env: Env) -> None:
     settings = env.settings(demo_webhook_url=None)
-    async with receiver(settings.demo_webhook_secret) as crm:
+    async with receiver(settings.demo_webhook_secret.get_secret_value()) as crm:
         seeded = env.settings(demo_webhook_url=crm.url)
         db = Database(seeded.database_url)
         await seed_demo(seeded, db)
