@@ -106,7 +106,7 @@ FUNNEL_EXAMPLE = reports.funnel_report(
         ("opportunity", 600.0, "met", Decimal("5000"), "USD", False),
         ("converted", 90.0, "met", Decimal("12500"), "EUR", False))],
     datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), None,
-    revenue.Rates("USD", {"EUR": Decimal("1.08")}),
+    revenue.Rates.constant("USD", {"EUR": Decimal("1.08")}),
     [revenue.Spend("q4-webinar", "google", date(2026, 11, 1), date(2026, 11, 30), Decimal("3000"), "USD")])
 
 
@@ -128,7 +128,8 @@ async def get_funnel(
     start, end = report_window(start, end, deps.platform.clock.now())
     async with deps.platform.db.transaction() as session:
         leads = await deps.store.funnel_leads(session, start, end, group_by)
-        rates = revenue.Rates(deps.settings.reporting_currency, await deps.store.currency_rates(session))
+        rates = revenue.Rates(deps.settings.reporting_currency, await deps.store.currency_rate_tables(session),
+                              deps.platform.clock.now().astimezone(UTC).date())
         spends = await deps.store.spend_between(session, start.astimezone(UTC).date(), end.astimezone(UTC).date())
     report = reports.funnel_report(leads, start, end, group_by, rates, spends)
     return report_answer(request, format, report, reports.to_csv, "funnel.csv")

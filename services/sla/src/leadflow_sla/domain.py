@@ -185,6 +185,8 @@ class FunnelLead:
     deal_amount: Decimal | None = None
     deal_currency: str | None = None
     lost: bool = False
+    # When it was won (converted): its deal converts at the currency rates in force that day.
+    converted_at: datetime | None = None
 
 
 @dataclass

@@ -94,7 +94,8 @@ async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
         await without_jit(session)
         counts = await funnel_counts(session, since)
         teams = await team_speeds(session, since)
-        rates = revenue.Rates(settings.reporting_currency, await store.currency_rates(session))
+        rates = revenue.Rates(settings.reporting_currency, await store.currency_rate_tables(session),
+                              now.astimezone(UTC).date())
         spends = await store.spend_between(session, since.astimezone(UTC).date(), now.astimezone(UTC).date())
         # Only the leads with a deal: the window may hold millions of leads, and the others add no money.
         deal_leads = await store.funnel_leads(session, since, now, "source", with_deal_only=True)

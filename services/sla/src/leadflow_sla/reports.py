@@ -56,11 +56,10 @@ def spend_in_reporting_currency(
     converted: list[tuple[str | None, Decimal]] = []
     without_rate = 0
     for spend in spends:
-        share = revenue.spend_in_window(spend, start, end)
-        value = rates.convert(share, spend.currency)
+        value = revenue.spend_in_window_converted(spend, start, end, rates)
         if value is None:
             without_rate += 1
-        elif share:
+        elif value:
             converted.append((getattr(spend, attribute) if attribute else None, value))
     return converted, without_rate
 

@@ -1,7 +1,8 @@
 """Marketing spend per campaign, source and period, and the currency rates the funnel's money converts at.
 
 Admin API (sla:write to change, sla:read to look): ``/v1/admin/campaigns/spend`` one record at a time or as a
-CSV import (all rows or none), ``/v1/admin/currency-rates`` the whole rate table at once.
+CSV import (all rows or none), ``/v1/admin/currency-rates`` a whole rate table at once, in force on every day or
+from a day on (revenue.py says which amount converts at which table).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import io
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from leadflow_kit.auth import require_scope
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError
 from leadflow_sla.bootstrap import DepsDep
+from leadflow_sla.revenue import ALWAYS_IN_FORCE, Rates, RateTable
 from leadflow_sla.store import StoredSpend
 
 router = APIRouter(prefix="/v1/admin", tags=["spend and currency rates"])
@@ -83,18 +85,41 @@ Rate = Annotated[Decimal, Field(gt=0, max_digits=24, decimal_places=10, allow_in
 
 
 class CurrencyRatesUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rates": {"EUR": "1.08",
-                                                                                         "GBP": "1.27"}}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"rates": {"EUR": "1.08", "GBP": "1.27"}},
+        {"rates": {"EUR": "1.06", "GBP": "1.25"}, "effective_from": "2027-01-01"}]})
 
     rates: dict[CurrencyCode, Rate] = Field(
-        max_length=200, description="What one unit of each currency is worth in the reporting currency")
+        max_length=200, description="What one unit of each currency is worth in the reporting currency; a "
+                                    "currency left out has no rate in this table (its amounts are not counted)")
+    effective_from: date | None = Field(
+        default=None, gt=ALWAYS_IN_FORCE,
+        description="The first day (UTC) this table is in force, until the next table's: a deal won on a day, "
+                    "and a day's spend, convert at the table in force that day; open deals at today's. The "
+                    "table of that day is replaced, the others stay. Without it, this table replaces every "
+                    "table and is in force on every day")
 
 
-class CurrencyRates(CurrencyRatesUpdate):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reporting_currency": "USD",
-                                                               "rates": {"EUR": "1.08", "GBP": "1.27"}}]})
+class RateTablePublic(BaseModel):
+    effective_from: date | None = Field(
+        description="The first day it is in force; null: in force on every day before the first dated table")
+    rates: dict[str, Decimal]
+
+
+class CurrencyRates(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "reporting_currency": "USD", "on": "2026-12-06", "effective_from": None,
+        "rates": {"EUR": "1.08", "GBP": "1.27"},
+        "tables": [{"effective_from": None, "rates": {"EUR": "1.08", "GBP": "1.27"}},
+                   {"effective_from": "2027-01-01", "rates": {"EUR": "1.06", "GBP": "1.25"}}]}]})
 
     reporting_currency: str
+    on: date = Field(description="The day (UTC) `rates` are in force on")
+    effective_from: date | None = Field(
+        description="The first day of the table in force on `on`; null when it is in force on every day, "
+                    "or no table is")
+    rates: dict[str, Decimal] = Field(description="The table in force on `on` (empty when none is)")
+    tables: list[RateTablePublic] = Field(description="Every table, by the day it comes into force")
 
 
 @dataclass
@@ -210,22 +235,65 @@ async def import_spend(request: Request, deps: DepsDep) -> SpendImported:
     return SpendImported(imported=len(parsed.spends))
 
 
-@router.get("/currency-rates", response_model=CurrencyRates, dependencies=READ,
-            summary="The reporting currency and what each other currency is worth in it")
-async def get_currency_rates(deps: DepsDep) -> CurrencyRates:
+def _plain(rate: Decimal) -> Decimal:
+    """The rate without the trailing zeros of its stored scale (1.1000000000 is 1.1; 100 stays 100)."""
+    text = format(rate, "f")
+    return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
+
+
+def _table_public(table: RateTable) -> RateTablePublic:
+    return RateTablePublic(effective_from=None if table.effective_from == ALWAYS_IN_FORCE else table.effective_from,
+                           rates={code: _plain(rate) for code, rate in table.per_unit.items()})
+
+
+async def _rates_on(deps: DepsDep, on: date) -> CurrencyRates:
     async with deps.platform.db.transaction() as session:
-        rates = await deps.store.currency_rates(session)
-    return CurrencyRates(reporting_currency=deps.settings.reporting_currency, rates=rates)
+        tables = await deps.store.currency_rate_tables(session)
+    in_force = Rates(deps.settings.reporting_currency, tables, on).in_force(on)
+    public = _table_public(in_force) if in_force else RateTablePublic(effective_from=None, rates={})
+    return CurrencyRates(reporting_currency=deps.settings.reporting_currency, on=on,
+                         effective_from=public.effective_from, rates=public.rates,
+                         tables=[_table_public(table) for table in tables])
+
+
+def _today(deps: DepsDep) -> date:
+    return deps.platform.clock.now().astimezone(UTC).date()
+
+
+@router.get("/currency-rates", response_model=CurrencyRates, dependencies=READ,
+            summary="The reporting currency, what each other currency is worth in it on a day, and every rate table")
+async def get_currency_rates(
+    deps: DepsDep,
+    on: date | None = Query(default=None, description="The day (UTC); today when left out"),
+) -> CurrencyRates:
+    return await _rates_on(deps, on or _today(deps))
 
 
 @router.put("/currency-rates", response_model=CurrencyRates, dependencies=WRITE,
-            summary="Replace the rate table (a currency left out has no rate; its amounts are not counted)")
+            summary="Replace the rate table in force from a day on, or every table (a currency left out has no "
+                    "rate there; its amounts are not counted)")
 async def put_currency_rates(body: CurrencyRatesUpdate, deps: DepsDep) -> CurrencyRates:
     reporting = deps.settings.reporting_currency
     if reporting in body.rates:
         raise _unprocessable("the reporting currency needs no rate", [FieldError(
             field=f"rates.{reporting}", code="reporting_currency",
             message=f"{reporting} is the reporting currency (SLA_REPORTING_CURRENCY): its rate is always 1")])
+    if body.effective_from is not None and not body.rates:
+        raise _unprocessable("a dated rate table needs a rate", [FieldError(
+            field="rates", code="empty_table",
+            message="a table in force from a day needs at least one rate; DELETE "
+                    "/v1/admin/currency-rates/{effective_from} removes the table of that day")])
     async with deps.platform.db.transaction() as session:
-        await deps.store.replace_currency_rates(session, body.rates, deps.platform.clock.now())
-    return CurrencyRates(reporting_currency=reporting, rates=body.rates)
+        await deps.store.replace_currency_rates(session, body.rates, deps.platform.clock.now(), body.effective_from)
+    return await _rates_on(deps, body.effective_from or _today(deps))
+
+
+@router.delete("/currency-rates/{effective_from}", status_code=204, dependencies=WRITE,
+               summary="Remove the rate table in force from that day (the table before it is in force again)",
+               responses={404: {"description": "No table is in force from that day"}})
+async def delete_currency_rates(effective_from: date, deps: DepsDep) -> Response:
+    async with deps.platform.db.transaction() as session:
+        deleted = await deps.store.delete_currency_rate_table(session, effective_from)
+    if not deleted:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rate table in force from {effective_from}")
+    return Response(status_code=204)

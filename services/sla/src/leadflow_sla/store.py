@@ -41,7 +41,7 @@ from leadflow_sla.domain import (
 )
 from leadflow_sla.notify import Notification
 from leadflow_sla.reports import NO_VALUE, GroupBy
-from leadflow_sla.revenue import Spend
+from leadflow_sla.revenue import ALWAYS_IN_FORCE, RateTable, Spend
 from leadflow_sla.tables import campaign_spend, currency_rate, lead, lead_event, rep_calendar, sla_clock, sla_policy
 
 R = TypeVar("R")
@@ -397,7 +397,7 @@ class SlaStore:
         only those with a deal amount, all the money figures need)."""
         group_column = GROUP_COLUMNS[group_by] if group_by else None
         columns: list[Any] = [lead.c.stage_rank, lead.c.speed_to_lead_seconds, lead.c.sla_outcome,
-                              lead.c.deal_amount, lead.c.deal_currency, lead.c.lost_at]
+                              lead.c.deal_amount, lead.c.deal_currency, lead.c.lost_at, lead.c.converted_at]
         if group_column is not None:
             columns.append(group_column.label("group_key"))
         where = [lead.c.captured_at >= start, lead.c.captured_at < end, lead.c.merged_into.is_(None)]
@@ -413,6 +413,7 @@ class SlaStore:
                 deal_amount=row.deal_amount,
                 deal_currency=row.deal_currency,
                 lost=row.lost_at is not None,
+                converted_at=row.converted_at,
             )
             for row in rows
         ]
@@ -490,16 +491,35 @@ class SlaStore:
 
     # -- admin and reports: currency rates and campaign spend ------------------------------------
 
-    async def currency_rates(self, session: AsyncSession) -> dict[str, Decimal]:
-        rows = await session.execute(select(currency_rate.c.currency, currency_rate.c.rate))
-        return {row.currency: row.rate for row in rows}
+    async def currency_rate_tables(self, session: AsyncSession) -> list[RateTable]:
+        """Every rate table, by the day it comes into force (ascending)."""
+        rows = await session.execute(select(currency_rate.c.effective_from, currency_rate.c.currency,
+                                            currency_rate.c.rate).order_by(currency_rate.c.effective_from))
+        tables: dict[date, dict[str, Decimal]] = {}
+        for row in rows:
+            tables.setdefault(row.effective_from, {})[row.currency] = row.rate
+        return [RateTable(day, per_unit) for day, per_unit in tables.items()]
 
-    async def replace_currency_rates(self, session: AsyncSession, rates: Mapping[str, Decimal], now: datetime) -> None:
-        """The table becomes exactly ``rates``."""
-        await session.execute(delete(currency_rate))
+    async def replace_currency_rates(
+        self, session: AsyncSession, rates: Mapping[str, Decimal], now: datetime, effective_from: date | None
+    ) -> None:
+        """The table in force from ``effective_from`` on becomes exactly ``rates``; without a day, every table
+        goes and ``rates`` is in force on every day."""
+        replaced = delete(currency_rate)
+        if effective_from is not None:
+            replaced = replaced.where(currency_rate.c.effective_from == effective_from)
+        await session.execute(replaced)
         if rates:
+            day = ALWAYS_IN_FORCE if effective_from is None else effective_from
             await session.execute(insert(currency_rate).values(
-                [{"currency": code, "rate": rate, "updated_at": now} for code, rate in rates.items()]))
+                [{"effective_from": day, "currency": code, "rate": rate, "updated_at": now}
+                 for code, rate in rates.items()]))
+
+    async def delete_currency_rate_table(self, session: AsyncSession, effective_from: date) -> bool:
+        """Whether a table in force from that day was there to delete."""
+        statement = (delete(currency_rate).where(currency_rate.c.effective_from == effective_from)
+                     .returning(currency_rate.c.currency))
+        return (await session.execute(statement)).first() is not None
 
     async def insert_spend(self, session: AsyncSession, spends: Sequence[StoredSpend]) -> None:
         if spends:

@@ -107,10 +107,13 @@ lead = Table(
     postgresql_with={"fillfactor": 70},
 )
 
-# What one unit of a currency is worth in the reporting currency (SLA_REPORTING_CURRENCY), set by an admin.
+# What one unit of a currency is worth in the reporting currency (SLA_REPORTING_CURRENCY), set by an admin
+# as a whole table in force from a day on (until the next table's day): an amount converts at the table in
+# force on its own day. ALWAYS_IN_FORCE (0001-01-01) is a table set without a day, in force before any other.
 currency_rate = Table(
     "currency_rate",
     metadata,
+    Column("effective_from", Date, primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("rate", Numeric(24, 10), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -101,7 +101,9 @@ async def _send_quarter(env: Any) -> dict[str, str]:
 async def _record_spend(client: Any) -> None:
     rates = await client.put("/v1/admin/currency-rates", json={"rates": {"EUR": "1.10"}})
     assert rates.status_code == 200, rates.text
-    assert rates.json() == {"reporting_currency": "USD", "rates": {"EUR": "1.10"}}
+    # In force on every day; read back at today's (the clock's) day.
+    assert rates.json() == {"reporting_currency": "USD", "on": "2027-01-05", "effective_from": None,
+                            "rates": {"EUR": "1.1"}, "tables": [{"effective_from": None, "rates": {"EUR": "1.1"}}]}
     created = await client.post("/v1/admin/campaigns/spend", json={
         "utm_campaign": "brand", "source": "google", "period_from": "2026-10-01", "period_to": "2026-12-31",
         "amount": "9200", "currency": "USD"})
@@ -179,6 +181,58 @@ async def test_pipeline_revenue_and_cost_per_lead_of_a_quarter(sla_env: Any, app
     assert november["total"]["spend"] == "6300.00" and november["total"]["return_on_spend"] == "0.48"
 
     await _check_csv_agrees(client, by_source)
+
+
+async def test_a_rate_table_from_a_day_on_leaves_the_days_before_at_their_rates(sla_env: Any, apps: Any) -> None:
+    """R1 was won on Oct 7 (12000 EUR); webinar's 3000 EUR spend is 100 EUR a day of November."""
+    # The module's database holds the other tests' quarter too: this test's figures are of its own.
+    for table in ("lead", "campaign_spend", "currency_rate"):
+        await sla_env.fetch(f"DELETE FROM {table}")
+    _, client = await apps.start(FrozenClock(datetime(2027, 1, 5, tzinfo=UTC)), scheduler_interval_seconds=3600)
+    await _send_quarter(sla_env)
+    await _record_spend(client)
+
+    async def revenue_and_spend() -> tuple[str, str]:
+        total = (await client.get("/v1/reports/funnel", params=QUARTER)).json()["total"]
+        return total["revenue"], total["spend"]
+
+    assert await revenue_and_spend() == ("16200.00", "16100.00")
+    # EUR at 1.20 from Nov 16: the won deal keeps October's rate; half of November's spend converts at 1.20.
+    later = await client.put("/v1/admin/currency-rates",
+                             json={"rates": {"EUR": "1.20"}, "effective_from": "2026-11-16"})
+    assert later.status_code == 200, later.text
+    assert later.json() == {
+        "reporting_currency": "USD", "on": "2026-11-16", "effective_from": "2026-11-16", "rates": {"EUR": "1.2"},
+        "tables": [{"effective_from": None, "rates": {"EUR": "1.1"}},
+                   {"effective_from": "2026-11-16", "rates": {"EUR": "1.2"}}]}
+    # Spend: 1500 EUR at 1.10 and 1500 at 1.20 is 3450, not 3300.
+    assert await revenue_and_spend() == ("16200.00", "16250.00")
+    # EUR at 1.00 from Oct 1: the deal won on Oct 7 is 12000; November's first half converts at 1.00.
+    assert (await client.put("/v1/admin/currency-rates",
+                             json={"rates": {"EUR": "1", "GBP": "1.25"}, "effective_from": "2026-10-01"})).is_success
+    assert await revenue_and_spend() == ("15000.00", "16100.00")
+    on_day = (await client.get("/v1/admin/currency-rates", params={"on": "2026-10-15"})).json()
+    assert (on_day["effective_from"], on_day["rates"]) == ("2026-10-01", {"EUR": "1", "GBP": "1.25"})
+    today = (await client.get("/v1/admin/currency-rates")).json()
+    assert (today["on"], today["effective_from"], today["rates"]) == ("2027-01-05", "2026-11-16", {"EUR": "1.2"})
+    # GBP has a rate only in the October table: R6's open deal is valued at today's table, which has none.
+    assert (await client.get("/v1/reports/funnel", params=QUARTER)).json()["total"]["deals"]["without_rate"] == 1
+
+    assert (await client.delete("/v1/admin/currency-rates/2026-10-01")).status_code == 204
+    assert (await client.delete("/v1/admin/currency-rates/2026-10-01")).status_code == 404
+    assert await revenue_and_spend() == ("16200.00", "16250.00")
+    # Without a day, the table replaces every table.
+    assert (await client.put("/v1/admin/currency-rates", json={"rates": {"EUR": "1.10"}})).json()["tables"] == [
+        {"effective_from": None, "rates": {"EUR": "1.1"}}]
+    assert await revenue_and_spend() == ("16200.00", "16100.00")
+
+    empty = await client.put("/v1/admin/currency-rates", json={"rates": {}, "effective_from": "2026-12-01"})
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "rates"
+    too_early = await client.put("/v1/admin/currency-rates",
+                                 json={"rates": {"EUR": "1"}, "effective_from": "0001-01-01"})
+    assert too_early.status_code == 422 and too_early.json()["errors"][0]["field"] == "effective_from"
+    assert (await client.get("/v1/admin/currency-rates")).json()["tables"] == [
+        {"effective_from": None, "rates": {"EUR": "1.1"}}]
 
 
 async def _check_csv_agrees(client: Any, as_json: dict[str, Any]) -> None:

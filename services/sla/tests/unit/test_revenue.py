@@ -10,7 +10,7 @@ from leadflow_sla import domain, reports, revenue
 from leadflow_sla.domain import FUNNEL_RANK, FunnelLead
 from leadflow_sla.spend import parse_spend_csv
 
-USD = revenue.Rates("USD", {"EUR": Decimal("1.08")})
+USD = revenue.Rates.constant("USD", {"EUR": Decimal("1.08")})
 
 
 def _spend(first: date, last: date, amount: str, currency: str = "USD", campaign: str = "brand",
@@ -38,8 +38,50 @@ def test_amounts_convert_at_the_rate_and_without_a_rate_are_left_out() -> None:
 
 
 def _lead(group: str, stage: str, amount: str | None = None, currency: str | None = None,
-          lost: bool = False) -> FunnelLead:
-    return FunnelLead(group, FUNNEL_RANK[stage], None, None, Decimal(amount) if amount else None, currency, lost)
+          lost: bool = False, converted_at: datetime | None = None) -> FunnelLead:
+    return FunnelLead(group, FUNNEL_RANK[stage], None, None, Decimal(amount) if amount else None, currency, lost,
+                      converted_at)
+
+
+# EUR at 1.10 on every day before 2026-11-01, 1.20 from then, 1.30 from 2027-01-01; GBP only from November.
+DATED = revenue.Rates("USD", [
+    revenue.RateTable(revenue.ALWAYS_IN_FORCE, {"EUR": Decimal("1.10")}),
+    revenue.RateTable(date(2026, 11, 1), {"EUR": Decimal("1.20"), "GBP": Decimal("1.25")}),
+    revenue.RateTable(date(2027, 1, 1), {"EUR": Decimal("1.30"), "GBP": Decimal("1.27")})], today=date(2027, 1, 5))
+
+
+def test_an_amount_converts_at_the_table_in_force_on_its_day() -> None:
+    assert DATED.convert(Decimal("100"), "EUR", date(2026, 10, 31)) == Decimal("110.00")
+    assert DATED.convert(Decimal("100"), "EUR", date(2026, 11, 1)) == Decimal("120.00")
+    assert DATED.convert(Decimal("100"), "EUR") == Decimal("130.00")  # today's
+    assert DATED.convert(Decimal("100"), "GBP", date(2026, 10, 31)) is None  # the table of that day has none
+    assert DATED.convert(Decimal("100"), "USD", date(2026, 10, 31)) == Decimal("100")
+    only_dated = revenue.Rates("USD", DATED.tables[1:], today=date(2027, 1, 5))
+    assert only_dated.convert(Decimal("100"), "EUR", date(2026, 10, 31)) is None  # no table in force yet
+
+
+def test_a_won_deal_converts_on_the_day_it_was_won_and_an_open_one_at_todays_rates() -> None:
+    won_in_october = _lead("g", "converted", "1000", "EUR", converted_at=datetime(2026, 10, 31, 23, tzinfo=UTC))
+    won_in_november = _lead("g", "converted", "1000", "EUR", converted_at=datetime(2026, 11, 1, 0, 30, tzinfo=UTC))
+    open_deal = _lead("g", "opportunity", "1000", "EUR")
+    _, total = revenue.money_groups([won_in_october, won_in_november, open_deal], [], DATED)
+    figures = total.report({"captured": 3, "mql": 3, "opportunity": 3})
+    assert (figures["revenue"], figures["pipeline"]) == ("2300.00", "1300.00")
+
+
+def test_a_spend_converts_each_day_at_the_table_in_force_that_day() -> None:
+    # 100 EUR a day over Oct 30 - Nov 2: two days at 1.10, two at 1.20.
+    spend = _spend(date(2026, 10, 30), date(2026, 11, 2), "400", "EUR")
+    whole = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    assert revenue.spend_in_window_converted(spend, *whole, DATED) == Decimal("460")
+    november = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    assert revenue.spend_in_window_converted(spend, *november, DATED) == Decimal("240")
+    # A day of the share without a rate leaves the whole spend out (counted as without a rate).
+    gbp = _spend(date(2026, 10, 31), date(2026, 11, 1), "200", "GBP")
+    assert revenue.spend_in_window_converted(gbp, *whole, DATED) is None
+    assert revenue.spend_in_window_converted(gbp, *november, DATED) == Decimal("125")
+    assert revenue.spend_in_window_converted(gbp, datetime(2026, 12, 1, tzinfo=UTC),
+                                             datetime(2027, 1, 1, tzinfo=UTC), DATED) == 0
 
 
 def test_won_open_and_lost_deals_make_revenue_pipeline_and_win_rate() -> None:
