@@ -419,10 +419,26 @@ def test_the_minimal_set_has_no_autoscaling_monitoring_or_policies() -> None:
 # --- network -----------------------------------------------------------------------------------
 
 
+def _under_prefix(path: str, prefix: str) -> bool:
+    """Kubernetes' pathType Prefix: element by element, a trailing slash ignored."""
+    elements = [e for e in prefix.split("/") if e]
+    return [e for e in path.split("/") if e][:len(elements)] == elements
+
+
 def test_capture_is_published_with_the_trusted_proxy_settings() -> None:
     docs = rendered("defaults")
     ingress = _of_kind(docs, "Ingress")["capture"]
-    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "leadflow-capture"
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert {p["backend"]["service"]["name"] for p in paths} == {"leadflow-capture"}
+    assert {p["pathType"] for p in paths} == {"Prefix"}
+    # Every public route of capture is published, and nothing else of it: not its admin API, metrics or docs.
+    from leadflow_capture import activities, api
+
+    public = {route.path for router in (api.router, activities.router) for route in router.routes}  # type: ignore[attr-defined]
+    assert public and all(any(_under_prefix(path, p["path"]) for p in paths) for path in public), public
+    for internal in ("/metrics", "/docs", "/openapi.json", "/healthz", "/readyz", "/v1/admin/forms/demo",
+                     "/v1/admin/api-keys", "/v1/admin/privacy/people"):
+        assert not any(_under_prefix(internal, p["path"]) for p in paths), internal
     env = _env(_of_kind(docs, "Deployment")["capture"])
     assert json.loads(env["CAPTURE_TRUSTED_PROXIES"]) == ["10.0.0.0/8"]
     assert env["CAPTURE_PUBLIC_BASE_URL"] == "https://capture.example.com"
