@@ -634,6 +634,107 @@ def policies_delete(api: Api, args: argparse.Namespace) -> Output:
     return Output({"id": args.policy_id, "deleted": True})
 
 
+# -- campaign spend and currency rates (sla) ---------------------------------------------------
+
+SPEND_COLUMNS = [("id", "id"), ("campaign", "utm_campaign"), ("source", "source"), ("from", "period_from"),
+                 ("to", "period_to"), ("amount", "amount"), ("currency", "currency")]
+SPEND_FLAGS = {"campaign": "utm_campaign", "source": "source", "period_from": "period_from",
+               "period_to": "period_to", "amount": "amount", "currency": "currency"}
+
+
+def add_money(b: Builder) -> None:
+    r = b.resource("spend", "Marketing spend per campaign, source and period, for cost per lead and return on "
+                            "spend (sla)")
+    p = r.action("list", spend_list, "Spends sharing a day with [--from, --to], optionally of one campaign")
+    p.add_argument("--from", dest="first", metavar="DATE", help="first day (YYYY-MM-DD)")
+    p.add_argument("--to", dest="last", metavar="DATE", help="last day, included")
+    p.add_argument("--campaign", help="its utm_campaign")
+    p = r.action("add", spend_add, "Record one spend (flags override the -f file's fields)")
+    _file(p, what="the spend as JSON")
+    p.add_argument("--campaign", help="utm_campaign, as on the leads")
+    p.add_argument("--source", help="utm_source, as on the leads (e.g. linkedin)")
+    p.add_argument("--from", dest="period_from", metavar="DATE", help="first day of the spend")
+    p.add_argument("--to", dest="period_to", metavar="DATE", help="last day of the spend, included")
+    p.add_argument("--amount", help="decimal, e.g. 3100.50")
+    p.add_argument("--currency", help="ISO 4217, e.g. EUR")
+    p = r.action("import", spend_import, "Import spends from CSV (utm_campaign,source,period_from,period_to,"
+                                         "amount,currency): every row, or none when any row is at fault")
+    p.add_argument("csv_file", help="the CSV ('-' reads stdin)")
+    p = r.action("delete", spend_delete, "Remove a spend recorded in error")
+    p.add_argument("spend_id")
+
+    r = b.resource("currency-rates", "What each currency is worth in the reporting currency, as tables in force "
+                                     "from a day on (sla)")
+    p = r.action("get", rates_get, "The table in force on a day (today by default) and every table")
+    p.add_argument("--on", metavar="DATE", help="the day (YYYY-MM-DD)")
+    p = r.action("set", rates_set, "Set a whole table: in force from --from until the next table's day, or, "
+                                   "without --from, replacing every table")
+    p.add_argument("rates", nargs="+", metavar="CUR=RATE", help="e.g. EUR=1.08 GBP=1.27 (a currency left out has "
+                                                                  "no rate in this table)")
+    p.add_argument("--from", dest="effective_from", metavar="DATE", help="the first day the table is in force")
+    p = r.action("delete", rates_delete, "Remove the table in force from a day (the one before it applies again)")
+    p.add_argument("effective_from", metavar="DATE")
+
+
+def spend_list(api: Api, args: argparse.Namespace) -> Output:
+    params = {"from": args.first, "to": args.last, "utm_campaign": args.campaign}
+    return Output(api.get("sla", "/v1/admin/campaigns/spend", **params), SPEND_COLUMNS)
+
+
+def spend_add(api: Api, args: argparse.Namespace) -> Output:
+    body = _require_body(body_from(args, SPEND_FLAGS), "a spend")
+    return Output(api.post("sla", "/v1/admin/campaigns/spend", body))
+
+
+def spend_import(api: Api, args: argparse.Namespace) -> Output:
+    response = api.call("sla", "POST", "/v1/admin/campaigns/spend/import", content=read_text(args.csv_file).encode(),
+                        content_type="text/csv")
+    return Output(response.json())
+
+
+def spend_delete(api: Api, args: argparse.Namespace) -> Output:
+    api.delete("sla", f"/v1/admin/campaigns/spend/{seg(args.spend_id)}")
+    return Output({"id": args.spend_id, "deleted": True})
+
+
+def _rate_list(rates: dict[str, Any] | None) -> str:
+    return " ".join(f"{code}={rate}" for code, rate in sorted((rates or {}).items())) or "(none)"
+
+
+def _rates_text(answer: dict[str, Any]) -> str:
+    """The table in force on the day asked, then every table."""
+    head = block({"reporting currency": answer.get("reporting_currency"), "on": answer.get("on"),
+                  "in force from": answer.get("effective_from") or "every day",
+                  "rates": _rate_list(answer.get("rates"))})
+    rows = [{"from": t.get("effective_from") or "(every day)", "rates": _rate_list(t.get("rates"))}
+            for t in answer.get("tables", [])]
+    return f"{head}\n\n" + table(rows, [("in force from", "from"), ("rates", "rates")])
+
+
+def rates_get(api: Api, args: argparse.Namespace) -> Output:
+    answer = api.get("sla", "/v1/admin/currency-rates", on=args.on)
+    return Output(answer, text=_rates_text(answer))
+
+
+def rates_set(api: Api, args: argparse.Namespace) -> Output:
+    rates: dict[str, str] = {}
+    for item in args.rates:
+        code, sep, rate = item.partition("=")
+        if not sep or not code or not rate:
+            raise UsageError(f"{item!r}: give each rate as CUR=RATE, e.g. EUR=1.08")
+        rates[code.strip().upper()] = rate.strip()
+    body: dict[str, Any] = {"rates": rates}
+    if args.effective_from:
+        body["effective_from"] = args.effective_from
+    answer = api.put("sla", "/v1/admin/currency-rates", body)
+    return Output(answer, text=_rates_text(answer))
+
+
+def rates_delete(api: Api, args: argparse.Namespace) -> Output:
+    api.delete("sla", f"/v1/admin/currency-rates/{seg(args.effective_from)}")
+    return Output({"effective_from": args.effective_from, "deleted": True})
+
+
 def calendars_get(api: Api, args: argparse.Namespace) -> Output:
     return Output(api.get("sla", f"/v1/admin/sla-calendars/{seg(args.rep_id)}"))
 
@@ -949,6 +1050,7 @@ def add_all(b: Builder) -> None:
     add_routing_admin(b)
     add_routing_rules(b)
     add_sla(b)
+    add_money(b)
     add_webhooks(b)
     add_api_keys(b)
     add_accounts(b)

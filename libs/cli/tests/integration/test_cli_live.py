@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,47 @@ async def test_webhook_subscription_lifecycle(cli: Cli) -> None:
     assert sub in (await cli("webhooks", "list", "--service", "sla")).out
     assert (await cli("webhooks", "deliveries", "--service", "sla", "--json")).json == []
     assert (await cli("webhooks", "delete", sub, "--service", "sla")).code == 0
+
+
+async def test_spend_is_recorded_imported_listed_and_removed(cli: Cli, tmp_path: Path) -> None:
+    added = await cli("spend", "add", "--campaign", "cli-brand", "--source", "google", "--from", "2026-10-01",
+                      "--to", "2026-10-31", "--amount", "3100.50", "--currency", "EUR", "--json")
+    assert added.code == 0, added.err
+    header = "utm_campaign,source,period_from,period_to,amount,currency\n"
+    good = tmp_path / "spend.csv"
+    good.write_text(header + "cli-brand,linkedin,2026-11-01,2026-11-30,3000,USD\n")
+    assert (await cli("spend", "import", str(good), "--json")).json == {"imported": 1}
+    listed = await cli("spend", "list", "--campaign", "cli-brand", "--json")
+    assert sorted((s["source"], Decimal(s["amount"]), s["currency"]) for s in listed.json) == [
+        ("google", Decimal("3100.50"), "EUR"), ("linkedin", Decimal("3000"), "USD")]
+    november = await cli("spend", "list", "--campaign", "cli-brand", "--from", "2026-11-01")
+    assert november.out.splitlines()[0].split()[:3] == ["ID", "CAMPAIGN", "SOURCE"]
+    assert "linkedin" in november.out and "google" not in november.out
+    # All or nothing: a row at fault names its line and field, and nothing is stored.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "cli-brand,bing,2026-12-01,2026-12-31,10,USD\n"
+                            "cli-brand,bing,2026-12-01,2026-12-31,10,usd\n")
+    refused = await cli("spend", "import", str(bad))
+    assert refused.code == 1 and "line 3: currency" in refused.err
+    assert (await cli("spend", "delete", added.json["id"])).code == 0
+    left = (await cli("spend", "list", "--campaign", "cli-brand", "--json")).json
+    assert [s["source"] for s in left] == ["linkedin"]
+
+
+async def test_currency_rates_are_set_for_every_day_or_from_a_day_on(cli: Cli) -> None:
+    always = await cli("currency-rates", "set", "EUR=1.10", "--json")
+    assert always.code == 0, always.err
+    assert always.json["tables"] == [{"effective_from": None, "rates": {"EUR": "1.1"}}]
+    dated = await cli("currency-rates", "set", "EUR=1.2", "gbp=1.3", "--from", "2027-01-01")
+    assert dated.code == 0, dated.err
+    assert "EUR=1.2 GBP=1.3" in dated.out and "2027-01-01" in dated.out and "(every day)" in dated.out
+    before = (await cli("currency-rates", "get", "--on", "2026-12-31", "--json")).json
+    assert (before["effective_from"], before["rates"]) == (None, {"EUR": "1.1"})
+    assert (await cli("currency-rates", "set", "EUR1.2")).code == 2
+    assert "rates.USD" in (await cli("currency-rates", "set", "USD=1")).err
+    assert (await cli("currency-rates", "delete", "2027-01-01")).code == 0
+    assert (await cli("currency-rates", "delete", "2027-01-01")).code == 1
+    assert (await cli("currency-rates", "get", "--json")).json["tables"] == always.json["tables"]
 
 
 async def test_export_then_import_is_a_no_op_and_an_edit_is_applied(cli: Cli, tmp_path: Path) -> None:

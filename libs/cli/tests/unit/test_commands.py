@@ -269,3 +269,21 @@ def test_webhook_filters_are_sent_on_create_and_replaced_or_removed_on_update(fa
     assert bodies[0]["filters"] == {"tiers": ["hot", "warm"], "forms": ["demo"]}
     assert bodies[1] == {"filters": {"teams": ["emea"]}}
     assert bodies[2] == {"filters": {}}
+
+
+def test_rates_are_given_as_cur_eq_rate_and_shown_with_every_table(fake: FakeServices) -> None:
+    answer = {"reporting_currency": "USD", "on": "2027-01-01", "effective_from": "2027-01-01",
+              "rates": {"GBP": "1.3", "EUR": "1.2"},
+              "tables": [{"effective_from": None, "rates": {"EUR": "1.1"}},
+                         {"effective_from": "2027-01-01", "rates": {"EUR": "1.2", "GBP": "1.3"}}]}
+    fake.on("sla", "PUT", "/v1/admin/currency-rates", 200, answer)
+    result = run(fake, "currency-rates", "set", "eur=1.2", "GBP=1.3", "--from", "2027-01-01")
+    assert result.code == 0, result.err
+    assert fake.sent() == [("sla", "PUT", "/v1/admin/currency-rates",
+                            {"rates": {"EUR": "1.2", "GBP": "1.3"}, "effective_from": "2027-01-01"})]
+    lines = result.out.splitlines()
+    assert lines[3].split() == ["rates", "EUR=1.2", "GBP=1.3"]
+    assert [line.split() for line in lines[-2:]] == [["(every", "day)", "EUR=1.1"],
+                                                     ["2027-01-01", "EUR=1.2", "GBP=1.3"]]
+    refused = run(fake, "currency-rates", "set", "EUR:1.2")
+    assert refused.code == 2 and "CUR=RATE" in refused.err and len(fake.requests) == 1
