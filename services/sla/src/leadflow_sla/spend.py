@@ -101,7 +101,9 @@ class CurrencyRatesUpdate(BaseModel):
 
 
 class RateTablePublic(BaseModel):
+    # Defaults only so the OpenAPI examples, which FastAPI writes without their nulls, stay valid; always sent.
     effective_from: date | None = Field(
+        default=None,
         description="The first day it is in force; null: in force on every day before the first dated table")
     rates: dict[str, Decimal]
 
@@ -116,6 +118,7 @@ class CurrencyRates(BaseModel):
     reporting_currency: str
     on: date = Field(description="The day (UTC) `rates` are in force on")
     effective_from: date | None = Field(
+        default=None,
         description="The first day of the table in force on `on`; null when it is in force on every day, "
                     "or no table is")
     rates: dict[str, Decimal] = Field(description="The table in force on `on` (empty when none is)")
