@@ -35,6 +35,7 @@ from leadflow_console.pages import (
     scoring_model,
     sign_in,
     sla_policies,
+    spend,
     users,
     webhooks,
 )
@@ -65,6 +66,7 @@ PAGES: list[Page] = [
     webhooks.page,
     api_keys.page,
     reports.page,
+    spend.page,
     users.page,
 ]
 
