@@ -295,8 +295,11 @@ async def put_currency_rates(body: CurrencyRatesUpdate, deps: DepsDep) -> Curren
                summary="Remove the rate table in force from that day (the table before it is in force again)",
                responses={404: {"description": "No table is in force from that day"}})
 async def delete_currency_rates(effective_from: date, deps: DepsDep) -> Response:
-    async with deps.platform.db.transaction() as session:
-        deleted = await deps.store.delete_currency_rate_table(session, effective_from)
+    # The every-day table is stored on ALWAYS_IN_FORCE, a day no PUT names: it is not a dated table.
+    deleted = False
+    if effective_from > ALWAYS_IN_FORCE:
+        async with deps.platform.db.transaction() as session:
+            deleted = await deps.store.delete_currency_rate_table(session, effective_from)
     if not deleted:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no rate table in force from {effective_from}")
     return Response(status_code=204)

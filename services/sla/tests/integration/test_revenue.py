@@ -220,6 +220,9 @@ async def test_a_rate_table_from_a_day_on_leaves_the_days_before_at_their_rates(
 
     assert (await client.delete("/v1/admin/currency-rates/2026-10-01")).status_code == 204
     assert (await client.delete("/v1/admin/currency-rates/2026-10-01")).status_code == 404
+    # The every-day table is no dated table: only a PUT without a day replaces it.
+    assert (await client.delete("/v1/admin/currency-rates/0001-01-01")).status_code == 404
+    assert (await client.get("/v1/admin/currency-rates")).json()["tables"][0]["effective_from"] is None
     assert await revenue_and_spend() == ("16200.00", "16250.00")
     # Without a day, the table replaces every table.
     assert (await client.put("/v1/admin/currency-rates", json={"rates": {"EUR": "1.10"}})).json()["tables"] == [
