@@ -19,7 +19,7 @@ from sqlalchemy import event, insert, select
 
 from leadflow_kit import pressure
 from leadflow_kit.db import Database, driver_connection, new_metadata
-from leadflow_kit.egress import IPAddress, guarded_client
+from leadflow_kit.egress import IPAddress, guarded_session
 from leadflow_kit.webhooks import (
     AttemptOutcome,
     WebhookMetrics,
@@ -292,7 +292,7 @@ async def deliver(infra: Any, receiver: RawReceiver, leads: list[str], **overrid
         await db.engine.dispose()
         event.listen(db.engine.sync_engine, "connect", lambda conn, _: conn.driver_connection.add_query_logger(
             lambda record: found.statements.append(record.query)))
-        http = guarded_client(settings.egress_policy(), resolver)
+        http = guarded_session(settings.egress_policy(), resolver)
         dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
         running = asyncio.create_task(dispatcher.run())
         watcher = Database(db.url)  # the test's own reads are not the dispatcher's statements
@@ -304,7 +304,7 @@ async def deliver(infra: Any, receiver: RawReceiver, leads: list[str], **overrid
         finally:
             dispatcher.stop()
             await running
-            await http.aclose()
+            await http.close()
             await watcher.dispose()
             server.close()
     return found
@@ -355,7 +355,7 @@ async def test_webhooks_handed_over_at_commit_go_out_without_a_claim_or_a_notify
         await db.engine.dispose()
         event.listen(db.engine.sync_engine, "connect", lambda conn, _: conn.driver_connection.add_query_logger(
             lambda record: statements.append(record.query)))
-        http = guarded_client(settings.egress_policy())
+        http = guarded_session(settings.egress_policy())
         dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
         hand_off = WebhookHandOff()
         hand_off.dispatcher = dispatcher
@@ -380,7 +380,7 @@ async def test_webhooks_handed_over_at_commit_go_out_without_a_claim_or_a_notify
         finally:
             dispatcher.stop()
             await running
-            await http.aclose()
+            await http.close()
             await queuing.dispose()
             server.close()
     assert sorted(receiver.requests) == sorted(leads)
@@ -395,7 +395,7 @@ async def test_webhooks_handed_over_at_commit_go_out_without_a_claim_or_a_notify
 async def running_dispatcher(db: Database, settings: WebhookSettings
                              ) -> AsyncIterator[tuple[WebhookDispatcher, WebhookHandOff]]:
     """A dispatcher of ``db`` running (its hand-off filled) until the block ends."""
-    http = guarded_client(settings.egress_policy())
+    http = guarded_session(settings.egress_policy())
     dispatcher = WebhookDispatcher(settings, db, http, WebhookMetrics(CollectorRegistry()))
     hand_off = WebhookHandOff()
     hand_off.dispatcher = dispatcher
@@ -405,7 +405,7 @@ async def running_dispatcher(db: Database, settings: WebhookSettings
     finally:
         dispatcher.stop()
         await running
-        await http.aclose()
+        await http.close()
 
 @contextlib.asynccontextmanager
 async def dispatching_to(infra: Any, receiver: RawReceiver | HoldingReceiver, **overrides: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers
+from leadflow_kit.egress import IPAddress, Resolver
 from leadflow_stack.services import LOCAL_RECEIVER_NETWORKS
 
 T = TypeVar("T")
@@ -287,6 +289,19 @@ def counting_statements(conn: asyncpg.Connection) -> Iterator[list[str]]:
         yield statements
     finally:
         conn.remove_query_logger(count)
+
+
+def scripted_resolver(*answers: list[str]) -> tuple[list[str], Resolver]:
+    """A DNS server for the egress guard's tests (``leadflow_kit.egress.Resolver``): each lookup gets the
+    next answer, the last one repeating; returns the names asked for (filled as they are) and the resolver."""
+    asked: list[str] = []
+    queue = list(answers)
+
+    async def resolve(host: str, _port: int) -> list[IPAddress]:
+        asked.append(host)
+        return [ipaddress.ip_address(a) for a in (queue.pop(0) if len(queue) > 1 else queue[0])]
+
+    return asked, resolve
 
 
 def self_signed_certificate(directory: Path, hostname: str = "leadflow test") -> tuple[Path, Path]:

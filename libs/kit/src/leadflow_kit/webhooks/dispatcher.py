@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import asyncpg
-import httpx
 
 from leadflow_contracts import Event, LeadDelivered, new_event
 from leadflow_kit.clock import Clock, SystemClock
 from leadflow_kit.db import Database
-from leadflow_kit.egress import guarded_client
+from leadflow_kit.egress import guarded_session
 from leadflow_kit.failures import is_infrastructure_error
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.platform import Background, Platform
@@ -74,13 +74,14 @@ def _clip(text: str, limit: int = FAILURE_BODY_BYTES) -> str:
     return text.encode()[:limit].decode(errors="ignore")
 
 
-async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
+async def _read_prefix(body: aiohttp.StreamReader, limit: int) -> bytes:
     """At most ``limit`` bytes of the body: a receiver cannot make us buffer more."""
     data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) > limit:
+    while len(data) <= limit:
+        chunk = await body.read(limit + 1 - len(data))
+        if not chunk:
             break
+        data += chunk
     return bytes(data[:limit])
 
 
@@ -106,7 +107,7 @@ class WebhookDispatcher:
         self,
         settings: WebhookSettings,
         db: Database,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         metrics: WebhookMetrics,
         outbox: Outbox | None = None,
         clock: Clock | None = None,
@@ -407,18 +408,21 @@ class WebhookDispatcher:
             # One deadline for the whole exchange: a receiver that drips its answer cannot hold a slot.
             async with (
                 asyncio.timeout(timeout),
-                self.http.stream("POST", due.url, content=due.payload.encode(), headers=headers,
-                                 timeout=timeout) as response,
+                self.http.post(due.url, data=due.payload.encode(), headers=headers,
+                               allow_redirects=False) as response,
             ):
-                ok = 200 <= response.status_code < 300
-                body = await _read_prefix(response, DRAINED_BODY_BYTES)
+                ok = 200 <= response.status < 300
+                body = await _read_prefix(response.content, DRAINED_BODY_BYTES)
+        except TimeoutError:
+            return (AttemptOutcome(None, f"TimeoutError: no complete answer within {timeout:g} s"),
+                    time.perf_counter() - started)
         except Exception as exc:
             return AttemptOutcome(None, _clip(f"{type(exc).__name__}: {exc}")), time.perf_counter() - started
         elapsed = time.perf_counter() - started
         kept = body[:FAILURE_BODY_BYTES].decode(errors="replace")
-        error = None if ok else f"HTTP {response.status_code}: {_clip(kept)}"
+        error = None if ok else f"HTTP {response.status}: {_clip(kept)}"
         retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
-        return AttemptOutcome(response.status_code, error, retry_after), elapsed
+        return AttemptOutcome(response.status, error, retry_after), elapsed
 
     async def _attempt(self, row: _Claimed) -> _Attempt:
         outcome, elapsed = await self._send(row)
@@ -539,9 +543,7 @@ def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics, hand_off: We
     settings = webhook_settings(platform)
 
     async def run() -> None:
-        http = guarded_client(settings.egress_policy(),
-                              limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2,
-                                                  max_keepalive_connections=settings.webhook_concurrency))
+        http = guarded_session(settings.egress_policy(), connections=settings.webhook_concurrency)
         dispatcher = WebhookDispatcher(settings, platform.db, http, metrics, platform.outbox, platform.clock)
         if hand_off is not None:
             hand_off.dispatcher = dispatcher
@@ -551,6 +553,6 @@ def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics, hand_off: We
             if hand_off is not None:
                 hand_off.dispatcher = None
             dispatcher.stop()
-            await http.aclose()
+            await http.close()
 
     return Background("webhook-dispatcher", run)

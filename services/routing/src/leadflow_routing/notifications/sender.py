@@ -14,14 +14,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import aiohttp
 import aiosmtplib
-import httpx
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_kit.clock import Clock
 from leadflow_kit.db import Database
-from leadflow_kit.egress import guarded_client
+from leadflow_kit.egress import guarded_session
 from leadflow_kit.periodic import run_periodically
 from leadflow_kit.platform import Background, Platform
 from leadflow_kit.secretbox import SecretBox
@@ -59,7 +59,7 @@ class Outcome:
 
 
 class NotificationSender:
-    def __init__(self, settings: NotificationSettings, db: Database, clock: Clock, http: httpx.AsyncClient,
+    def __init__(self, settings: NotificationSettings, db: Database, clock: Clock, http: aiohttp.ClientSession,
                  metrics: NotificationMetrics, store: NotificationStore | None = None) -> None:
         self.settings = settings
         self.db = db
@@ -95,7 +95,10 @@ class NotificationSender:
                 await self._send_email(row)
         except NotificationFailed as exc:
             return Outcome(row, exc, self.clock.now())
-        except (aiosmtplib.SMTPException, httpx.HTTPError, OSError, ValueError) as exc:
+        except TimeoutError:
+            return Outcome(row, NotificationFailed(
+                f"TimeoutError: no answer within {self.settings.notify_timeout_seconds:g} s"), self.clock.now())
+        except (aiosmtplib.SMTPException, aiohttp.ClientError, OSError, ValueError) as exc:
             return Outcome(row, NotificationFailed(f"{type(exc).__name__}: {exc}"), self.clock.now())
         return Outcome(row, None, self.clock.now())
 
@@ -123,11 +126,16 @@ class NotificationSender:
         raise NotificationFailed(f"no Slack webhook for team {row.team_id or '(none)'} and no global one")
 
     async def _send_slack(self, row: ClaimedNotification) -> None:
-        response = await self.http.post(self._slack_url(row), json=messages.slack_message(row.content),
-                                        timeout=self.settings.notify_timeout_seconds)
-        if not response.is_success:
-            raise NotificationFailed(f"Slack answered {response.status_code}: {response.text[:200]}",
-                                     response.status_code,
+        async with (
+            asyncio.timeout(self.settings.notify_timeout_seconds),
+            self.http.post(self._slack_url(row), json=messages.slack_message(row.content),
+                           allow_redirects=False) as response,
+        ):
+            if 200 <= response.status < 300:
+                return
+            # At most 200 characters are kept; a receiver cannot make us buffer its whole answer.
+            text = (await response.content.read(800)).decode(errors="replace")[:200]
+            raise NotificationFailed(f"Slack answered {response.status}: {text}", response.status,
                                      parse_retry_after(response.headers.get("retry-after"), self.clock.now()))
 
     async def _send_email(self, row: ClaimedNotification) -> None:
@@ -177,7 +185,7 @@ def notification_sender(platform: Platform, settings: NotificationSettings) -> B
         else:
             if changed:
                 log.info("re-encrypted %d team Slack webhook URL(s) under the first key", changed)
-        async with guarded_client(settings.egress_policy()) as http:
+        async with guarded_session(settings.egress_policy()) as http:
             sender = NotificationSender(settings, platform.db, platform.clock, http, metrics)
             await run_periodically("notification sender", settings.notify_poll_interval_seconds, sender.send_due)
 
