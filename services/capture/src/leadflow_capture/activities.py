@@ -26,7 +26,6 @@ from leadflow_kit.auth import authorize, optional_key_doc, presented_key
 from leadflow_kit.bodies import body_limit
 from leadflow_kit.errors import FieldError, Problem, field_errors
 from leadflow_kit.failures import is_outage
-from leadflow_kit.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,8 @@ async def post_activities(request: Request, deps: DepsDep) -> Response:
 
 async def _accept(request: Request, deps: Deps, parsed: ActivityIn | ActivityBatch,
                   cors: dict[str, str]) -> Response:
-    """Check the key and the per-lead limit, then store the activities and their events in one transaction."""
+    """Check the key and the per-lead limit, then store the activities and their events (in one transaction with
+    the posts of the same moment: ``Deps.activity_posts``)."""
     items = parsed.activities if isinstance(parsed, ActivityBatch) else [parsed]
     refused = await _refuse_unkeyed(request, items, cors)
     if refused is not None:
@@ -146,8 +146,8 @@ async def _accept(request: Request, deps: Deps, parsed: ActivityIn | ActivityBat
         for item in items
     ]
     try:
-        async with unit_of_work(deps.platform, deps) as uow:
-            ids = await handlers.record_activities(events, uow)
+        # Shares a transaction with the posts of the same millisecond or two; answers once it committed.
+        ids = await deps.activity_posts.run(handlers.record_activity_posts, events)
     except handlers.InvalidSubmission as exc:
         return web.json_error(422, "The activities are invalid; see errors.", exc.errors, headers=cors)
     for event in events:

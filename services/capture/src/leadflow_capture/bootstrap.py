@@ -3,6 +3,7 @@ forms it has served. Routes reach it through ``DepsDep``; handlers through ``uow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated
@@ -35,14 +36,18 @@ class Deps:
     # Keys the opaque id of a person known only by email (domain.person_key).
     person_secret: bytes
     forms: KnownForms = field(default_factory=KnownForms)
-    # The form fills' shared transactions (group_commit.py).
+    # The form fills' and the activity posts' shared transactions (group_commit.py).
     fills: GroupCommit[Deps] = field(init=False)
+    activity_posts: GroupCommit[Deps] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fills = GroupCommit(lambda: unit_of_work(self.platform, self),
-                                 self.settings.submission_group_window_ms / 1000, self.settings.submission_group_max,
-                                 self.metrics.group_size.observe,
-                                 behind_commit=self.settings.submission_group_behind_commit)
+        def grouped(observe: Callable[[int], None]) -> GroupCommit[Deps]:
+            return GroupCommit(lambda: unit_of_work(self.platform, self),
+                               self.settings.submission_group_window_ms / 1000, self.settings.submission_group_max,
+                               observe, behind_commit=self.settings.submission_group_behind_commit)
+
+        self.fills = grouped(self.metrics.group_size.observe)
+        self.activity_posts = grouped(self.metrics.activity_group_size.observe)
 
     def client_ip(self, request: Request) -> str | None:
         """The address rate limits count for this request (see ``web.client_address``)."""

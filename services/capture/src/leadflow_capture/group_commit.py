@@ -1,12 +1,14 @@
-"""Group commit: the form fills that arrive within a millisecond or two share one transaction.
+"""Group commit: the form fills (or activity posts) that arrive within a millisecond or two share one
+transaction.
 
-Each request hands its item (a form fill) and the work that stores a list of them to ``GroupCommit.run``
-and waits for the group's commit before it answers, so a 202 still means the lead is stored. The work
-gets the whole group's items at once, so it can store them in a few statements (capture's locks them,
-looks them up and inserts them in one statement each); a group costs one BEGIN, those statements, one
-outbox write and one COMMIT however many fills it holds. With ``behind_commit``, a group whose window ends
-while another of the same work is still committing waits for that commit and takes what arrived meanwhile:
-on a busy machine, where a commit takes longer, groups grow with it, and a quiet one waits no longer.
+Each request hands its item (a form fill, an activity post) and the work that stores a list of them to
+``GroupCommit.run`` and waits for the group's commit before it answers, so a 202 still means the item is
+stored. The work gets the whole group's items at once, so it can store them in a few statements
+(capture's locks the fills, looks them up and inserts them in one statement each); a group costs one
+BEGIN, those statements, one outbox write and one COMMIT however many items it holds. With
+``behind_commit``, a group whose window ends while another of the same work is still committing waits
+for that commit and takes what arrived meanwhile: on a busy machine, where a commit takes longer, groups
+grow with it, and a quiet one waits no longer.
 
 The work answers each item: a result, or an exception that is that item's refusal alone (the work wrote
 nothing for it). A work that raises (a refused fill whose writes must roll back, a changed form, a
@@ -125,7 +127,7 @@ class GroupCommit(Generic[D]):
                     _settle(member.answer, exc, None)
                 return
             if len(members) > 1:
-                log.info("a group of %d form fills failed (%s: %s); running them one by one",
+                log.info("a group of %d submissions failed (%s: %s); running them one by one",
                          len(members), type(exc).__name__, exc)
             for member in members:
                 await self._one(work, member)

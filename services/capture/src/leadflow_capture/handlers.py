@@ -333,18 +333,43 @@ async def claim_idempotency_key(claim: IdempotencyClaim, uow: UnitOfWork[Deps]) 
 
 async def record_activities(activities: list[LeadActivity], uow: UnitOfWork[Deps]) -> list[str]:
     """Store each activity and its ``lead.activity`` event; a retried activity id is recorded once."""
-    for index, data in enumerate(activities):
-        if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
-            raise InvalidSubmission([FieldError(field=f"activities.{index}", code="too_large",
-                                                message=f"the activity exceeds {MAX_EVENT_BYTES} bytes")])
-    inserted = await uow.deps.store.insert_activities(uow.session, activities)
-    for data in activities:
+    [answer] = await record_activity_posts([activities], uow)
+    if isinstance(answer, InvalidSubmission):
+        raise answer
+    return answer
+
+
+async def record_activity_posts(posts: list[list[LeadActivity]], uow: UnitOfWork[Deps]
+                                ) -> list[list[str] | InvalidSubmission]:
+    """Each post's activity ids, as if the posts were recorded one after another in this transaction, in one
+    insert for all of them: an activity id repeated, within a post or across posts, is stored and announced
+    once, by its first. A post holding an activity too large for an event is refused alone (its answer is
+    the refusal) and writes nothing."""
+    answers: list[list[str] | InvalidSubmission] = []
+    accepted: list[LeadActivity] = []
+    for activities in posts:
+        refusal = _oversized(activities)
+        answers.append(refusal if refusal is not None else [a.activity_id for a in activities])
+        if refusal is None:
+            accepted += activities
+    if not accepted:
+        return answers
+    inserted = await uow.deps.store.insert_activities(uow.session, accepted)
+    for data in accepted:
         if data.activity_id in inserted:
             inserted.discard(data.activity_id)  # an id repeated in the batch was stored once, by its first
             await uow.publish(new_event(data, source="capture",
                                         subject=domain.activity_key(data, uow.deps.person_secret),
                                         time=data.occurred_at, event_id=data.activity_id))
-    return [a.activity_id for a in activities]
+    return answers
+
+
+def _oversized(activities: list[LeadActivity]) -> InvalidSubmission | None:
+    for index, data in enumerate(activities):
+        if len(data.model_dump_json().encode()) > MAX_EVENT_BYTES:
+            return InvalidSubmission([FieldError(field=f"activities.{index}", code="too_large",
+                                                 message=f"the activity exceeds {MAX_EVENT_BYTES} bytes")])
+    return None
 
 
 # -- data-subject requests ----------------------------------------------------------------------

@@ -22,3 +22,8 @@ class CaptureMetrics:
             "leadflow_capture_group_size", "Form fills committed together in one transaction (group commit)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry,
         )
+        self.activity_group_size = Histogram(
+            "leadflow_capture_activity_group_size",
+            "Activity posts committed together in one transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry,
+        )

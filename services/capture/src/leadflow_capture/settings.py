@@ -25,7 +25,8 @@ class Settings(ServiceSettings):
     max_message_length: int = Field(default=10000, ge=1)
 
     # Form fills arriving within this many milliseconds of a group's first share its transaction (up to
-    # submission_group_max of them); each answers once that transaction committed. 0: every fill alone.
+    # submission_group_max of them), and so do activity posts (in groups of their own); each answers once
+    # that transaction committed. 0: every fill and post alone.
     submission_group_window_ms: float = Field(default=1.5, ge=0, le=50)
     submission_group_max: int = Field(default=64, ge=1, le=1000)
     # A group whose window ended while the previous group is still committing waits for that commit and

@@ -1,6 +1,6 @@
 """Group commit against the real database: concurrent fills share a transaction and each gets its own
 answer (dedupe and idempotent replays within the group included); a refused fill in a group sends the
-others one by one, and they are still stored."""
+others one by one, and they are still stored. Activity posts are grouped the same way."""
 
 from __future__ import annotations
 
@@ -89,6 +89,31 @@ async def test_a_refused_fill_in_a_group_leaves_the_others_stored(start_capture)
         stored = {answers[0].json()["lead_id"], answers[2].json()["lead_id"]}
         published = await capture.events(topics.CAPTURED, lambda evs: stored <= {e.subject for e in evs})
         assert sorted(e.subject for e in published if e.subject in stored) == sorted(stored)
+
+
+async def test_concurrent_activity_posts_are_committed_together_and_each_id_is_announced_once(start_capture):
+    async with start_capture(submission_group_window_ms=50) as capture:
+        run = uuid.uuid4().hex[:8]
+        retried = {"type": "page_view", "visitor_id": f"v-{run}", "activity_id": f"again-{run}"}
+        answers = await asyncio.gather(
+            *(capture.client.post("/v1/activities", json={"type": "page_view", "visitor_id": f"v{n}-{run}"})
+              for n in range(6)),
+            capture.client.post("/v1/activities", json=retried),
+            capture.client.post("/v1/activities", json=retried),
+            capture.client.post("/v1/activities", json=[{"type": "page_view", "visitor_id": f"v-{run}",
+                                                         "properties": {"blob": "x" * 70_000}}]),
+        )
+
+        assert [a.status_code for a in answers] == [202] * 8 + [422], [a.text for a in answers]
+        assert answers[8].json()["errors"][0]["field"] == "activities.0"
+        ids = [a.json()["activity_id"] for a in answers[:8]]
+        assert ids[6] == ids[7] == f"again-{run}" and len(set(ids)) == 7
+        metrics = (await capture.client.get("/metrics")).text
+        count = re.search(r"^leadflow_capture_activity_group_size_count (\S+)$", metrics, re.M)
+        assert count is not None and float(count.group(1)) < 8, "the posts were committed in groups"
+
+        published = await capture.events(topics.ACTIVITY, lambda evs: set(ids) <= {e.id for e in evs})
+        assert sorted(e.id for e in published if e.id in ids) == sorted(set(ids)), "each activity announced once"
 
 
 async def test_a_group_is_stored_in_two_statements_however_many_fills_it_holds(capture_env):

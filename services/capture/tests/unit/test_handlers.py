@@ -397,6 +397,32 @@ async def test_an_activity_too_large_for_an_event_is_refused_and_nothing_is_stor
     assert store.activities == {}
 
 
+async def test_posts_recorded_together_answer_as_one_after_another_in_one_insert():
+    store = FakeCaptureStore()
+    calls: list[int] = []
+    insert = store.insert_activities
+
+    async def counted(session: Any, activities: list[LeadActivity]) -> set[str]:
+        calls.append(len(activities))
+        return await insert(session, activities)
+
+    store.insert_activities = counted  # type: ignore[method-assign]
+    uow, outbox, _ = fake_unit_of_work(fake_deps(store), NOW)
+    huge = activity("a-9", visitor_id="v-9").model_copy(update={"properties": {"blob": "x" * 70_000}})
+
+    answers = await handlers.record_activity_posts([
+        [activity("a-1", visitor_id="v-1"), activity("a-2", visitor_id="v-1")],
+        [activity("a-3", visitor_id="v-2"), huge],
+        [activity("a-2", visitor_id="v-1"), activity("a-4", lead_id="lead-7")],  # a-2 retried by another post
+    ], uow)
+
+    assert answers[0] == ["a-1", "a-2"] and answers[2] == ["a-2", "a-4"]
+    assert isinstance(answers[1], handlers.InvalidSubmission) and answers[1].errors[0].field == "activities.1"
+    assert calls == [4], "the accepted posts' activities in one insert"
+    assert [e.id for e in outbox.events] == ["a-1", "a-2", "a-4"], "each id announced once, by its first"
+    assert set(store.activities) == {"a-1", "a-2", "a-4"}, "the refused post wrote nothing"
+
+
 async def people(store: FakeCaptureStore) -> list[str]:
     """Two fills by Ada (on two forms) and one by Bob; returns the lead ids in that order."""
     ids = []
