@@ -35,6 +35,10 @@ class RateTable:
     per_unit: Mapping[str, Decimal]
 
 
+def _effective_from(table: RateTable) -> date:
+    return table.effective_from
+
+
 @dataclass(frozen=True)
 class Rates:
     """The rate tables by the day each comes into force (ascending), and ``today``, the day an amount
@@ -51,7 +55,8 @@ class Rates:
 
     def _index(self, day: date) -> int:
         """The index of the table in force on ``day``; -1 before the first table."""
-        return bisect_right([table.effective_from for table in self.tables], day) - 1
+        # Searched by key: no list of the tables' days is built for every amount converted.
+        return bisect_right(self.tables, day, key=_effective_from) - 1
 
     def in_force(self, day: date) -> RateTable | None:
         index = self._index(day)
