@@ -1001,7 +1001,7 @@ def reports_funnel(api: Api, args: argparse.Namespace) -> Output:
 def add_config(b: Builder) -> None:
     b.command("export", export_config, "Print all admin configuration as JSON, for review in git "
               "(forms, scoring model, teams, reps, queues, routing rules, SLA policies and calendars, "
-              "webhook subscriptions; not accounts, API keys or webhook secrets)")
+              "currency rate tables, webhook subscriptions; not accounts, spend, API keys or webhook secrets)")
     p = b.command("import", import_config, "Make the services match an exported configuration: create what is "
                   "missing, change what differs; nothing is deleted")
     p.add_argument("config_file", metavar="CONFIG", help="a file written by 'leadflow export' ('-' reads stdin)")

@@ -1,13 +1,15 @@
 """All admin configuration as one JSON document (``leadflow export``), and making the services match
 one (``leadflow import``) through the same admin APIs: create what is missing, change only the
 fields that differ, never delete. Ids the services generate (SLA policies, webhook subscriptions)
-are matched by what identifies them instead: tier and team, URL.
+are matched by what identifies them instead: tier and team, URL; currency rate tables by the day they
+come into force.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from leadflow_cli.client import Api, ApiError
@@ -60,6 +62,7 @@ def export_all(api: Api) -> dict[str, Any]:
     queues = [q for q in api.get("routing", "/v1/admin/queues") if not str(q.get("created_at", "")).startswith("0001")]
     ruleset = _find(api, "routing", "/v1/admin/routing-rules")
     policies = api.get("sla", "/v1/admin/sla-policies")
+    rates = api.get("sla", "/v1/admin/currency-rates")
     calendars = []
     for rep in reps:
         calendar = _find(api, "sla", f"/v1/admin/sla-calendars/{seg(rep['id'])}")
@@ -79,6 +82,9 @@ def export_all(api: Api) -> dict[str, Any]:
             ({"tier": p["tier"], "team_id": p["team_id"], **_pick(p, POLICY_FIELDS)} for p in policies),
             key=lambda p: (p["tier"], p["team_id"] or "")),
         "sla_calendars": calendars,
+        "currency_rates": {"reporting_currency": rates["reporting_currency"],
+                           "tables": [{"effective_from": t["effective_from"], "rates": t["rates"]}
+                                      for t in rates["tables"]]},
         "webhook_subscriptions": {
             service: sorted(({"id": s["id"], **_pick(s, SUBSCRIPTION_FIELDS)}
                              for s in api.get(service, "/v1/admin/webhooks/subscriptions")),
@@ -250,6 +256,65 @@ def _import_sla(api: Api, changes: Changes, document: dict[str, Any]) -> None:
         changes.record("sla calendar", calendar["rep_id"], "create" if current is None else "update")
 
 
+def _rates(table: dict[str, Any]) -> dict[str, Decimal]:
+    try:
+        return {code: Decimal(str(rate)) for code, rate in table["rates"].items()}
+    except InvalidOperation:
+        raise UsageError(f"the currency rates from {table.get('effective_from') or 'every day'} are not "
+                         "numbers") from None
+
+
+def _current_currency_rates(api: Api, wanted: dict[str, Any] | None) -> dict[str, Any] | None:
+    """sla's rate tables, when the file has some; checked before anything is written: rates worth another
+    reporting currency than sla's would be wrong, not merely different."""
+    if not wanted:
+        return None
+    current: dict[str, Any] = api.get("sla", "/v1/admin/currency-rates")
+    if wanted.get("reporting_currency") not in (None, current["reporting_currency"]):
+        raise UsageError(f"the file's currency rates are worth {wanted['reporting_currency']}, sla reports in "
+                         f"{current['reporting_currency']} (SLA_REPORTING_CURRENCY)")
+    return current
+
+
+def _import_currency_rates(api: Api, changes: Changes, wanted: dict[str, Any] | None,
+                           current: dict[str, Any] | None) -> None:
+    """sla's rate tables as the file has them. A table for every day replaces every table in sla, so when it
+    changes, the dated tables the file does not name are put back as they were: an import never deletes."""
+    if not wanted or current is None:
+        return
+    have = {t["effective_from"]: _rates(t) for t in current["tables"]}
+    want = {t.get("effective_from"): _rates(t) for t in wanted.get("tables") or []}
+
+    def put(day: str | None, rates: dict[str, Decimal]) -> None:
+        body: dict[str, Any] = {"rates": {code: str(rate) for code, rate in rates.items()}}
+        if day is not None:
+            body["effective_from"] = day
+        api.put("sla", "/v1/admin/currency-rates", body)
+
+    def record(day: str | None, action: str) -> None:
+        changes.record("currency rates", day or "every day", action,
+                       "" if action == "unchanged" else " ".join(f"{c}={r}" for c, r in sorted(want[day].items())))
+
+    put_back: dict[str, dict[str, Decimal]] = {}
+    if None in want:
+        if want[None] == have.get(None):
+            record(None, "unchanged")
+        else:
+            put_back = {day: rates for day, rates in have.items() if day is not None}
+            if changes.writing:
+                put(None, want[None])
+            record(None, "update" if None in have else "create")
+    for day in sorted(d for d in want if d is not None):
+        same = have.get(day) == want[day]
+        if changes.writing and (not same or day in put_back):
+            put(day, want[day])
+        put_back.pop(day, None)
+        record(day, "unchanged" if same else "update" if day in have else "create")
+    if changes.writing:
+        for day, rates in sorted(put_back.items()):
+            put(day, rates)
+
+
 def _import_webhooks(api: Api, changes: Changes, document: dict[str, Any]) -> None:
     for service, wanted_list in (document.get("webhook_subscriptions") or {}).items():
         if service not in WEBHOOK_SERVICES:
@@ -281,12 +346,14 @@ def import_all(api: Api, document: dict[str, Any], changes: Changes) -> None:
     if document.get("leadflow_config") != FORMAT_VERSION:
         raise UsageError(f"not a leadflow export (expected \"leadflow_config\": {FORMAT_VERSION})")
     try:
+        rates = _current_currency_rates(api, document.get("currency_rates"))
         for form in document.get("forms") or []:
             apply_form(api, changes, form)
         if document.get("scoring_model") is not None:
             _import_scoring_model(api, changes, document["scoring_model"])
         _import_routing(api, changes, document)
         _import_sla(api, changes, document)
+        _import_currency_rates(api, changes, document.get("currency_rates"), rates)
         _import_webhooks(api, changes, document)
     except (KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"the configuration is malformed near {exc}") from None

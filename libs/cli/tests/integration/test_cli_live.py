@@ -211,6 +211,7 @@ async def test_export_then_import_is_a_no_op_and_an_edit_is_applied(cli: Cli, tm
     config = json.loads(exported.out)
     assert {"sales"} <= {t["id"] for t in config["teams"]}
     assert config["scoring_model"]["spec"] and config["routing_rules"]["rules"]
+    assert config["currency_rates"]["reporting_currency"] and "tables" in config["currency_rates"]
     path = tmp_path / "config.json"
     path.write_text(exported.out)
     again = await cli("import", str(path), "--json")

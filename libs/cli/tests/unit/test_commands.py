@@ -116,6 +116,10 @@ def test_forms_apply_creates_missing_forms_and_patches_only_what_differs(fake: F
 def fake_configured_services(fake: FakeServices) -> None:
     fake.on("capture", "GET", "/v1/admin/forms", body=[FORM])
     fake.on("capture", "GET", "/v1/admin/forms/demo", body=FORM)
+    fake.on("sla", "GET", "/v1/admin/currency-rates", body={
+        "reporting_currency": "USD", "on": "2026-12-06", "effective_from": None, "rates": {"EUR": "1.08"},
+        "tables": [{"effective_from": None, "rates": {"EUR": "1.08"}},
+                   {"effective_from": "2027-01-01", "rates": {"EUR": "1.1"}}]})
     fake.on("scoring", "GET", "/v1/admin/scoring-models/active", body={"id": "m-1", "name": "b2b",
                                                                          "spec": {"name": "b2b"}})
     team = {"id": "emea", "name": "EMEA", "strategy": "round_robin", "manager_rep_id": "rep-ada",
@@ -186,7 +190,7 @@ def test_import_dry_run_reports_changes_and_writes_nothing(fake: FakeServices, t
                        ("routing rules", "new version", "would create", "activated (was v3)")}
     human = run(fake, "import", path, "--dry-run")
     assert human.code == 0
-    assert human.out.strip().endswith("dry run: nothing was changed; 7 unchanged, 1 would update, 2 would create")
+    assert human.out.strip().endswith("dry run: nothing was changed; 9 unchanged, 1 would update, 2 would create")
 
 
 def test_import_matches_sla_policies_by_tier_and_team_and_patches_by_their_id(fake: FakeServices,
@@ -198,6 +202,35 @@ def test_import_matches_sla_policies_by_tier_and_team_and_patches_by_their_id(fa
     assert run(fake, "import", write(tmp_path, "c.json", config)).code == 0
     assert [s for s in fake.sent() if s[1] != "GET"] == [
         ("sla", "PATCH", "/v1/admin/sla-policies/p-uuid", {"target_seconds": 120})]
+
+
+def test_import_sets_currency_rate_tables_and_never_deletes_a_dated_one(fake: FakeServices, tmp_path: Path) -> None:
+    fake_configured_services(fake)
+    fake.on("sla", "PUT", "/v1/admin/currency-rates", body={})
+    config = json.loads(run(fake, "export").out)
+    assert config["currency_rates"]["tables"][1] == {"effective_from": "2027-01-01", "rates": {"EUR": "1.1"}}
+    # The same rates written otherwise are the same rates.
+    config["currency_rates"]["tables"][1]["rates"]["EUR"] = "1.10"
+    assert {r["action"] for r in run(fake, "import", write(tmp_path, "same.json", config), "--json").json} == {
+        "unchanged"}
+    # A new table for every day, the dated one left out of the file: it is put back after the PUT that
+    # replaced every table, and a new dated table is set.
+    config["currency_rates"]["tables"] = [{"effective_from": None, "rates": {"EUR": "1.07", "GBP": "1.25"}},
+                                          {"effective_from": "2027-07-01", "rates": {"EUR": "1.05"}}]
+    rows = run(fake, "import", write(tmp_path, "c.json", config), "--json").json
+    assert [r for r in rows if r["resource"] == "currency rates"] == [
+        {"resource": "currency rates", "id": "every day", "action": "updated", "detail": "EUR=1.07 GBP=1.25"},
+        {"resource": "currency rates", "id": "2027-07-01", "action": "created", "detail": "EUR=1.05"}]
+    assert [s[3] for s in fake.sent() if s[1] == "PUT"] == [
+        {"rates": {"EUR": "1.07", "GBP": "1.25"}},
+        {"rates": {"EUR": "1.05"}, "effective_from": "2027-07-01"},
+        {"rates": {"EUR": "1.1"}, "effective_from": "2027-01-01"}]
+    config["currency_rates"]["reporting_currency"] = "EUR"
+    config["forms"][0]["name"] = "Renamed"
+    writes = len([s for s in fake.sent() if s[1] != "GET"])
+    refused = run(fake, "import", write(tmp_path, "eur.json", config))
+    assert refused.code == 2 and "SLA_REPORTING_CURRENCY" in refused.err
+    assert len([s for s in fake.sent() if s[1] != "GET"]) == writes, "refused before anything was written"
 
 
 def test_import_renames_a_queue_in_place(fake: FakeServices, tmp_path: Path) -> None:
