@@ -141,12 +141,17 @@ async def _route_claimed(claim: ScoredClaim, uow: UnitOfWork[Deps]) -> None:
 
 
 async def reroute_on_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
-    await notify_sla_warnings(events, uow)
+    """A batch of warnings and breaches: the owners warned, the clocks' states for the queue listings, the
+    ``lead.sla.*`` webhooks, each a statement or two for the whole batch; then each breach re-routed.
+
+    Each warning or breach's webhook is queued before the re-route it causes, as the CRM expects them."""
+    leads = await uow.deps.store.leads_for_webhook(uow.session, {e.data.lead_id for e in events})
+    await notify_sla_warnings(events, leads, uow)
     await sla_states.record_sla_states(sla_states.fired(events), uow)
     await claim_for_breaches(events, uow)
+    await lifecycle.deliver_sla(events, leads, uow)
     notices: list[RoutedNotice] = []
     for event in one_at_a_time(events):
-        await lifecycle.deliver_sla(event, uow)
         _collect(notices, await reroute_on_breach(event, uow, uow.now()))
     await notify_routed(uow, notices, uow.now())
 

@@ -9,6 +9,7 @@ queued by ``handlers.apply_decision``; its payload is ``routed_data``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,27 +112,33 @@ def scored_data(scored: LeadScored, now: datetime) -> dict[str, Any]:
 # -- lead.sla.*: from leads.sla ----------------------------------------------------------------
 
 
-async def deliver_sla(event: Event[LeadSla] | Event[LeadSlaStarted], uow: UnitOfWork[Deps]) -> None:
-    """Queue ``lead.sla.started``, ``lead.sla.warning`` or ``lead.sla.breach`` with the clock's due time."""
-    data, store = event.data, uow.deps.store
-    lead = await store.lead_for_webhook(uow.session, data.lead_id)
-    facts = DeliveryFacts(tier=data.tier, team=data.team_id or (lead.team_id if lead else None),
-                          form=lead.scored.form_key if lead else None)
-    event_type = SLA_STARTED if isinstance(data, LeadSlaStarted) else f"lead.sla.{data.kind}"
-    await store.enqueue_webhook(uow.session, WebhookRequest(
-        event_type, data.lead_id, {**data.model_dump(mode="json"), "event_id": event.id}, uow.now(),
-        event.correlation_id, event.lead_captured_at, facts,
-    ))
+async def deliver_sla(
+    events: Sequence[Event[LeadSla]] | Sequence[Event[LeadSlaStarted]], leads: Mapping[str, StoredLead],
+    uow: UnitOfWork[Deps],
+) -> None:
+    """Queue ``lead.sla.started``, ``lead.sla.warning`` or ``lead.sla.breach`` with the clock's due time, for
+    each of ``events`` in one statement; ``leads``: their stored leads (read for the subscriptions' filters)."""
+    webhooks: list[WebhookRequest] = []
+    for event in events:
+        data, lead = event.data, leads.get(event.data.lead_id)
+        facts = DeliveryFacts(tier=data.tier, team=data.team_id or (lead.team_id if lead else None),
+                              form=lead.scored.form_key if lead else None)
+        event_type = SLA_STARTED if isinstance(data, LeadSlaStarted) else f"lead.sla.{data.kind}"
+        webhooks.append(WebhookRequest(
+            event_type, data.lead_id, {**data.model_dump(mode="json"), "event_id": event.id}, uow.now(),
+            event.correlation_id, event.lead_captured_at, facts,
+        ))
+    await uow.deps.store.enqueue_webhooks(uow.session, webhooks)
 
 
 async def deliver_sla_started(events: list[Event[LeadSlaStarted]], uow: UnitOfWork[Deps]) -> None:
     """One for every routing that opened a clock: its due time for the queue listings (one statement a
-    batch), and the webhook, while nobody subscribes one statement a batch more."""
+    batch), and the webhooks (two statements more), while nobody subscribes one statement a batch more."""
     await sla_states.record_sla_states(sla_states.opened(events), uow)
-    if not await uow.deps.store.webhook_wanted(uow.session, [SLA_STARTED]):
+    store = uow.deps.store
+    if not await store.webhook_wanted(uow.session, [SLA_STARTED]):
         return
-    for event in events:
-        await deliver_sla(event, uow)
+    await deliver_sla(events, await store.leads_for_webhook(uow.session, {e.data.lead_id for e in events}), uow)
 
 
 # -- lead.touched: from the CRM touch route ---------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -857,11 +857,13 @@ class RoutingStore:
         rows = await conn.fetch(MARK_LIFECYCLES, list(leads), list(leads.values()), now, _patterns(event_types))
         return {row["id"] for row in rows if row["first_mql"]}, any(row["wanted"] for row in rows)
 
-    async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
-        """The stored lead, read without a lock (for a webhook's filters and payload)."""
+    async def leads_for_webhook(self, session: AsyncSession, lead_ids: Collection[str]) -> dict[str, StoredLead]:
+        """The stored leads among ``lead_ids`` by id, read without a lock (for webhooks' filters and payloads,
+        and SLA warnings' notifications)."""
         conn = await driver_connection(session)
-        row = await conn.fetchrow(f"SELECT {LEAD_SELECT} FROM lead WHERE id = $1", lead_id)
-        return lead_from_row(row) if row else None
+        rows = await conn.fetch(f"SELECT {LEAD_SELECT} FROM lead WHERE id = ANY($1::text[])", list(lead_ids))
+        return {row["id"]: lead_from_row(row) for row in rows}
+
     async def hold_in_nurture_until(self, session: AsyncSession, lead_id: str, until: datetime | None) -> None:
         """The lead is not handed off to sales again before ``until`` (None: as soon as it is an MQL)."""
         conn = await driver_connection(session)

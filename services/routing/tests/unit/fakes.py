@@ -17,7 +17,7 @@ from leadflow_routing import domain
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.metrics import RoutingMetrics
 from leadflow_routing.notifications.messages import Recipient
-from leadflow_routing.notifications.store import NewNotification, NotificationStore, StoredLeadNotice
+from leadflow_routing.notifications.store import NewNotification, NotificationStore
 from leadflow_routing.settings import Settings
 from leadflow_routing.sla_replica_store import ReplicaSnapshot, SlaReplicaStore
 from leadflow_routing.sla_states import SlaSeen
@@ -242,8 +242,8 @@ class FakeRoutingStore(RoutingStore):
         self.mql_notified |= {lead_id for lead_id, mql in leads.items() if mql}
         return first, bool(leads) and bool(self.subscribed & set(event_types))
 
-    async def lead_for_webhook(self, session: AsyncSession, lead_id: str) -> StoredLead | None:
-        return self.leads.get(lead_id)
+    async def leads_for_webhook(self, session: AsyncSession, lead_ids: Collection[str]) -> dict[str, StoredLead]:
+        return {lead_id: self.leads[lead_id] for lead_id in lead_ids if lead_id in self.leads}
 
     # -- CRM touches --
 
@@ -276,10 +276,6 @@ class FakeNotificationStore(NotificationStore):
                  if rep_id in self.recipients and self.recipients[rep_id].channels}
         return {rep_id: recipient.model_copy(update={"team_id": self.routing.reps[rep_id].team_id})
                 if rep_id in self.routing.reps else recipient for rep_id, recipient in found.items()}
-
-    async def lead_for_notice(self, session: AsyncSession, lead_id: str) -> StoredLeadNotice | None:
-        lead = self.routing.leads.get(lead_id)
-        return None if lead is None else StoredLeadNotice(lead.scored, lead.status, lead.owner_rep_id)
 
     async def enqueue(self, session: AsyncSession, notes: Sequence[NewNotification]) -> None:
         seen = {(n.cause_event_id, n.content.rep_id, n.channel) for n in self.queued}

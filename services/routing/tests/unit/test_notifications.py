@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from leadflow_contracts import LeadProfile, LeadScored
+from leadflow_kit.fakes import fake_unit_of_work
+from leadflow_routing import handlers
 from leadflow_routing.domain import Rep
 from leadflow_routing.notifications import messages
 from leadflow_routing.notifications.messages import NotificationContent, Recipient
 
-from .fakes import FakeRoutingStore
+from .fakes import FakeRoutingStore, fake_deps
 from .test_routing_handlers import NOW, breach, reroute, route, sales_team, scored
 
 DUE = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -184,3 +186,28 @@ async def test_an_sla_warning_tells_the_owner_with_the_due_time_once() -> None:
     [queued] = store.notifications.queued
     assert queued.content.kind == "sla_warning" and queued.content.sla_due_at == due
     assert queued.cause_event_id == warning.id and len(store.assignments) == 1
+
+
+async def test_a_batch_of_warnings_and_a_breach_reads_the_owners_channels_once_and_queues_in_order() -> None:
+    store = FakeRoutingStore()
+    sales_team(store)
+    await route(store, scored("lead-1"), scored("lead-2"), scored("lead-3"))  # round robin: rep-a, rep-b, rep-c
+    for rep_id in ("rep-a", "rep-b"):
+        store.notifications.recipients[rep_id] = recipient(rep_id, "email")
+    reads_before, webhooks_before = len(store.notifications.recipient_reads), len(store.webhooks)
+    warnings = [breach("lead-1", owner="rep-a", kind="warning"), breach("lead-2", owner="rep-b", kind="warning"),
+                breach("lead-3", owner="rep-c", kind="warning")]
+    uow, _, _ = fake_unit_of_work(fake_deps(store), NOW)
+
+    await handlers.reroute_on_breaches([*warnings, breach("lead-1", owner="rep-a")], uow)
+
+    # rep-c has no channel: told nobody; the others each once, from one read of the owners' channels.
+    assert sorted(store.notifications.recipient_reads[reads_before]) == ["rep-a", "rep-b", "rep-c"]
+    warned = [(n.content.rep_id, n.cause_event_id) for n in store.notifications.queued
+              if n.content.kind == "sla_warning"]
+    assert warned == [("rep-a", warnings[0].id), ("rep-b", warnings[1].id)]
+    # Every notice's webhook, in the batch's order, before the re-route the breach caused.
+    assert [(w.event_type, w.lead_id) for w in store.webhooks[webhooks_before:]] == [
+        ("lead.sla.warning", "lead-1"), ("lead.sla.warning", "lead-2"), ("lead.sla.warning", "lead-3"),
+        ("lead.sla.breach", "lead-1"), ("lead.routed", "lead-1")]
+    assert store.leads["lead-1"].owner_rep_id != "rep-a"

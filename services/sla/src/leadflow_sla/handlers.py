@@ -25,7 +25,7 @@ from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
 from leadflow_sla import domain, lifecycle
 from leadflow_sla.domain import Fired, LeadChanges, LeadData, LeadFacts, Notice, SlaClock, ThresholdKind, Timeline
-from leadflow_sla.notify import sla_notification
+from leadflow_sla.notify import Notification, sla_notification
 
 if TYPE_CHECKING:
     from leadflow_contracts.sla_policy import Policy
@@ -191,51 +191,53 @@ async def stop_clocks(touch: LeadTouched, facts: LeadFacts, uow: UnitOfWork[Deps
 
 async def fire_due_clocks(uow: UnitOfWork[Deps], batch_size: int) -> tuple[list[Fired], int]:
     """Fire the passed thresholds of up to ``batch_size`` due clocks (claimed: another replica skips them);
-    returns what fired and how many clocks were claimed."""
-    now = uow.now()
-    due = await uow.deps.store.claim_due_clocks(uow.session, now, batch_size)
-    fired: list[Fired] = []
-    for clock in due:
-        fired += await fire_clock(clock, now, uow)
-    return fired, len(due)
+    returns what fired and how many clocks were claimed.
 
-
-async def fire_clock(clock: SlaClock, now: datetime, uow: UnitOfWork[Deps]) -> list[Fired]:
-    store = uow.deps.store
-    fired: list[Fired] = []
-    breach_number = 0
-    warned, breached = clock.warned_at is not None, clock.breached_at is not None
-    for kind in sla_policy.due_thresholds(now, clock.warning_at, clock.due_at, warned, breached):
+    A round costs the same few statements however many clocks fell due (a business day's start can bring
+    thousands at once): the claim, one insert of the notices, one update of the clocks, one insert of the
+    notifications, and the outbox's."""
+    store, now = uow.deps.store, uow.now()
+    due = await store.claim_due_clocks(uow.session, now, batch_size)
+    planned = [(clock, kind, str(uuid.uuid4())) for clock in due
+               for kind in sla_policy.due_thresholds(now, clock.warning_at, clock.due_at, clock.warned_at is not None,
+                                                     clock.breached_at is not None)]
+    recorded = await store.record_notices(uow.session, [
+        Notice(clock.id, kind, event_id, clock.lead_id, clock.warning_at if kind == "warning" else clock.due_at, now)
+        for clock, kind, event_id in planned])
+    fired: dict[str, list[Fired]] = {clock.id: [] for clock in due}
+    breach_numbers: dict[str, int] = {}
+    # A breach's number counts the lead's earlier breach notices, this round's included, as one by one. Counted
+    # from the notices rather than kept on the lead row: the scheduler never waits for a lock the consumer may
+    # hold (it holds lead rows, then clock rows; the scheduler holds clocks).
+    breaches_so_far: dict[str, int] = {}
+    notifications: list[Notification] = []
+    for clock, kind, event_id in planned:
+        if (clock.id, kind) not in recorded:
+            log.error("SLA %s for clock %s was already emitted; not emitting again", kind, clock.id)
+            continue
         number = 0
         if kind == "breach":
-            # Counted from the notices rather than kept on the lead row: the scheduler never waits for a
-            # lock the consumer may hold (it holds lead rows, then clock rows; the scheduler holds clocks).
-            number = 1 + await store.breaches_of_lead(uow.session, clock.lead_id)
-        event = await fire_threshold(clock, kind, number, now, uow)
-        if event is None:
-            continue
-        if kind == "breach":
-            breach_number = number
-        fired.append(Fired(clock.id, clock.lead_id, kind, event.id))
-    await store.update_clock(uow.session, clock.id, domain.fired_changes(clock, fired, now, breach_number))
-    return fired
+            number = 1 + breaches_so_far.get(clock.lead_id, recorded[(clock.id, kind)])
+            breaches_so_far[clock.lead_id] = number
+            breach_numbers[clock.id] = number
+        event = await fire_threshold(clock, kind, number, event_id, now, uow)
+        notifications.append(sla_notification(event, clock.target_seconds))
+        fired[clock.id].append(Fired(clock.id, clock.lead_id, kind, event.id))
+    await store.update_fired_clocks(uow.session, {
+        clock.id: domain.fired_changes(clock, fired[clock.id], now, breach_numbers.get(clock.id, 0)) for clock in due})
+    await store.enqueue_notifications(uow.session, notifications, now)
+    return [f for clock in due for f in fired[clock.id]], len(due)
 
 
 async def fire_threshold(
-    clock: SlaClock, kind: ThresholdKind, breach_number: int, now: datetime, uow: UnitOfWork[Deps]
-) -> Event[LeadSla] | None:
-    """Publish the clock's warning or breach and queue its notification, unless it was already emitted."""
-    store, metrics = uow.deps.store, uow.deps.metrics
+    clock: SlaClock, kind: ThresholdKind, breach_number: int, event_id: str, now: datetime, uow: UnitOfWork[Deps]
+) -> Event[LeadSla]:
+    """Publish the clock's warning or breach, its notice recorded."""
     sla_event = new_event(domain.threshold_data(clock, kind, breach_number), source=SOURCE, subject=clock.lead_id,
-                          correlation_id=clock.correlation_id, lead_captured_at=clock.lead_captured_at, time=now)
-    threshold_at = clock.warning_at if kind == "warning" else clock.due_at
-    notice = Notice(clock.id, kind, sla_event.id, clock.lead_id, threshold_at, now)
-    if not await store.record_notice(uow.session, notice):
-        log.error("SLA %s for clock %s was already emitted; not emitting again", kind, clock.id)
-        return None
+                          correlation_id=clock.correlation_id, lead_captured_at=clock.lead_captured_at, time=now,
+                          event_id=event_id)
     await uow.publish(sla_event)
-    await store.enqueue_notification(uow.session, sla_notification(sla_event, clock.target_seconds), now)
-    counter = metrics.warnings if kind == "warning" else metrics.breaches
+    counter = uow.deps.metrics.warnings if kind == "warning" else uow.deps.metrics.breaches
     uow.after_commit(counter.labels(clock.tier, domain.team_label(clock.team_id)).inc)
     log.info("SLA %s for lead %s (tier %s, due %s)", kind, clock.lead_id, clock.tier, clock.due_at)
     return sla_event

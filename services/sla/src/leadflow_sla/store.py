@@ -29,7 +29,7 @@ from leadflow_contracts.sla_policy import (
     Tier,
 )
 from leadflow_kit.db import driver_connection
-from leadflow_kit.webhooks import DeliveryFacts, enqueue_webhook
+from leadflow_kit.webhooks import DeliveryFacts, WebhookToQueue, enqueue_webhooks
 from leadflow_sla.domain import (
     FunnelLead,
     LeadChanges,
@@ -226,12 +226,35 @@ SELECT * FROM sla_clock WHERE lead_id = $1 AND status = 'open' ORDER BY started_
 _CLAIM_DUE = """
 SELECT * FROM sla_clock WHERE next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED
 """
-_BREACHES_OF_LEAD = "SELECT count(*) FROM sla_notice WHERE lead_id = $1 AND kind = 'breach'"
-_RECORD_NOTICE = """
-INSERT INTO sla_notice (clock_id, kind, event_id, lead_id, threshold_at, emitted_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT DO NOTHING
-RETURNING event_id
+# A round's notices in one statement; each one recorded comes back with how many breach notices its lead had
+# before the statement (its subquery reads the statement's starting snapshot, which the insert beside it does
+# not change). A notice its clock already has (of its kind) is not recorded, and must not go out twice.
+_RECORD_NOTICES = """
+WITH recorded AS (
+    INSERT INTO sla_notice (clock_id, kind, event_id, lead_id, threshold_at, emitted_at)
+    SELECT clock_id, kind, event_id, lead_id, threshold_at, emitted_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+        WITH ORDINALITY AS n(clock_id, kind, event_id, lead_id, threshold_at, emitted_at, position)
+    ORDER BY position
+    ON CONFLICT DO NOTHING
+    RETURNING clock_id, kind, lead_id
+)
+SELECT recorded.clock_id, recorded.kind,
+       (SELECT count(*) FROM sla_notice AS earlier
+        WHERE earlier.lead_id = recorded.lead_id AND earlier.kind = 'breach') AS breaches_before
+FROM recorded
+"""
+# What a round of firing changes on its clocks, in one statement: a threshold's time and the breach's number
+# once fired (NULL: unchanged), and the next threshold's time (NULL: nothing left to fire).
+_UPDATE_FIRED_CLOCKS = """
+UPDATE sla_clock AS clock
+SET warned_at = coalesce(fired.warned_at, clock.warned_at),
+    breached_at = coalesce(fired.breached_at, clock.breached_at),
+    breach_number = coalesce(fired.breach_number, clock.breach_number),
+    next_fire_at = fired.next_fire_at
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::timestamptz[])
+    AS fired(id, warned_at, breached_at, breach_number, next_fire_at)
+WHERE clock.id = fired.id
 """
 
 GROUP_COLUMNS = {
@@ -341,30 +364,45 @@ class SlaStore:
         conn = await driver_connection(session)
         return [_record(SlaClock, r) for r in await conn.fetch(_CLAIM_DUE, now, limit)]
 
-    async def breaches_of_lead(self, session: AsyncSession, lead_id: str) -> int:
+    async def record_notices(self, session: AsyncSession, notices: Sequence[Notice]) -> dict[tuple[str, str], int]:
+        """Record ``notices``; those recorded, by clock and kind, each with how many breach notices its lead had
+        before these. One its clock already had is left out: it was emitted before and must not go out twice."""
+        if not notices:
+            return {}
         conn = await driver_connection(session)
-        return int(await conn.fetchval(_BREACHES_OF_LEAD, lead_id))
-
-    async def record_notice(self, session: AsyncSession, notice: Notice) -> bool:
-        """False when the clock's notice of this kind was already recorded (it must not go out twice)."""
-        conn = await driver_connection(session)
-        recorded = await conn.fetchval(_RECORD_NOTICE, notice.clock_id, notice.kind, notice.event_id,
-                                       notice.lead_id, notice.threshold_at, notice.emitted_at)
-        return recorded is not None
+        rows = await conn.fetch(
+            _RECORD_NOTICES, [n.clock_id for n in notices], [n.kind for n in notices], [n.event_id for n in notices],
+            [n.lead_id for n in notices], [n.threshold_at for n in notices], [n.emitted_at for n in notices])
+        return {(row["clock_id"], row["kind"]): int(row["breaches_before"]) for row in rows}
 
     async def update_clock(self, session: AsyncSession, clock_id: str, changes: Mapping[str, Any]) -> None:
         conn = await driver_connection(session)
         statement, values = _update_statement("sla_clock", "id", changes)
         await conn.execute(statement, clock_id, *values)
 
-    async def enqueue_notification(self, session: AsyncSession, notification: Notification, now: datetime) -> None:
-        """Queue the notification for every active webhook subscription to it, in this transaction."""
-        await enqueue_webhook(
-            session, event_type=notification.event_type, lead_id=notification.lead_id, data=notification.data,
-            now=now, correlation_id=notification.correlation_id, lead_captured_at=notification.lead_captured_at,
-            extra={"text": notification.text},
-            facts=DeliveryFacts(tier=notification.data.get("tier"), team=notification.data.get("team_id")),
-        )
+    async def update_fired_clocks(self, session: AsyncSession, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Each clock's changes after a round of firing (``domain.fired_changes``), by clock id."""
+        if not changes:
+            return
+        conn = await driver_connection(session)
+        await conn.execute(
+            _UPDATE_FIRED_CLOCKS, list(changes), [c.get("warned_at") for c in changes.values()],
+            [c.get("breached_at") for c in changes.values()], [c.get("breach_number") for c in changes.values()],
+            [c["next_fire_at"] for c in changes.values()])
+
+    async def enqueue_notifications(
+        self, session: AsyncSession, notifications: Sequence[Notification], now: datetime
+    ) -> None:
+        """Queue each notification for every active webhook subscription to it, in this transaction, in
+        one statement."""
+        await enqueue_webhooks(session, [
+            WebhookToQueue(
+                event_type=n.event_type, lead_id=n.lead_id, data=n.data, now=now, correlation_id=n.correlation_id,
+                lead_captured_at=n.lead_captured_at, extra={"text": n.text},
+                facts=DeliveryFacts(tier=n.data.get("tier"), team=n.data.get("team_id")),
+            )
+            for n in notifications
+        ])
 
     async def open_clock_counts(self, session: AsyncSession) -> dict[str, int]:
         """Open clocks per tier (tiers without one are absent)."""

@@ -1,5 +1,6 @@
 """A backlog of lead events is handled batch by batch: a few statements per batch, not two per event, and each
-lead's events still applied in order (pg_stat_statements counts the statements)."""
+lead's events still applied in order; clocks that fall due together fire in one round of a few statements
+(pg_stat_statements counts the statements)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from leadflow_contracts import LeadRouted, LeadScored, RoutedOwner
+from leadflow_contracts import LeadRouted, LeadScored, LeadSla, RoutedOwner, topics
+from leadflow_kit.app import app_deps
+from leadflow_kit.clock import FrozenClock
 
 LEADS = 20
 
@@ -98,3 +101,67 @@ async def test_a_backlog_of_routed_leads_opens_its_clocks_a_batch_at_a_time(sla_
     # 20 routed leads on three partitions: one policy read and one clock insert per batch, not one per lead.
     assert 1 <= policy_reads < LEADS, policy_reads
     assert 1 <= clock_inserts < LEADS, clock_inserts
+
+
+async def test_clocks_that_fall_due_together_fire_in_one_round_of_a_few_statements(sla_env: Any, apps: Any) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    clock = FrozenClock(t0)
+    app, client = await apps.start(clock, scheduler_interval_seconds=3600)
+    scheduler = app_deps(app).scheduler
+    subscribed = await client.post("/v1/admin/webhooks/subscriptions",
+                                   json={"url": "http://127.0.0.1:9/sla", "event_types": ["lead.sla.*"],
+                                         "filters": {"teams": ["team-batch"]}})
+    assert subscribed.status_code == 201, subscribed.text
+    # One lead breached once already: its next breach, in the round with the others, is its second.
+    again = sla_env.new_lead_id()
+    await sla_env.send(sla_env.lead_event(routed(again, "rep-0", "hot"), again, t0 - 600 * SECOND, t0, "routing"))
+    await open_clocks(sla_env, [again], t0 - 600 * SECOND, 1)
+    assert [f.kind for f in await scheduler.fire_due() if f.lead_id == again] == ["warning", "breach"]
+    rerouted = LeadRouted(lead_id=again, assignment_id=f"as-{again}-2", reason="test", tier="hot",
+                          owner=RoutedOwner(rep_id="rep-1", team_id="team-batch"), reroute=True,
+                          previous_owner_rep_id="rep-0", reroute_reason="sla_breach")
+    await sla_env.send(sla_env.lead_event(rerouted, again, t0, t0, "routing"))
+    lead_ids = [sla_env.new_lead_id() for _ in range(LEADS)]
+    for n, lead_id in enumerate(lead_ids):
+        await sla_env.send(sla_env.lead_event(routed(lead_id, f"rep-{n % 3}", "hot"), lead_id, t0, t0, "routing"))
+    await open_clocks(sla_env, [again, *lead_ids], t0, LEADS + 1)
+    before = {like: await calls(sla_env, like) for like in ROUND_STATEMENTS}
+
+    clock.set(t0 + 300 * SECOND)
+    fired = [f for f in await scheduler.fire_due() if f.lead_id in {again, *lead_ids}]
+
+    assert sorted((f.lead_id, f.kind) for f in fired) == sorted(
+        (lead_id, kind) for lead_id in [again, *lead_ids] for kind in ("warning", "breach"))
+    # The whole round is one transaction: one statement of each kind for its 21 clocks.
+    assert {like: await calls(sla_env, like) - before[like] for like in ROUND_STATEMENTS} == dict.fromkeys(
+        ROUND_STATEMENTS, 1)
+    events = await sla_env.collect(topics.SLA, lambda e: e.type == LeadSla.EVENT_TYPE and e.data.kind == "breach"
+                                   and e.subject in {again, *lead_ids}, LEADS + 2)
+    numbers = {(e.subject, e.data.breach_count, e.data.escalate) for e in events}
+    assert numbers == {(again, 1, False), (again, 2, True)} | {(lead_id, 1, False) for lead_id in lead_ids}
+    clocks = await sla_env.fetch(
+        "SELECT warned_at, breached_at, breach_number, next_fire_at FROM sla_clock "
+        "WHERE lead_id = ANY($1::text[]) AND status = 'open'", [again, *lead_ids])
+    assert len(clocks) == LEADS + 1
+    assert {(c["warned_at"], c["breached_at"], c["next_fire_at"]) for c in clocks} == {
+        (t0 + 300 * SECOND, t0 + 300 * SECOND, None)}
+    assert sorted(c["breach_number"] for c in clocks) == [1] * LEADS + [2]
+    queued = await sla_env.fetch(
+        "SELECT event_type, count(*) AS n FROM webhook_delivery WHERE lead_id = ANY($1::text[]) GROUP BY event_type",
+        [again, *lead_ids])
+    assert {row["event_type"]: row["n"] for row in queued} == {"lead.sla.warning": LEADS + 2,
+                                                               "lead.sla.breach": LEADS + 2}
+
+
+ROUND_STATEMENTS = ("%INSERT INTO sla_notice%", "%UPDATE sla_clock AS clock%", "%INSERT INTO webhook_delivery%")
+SECOND = timedelta(seconds=1)
+
+
+async def open_clocks(sla_env: Any, lead_ids: list[str], started_at: datetime, count: int) -> None:
+    async def opened() -> bool:
+        [row] = await sla_env.fetch(
+            "SELECT count(*) AS n FROM sla_clock WHERE lead_id = ANY($1::text[]) AND status = 'open' "
+            "AND started_at = $2", lead_ids, started_at)
+        return int(row["n"]) == count
+
+    await sla_env.eventually(opened)

@@ -112,20 +112,27 @@ class FakeSlaStore(SlaStore):
         due = [c for c in self.clocks.values() if c.next_fire_at is not None and c.next_fire_at <= now]
         return sorted(due, key=lambda c: c.next_fire_at or now)[:limit]
 
-    async def breaches_of_lead(self, session: AsyncSession, lead_id: str) -> int:
-        return sum(1 for n in self.notices.values() if n.lead_id == lead_id and n.kind == "breach")
-
-    async def record_notice(self, session: AsyncSession, notice: Notice) -> bool:
-        if (notice.clock_id, notice.kind) in self.notices:
-            return False
-        self.notices[(notice.clock_id, notice.kind)] = notice
-        return True
+    async def record_notices(self, session: AsyncSession, notices: Sequence[Notice]) -> dict[tuple[str, str], int]:
+        before = {lead_id: sum(1 for n in self.notices.values() if n.lead_id == lead_id and n.kind == "breach")
+                  for lead_id in {n.lead_id for n in notices}}
+        recorded: dict[tuple[str, str], int] = {}
+        for notice in notices:
+            if (notice.clock_id, notice.kind) not in self.notices:
+                self.notices[(notice.clock_id, notice.kind)] = notice
+                recorded[(notice.clock_id, notice.kind)] = before[notice.lead_id]
+        return recorded
 
     async def update_clock(self, session: AsyncSession, clock_id: str, changes: Mapping[str, Any]) -> None:
         self.clocks[clock_id] = replace(self.clocks[clock_id], **changes)
 
-    async def enqueue_notification(self, session: AsyncSession, notification: Notification, now: datetime) -> None:
-        self.notifications.append(notification)
+    async def update_fired_clocks(self, session: AsyncSession, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        for clock_id, changed in changes.items():
+            await self.update_clock(session, clock_id, changed)
+
+    async def enqueue_notifications(
+        self, session: AsyncSession, notifications: Sequence[Notification], now: datetime
+    ) -> None:
+        self.notifications += notifications
 
     async def open_clock_counts(self, session: AsyncSession) -> dict[str, int]:
         counts: dict[str, int] = {}

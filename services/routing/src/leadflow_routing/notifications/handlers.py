@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +14,7 @@ from leadflow_kit.uow import UnitOfWork
 from leadflow_routing.bootstrap import Deps
 from leadflow_routing.notifications import messages
 from leadflow_routing.notifications.store import NewNotification
+from leadflow_routing.store import StoredLead
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +56,32 @@ async def notify_routed(uow: UnitOfWork[Deps], notices: Sequence[RoutedNotice], 
     await store.enqueue(uow.session, queued)
 
 
-async def notify_sla_warnings(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
-    """Tell each warned lead's owner its SLA clock is running out; a warning about a former owner, or a
-    closed or queued lead, tells nobody."""
-    store, now = uow.deps.notifications, uow.now()
+async def notify_sla_warnings(events: list[Event[LeadSla]], leads: Mapping[str, StoredLead],
+                              uow: UnitOfWork[Deps]) -> None:
+    """Tell each warned lead's owner its SLA clock is running out (``leads``: the stored leads, by id); a
+    warning about a former owner, or a closed or queued lead, tells nobody. One read of the owners'
+    channels, one insert of what they queue."""
+    told: list[tuple[Event[LeadSla], StoredLead]] = []
     for event in events:
-        warning = event.data
-        if warning.kind != "warning":
-            continue
-        lead = await store.lead_for_notice(uow.session, warning.lead_id)
-        if lead is None or lead.status == "closed" or lead.owner_rep_id is None:
+        warning, lead = event.data, leads.get(event.data.lead_id)
+        if warning.kind != "warning" or lead is None or lead.status == "closed" or lead.owner_rep_id is None:
             continue
         if warning.owner_rep_id and warning.owner_rep_id != lead.owner_rep_id:
             log.info("SLA warning for lead %s not sent: it is about former owner %s", warning.lead_id,
                      warning.owner_rep_id)
             continue
-        recipient = (await store.recipients_of(uow.session, [lead.owner_rep_id])).get(lead.owner_rep_id)
+        told.append((event, lead))
+    if not told:
+        return
+    store, now = uow.deps.notifications, uow.now()
+    recipients = await store.recipients_of(uow.session, {lead.owner_rep_id for _, lead in told
+                                                          if lead.owner_rep_id is not None})
+    queued: list[NewNotification] = []
+    for event, lead in told:
+        recipient = recipients.get(lead.owner_rep_id) if lead.owner_rep_id is not None else None
         if recipient is None:
             continue
-        note = messages.content("sla_warning", lead.scored, recipient, sla_due_at=warning.due_at,
-                                lead_url=uow.deps.settings.lead_url(warning.lead_id))
-        await store.enqueue(uow.session, new_notifications(event.id, recipient, note, now))
+        note = messages.content("sla_warning", lead.scored, recipient, sla_due_at=event.data.due_at,
+                                lead_url=uow.deps.settings.lead_url(event.data.lead_id))
+        queued += new_notifications(event.id, recipient, note, now)
+    await store.enqueue(uow.session, queued)

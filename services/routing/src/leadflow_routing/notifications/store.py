@@ -12,10 +12,9 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_contracts import LeadScored
 from leadflow_kit.db import driver_connection
 from leadflow_routing.notifications.messages import Channel, NotificationContent, Recipient
-from leadflow_routing.tables import lead, rep, rep_notification, rep_notification_settings, team, team_slack_webhook
+from leadflow_routing.tables import rep, rep_notification, rep_notification_settings, team, team_slack_webhook
 
 # The reps among $1 that have a channel set up: a batch's owners in one statement, and none of the
 # reps without settings (most of them) costs anything more.
@@ -33,13 +32,6 @@ class RepNotificationSettings:
     slack_user_id: str | None
     channels: list[Channel]
     updated_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StoredLeadNotice:
-    scored: LeadScored
-    status: str
-    owner_rep_id: str | None
 
 
 @dataclass(frozen=True)
@@ -148,15 +140,6 @@ class NotificationStore:
         await session.execute(update(t).where(t.c.team_id == team_id).values(url_ciphertext=ciphertext))
 
     # -- the queue ---------------------------------------------------------------------------
-
-    async def lead_for_notice(self, session: AsyncSession, lead_id: str) -> StoredLeadNotice | None:
-        """The lead's snapshot, status and owner, read without a lock (a warning changes nothing)."""
-        row = (await session.execute(
-            select(lead.c.data, lead.c.status, lead.c.owner_rep_id).where(lead.c.id == lead_id)
-        )).first()
-        if row is None:
-            return None
-        return StoredLeadNotice(LeadScored.model_validate(row.data), row.status, row.owner_rep_id)
 
     async def enqueue(self, session: AsyncSession, notes: Sequence[NewNotification]) -> None:
         """Queue ``notes`` in the caller's transaction; a cause already queued (a redelivered event) is
