@@ -201,6 +201,13 @@ def _typed(kind: type[R], row: _Columns) -> R:
 # A new delivery's webhook id, in new_webhook_id's form, for every statement that queues deliveries.
 _NEW_WEBHOOK_ID = "'msg_' || replace(gen_random_uuid()::text, '-', '')"
 
+# A lead's earlier open delivery is looked up row by row, by the per-lead index (a probe of a page or two):
+# OFFSET 0 keeps PostgreSQL from turning the NOT EXISTS into an anti-join, which it plans from its statistics.
+# Taken while the table held few pending rows (before autovacuum's next look at a growing backlog), those made
+# it read the subscription's whole backlog once per candidate: 614 ms for one claim over 8,421 pending rows in
+# make bench at 400 leads/s (docs/performance.md, session 23).
+_PROBE_EACH = "OFFSET 0"
+
 # One round trip: routing's transactions serialize, so each statement per lead is a wait for every
 # lead behind it. The ids have new_webhook_id's form; the notify is folded per transaction.
 _ENQUEUE = (
@@ -260,7 +267,7 @@ _ENQUEUE_HANDED = (
     + _MATCHING + "), "
     "free_to_go AS (SELECT m.*, m.active AND m.nth_of_lead = 1 "
     "AND NOT EXISTS (SELECT 1 FROM webhook_delivery e WHERE e.subscription_id = m.subscription_id "
-    "AND e.lead_id = m.lead_id AND e.status IN ('pending', 'held')) AS free FROM matched m), "
+    "AND e.lead_id = m.lead_id AND e.status IN ('pending', 'held') " + _PROBE_EACH + ") AS free FROM matched m), "
     "within_share AS (SELECT g.*, g.free AND count(*) FILTER (WHERE g.free) OVER (PARTITION BY g.subscription_id "
     "ORDER BY g.n ROWS UNBOUNDED PRECEDING) <= $12 - coalesce(f.in_flight, 0) AS direct "
     "FROM free_to_go g LEFT JOIN unnest($13::varchar[], $14::int[]) AS f(subscription_id, in_flight) "
@@ -290,7 +297,7 @@ _CLAIM = (
     " SELECT d.id, d.next_attempt_at FROM webhook_delivery d WHERE d.subscription_id = s.id AND d.status = 'pending'"
     " AND d.next_attempt_at <= $1 AND d.id <> ALL($6::bigint[]) AND NOT EXISTS (SELECT 1 FROM webhook_delivery e"
     " WHERE e.subscription_id = d.subscription_id AND e.lead_id = d.lead_id AND e.id < d.id"
-    " AND e.status IN ('pending', 'held'))"
+    " AND e.status IN ('pending', 'held') " + _PROBE_EACH + ")"
     " ORDER BY d.next_attempt_at, d.id LIMIT greatest($3 - coalesce(f.in_flight, 0), 0) FOR UPDATE SKIP LOCKED) d"
     " WHERE s.active AND s.deleted_at IS NULL"
     " ORDER BY d.next_attempt_at, d.id LIMIT $2)"
