@@ -109,12 +109,18 @@ def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple
 
 
 # One round trip per batch: its timeline rows go in with one insert, and the leads whose facts its events
-# move are locked (created when new, in key order, so two transactions locking some of the same leads never
-# wait on each other crosswise) and returned. The no-op DO UPDATE, unlike DO NOTHING, locks and returns the
-# row even when a concurrent transaction inserted it first. Each row also carries the positions (in the
-# batch) of the measured events that are their subject's first at their stage: recorded now, with no row at
-# that stage before the batch (the snapshot every part of the statement reads) nor from an earlier event of
-# the batch, as if the events were recorded one by one.
+# move are locked and returned: those that exist locked with FOR UPDATE, in key order, then the new ones
+# created in key order (the insert reads ``locked``, so it runs after it), so two transactions locking some
+# of the same leads never wait on each other crosswise. A lock writes no row version. A no-op upsert (ON
+# CONFLICT DO UPDATE) would write one, and each version of a lead row is an entry in every one of the
+# table's indexes (sixteen, most of them the lead search's): over a million leads, 200 such upserts took
+# 32 ms and eleven WAL records a lead, 200 locks 1 ms (docs/performance.md, session 24). A lead that
+# another transaction inserted after the statement's snapshot is neither locked nor created here;
+# ``record_and_lock`` takes it with ``_LOCK_OR_CREATE``. Each row also carries the positions (in the batch)
+# of the measured events that are their subject's first at their stage: recorded now, with no row at that
+# stage before the batch (the snapshot every part of the statement reads) nor from an earlier event of the
+# batch, as if the events were recorded one by one (a row of NULL facts carries them when no lead was
+# locked or created).
 _RECORD_AND_LOCK = """
 WITH timeline AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -140,14 +146,29 @@ WITH timeline AS (
           SELECT 1 FROM timeline AS earlier
           WHERE earlier.position < m.position AND earlier.lead_id = m.subject AND earlier.stage = m.stage
             AND (m.event_type_like IS NULL OR earlier.details::jsonb ->> 'event_type' LIKE m.event_type_like))
-), facts AS (
+), locked AS (
+    SELECT * FROM lead WHERE lead_id = ANY($15::text[]) ORDER BY lead_id FOR UPDATE
+), created AS (
     INSERT INTO lead (lead_id, captured_at)
     SELECT lead_id, captured_at FROM unnest($15::text[], $16::timestamptz[]) AS l(lead_id, captured_at)
+    WHERE lead_id NOT IN (SELECT lead_id FROM locked)
     ORDER BY lead_id
-    ON CONFLICT (lead_id) DO UPDATE SET lead_id = EXCLUDED.lead_id
+    ON CONFLICT (lead_id) DO NOTHING
     RETURNING *
 )
-SELECT facts.*, ARRAY(SELECT position FROM firsts) AS first_positions FROM facts
+SELECT facts.*, ARRAY(SELECT position FROM firsts) AS first_positions
+FROM (SELECT 1) AS always_a_row
+LEFT JOIN (SELECT * FROM locked UNION ALL SELECT * FROM created) AS facts ON true
+"""
+
+# The leads a concurrent transaction created after ``_RECORD_AND_LOCK``'s snapshot: the no-op DO UPDATE locks
+# and returns a row whoever inserted it (it writes a row version, which this rare case can afford).
+_LOCK_OR_CREATE = """
+INSERT INTO lead (lead_id, captured_at)
+SELECT lead_id, captured_at FROM unnest($1::text[], $2::timestamptz[]) AS l(lead_id, captured_at)
+ORDER BY lead_id
+ON CONFLICT (lead_id) DO UPDATE SET lead_id = EXCLUDED.lead_id
+RETURNING *
 """
 
 # Every lead's changes in one statement: each lead's JSON object names the columns it changes; the others
@@ -304,8 +325,12 @@ class SlaStore:
             [r.stage for _, r in measured], [r.earlier_event_type_like for _, r in measured],
             list(captured), list(captured.values()),
         )
-        firsts = set(rows[0]["first_positions"]) if rows else set()
-        return {row["lead_id"]: _record(LeadFacts, row) for row in rows}, firsts
+        firsts = set(rows[0]["first_positions"])
+        leads = {row["lead_id"]: _record(LeadFacts, row) for row in rows if row["lead_id"] is not None}
+        if raced := [lead_id for lead_id in captured if lead_id not in leads]:
+            for row in await conn.fetch(_LOCK_OR_CREATE, raced, [captured[lead_id] for lead_id in raced]):
+                leads[row["lead_id"]] = _record(LeadFacts, row)
+        return leads, firsts
 
     async def update_leads(self, session: AsyncSession, changes: Mapping[str, LeadChanges]) -> None:
         """Set on each lead the columns its changes name."""
