@@ -92,12 +92,18 @@ def define_platform_tables(metadata: MetaData) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, toast_compression: str | None = None
+    ) -> None:
+        """``toast_compression``: the method PostgreSQL compresses the large values these connections write
+        with (``default_toast_compression``, set as each connection opens); None keeps the server's."""
         self.url = url
+        server_settings = {"default_toast_compression": toast_compression} if toast_compression else {}
         self.engine: AsyncEngine = create_async_engine(
             # No pre-ping: it costs a round trip per checkout on every hot path; stale connections
             # surface as errors that the consumer retries and the API answers with 503.
-            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
+            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo,
+            connect_args={"server_settings": server_settings} if server_settings else {},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     # and a new connection costs PostgreSQL and asyncpg a type-introspection round: capture under
     # load (≈ 9 requests in the database at once at 100 leads/s) reopened 4 connections a second at 10.
     database_pool_size: int = 20
+    # How PostgreSQL compresses the large values these connections write (an event's body in the outbox, a
+    # lead's JSON, a webhook's payload): pglz, PostgreSQL's default, was its top function at the benchmark's
+    # saturation step, 8 % of its CPU (docs/performance.md, session 24); lz4 compresses several times faster.
+    # Needs a PostgreSQL built with lz4 (the official images and the major managed services are); "pglz" keeps
+    # the server's default.
+    database_toast_compression: Literal["lz4", "pglz"] = "lz4"
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     topic_prefix: str = ""

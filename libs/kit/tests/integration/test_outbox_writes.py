@@ -76,3 +76,30 @@ async def test_a_commit_outside_database_transaction_refuses_to_drop_pending_eve
         with pytest.raises(RuntimeError, match="deferred writes"):
             await session.commit()
     assert await outbox_rows(db) == []
+
+
+async def test_large_values_are_compressed_as_the_database_is_told(infra: Any) -> None:
+    """A service's connections ask for lz4 (ServiceSettings.database_toast_compression): PostgreSQL's default,
+    pglz, was its own top function at the benchmark's saturation step, compressing event bodies."""
+    url = await infra.new_database("kit_toast")
+    methods = {}
+    for method in ("lz4", None):
+        database = Database(url, toast_compression=method)
+        try:
+            async with database.engine.begin() as conn:
+                await conn.run_sync(new_metadata().create_all)
+            now = datetime.now(UTC)
+            # A body of several kilobytes, compressible, as a form with many answers makes.
+            data = LeadCaptured(lead_id=f"lead-{method}", form_key="demo", submitted_at=now,
+                                contact=LeadContact(email="a@b.co"),
+                                custom_fields={f"question_{n}": "an answer " * 10 for n in range(40)})
+            event = new_event(data, source="capture", subject=data.lead_id, lead_captured_at=now)
+            async with database.transaction() as session:
+                await Outbox().add(session, event)
+            async with database.transaction() as session:
+                methods[method] = (await session.execute(
+                    text("SELECT pg_column_compression(body) FROM outbox WHERE event_id = :id"), {"id": event.id}
+                )).scalar_one()
+        finally:
+            await database.dispose()
+    assert methods == {"lz4": "lz4", None: "pglz"}
