@@ -112,10 +112,10 @@ def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple
 # move are locked and returned: those that exist locked with FOR UPDATE, in key order, then the new ones
 # created in key order (the insert reads ``locked``, so it runs after it), so two transactions locking some
 # of the same leads never wait on each other crosswise. A lock writes no row version. A no-op upsert (ON
-# CONFLICT DO UPDATE) would write one, and each version of a lead row is an entry in every one of the
-# table's indexes (sixteen, most of them the lead search's): over a million leads, 200 such upserts took
-# 32 ms and eleven WAL records a lead, 200 locks 1 ms (docs/performance.md, session 24). A lead that
-# another transaction inserted after the statement's snapshot is neither locked nor created here;
+# CONFLICT DO UPDATE) would write one, and a version that does not fit on its row's page is an entry in
+# each of the table's indexes (sixteen, most of them the lead search's): over a million leads, 200 such
+# upserts took 32 ms and eleven WAL records a lead, 200 locks 1 ms (docs/performance.md, session 24). A
+# lead that another transaction inserted after the statement's snapshot is neither locked nor created here;
 # ``record_and_lock`` takes it with ``_LOCK_OR_CREATE``. Each row also carries the positions (in the batch)
 # of the measured events that are their subject's first at their stage: recorded now, with no row at that
 # stage before the batch (the snapshot every part of the statement reads) nor from an earlier event of the

@@ -1,6 +1,6 @@
 """A batch locks the leads it moves without writing a row version of those that exist (a lock, not a no-op
-upsert: each version of a lead row is an entry in every one of the table's indexes), and still gets a lead a
-concurrent transaction created after its statement began."""
+upsert: a version that does not fit on its row's page is an entry in each of the table's sixteen indexes), and
+still gets a lead a concurrent transaction created after its statement began."""
 
 from __future__ import annotations
 
