@@ -32,8 +32,8 @@ class ServiceSettings(BaseSettings):
     # How PostgreSQL compresses the large values these connections write (an event's body in the outbox, a
     # lead's JSON, a webhook's payload): pglz, PostgreSQL's default, was its top function at the benchmark's
     # saturation step, 8 % of its CPU (docs/performance.md, session 24); lz4 compresses several times faster.
-    # Needs a PostgreSQL built with lz4 (the official images and the major managed services are); "pglz" keeps
-    # the server's default.
+    # Needs a PostgreSQL built with lz4 (the official images and the major managed services are); "pglz",
+    # PostgreSQL's own default, is for a server without it.
     database_toast_compression: Literal["lz4", "pglz"] = "lz4"
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
