@@ -126,7 +126,7 @@ def _lifespan(
         # Made per start: a stopped runner or relay stays stopped.
         runner = ConsumerRunner(consumer, platform, deps) if consumer is not None else None
         relay = OutboxRelay(settings, platform.db, platform.producers, platform.metrics, platform.clock)
-        publisher = DirectPublisher(settings, platform.db, platform.producers, platform.metrics)
+        publisher = DirectPublisher(settings, platform.pipeline_db, platform.producers, platform.metrics)
         platform.outbox.publisher = publisher
         app.state.runtime = Runtime(runner, relay, broker_needed_for_readiness)
         if settings.admin_api_key is not None:
@@ -156,6 +156,7 @@ def _lifespan(
             await asyncio.gather(*stoppable, *cancelled, return_exceptions=True)
             await platform.producers.close()
             await platform.http.aclose()
+            await platform.pipeline_db.dispose()
             await platform.db.dispose()
             log.info("%s stopped", settings.service_name)
 

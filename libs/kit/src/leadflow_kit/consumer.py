@@ -202,7 +202,7 @@ class ConsumerRunner(Generic[D]):
         self.deps = deps
         self.platform = platform
         self.settings = platform.settings
-        self.db = platform.db
+        self.db = platform.pipeline_db
         self.producers = platform.producers
         self.outbox = platform.outbox
         self.metrics = platform.metrics

@@ -91,14 +91,39 @@ def define_platform_tables(metadata: MetaData) -> None:
     )
 
 
+# How the event pipeline's connections plan their statements (``Platform.pipeline_db``): the consumers'
+# batches, capture's grouped submissions, the publisher's deletes. Those are fixed statements over arrays
+# of a batch's keys, each reaching its rows by index. PostgreSQL's default plans each of them afresh at
+# every execution, as a plan estimated from the array's real length always looks cheaper than the generic
+# one: planning was a quarter of their statement time at 100 leads/s (docs/performance.md, session 25).
+# Here a statement is planned once per connection. A generic plan is made from the statistics of that
+# moment and kept until the next ANALYZE or VACUUM of its tables: one made while a table was small (a young
+# deployment; the outbox between vacuums, its dead rows uncounted) would scan or hash the whole table at
+# every batch as it grows. So these connections also rule out scans and hash and merge joins wherever an
+# index can answer instead (the planner still scans where nothing else can: a small settings table). Such
+# a plan's cost counts the ruled-out step at 10^10, far past the point where PostgreSQL compiles a plan
+# with JIT (about 120 ms a statement, measured): never worth it for statements of a millisecond, so JIT is off.
+# Statements that read many rows (reports, searches, gauges, sweeps) stay on ``Platform.db``.
+PIPELINE_PLANNING = {
+    "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+    "jit": "off",
+}
+
+
 class Database:
     def __init__(
-        self, url: str, *, pool_size: int = 10, echo: bool = False, toast_compression: str | None = None
+        self, url: str, *, pool_size: int = 10, echo: bool = False, toast_compression: str | None = None,
+        planning: dict[str, str] | None = None,
     ) -> None:
         """``toast_compression``: the method PostgreSQL compresses the large values these connections write
-        with (``default_toast_compression``, set as each connection opens); None keeps the server's."""
+        with (``default_toast_compression``, set as each connection opens); None keeps the server's.
+        ``planning``: planner settings for every connection (``PIPELINE_PLANNING``); None keeps the server's."""
         self.url = url
         server_settings = {"default_toast_compression": toast_compression} if toast_compression else {}
+        server_settings |= planning or {}
         self.engine: AsyncEngine = create_async_engine(
             # No pre-ping: it costs a round trip per checkout on every hot path; stale connections
             # surface as errors that the consumer retries and the API answers with 503.

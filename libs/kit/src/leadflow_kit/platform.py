@@ -17,7 +17,7 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 
 from leadflow_kit.clock import Clock, SystemClock
-from leadflow_kit.db import Database
+from leadflow_kit.db import PIPELINE_PLANNING, Database
 from leadflow_kit.kafka import ProducerHolder
 from leadflow_kit.metrics import ServiceMetrics
 from leadflow_kit.outbox import Outbox
@@ -38,6 +38,8 @@ class Platform:
     clock: Clock
     metrics: ServiceMetrics
     db: Database
+    # The event pipeline's connections: its batch statements, planned once per connection (PIPELINE_PLANNING).
+    pipeline_db: Database
     outbox: Outbox
     producers: ProducerHolder
     http: httpx.AsyncClient
@@ -50,6 +52,9 @@ class Platform:
             metrics=ServiceMetrics(settings.service_name),
             db=Database(settings.database_url, pool_size=settings.database_pool_size,
                         toast_compression=settings.database_toast_compression),
+            pipeline_db=Database(settings.database_url, pool_size=settings.database_pipeline_pool_size,
+                                 toast_compression=settings.database_toast_compression,
+                                 planning=PIPELINE_PLANNING),
             outbox=Outbox(settings.topic_prefix),
             producers=ProducerHolder(settings),
             http=httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT_SECONDS)),

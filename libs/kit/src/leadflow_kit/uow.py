@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_contracts import Event
 from leadflow_kit.clock import Clock
-from leadflow_kit.db import after_commit
+from leadflow_kit.db import Database, after_commit
 from leadflow_kit.outbox import Outbox
 from leadflow_kit.platform import Platform
 
@@ -51,7 +51,8 @@ class UnitOfWork(Generic[D]):
 
 
 @asynccontextmanager
-async def unit_of_work(platform: Platform, deps: D) -> AsyncIterator[UnitOfWork[D]]:
-    """A transaction for a use case a route runs: committed when the block ends, rolled back on error."""
-    async with platform.db.transaction() as session:
+async def unit_of_work(platform: Platform, deps: D, db: Database | None = None) -> AsyncIterator[UnitOfWork[D]]:
+    """A transaction for a use case a route runs: committed when the block ends, rolled back on error. On
+    ``platform.db`` unless ``db`` says otherwise (``platform.pipeline_db`` for a hot path's batch statements)."""
+    async with (db or platform.db).transaction() as session:
         yield UnitOfWork(session, platform.outbox, platform.clock, deps)

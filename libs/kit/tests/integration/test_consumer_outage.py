@@ -54,7 +54,7 @@ async def test_a_database_outage_holds_the_partitions_and_dead_letters_nothing(i
         await uow.session.execute(text("INSERT INTO effect (lead_key, lead_id) VALUES (:key, :lead)"),
                                   {"key": event.subject, "lead": event.data.lead_id})
 
-    platform = replace(Platform.build(settings), db=db)
+    platform = replace(Platform.build(settings), db=db, pipeline_db=db)
     metrics, producers = platform.metrics, platform.producers
     runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())

@@ -46,7 +46,7 @@ async def running(
     consumer: EventConsumer[None], settings: ServiceSettings, db: Database
 ) -> AsyncIterator[tuple[ConsumerRunner[None], Platform]]:
     """A runner of ``consumer`` on ``db``, stopped (its producers and database closed) on the way out."""
-    platform = replace(Platform.build(settings), db=db)
+    platform = replace(Platform.build(settings), db=db, pipeline_db=db)
     runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())
     try:
@@ -93,7 +93,7 @@ async def harness(infra: Any, request: pytest.FixtureRequest) -> Any:
             text("INSERT INTO effect VALUES (:lead, :event)"), {"lead": event.data.lead_id, "event": recorded}
         )
 
-    platform = replace(Platform.build(settings), db=db)
+    platform = replace(Platform.build(settings), db=db, pipeline_db=db)
     metrics, producers = platform.metrics, platform.producers
     runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())
@@ -232,7 +232,7 @@ async def test_a_rebalance_during_a_batch_costs_no_reconnect_and_no_repeated_eff
         kafka_session_timeout_ms=3000,  # a heartbeat a second: the rebalance reaches the runner soon
     )
     consumer = EventConsumer[None]("kit-rebalance")
-    platform = replace(Platform.build(settings), db=db)
+    platform = replace(Platform.build(settings), db=db, pipeline_db=db)
     first_batch = asyncio.Event()
 
     @consumer.subscribe(CAPTURED, LeadCaptured)
@@ -307,7 +307,7 @@ async def test_events_nobody_wants_are_taken_without_a_transaction_and_wanted_on
             await uow.session.execute(text("INSERT INTO effect VALUES (:lead, :event)"),
                                       {"lead": event.data.lead_id, "event": event.id})
 
-    platform = replace(Platform.build(settings), db=db)
+    platform = replace(Platform.build(settings), db=db, pipeline_db=db)
     runner = ConsumerRunner(consumer, platform, None)
     task = asyncio.create_task(runner.run())
     consumed = platform.metrics.events_consumed

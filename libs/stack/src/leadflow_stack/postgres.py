@@ -67,7 +67,8 @@ class PostgresCluster:
         log_path: Path,
         marker_root: Path,
         durable: bool = True,
-        max_connections: int = 400,  # five services x (20 pooled + 20 overflow) + listeners, twice (make up + bench)
+        # Five services x (20 + 10 pooled connections, as many again overflowing) + listeners, twice (make up + bench).
+        max_connections: int = 600,
     ) -> None:
         self.base_dir = base_dir
         self.port = port

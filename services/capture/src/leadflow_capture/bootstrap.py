@@ -42,7 +42,7 @@ class Deps:
 
     def __post_init__(self) -> None:
         def grouped(observe: Callable[[int], None]) -> GroupCommit[Deps]:
-            return GroupCommit(lambda: unit_of_work(self.platform, self),
+            return GroupCommit(lambda: unit_of_work(self.platform, self, self.platform.pipeline_db),
                                self.settings.submission_group_window_ms / 1000, self.settings.submission_group_max,
                                observe, behind_commit=self.settings.submission_group_behind_commit)
 

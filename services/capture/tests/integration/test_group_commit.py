@@ -139,6 +139,7 @@ async def test_a_group_is_stored_in_two_statements_however_many_fills_it_holds(c
             await asyncio.sleep(0)
     finally:
         await deps.platform.db.dispose()
+        await deps.platform.pipeline_db.dispose()
 
     assert [a.kind for a in answers if isinstance(a, Outcome)] == ["accepted"] * 7 + ["duplicate"]
     assert isinstance(answers[7], Outcome) and isinstance(answers[0], Outcome)
@@ -216,6 +217,7 @@ async def test_a_group_stores_exactly_what_its_fills_stored_one_by_one(capture_e
                             [made[subject] for subject in events]))
     finally:
         await deps.platform.db.dispose()
+        await deps.platform.pipeline_db.dispose()
 
     one_by_one, together = results
     assert together == one_by_one

@@ -72,7 +72,7 @@ async def prefetch_firmographics(events: list[Event[LeadCaptured]], deps: Deps) 
             with_domain[event.id] = (profile, profile.company_domain)
     if not with_domain:
         return {}
-    async with deps.platform.db.transaction() as session:
+    async with deps.platform.pipeline_db.transaction() as session:
         matched = await deps.directory.match_leads(session, [profile for profile, _ in with_domain.values()])
     wanted = {event_id: company_domain  # event id -> company domain
               for (event_id, (profile, company_domain)), found in zip(with_domain.items(), matched, strict=True)

@@ -56,6 +56,7 @@ async def enrichment_deps(infra: Any) -> AsyncIterator[Deps]:
         yield deps
     finally:
         await deps.platform.db.dispose()
+        await deps.platform.pipeline_db.dispose()
 
 
 async def handle(deps: Deps, events: list[Event[LeadCaptured]]) -> int:

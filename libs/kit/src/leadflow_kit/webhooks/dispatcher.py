@@ -544,7 +544,7 @@ def webhook_dispatcher(platform: Platform, metrics: WebhookMetrics, hand_off: We
 
     async def run() -> None:
         http = guarded_session(settings.egress_policy(), connections=settings.webhook_concurrency)
-        dispatcher = WebhookDispatcher(settings, platform.db, http, metrics, platform.outbox, platform.clock)
+        dispatcher = WebhookDispatcher(settings, platform.pipeline_db, http, metrics, platform.outbox, platform.clock)
         if hand_off is not None:
             hand_off.dispatcher = dispatcher
         try:
