@@ -92,10 +92,11 @@ def define_platform_tables(metadata: MetaData) -> None:
 
 
 # How the event pipeline's connections plan their statements (``Platform.pipeline_db``): the consumers'
-# batches, capture's grouped submissions, the publisher's deletes. Those are fixed statements over arrays
-# of a batch's keys, each reaching its rows by index. PostgreSQL's default plans each of them afresh at
-# every execution, as a plan estimated from the array's real length always looks cheaper than the generic
-# one: planning was a quarter of their statement time at 100 leads/s (docs/performance.md, session 25).
+# batches, capture's grouped submissions, the publisher's deletes, the webhook dispatcher, enrichment's
+# directory prefetch. Those are fixed statements over arrays of a batch's keys, each reaching its rows by
+# index. PostgreSQL's default plans each of them afresh at every execution, as a plan estimated from the
+# array's real length always looks cheaper than the generic one: planning was a quarter of their statement
+# time at 100 leads/s (docs/performance.md, sessions 24 and 25).
 # Here a statement is planned once per connection. A generic plan is made from the statistics of that
 # moment and kept until the next ANALYZE or VACUUM of its tables: one made while a table was small (a young
 # deployment; the outbox between vacuums, its dead rows uncounted) would scan or hash the whole table at

@@ -29,8 +29,8 @@ class ServiceSettings(BaseSettings):
     # and a new connection costs PostgreSQL and asyncpg a type-introspection round: capture under
     # load (≈ 9 requests in the database at once at 100 leads/s) reopened 4 connections a second at 10.
     database_pool_size: int = 20
-    # The event pipeline's own connections (``Platform.pipeline_db``): consumer batches, capture's grouped
-    # submissions and the publisher's deletes take a few at a time.
+    # The event pipeline's own connections (``Platform.pipeline_db``, planned once: db.PIPELINE_PLANNING):
+    # consumer batches, capture's grouped submissions, outbox deletes and webhook deliveries take a few at a time.
     database_pipeline_pool_size: int = 10
     # How PostgreSQL compresses the large values these connections write (an event's body in the outbox, a
     # lead's JSON, a webhook's payload): pglz, PostgreSQL's default, was its top function at the benchmark's
