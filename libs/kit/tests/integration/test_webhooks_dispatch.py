@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -23,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from leadflow_kit.app import create_service_app
-from leadflow_kit.db import Database, new_metadata
+from leadflow_kit.db import Database, asyncpg_dsn, new_metadata
 from leadflow_kit.platform import Platform
 from leadflow_kit.webhooks import (
     DeliveryFacts,
@@ -247,6 +248,43 @@ async def test_a_send_cut_off_by_a_stop_is_given_back_due_at_once_not_left_lease
     # Leased for the timeout plus 30 s before; now due at once for any dispatcher, no attempt counted.
     assert (status, attempts, leased_until) == ("pending", 0, None)
     assert stopping <= due <= datetime.now(UTC)
+
+
+async def test_a_record_cut_off_by_a_stop_is_written_by_the_wind_down(infra: Any) -> None:
+    """The stop lands while the dispatcher writes a delivery's outcome (here: waiting on a row lock). The
+    outcome is written before the dispatcher ends, not dropped with its lease left to run out and the
+    webhook sent again."""
+    locker: asyncpg.Connection | None = None
+
+    async def receive(request: Request) -> Response:
+        # The claim has committed: hold the row, so that writing the outcome waits.
+        assert locker is not None
+        await locker.execute("BEGIN")
+        await locker.execute("SELECT 1 FROM webhook_delivery FOR UPDATE")
+        return Response(status_code=204)
+
+    async def recording_waits() -> bool:
+        assert locker is not None
+        return bool(await locker.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%finished%'"))
+
+    async def unlock_soon() -> None:
+        assert locker is not None
+        await asyncio.sleep(1.0)  # the stop has cancelled the first write by then
+        await locker.execute("COMMIT")
+
+    try:
+        async with webhook_app(infra, receive) as kit:
+            locker = await asyncpg.connect(asyncpg_dsn(kit.db.url))
+            await _subscribe_and_enqueue(kit)
+            await eventually(recording_waits, timeout=10)
+            unlocking = asyncio.create_task(unlock_soon())
+        await unlocking
+        status, attempts, leased_until, _ = await _delivery_state(kit.db)
+    finally:
+        if locker is not None:
+            await locker.close()
+    assert (status, attempts, leased_until) == ("delivered", 1, None)
 
 
 async def test_a_send_ending_within_the_stop_s_grace_is_recorded(infra: Any) -> None:

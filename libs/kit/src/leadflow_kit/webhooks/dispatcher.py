@@ -351,12 +351,17 @@ class WebhookDispatcher:
     async def _record_finished(self, *, at_once: bool = False) -> None:
         if not self._finished or (not at_once and self._record_wait() > 0):
             return
-        finished, self._finished = self._finished, []
-        self._finished_since = None
+        finished, since = self._finished, self._finished_since
+        self._finished, self._finished_since = [], None
         try:
             await self._record_all(finished)
-        finally:
-            self._sending_ids.difference_update(a.row.due.id for a in finished)
+        except BaseException:
+            # A stop cancelled the write: the wind-down records these, or their lease would run out and they
+            # would be sent again. Writing twice is safe (each write is checked against the attempts made).
+            self._finished[:0] = finished
+            self._finished_since = since
+            raise
+        self._sending_ids.difference_update(a.row.due.id for a in finished)
 
     def _record_wait(self) -> float:
         """Seconds the sends that ended may still wait to be recorded together: none unless the CPU is
