@@ -263,10 +263,11 @@ async def test_a_record_cut_off_by_a_stop_is_written_by_the_wind_down(infra: Any
         await locker.execute("SELECT 1 FROM webhook_delivery FOR UPDATE")
         return Response(status_code=204)
 
-    async def recording_waits() -> bool:
-        assert locker is not None
-        return bool(await locker.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%finished%'"))
+    async def recording_waits(kit: Kit) -> bool:
+        # Not on the locker's connection: the receiver uses that one meanwhile.
+        async with kit.db.autocommit() as watcher:
+            return bool(await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%finished%'"))
 
     async def unlock_soon() -> None:
         assert locker is not None
@@ -277,7 +278,7 @@ async def test_a_record_cut_off_by_a_stop_is_written_by_the_wind_down(infra: Any
         async with webhook_app(infra, receive) as kit:
             locker = await asyncpg.connect(asyncpg_dsn(kit.db.url))
             await _subscribe_and_enqueue(kit)
-            await eventually(recording_waits, timeout=10)
+            await eventually(lambda: recording_waits(kit), timeout=10)
             unlocking = asyncio.create_task(unlock_soon())
         await unlocking
         status, attempts, leased_until, _ = await _delivery_state(kit.db)
