@@ -129,7 +129,9 @@ async def running_pipeline(
                 name, settings.get(name, {}), topic_prefix=prefix, port=ports[name], seed_demo=True, timeout=90
             )
             urls[name] = config.url
-        async with httpx.AsyncClient(timeout=10) as client:
+        # Idle connections are dropped before the services' own keep-alive (uvicorn's 5 s) closes them: a
+        # request on a connection the server is closing at that moment fails with ReadError.
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(keepalive_expiry=2)) as client:
             yield Pipeline(infra, prefix, receiver, urls, client)
     finally:
         for name in reversed(SERVICES):
