@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from leadflow_sla import reports, revenue
 from leadflow_sla.bootstrap import Deps
 from leadflow_sla.domain import FUNNEL_STAGES
-from leadflow_sla.funnel_gauges_store import funnel_counts, team_speeds, without_jit
+from leadflow_sla.funnel_gauges_store import as_background_scan, funnel_counts, team_speeds
 
 OTHER = "(other)"
 
@@ -91,7 +91,7 @@ async def refresh_funnel_gauges(deps: Deps, gauges: FunnelGauges) -> None:
     now = deps.platform.clock.now()
     since = now - timedelta(days=settings.funnel_gauge_window_days)
     async with deps.platform.db.transaction() as session:
-        await without_jit(session)
+        await as_background_scan(session)
         counts = await funnel_counts(session, since)
         teams = await team_speeds(session, since)
         rates = revenue.Rates(settings.reporting_currency, await store.currency_rate_tables(session),

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers, new_event
 from leadflow_kit.app import app_runtime
 from leadflow_kit.clock import Clock
+from leadflow_kit.db import Database
 from leadflow_kit.migrations import upgrade
 from leadflow_sla.app import create_app
 from leadflow_sla.settings import Settings
@@ -137,6 +138,16 @@ async def sla_env(infra: Any) -> AsyncIterator[SlaEnv]:
         yield SlaEnv(infra, database_url, prefix, producer)
     finally:
         await producer.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(sla_env: SlaEnv) -> AsyncIterator[Database]:
+    """The module's database, for calling the store directly."""
+    database = Database(sla_env.database_url, pool_size=2)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 RunningApp = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]

@@ -5,12 +5,10 @@ still gets a lead a concurrent transaction created after its statement began."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
 
 from leadflow_kit.db import Database
 from leadflow_sla.domain import TimelineRecord
@@ -21,15 +19,6 @@ def record(lead_id: str, event_id: str, at: datetime) -> TimelineRecord:
     return TimelineRecord(lead_ids=[lead_id], event_id=event_id, event_type="lead.scored", stage="scored",
                           source="scoring", at=at, lead_captured_at=at - timedelta(seconds=1), details={},
                           facts_lead_id=lead_id, subject=lead_id, measured=True, earlier_event_type_like=None)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def db(sla_env: Any) -> AsyncIterator[Database]:
-    database = Database(sla_env.database_url, pool_size=2)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def versions(sla_env: Any, lead_ids: list[str]) -> dict[str, str]:
