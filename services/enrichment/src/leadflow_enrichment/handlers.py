@@ -31,6 +31,7 @@ from leadflow_enrichment.provider import Lookup
 from leadflow_enrichment.quality import by_form_and_source, figures, gauge_ratios
 from leadflow_enrichment.store import EnrichedFill, FillLookup
 from leadflow_kit.consumer import UnitOfWork, one_at_a_time
+from leadflow_kit.db import as_background_scan
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,7 @@ async def refresh_quality_gauges(deps: Deps) -> None:
     """Set the data-quality gauges to the figures of the fills of the last window, per form and source."""
     now = deps.platform.clock.now()
     async with deps.platform.db.transaction() as session:
+        await as_background_scan(session)
         counts = await deps.store.fill_counts(
             session, now - timedelta(seconds=deps.settings.data_quality_window_seconds), now, None)
     metrics, service = deps.metrics, deps.metrics.service

@@ -23,6 +23,7 @@ from leadflow_contracts import (
     new_event,
 )
 from leadflow_kit.consumer import one_at_a_time
+from leadflow_kit.db import as_background_scan
 from leadflow_kit.logging import log_context
 from leadflow_kit.uow import UnitOfWork, unit_of_work
 from leadflow_scoring import domain
@@ -307,6 +308,7 @@ async def sweep_batch(deps: Deps) -> SweepOutcome:
         active = await store.active_model_id(session)
         if active is None:
             return SweepOutcome(0, 0)
+        await as_background_scan(session)
         due = await store.leads_due_for_sweep(
             session, now, timedelta(seconds=settings.decay_sweep_min_age_seconds), active,
             settings.decay_sweep_batch_size,

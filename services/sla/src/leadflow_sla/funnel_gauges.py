@@ -14,10 +14,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from leadflow_kit.db import as_background_scan
 from leadflow_sla import reports, revenue
 from leadflow_sla.bootstrap import Deps
 from leadflow_sla.domain import FUNNEL_STAGES
-from leadflow_sla.funnel_gauges_store import as_background_scan, funnel_counts, team_speeds
+from leadflow_sla.funnel_gauges_store import funnel_counts, team_speeds
 
 OTHER = "(other)"
 

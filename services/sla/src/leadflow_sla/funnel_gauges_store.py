@@ -33,17 +33,6 @@ WHERE captured_at >= $1 AND merged_into IS NULL
 GROUP BY 1"""
 
 
-# The gauges scan every lead of the window (a million in the bench) once a minute, in the background, on the
-# database the hand-off's statements run on. For the rest of their transaction:
-# - no JIT: planning crosses jit_above_cost, and compiling the expressions took 50-130 ms of each minute's
-#   refresh for no faster scan (docs/performance.md);
-# - no parallel workers: with the default two, the refresh ran as three processes, about 1.8 s of CPU in a
-#   second of every minute, and took both cores of a two-core server from the pipeline (a lead's webhook p50
-#   rose from 25 to 110 ms for two to three seconds each minute at 25 leads/s). Run by one process, it takes
-#   a core at most, a little longer; nobody waits on a gauge.
-BACKGROUND_SCAN = "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
-
-
 @dataclass(frozen=True)
 class TeamSpeed:
     team: str
@@ -52,11 +41,6 @@ class TeamSpeed:
     p90: float | None
     met: int
     breached: int
-
-
-async def as_background_scan(session: AsyncSession) -> None:
-    """The rest of the transaction's statements run without JIT compilation and without parallel workers."""
-    await (await driver_connection(session)).execute(BACKGROUND_SCAN)
 
 
 async def funnel_counts(session: AsyncSession, since: datetime) -> list[tuple[str, str, dict[str, int]]]:

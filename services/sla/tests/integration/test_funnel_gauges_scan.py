@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_kit.db import Database, driver_connection
-from leadflow_sla.funnel_gauges_store import FUNNEL_COUNTS, TEAM_SPEED, as_background_scan
+from leadflow_kit.db import Database, as_background_scan, driver_connection
+from leadflow_sla.funnel_gauges_store import FUNNEL_COUNTS, TEAM_SPEED
 
 # Parallel plans made free and the indexes ruled out, so the planner scans even the few thousand rows of a test
 # table with parallel workers, as it scans the window's million leads in the bench.
