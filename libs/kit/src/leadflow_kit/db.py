@@ -203,9 +203,10 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 # For the periodic jobs that read a large part of a table in the background (gauges over a window, sweeps),
 # on the database the hand-off's statements run on, for the rest of their transaction:
 # - no parallel workers: with PostgreSQL's default two, sla's funnel gauges ran as three processes over a
-#   million leads, about 1.8 s of CPU in two seconds of every minute, and took both cores of a two-core server
-#   from the pipeline (docs/performance.md, session 26). Run by one process, such a job takes a core at most and
-#   a little longer; nobody waits on it;
+#   million leads, about 1.8 s of CPU in two seconds of every minute, competing with the pipeline for both cores
+#   of a two-core server: the leads captured meanwhile waited p90 159 ms for their webhook against 36 ms
+#   between refreshes, and 113 ms when the refresh ran without workers (docs/performance.md, session 26). Run
+#   by one process, such a job takes a core at most and a little longer; nobody waits on it;
 # - no JIT: a scan of a million rows crosses jit_above_cost, and compiling its expressions took 50-130 ms of
 #   each gauge refresh for no faster scan.
 BACKGROUND_SCAN = "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
