@@ -259,6 +259,7 @@ async def refresh_open_clocks(uow: UnitOfWork[Deps]) -> dict[str, int]:
 async def lead_timeline(lead_id: str, uow: UnitOfWork[Deps]) -> Timeline | None:
     """The lead's whole journey with its clocks; None for a lead sla has never heard of."""
     store = uow.deps.store
+    await store.read_one_snapshot(uow.session)
     events = await store.timeline_events(uow.session, lead_id)
     facts = await store.lead_facts(uow.session, lead_id)
     clocks = await store.clocks_of_lead(uow.session, lead_id) if events or facts is not None else []

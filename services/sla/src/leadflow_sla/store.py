@@ -440,6 +440,12 @@ class SlaStore:
 
     # -- reads: timelines and the funnel ------------------------------------------------------
 
+    async def read_one_snapshot(self, session: AsyncSession) -> None:
+        """The transaction's reads all see one snapshot (REPEATABLE READ; before its first read). A timeline is
+        three reads (events, facts, clocks) of what one consumer batch writes together: in separate snapshots a
+        batch committed between them showed a lead's new clock without the routed events that opened it."""
+        await (await driver_connection(session)).execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
     async def timeline_events(self, session: AsyncSession, lead_id: str) -> list[TimelineEvent]:
         statement = select(lead_event).where(lead_event.c.lead_id == lead_id).order_by(lead_event.c.at)
         return [_record(TimelineEvent, row._mapping) for row in await session.execute(statement)]

@@ -143,6 +143,9 @@ class FakeSlaStore(SlaStore):
 
     # -- reads ------------------------------------------------------------------------------
 
+    async def read_one_snapshot(self, session: AsyncSession) -> None:
+        pass  # one process's dicts: every read sees the same state
+
     async def timeline_events(self, session: AsyncSession, lead_id: str) -> list[TimelineEvent]:
         return sorted(self.timelines.get(lead_id, []), key=lambda e: e.at)
 
