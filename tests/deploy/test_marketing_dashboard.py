@@ -1,7 +1,8 @@
 """The marketing and sales dashboard against a real Prometheus (Debian's binary) scraping real enrichment and
 sla services: a few leads sent through Kafka (captured, scored, routed, touched, one SLA breached), then
 every panel's query must evaluate without error and answer the series the reports API gives for the same
-leads (sla's funnel report, enrichment's data-quality report)."""
+leads (sla's funnel report, enrichment's data-quality report). sla runs two replicas, as the Helm chart
+does: each reports the whole funnel (read from its database), and a panel must count it once."""
 
 from __future__ import annotations
 
@@ -90,23 +91,28 @@ def deal(lead_id: str, touch_type: str, amount: str) -> Event[Any]:
 
 
 @asynccontextmanager
-async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
+async def served(app: FastAPI, port: int, *, assigned: bool = True) -> AsyncIterator[str]:
+    """The app on ``port``; with ``assigned``, once its consumer has its partitions (a replica joining a group
+    whose partitions another replica holds may get none)."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=1))
     async with serving(server, what=app.title):
         runner = app_runtime(app).runner
         assert runner is not None
-        await asyncio.wait_for(runner.assigned.wait(), 30)
+        if assigned:
+            await asyncio.wait_for(runner.assigned.wait(), 30)
         yield f"http://127.0.0.1:{port}"
 
 
 @asynccontextmanager
-async def prometheus(targets: dict[str, int]) -> AsyncIterator[str]:
+async def prometheus(targets: dict[str, list[int]]) -> AsyncIterator[str]:
+    """Prometheus scraping each job's replicas (their ports) every second, with the project's rules."""
     binary = shutil.which("prometheus")
     assert binary, "the prometheus binary (Debian package `prometheus`) is required"
     workdir = Path(tempfile.mkdtemp(prefix="marketing-prometheus-"))
-    scrape = "".join(f"  - job_name: leadflow-{job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-                     for job, port in targets.items())
+    scrape = "".join(f"  - job_name: leadflow-{job}\n    static_configs:\n      - targets: "
+                     f"[{', '.join(repr(f'127.0.0.1:{port}') for port in ports)}]\n"
+                     for job, ports in targets.items())
     (workdir / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                                             f"rule_files:\n  - {RULES}\nscrape_configs:\n{scrape}")
     port = free_port()
@@ -136,21 +142,29 @@ async def test_every_panel_answers_what_the_reports_say(infra: Any) -> None:
     prefix = infra.new_topic_prefix("marketing")
     await infra.create_topics(prefix, partitions=1)
     common = {"bootstrap_servers": infra.bootstrap_servers, "topic_prefix": prefix}
-    enrichment_port, sla_port = free_port(), free_port()
+    enrichment_port, sla_port, sla_replica_port = free_port(), free_port(), free_port()
     enrichment = create_enrichment(service_settings(
         EnrichmentSettings, database_url=await new_database(infra, leadflow_enrichment, "enrichment"),
         port=enrichment_port, data_quality_refresh_seconds=0.5, **common))
     sla_database = await new_database(infra, leadflow_sla, "sla")
     clock = FrozenClock(T)
-    sla = create_sla(service_settings(SlaSettings, database_url=sla_database, port=sla_port,
-                                      scheduler_interval_seconds=3600, funnel_gauge_refresh_seconds=0.5, **common),
-                     clock)
+
+    def sla_replica(port: int) -> FastAPI:
+        return create_sla(service_settings(SlaSettings, database_url=sla_database, port=port,
+                                           scheduler_interval_seconds=3600, funnel_gauge_refresh_seconds=0.5,
+                                           **common), clock)
+
+    sla = sla_replica(sla_port)
     async with AsyncExitStack() as stack:
         enrichment_url = await stack.enter_async_context(served(enrichment, enrichment_port))
         sla_url = await stack.enter_async_context(served(sla, sla_port))
-        prom = await stack.enter_async_context(prometheus({"enrichment": enrichment_port, "sla": sla_port}))
+        prom = await stack.enter_async_context(prometheus({"enrichment": [enrichment_port],
+                                                           "sla": [sla_port, sla_replica_port]}))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=10, headers=ADMIN))
         await send_the_leads(infra, prefix, sla, clock, sla_database, sla_url)
+        # The second replica joins once the first has taken every event (its group's rebalance cannot hold
+        # them up); its gauges read the same database.
+        await stack.enter_async_context(served(sla_replica(sla_replica_port), sla_replica_port, assigned=False))
 
         async def all_fills_enriched() -> bool:
             report = (await http.get(f"{enrichment_url}/v1/reports/data-quality")).json()
@@ -160,6 +174,13 @@ async def test_every_panel_answers_what_the_reports_say(infra: Any) -> None:
         expected = await expected_series(http, sla_url, enrichment_url)
         panels = dashboard_queries()
         assert set(expected) == {key for key, _ in panels}, "every panel's series are worked out"
+
+        async def both_replicas_report() -> bool:
+            query = 'count(count by (instance) (leadflow_funnel_leads{stage="captured"}))'
+            answer = (await http.get(f"{prom}/api/v1/query", params={"query": query})).json()
+            return [number(r["value"][1]) for r in answer["data"]["result"]] == [2]
+
+        await eventually(both_replicas_report, timeout=30, interval=0.5)
 
         async def panels_not_as_expected() -> list[str]:
             wrong = []
