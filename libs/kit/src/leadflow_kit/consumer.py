@@ -183,7 +183,7 @@ class _Outage(Exception):
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Commits what was handled of the partitions a rebalance takes away, so their next owner does not
-    get those events again."""
+    get those events again, and stops reporting the lag of those it did not get back."""
 
     def __init__(self, runner: ConsumerRunner[Any], kafka: AIOKafkaConsumer) -> None:
         self.runner = runner
@@ -193,7 +193,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.runner.commit_uncommitted(self.kafka, revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        pass
+        self.runner.forget_lag(keep=assigned)
 
 
 class ConsumerRunner(Generic[D]):
@@ -218,6 +218,7 @@ class ConsumerRunner(Generic[D]):
         # Offsets handled and not yet committed to Kafka, and when the next commit is due.
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_due = 0.0
+        self._lag_reported: set[TopicPartition] = set()  # the partitions whose lag series this member set
         self._cpu_is_short = cpu_shortage(settings.consumer_linger_cpu_pressure,
                                           enabled=settings.consumer_linger_ms > 0)
         self.assigned = asyncio.Event()
@@ -265,6 +266,7 @@ class ConsumerRunner(Generic[D]):
                 self._kafka = None
                 self._stalls.clear()  # a new consumer starts from the committed offsets, nothing paused
                 self.assigned.clear()
+                self.forget_lag()
                 try:
                     await asyncio.wait_for(self.commit_uncommitted(kafka), timeout=10)
                 except Exception:
@@ -439,6 +441,16 @@ class ConsumerRunner(Generic[D]):
                 self.metrics.consumer_lag.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(
                     max(highwater - offset, 0)
                 )
+                self._lag_reported.add(tp)
+
+    def forget_lag(self, keep: Collection[TopicPartition] = ()) -> None:
+        """Stop reporting the lag of the partitions this member no longer holds (all but ``keep``). A series
+        left behind keeps its last figure for as long as the process lives: a partition taken away during a
+        backlog went on showing that backlog (``max`` over the replicas' series) after its new owner had
+        caught up, and kept ``LeadflowConsumerLagHigh`` firing."""
+        for tp in self._lag_reported.difference(keep):
+            self.metrics.consumer_lag.remove(self.settings.service_name, tp.topic, str(tp.partition))
+        self._lag_reported.intersection_update(keep)
 
     def _subscription(self, topic: str, event: Event[EventData]) -> Subscription[D] | None:
         return self._subscriptions.get((topic, type(event.data)))

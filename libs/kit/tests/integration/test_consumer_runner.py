@@ -287,6 +287,53 @@ async def test_a_rebalance_during_a_batch_costs_no_reconnect_and_no_repeated_eff
     assert not failures, [r.getMessage() + (r.exc_text or "") for r in failures]
 
 
+async def test_a_partition_a_rebalance_takes_away_stops_reporting_its_lag(infra: Any) -> None:
+    """A member that has reported the lag of every partition loses some to a new member: it stops reporting
+    their lag and keeps reporting the others'. A series left behind kept its last figure for as long as the
+    process lived: a partition taken away during a backlog went on showing that backlog (``max`` over the
+    replicas' series, and the lag alert on it) after its new owner had cleared it."""
+    prefix, db = await topics_and_effect_table(infra)
+    settings = ServiceSettings(
+        service_name="kit-lag", kafka_bootstrap_servers=infra.bootstrap_servers, topic_prefix=prefix,
+        kafka_session_timeout_ms=3000,  # a heartbeat a second: the rebalance reaches the runner soon
+    )
+    consumer = EventConsumer[None]("kit-lag")
+
+    @consumer.subscribe(CAPTURED, LeadCaptured)
+    async def take(events: list[Event[LeadCaptured]], uow: UnitOfWork[None]) -> None:
+        pass
+
+    await produce(settings.kafka_bootstrap_servers, prefix, [captured(f"lag-{i}") for i in range(60)])
+    topic = settings.topic(CAPTURED)
+    async with running(consumer, settings, db) as (_runner, platform):
+        def lag(partition: int) -> float | None:
+            return platform.metrics.registry.get_sample_value(
+                "leadflow_consumer_lag", {"service": "kit-lag", "topic": topic, "partition": str(partition)})
+
+        async def every_partition_reported() -> bool:
+            return all(lag(p) is not None for p in range(3))
+
+        await eventually(every_partition_reported, timeout=30)
+        other = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                 group_id=settings.consumer_group, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", session_timeout_ms=3000, heartbeat_interval_ms=1000)
+        await other.start()  # joins the group; it handles nothing and commits nothing
+        try:
+            async def taken() -> bool:
+                return bool(other.assignment())
+
+            await eventually(taken, timeout=30)
+            taken_away = {tp.partition for tp in other.assignment()}
+            kept = set(range(3)) - taken_away
+
+            async def only_the_kept_reported() -> bool:
+                return all(lag(p) is None for p in taken_away) and all(lag(p) is not None for p in kept)
+
+            await eventually(only_the_kept_reported, timeout=30)
+        finally:
+            await other.stop()
+
+
 @pytest.mark.parametrize("per_poll", [False, True], ids=["transaction-per-partition", "transaction-per-poll"])
 async def test_events_nobody_wants_are_taken_without_a_transaction_and_wanted_ones_as_usual(
     infra: Any, per_poll: bool
