@@ -18,7 +18,10 @@ from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.schedule import open_loop, saturate
 
 MIN_LEADS_PER_STEP = 2000  # enough for a p99 that is not the one worst lead
-LONG_STEP_RATE = 400.0  # from this rate on, a step lasts LONG_STEP_SECONDS (the "sustained for 60 s" target)
+# From this rate on, a step lasts LONG_STEP_SECONDS: the "sustained for 60 s" target counts only a step that
+# long, and the rate it reports is the best one kept. With only the 400 leads/s step that long, every run below
+# it reported the 25 leads/s step (80 s for its 2,000 leads) as the best rate kept, whatever 100 and 200 did.
+LONG_STEP_RATE = 100.0
 LONG_STEP_SECONDS = 60.0
 GENERATOR_NICENESS = 10
 

@@ -137,9 +137,10 @@ def test_step_summary_counts_each_email_once_and_reports_send_to_verified() -> N
 
 def test_a_step_lasts_long_enough_for_a_p99() -> None:
     assert step_duration(10, 20) == 200.0  # 2,000 leads at 10/s
-    assert step_duration(100, 10) == 20.0
-    assert step_duration(200, 30) == 30.0  # already long enough
-    assert step_duration(400, 10) == 60.0  # the sustained target's 60 s
+    assert step_duration(50, 10) == 40.0  # 2,000 leads at 50/s
+    assert step_duration(100, 10) == 60.0  # from 100 leads/s on, the sustained target's 60 s
+    assert step_duration(200, 90) == 90.0  # already long enough
+    assert step_duration(400, 10) == 60.0
     assert step_duration(1000, 10) == 60.0
     assert step_duration(10, 8, min_leads=0, long_seconds=0) == 8.0  # --quick
     assert step_duration(400, 8, min_leads=0, long_seconds=0) == 8.0
