@@ -21,7 +21,7 @@ help:
 	@echo "make status  what runs where;  make logs  tails of every log (ARGS='-f capture' to follow)"
 	@echo "make down    stop everything make up started"
 	@echo "make test    lint + unit, integration and e2e tests on real Kafka and PostgreSQL"
-	@echo "make bench   floors + pipeline at 25..400 leads/s on 1M pre-filled leads, ~15 min: table, .bench/bench-*.json and .png (ARGS='--help')"
+	@echo "make bench   floors + pipeline at 25..400 leads/s on 1M pre-filled leads, ~20 min: table, .bench/bench-*.json and .png (ARGS='--help')"
 
 # uv is installed by a target of its own: make expands a recipe just before running it, so a
 # recipe that installs uv cannot also use $(UV) found in the same expansion.

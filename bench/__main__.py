@@ -5,7 +5,7 @@ Every knob has an environment variable (for `make bench BENCH_RATES=...`) and a 
     BENCH_RATES=25,100,200,400      open-loop steps, leads/s
     BENCH_DURATION=10               seconds per step, at least (see BENCH_MIN_LEADS, BENCH_LONG_SECONDS)
     BENCH_MIN_LEADS=2000            a fixed-rate step lasts long enough for this many leads (a p99)
-    BENCH_LONG_SECONDS=60           steps from 400 leads/s on last at least this long (--quick: 0 and 0)
+    BENCH_LONG_SECONDS=60           steps from 100 leads/s on last at least this long (--quick: 0 and 0)
     BENCH_MAX_SECONDS=30            the saturation step ('max'); 0 leaves it out
     BENCH_ALWAYS_UP_TO=400          steps up to this rate run even when a lower one was not sustained
     BENCH_PREFILL=1000000           earlier leads written into every service's tables first; 0 = none
