@@ -77,7 +77,7 @@ demo:
 
 lint:
 	$(UV) run ruff check .
-	$(UV) run mypy libs services bench
+	$(UV) run mypy libs services bench tests
 
 # Two independent pytest sessions side by side, each with its own Kafka and PostgreSQL: the
 # cross-process suites under tests/ (e2e, release, deploy) beside the libraries' and services' own.

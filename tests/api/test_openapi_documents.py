@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from leadflow_kit.bodies import scope_checks
+from leadflow_kit.bodies import REQUIRED_SCOPE_ATTRIBUTE, scope_checks
 
 SERVICES = ("capture", "enrichment", "scoring", "routing", "sla")
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
@@ -33,10 +33,10 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
 
 
-def declared_scopes(app: FastAPI) -> dict[tuple[str, str], list[str]]:
+def declared_scopes(app: FastAPI) -> dict[tuple[str | None, str], list[str]]:
     """What each route's ``require_scope`` dependencies check, read from the routes themselves."""
     return {(context.path_format, method.lower()): [s for check in scope_checks(context.original_route)
-                                                    for s in check.required_scope]
+                                                    for s in getattr(check, REQUIRED_SCOPE_ATTRIBUTE)]
             for context in iter_route_contexts(app.routes) if isinstance(context.original_route, APIRoute)
             for method in context.methods or ()}
 
@@ -184,5 +184,7 @@ def test_every_model_example_is_one_the_model_accepts(service: tuple[FastAPI, di
     assert models
     for model in models:
         extra = model.model_config.get("json_schema_extra")
-        for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+        examples = extra.get("examples", []) if isinstance(extra, dict) else []
+        assert isinstance(examples, list), examples
+        for example in examples:
             model.model_validate(example)

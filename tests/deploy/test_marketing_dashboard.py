@@ -85,7 +85,7 @@ def touch(name: str, lead_id: str) -> Event[Any]:
 
 def deal(lead_id: str, touch_type: str, amount: str) -> Event[Any]:
     at = T + 3600 * S
-    data = LeadTouched(lead_id=lead_id, touch_id=f"{touch_type}-{lead_id}", touch_type=touch_type,  # type: ignore[arg-type]
+    data = LeadTouched(lead_id=lead_id, touch_id=f"{touch_type}-{lead_id}", touch_type=touch_type,
                        occurred_at=at, amount=Decimal(amount), currency="USD")
     return new_event(data, source="routing", subject=lead_id, time=at, lead_captured_at=T)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e_support import Pipeline, running_pipeline
-from playwright.async_api import Page
+from playwright.async_api import Page, ViewportSize
 
 from leadflow_console.auth import FIRST_ADMIN, Role, create_user
 from leadflow_kit.db import Database
@@ -23,8 +23,8 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery staple"
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -65,6 +65,17 @@ class WebhookReceiver:
             lead_id = data.get("lead_id") or data.get("lead", {}).get("lead_id") or data.get("lead", {}).get("id")
             found.append(lead_id)
         return found
+
+
+class OnTopics(Protocol):
+    """What reading a run's topics takes: the infrastructure (its brokers) and the run's topic prefix;
+    a ``Pipeline`` or the smaller set-ups some tests start on their own topics."""
+
+    @property
+    def infra(self) -> Any: ...
+
+    @property
+    def topic_prefix(self) -> str: ...
 
 
 @dataclass
@@ -148,7 +159,7 @@ async def eventually(check: Any, timeout: float = 60.0, interval: float = 0.1) -
 
 
 
-async def records_on(pipeline: Pipeline, topic: str) -> list[tuple[str, Event[EventData] | None]]:
+async def records_on(pipeline: OnTopics, topic: str) -> list[tuple[str, Event[EventData] | None]]:
     """Every record on ``topic`` (without the prefix) as (key, decoded event, or None for a tombstone),
     read from the start by a fresh consumer group."""
     consumer = AIOKafkaConsumer(

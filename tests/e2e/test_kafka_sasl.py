@@ -86,6 +86,7 @@ async def test_a_wrong_password_leaves_services_running_and_reporting_kafka_unre
                     return None  # still starting on a busy machine
 
             not_ready = await eventually(enrichment_readiness, timeout=30, interval=0.5)
+            assert not_ready is not None
             assert not_ready.status_code == 503
             assert not_ready.json()["checks"]["kafka"].startswith("unreachable")
         assert infra.stack.services.running("enrichment") == enrichment_pid

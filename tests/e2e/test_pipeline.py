@@ -39,7 +39,7 @@ async def test_a_form_post_reaches_the_signed_webhook_and_the_timeline(pipeline:
 async def test_the_crm_reporting_contact_closes_the_sla_clock(pipeline: Pipeline) -> None:
     lead_id = await pipeline.submit(email="linus@example.org", first_name="Linus", company="Example")
 
-    async def routed() -> dict | None:
+    async def routed() -> dict[str, Any] | None:
         return await pipeline.assignment(lead_id)
 
     assignment = await eventually(routed)
@@ -50,7 +50,7 @@ async def test_the_crm_reporting_contact_closes_the_sla_clock(pipeline: Pipeline
     )
     assert response.status_code in (200, 201, 202), response.text
 
-    async def touched() -> dict | None:
+    async def touched() -> dict[str, Any] | None:
         timeline = await pipeline.timeline(lead_id)
         stages = [s["stage"] for s in timeline.get("stages", [])]
         return timeline if "touched" in stages else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 from e2e_support import Pipeline, events_by_lead, eventually
@@ -25,7 +26,7 @@ async def test_a_lead_captured_while_kafka_is_down_is_routed_once_it_is_back(pip
     finally:
         await pipeline.infra.start_kafka()
 
-    async def routed() -> dict | None:
+    async def routed() -> dict[str, Any] | None:
         return await pipeline.assignment(lead_id)
 
     await eventually(routed, timeout=120, interval=0.5)

@@ -7,13 +7,13 @@ import uuid
 
 import pytest
 from console_support import ConsoleUnderTest, check_a11y, sign_in_as_admin
-from playwright.async_api import Page
+from playwright.async_api import FilePayload, Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 async def test_an_accounts_csv_is_imported_and_its_free_mail_row_refused_with_the_reason(console: ConsoleUnderTest,
-                                                                                       page: Page):
+                                                                                       page: Page) -> None:
     tag = uuid.uuid4().hex[:8]
     csv = (
         "id,name,domains,industry,employee_count,country,owner_rep_id,tier\n"
@@ -25,7 +25,7 @@ async def test_an_accounts_csv_is_imported_and_its_free_mail_row_refused_with_th
     await page.goto(f"{console.url}/accounts")
     await check_a11y(page)
     await page.get_by_label("CSV file", exact=True).set_input_files(
-        files=[{"name": "accounts.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
+        files=[FilePayload(name="accounts.csv", mimeType="text/csv", buffer=csv.encode())])
     await page.get_by_role("button", name="Import").click()
     await page.wait_for_url(f"{console.url}/accounts/import")
 
@@ -47,11 +47,12 @@ async def test_an_accounts_csv_is_imported_and_its_free_mail_row_refused_with_th
     assert await directory.get_by_text(f"vandelay-{tag}.com").count() == 1
 
 
-async def test_a_csv_without_a_name_column_is_refused_with_enrichments_reason(console: ConsoleUnderTest, page: Page):
+async def test_a_csv_without_a_name_column_is_refused_with_enrichments_reason(
+        console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/accounts")
     await page.get_by_label("CSV file", exact=True).set_input_files(
-        files=[{"name": "nameless.csv", "mimeType": "text/csv", "buffer": b"no,header,we,know\n1,2,3,4\n"}])
+        files=[FilePayload(name="nameless.csv", mimeType="text/csv", buffer=b"no,header,we,know\n1,2,3,4\n")])
     await page.get_by_role("button", name="Import").click()
     alert = await page.get_by_role("alert").text_content() or ""
     assert alert.startswith("Enrichment refused the file:")

@@ -11,7 +11,7 @@ from playwright.async_api import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-async def test_a_key_is_minted_shown_once_works_and_is_revoked(console: ConsoleUnderTest, page: Page):
+async def test_a_key_is_minted_shown_once_works_and_is_revoked(console: ConsoleUnderTest, page: Page) -> None:
     name = f"bi-export-{uuid.uuid4().hex[:6]}"
     sla = console.pipeline.urls["sla"]
     await sign_in_as_admin(page, console)
@@ -44,7 +44,7 @@ async def test_a_key_is_minted_shown_once_works_and_is_revoked(console: ConsoleU
     assert refused.status_code == 401
 
 
-async def test_a_scope_the_console_cannot_grant_is_refused_at_the_field(console: ConsoleUnderTest, page: Page):
+async def test_a_scope_the_console_cannot_grant_is_refused_at_the_field(console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/api-keys")
     await page.get_by_label("Service").select_option("capture")

@@ -4,6 +4,7 @@ snippet, and fill its live preview, which posts from the browser to the real cap
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from console_support import PHONE, ConsoleUnderTest, check_a11y, sign_in, sign_in_as_admin
@@ -13,7 +14,8 @@ from playwright.async_api import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-async def test_a_new_form_is_created_and_its_live_preview_makes_a_real_lead(console: ConsoleUnderTest, page: Page):
+async def test_a_new_form_is_created_and_its_live_preview_makes_a_real_lead(
+        console: ConsoleUnderTest, page: Page) -> None:
     key = f"webinar-{uuid.uuid4().hex[:8]}"
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/forms/new")
@@ -52,7 +54,7 @@ async def test_a_new_form_is_created_and_its_live_preview_makes_a_real_lead(cons
     lead_id = await result.locator("[data-lead-id]").get_attribute("data-lead-id", timeout=10_000)
     assert lead_id
 
-    async def found() -> dict | None:
+    async def found() -> dict[str, Any] | None:
         response = await console.pipeline.client.get(f"{console.pipeline.urls['sla']}/v1/leads",
                                                      params={"email": email},
                                                      headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -69,7 +71,7 @@ async def test_a_new_form_is_created_and_its_live_preview_makes_a_real_lead(cons
     assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
-async def test_capture_refusing_a_form_shows_why_next_to_the_field(console: ConsoleUnderTest, page: Page):
+async def test_capture_refusing_a_form_shows_why_next_to_the_field(console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/forms/new")
     await page.get_by_label("Key").fill(f"bad-{uuid.uuid4().hex[:6]}")
@@ -83,7 +85,7 @@ async def test_capture_refusing_a_form_shows_why_next_to_the_field(console: Cons
 
 
 async def test_marketing_ops_may_edit_forms_but_not_people_accounts_webhooks_or_keys(console: ConsoleUnderTest,
-                                                                                     page: Page):
+                                                                                     page: Page) -> None:
     username, password = await console.make_user("marketing_ops")
     await sign_in(page, console.url, username, password)
     nav = page.get_by_role("navigation", name="Main")

@@ -71,7 +71,7 @@ async def until_shown(page: Page, url: str, shown: Callable[[], Awaitable[bool]]
         await asyncio.sleep(0.5)
 
 
-async def test_an_admin_finds_a_lead_by_email_and_reads_its_journey(console: ConsoleUnderTest, page: Page):
+async def test_an_admin_finds_a_lead_by_email_and_reads_its_journey(console: ConsoleUnderTest, page: Page) -> None:
     email = f"ada.park-{uuid.uuid4().hex[:6]}@parkway.example"
     lead_id, assignment = await routed_lead(console, email=email, first_name="Ada", last_name="Park",
                                             company=f"Parkway {uuid.uuid4().hex[:6]}", job_title="VP Sales",
@@ -171,7 +171,8 @@ async def running_receiver() -> AsyncIterator[FlakyReceiver]:
         await task
 
 
-async def test_an_admin_replays_a_failed_webhook_once_the_receiver_is_fixed(console: ConsoleUnderTest, page: Page):
+async def test_an_admin_replays_a_failed_webhook_once_the_receiver_is_fixed(
+        console: ConsoleUnderTest, page: Page) -> None:
     routing = console.pipeline.urls["routing"]
     async with running_receiver() as receiver:
         subscription = await routing_post(console, "/v1/admin/webhooks/subscriptions",
@@ -204,7 +205,7 @@ async def test_an_admin_replays_a_failed_webhook_once_the_receiver_is_fixed(cons
 
 
 async def test_an_admin_reassigns_a_lead_with_a_reason_and_sees_it_in_the_history(
-        console: ConsoleUnderTest, page: Page):
+        console: ConsoleUnderTest, page: Page) -> None:
     lead_id, assignment = await routed_lead(console, first_name="Linus", last_name="Moved",
                                             company=f"Moved {uuid.uuid4().hex[:6]}")
     owner = (assignment.get("owner") or {}).get("rep_id")
@@ -234,7 +235,7 @@ async def test_an_admin_reassigns_a_lead_with_a_reason_and_sees_it_in_the_histor
 
 
 async def test_a_rep_claims_a_queued_lead_sees_it_leave_the_queue_and_finds_it_among_their_leads(
-        console: ConsoleUnderTest, page: Page):
+        console: ConsoleUnderTest, page: Page) -> None:
     queue = await new_queue(console)
     first, _ = await routed_lead(console, first_name="Queued", last_name="First", company="Queued One")
     await routing_post(console, f"/v1/leads/{first}/reassign", {"queue": queue, "reason": "back for triage"})
@@ -269,7 +270,7 @@ async def test_a_rep_claims_a_queued_lead_sees_it_leave_the_queue_and_finds_it_a
     await check_a11y(page)
 
 
-async def test_a_rep_cannot_open_another_reps_lead_nor_search_theirs(console: ConsoleUnderTest, page: Page):
+async def test_a_rep_cannot_open_another_reps_lead_nor_search_theirs(console: ConsoleUnderTest, page: Page) -> None:
     lead_id, assignment = await routed_lead(console, first_name="Someone", last_name="Else", company="Globex")
     owner = (assignment.get("owner") or {}).get("rep_id")
     other = next(rep for rep in USER_REPS if rep != owner)

@@ -19,7 +19,7 @@ CONFIGURATION_PAGES = ("/forms", "/forms/new", "/people", "/people/reps/new", "/
 
 
 async def test_an_admin_makes_a_team_and_its_manager_a_rep_who_is_out_of_office(console: ConsoleUnderTest, page: Page,
-                                                                                browser: Browser):
+                                                                                browser: Browser) -> None:
     tag = uuid.uuid4().hex[:6]
     # Teams are an admin's to make and remove; a sales manager manages the teams their user is linked to.
     admin = await browser.new_context()
@@ -82,7 +82,7 @@ async def test_an_admin_makes_a_team_and_its_manager_a_rep_who_is_out_of_office(
     assert "unknown time zone" in (await page.locator("#timezone-error").text_content() or "")
 
 
-async def test_a_rep_is_refused_every_configuration_page(console: ConsoleUnderTest, page: Page):
+async def test_a_rep_is_refused_every_configuration_page(console: ConsoleUnderTest, page: Page) -> None:
     username, password = await console.make_user("rep", rep_id="rep-ada")
     await sign_in(page, console.url, username, password)
     nav = page.get_by_role("navigation", name="Main")
@@ -95,7 +95,7 @@ async def test_a_rep_is_refused_every_configuration_page(console: ConsoleUnderTe
     await check_a11y(page)
 
 
-async def test_the_admin_sees_every_configuration_area(console: ConsoleUnderTest, page: Page):
+async def test_the_admin_sees_every_configuration_area(console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     nav = page.get_by_role("navigation", name="Main")
     for label in ("Forms", "People", "Accounts", "Webhooks", "API keys"):

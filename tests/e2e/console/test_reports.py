@@ -91,7 +91,7 @@ async def _charts_drawn(page: Page) -> int:
     return await page.locator("canvas[data-drawn='true']").count()
 
 
-async def test_marketing_ops_filters_the_funnel_and_downloads_its_csv(console: ConsoleUnderTest, page: Page):
+async def test_marketing_ops_filters_the_funnel_and_downloads_its_csv(console: ConsoleUnderTest, page: Page) -> None:
     campaign, leads = await _post_fills(console)
     await _add_money(console, campaign, leads)
     username, password = await console.make_user("marketing_ops")
@@ -145,7 +145,8 @@ async def test_marketing_ops_filters_the_funnel_and_downloads_its_csv(console: C
     await check_a11y(page)
 
 
-async def test_the_other_reports_chart_their_figures_and_name_a_wrong_filter(console: ConsoleUnderTest, page: Page):
+async def test_the_other_reports_chart_their_figures_and_name_a_wrong_filter(
+        console: ConsoleUnderTest, page: Page) -> None:
     await _post_fills(console)
     username, password = await console.make_user("marketing_ops")
     await sign_in(page, console.url, username, password)
@@ -177,7 +178,7 @@ async def test_the_other_reports_chart_their_figures_and_name_a_wrong_filter(con
     assert header.startswith("group,bucket,fills,duplicates,")
 
 
-async def test_a_sales_manager_reads_only_the_sla_figures(console: ConsoleUnderTest, page: Page):
+async def test_a_sales_manager_reads_only_the_sla_figures(console: ConsoleUnderTest, page: Page) -> None:
     username, password = await console.make_user("sales_manager", team_ids=("emea",))
     await sign_in(page, console.url, username, password)
     await page.goto(f"{console.url}/reports")
@@ -191,7 +192,7 @@ async def test_a_sales_manager_reads_only_the_sla_figures(console: ConsoleUnderT
         assert response is not None and response.status == 403, refused
 
 
-async def test_a_rep_is_refused_every_report(console: ConsoleUnderTest, page: Page):
+async def test_a_rep_is_refused_every_report(console: ConsoleUnderTest, page: Page) -> None:
     username, password = await console.make_user("rep", rep_id="rep-ada")
     await sign_in(page, console.url, username, password)
     assert await page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").count() == 0

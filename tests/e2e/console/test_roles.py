@@ -23,7 +23,7 @@ async def nav_labels(page: Page) -> list[str]:
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_each_role_sees_only_its_navigation_and_is_refused_every_other_area(
-        role: Role, console: ConsoleUnderTest, browser: Browser):
+        role: Role, console: ConsoleUnderTest, browser: Browser) -> None:
     links = LINKS.get(role, {})
     username, password = await console.make_user(
         role, rep_id=links.get("rep_id"), team_ids=tuple(links["team_ids"].split(",")) if "team_ids" in links else ())
@@ -49,7 +49,7 @@ async def test_each_role_sees_only_its_navigation_and_is_refused_every_other_are
         await context.close()
 
 
-async def test_an_admin_creates_a_rep_user_linked_to_a_real_routing_rep(console: ConsoleUnderTest, page: Page):
+async def test_an_admin_creates_a_rep_user_linked_to_a_real_routing_rep(console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     await page.wait_for_url(f"{console.url}/users")
@@ -84,7 +84,7 @@ async def test_an_admin_creates_a_rep_user_linked_to_a_real_routing_rep(console:
 
 
 async def test_the_keyboard_reaches_each_page_s_content_through_the_skip_link_then_the_navigation(
-        console: ConsoleUnderTest, page: Page):
+        console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     for item in NAV:
         await page.goto(f"{console.url}{item.href}")

@@ -26,7 +26,8 @@ async def _routed_and_found(console: ConsoleUnderTest, lead_id: str, email: str)
     return assignment if assignment and found.status_code == 200 and found.json()["leads"] else None
 
 
-async def test_a_manager_edits_dry_runs_activates_and_rolls_back_routing_rules(console: ConsoleUnderTest, page: Page):
+async def test_a_manager_edits_dry_runs_activates_and_rolls_back_routing_rules(
+        console: ConsoleUnderTest, page: Page) -> None:
     pipeline = console.pipeline
     routing = pipeline.urls["routing"]
     tag = uuid.uuid4().hex[:6]

@@ -18,7 +18,7 @@ MODELS = "/v1/admin/scoring-models"
 
 async def test_marketing_ops_fix_a_model_error_shown_at_its_line_then_activate_and_roll_back(
     console: ConsoleUnderTest, page: Page,
-):
+) -> None:
     scoring = console.pipeline.urls["scoring"]
     active_before = (await console.pipeline.client.get(f"{scoring}{MODELS}/active", headers=ADMIN)).json()["id"]
     username, password = await console.make_user("marketing_ops")

@@ -9,7 +9,7 @@ from playwright.async_api import Page
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
-async def test_the_admin_signs_in_sees_every_area_and_signs_out(console: ConsoleUnderTest, page: Page):
+async def test_the_admin_signs_in_sees_every_area_and_signs_out(console: ConsoleUnderTest, page: Page) -> None:
     await page.goto(f"{console.url}/home")
     assert page.url == f"{console.url}/"
     assert await page.get_by_role("heading", level=1).text_content() == "Sign in to the LeadFlow console"
@@ -31,7 +31,7 @@ async def test_the_admin_signs_in_sees_every_area_and_signs_out(console: Console
     assert await page.get_by_role("heading", level=1).text_content() == "Sign in to the LeadFlow console"
 
 
-async def test_a_wrong_password_is_refused_with_a_message(console: ConsoleUnderTest, page: Page):
+async def test_a_wrong_password_is_refused_with_a_message(console: ConsoleUnderTest, page: Page) -> None:
     await page.goto(f"{console.url}/")
     await page.get_by_label("Username").fill("admin")
     await page.get_by_label("Password").fill("not the password")

@@ -15,7 +15,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def test_a_manager_creates_an_sla_policy_after_fixing_the_field_sla_refused(console: ConsoleUnderTest,
-                                                                                  page: Page):
+                                                                                  page: Page) -> None:
     pipeline = console.pipeline
     tag = uuid.uuid4().hex[:6]
     team = await pipeline.client.post(f"{pipeline.urls['routing']}/v1/admin/teams", headers=ADMIN,
@@ -74,7 +74,7 @@ async def test_a_manager_creates_an_sla_policy_after_fixing_the_field_sla_refuse
 
 
 @pytest.mark.parametrize("path", ["/routing-rules", "/routing-rules/draft", "/scoring-model", "/sla-policies"])
-async def test_a_rep_is_refused_every_configuration_page(console: ConsoleUnderTest, page: Page, path: str):
+async def test_a_rep_is_refused_every_configuration_page(console: ConsoleUnderTest, page: Page, path: str) -> None:
     username, password = await console.make_user("rep", rep_id="rep-grace")
     await sign_in(page, console.url, username, password)
     for label in ("Routing rules", "Scoring model", "SLA policies"):

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from console_support import ConsoleUnderTest, check_a11y, screenshot, sign_in
-from playwright.async_api import Page
+from playwright.async_api import FilePayload, Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -19,7 +19,8 @@ async def _alert_or_status(page: Page) -> str:
     return " ".join((await page.locator(".flash").first.text_content() or "").split())
 
 
-async def test_marketing_ops_set_rates_from_a_day_and_record_and_import_spend(console: ConsoleUnderTest, page: Page):
+async def test_marketing_ops_set_rates_from_a_day_and_record_and_import_spend(
+        console: ConsoleUnderTest, page: Page) -> None:
     tag = uuid.uuid4().hex[:8]
     campaign = f"e2e-{tag}"
     username, password = await console.make_user("marketing_ops")
@@ -61,7 +62,7 @@ async def test_marketing_ops_set_rates_from_a_day_and_record_and_import_spend(co
     header = "utm_campaign,source,period_from,period_to,amount,currency\n"
     bad = header + f"{campaign},google,2026-10-01,2026-10-31,100,USD\n{campaign},google,2026-10-01,2026-09-30,1,USD\n"
     await page.get_by_label("CSV file", exact=True).set_input_files(
-        files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad.encode()}])
+        files=[FilePayload(name="bad.csv", mimeType="text/csv", buffer=bad.encode())])
     await page.get_by_role("button", name="Import").click()
     await page.wait_for_url(f"{console.url}/spend/import")
     assert (await page.locator("#import-summary").text_content() or "").startswith("SLA refused the file:")
@@ -71,7 +72,7 @@ async def test_marketing_ops_set_rates_from_a_day_and_record_and_import_spend(co
     await page.goto(f"{console.url}/spend")
     good = header + f"{campaign},google,2026-10-01,2026-10-31,3100,USD\n"
     await page.get_by_label("CSV file", exact=True).set_input_files(
-        files=[{"name": "q4.csv", "mimeType": "text/csv", "buffer": good.encode()}])
+        files=[FilePayload(name="q4.csv", mimeType="text/csv", buffer=good.encode())])
     await page.get_by_role("button", name="Import").click()
     assert " ".join((await page.locator("#import-summary").text_content() or "").split()) == \
         "q4.csv: 1 spends imported."

@@ -59,7 +59,7 @@ async def receiver() -> AsyncIterator[FlakyReceiver]:
 
 
 async def test_a_subscription_is_created_and_its_deliveries_logged_and_replayed(
-        console: ConsoleUnderTest, page: Page, receiver: FlakyReceiver):
+        console: ConsoleUnderTest, page: Page, receiver: FlakyReceiver) -> None:
     form = f"wh-{uuid.uuid4().hex[:8]}"
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/webhooks/new")
@@ -127,7 +127,7 @@ async def test_a_subscription_is_created_and_its_deliveries_logged_and_replayed(
     await eventually(replayed, timeout=60)
 
 
-async def test_an_unknown_event_type_is_refused_at_the_field(console: ConsoleUnderTest, page: Page):
+async def test_an_unknown_event_type_is_refused_at_the_field(console: ConsoleUnderTest, page: Page) -> None:
     await sign_in_as_admin(page, console)
     await page.goto(f"{console.url}/webhooks/new")
     await page.get_by_label("URL").fill("http://127.0.0.1:9/hooks")
