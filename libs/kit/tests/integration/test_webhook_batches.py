@@ -516,6 +516,44 @@ async def test_two_transactions_that_saw_the_same_room_do_not_send_past_the_shar
     assert sorted(receiver.requests) == ["lead-1", "lead-2", "lead-3", "lead-4"]
 
 
+async def test_a_claim_that_a_hand_over_overtook_sends_only_within_the_share_left(
+    infra: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim counts the sends in flight as it begins. While it runs, a transaction commits and hands
+    over the subscription's whole share (it saw nothing in flight either): the claimed rows then start
+    only within what the share still allows, the rest are given back for a later claim, so the receiver
+    never holds more than the share, and every webhook goes out once."""
+    receiver = HoldingReceiver(delay=0.5)
+    async with dispatching_to(infra, receiver, webhook_subscription_concurrency=2) as (dispatcher, hand_off, queuing):
+        claim = dispatcher._claim
+        overtaken = False
+
+        async def claim_overtaken_by_a_hand_over(limit: int) -> list[Any]:
+            nonlocal overtaken
+            claimed = await claim(limit)
+            if claimed and not overtaken:
+                overtaken = True
+                async with queuing.transaction() as session:
+                    await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                                     for lead in ("lead-3", "lead-4")], hand_off)
+            return claimed
+
+        monkeypatch.setattr(dispatcher, "_claim", claim_overtaken_by_a_hand_over)
+        # Queued for a claim (no hand-off): the NOTIFY at commit wakes the dispatcher's claim.
+        async with queuing.transaction() as session:
+            await enqueue_webhooks(session, [WebhookToQueue("lead.routed", lead, {"lead_id": lead}, NOW)
+                                             for lead in ("lead-1", "lead-2")])
+
+        async def all_delivered() -> bool:
+            found = (await rows(queuing)).values()
+            return len(found) == 4 and {row["status"] for row in found} == {"delivered"}
+
+        await eventually(all_delivered, timeout=15)
+    assert overtaken
+    assert receiver.most_open == 2
+    assert sorted(receiver.requests) == ["lead-1", "lead-2", "lead-3", "lead-4"]
+
+
 @pytest.mark.parametrize(("cpu_pressure_to_linger", "recordings"), [(0.0, 1), (0.5, 2)],
                          ids=["cpu-short", "cpu-to-spare"])
 async def test_sends_that_end_while_the_cpu_is_short_are_recorded_together(

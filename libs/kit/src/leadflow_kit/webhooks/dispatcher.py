@@ -309,8 +309,14 @@ class WebhookDispatcher:
             return False
         claimed = await self._claim(limit)
         for row in claimed:
-            self._start(row)
-        self._claim_when_room = len(claimed) >= free
+            # The claim counted the sends in flight as it began; a transaction's hand-over at its commit
+            # may have started others of the same subscription while the claim ran. Past the room, a row
+            # is given back by the next round, for a claim once there is room.
+            if self._has_room_for(row.due.subscription_id):
+                self._start(row)
+            else:
+                self._over_room.append(row.due)
+        self._claim_when_room = len(claimed) >= free or bool(self._over_room)
         return len(claimed) >= limit and limit < free
 
     def _start(self, row: _Claimed) -> None:
