@@ -83,13 +83,18 @@ lint:
 # cross-process suites under tests/ (e2e, release, deploy) beside the libraries' and services' own.
 # The first's output follows the second's; the target fails if either fails.
 test: bootstrap deps lint
+	@# Two pytest sessions side by side, each with its own broker and database: the end-to-end tests (the
+	@# longest) beside the libraries' and services' own, then the rest of tests/ (deploy, release, API documents)
+	@# after the latter.
+	@# Each prints its slowest tests, to watch the 30-minute budget.
 	@log=$$(mktemp); \
-	UV=$(UV) $(UV) run pytest tests > "$$log" 2>&1 & cross=$$!; \
-	UV=$(UV) $(UV) run pytest libs services bench; own=$$?; \
+	UV=$(UV) $(UV) run pytest tests/e2e --durations=15 > "$$log" 2>&1 & cross=$$!; \
+	UV=$(UV) $(UV) run pytest libs services bench --durations=15; own=$$?; \
+	UV=$(UV) $(UV) run pytest tests --ignore=tests/e2e --durations=10; after=$$?; \
 	wait $$cross; cross_rc=$$?; \
-	echo "===== pytest tests/ (e2e, release, deploy) ====="; cat "$$log"; rm -f "$$log"; \
-	echo "make test: libs/services/bench exit $$own, tests/ exit $$cross_rc"; \
-	exit $$(( own != 0 || cross_rc != 0 ))
+	echo "===== pytest tests/e2e ====="; cat "$$log"; rm -f "$$log"; \
+	echo "make test: libs/services/bench exit $$own, tests/ but e2e exit $$after, tests/e2e exit $$cross_rc"; \
+	exit $$(( own != 0 || after != 0 || cross_rc != 0 ))
 
 bench: bootstrap
 	$(UV) run python -m bench $(ARGS)
