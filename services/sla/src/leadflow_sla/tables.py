@@ -119,6 +119,18 @@ currency_rate = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# The funnel gauges' figures (one row, id 1): one replica computes them once a refresh interval, holding
+# computing_until meanwhile (if it dies, another takes over when that passes), and every replica publishes
+# them, so the window is scanned once a minute however many replicas run.
+funnel_gauge_figures = Table(
+    "funnel_gauge_figures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("computed_at", DateTime(timezone=True)),
+    Column("computing_until", DateTime(timezone=True)),
+    Column("figures", JSONB),
+)
+
 # Marketing spend per campaign and source over a period of days (both ends included).
 campaign_spend = Table(
     "campaign_spend",
