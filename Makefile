@@ -79,14 +79,11 @@ lint:
 	$(UV) run ruff check .
 	$(UV) run mypy libs services bench tests
 
-# Two independent pytest sessions side by side, each with its own Kafka and PostgreSQL: the
-# cross-process suites under tests/ (e2e, release, deploy) beside the libraries' and services' own.
-# The first's output follows the second's; the target fails if either fails.
+# Two independent pytest sessions side by side, each with its own Kafka and PostgreSQL: the end-to-end
+# tests (the longest) beside the libraries' and services' own, which the rest of tests/ (deploy, release,
+# API documents) follows. The end-to-end output comes last; the target fails if any run fails. Each prints
+# its slowest tests, to watch the 30-minute budget.
 test: bootstrap deps lint
-	@# Two pytest sessions side by side, each with its own broker and database: the end-to-end tests (the
-	@# longest) beside the libraries' and services' own, then the rest of tests/ (deploy, release, API documents)
-	@# after the latter.
-	@# Each prints its slowest tests, to watch the 30-minute budget.
 	@log=$$(mktemp); \
 	UV=$(UV) $(UV) run pytest tests/e2e --durations=15 > "$$log" 2>&1 & cross=$$!; \
 	UV=$(UV) $(UV) run pytest libs services bench --durations=15; own=$$?; \
