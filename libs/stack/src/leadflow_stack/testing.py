@@ -12,7 +12,7 @@ import contextlib
 import datetime
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +289,30 @@ def counting_statements(conn: asyncpg.Connection) -> Iterator[list[str]]:
         yield statements
     finally:
         conn.remove_query_logger(count)
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a plan from ``EXPLAIN (FORMAT JSON)`` (its ``"Plan"``), subplans included."""
+    return [node, *(found for child in node.get("Plans", []) for found in plan_nodes(child))]
+
+
+def rows_filtered_out(plan: dict[str, Any]) -> int:
+    """Rows an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan read and threw away (filters and join filters, every
+    loop): what a statement that should reach its rows by key must keep small whatever the tables hold."""
+    return int(sum((node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Join Filter", 0))
+                   * node["Actual Loops"] for node in plan_nodes(plan)))
+
+
+def array_literals(*arrays: Sequence[Any]) -> str:
+    """Arrays as SQL literals, comma-separated: the arguments of ``EXPLAIN EXECUTE``, which takes no
+    parameters. Elements are written as text (datetimes in ISO form); None is NULL."""
+    def element(value: Any) -> str:
+        if value is None:
+            return "NULL"
+        text = value.isoformat() if isinstance(value, datetime.datetime) else str(value)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return ", ".join("'{" + ",".join(element(value) for value in array).replace("'", "''") + "}'"
+                     for array in arrays)
 
 
 def scripted_resolver(*answers: list[str]) -> tuple[list[str], Resolver]:

@@ -31,6 +31,7 @@ Wiring, in a service::
     create_webhook_tables(op)
     upgrade_webhook_tables_2(op)
     upgrade_webhook_tables_3(op)
+    upgrade_webhook_tables_4(op)
     # settings.py
     class Settings(WebhookSettings): ...
     # bootstrap / app
@@ -77,10 +78,12 @@ from leadflow_kit.webhooks.tables import (
     delivery_table,
     downgrade_webhook_tables_2,
     downgrade_webhook_tables_3,
+    downgrade_webhook_tables_4,
     drop_webhook_tables,
     subscription_table,
     upgrade_webhook_tables_2,
     upgrade_webhook_tables_3,
+    upgrade_webhook_tables_4,
 )
 
 __all__ = [
@@ -105,6 +108,7 @@ __all__ = [
     "delivery_table",
     "downgrade_webhook_tables_2",
     "downgrade_webhook_tables_3",
+    "downgrade_webhook_tables_4",
     "drop_webhook_tables",
     "enqueue_webhook",
     "enqueue_webhooks",
@@ -119,6 +123,7 @@ __all__ = [
     "subscription_table",
     "upgrade_webhook_tables_2",
     "upgrade_webhook_tables_3",
+    "upgrade_webhook_tables_4",
     "webhook_admin_router",
     "webhook_dispatcher",
     "webhook_payload",

@@ -55,6 +55,15 @@ def _revision_2_indexes() -> list[Index]:
     ]
 
 
+def _revision_4_indexes() -> list[Index]:
+    return [
+        # The rows waiting out a backoff after a failed attempt, which a success to their receiver makes due at
+        # once. Few at any time, and only them: a backlog of fresh rows (a burst) is not read to find them.
+        Index("ix_webhook_delivery_backed_off", "subscription_id", "next_attempt_at",
+              postgresql_where=text("status = 'pending' AND attempts > 0")),
+    ]
+
+
 def define_webhook_tables(metadata: MetaData) -> WebhookTables:
     """Put the webhook tables on a service's MetaData (so Alembic knows them)."""
     return WebhookTables(_subscription(metadata), _delivery(metadata), _attempt(metadata))
@@ -114,6 +123,7 @@ def _delivery(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index("ix_webhook_delivery_subscription_id_created_at", "subscription_id", "created_at"),
         *_revision_2_indexes(),
+        *_revision_4_indexes(),
     )
 
 
@@ -258,6 +268,18 @@ def upgrade_webhook_tables_3(op: Operations) -> None:
 def downgrade_webhook_tables_3(op: Operations) -> None:
     for name in FILTER_PROPERTIES:
         op.drop_column("webhook_subscription", f"filter_{name}")
+
+
+def upgrade_webhook_tables_4(op: Operations) -> None:
+    """The index of rows waiting out a backoff (the record of a success probes it)."""
+    for index in _revision_4_indexes():
+        op.create_index(index.name or "", "webhook_delivery", [str(c) for c in index.expressions],
+                        postgresql_where=index.dialect_options["postgresql"]["where"])
+
+
+def downgrade_webhook_tables_4(op: Operations) -> None:
+    for index in _revision_4_indexes():
+        op.drop_index(index.name or "", table_name="webhook_delivery")
 
 
 def _convert_secrets(op: Operations, conversion: Callable[[SecretBox], Callable[[str], str]]) -> None:
