@@ -1,10 +1,16 @@
 """The event pipeline's connections (``Platform.pipeline_db``) plan a statement once, and its plan reaches
 rows by index whatever the statistics said when it was made."""
 
+import json
 from typing import Any
 
-from leadflow_kit.db import PIPELINE_PLANNING, Database, new_metadata
+import asyncpg
+
+from leadflow_kit.db import PIPELINE_PLANNING, Database, asyncpg_dsn, new_metadata
+from leadflow_kit.outbox import _CLAIM_HEAD as CLAIM_HEAD
+from leadflow_kit.outbox import relay_session_settings
 from leadflow_kit.publisher import DELETE_SENT
+from leadflow_stack.testing import plan_nodes
 
 
 async def plans_of(database: Database, statement: str, executions: int) -> tuple[int, int, str]:
@@ -44,3 +50,52 @@ async def test_pipeline_statements_are_planned_once_and_probe_by_index(infra: An
     finally:
         await pipeline.dispose()
         await default.dispose()
+
+
+async def test_the_relays_claim_of_a_stale_backlog_probes_each_rows_key_whatever_the_statistics_say(
+        infra: Any) -> None:
+    # The outbox is empty most of the time, and autovacuum records it so. Then the direct sends fall behind
+    # (make bench at saturation): hundreds of rows grow older than the backstop age, on pages left by
+    # thousands of rows sent and deleted since. Claiming 255 of them must look for an older row of each one's
+    # key by that key. Before, the relay's connection had kept a generic plan made over the empty outbox (after
+    # five runs PostgreSQL may keep one): a scan of the whole outbox for each row claimed, 462,679 pages for one
+    # claim (1.7 s, in auto_explain's log of a quick run at 400 leads/s); here 15,931, and more with each page.
+    url = await infra.new_database("kit_relay_planning")
+    default = Database(url)
+    try:
+        async with default.engine.begin() as conn:
+            await conn.run_sync(new_metadata().create_all)
+        async with default.autocommit() as conn:
+            await conn.execute("VACUUM ANALYZE outbox")
+        relay = await asyncpg.connect(asyncpg_dsn(url), server_settings=relay_session_settings("kit-relay"))
+        try:
+            await relay.execute(f"PREPARE claim_head AS {CLAIM_HEAD}")
+            for _ in range(6):
+                async with relay.transaction():
+                    await relay.execute("EXECUTE claim_head(255, 2)")
+            async with default.autocommit() as conn:
+                await conn.execute("INSERT INTO outbox (event_id, topic, key, headers, body) SELECT 'sent-' || n,"
+                                   " 't', 'k' || n % 50, '[]', 'b' FROM generate_series(1, 5000) AS n")
+                await conn.execute("DELETE FROM outbox WHERE event_id LIKE 'sent-%'")
+                await conn.execute("INSERT INTO outbox (event_id, topic, key, headers, body, created_at)"
+                                   " SELECT 'stale-' || n, 't', 'k' || n % 50, '[]', 'b', now() - interval '1 hour'"
+                                   " FROM generate_series(1, 700) AS n")
+            async with relay.transaction():
+                [plan] = json.loads(await relay.fetchval(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim_head(255, 2)"))
+            plans = await relay.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'claim_head'")
+        finally:
+            await relay.close()
+    finally:
+        await default.dispose()
+    assert plan["Plan"]["Actual Rows"] == 255
+    nodes = plan_nodes(plan["Plan"])
+    assert not [node for node in nodes if node["Node Type"] == "Seq Scan"], json.dumps(plan)[:4000]
+    # One probe of the key index per row claimed (each walking the dead entries of its key, in this test).
+    [probe] = [node for node in nodes if node.get("Index Name") == "ix_outbox_topic_key"]
+    assert probe["Actual Loops"] == 255
+    pages = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+    assert pages < 8_000, json.dumps(plan)[:4000]
+    # Planned afresh at each run (about once a second), from the outbox's size then, with scans ruled out.
+    assert tuple(plans) == (0, 7)
