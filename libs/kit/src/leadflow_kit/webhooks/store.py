@@ -324,7 +324,8 @@ _CLAIM = (
 # backlog for every row recorded (auto_explain in a quick run at 400 leads/s: 207,456 rows compared to record
 # 32, 90 ms a statement, the routing database's costliest). So the state compared comes from ``finished`` (a
 # materialized CTE: a join clause, which proves no partial index), and the rows to wake are probed per
-# subscription in a LATERAL subquery and locked there (the UPDATE then needs no restriction to stay exact).
+# subscription in a LATERAL subquery, by ix_webhook_delivery_backed_off, and locked there (the UPDATE then
+# needs no restriction to stay exact).
 # The probe starts past the last send's end: rows due before it are due anyway, and in a backlog those are
 # the many queued while the sends ran, which an earlier version rewrote at every record. A row waits out a
 # backoff only after a failed attempt (``attempts > 0``; a replay starts again at 0, due at once).
