@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -190,10 +191,15 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
         # statements are inside the transaction rather than in autocommit.
         try:
             await adapted._start_transaction()
-        except Exception:
-            # A pooled connection the server closed (a restart) fails here, where SQLAlchemy does not
-            # see it: the pool would hand it out again and again. Drop it; the next checkout connects.
-            await connection.invalidate()
+        except BaseException:
+            # SQLAlchemy does not see what fails here, and would hand the connection out again and again:
+            # - a pooled connection the server closed (a restart);
+            # - a cancel (a stop) during the BEGIN: asyncpg then still counts its transaction as the
+            #   connection's own while SQLAlchemy counts none, so every later transaction on it ran as a
+            #   savepoint inside a BEGIN nobody commits, and its writes, reported done, were lost when the
+            #   connection closed.
+            # Drop it; the next checkout connects.
+            await asyncio.shield(connection.invalidate())
             raise
     driver = adapted.driver_connection
     session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), driver)
