@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 APP_ROLE = "leadflow"
 APP_PASSWORD = "leadflow"
 SUPERUSER = "postgres"
+# Set to a number of ms (``LEADFLOW_PG_AUTO_EXPLAIN_MS=40 make bench``): a server started with it logs the plan
+# of each statement slower than that (docs/performance.md, "Finding a slow statement's plan").
+AUTO_EXPLAIN_ENV = "LEADFLOW_PG_AUTO_EXPLAIN_MS"
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -207,6 +210,23 @@ class PostgresCluster:
             "shared_preload_libraries": "'pg_stat_statements'",
             "pg_stat_statements.track": "top",
         }
+        if explain := os.environ.get(AUTO_EXPLAIN_ENV, "").strip():
+            try:
+                explain_ms = float(explain)
+            except ValueError:
+                raise StackError(f"{AUTO_EXPLAIN_ENV} must be a number of milliseconds, not {explain!r}") from None
+            # Diagnosis, off by default: the plan, with each node's rows, loops, time and pages, of every
+            # statement slower than this many ms, written to the server's log (what pg_stat_statements cannot
+            # say: why a statement is slow under load, with the statistics and plan cache of that moment).
+            # Timing every node costs CPU on every statement, so the figures of such a run are not the bench's.
+            settings |= {
+                "shared_preload_libraries": "'pg_stat_statements,auto_explain'",
+                "auto_explain.log_min_duration": f"'{explain_ms}ms'",
+                "auto_explain.log_analyze": "on",
+                "auto_explain.log_buffers": "on",
+                "auto_explain.log_nested_statements": "on",
+                "auto_explain.log_level": "warning",
+            }
         if not self.durable:
             # A test cluster is thrown away: trade crash safety for speed.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
