@@ -328,11 +328,36 @@ class TimelineRecord:
     # Noted when it is the subject's first event at this stage: pipeline latency for the pipeline's stages,
     # the count of captured leads for ``captured`` (whichever topic's event reaches sla first).
     measured: bool
-    # Only webhooks of the routed lead count as the pipeline's last stage (a LIKE pattern on the event type).
-    earlier_event_type_like: str | None
+    # Only webhooks of the routed lead count as the pipeline's last stage: an earlier event at this stage
+    # counts only when its event type starts so.
+    earlier_event_type_prefix: str | None
+
+    def precedes(self, later: TimelineRecord) -> bool:
+        """Whether this record, earlier on ``later``'s subject's timeline, makes ``later`` no first."""
+        if later.subject not in self.lead_ids or self.stage != later.stage:
+            return False
+        prefix = later.earlier_event_type_prefix
+        event_type = self.details.get("event_type")
+        return prefix is None or (isinstance(event_type, str) and event_type.startswith(prefix))
 
 
-ROUTED_WEBHOOK_LIKE = "lead.routed%"
+ROUTED_WEBHOOK_PREFIX = "lead.routed"
+
+
+def firsts_within_batch(records: Sequence[TimelineRecord]) -> list[int]:
+    """The positions of the measured records that no earlier record of the batch precedes: the candidates for
+    their subject's first at their stage, which the store then checks against what the timelines held before
+    the batch. Linear in the batch (the store once compared every pair in SQL: a nested loop over 200 x 200
+    rows at saturation, where hash joins are off)."""
+    seen: dict[tuple[str, str], list[TimelineRecord]] = {}
+    candidates = []
+    for position, record in enumerate(records):
+        if record.measured and not any(
+                earlier.precedes(record) for earlier in seen.get((record.subject, record.stage), ())):
+            candidates.append(position)
+        for lead_id in record.lead_ids:
+            seen.setdefault((lead_id, record.stage), []).append(record)
+    return candidates
 
 
 def occurred_at(evt: Event[LeadData]) -> datetime:
@@ -375,7 +400,7 @@ def timeline_record(evt: Event[LeadData]) -> TimelineRecord:
         lead_ids=lead_ids_of(evt.subject, data), event_id=evt.id, event_type=evt.type, stage=stage,
         source=evt.source, at=occurred_at(evt), lead_captured_at=captured_at_of(evt),
         details=stage_details(data), facts_lead_id=facts_lead_id(evt), subject=evt.subject, measured=measured,
-        earlier_event_type_like=ROUTED_WEBHOOK_LIKE if stage == "webhook_delivered" else None,
+        earlier_event_type_prefix=ROUTED_WEBHOOK_PREFIX if stage == "webhook_delivered" else None,
     )
 
 

@@ -38,6 +38,7 @@ from leadflow_sla.domain import (
     SlaClock,
     TimelineEvent,
     TimelineRecord,
+    firsts_within_batch,
 )
 from leadflow_sla.notify import Notification
 from leadflow_sla.reports import NO_VALUE, GroupBy
@@ -116,11 +117,14 @@ def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple
 # each of the table's indexes (sixteen, most of them the lead search's): over a million leads, 200 such
 # upserts took 32 ms and eleven WAL records a lead, 200 locks 1 ms (docs/performance.md, session 24). A
 # lead that another transaction inserted after the statement's snapshot is neither locked nor created here;
-# ``record_and_lock`` takes it with ``_LOCK_OR_CREATE``. Each row also carries the positions (in the batch)
-# of the measured events that are their subject's first at their stage: recorded now, with no row at that
-# stage before the batch (the snapshot every part of the statement reads) nor from an earlier event of the
-# batch, as if the events were recorded one by one (a row of NULL facts carries them when no lead was
-# locked or created).
+# ``record_and_lock`` takes it with ``_LOCK_OR_CREATE``.
+# The first row (a row of NULL facts when no lead was locked or created) also carries what tells a measured
+# event its subject's first at its stage: of the batch's candidates (no earlier event of the batch precedes
+# them, ``domain.firsts_within_batch``), the positions with no row at that stage before the batch (the
+# snapshot every part of the statement reads), and the timeline rows recorded now (an event a concurrent
+# transaction recorded first is not). Python matches them, by key: compared in SQL, every candidate met every
+# recorded row in a nested loop (hash joins are off on the pipeline's connections), 58,000 rows compared for
+# each of sla's slowest statements at 400 leads/s (auto_explain, docs/performance.md, session 30).
 _RECORD_AND_LOCK = """
 WITH timeline AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -132,34 +136,59 @@ WITH timeline AS (
     FROM timeline ORDER BY position
     ON CONFLICT DO NOTHING
     RETURNING lead_id, event_id
-), measured AS (
-    SELECT * FROM unnest($10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
-        AS m(position, subject, event_id, stage, event_type_like)
+), candidates AS (
+    SELECT * FROM unnest($10::int[], $11::text[], $12::text[], $13::text[])
+        AS c(position, subject, stage, event_type_prefix)
 ), firsts AS (
-    SELECT m.position FROM measured AS m
-    WHERE EXISTS (SELECT 1 FROM recorded AS r WHERE r.lead_id = m.subject AND r.event_id = m.event_id)
-      AND NOT EXISTS (
-          SELECT 1 FROM lead_event AS earlier
-          WHERE earlier.lead_id = m.subject AND earlier.stage = m.stage
-            AND (m.event_type_like IS NULL OR earlier.details ->> 'event_type' LIKE m.event_type_like))
-      AND NOT EXISTS (
-          SELECT 1 FROM timeline AS earlier
-          WHERE earlier.position < m.position AND earlier.lead_id = m.subject AND earlier.stage = m.stage
-            AND (m.event_type_like IS NULL OR earlier.details::jsonb ->> 'event_type' LIKE m.event_type_like))
+    SELECT c.position FROM candidates AS c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM lead_event AS earlier
+        WHERE earlier.lead_id = c.subject AND earlier.stage = c.stage
+          AND (c.event_type_prefix IS NULL OR starts_with(earlier.details ->> 'event_type', c.event_type_prefix)))
 ), locked AS (
-    SELECT * FROM lead WHERE lead_id = ANY($15::text[]) ORDER BY lead_id FOR UPDATE
+    SELECT * FROM lead WHERE lead_id = ANY($14::text[]) ORDER BY lead_id FOR UPDATE
 ), created AS (
     INSERT INTO lead (lead_id, captured_at)
-    SELECT lead_id, captured_at FROM unnest($15::text[], $16::timestamptz[]) AS l(lead_id, captured_at)
+    SELECT lead_id, captured_at FROM unnest($14::text[], $15::timestamptz[]) AS l(lead_id, captured_at)
     WHERE lead_id NOT IN (SELECT lead_id FROM locked)
     ORDER BY lead_id
     ON CONFLICT (lead_id) DO NOTHING
     RETURNING *
 )
-SELECT facts.*, ARRAY(SELECT position FROM firsts) AS first_positions
-FROM (SELECT 1) AS always_a_row
-LEFT JOIN (SELECT * FROM locked UNION ALL SELECT * FROM created) AS facts ON true
+SELECT facts.*,
+       CASE WHEN facts.first_row IS NOT FALSE THEN ARRAY(SELECT position FROM firsts) END AS first_positions,
+       CASE WHEN facts.first_row IS NOT FALSE THEN written.lead_ids END AS recorded_lead_ids,
+       CASE WHEN facts.first_row IS NOT FALSE THEN written.event_ids END AS recorded_event_ids
+FROM (SELECT array_agg(lead_id) AS lead_ids, array_agg(event_id) AS event_ids FROM recorded) AS written
+LEFT JOIN (
+    SELECT *, row_number() OVER () = 1 AS first_row FROM (SELECT * FROM locked UNION ALL SELECT * FROM created) AS l
+) AS facts ON true
 """
+
+def _captured_at_by_lead(records: Sequence[TimelineRecord]) -> dict[str, datetime | None]:
+    """Each lead whose facts the records move, in their order, with the capture time its first record says."""
+    captured: dict[str, datetime | None] = {}
+    for record in records:
+        captured.setdefault(record.facts_lead_id, record.lead_captured_at)
+    return captured
+
+
+def record_and_lock_arguments(records: Sequence[TimelineRecord]) -> list[list[Any]]:
+    """``_RECORD_AND_LOCK``'s parameters for a batch."""
+    timeline = [(position, lead_id, record) for position, record in enumerate(records)
+                for lead_id in record.lead_ids]
+    candidates = [(position, records[position]) for position in firsts_within_batch(records)]
+    captured = _captured_at_by_lead(records)
+    return [
+        [p for p, _, _ in timeline], [lead_id for _, lead_id, _ in timeline],
+        [r.event_id for _, _, r in timeline], [r.event_type for _, _, r in timeline],
+        [r.stage for _, _, r in timeline], [r.source for _, _, r in timeline], [r.at for _, _, r in timeline],
+        [r.lead_captured_at for _, _, r in timeline], [json.dumps(r.details) for _, _, r in timeline],
+        [p for p, _ in candidates], [r.subject for _, r in candidates], [r.stage for _, r in candidates],
+        [r.earlier_event_type_prefix for _, r in candidates],
+        list(captured), list(captured.values()),
+    ]
+
 
 # The leads a concurrent transaction created after ``_RECORD_AND_LOCK``'s snapshot: the no-op DO UPDATE locks
 # and returns a row whoever inserted it (it writes a row version, which this rare case can afford).
@@ -308,25 +337,14 @@ class SlaStore:
         events move (created, captured when their first event says, when new). Returns those leads' facts by
         id, and the positions in ``records`` of the events that are their subject's first measured event at
         their stage, as if recorded one by one."""
-        timeline = [(position, lead_id, record) for position, record in enumerate(records)
-                    for lead_id in record.lead_ids]
-        measured = [(position, record) for position, record in enumerate(records) if record.measured]
-        captured: dict[str, datetime | None] = {}
-        for record in records:
-            captured.setdefault(record.facts_lead_id, record.lead_captured_at)
         conn = await driver_connection(session)
-        rows = await conn.fetch(
-            _RECORD_AND_LOCK,
-            [p for p, _, _ in timeline], [lead_id for _, lead_id, _ in timeline],
-            [r.event_id for _, _, r in timeline], [r.event_type for _, _, r in timeline],
-            [r.stage for _, _, r in timeline], [r.source for _, _, r in timeline], [r.at for _, _, r in timeline],
-            [r.lead_captured_at for _, _, r in timeline], [json.dumps(r.details) for _, _, r in timeline],
-            [p for p, _ in measured], [r.subject for _, r in measured], [r.event_id for _, r in measured],
-            [r.stage for _, r in measured], [r.earlier_event_type_like for _, r in measured],
-            list(captured), list(captured.values()),
-        )
-        firsts = set(rows[0]["first_positions"])
+        rows = await conn.fetch(_RECORD_AND_LOCK, *record_and_lock_arguments(records))
+        first = next(row for row in rows if row["first_positions"] is not None)
+        recorded = set(zip(first["recorded_lead_ids"] or (), first["recorded_event_ids"] or (), strict=True))
+        firsts = {position for position in first["first_positions"]
+                  if (records[position].subject, records[position].event_id) in recorded}
         leads = {row["lead_id"]: _record(LeadFacts, row) for row in rows if row["lead_id"] is not None}
+        captured = _captured_at_by_lead(records)
         if raced := [lead_id for lead_id in captured if lead_id not in leads]:
             for row in await conn.fetch(_LOCK_OR_CREATE, raced, [captured[lead_id] for lead_id in raced]):
                 leads[row["lead_id"]] = _record(LeadFacts, row)

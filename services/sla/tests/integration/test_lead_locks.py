@@ -18,7 +18,7 @@ from leadflow_sla.store import SlaStore
 def record(lead_id: str, event_id: str, at: datetime) -> TimelineRecord:
     return TimelineRecord(lead_ids=[lead_id], event_id=event_id, event_type="lead.scored", stage="scored",
                           source="scoring", at=at, lead_captured_at=at - timedelta(seconds=1), details={},
-                          facts_lead_id=lead_id, subject=lead_id, measured=True, earlier_event_type_like=None)
+                          facts_lead_id=lead_id, subject=lead_id, measured=True, earlier_event_type_prefix=None)
 
 
 async def versions(sla_env: Any, lead_ids: list[str]) -> dict[str, str]:

@@ -45,8 +45,8 @@ class FakeSlaStore(SlaStore):
         firsts = set()
         for position, record in enumerate(records):
             earlier = [e for e in self.timelines.get(record.subject, []) if e.stage == record.stage and (
-                record.earlier_event_type_like is None
-                or str(e.details.get("event_type", "")).startswith(record.earlier_event_type_like.rstrip("%")))]
+                record.earlier_event_type_prefix is None
+                or str(e.details.get("event_type", "")).startswith(record.earlier_event_type_prefix))]
             recorded = []
             for lead_id in record.lead_ids:
                 timeline = self.timelines.setdefault(lead_id, [])

@@ -35,6 +35,33 @@ def test_stages_of_events() -> None:
     assert domain.stage_rank("captured") < domain.stage_rank("enriched") < domain.stage_rank("routed")
 
 
+def _record(subject: str, event_id: str, stage: str, *, measured: bool = True, event_type: str | None = None,
+            also: str | None = None) -> domain.TimelineRecord:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    return domain.TimelineRecord(
+        lead_ids=[subject] if also is None else [subject, also], event_id=event_id, event_type=f"lead.{stage}",
+        stage=stage, source="test", at=now, lead_captured_at=now,
+        details={"event_type": event_type} if event_type else {}, facts_lead_id=subject, subject=subject,
+        measured=measured,
+        earlier_event_type_prefix=domain.ROUTED_WEBHOOK_PREFIX if stage == "webhook_delivered" else None)
+
+
+def test_a_batchs_candidates_for_firsts_are_the_measured_events_no_earlier_one_of_the_batch_precedes() -> None:
+    batch = [
+        _record("a", "1", "enriched"),
+        _record("a", "2", "enriched"),  # behind 1
+        _record("b", "3", "enriched"),  # another lead
+        _record("a", "4", "scored", measured=False),
+        _record("a", "5", "webhook_delivered", event_type="lead.sla.breached", measured=False),
+        _record("a", "6", "webhook_delivered", event_type="lead.routed.v1"),  # a breach's webhook does not count
+        _record("a", "7", "webhook_delivered", event_type="lead.routed.v1"),  # behind 6
+        _record("c", "8", "scored", also="a"),  # on a's timeline too, but c's first
+        _record("a", "9", "scored"),  # behind 4 (measured or not, it is on a's timeline) and 8 (also on a's)
+    ]
+    assert domain.firsts_within_batch(batch) == [0, 2, 5, 7]
+    assert domain.firsts_within_batch([]) == []
+
+
 def test_percentiles_interpolate_between_ranks() -> None:
     assert domain.percentile([], 0.5) is None
     assert domain.percentile([7.0], 0.9) == 7.0
