@@ -179,12 +179,17 @@ SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::te
 
 # The batch's leads' first MQL moments noted once (lead.mql is sent once), and whether anyone subscribes
 # to the lifecycle types at all; a lead with several events of the batch is one row ($2: any was an MQL).
+# Each lead is reached by key from the batch's arrays, which ``before`` carries on: joined to them again
+# (two CTEs, hash joins off on the pipeline's connections), every lead met every other in a nested loop.
 MARK_LIFECYCLES = """
-WITH given AS (SELECT * FROM unnest($1::text[], $2::boolean[]) AS g(id, mql)),
-before AS (SELECT lead.id, lead.mql_notified_at FROM lead JOIN given USING (id) ORDER BY lead.id FOR UPDATE OF lead)
-UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN given.mql THEN $3::timestamptz END)
-FROM before JOIN given USING (id) WHERE lead.id = before.id
-RETURNING lead.id, given.mql AND before.mql_notified_at IS NULL AS first_mql,
+WITH before AS (
+    SELECT lead.id, lead.mql_notified_at, given.mql
+    FROM unnest($1::text[], $2::boolean[]) AS given(id, mql) JOIN lead ON lead.id = given.id
+    ORDER BY lead.id FOR UPDATE OF lead
+)
+UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN before.mql THEN $3::timestamptz END)
+FROM before WHERE lead.id = before.id
+RETURNING lead.id, before.mql AND before.mql_notified_at IS NULL AS first_mql,
     EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $4::varchar[]) AS wanted
 """
 
