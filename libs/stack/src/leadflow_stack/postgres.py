@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 APP_ROLE = "leadflow"
 APP_PASSWORD = "leadflow"
 SUPERUSER = "postgres"
-# Set to a number of ms (``LEADFLOW_PG_AUTO_EXPLAIN_MS=40 make bench``): a server started with it logs the plan
-# of each statement slower than that (docs/performance.md, "Finding a slow statement's plan").
+# Set to a number of ms (``LEADFLOW_PG_AUTO_EXPLAIN_MS=40 make up``): a server started with it logs the plan
+# of each statement slower than that (docs/runbook.md, "Statements per service").
 AUTO_EXPLAIN_ENV = "LEADFLOW_PG_AUTO_EXPLAIN_MS"
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

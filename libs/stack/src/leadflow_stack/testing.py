@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from leadflow_contracts import Event, EventData, decode, encode_body, encode_headers
+from leadflow_kit.db import PIPELINE_PLANNING, Database
 from leadflow_kit.egress import IPAddress, Resolver
 from leadflow_stack.services import LOCAL_RECEIVER_NETWORKS
 
@@ -289,6 +290,17 @@ def counting_statements(conn: asyncpg.Connection) -> Iterator[list[str]]:
         yield statements
     finally:
         conn.remove_query_logger(count)
+
+
+@asynccontextmanager
+async def pipeline_database(url: str) -> AsyncIterator[Database]:
+    """The database at ``url`` as the event pipeline's consumers reach it (``Platform.pipeline_db``: each
+    statement planned once, scans and hash joins ruled out), disposed at the end."""
+    database = Database(url, pool_size=2, planning=PIPELINE_PLANNING)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from routing_harness import Env
 
-from leadflow_kit.db import PIPELINE_PLANNING, Database
+from leadflow_kit.db import Database
 from leadflow_routing.store import MARK_LIFECYCLES, RoutingStore
-from leadflow_stack.testing import rows_filtered_out
+from leadflow_stack.testing import pipeline_database, rows_filtered_out
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +21,8 @@ EARLIER = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def pipeline_db(env: Env) -> AsyncIterator[Database]:
-    """The consumer's connections: statements planned once, scans and hash joins ruled out."""
-    database = Database(env.database_url, pool_size=2, planning=PIPELINE_PLANNING)
-    try:
+    async with pipeline_database(env.database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def new_leads(db: Database, prefix: str, count: int, *, notified: int = 0) -> list[str]:

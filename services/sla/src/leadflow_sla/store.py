@@ -123,8 +123,8 @@ def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple
 # them, ``domain.firsts_within_batch``), the positions with no row at that stage before the batch (the
 # snapshot every part of the statement reads), and the timeline rows recorded now (an event a concurrent
 # transaction recorded first is not). Python matches them, by key: compared in SQL, every candidate met every
-# recorded row in a nested loop (hash joins are off on the pipeline's connections), 58,000 rows compared for
-# each of sla's slowest statements at 400 leads/s (auto_explain, docs/performance.md, session 30).
+# recorded row in a nested loop (hash joins are off on the pipeline's connections), 57,000 rows compared on
+# average by each of sla's slowest statements at 400 leads/s (auto_explain, docs/performance.md, session 30).
 _RECORD_AND_LOCK = """
 WITH timeline AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -164,6 +164,7 @@ LEFT JOIN (
     SELECT *, row_number() OVER () = 1 AS first_row FROM (SELECT * FROM locked UNION ALL SELECT * FROM created) AS l
 ) AS facts ON true
 """
+
 
 def _captured_at_by_lead(records: Sequence[TimelineRecord]) -> dict[str, datetime | None]:
     """Each lead whose facts the records move, in their order, with the capture time its first record says."""

@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from leadflow_kit.db import PIPELINE_PLANNING, Database
+from leadflow_kit.db import Database
 from leadflow_sla.domain import ROUTED_WEBHOOK_PREFIX, TimelineRecord
 from leadflow_sla.store import _RECORD_AND_LOCK as RECORD_AND_LOCK
 from leadflow_sla.store import SlaStore, record_and_lock_arguments
-from leadflow_stack.testing import rows_filtered_out
+from leadflow_stack.testing import pipeline_database, rows_filtered_out
 
 AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -34,12 +34,8 @@ def record(subject: str, event_id: str, stage: str, *, event_type: str | None = 
 
 @pytest.fixture
 async def pipeline_db(sla_env: Any) -> AsyncIterator[Database]:
-    """The consumer's connections: statements planned once, scans and hash joins ruled out."""
-    database = Database(sla_env.database_url, pool_size=2, planning=PIPELINE_PLANNING)
-    try:
+    async with pipeline_database(sla_env.database_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def record_batch(db: Database, batch: list[TimelineRecord]) -> set[int]:
