@@ -35,6 +35,7 @@ from leadflow_kit.webhooks.dispatcher import WebhookDispatcher, WebhookHandOff
 from leadflow_kit.webhooks.policy import NextStep
 from leadflow_kit.webhooks.store import _CLAIM as CLAIM_STATEMENT
 from leadflow_kit.webhooks.store import _RECORD as RECORD_STATEMENT
+from leadflow_kit.webhooks.store import _RELEASE as RELEASE_STATEMENT
 from leadflow_kit.webhooks.store import DispatcherRoom, FinishedAttempt, webhook_transaction
 from leadflow_kit.webhooks.tables import attempt_table
 from leadflow_stack.testing import (
@@ -83,6 +84,41 @@ async def rows(db: Database) -> dict[str, dict[str, Any]]:
 def delivery(webhook_id: str, subscription_id: str, lead_id: str, **columns: Any) -> dict[str, Any]:
     return {"id": int(webhook_id.removeprefix("d")), "webhook_id": webhook_id, "subscription_id": subscription_id,
             "lead_id": lead_id, **columns}
+
+
+async def plan_once_then_run_over(db: Database, statement: str, empty_arguments: str, backlog: list[dict[str, Any]],
+                                  arguments: str) -> dict[str, Any]:
+    """``statement``'s plan on a pipeline connection (PIPELINE_PLANNING: planned once, at its first run, with
+    ``empty_arguments``, over statistics of the rows there now), run with ``arguments`` after ``backlog``
+    (delivery rows) came: EXPLAIN ANALYZE's."""
+    async with db.engine.begin() as analyzing:
+        await analyzing.exec_driver_sql("ANALYZE webhook_delivery")
+    pipeline = Database(db.url, planning=PIPELINE_PLANNING)
+    try:
+        async with pipeline.autocommit() as conn:
+            await conn.execute(f"PREPARE planned_once AS {statement}")
+            await conn.execute(f"EXECUTE planned_once({empty_arguments})")
+            async with db.transaction() as session:
+                await session.execute(insert(delivery_table), [
+                    {"event_type": "lead.routed", "payload": "{}", "created_at": NOW, "status": "pending",
+                     "leased_until": None, "attempts": 0, **columns} for columns in backlog])
+            [plan] = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE planned_once({arguments})")
+            generic = await conn.fetchval(
+                "SELECT generic_plans FROM pg_prepared_statements WHERE name = 'planned_once'")
+    finally:
+        await pipeline.dispose()
+    assert generic == 2  # the plan made over the statistics before the backlog
+    plan_root: dict[str, Any] = plan["Plan"]
+    return plan_root
+
+
+def leased_over_history(analyzed_in_flight: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """32 rows leased to a dispatcher (d1001 to d1032), and the rows there when the statistics are taken: 200
+    delivered and the first ``analyzed_in_flight`` of the leased ones."""
+    leased = {"status": "pending", "leased_until": LEASED, "next_attempt_at": LEASED}
+    in_flight = [delivery(f"d{n}", "crm", f"sent-{n}", **leased) for n in range(1001, 1033)]
+    history = [delivery(f"d{n}", "crm", f"done-{n}", status="delivered", attempts=1) for n in range(1, 201)]
+    return in_flight, [*history, *in_flight[:analyzed_in_flight]]
 
 
 async def test_a_rounds_attempts_are_recorded_in_one_statement_that_keeps_each_ones_rules(infra: Any) -> None:
@@ -276,49 +312,26 @@ async def test_a_record_over_a_backlog_reaches_its_rows_by_key_whatever_the_stat
     # backlog of 6,000 rows comes (a burst, before autovacuum's next look; make bench at 400 leads/s).
     # Recording 32 sends must reach those rows by key, and leave the backlog alone: rows queued while the
     # sends ran are not waiting out a backoff. Only the row that is gets woken by the successes.
-    leased = {"status": "pending", "leased_until": LEASED, "next_attempt_at": LEASED}
-    sent = [delivery(f"d{n}", "crm", f"sent-{n}", **leased) for n in range(1001, 1033)]
-    known = [*[delivery(f"d{n}", "crm", f"done-{n}", status="delivered", attempts=1) for n in range(1, 201)],
-             *sent[:analyzed_in_flight]]
+    sent, known = leased_over_history(analyzed_in_flight)
     queued_while_sending = NOW + timedelta(seconds=1)
     finished = [FinishedAttempt(n, 0, AttemptOutcome(204, None), NextStep("delivered", None),
                                 NOW + timedelta(seconds=2 * (n - 1001) / 31), 0.01) for n in range(1001, 1033)]
     async with webhook_database(infra, [{"id": "crm"}], known) as db:
-        async with db.engine.begin() as conn:
-            await conn.exec_driver_sql("ANALYZE webhook_delivery")
-        pipeline = Database(db.url, planning=PIPELINE_PLANNING)
-        try:
-            async with pipeline.autocommit() as conn:
-                await conn.execute(f"PREPARE record_attempts AS {RECORD_STATEMENT}")
-                await conn.execute(f"EXECUTE record_attempts({array_literals(*[[]] * 10)})")
-                async with db.transaction() as session:
-                    await session.execute(insert(delivery_table), [
-                        {"event_type": "lead.routed", "payload": "{}", "created_at": NOW, "status": "pending",
-                         "leased_until": None, **columns}
-                        for columns in [
-                            *[{"attempts": 0, **row} for row in sent[analyzed_in_flight:]],
-                            delivery("d2000", "crm", "retried", attempts=2, next_attempt_at=NOW + timedelta(minutes=5)),
-                            *[delivery(f"d{n}", "crm", f"lead-{n}", attempts=0, next_attempt_at=queued_while_sending)
-                              for n in range(3001, 9001)],
-                        ]])
-                [plan] = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE record_attempts("
-                                             + array_literals(
-                    [a.delivery_id for a in finished], [0] * 32, ["delivered"] * 32, [a.at for a in finished],
-                    [a.at for a in finished], [204] * 32, [None] * 32, [10.0] * 32, ["delivered"] * 32,
-                    [None] * 32) + ")")
-                generic = await conn.fetchval(
-                    "SELECT generic_plans FROM pg_prepared_statements WHERE name = 'record_attempts'")
-        finally:
-            await pipeline.dispose()
-        assert generic == 2  # the plan made over the statistics before the backlog
+        plan = await plan_once_then_run_over(db, RECORD_STATEMENT, array_literals(*[[]] * 10), [
+            *sent[analyzed_in_flight:],
+            delivery("d2000", "crm", "retried", attempts=2, next_attempt_at=NOW + timedelta(minutes=5)),
+            *[delivery(f"d{n}", "crm", f"lead-{n}", next_attempt_at=queued_while_sending) for n in range(3001, 9001)],
+        ], array_literals(
+            [a.delivery_id for a in finished], [0] * 32, ["delivered"] * 32, [a.at for a in finished],
+            [a.at for a in finished], [204] * 32, [None] * 32, [10.0] * 32, ["delivered"] * 32, [None] * 32))
         # The 32 rows by key: a scan of the open rows joined to them threw away 6,000 rows for each (192,000
         # here with the quiet statistics), and more with every row of backlog.
-        [updated] = [node for node in plan_nodes(plan["Plan"]) if node.get("Subplan Name") == "CTE updated"]
+        [updated] = [node for node in plan_nodes(plan) if node.get("Subplan Name") == "CTE updated"]
         assert rows_filtered_out(updated) < 100, json.dumps(updated)[:4000]
         if analyzed_in_flight:
             # And the backed-off one by its own index. Over statistics that saw no open row at all, the planner
             # may read the subscription's open rows for it instead (writing none: asserted below).
-            assert rows_filtered_out(plan["Plan"]) < 100, json.dumps(plan)[:4000]
+            assert rows_filtered_out(plan) < 100, json.dumps(plan)[:4000]
 
         after = await rows(db)
         assert {after[f"d{n}"]["status"] for n in range(1001, 1033)} == {"delivered"}
@@ -647,3 +660,26 @@ async def test_sends_that_end_while_the_cpu_is_short_are_recorded_together(
         recorded = dispatcher.metrics.recordings.labels("kit-webhooks")._value.get()
     assert sorted(receiver.requests) == ["lead-1", "lead-2"]
     assert recorded == recordings
+
+
+@pytest.mark.parametrize("analyzed_in_flight", [0, 32], ids=["quiet", "busy"])
+async def test_a_give_back_over_a_backlog_reaches_its_rows_by_key_whatever_the_statistics_say(
+        infra: Any, analyzed_in_flight: int) -> None:
+    # As the record above: a plan made once over statistics of a few delivered rows and none (or 32) in flight,
+    # kept while a backlog of 6,000 open rows comes. Giving back 32 leased rows (a stop, or a claim a hand-over
+    # overtook) must reach them by key, not compare each with the whole backlog of open rows. A row given back
+    # that is no longer leased (another dispatcher recorded it) stays as it is. The statement before threw away
+    # 7,024 rows here with the quiet statistics and 6,528 with the busy ones.
+    given_back, known = leased_over_history(analyzed_in_flight)
+    queued = NOW + timedelta(seconds=1)
+    async with webhook_database(infra, [{"id": "crm"}], known) as db:
+        plan = await plan_once_then_run_over(db, RELEASE_STATEMENT, "'{}', '{}', now()", [
+            *given_back[analyzed_in_flight:],
+            *[delivery(f"d{n}", "crm", f"lead-{n}", next_attempt_at=queued) for n in range(3001, 9001)],
+        ], array_literals([*range(1001, 1033), 3001], [0] * 33) + f", '{NOW.isoformat()}'")
+        assert rows_filtered_out(plan) < 100, json.dumps(plan)[:4000]
+
+        after = await rows(db)
+        assert {(after[f"d{n}"]["next_attempt_at"], after[f"d{n}"]["leased_until"]) for n in range(1001, 1033)} \
+            == {(NOW, None)}
+        assert {after[f"d{n}"]["next_attempt_at"] for n in range(3001, 9001)} == {queued}
