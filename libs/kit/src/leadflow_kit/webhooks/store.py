@@ -373,7 +373,7 @@ _NEXT_DUE = (
 # claimed one after the lease ran out, and recorded it, wins); a row disabled meanwhile goes back held.
 # The rows are reached by key whatever the statistics say, as in ``_RECORD``: with ``status = 'pending'``
 # written on the target, a plan made while few rows were open read the whole backlog of open rows through
-# their partial index at every give-back (about 7,000 rows thrown away to give back 32, in
+# their partial index at every give-back (about 7,000 rows thrown away to give back 33, in
 # test_a_give_back_over_a_backlog_reaches_its_rows_by_key_whatever_the_statistics_say). So nothing restricts
 # the target alone: the state and "still leased" (``leased_until >= '-infinity'``, false for NULL) are
 # compared with a materialized CTE's columns, join clauses that prove no partial index and leave the
