@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event, insert, select
 
 from leadflow_kit import pressure
-from leadflow_kit.db import PIPELINE_PLANNING, Database, driver_connection, new_metadata
+from leadflow_kit.db import Database, driver_connection, new_metadata
 from leadflow_kit.egress import IPAddress, guarded_session
 from leadflow_kit.webhooks import (
     AttemptOutcome,
@@ -42,6 +42,7 @@ from leadflow_stack.testing import (
     array_literals,
     counting_statements,
     eventually,
+    pipeline_database,
     plan_nodes,
     rows_filtered_out,
 )
@@ -93,20 +94,15 @@ async def plan_once_then_run_over(db: Database, statement: str, empty_arguments:
     (delivery rows) came: EXPLAIN ANALYZE's."""
     async with db.engine.begin() as analyzing:
         await analyzing.exec_driver_sql("ANALYZE webhook_delivery")
-    pipeline = Database(db.url, planning=PIPELINE_PLANNING)
-    try:
-        async with pipeline.autocommit() as conn:
-            await conn.execute(f"PREPARE planned_once AS {statement}")
-            await conn.execute(f"EXECUTE planned_once({empty_arguments})")
-            async with db.transaction() as session:
-                await session.execute(insert(delivery_table), [
-                    {"event_type": "lead.routed", "payload": "{}", "created_at": NOW, "status": "pending",
-                     "leased_until": None, "attempts": 0, **columns} for columns in backlog])
-            [plan] = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE planned_once({arguments})")
-            generic = await conn.fetchval(
-                "SELECT generic_plans FROM pg_prepared_statements WHERE name = 'planned_once'")
-    finally:
-        await pipeline.dispose()
+    async with pipeline_database(db.url) as pipeline, pipeline.autocommit() as conn:
+        await conn.execute(f"PREPARE planned_once AS {statement}")
+        await conn.execute(f"EXECUTE planned_once({empty_arguments})")
+        async with db.transaction() as session:
+            await session.execute(insert(delivery_table), [
+                {"event_type": "lead.routed", "payload": "{}", "created_at": NOW, "status": "pending",
+                 "leased_until": None, "attempts": 0, **columns} for columns in backlog])
+        [plan] = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE planned_once({arguments})")
+        generic = await conn.fetchval("SELECT generic_plans FROM pg_prepared_statements WHERE name = 'planned_once'")
     assert generic == 2  # the plan made over the statistics before the backlog
     plan_root: dict[str, Any] = plan["Plan"]
     return plan_root
