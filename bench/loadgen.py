@@ -150,9 +150,10 @@ class CaptureLoad:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if kind == "activity":
             headers.update(self.activity_headers)
-        sent = time.time()
+        sent = time.time()  # a request that fails before it is written keeps this time
         try:
             response = await self.client.request("POST", path, body, headers)
+            sent = response.sent or sent
             status = response.status
             if kind != "activity" and 200 <= status < 300:
                 lead_id = json.loads(response.body).get("lead_id")

@@ -20,6 +20,10 @@ class Response:
     status: int
     headers: dict[str, str]
     body: bytes
+    # When the request was handed to the kernel (epoch s): taken right after the write, not before the
+    # request was built, so a generator preempted in between (it runs at low priority) is not timed as
+    # the server's delay.
+    sent: float | None = None
 
 
 class HttpError(Exception):
@@ -125,13 +129,14 @@ class HttpClient:
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         conn.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        sent = time.time()
         await conn.writer.drain()
         status_line, response_headers = await _read_head(conn.reader)
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
             raise HttpError(f"bad status line {status_line!r}")
         payload = await _read_body(conn.reader, response_headers)
-        return Response(int(parts[1]), response_headers, payload)
+        return Response(int(parts[1]), response_headers, payload, sent)
 
     async def close(self) -> None:
         while self._idle:

@@ -66,12 +66,14 @@ async def test_raw_http_round_trip_with_keep_alive() -> None:
     server = await rawhttp.serve(handler)
     port = server.sockets[0].getsockname()[1]
     client = rawhttp.HttpClient("127.0.0.1", port, max_connections=2)
+    before = time.time()
     try:
         answers = await asyncio.gather(*(client.request("POST", f"/x/{i}", b'{"a":1}') for i in range(10)))
     finally:
         await client.close()
         server.close()
     assert [a.status for a in answers] == [204] * 10
+    assert all(before <= (a.sent or 0) <= time.time() for a in answers)  # when each was written
     assert sorted(r.path for r in seen) == sorted(f"/x/{i}" for i in range(10))
     assert all(r.body == b'{"a":1}' for r in seen)
 
