@@ -45,14 +45,15 @@ import psutil
 
 from bench import children, prefill, profile, report, search, targets
 from bench.analysis import ObservationTail
-from bench.floor import PAYLOAD_BYTES, STAGES, floor_topics
-from bench.generator import GeneratorProcess, start_generator
+from bench.floor import PAYLOAD_BYTES, STAGES, FloorSource, floor_topics
+from bench.loadgen import CaptureLoad, FormFillFactory
 from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
 from bench.stackctl import BenchStack
 from bench.steps import (
     LONG_STEP_RATE,
     LONG_STEP_SECONDS,
     MIN_LEADS_PER_STEP,
+    FloorLoad,
     Step,
     run_step,
     step_duration,
@@ -177,7 +178,7 @@ async def run_floor(
     await stack.create_topics(list(topics.values()))
     relays: list[children.Child] = []
     observer: children.Child | None = None
-    load: GeneratorProcess | None = None
+    source = FloorSource(stack.bootstrap_servers, topics["captured"])
     results: list[dict[str, Any]] = []
     try:
         for i in range(len(STAGES) - 1):
@@ -195,18 +196,17 @@ async def run_floor(
             *[a for stage, topic in topics.items() for a in ("--topic", f"{stage}={topic}")],
             log_path=str(workdir / f"{kind}-observer.log"),
         )
-        load = await start_generator(workdir, "--kafka-bootstrap", stack.bootstrap_servers,
-                                     "--kafka-topic", topics["captured"])
+        await source.start()
         tail = ObservationTail(obs_file)
         monitor = ResourceMonitor()
         for relay in relays:
             monitor.add(f"{kind}-{relay.name}", relay.pid)
         monitor.add("observer", observer.pid)
-        monitor.add("loadgen", load.pid)
-        monitor.add("driver", os.getpid())
+        monitor.add("loadgen", os.getpid())
         for name, pid in stack.infra_pids().items():
             if name == "kafka" or durable:
                 monitor.add(name, pid, with_children=name == "postgres")
+        load = FloorLoad(source)
         # Warm-up: connections, metadata and group assignments settle, and the broker's JIT compiles its
         # hot paths (it spent 0.4 cores on 10 leads/s in its first minute, half that two minutes later).
         await run_step(Step("warmup", 50, args.warmup_seconds), load, tail, monitor, STAGES, with_webhooks=False,
@@ -218,8 +218,7 @@ async def run_floor(
                                           drain_timeout=args.drain_timeout))
             await asyncio.sleep(1)
     finally:
-        if load is not None:
-            await load.close()
+        await source.stop()
         for child in [*relays, *([observer] if observer else [])]:
             await child.stop()
     return results
@@ -240,7 +239,7 @@ async def run_pipeline(
     results: list[dict[str, Any]] = []
     profiled: dict[str, Any] | None = None
     idle: dict[str, Any] = {}
-    load: GeneratorProcess | None = None
+    load: CaptureLoad | None = None
     try:
         port = int(observer.ready_line.split()[1])
         print("starting the services ...", file=sys.stderr, flush=True)
@@ -271,14 +270,10 @@ async def run_pipeline(
             monitor.add(name, pid)
         for name, pid in stack.infra_pids().items():
             monitor.add(name, pid, with_children=name == "postgres")
-        load = await start_generator(
-            workdir, "--capture-url", stack.url("capture"), "--form-key", "demo", "--api-key", DEV_ADMIN_API_KEY,
-            "--run-id", stack.run_id, "--duplicate-share", str(args.duplicate_share),
-            "--activity-share", str(args.activity_share),
-        )
         monitor.add("observer", observer.pid)
-        monitor.add("loadgen", load.pid)
-        monitor.add("driver", os.getpid())
+        monitor.add("loadgen", os.getpid())
+        factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)
+        load = CaptureLoad(stack.url("capture"), "demo", factory, args.activity_share, DEV_ADMIN_API_KEY)
         db_waits = DbWaitSampler(stack.admin_dsn(), stack.database_of_service())
         statements = StatementCounter(stack.admin_dsn(), stack.database_of_service())
         warm = await run_step(Step("warmup", 25, args.warmup_seconds), load, tail, monitor, PIPELINE_STAGES,
@@ -345,7 +340,7 @@ async def wait_drained(tail: ObservationTail, step: dict[str, Any], end_stage: s
 
 
 async def profile_busiest(
-    stack: BenchStack, load: GeneratorProcess, tail: ObservationTail, monitor: ResourceMonitor,
+    stack: BenchStack, load: CaptureLoad, tail: ObservationTail, monitor: ResourceMonitor,
     results: list[dict[str, Any]], workdir: Path, args: argparse.Namespace, end_stage: str,
 ) -> dict[str, Any] | None:
     pids = stack.service_pids()

@@ -1,4 +1,4 @@
-"""Helper processes of the benchmark (floor relays, the observer, the load generator), started and stopped by pid."""
+"""Helper processes of the benchmark (floor relays, the observer), started and stopped by pid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import sys
 from dataclasses import dataclass
 
 import psutil
-
-from leadflow_stack import procs
 
 
 @dataclass
@@ -40,18 +38,13 @@ class Child:
             await self.proc.wait()
 
 
-async def spawn(name: str, module: str, *args: str, log_path: str, ready_timeout: float = 60.0,
-                orders: bool = False, niceness: int = 0) -> Child:
-    """Start ``python -m module args``; wait for its first stdout line (its 'ready'). With ``orders`` its
-    stdin is a pipe the caller writes to; with ``niceness`` it runs in a session of its own at that
-    priority (``procs.yield_cpu``: the session's scheduling group too)."""
+async def spawn(name: str, module: str, *args: str, log_path: str, ready_timeout: float = 60.0) -> Child:
+    """Start ``python -m module args``; wait for its first stdout line (its 'ready')."""
     with open(log_path, "ab") as log_file:  # noqa: ASYNC230 - a local log file, opened once
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, *args,
-            stdin=asyncio.subprocess.PIPE if orders else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=log_file,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_file,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=bool(niceness), preexec_fn=procs.yield_cpu(niceness) if niceness else None,
         )
     child = Child(name, proc)
     assert proc.stdout is not None

@@ -25,15 +25,12 @@ import argparse
 import asyncio
 import signal
 import sys
-import time
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from bench import kafkaconf
-from bench.analysis import Submission
 
 HOPS = 4  # topics: leads.captured, leads.enriched, leads.scored, leads.routed
 STAGES = ("captured", "enriched", "scored", "routed")
@@ -152,27 +149,6 @@ class FloorSource:
 
     async def stop(self) -> None:
         await self.producer.stop()
-
-
-class FloorLoad:
-    """The floor's generator: one record a lead into hop0, each recorded as a ``Submission``."""
-
-    def __init__(self, source: FloorSource) -> None:
-        self.source = source
-        self.submissions: list[Submission] = []
-
-    async def fire(self, _i: int, due: float) -> None:
-        lead_id = str(uuid.uuid4())
-        sent = time.time()
-        try:
-            await self.source.send(lead_id)
-            self.submissions.append(Submission(lead_id, due, time.time(), 200, sent=sent))
-        except Exception as exc:
-            self.submissions.append(Submission(None, due, time.time(), 0, error=type(exc).__name__))
-
-    def take(self) -> list[Submission]:
-        taken, self.submissions = self.submissions, []
-        return taken
 
 
 def main() -> None:

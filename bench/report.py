@@ -19,15 +19,13 @@ def measured(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [s for s in steps if not s.get("skipped")]
 
 
-# The benchmark's own processes: on the machine's CPU, but not the product's. The generator (``loadgen``, its
-# own process at low priority), the observer (with the webhook receiver), and the driver that runs the steps
-# and samples the processes' CPU and the databases' statements.
-BENCH_PROCESSES = ("loadgen", "observer", "driver")
+# The benchmark's own processes: on the machine's CPU, but not the product's.
+BENCH_PROCESSES = ("loadgen", "observer")
 
 
 def product_cpu_ms_per_lead(step: dict[str, Any]) -> float | None:
     """CPU per lead of everything the system under test runs (services or relays, Kafka, PostgreSQL
-    with its backends), without the benchmark's own processes."""
+    with its backends), without the generator and the observer."""
     resources = step.get("resources") or {}
     ours = [r["cpu_ms_per_lead"] for name, r in resources.items()
             if not name.startswith("_") and name not in BENCH_PROCESSES]
@@ -67,7 +65,7 @@ def floor_multiples(pipeline: list[dict[str, Any]], floor: list[dict[str, Any]])
 
 
 def _floor_table(title: str, steps: list[dict[str, Any]]) -> None:
-    print(f"\n{title}, latency in ms since produce; CPU ms per lead without the benchmark's own")
+    print(f"\n{title}, latency in ms since produce; CPU ms per lead without generator and observer")
     print(f"{'step':>6} {'offer/s':>8} {'got/s':>7} {'e2e/s':>7} {'prod p50':>8} {'p99':>6} "
           f"{'end p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'lost':>5} {'cpu/lead':>8}")
     for s in steps:
@@ -178,8 +176,7 @@ def print_tables(result: dict[str, Any]) -> None:
         if idle:
             cells = [f"{n} {idle[n]['cpu_cores']:.2f}" for n in names if n in idle]
             print("\nidle (10 s, no load), cores: " + ", ".join(cells))
-        print("\nCPU ms per lead (activities included; 'system' = all but the benchmark's own: loadgen, observer, "
-              "driver)")
+        print("\nCPU ms per lead (activities included; 'system' = all but the generator and the observer)")
         print(f"{'step':>6} " + " ".join(f"{n:>14}" for n in names) + f" {'system':>8}")
         for s in pipeline:
             cells = ["-" if s["resources"].get(n) is None else f"{s['resources'][n]['cpu_ms_per_lead']:.1f}"

@@ -65,8 +65,8 @@ def cpu_reason(step: dict[str, Any], cores: int) -> str:
     used, per_lead = machine["cpu_cores"], machine["cpu_ms_per_lead"]
     state = "saturated" if used >= SATURATED_SHARE * cores else "not saturated"
     text = (f"at {_rate(step)} the machine was {state}: {used:.2f} of its {cores} cores, "
-            f"{per_lead:.1f} ms of CPU per lead ({top} ms; the benchmark's own generator, "
-            f"observer and driver {bench_ms:.1f} ms)")
+            f"{per_lead:.1f} ms of CPU per lead ({top} ms; the benchmark's own generator and "
+            f"observer {bench_ms:.1f} ms)")
     others = resources.get("_others")
     if others and others["cpu_cores"] >= 0.2:
         text += f"; processes outside the run took {others['cpu_cores']:.2f} cores"
@@ -212,8 +212,7 @@ def _cpu_verdict(pipeline: list[dict[str, Any]], cores: int) -> dict[str, Any]:
     why = [cpu_reason(step, cores)] if step else ["no step in this run"]
     if step:
         bench_ms = sum(step["resources"][n]["cpu_ms_per_lead"] for n in BENCH_PROCESSES if n in step["resources"])
-        why.append(f"the benchmark's generator, observer and driver took {bench_ms:.1f} ms per lead more "
-                   "(not counted)")
+        why.append(f"the generator and the observer took {bench_ms:.1f} ms per lead more (not counted)")
     return _verdict(f"CPU per lead at the saturation step <= {CPU_MS_PER_LEAD:g} ms (all processes of the system)",
                     value, "ms", CPU_MS_PER_LEAD, at_most=True, why=why)
 
