@@ -153,7 +153,7 @@ class CaptureLoad:
         sent = time.time()  # a request that fails before it is written keeps this time
         try:
             response = await self.client.request("POST", path, body, headers)
-            sent = response.sent or sent
+            sent = response.sent
             status = response.status
             if kind != "activity" and 200 <= status < 300:
                 lead_id = json.loads(response.body).get("lead_id")

@@ -21,9 +21,9 @@ class Response:
     headers: dict[str, str]
     body: bytes
     # When the request was handed to the kernel (epoch s): taken right after the write, not before the
-    # request was built, so a generator preempted in between (it runs at low priority) is not timed as
+    # request was built, so a generator preempted in between (its thread runs at nice 10) is not timed as
     # the server's delay.
-    sent: float | None = None
+    sent: float
 
 
 class HttpError(Exception):
