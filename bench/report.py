@@ -100,13 +100,15 @@ def _send_table(pipeline: list[dict[str, Any]]) -> None:
     print("\nWHAT A USER SEES: ms from the generator sending the HTTP request to the receiver having verified "
           "the webhook (new leads only; a repeat fill's email is not counted twice)")
     print(f"{'step':>6} {'secs':>5} {'leads':>6} {'verified':>8} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} "
-          f"{'gen late':>8}")
+          f"{'gen late':>8} {'gen gc':>6}")
     for s in pipeline:
         hook = s.get("webhook") or {}
         sent = hook.get("send_to_verified_ms") or {}
+        schedule = s.get("schedule") or {}
         print(f"{s['step']:>6} {s['duration_s']:>5.0f} {s.get('new_leads', '-'):>6} {hook.get('verified', '-'):>8} "
               f"{_ms(sent.get('p50')):>6} {_ms(sent.get('p95')):>6} {_ms(sent.get('p99')):>6} "
-              f"{_ms(sent.get('max')):>6} {_ms((s.get('schedule') or {}).get('generator_max_behind_ms')):>8}")
+              f"{_ms(sent.get('max')):>6} {_ms(schedule.get('generator_max_behind_ms')):>8} "
+              f"{_ms((schedule.get('driver_gc') or {}).get('max_ms')):>6}")
 
 
 def print_tables(result: dict[str, Any]) -> None:

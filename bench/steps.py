@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -58,6 +59,41 @@ def low_priority(niceness: int = GENERATOR_NICENESS) -> Iterator[None]:
     finally:
         with contextlib.suppress(PermissionError):
             os.setpriority(os.PRIO_PROCESS, thread, before)
+
+
+@dataclass
+class CollectorPauses:
+    """The driver's own garbage collections while a step's requests went out: a collection stops the
+    event loop, and with it the open-loop schedule, so requests due meanwhile go out late and together."""
+    collections: int = 0
+    full: int = 0
+    total_s: float = 0.0
+    max_s: float = 0.0
+    _began: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        self.collections += 1
+        self.full += info["generation"] == 2
+        self.total_s += took
+        self.max_s = max(self.max_s, took)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"collections": self.collections, "full": self.full,
+                "total_ms": round(self.total_s * 1000, 1), "max_ms": round(self.max_s * 1000, 1)}
+
+
+@contextlib.contextmanager
+def collector_watched() -> Iterator[CollectorPauses]:
+    pauses = CollectorPauses()
+    gc.callbacks.append(pauses)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(pauses)
 
 
 class Load(Protocol):
@@ -121,7 +157,7 @@ async def run_step(
     monitor.start()
     if db_waits is not None:
         db_waits.start()
-    with low_priority():
+    with low_priority(), collector_watched() as pauses:
         if step.rate is not None:
             schedule = await open_loop(step.rate, step.duration, load.fire)
         else:
@@ -165,6 +201,7 @@ async def run_step(
         "max_inflight": schedule.max_inflight,
         "generator_max_behind_ms": round(schedule.max_behind_s * 1000, 1),
         "shed_by_generator": schedule.shed,
+        "driver_gc": pauses.as_dict(),
         "concurrency": None if step.rate is not None else step.concurrency,
     }
     summary["drain_s"] = round(drained_in, 2)

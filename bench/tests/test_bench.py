@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from bench.floor import PAYLOAD_BYTES, padded
 from bench.loadgen import FormFillFactory
 from bench.observer import find_lead_id
 from bench.schedule import open_loop
-from bench.steps import step_duration, sustained
+from bench.steps import collector_watched, step_duration, sustained
 
 
 def test_percentiles_nearest_rank_in_ms() -> None:
@@ -212,3 +213,15 @@ def test_set_gives_one_service_a_setting_and_refuses_an_unknown_service() -> Non
             assert wrong in str(exc)
         else:
             raise AssertionError(f"--set {wrong} was taken")
+
+
+def test_the_drivers_collections_during_a_step_are_timed_and_the_watch_ends_with_it() -> None:
+    with collector_watched() as pauses:
+        gc.collect()
+        gc.collect(0)
+    assert pauses.collections == 2 and pauses.full == 1
+    assert 0 < pauses.max_s <= pauses.total_s
+    assert pauses not in gc.callbacks
+    gc.collect()
+    assert pauses.collections == 2
+    assert pauses.as_dict()["full"] == 1
