@@ -225,3 +225,10 @@ def test_the_drivers_collections_during_a_step_are_timed_and_the_watch_ends_with
     gc.collect()
     assert pauses.collections == 2
     assert pauses.as_dict()["full"] == 1
+
+
+def test_what_the_driver_held_before_a_step_is_not_walked_by_its_collections() -> None:
+    held = [[i] for i in range(200_000)]
+    with collector_watched():
+        assert gc.get_freeze_count() >= len(held)
+    assert gc.get_freeze_count() == 0
