@@ -47,7 +47,7 @@ from bench import children, prefill, profile, report, search, targets
 from bench.analysis import ObservationTail
 from bench.floor import PAYLOAD_BYTES, STAGES, FloorSource, floor_topics
 from bench.loadgen import CaptureLoad, FormFillFactory
-from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter
+from bench.resources import DbWaitSampler, ResourceMonitor, StatementCounter, postgres_kind
 from bench.stackctl import BenchStack
 from bench.steps import (
     LONG_STEP_RATE,
@@ -269,7 +269,10 @@ async def run_pipeline(
         for name, pid in stack.service_pids().items():
             monitor.add(name, pid)
         for name, pid in stack.infra_pids().items():
-            monitor.add(name, pid, with_children=name == "postgres")
+            if name == "postgres":
+                monitor.add(name, pid, with_children=True, kind=postgres_kind(stack.database_of_service()))
+            else:
+                monitor.add(name, pid)
         monitor.add("observer", observer.pid)
         monitor.add("loadgen", os.getpid())
         factory = FormFillFactory(stack.run_id, duplicate_share=args.duplicate_share)

@@ -185,6 +185,11 @@ def print_tables(result: dict[str, Any]) -> None:
                      for n in names]
             print(f"{s['step']:>6} " + " ".join(f"{c:>14}" for c in cells)
                   + f" {_ms(product_cpu_ms_per_lead(s)):>8}")
+        if any("cpu_ms_per_lead_by_kind" in (s["resources"].get("postgres") or {}) for s in pipeline):
+            print("\nPostgreSQL's CPU ms per lead by process (a service's backends, then the server's own work)")
+            for s in pipeline:
+                kinds = (s["resources"].get("postgres") or {}).get("cpu_ms_per_lead_by_kind") or {}
+                print(f"{s['step']:>6}  " + ", ".join(f"{kind} {ms:.2f}" for kind, ms in kinds.items()))
         print("\nPostgreSQL connections per service, average count by state (idle left out)")
         for s in pipeline:
             conns = s.get("db_connections") or {}

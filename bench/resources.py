@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,20 +19,54 @@ log = logging.getLogger(__name__)
 class Usage:
     cpu_seconds: float = 0.0
     rss_max_bytes: int = 0
+    by_kind: dict[str, float] = field(default_factory=dict)  # CPU seconds by what a member process does
 
-    def as_dict(self, wall: float) -> dict[str, float]:
-        return {
+    def as_dict(self, wall: float) -> dict[str, Any]:
+        found: dict[str, Any] = {
             "cpu_cores": round(self.cpu_seconds / wall, 3) if wall > 0 else 0.0,
             "cpu_seconds": round(self.cpu_seconds, 2),
             "rss_max_mb": round(self.rss_max_bytes / 2**20, 1),
         }
+        if self.by_kind:
+            found["cpu_seconds_by_kind"] = {
+                kind: round(seconds, 2) for kind, seconds in sorted(self.by_kind.items(), key=lambda kv: -kv[1])
+            }
+        return found
+
+
+# What a process of a group does, from the process (None: leave it out of the breakdown).
+Kind = Callable[[psutil.Process], str]
+
+
+def postgres_process_kind(title: str, databases: Mapping[str, str]) -> str:
+    """What a PostgreSQL server process does, by its title: a client backend by the service whose database
+    it serves (each service has its own), an autovacuum worker as such, any other auxiliary process by its
+    name ('walwriter', 'checkpointer', ...), and the postmaster. Where PostgreSQL's CPU a lead goes: a
+    service's statements, or the vacuums, WAL and checkpoints its writes cost later."""
+    if not title.startswith("postgres: "):
+        return "postmaster"
+    words = title.removeprefix("postgres: ").split()
+    if words[:2] == ["autovacuum", "worker"]:
+        return "autovacuum"
+    if len(words) >= 3 and (words[2] == "[local]" or "(" in words[2]):  # user, database, client address
+        return f"backend {databases.get(words[1], 'other')}"  # other: the bench's own connections
+    return " ".join(words) or "postmaster"
+
+
+def postgres_kind(databases: Mapping[str, str]) -> Kind:
+    def kind(proc: psutil.Process) -> str:
+        return postgres_process_kind(" ".join(proc.cmdline()), databases)
+
+    return kind
 
 
 @dataclass
 class _Group:
     root: psutil.Process
     with_children: bool
+    kind: Kind | None = None
     last: dict[int, float] = field(default_factory=dict)
+    kinds: dict[int, str] = field(default_factory=dict)  # a pid's kind, read once
 
     def members(self) -> list[psutil.Process]:
         found = [self.root]
@@ -52,9 +87,9 @@ class ResourceMonitor:
         self._started = 0.0
         self._machine_at_start = 0.0
 
-    def add(self, name: str, pid: int, *, with_children: bool = False) -> None:
+    def add(self, name: str, pid: int, *, with_children: bool = False, kind: Kind | None = None) -> None:
         with contextlib.suppress(psutil.Error):
-            self._groups[name] = _Group(psutil.Process(pid), with_children)
+            self._groups[name] = _Group(psutil.Process(pid), with_children, kind)
 
     def _sample(self) -> None:
         for name, group in self._groups.items():
@@ -70,9 +105,24 @@ class ResourceMonitor:
                     continue
                 previous = group.last.get(proc.pid)
                 if previous is not None:
-                    usage.cpu_seconds += max(cpu - previous, 0.0)
+                    spent = max(cpu - previous, 0.0)
+                    usage.cpu_seconds += spent
+                    if group.kind is not None and spent:
+                        kind = self._kind_of(group, proc)
+                        usage.by_kind[kind] = usage.by_kind.get(kind, 0.0) + spent
                 group.last[proc.pid] = cpu
             usage.rss_max_bytes = max(usage.rss_max_bytes, rss)
+
+    @staticmethod
+    def _kind_of(group: _Group, proc: psutil.Process) -> str:
+        assert group.kind is not None
+        found = group.kinds.get(proc.pid)
+        if found is None:
+            try:
+                found = group.kinds[proc.pid] = group.kind(proc)
+            except psutil.Error:
+                found = "gone"
+        return found
 
     async def _run(self) -> None:
         while True:
@@ -89,13 +139,13 @@ class ResourceMonitor:
         self._machine_at_start = self._machine_busy()
         self._usage = {}
         for group in self._groups.values():
-            group.last = {}
+            group.last, group.kinds = {}, {}
         self._sample()
         self._usage = {}
         self._started = time.monotonic()
         self._task = asyncio.create_task(self._run())
 
-    async def stop(self) -> dict[str, dict[str, float]]:
+    async def stop(self) -> dict[str, dict[str, Any]]:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

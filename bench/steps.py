@@ -220,6 +220,10 @@ async def run_step(
     for usage in resources.values():
         # CPU per lead: what each process spends to carry one lead (activities included).
         usage["cpu_ms_per_lead"] = round(usage["cpu_seconds"] * 1000 / leads, 2)
+        if "cpu_seconds_by_kind" in usage:
+            usage["cpu_ms_per_lead_by_kind"] = {
+                kind: round(seconds * 1000 / leads, 2) for kind, seconds in usage["cpu_seconds_by_kind"].items()
+            }
     summary["resources"] = resources
     if waits is not None:
         summary["db_connections"] = waits

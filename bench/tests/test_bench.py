@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bench.analysis import Observations, Submission, percentiles, send_to_webhoo
 from bench.floor import PAYLOAD_BYTES, padded
 from bench.loadgen import FormFillFactory
 from bench.observer import find_lead_id
+from bench.resources import ResourceMonitor, postgres_process_kind
 from bench.schedule import open_loop
 from bench.steps import collector_watched, step_duration, sustained
 
@@ -232,3 +234,31 @@ def test_what_the_driver_held_before_a_step_is_not_walked_by_its_collections() -
     with collector_watched():
         assert gc.get_freeze_count() >= len(held)
     assert gc.get_freeze_count() == 0
+
+
+def test_postgres_processes_are_told_apart_by_their_titles() -> None:
+    databases = {"leadflow_capture": "capture", "leadflow_sla": "sla"}
+
+    def kind(title: str) -> str:
+        return postgres_process_kind(title, databases)
+
+    assert kind("postgres: leadflow leadflow_capture 127.0.0.1(50312) idle") == "backend capture"
+    assert kind("postgres: leadflow leadflow_sla [local] UPDATE") == "backend sla"
+    assert kind("postgres: postgres postgres 127.0.0.1(50400) SELECT") == "backend other"
+    assert kind("postgres: autovacuum worker leadflow_sla") == "autovacuum"
+    assert kind("postgres: walwriter ") == "walwriter"
+    assert kind("postgres: logical replication launcher ") == "logical replication launcher"
+    assert kind("/usr/lib/postgresql/16/bin/postgres -D /tmp/data -p 5432") == "postmaster"
+
+
+async def test_a_groups_cpu_is_broken_down_by_what_its_processes_do() -> None:
+    monitor = ResourceMonitor(interval=0.05)
+    monitor.add("driver", os.getpid(), kind=lambda proc: f"pid {proc.pid}")
+    monitor.start()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    await asyncio.sleep(0.1)
+    found = await monitor.stop()
+    assert found["driver"]["cpu_seconds"] >= 0.15
+    assert found["driver"]["cpu_seconds_by_kind"] == {f"pid {os.getpid()}": found["driver"]["cpu_seconds"]}
