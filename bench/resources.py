@@ -34,7 +34,7 @@ class Usage:
         return found
 
 
-# What a process of a group does, from the process (None: leave it out of the breakdown).
+# What a process of a group does (a group given one reports its CPU broken down by it).
 Kind = Callable[[psutil.Process], str]
 
 
@@ -67,6 +67,17 @@ class _Group:
     kind: Kind | None = None
     last: dict[int, float] = field(default_factory=dict)
     kinds: dict[int, str] = field(default_factory=dict)  # a pid's kind, read once
+
+    def kind_of(self, proc: psutil.Process) -> str:
+        """``proc``'s kind, read once a pid (a process's title may change, what it does does not)."""
+        assert self.kind is not None
+        found = self.kinds.get(proc.pid)
+        if found is None:
+            try:
+                found = self.kinds[proc.pid] = self.kind(proc)
+            except psutil.Error:
+                found = "gone"
+        return found
 
     def members(self) -> list[psutil.Process]:
         found = [self.root]
@@ -108,21 +119,10 @@ class ResourceMonitor:
                     spent = max(cpu - previous, 0.0)
                     usage.cpu_seconds += spent
                     if group.kind is not None and spent:
-                        kind = self._kind_of(group, proc)
+                        kind = group.kind_of(proc)
                         usage.by_kind[kind] = usage.by_kind.get(kind, 0.0) + spent
                 group.last[proc.pid] = cpu
             usage.rss_max_bytes = max(usage.rss_max_bytes, rss)
-
-    @staticmethod
-    def _kind_of(group: _Group, proc: psutil.Process) -> str:
-        assert group.kind is not None
-        found = group.kinds.get(proc.pid)
-        if found is None:
-            try:
-                found = group.kinds[proc.pid] = group.kind(proc)
-            except psutil.Error:
-                found = "gone"
-        return found
 
     async def _run(self) -> None:
         while True:

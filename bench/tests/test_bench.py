@@ -16,7 +16,7 @@ from bench.loadgen import FormFillFactory
 from bench.observer import find_lead_id
 from bench.resources import ResourceMonitor, postgres_process_kind
 from bench.schedule import open_loop
-from bench.steps import collector_watched, step_duration, sustained
+from bench.steps import collector_watched, held_objects_frozen, step_duration, sustained
 
 
 def test_percentiles_nearest_rank_in_ms() -> None:
@@ -231,7 +231,7 @@ def test_the_drivers_collections_during_a_step_are_timed_and_the_watch_ends_with
 
 def test_what_the_driver_held_before_a_step_is_not_walked_by_its_collections() -> None:
     held = [[i] for i in range(200_000)]
-    with collector_watched():
+    with held_objects_frozen():
         assert gc.get_freeze_count() >= len(held)
     assert gc.get_freeze_count() == 0
 
