@@ -23,7 +23,7 @@ import pydantic
 import yaml
 
 from leadflow_stack.console import CONSOLE, ConsoleSecrets
-from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, ServiceConfig
+from leadflow_stack.services import DEFAULT_SERVICE_PORTS, SERVICE_NAMES, SERVICE_NICENESS, ServiceConfig
 from leadflow_stack.user_settings import env_prefix, secret_setting_names, setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,10 @@ DASHBOARD_FILES = (DASHBOARDS / "leadflow.json", DASHBOARDS / "marketing-sales.j
 RUNBOOK = ROOT / "docs" / "runbook.md"
 # What `make up` starts, on its ports: compose, Kubernetes and Prometheus must match it.
 SERVICES = {name: DEFAULT_SERVICE_PORTS[name] for name in SERVICE_NAMES}
+# Linux's CPU weight of a niceness (the kernel's sched_prio_to_weight): what a container's cpu_shares must be
+# for a service to get, on a full machine, the share `make up` gives it by its niceness.
+CPU_WEIGHT_OF_NICENESS = {0: 1024, 1: 820, 2: 655, 3: 526, 4: 423, 5: 335, 6: 272, 7: 215, 8: 172, 9: 137, 10: 110,
+                          11: 87, 12: 70, 13: 56, 14: 45, 15: 36, 16: 29, 17: 23, 18: 18, 19: 15}
 # The Compose Specification's JSON schema, vendored (deploy/compose/README.md says from where).
 COMPOSE_SCHEMA = DEPLOY / "compose" / "compose-spec.json"
 # Variables of a service container that are not the service's settings: the image's entrypoint reads it.
@@ -501,6 +505,11 @@ def check_compose(compose: Any = None) -> str:
         ):
             problems.append(f"{name}: should read ./leadflow.env (optional) as `make up` does")
         problems.extend(compose_settings_problems(name, env))
+        niceness = SERVICE_NICENESS.get(name, 0)
+        shares = CPU_WEIGHT_OF_NICENESS[niceness]
+        if svc.get("cpu_shares", 1024) != shares:
+            problems.append(f"{name}: cpu_shares should be {shares}, its CPU share on a full machine as `make up` "
+                            f"gives it at niceness {niceness}, is {svc.get('cpu_shares', 'unset (1024)')}")
         if "migrate" not in " ".join(migrate.get("entrypoint", []) + migrate.get("command", [])):
             problems.append(f"migrate-{name} does not run migrate")
         problems.extend(compose_serving_problems(name, svc, port, (f"migrate-{name}", "kafka-topics")))

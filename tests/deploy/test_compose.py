@@ -126,3 +126,12 @@ def test_a_console_wired_to_the_wrong_service_or_a_broken_key_bootstrap_fails(co
     assert "provision-console-keys should have console's environment and each service's own" in problems
     assert "provision-console-keys should wait for scoring to be healthy" in problems
     assert "console should wait for provision-console-keys to complete" in problems
+
+
+def test_a_service_without_the_cpu_share_make_up_gives_it_fails(compose: dict[str, Any]) -> None:
+    assert compose["services"]["sla"]["cpu_shares"] == 110  # niceness 10 under `make up`
+    del compose["services"]["sla"]["cpu_shares"]
+    compose["services"]["routing"]["cpu_shares"] = 512
+    problems = _problems(compose)
+    assert "sla: cpu_shares should be 110" in problems
+    assert "routing: cpu_shares should be 1024" in problems
