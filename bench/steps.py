@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bench.analysis import ObservationTail, Submission, summarize_step
@@ -69,7 +69,7 @@ class CollectorPauses:
     full: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
-    _began: float = 0.0
+    _began: float = field(default=0.0, init=False, repr=False)  # the running collection's start
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
