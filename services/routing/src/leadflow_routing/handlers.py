@@ -209,7 +209,7 @@ async def claim_for_scored(
     originals = {e.data.duplicate_of for e in events if e.data.duplicate_of not in (None, e.data.lead_id)}
     leads = await store.lock_leads_for_routing(session, sorted({e.data.lead_id for e in events}),
                                                sorted(o for o in originals if o), parked=parked_elsewhere)
-    ruleset = await _ruleset(uow, await store.active_ruleset_key(session))
+    ruleset = await _ruleset(uow, leads.active_ruleset)
     needs: list[Claims] = []
     facts: dict[str, domain.LeadFacts] = {}
     for event in events:
@@ -262,11 +262,11 @@ async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[st
     await store.savepoint(session)
     while True:
         roster = domain.Roster()
-        teams, busy_team_rows = await store.try_lock_teams(session, team_ids)
-        roster.teams.update(teams)
-        reps, busy_reps = await store.try_lock_reps(session, sorted(teams), rep_ids)
-        roster.reps.update(reps)
-        deps.busy_rows.free([*(f"team:{t}" for t in teams), *(f"rep:{r}" for r in reps)])
+        tried = await store.try_lock_roster(session, team_ids, rep_ids)
+        busy_team_rows, busy_reps = tried.busy_teams, tried.busy_reps
+        roster.teams.update(tried.teams)
+        roster.reps.update(tried.reps)
+        deps.busy_rows.free([*(f"team:{t}" for t in tried.teams), *(f"rep:{r}" for r in tried.reps)])
         busy = [*(f"team:{t}" for t in busy_team_rows), *(f"rep:{r}" for r in busy_reps)]
         if not busy or deps.busy_rows.all_known(busy) or time.monotonic() + pause > deadline:
             break

@@ -86,11 +86,16 @@ LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id,
 # those of the batch's leads and of the leads they duplicate (read, not locked).
 # With $3, it also names those of the leads (or originals) that have scored events parked: a lead's
 # later events park behind its earlier ones.
+# The scored batch's first statement: its leads locked, what the claim reads of them, and the active rule
+# set's key (a row with only ``ruleset_version``/``ruleset_created_at`` set), saving the batch a round trip.
 LOCK_LEADS_OWNERS = """
 WITH locked AS (SELECT id, owner_rep_id FROM lead WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
-SELECT id, owner_rep_id, false AS parked FROM locked WHERE owner_rep_id IS NOT NULL
-UNION ALL SELECT id, owner_rep_id, false FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
-UNION ALL SELECT DISTINCT lead_id, NULL, true FROM parked_lead WHERE $3 AND lead_id = ANY($1::text[] || $2::text[])
+SELECT id, owner_rep_id, false AS parked, NULL::int AS ruleset_version, NULL::timestamptz AS ruleset_created_at
+FROM locked WHERE owner_rep_id IS NOT NULL
+UNION ALL SELECT id, owner_rep_id, false, NULL, NULL FROM lead WHERE id = ANY($2::text[]) AND owner_rep_id IS NOT NULL
+UNION ALL SELECT DISTINCT lead_id, NULL, true, NULL::int, NULL::timestamptz
+FROM parked_lead WHERE $3 AND lead_id = ANY($1::text[] || $2::text[])
+UNION ALL SELECT NULL, NULL, NULL, version, created_at FROM routing_ruleset WHERE active
 """
 LOCK_TEAMS = f"SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 # The reps named, every rep of the teams named and, with $3, the teams' managers.
@@ -101,20 +106,27 @@ WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
 ORDER BY id FOR UPDATE
 """
 
-# The scored path's locks, taken without waiting: a row another transaction holds comes back with only
-# ``wanted_id`` set (the caller waits a grace, then parks the leads that need it). Columns are those of
-# the locked row (the latest version), never the statement's snapshot.
-TRY_LOCK_TEAMS = f"""
-WITH locked AS (SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED)
-SELECT l.*, t.id AS wanted_id FROM team t LEFT JOIN locked l ON l.id = t.id WHERE t.id = ANY($1::text[])
-"""
-TRY_LOCK_REPS = f"""
-WITH locked AS (
-    SELECT {REP_SELECT} FROM rep WHERE id = ANY($2::text[]) OR team_id = ANY($1::text[])
+# The scored path's locks, taken without waiting, in one statement: the teams named, then the reps named
+# and every rep of the teams it locked. A row another transaction holds comes back with only its
+# ``wanted_*`` id set (the caller waits a grace, then parks the leads that need it); SKIP LOCKED never
+# waits, so taking both kinds in one statement cannot deadlock. Columns are those of the locked row
+# (the latest version), never the statement's snapshot. A team's row has the ``locked_team_`` columns
+# and ``wanted_team_id``, a rep's the rep columns and ``wanted_rep_id`` (the other kind's are NULL, typed
+# by casting NULL to the table's row type).
+TRY_LOCK_ROSTER = f"""
+WITH teams AS (SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED),
+reps AS (
+    SELECT {REP_SELECT} FROM rep WHERE id = ANY($2::text[]) OR team_id IN (SELECT id FROM teams)
     ORDER BY id FOR UPDATE SKIP LOCKED
 )
-SELECT l.*, w.id AS wanted_id, w.team_id AS wanted_team_id
-FROM rep w LEFT JOIN locked l ON l.id = w.id WHERE w.id = ANY($2::text[]) OR w.team_id = ANY($1::text[])
+SELECT {", ".join(f"l.{c} AS locked_team_{c}" for c in TEAM_COLUMNS)}, t.id::text AS wanted_team_id,
+       {", ".join(f"(NULL::rep).{c}" for c in REP_COLUMNS)}, NULL::text AS wanted_rep_id,
+       NULL::text AS wanted_rep_team_id
+FROM team t LEFT JOIN teams l ON l.id = t.id WHERE t.id = ANY($1::text[])
+UNION ALL
+SELECT {", ".join(f"(NULL::team).{c}" for c in TEAM_COLUMNS)}, NULL, {", ".join(f"l.{c}" for c in REP_COLUMNS)},
+       w.id, w.team_id
+FROM rep w LEFT JOIN reps l ON l.id = w.id WHERE w.id = ANY($2::text[]) OR w.team_id IN (SELECT id FROM teams)
 """
 PARK_SCORED = """
 INSERT INTO parked_lead (lead_id, event, waiting_for, parked_at)
@@ -311,10 +323,22 @@ def lead_from_row(row: Any, scored: LeadScored | None = None) -> StoredLead:
 @dataclass(frozen=True)
 class LeadsClaim:
     """A scored batch's stored leads, locked: the owners of them and of their originals (lead id: rep),
-    and which of them have scored events parked."""
+    which of them have scored events parked, and the rule set active then (None: none is)."""
 
     owners: Mapping[str, str]
     parked: frozenset[str]
+    active_ruleset: RulesetKey | None = None
+
+
+@dataclass(frozen=True)
+class TriedRoster:
+    """What ``try_lock_roster`` took: the teams and reps locked (by id), the teams another transaction
+    holds, and the reps it holds (id: their team)."""
+
+    teams: dict[str, domain.Team]
+    busy_teams: set[str]
+    reps: dict[str, domain.Rep]
+    busy_reps: dict[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -621,36 +645,38 @@ class RoutingStore:
         self, session: AsyncSession, lead_ids: Sequence[str], original_ids: Sequence[str], *, parked: bool = True
     ) -> LeadsClaim:
         """Lock the stored leads among ``lead_ids`` (by id); the reps that own them or the leads
-        ``original_ids`` (their originals, not locked) and, with ``parked``, which of them have scored
-        events parked."""
+        ``original_ids`` (their originals, not locked), with ``parked`` which of them have scored
+        events parked, and the active rule set's key, in one round trip."""
         conn = await driver_connection(session)
         rows = await conn.fetch(LOCK_LEADS_OWNERS, list(lead_ids), list(original_ids), parked)
-        return LeadsClaim({row["id"]: row["owner_rep_id"] for row in rows if not row["parked"]},
-                          frozenset(row["id"] for row in rows if row["parked"]))
+        leads = [row for row in rows if row["id"] is not None]
+        ruleset = next((RulesetKey(row["ruleset_version"], row["ruleset_created_at"]) for row in rows
+                        if row["ruleset_version"] is not None), None)
+        return LeadsClaim({row["id"]: row["owner_rep_id"] for row in leads if not row["parked"]},
+                          frozenset(row["id"] for row in leads if row["parked"]), ruleset)
 
-    async def try_lock_teams(
-        self, session: AsyncSession, team_ids: Sequence[str]
-    ) -> tuple[dict[str, domain.Team], set[str]]:
-        """Lock the teams among ``team_ids`` no other transaction holds (by id, without waiting); returns
-        them as read, and the ids of those held elsewhere (a team that does not exist is in neither)."""
-        if not team_ids:
-            return {}, set()
-        conn = await driver_connection(session)
-        rows = await conn.fetch(TRY_LOCK_TEAMS, list(team_ids))
-        return ({row["id"]: team_from_row(row) for row in rows if row["id"] is not None},
-                {row["wanted_id"] for row in rows if row["id"] is None})
-
-    async def try_lock_reps(
+    async def try_lock_roster(
         self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str]
-    ) -> tuple[dict[str, domain.Rep], dict[str, str | None]]:
-        """Lock the reps named and every rep of the teams named that no other transaction holds (by id,
-        without waiting); returns them as read, and those held elsewhere (id: team)."""
+    ) -> TriedRoster:
+        """Lock, without waiting, the teams among ``team_ids``, then the reps among ``rep_ids`` and every rep
+        of the teams locked, that no other transaction holds; in one round trip. A team or rep that does
+        not exist is neither locked nor busy."""
         if not team_ids and not rep_ids:
-            return {}, {}
+            return TriedRoster({}, set(), {}, {})
         conn = await driver_connection(session)
-        rows = await conn.fetch(TRY_LOCK_REPS, list(team_ids), list(rep_ids))
-        return ({row["id"]: rep_from_row(row) for row in rows if row["id"] is not None},
-                {row["wanted_id"]: row["wanted_team_id"] for row in rows if row["id"] is None})
+        rows = await conn.fetch(TRY_LOCK_ROSTER, list(team_ids), list(rep_ids))
+        tried = TriedRoster({}, set(), {}, {})
+        for row in rows:
+            if row["wanted_team_id"] is not None:
+                if row["locked_team_id"] is None:
+                    tried.busy_teams.add(row["wanted_team_id"])
+                else:
+                    tried.teams[row["locked_team_id"]] = team_from_row(row, "locked_team_")
+            elif row["id"] is None:
+                tried.busy_reps[row["wanted_rep_id"]] = row["wanted_rep_team_id"]
+            else:
+                tried.reps[row["id"]] = rep_from_row(row)
+        return tried
 
     async def savepoint(self, session: AsyncSession) -> None:
         """A savepoint ``hold_rows`` rolls back to, letting go of the rows it took since."""

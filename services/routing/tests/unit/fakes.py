@@ -31,6 +31,7 @@ from leadflow_routing.store import (
     ScoredInput,
     StoredLead,
     Touch,
+    TriedRoster,
     UpsertedBatch,
     WebhookRequest,
 )
@@ -63,7 +64,6 @@ class FakeRoutingStore(RoutingStore):
         # Team and rep ids another transaction holds (their leads park), and what was parked.
         self.busy_rows: set[str] = set()
         self.parked_events: list[ParkedScored] = []
-        self._asked_teams: list[str] | None = None
 
     # -- arranging --
 
@@ -87,24 +87,17 @@ class FakeRoutingStore(RoutingStore):
         leads = [self.leads[i] for i in [*lead_ids, *original_ids] if i in self.leads]
         waiting = {p.event.data.lead_id for p in self.parked_events} if parked else set()
         return LeadsClaim({lead.id: lead.owner_rep_id for lead in leads if lead.owner_rep_id is not None},
-                          frozenset(waiting & {*lead_ids, *original_ids}))
+                          frozenset(waiting & {*lead_ids, *original_ids}), await self.active_ruleset_key(session))
 
-    async def try_lock_teams(
-        self, session: AsyncSession, team_ids: Sequence[str]
-    ) -> tuple[dict[str, domain.Team], set[str]]:
-        self._asked_teams = list(team_ids)
-        return ({t: self.teams[t] for t in team_ids if t in self.teams and t not in self.busy_rows},
-                {t for t in team_ids if t in self.teams and t in self.busy_rows})
-
-    async def try_lock_reps(
+    async def try_lock_roster(
         self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str]
-    ) -> tuple[dict[str, domain.Rep], dict[str, str | None]]:
-        if self._asked_teams is not None:  # the batch's first try: its claim, as the tests read it
-            self.claimed.append((self._asked_teams, list(rep_ids), False))
-            self._asked_teams = None
-        wanted = [r for r in self.reps.values() if r.id in rep_ids or r.team_id in team_ids]
-        return ({r.id: r for r in wanted if r.id not in self.busy_rows},
-                {r.id: r.team_id for r in wanted if r.id in self.busy_rows})
+    ) -> TriedRoster:
+        self.claimed.append((list(team_ids), list(rep_ids), False))  # each try: the claim, as the tests read it
+        teams = {t: self.teams[t] for t in team_ids if t in self.teams and t not in self.busy_rows}
+        wanted = [r for r in self.reps.values() if r.id in rep_ids or r.team_id in teams]
+        return TriedRoster(teams, {t for t in team_ids if t in self.teams and t in self.busy_rows},
+                           {r.id: r for r in wanted if r.id not in self.busy_rows},
+                           {r.id: r.team_id for r in wanted if r.id in self.busy_rows})
 
     async def savepoint(self, session: AsyncSession) -> None:
         pass
