@@ -73,7 +73,7 @@ class Routed:
 
 async def route_scored_leads(events: list[Event[LeadScored]], uow: UnitOfWork[Deps]) -> None:
     """Decide a poll's scored leads in order as one by one would, with a fixed number of statements for
-    the batch: claim its rows, store its leads, note its MQL moments, then decide in memory (the roster
+    the batch: claim its rows, store its leads and note their MQL moments, then decide in memory (the roster
     advances lead by lead) and write every decision, webhook and notification at the end. Leads whose
     team or rep another transaction holds past the grace are parked (``claim_for_scored``)."""
     claim = await claim_for_scored(events, uow)
@@ -132,7 +132,6 @@ async def _route_claimed(claim: ScoredClaim, uow: UnitOfWork[Deps]) -> None:
     if not claim.ready:
         return
     batch = await ScoredBatch.open(claim.ready, uow, claim.roster, claim.facts)
-    await batch.mark_lifecycles(claim.ready)
     for event in one_at_a_time(claim.ready):
         now = uow.now()
         _collect(batch.notices, await route_scored_lead(event, uow, now, batch))
@@ -672,18 +671,29 @@ class ScoredBatch:
     @classmethod
     async def open(cls, events: list[Event[LeadScored]], uow: UnitOfWork[Deps], roster: domain.Roster,
                    facts: dict[str, domain.LeadFacts]) -> ScoredBatch:
-        """Store the batch's leads in one statement (each once: its last snapshot, its first correlation)."""
+        """Store the batch's leads in one statement (each once: its last snapshot, its first correlation), which
+        also notes their first MQL moments (before the decisions: it changes nothing they read) and says
+        whether anyone subscribes to ``lead.mql`` or ``lead.stage_changed`` when an event may send one."""
         first: dict[str, Event[LeadScored]] = {}
         last: dict[str, LeadScored] = {}
+        mql: set[str] = set()
+        lifecycle_moment = False
         for event in events:
             first.setdefault(event.data.lead_id, event)
             last[event.data.lead_id] = event.data
-        inputs = [ScoredInput(last[i], first[i].correlation_id, first[i].lead_captured_at) for i in sorted(last)]
+            if event.data.is_mql:
+                mql.add(event.data.lead_id)
+            lifecycle_moment = lifecycle_moment or event.data.is_mql or lifecycle.stage_changed(event.data)
+        inputs = [ScoredInput(last[i], first[i].correlation_id, first[i].lead_captured_at, i in mql)
+                  for i in sorted(last)]
         originals = sorted({e.data.duplicate_of for e in events if e.data.duplicate_of} - set(last))
         store, session = uow.deps.store, uow.session
-        upserted = await store.upsert_scored_leads(session, inputs, originals, uow.now())
+        upserted = await store.upsert_scored_leads(
+            session, inputs, originals, uow.now(),
+            lifecycle_types=[lifecycle.MQL, lifecycle.STAGE_CHANGED] if lifecycle_moment else [])
         return cls(uow, RosterRows(store, session, roster), dict(upserted.leads), upserted.originals,
-                   upserted.active_ruleset, facts)
+                   upserted.active_ruleset, facts, first_mql=set(upserted.first_mql),
+                   lifecycle_wanted=upserted.lifecycle_wanted)
 
     def stored(self, scored: LeadScored, duplicate_of: str | None) -> UpsertedLead:
         """The lead of ``scored`` as the batch's earlier events left it, with the routing of its original."""
@@ -709,16 +719,6 @@ class ScoredBatch:
         self.leads[write.lead_id] = replace(
             self.leads[write.lead_id], status=write.status, owner_rep_id=decision.rep.id if decision.rep else None,
             team_id=decision.team_id)
-
-    async def mark_lifecycles(self, events: list[Event[LeadScored]]) -> None:
-        """Note the batch's first MQL moments in one statement (before its decisions: it changes nothing
-        they read), and whether anyone subscribes to ``lead.mql`` or ``lead.stage_changed``."""
-        marked: dict[str, bool] = {}
-        for event in events:
-            if event.data.is_mql or lifecycle.stage_changed(event.data):
-                marked[event.data.lead_id] = marked.get(event.data.lead_id, False) or event.data.is_mql
-        self.first_mql, self.lifecycle_wanted = await self.uow.deps.store.mark_lifecycles(
-            self.uow.session, marked, self.uow.now(), event_types=[lifecycle.MQL, lifecycle.STAGE_CHANGED])
 
     def deliver_scored(self, event: Event[LeadScored], now: datetime) -> None:
         """``lifecycle.deliver_scored`` for one event of the batch, after its decision."""

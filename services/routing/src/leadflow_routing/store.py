@@ -2,10 +2,11 @@
 
 The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
 a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg, and a
-batch of scored leads is routed in nine statements whatever its size (lock its leads, teams and reps,
-store the leads, note MQL moments, write the decisions, queue the webhooks, read the owners' channels),
-see docs/performance.md. Fairness lives in PostgreSQL: a team's row is locked while its rotation
-advances, and the reps' counters are updated under their row locks, so replicas never race.
+batch of scored leads is routed in eight statements whatever its size (lock its leads with the active rule
+set's key, a savepoint, its teams and reps, store the leads with their MQL moments, write the decisions, read
+sla's replicated policies, queue the webhooks, read the owners' channels), see docs/performance.md.
+Fairness lives in PostgreSQL: a team's row is locked while its rotation advances, and the reps' counters
+are updated under their row locks, so replicas never race.
 The admin routes' statements are SQLAlchemy Core, as they were.
 """
 
@@ -142,21 +143,34 @@ OLDEST_PARKED = "SELECT seq, event, attempts FROM parked_lead ORDER BY seq LIMIT
 # correlation of its first, as one upsert per event leaves them), row-locked by the conflict; it returns
 # each row as it was before (an update leaves status, owner and team alone), then the owners and teams
 # of the leads they duplicate ($6, read as the statement starts), and the active rule set's version.
+# A batch's leads stored (each row-locked until the transaction ends) and their first MQL moments noted once
+# (lead.mql is sent once), in one statement: a lead one of whose events is an MQL ($7) gets
+# ``mql_notified_at`` unless it has one. It is a first MQL when this statement set it: the RETURNING's
+# subquery reads the row as the statement's snapshot saw it, before its own write (none for a lead it
+# inserts), by key. With the active rule set, and whether any subscription takes the lifecycle types $8
+# (false when none is asked for).
 UPSERT_SCORED_LEADS = """
 WITH given AS (
-    SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[])
-        AS g(id, data, correlation_id, lead_captured_at)
+    SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[], $7::boolean[])
+        AS g(id, data, correlation_id, lead_captured_at, mql)
 ), stored AS (
-    INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at)
-    SELECT id, data, correlation_id, lead_captured_at, $5, $5 FROM given ORDER BY id
-    ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
-    RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after
+    INSERT INTO lead (id, data, correlation_id, lead_captured_at, created_at, updated_at, mql_notified_at)
+    SELECT id, data, correlation_id, lead_captured_at, $5, $5, CASE WHEN mql THEN $5::timestamptz END
+    FROM given ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at,
+        mql_notified_at = coalesce(lead.mql_notified_at, EXCLUDED.mql_notified_at)
+    RETURNING id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after,
+        mql_notified_at IS NOT NULL
+            AND (SELECT before.mql_notified_at FROM lead AS before WHERE before.id = lead.id) IS NULL AS first_mql
 ), active AS (SELECT version, created_at FROM routing_ruleset WHERE active)
-SELECT true AS stored, s.*, a.version AS ruleset_version, a.created_at AS ruleset_created_at
+SELECT true AS stored, s.*, a.version AS ruleset_version, a.created_at AS ruleset_created_at,
+    cardinality($8::varchar[]) > 0
+        AND EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $8::varchar[])
+        AS lifecycle_wanted
 FROM stored s LEFT JOIN active a ON true
 UNION ALL
 SELECT false, id, correlation_id, lead_captured_at, status, owner_rep_id, team_id, breach_count, handoff_after,
-    NULL, NULL
+    false, NULL, NULL, false
 FROM lead WHERE id = ANY($6::text[])
 """
 
@@ -187,22 +201,6 @@ INSERT INTO assignment (id, lead_id, outcome, rep_id, team_id, queue, reason, ru
 SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
     $25::text[], $26::int[], $27::text[], $28::boolean[], $29::text[], $30::text[], $31::boolean[], $32::jsonb[],
     $33::text[], $34::timestamptz[])
-"""
-
-# The batch's leads' first MQL moments noted once (lead.mql is sent once), and whether anyone subscribes
-# to the lifecycle types at all; a lead with several events of the batch is one row ($2: any was an MQL).
-# Each lead is reached by key from the batch's arrays, which ``before`` carries on: joined to them again
-# (two CTEs, hash joins off on the pipeline's connections), every lead met every other in a nested loop.
-MARK_LIFECYCLES = """
-WITH before AS (
-    SELECT lead.id, lead.mql_notified_at, given.mql
-    FROM unnest($1::text[], $2::boolean[]) AS given(id, mql) JOIN lead ON lead.id = given.id
-    ORDER BY lead.id FOR UPDATE OF lead
-)
-UPDATE lead SET mql_notified_at = coalesce(lead.mql_notified_at, CASE WHEN before.mql THEN $3::timestamptz END)
-FROM before WHERE lead.id = before.id
-RETURNING lead.id, before.mql AND before.mql_notified_at IS NULL AS first_mql,
-    EXISTS (SELECT 1 FROM webhook_subscription WHERE deleted_at IS NULL AND event_types && $4::varchar[]) AS wanted
 """
 
 # Any subscription (disabled ones hold their deliveries) to one of the patterns.
@@ -414,11 +412,13 @@ class UpsertedLead:
 
 @dataclass(frozen=True)
 class ScoredInput:
-    """A lead as a batch stores it: its last event's snapshot, its first event's correlation."""
+    """A lead as a batch stores it: its last event's snapshot, its first event's correlation, and whether any
+    of its events is an MQL (its first MQL moment is noted if it has none)."""
 
     scored: LeadScored
     correlation_id: str | None
     lead_captured_at: datetime | None
+    mql: bool = False
 
 
 @dataclass(frozen=True)
@@ -429,6 +429,10 @@ class UpsertedBatch:
     leads: dict[str, StoredLead]
     originals: dict[str, tuple[str | None, str | None]]
     active_ruleset: RulesetKey | None
+    # The leads whose first MQL moment the batch noted, and whether any subscription takes the lifecycle
+    # types asked for.
+    first_mql: frozenset[str] = frozenset()
+    lifecycle_wanted: bool = False
 
 
 @dataclass(frozen=True)
@@ -763,13 +767,16 @@ class RoutingStore:
         return roster
 
     async def upsert_scored_leads(
-        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime
+        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime,
+        *, lifecycle_types: Sequence[str] = (),
     ) -> UpsertedBatch:
-        """Store a batch's leads (each once; row-locked until the transaction ends), in one statement."""
+        """Store a batch's leads (each once; row-locked until the transaction ends) and note their first MQL
+        moments at ``now``, in one statement; ``lifecycle_types``: whether any subscription takes one of them."""
         conn = await driver_connection(session)
         rows = await conn.fetch(
             UPSERT_SCORED_LEADS, [i.scored.lead_id for i in leads], [i.scored.model_dump_json() for i in leads],
-            [i.correlation_id for i in leads], [i.lead_captured_at for i in leads], now, list(original_ids))
+            [i.correlation_id for i in leads], [i.lead_captured_at for i in leads], now, list(original_ids),
+            [i.mql for i in leads], _patterns(lifecycle_types))
         given = {i.scored.lead_id: i.scored for i in leads}
         stored = [row for row in rows if row["stored"]]
         key = None
@@ -777,7 +784,8 @@ class RoutingStore:
             key = RulesetKey(stored[0]["ruleset_version"], stored[0]["ruleset_created_at"])
         return UpsertedBatch({row["id"]: lead_from_row(row, given[row["id"]]) for row in stored},
                              {row["id"]: (row["owner_rep_id"], row["team_id"]) for row in rows if not row["stored"]},
-                             key)
+                             key, frozenset(row["id"] for row in stored if row["first_mql"]),
+                             any(row["lifecycle_wanted"] for row in stored))
 
     async def write_decisions(self, session: AsyncSession, write: DecisionsWrite) -> None:
         """A batch's decisions in one statement (``WRITE_DECISIONS``)."""
@@ -875,18 +883,6 @@ class RoutingStore:
         async with db.autocommit() as conn:
             wanted: bool = await conn.fetchval(WEBHOOK_WANTED, _patterns(event_types))
         return wanted
-
-    async def mark_lifecycles(
-        self, session: AsyncSession, leads: Mapping[str, bool], now: datetime, *, event_types: Sequence[str]
-    ) -> tuple[set[str], bool]:
-        """Note the first MQL moment of a batch's leads (lead id: whether an event of it was an MQL) in one
-        statement; the leads whose first MQL moment this was, and whether any subscription wants
-        ``event_types``."""
-        if not leads:
-            return set(), False
-        conn = await driver_connection(session)
-        rows = await conn.fetch(MARK_LIFECYCLES, list(leads), list(leads.values()), now, _patterns(event_types))
-        return {row["id"] for row in rows if row["first_mql"]}, any(row["wanted"] for row in rows)
 
     async def leads_for_webhook(self, session: AsyncSession, lead_ids: Collection[str]) -> dict[str, StoredLead]:
         """The stored leads among ``lead_ids`` by id, read without a lock (for webhooks' filters and payloads,

@@ -122,7 +122,8 @@ class FakeRoutingStore(RoutingStore):
         return roster
 
     async def upsert_scored_leads(
-        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime
+        self, session: AsyncSession, leads: Sequence[ScoredInput], original_ids: Sequence[str], now: datetime,
+        *, lifecycle_types: Sequence[str] = (),
     ) -> UpsertedBatch:
         before = {i.scored.lead_id: self.leads.get(i.scored.lead_id) for i in leads}
         originals = {o: (self.leads[o].owner_rep_id, self.leads[o].team_id) for o in original_ids if o in self.leads}
@@ -130,7 +131,10 @@ class FakeRoutingStore(RoutingStore):
             known = before[i.scored.lead_id]
             self.leads[i.scored.lead_id] = replace(known, scored=i.scored) if known is not None else StoredLead(
                 i.scored.lead_id, i.scored, i.correlation_id, i.lead_captured_at, "new", None, None, 0)
-        return UpsertedBatch({i: self.leads[i] for i in before}, originals, await self.active_ruleset_key(session))
+        first_mql = frozenset(i.scored.lead_id for i in leads if i.mql and i.scored.lead_id not in self.mql_notified)
+        self.mql_notified |= {i.scored.lead_id for i in leads if i.mql}
+        return UpsertedBatch({i: self.leads[i] for i in before}, originals, await self.active_ruleset_key(session),
+                             first_mql, bool(self.subscribed & set(lifecycle_types)))
 
     async def write_decisions(self, session: AsyncSession, write: DecisionsWrite) -> None:
         self.decision_writes += 1
@@ -227,13 +231,6 @@ class FakeRoutingStore(RoutingStore):
 
     async def webhook_wanted_now(self, db: Any, event_types: Sequence[str]) -> bool:
         return bool(self.subscribed & set(event_types))
-
-    async def mark_lifecycles(
-        self, session: AsyncSession, leads: Mapping[str, bool], now: datetime, *, event_types: Sequence[str]
-    ) -> tuple[set[str], bool]:
-        first = {lead_id for lead_id, mql in leads.items() if mql and lead_id not in self.mql_notified}
-        self.mql_notified |= {lead_id for lead_id, mql in leads.items() if mql}
-        return first, bool(leads) and bool(self.subscribed & set(event_types))
 
     async def leads_for_webhook(self, session: AsyncSession, lead_ids: Collection[str]) -> dict[str, StoredLead]:
         return {lead_id: self.leads[lead_id] for lead_id in lead_ids if lead_id in self.leads}
