@@ -36,7 +36,12 @@ from leadflow_kit.consumer import one_at_a_time
 from leadflow_kit.uow import UnitOfWork
 from leadflow_routing import domain, handoff_rules, lifecycle, sla_replica, sla_states
 from leadflow_routing.bootstrap import Deps
-from leadflow_routing.notifications.handlers import RoutedNotice, notify_routed, notify_sla_warnings
+from leadflow_routing.notifications.handlers import (
+    KnownRecipients,
+    RoutedNotice,
+    notify_routed,
+    notify_sla_warnings,
+)
 from leadflow_routing.settings import Settings
 from leadflow_routing.store import (
     DecisionsWrite,
@@ -131,7 +136,7 @@ class ParkedRound:
 async def _route_claimed(claim: ScoredClaim, uow: UnitOfWork[Deps]) -> None:
     if not claim.ready:
         return
-    batch = await ScoredBatch.open(claim.ready, uow, claim.roster, claim.facts)
+    batch = await ScoredBatch.open(claim.ready, uow, claim.roster, claim.facts, claim.channels)
     for event in one_at_a_time(claim.ready):
         now = uow.now()
         _collect(batch.notices, await route_scored_lead(event, uow, now, batch))
@@ -192,6 +197,8 @@ class ScoredClaim:
     # What each event's decision reads of its lead, by event id: made once for the claim, read again by
     # the decision (a model_dump of the lead: made twice, 9 % of routing's CPU at the bench's 'max').
     facts: dict[str, domain.LeadFacts]
+    # The channels of the reps the claim locked, read with their locks.
+    channels: KnownRecipients = field(default_factory=KnownRecipients)
 
 
 async def claim_for_scored(
@@ -220,7 +227,7 @@ async def claim_for_scored(
         needs.append(need)
     held = await hold_rows(uow, sorted(set().union(*(n.team_ids for n in needs))),
                            sorted(set().union(*(n.rep_ids for n in needs))))
-    claim = ScoredClaim(held.roster, [], [], facts)
+    claim = ScoredClaim(held.roster, [], [], facts, held.channels)
     waiting_leads = set(leads.parked)
     for event, need in zip(events, needs, strict=True):
         scored = event.data
@@ -241,6 +248,8 @@ class HeldRows:
     # Teams whose row, or a rep's of theirs, another transaction held past the grace; reps likewise.
     busy_teams: set[str]
     busy_reps: set[str]
+    # The channels of the reps locked, read with their locks.
+    channels: KnownRecipients
 
 
 async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[str]) -> HeldRows:
@@ -253,7 +262,7 @@ async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[st
     batches of that team would wait (and park) behind it. Then it keeps what it got. Rows this process
     already found held past the grace (``BusyRows``) are not waited for again."""
     if not team_ids and not rep_ids:
-        return HeldRows(domain.Roster(), set(), set())
+        return HeldRows(domain.Roster(), set(), set(), KnownRecipients())
     deps = uow.deps
     store, session, settings = deps.store, uow.session, deps.settings
     deadline = time.monotonic() + settings.busy_row_grace_seconds
@@ -276,7 +285,7 @@ async def hold_rows(uow: UnitOfWork[Deps], team_ids: list[str], rep_ids: list[st
     wanted = set(team_ids)
     busy_teams = set(busy_team_rows) | {t for t in busy_reps.values() if t in wanted}
     roster.team_ids = wanted - busy_teams
-    return HeldRows(roster, busy_teams, set(busy_reps))
+    return HeldRows(roster, busy_teams, set(busy_reps), KnownRecipients(frozenset(tried.reps), tried.recipients))
 
 
 async def claim_for_breaches(events: list[Event[LeadSla]], uow: UnitOfWork[Deps]) -> None:
@@ -665,12 +674,14 @@ class ScoredBatch:
     handoff_cleared: set[str] = field(default_factory=set)
     first_mql: set[str] = field(default_factory=set)
     lifecycle_wanted: bool = False
+    # The channels of the reps its claim locked: the owners' notifications need no read for them.
+    channels: KnownRecipients = field(default_factory=KnownRecipients)
     # The routed webhooks' payloads still to get their ``sla`` block, with the routing and its time.
     clocks: list[tuple[dict[str, Any], LeadRouted, datetime]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, events: list[Event[LeadScored]], uow: UnitOfWork[Deps], roster: domain.Roster,
-                   facts: dict[str, domain.LeadFacts]) -> ScoredBatch:
+                   facts: dict[str, domain.LeadFacts], channels: KnownRecipients | None = None) -> ScoredBatch:
         """Store the batch's leads in one statement (each once: its last snapshot, its first correlation), which
         also notes their first MQL moments (before the decisions: it changes nothing they read) and says
         whether anyone subscribes to ``lead.mql`` or ``lead.stage_changed`` when an event may send one."""
@@ -693,7 +704,7 @@ class ScoredBatch:
             lifecycle_types=[lifecycle.MQL, lifecycle.STAGE_CHANGED] if lifecycle_moment else [])
         return cls(uow, RosterRows(store, session, roster), dict(upserted.leads), upserted.originals,
                    upserted.active_ruleset, facts, first_mql=set(upserted.first_mql),
-                   lifecycle_wanted=upserted.lifecycle_wanted)
+                   lifecycle_wanted=upserted.lifecycle_wanted, channels=channels or KnownRecipients())
 
     def stored(self, scored: LeadScored, duplicate_of: str | None) -> UpsertedLead:
         """The lead of ``scored`` as the batch's earlier events left it, with the routing of its original."""
@@ -740,7 +751,7 @@ class ScoredBatch:
         for (data, _, _), clock in zip(self.clocks, clocks, strict=True):
             data["sla"] = clock
         await store.enqueue_webhooks(session, self.webhooks, self.uow.deps.webhook_hand_off)
-        await notify_routed(self.uow, self.notices, self.uow.now())
+        await notify_routed(self.uow, self.notices, self.uow.now(), self.channels)
 
 
 # -- CRM touches ----------------------------------------------------------------------------

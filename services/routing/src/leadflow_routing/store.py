@@ -2,9 +2,9 @@
 
 The consumer paths run plain SQL on the transaction's asyncpg connection (``driver_connection``):
 a SQLAlchemy statement costs several times the CPU of the same statement through asyncpg, and a
-batch of scored leads is routed in eight statements whatever its size (lock its leads with the active rule
-set's key, a savepoint, its teams and reps, store the leads with their MQL moments, write the decisions, read
-sla's replicated policies, queue the webhooks, read the owners' channels), see docs/performance.md.
+batch of scored leads is routed in seven statements whatever its size (lock its leads with the active rule
+set's key, a savepoint, its teams and reps with the reps' channels, store the leads with their MQL moments,
+write the decisions, read sla's replicated policies, queue the webhooks), see docs/performance.md.
 Fairness lives in PostgreSQL: a team's row is locked while its rotation advances, and the reps' counters
 are updated under their row locks, so replicas never race.
 The admin routes' statements are SQLAlchemy Core, as they were.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from leadflow_kit.webhooks import (
     subscription_table,
 )
 from leadflow_routing import domain
+from leadflow_routing.notifications.messages import Recipient
 from leadflow_routing.schemas import (
     QueueCreate,
     RepFields,
@@ -112,21 +113,28 @@ ORDER BY id FOR UPDATE
 # ``wanted_*`` id set (the caller waits a grace, then parks the leads that need it); SKIP LOCKED never
 # waits, so taking both kinds in one statement cannot deadlock. Columns are those of the locked row
 # (the latest version), never the statement's snapshot. A team's row has the ``locked_team_`` columns
-# and ``wanted_team_id``, a rep's the rep columns and ``wanted_rep_id`` (the other kind's are NULL, typed
-# by casting NULL to the table's row type).
+# and ``wanted_team_id``, a rep's the rep columns, the channels it is told a routing through
+# (``notify_*``: the batch's notifications need no read of their own for the reps it locked) and
+# ``wanted_rep_id`` (the other kind's are NULL, typed by casting NULL to the table's row type).
 TRY_LOCK_ROSTER = f"""
 WITH teams AS (SELECT {TEAM_SELECT} FROM team WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE SKIP LOCKED),
 reps AS (
-    SELECT {REP_SELECT} FROM rep WHERE id = ANY($2::text[]) OR team_id IN (SELECT id FROM teams)
-    ORDER BY id FOR UPDATE SKIP LOCKED
+    SELECT {", ".join(f"rep.{c}" for c in REP_COLUMNS)}, coalesce(s.email, rep.email) AS notify_email,
+        s.slack_user_id AS notify_slack_user_id, s.channels AS notify_channels
+    FROM rep LEFT JOIN rep_notification_settings s ON s.rep_id = rep.id AND cardinality(s.channels) > 0
+    WHERE rep.id = ANY($2::text[]) OR rep.team_id IN (SELECT id FROM teams)
+    ORDER BY rep.id FOR UPDATE OF rep SKIP LOCKED
 )
 SELECT {", ".join(f"l.{c} AS locked_team_{c}" for c in TEAM_COLUMNS)}, t.id::text AS wanted_team_id,
-       {", ".join(f"(NULL::rep).{c}" for c in REP_COLUMNS)}, NULL::text AS wanted_rep_id,
-       NULL::text AS wanted_rep_team_id
+       {", ".join(f"(NULL::rep).{c}" for c in REP_COLUMNS)},
+       (NULL::rep_notification_settings).email AS notify_email,
+       (NULL::rep_notification_settings).slack_user_id AS notify_slack_user_id,
+       (NULL::rep_notification_settings).channels AS notify_channels,
+       NULL::text AS wanted_rep_id, NULL::text AS wanted_rep_team_id
 FROM team t LEFT JOIN teams l ON l.id = t.id WHERE t.id = ANY($1::text[])
 UNION ALL
 SELECT {", ".join(f"(NULL::team).{c}" for c in TEAM_COLUMNS)}, NULL, {", ".join(f"l.{c}" for c in REP_COLUMNS)},
-       w.id, w.team_id
+       l.notify_email, l.notify_slack_user_id, l.notify_channels, w.id, w.team_id
 FROM rep w LEFT JOIN reps l ON l.id = w.id WHERE w.id = ANY($2::text[]) OR w.team_id IN (SELECT id FROM teams)
 """
 PARK_SCORED = """
@@ -331,12 +339,14 @@ class LeadsClaim:
 @dataclass(frozen=True)
 class TriedRoster:
     """What ``try_lock_roster`` took: the teams and reps locked (by id), the teams another transaction
-    holds, and the reps it holds (id: their team)."""
+    holds, the reps it holds (id: their team), and those of the reps locked that are told a routing
+    through a channel, as notifications reach them."""
 
     teams: dict[str, domain.Team]
     busy_teams: set[str]
     reps: dict[str, domain.Rep]
     busy_reps: dict[str, str | None]
+    recipients: dict[str, Recipient] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -663,8 +673,8 @@ class RoutingStore:
         self, session: AsyncSession, team_ids: Sequence[str], rep_ids: Sequence[str]
     ) -> TriedRoster:
         """Lock, without waiting, the teams among ``team_ids``, then the reps among ``rep_ids`` and every rep
-        of the teams locked, that no other transaction holds; in one round trip. A team or rep that does
-        not exist is neither locked nor busy."""
+        of the teams locked, that no other transaction holds, with the channels the reps locked are told
+        through; in one round trip. A team or rep that does not exist is neither locked nor busy."""
         if not team_ids and not rep_ids:
             return TriedRoster({}, set(), {}, {})
         conn = await driver_connection(session)
@@ -680,6 +690,10 @@ class RoutingStore:
                 tried.busy_reps[row["wanted_rep_id"]] = row["wanted_rep_team_id"]
             else:
                 tried.reps[row["id"]] = rep_from_row(row)
+                if row["notify_channels"]:
+                    tried.recipients[row["id"]] = Recipient(
+                        rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["notify_email"],
+                        slack_user_id=row["notify_slack_user_id"], channels=list(row["notify_channels"]))
         return tried
 
     async def savepoint(self, session: AsyncSession) -> None:

@@ -95,9 +95,11 @@ class FakeRoutingStore(RoutingStore):
         self.claimed.append((list(team_ids), list(rep_ids), False))  # each try: the claim, as the tests read it
         teams = {t: self.teams[t] for t in team_ids if t in self.teams and t not in self.busy_rows}
         wanted = [r for r in self.reps.values() if r.id in rep_ids or r.team_id in teams]
-        return TriedRoster(teams, {t for t in team_ids if t in self.teams and t in self.busy_rows},
-                           {r.id: r for r in wanted if r.id not in self.busy_rows},
-                           {r.id: r.team_id for r in wanted if r.id in self.busy_rows})
+        locked = {r.id: r for r in wanted if r.id not in self.busy_rows}
+        self.notifications.roster_reads.append(sorted(locked))
+        return TriedRoster(teams, {t for t in team_ids if t in self.teams and t in self.busy_rows}, locked,
+                           {r.id: r.team_id for r in wanted if r.id in self.busy_rows},
+                           self.notifications.told_through_channels(locked))
 
     async def savepoint(self, session: AsyncSession) -> None:
         pass
@@ -257,11 +259,18 @@ class FakeNotificationStore(NotificationStore):
         self.routing = routing
         self.recipients: dict[str, Recipient] = {}
         self.queued: list[NewNotification] = []
-        # The rep ids each read of the reps' channels asked for.
+        # The rep ids each read of the reps' channels asked for, and those a scored batch's claim read with
+        # the reps' locks (``try_lock_roster``).
         self.recipient_reads: list[list[str]] = []
+        self.roster_reads: list[list[str]] = []
 
     async def recipients_of(self, session: AsyncSession, rep_ids: Collection[str]) -> dict[str, Recipient]:
+        if not rep_ids:
+            return {}
         self.recipient_reads.append(sorted(rep_ids))
+        return self.told_through_channels(rep_ids)
+
+    def told_through_channels(self, rep_ids: Collection[str]) -> dict[str, Recipient]:
         found = {rep_id: self.recipients[rep_id] for rep_id in rep_ids
                  if rep_id in self.recipients and self.recipients[rep_id].channels}
         return {rep_id: recipient.model_copy(update={"team_id": self.routing.reps[rep_id].team_id})

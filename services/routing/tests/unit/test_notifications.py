@@ -123,7 +123,7 @@ async def test_a_rep_without_channels_a_queued_lead_and_a_repeat_fill_queue_noth
     assert len(store.notifications.queued) == 1
 
 
-async def test_a_batch_reads_its_owners_channels_once_and_only_owners_with_channels_are_told() -> None:
+async def test_a_batch_reads_its_owners_channels_with_their_locks_and_only_owners_with_channels_are_told() -> None:
     store = FakeRoutingStore()
     sales_team(store)
     store.notifications.recipients["rep-b"] = recipient("rep-b", "email")
@@ -131,7 +131,9 @@ async def test_a_batch_reads_its_owners_channels_once_and_only_owners_with_chann
 
     events = await route(store, *(scored(f"lead-{n}") for n in range(1, 7)))
 
-    assert store.notifications.recipient_reads == [["rep-a", "rep-b", "rep-c"]]
+    # The claim's locks read every owner's channels: no read of their own.
+    assert store.notifications.roster_reads == [["rep-a", "rep-b", "rep-c"]]
+    assert store.notifications.recipient_reads == []
     assert [(n.content.rep_id, n.content.lead_id) for n in store.notifications.queued] == [
         ("rep-b", "lead-2"), ("rep-b", "lead-5")]
     assert {n.cause_event_id for n in store.notifications.queued} == {events[1].id, events[4].id}

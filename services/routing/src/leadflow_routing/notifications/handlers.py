@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from leadflow_contracts import Event, LeadRouted, LeadScored, LeadSla
@@ -34,16 +34,28 @@ class RoutedNotice:
     routed: Event[LeadRouted]
 
 
-async def notify_routed(uow: UnitOfWork[Deps], notices: Sequence[RoutedNotice], now: datetime) -> None:
+@dataclass(frozen=True)
+class KnownRecipients:
+    """The reps whose channels a statement has read already (``read_for``), and those of them told through
+    one (a scored batch's claim reads them with the reps' locks)."""
+
+    read_for: frozenset[str] = frozenset()
+    recipients: Mapping[str, messages.Recipient] = field(default_factory=dict)
+
+
+async def notify_routed(uow: UnitOfWork[Deps], notices: Sequence[RoutedNotice], now: datetime,
+                        known: KnownRecipients | None = None) -> None:
     """Tell each owner a lead was routed to them (first routing, re-route, claim, reassignment, hand-off):
-    one read of the owners' channels for all ``notices``, one insert of what they queue, nothing more
-    while no owner has a channel."""
+    one read of the owners' channels for all ``notices`` (none for the owners ``known`` holds), one insert of
+    what they queue, nothing more while no owner has a channel."""
     owned = [n for n in notices if n.routed.data.owner is not None]
     if not owned:
         return
-    store = uow.deps.notifications
-    recipients = await store.recipients_of(uow.session, {n.routed.data.owner.rep_id for n in owned
-                                                      if n.routed.data.owner is not None})
+    store, known = uow.deps.notifications, known or KnownRecipients()
+    owners = {n.routed.data.owner.rep_id for n in owned if n.routed.data.owner is not None}
+    recipients = {rep_id: known.recipients[rep_id] for rep_id in owners & known.read_for
+                  if rep_id in known.recipients}
+    recipients |= await store.recipients_of(uow.session, owners - known.read_for)
     queued: list[NewNotification] = []
     for notice in owned:
         routed = notice.routed.data
