@@ -87,9 +87,8 @@ LEAD_SELECT = "id, data, correlation_id, lead_captured_at, status, owner_rep_id,
 # batch belong to its partitions, so two consumers never contend for them; the owners returned are
 # those of the batch's leads and of the leads they duplicate (read, not locked).
 # With $3, it also names those of the leads (or originals) that have scored events parked: a lead's
-# later events park behind its earlier ones.
-# The scored batch's first statement: its leads locked, what the claim reads of them, and the active rule
-# set's key (a row with only ``ruleset_version``/``ruleset_created_at`` set), saving the batch a round trip.
+# later events park behind its earlier ones. A last row (only ``ruleset_version``/``ruleset_created_at``
+# set) is the active rule set's key, which the claim needs next: no round trip of its own.
 LOCK_LEADS_OWNERS = """
 WITH locked AS (SELECT id, owner_rep_id FROM lead WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
 SELECT id, owner_rep_id, false AS parked, NULL::int AS ruleset_version, NULL::timestamptz AS ruleset_created_at
@@ -151,12 +150,11 @@ OLDEST_PARKED = "SELECT seq, event, attempts FROM parked_lead ORDER BY seq LIMIT
 # correlation of its first, as one upsert per event leaves them), row-locked by the conflict; it returns
 # each row as it was before (an update leaves status, owner and team alone), then the owners and teams
 # of the leads they duplicate ($6, read as the statement starts), and the active rule set's version.
-# A batch's leads stored (each row-locked until the transaction ends) and their first MQL moments noted once
-# (lead.mql is sent once), in one statement: a lead one of whose events is an MQL ($7) gets
-# ``mql_notified_at`` unless it has one. It is a first MQL when this statement set it: the RETURNING's
-# subquery reads the row as the statement's snapshot saw it, before its own write (none for a lead it
-# inserts), by key. With the active rule set, and whether any subscription takes the lifecycle types $8
-# (false when none is asked for).
+# It also notes the leads' first MQL moments once (lead.mql is sent once): a lead one of whose events is
+# an MQL ($7) gets ``mql_notified_at`` unless it has one, and is a first MQL when this statement set it
+# (the RETURNING's subquery reads the row, by key, as the statement's snapshot saw it before its own
+# write; a lead it inserts was not there). ``lifecycle_wanted``: whether any subscription takes one of
+# the lifecycle types $8 (false when none is asked for).
 UPSERT_SCORED_LEADS = """
 WITH given AS (
     SELECT * FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::timestamptz[], $7::boolean[])
