@@ -198,7 +198,7 @@ class ScoredClaim:
     # the decision (a model_dump of the lead: made twice, 9 % of routing's CPU at the bench's 'max').
     facts: dict[str, domain.LeadFacts]
     # The channels of the reps the claim locked, read with their locks.
-    channels: KnownRecipients = field(default_factory=KnownRecipients)
+    channels: KnownRecipients
 
 
 async def claim_for_scored(
@@ -681,7 +681,7 @@ class ScoredBatch:
 
     @classmethod
     async def open(cls, events: list[Event[LeadScored]], uow: UnitOfWork[Deps], roster: domain.Roster,
-                   facts: dict[str, domain.LeadFacts], channels: KnownRecipients | None = None) -> ScoredBatch:
+                   facts: dict[str, domain.LeadFacts], channels: KnownRecipients) -> ScoredBatch:
         """Store the batch's leads in one statement (each once: its last snapshot, its first correlation), which
         also notes their first MQL moments (before the decisions: it changes nothing they read) and says
         whether anyone subscribes to ``lead.mql`` or ``lead.stage_changed`` when an event may send one."""
@@ -704,7 +704,7 @@ class ScoredBatch:
             lifecycle_types=[lifecycle.MQL, lifecycle.STAGE_CHANGED] if lifecycle_moment else [])
         return cls(uow, RosterRows(store, session, roster), dict(upserted.leads), upserted.originals,
                    upserted.active_ruleset, facts, first_mql=set(upserted.first_mql),
-                   lifecycle_wanted=upserted.lifecycle_wanted, channels=channels or KnownRecipients())
+                   lifecycle_wanted=upserted.lifecycle_wanted, channels=channels)
 
     def stored(self, scored: LeadScored, duplicate_of: str | None) -> UpsertedLead:
         """The lead of ``scored`` as the batch's earlier events left it, with the routing of its original."""

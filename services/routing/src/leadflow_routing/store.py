@@ -35,6 +35,7 @@ from leadflow_kit.webhooks import (
 )
 from leadflow_routing import domain
 from leadflow_routing.notifications.messages import Recipient
+from leadflow_routing.notifications.store import recipient_from_row
 from leadflow_routing.schemas import (
     QueueCreate,
     RepFields,
@@ -689,9 +690,7 @@ class RoutingStore:
             else:
                 tried.reps[row["id"]] = rep_from_row(row)
                 if row["notify_channels"]:
-                    tried.recipients[row["id"]] = Recipient(
-                        rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["notify_email"],
-                        slack_user_id=row["notify_slack_user_id"], channels=list(row["notify_channels"]))
+                    tried.recipients[row["id"]] = recipient_from_row(row, "notify_")
         return tried
 
     async def savepoint(self, session: AsyncSession) -> None:

@@ -25,6 +25,14 @@ SELECT_RECIPIENTS = (
 )
 
 
+def recipient_from_row(row: Any, prefix: str = "") -> Recipient:
+    """A rep as notifications reach them, from a row with the rep's ``id``, ``name`` and ``team_id`` and the
+    settings' ``email`` (the rep's own when the settings have none), ``slack_user_id`` and ``channels``, each
+    of these three named with ``prefix``."""
+    return Recipient(rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row[f"{prefix}email"],
+                     slack_user_id=row[f"{prefix}slack_user_id"], channels=list(row[f"{prefix}channels"]))
+
+
 @dataclass(frozen=True)
 class RepNotificationSettings:
     rep_id: str
@@ -87,9 +95,7 @@ class NotificationStore:
             return {}
         conn = await driver_connection(session)
         rows = await conn.fetch(SELECT_RECIPIENTS, sorted(rep_ids))
-        return {row["id"]: Recipient(rep_id=row["id"], name=row["name"], team_id=row["team_id"], email=row["email"],
-                                     slack_user_id=row["slack_user_id"], channels=list(row["channels"]))
-                for row in rows}
+        return {row["id"]: recipient_from_row(row) for row in rows}
 
     async def rep_settings(self, session: AsyncSession, rep_id: str) -> RepNotificationSettings | None:
         s = rep_notification_settings
