@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +92,9 @@ async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps
             seconds = max((record.at - record.lead_captured_at).total_seconds(), 0.0)
             uow.after_commit(functools.partial(metrics.pipeline_stage.labels(record.stage).observe, seconds))
         facts = leads[record.facts_lead_id]
-        changes = await update_lead(evt, facts, leads, clocks, uow)
+        changes, updated = await update_lead(evt, facts, leads, clocks, uow)
         if changes:
-            leads[facts.lead_id] = replace(facts, **changes)
+            leads[facts.lead_id] = updated
             changed.setdefault(facts.lead_id, {}).update(changes)
     await clocks.insert_opened(uow)
     if changed:
@@ -102,17 +102,21 @@ async def record_lead_events(events: list[Event[LeadData]], uow: UnitOfWork[Deps
 
 
 async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, LeadFacts], clocks: BatchClocks,
-                      uow: UnitOfWork[Deps]) -> LeadChanges:
-    """What ``evt`` changes on ``facts`` (the lead, locked by this transaction), its clocks' changes included;
-    the caller writes them. ``leads``: the batch's leads as the events so far left them."""
+                      uow: UnitOfWork[Deps]) -> tuple[LeadChanges, LeadFacts]:
+    """What ``evt`` changes on ``facts`` (the lead, locked by this transaction), its clocks' changes included,
+    and the lead as they leave it; the caller writes them. ``leads``: the batch's leads as the events so far
+    left them."""
     data, store = evt.data, uow.deps.store
     changes = domain.lead_changes(facts, evt)
-    updated = replace(facts, **changes)
+    # Each copy of the lead's facts costs a construction of all its columns: one for the event's changes (none
+    # when it changes nothing), one more only when the clocks change the lead too.
+    updated = domain.changed_facts(facts, changes) if changes else facts
     merged_fill = domain.merged_fill(evt, facts.lead_id)
     if merged_fill is not None:
         await store.merge_into(uow.session, merged_fill, domain.captured_at_of(evt), facts.lead_id)
         if merged_fill in leads:
-            leads[merged_fill] = replace(leads[merged_fill], merged_into=facts.lead_id)
+            leads[merged_fill] = domain.changed_facts(leads[merged_fill], {"merged_into": facts.lead_id})
+    clock_changes: LeadChanges = {}
     if isinstance(data, LeadRouted) and data.nurture:
         await clocks.insert_opened(uow)
         await store.retire_clocks(uow.session, data.lead_id, evt.time, "nurture")
@@ -122,12 +126,15 @@ async def update_lead(evt: Event[LeadData], facts: LeadFacts, leads: dict[str, L
     elif isinstance(data, LeadRouted):
         # Clocks are only ever opened here, in the transaction that sets first_routed_at: a lead never
         # routed before has no older clock to supersede.
-        changes.update(await open_clock(evt, data, updated, clocks, uow,
-                                        routed_before=facts.first_routed_at is not None))
+        clock_changes = await open_clock(evt, data, updated, clocks, uow,
+                                         routed_before=facts.first_routed_at is not None)
     elif isinstance(data, LeadTouched) and data.touch_type in domain.STOPPING_TOUCHES:
         await clocks.insert_opened(uow)
-        changes.update(await stop_clocks(data, updated, uow))
-    return changes
+        clock_changes = await stop_clocks(data, updated, uow)
+    if clock_changes:
+        changes.update(clock_changes)
+        updated = domain.changed_facts(updated, clock_changes)
+    return changes, updated
 
 
 async def open_clock(

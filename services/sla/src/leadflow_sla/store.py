@@ -99,7 +99,19 @@ class _Row(Protocol):
 
 def _record(kind: type[R], row: _Row) -> R:
     """The dataclass ``kind`` from a row's columns of the same names (the row may have more)."""
-    return kind(**{f.name: row[f.name] for f in fields(kind)})  # type: ignore[arg-type]
+    return kind(**{name: row[name] for name in _field_names(kind)})
+
+
+def _field_names(kind: type[Any]) -> tuple[str, ...]:
+    """A dataclass's field names, which never change: ``fields`` builds them anew on each call, and a
+    batch's leads are read back a row at a time."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
 def _update_statement(table: str, key: str, changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -212,6 +224,9 @@ UPDATE lead SET ({", ".join(_LEAD_COLUMNS)}) = (
 FROM unnest($1::text[], $2::text[]) AS changes(lead_id, changes)
 WHERE lead.lead_id = changes.lead_id
 """
+
+# ``json.dumps(changes, default=_json_value)``, its encoder built once: dumps builds one per call otherwise.
+_LEAD_CHANGES_JSON = json.JSONEncoder(default=_json_value)
 
 # A repeat form fill leaves the funnel: its own lead row points at the lead it was merged into.
 _MERGE_INTO = """
@@ -354,8 +369,7 @@ class SlaStore:
     async def update_leads(self, session: AsyncSession, changes: Mapping[str, LeadChanges]) -> None:
         """Set on each lead the columns its changes name."""
         conn = await driver_connection(session)
-        await conn.execute(_UPDATE_LEADS, list(changes),
-                           [json.dumps(c, default=_json_value) for c in changes.values()])
+        await conn.execute(_UPDATE_LEADS, list(changes), [_LEAD_CHANGES_JSON.encode(c) for c in changes.values()])
 
     async def merge_into(
         self, session: AsyncSession, fill_lead_id: str, captured_at: datetime | None, lead_id: str

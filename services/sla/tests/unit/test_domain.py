@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from leadflow_contracts import LeadDelivered, LeadSla, LeadTouched
+import pytest
+
+from leadflow_contracts import DataQuality, LeadContact, LeadDelivered, LeadEnriched, LeadProfile, LeadSla, LeadTouched
 from leadflow_sla import domain
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,3 +92,26 @@ def test_funnel_counts_every_stage_a_lead_reached() -> None:
     assert total["counts"]["captured"] == 4
     assert groups[1]["conversion_rates"]["mql_to_sql"] is None
     assert groups[1]["sla"]["compliance_pct"] is None
+
+
+def test_changed_facts_are_the_facts_replace_makes() -> None:
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    facts = domain.LeadFacts("l", captured_at=at, tier="warm", stage_rank=2, email="ada@initech.example")
+    for changes in ({}, {"tier": "hot", "score": 91.5, "updated_at": at}, {"tier": None, "email": None},
+                    {"deal_amount": Decimal("10.50"), "lost_at": at, "merged_into": "m"}):
+        assert domain.changed_facts(facts, changes) == replace(facts, **changes)
+    assert domain.changed_facts(facts, {"tier": "hot"}) is not facts
+    assert facts.tier == "warm"  # the facts it started from are left as they were
+    with pytest.raises(TypeError):
+        domain.changed_facts(facts, {"no_such_column": 1})
+
+
+def test_an_enrichment_of_a_repeat_fill_goes_on_both_leads_timelines_and_other_events_on_their_leads() -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    repeat = LeadEnriched(lead_id="first", captured_lead_id="repeat", duplicate_of="first", form_key="demo",
+                          profile=LeadProfile(), original=LeadContact(), quality=DataQuality(score=1))
+    assert domain.lead_ids_of("first", repeat) == ["first", "repeat"]
+    assert domain.lead_ids_of("first", repeat.model_copy(update={"captured_lead_id": "first"})) == ["first"]
+    touch = LeadTouched(lead_id="l", touch_id="t", touch_type="contacted", occurred_at=now)
+    assert domain.lead_ids_of("l", touch) == ["l"]
+    assert domain.lead_ids_of("other", touch) == ["other", "l"]

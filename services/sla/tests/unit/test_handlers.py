@@ -16,6 +16,7 @@ from leadflow_contracts import (
     LeadActivity,
     LeadCaptured,
     LeadContact,
+    LeadDelivered,
     LeadEnriched,
     LeadProfile,
     LeadRouted,
@@ -292,6 +293,23 @@ async def test_a_lead_s_events_in_one_batch_apply_in_order_as_one_by_one() -> No
     assert [e.event_type for e in together.store.timelines[LEAD]] == [e.event_type for e in alone.store.timelines[LEAD]]
     # The re-route is not the lead's first routing: each stage is measured once, in one batch as one by one.
     assert together.stage_observations("routed") == alone.stage_observations("routed") == 1
+
+
+async def test_what_a_clock_settles_on_the_lead_counts_for_the_batchs_later_events_as_one_by_one() -> None:
+    # The touch overtook the routing: the clock starts stopped and settles the outcome, which the later
+    # touch and the re-route, in the same batch, see as they would in batches of their own.
+    delivered = LeadDelivered(lead_id=LEAD, webhook_id="w-1", subscription_id="crm",
+                              event_type_delivered="lead.routed.v1", status="delivered", attempt=1, at=T0)
+    story = (captured_fill(), touched(T0 + 5 * SECOND), routed(), delivered,
+             touched(T0 + 90 * SECOND, "meeting_booked"), routed("rep-bob", reroute=True, reroute_reason="manual"))
+    alone, together = Sla(), Sla()
+    await alone.receive(*story)
+    await together.receive_together(*story)
+
+    assert together.store.leads == alone.store.leads
+    assert together.store.leads[LEAD].sla_outcome == "met"
+    assert [(c.owner_rep_id, c.status, c.stopped_at) for c in together.store.clocks_of(LEAD)] == \
+        [(c.owner_rep_id, c.status, c.stopped_at) for c in alone.store.clocks_of(LEAD)]
 
 
 async def test_leads_in_one_batch_keep_their_own_facts_and_clocks(sla: Sla) -> None:
