@@ -68,9 +68,10 @@ def compare(
     after_tiers: Counter[str] = Counter()
     mql_before = mql_after = changed = 0
     total_delta = 0.0
+    current_model, draft_model = domain.CompiledModel(current), domain.CompiledModel(draft)
     for subject in subjects:
-        before = domain.score_lead(current, subject.facts, subject.activities, now)
-        after = domain.score_lead(draft, subject.facts, subject.activities, now)
+        before = current_model.score(subject.facts, subject.activities, now)
+        after = draft_model.score(subject.facts, subject.activities, now)
         diff = domain.differences(before, after)
         changed += bool(diff)
         before_tiers[before.tier] += 1

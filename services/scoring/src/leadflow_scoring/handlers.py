@@ -209,7 +209,7 @@ async def rescore(
     if fields is None:
         return None
     model = await store.require_model(session, state.active_model_id)
-    result = domain.score_lead(model.spec, domain.lead_facts(fields), state.activities, now)
+    result = model.compiled.score(domain.lead_facts(fields), state.activities, now)
 
     current: domain.Stage = lead.lifecycle_stage if lead is not None else "lead"
     stage = domain.next_stage(current, result.is_mql, why.stage)

@@ -75,7 +75,7 @@ async def lead_score_view(
         return None
     model = await store.active_model(session)
     activities = await store.activities_of(session, lead_id)
-    result = domain.score_lead(model.spec, domain.lead_facts(lead.enriched), activities, now)
+    result = model.compiled.score(domain.lead_facts(lead.enriched), activities, now)
     changes = await store.score_changes(session, lead_id, history_limit)
     return LeadScorePublic(
         lead_id=lead_id,
