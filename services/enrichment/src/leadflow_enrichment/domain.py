@@ -103,9 +103,12 @@ def merge_fill(known: KnownLead | None, captured: LeadCaptured) -> tuple[LeadCon
             fill_blank_custom_fields(known.custom_fields, captured.custom_fields))
 
 
-def normalize_contact(contact: LeadContact, default_phone_region: str | None = None) -> Normalized:
+def normalize_contact(contact: LeadContact, default_phone_region: str | None = None,
+                      email: normalize.EmailResult | None = None) -> Normalized:
+    """``email``: ``normalize.normalize_email(contact.email)`` when the caller has it already."""
     problems: list[str] = []
-    email = normalize.normalize_email(contact.email)
+    if email is None:
+        email = normalize.normalize_email(contact.email)
     if contact.email and email.email_type == "invalid":
         problems.append("invalid_email")
 

