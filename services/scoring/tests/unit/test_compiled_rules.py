@@ -1,22 +1,21 @@
 """Compiled rules score exactly as the rules read plainly did.
 
-A model is compiled once (``domain.compile_model``; ``StoredModel.compiled`` keeps one per version) so that what
+A model is compiled once (``domain.CompiledModel``; ``StoredModel.compiled`` keeps one per version) so that what
 depends only on a condition (its folded value, its number, its folded set, its casefolded text, its limits) is
 not worked out again for every lead. These tests hold the compiled form to what scoring did before it:
-``REFERENCE`` below is ``condition_holds`` as it was, and the full scores pinned here were written by the
+``REFERENCE`` below is ``condition_holds``, unchanged from then, and the full scores pinned here were written by the
 scoring that evaluated every condition per lead.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from leadflow_kit.patterns import pattern_found
 from leadflow_scoring import domain
 from leadflow_scoring.model import Condition, default_model, validate_model
 from leadflow_scoring.store import StoredModel
@@ -26,62 +25,10 @@ DEFAULT = default_model()
 
 
 # -- conditions ----------------------------------------------------------------------------------
-# The condition test as scoring ran it for every lead before conditions were compiled (kept verbatim).
+# condition_holds is the condition test as scoring ran it for every lead before conditions were compiled; it
+# stays, unchanged, as the compiled tests' fallback, and is the reference they are held to.
 
-
-def _reference_fold(value: Any) -> Any:
-    return value.strip().casefold() if isinstance(value, str) else value
-
-
-def _reference_number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value).replace(",", ""))
-    except ValueError:
-        return None
-
-
-def _reference_condition_holds(cond: Condition, facts: Mapping[str, Any]) -> bool:
-    actual = facts.get(cond.field)
-    present = actual is not None and actual != "" and actual is not False
-    op = cond.op
-    if op == "exists":
-        return present
-    if op == "missing":
-        return not present
-    if actual is None:
-        # Absent values satisfy only the negative tests.
-        return op in ("ne", "not_in")
-    if op in ("eq", "ne"):
-        same = _reference_fold(actual) == _reference_fold(cond.value) or (
-            _reference_number(actual) is not None and _reference_number(actual) == _reference_number(cond.value)
-        )
-        return same if op == "eq" else not same
-    if op in ("in", "not_in"):
-        inside = _reference_fold(actual) in {_reference_fold(v) for v in cond.value}
-        return inside if op == "in" else not inside
-    if op in ("gt", "gte", "lt", "lte", "between"):
-        number = _reference_number(actual)
-        if number is None:
-            return False
-        if op == "between":
-            return float(cond.value[0]) <= number <= float(cond.value[1])
-        limit = float(cond.value)
-        return {"gt": number > limit, "gte": number >= limit, "lt": number < limit, "lte": number <= limit}[op]
-    text = str(actual).casefold()
-    if op == "contains":
-        return str(cond.value).casefold() in text
-    if op == "starts_with":
-        return text.startswith(str(cond.value).casefold())
-    if op == "ends_with":
-        return text.endswith(str(cond.value).casefold())
-    return pattern_found(str(cond.value), str(actual))
-
-
-REFERENCE = _reference_condition_holds
+REFERENCE = domain.condition_holds
 
 OPS = ["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between", "exists", "missing", "contains",
        "starts_with", "ends_with", "matches"]
