@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 import pytest
 
+from leadflow_contracts import LeadScored
 from leadflow_routing import domain
 from leadflow_routing.domain import Condition, Rep, Rule, RuleSet, Team
 
@@ -130,6 +132,50 @@ def test_conditions_on_any_lead_field(condition: Condition, expected: bool) -> N
         "account": {"account_id": "acc-1", "tier": "strategic"},
     }
     assert domain.condition_holds(condition, domain.lead_fields(data)) is expected
+
+
+def test_lead_fields_flattens_nested_objects_and_derives_fields() -> None:
+    """The whole result, pinned: scalars at the top and one level down (by dotted path, the profile's and
+    attribution's also by plain name, their None values not), lists and deeper objects skipped, any
+    Mapping read as an object (not only a dict), the derived fields added."""
+    data = {
+        "lead_id": "l-1", "score": 75.5, "engagement_level": 3, "is_mql": True, "duplicate_of": None,
+        "breakdown": [{"rule_id": "r1", "points": 10}],
+        "profile": MappingProxyType({"country": "de", "employee_count": 400.0, "job_title": None,
+                                     "tags": ["a"], "deeper": {"x": 1}}),
+        "attribution": {"utm_source": "", "utm_campaign": "spring"},
+        "account": {"account_id": "acc-1", "owner_rep_id": None},
+        "custom_fields": {"budget": "50k"},
+        "fit_grade": "A", "lifecycle_stage": "mql", "form_key": "demo",
+    }
+    assert domain.lead_fields(data) == {
+        "lead_id": "l-1", "score": 75.5, "engagement_level": 3, "is_mql": True, "duplicate_of": None,
+        "profile.country": "de", "profile.employee_count": 400.0, "profile.job_title": None,
+        "attribution.utm_source": "", "attribution.utm_campaign": "spring",
+        "account.account_id": "acc-1", "account.owner_rep_id": None, "custom_fields.budget": "50k",
+        "fit_grade": "A", "lifecycle_stage": "mql", "form_key": "demo",
+        "utm_source": "", "utm_campaign": "spring", "country": "de", "employee_count": 400.0,
+        "account_id": "acc-1", "grade": "A", "stage": "mql", "form": "demo", "source": "direct",
+        "region": domain.region_of("de"), "employee_segment": "201-1000",
+    }
+
+
+def test_a_scored_leads_facts_are_the_fields_of_its_whole_payload() -> None:
+    """``LeadFacts.of`` leaves the score's lines out of its dump: a list, which ``lead_fields`` skips."""
+    scored = LeadScored.model_validate({
+        "lead_id": "l-1", "score": 72.5, "fit_grade": "A", "engagement_level": 3, "tier": "hot", "is_mql": True,
+        "model_version": "v3", "lifecycle_stage": "mql", "form_key": "demo",
+        "breakdown": [{"rule_id": "r1", "category": "fit", "points": 10.0, "reason": "VP"}],
+        "profile": {"email": "jane@acme.com", "country": "US", "employee_count": 500, "job_title": "VP"},
+        "account": {"account_id": "acc-1", "name": "Acme", "domain": "acme.com", "confidence": 0.9,
+                    "method": "domain", "owner_rep_id": "rep-1"},
+        "quality": {"score": 90, "reasons": ["email_valid"]},
+        "attribution": {"utm_source": "google"}, "custom_fields": {"budget": "50k"},
+    })
+    facts = domain.LeadFacts.of(scored)
+    assert facts.fields == domain.lead_fields(scored.model_dump(mode="json"))
+    assert facts.fields["quality.score"] == 90 and facts.fields["source"] == "google"
+    assert facts.account == domain.AccountRef("acc-1", "Acme", "rep-1")
 
 
 def test_a_matches_condition_needs_a_pattern_re2_can_run() -> None:
