@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -43,6 +47,44 @@ def test_signed_headers_verify_with_the_reference_library() -> None:
         Webhook(new_secret()).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body.replace("l-1", "l-2"), headers)
+
+
+def _as_json_dumps_wrote(event_type: str, data: dict[str, Any], now: datetime) -> str:
+    """What ``webhook_payload`` wrote before it used orjson."""
+    body = {"type": event_type, "timestamp": now.isoformat(), "data": data}
+    return json.dumps(body, separators=(",", ":"), default=str)
+
+
+@dataclass
+class _Point:
+    x: int
+
+
+PAYLOAD_VALUES: list[Any] = [
+    "plain", "Zoë Müller-Łukasiewicz", "東京", "emoji 🚀", "tab\tand\nnewline", "quote \" and \\", "\x00\x1f",
+    "\u2028", 0, -1, 2**63 - 1, -(2**63), 72.5, 0.1, 1e16, 5e-07, -0.0, 1.7976931348623157e308, True, False, None,
+    [], {}, [1, "a", None], {"nested": {"deeper": [1.5, {"x": "y"}]}}, ("tu", "ple"),
+    datetime(2026, 12, 8, 1, 2, 3, 456789, tzinfo=UTC), datetime(2026, 12, 8, 1, 2, 3),
+    date(2026, 12, 8), time(1, 2, 3), Decimal("12.3400"), uuid.UUID(int=7), _Point(3), {1, 2} - {2}, b"raw",
+]
+
+
+@pytest.mark.parametrize("value", PAYLOAD_VALUES, ids=[repr(v)[:30] for v in PAYLOAD_VALUES])
+def test_a_payload_says_what_json_dumps_said(value: Any) -> None:
+    now = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    body = webhook_payload("lead.routed", {"lead_id": "l-1", "value": value}, now)
+    assert json.loads(body) == json.loads(_as_json_dumps_wrote("lead.routed", {"lead_id": "l-1", "value": value}, now))
+    # Signed as what is sent: UTF-8.
+    secret = new_secret()
+    headers = signed_headers([secret], "msg_1", datetime.now(UTC), body)
+    assert Webhook(secret).verify(body.encode(), headers)["data"]["lead_id"] == "l-1"
+
+
+@pytest.mark.parametrize("value", [2**64, "\ud800 lone", {1: "int key"}], ids=["big int", "surrogate", "int key"])
+def test_what_orjson_refuses_is_written_by_the_standard_library(value: Any) -> None:
+    now = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    assert webhook_payload("lead.routed", {"value": value}, now) == _as_json_dumps_wrote(
+        "lead.routed", {"value": value}, now)
 
 
 def test_during_rotation_both_secrets_sign_and_either_verifies() -> None:
